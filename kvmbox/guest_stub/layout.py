@@ -1,0 +1,82 @@
+"""Guest memory layout: every magic address, port and MSR of the guest, in one place.
+
+Guest-physical addresses are offsets in the MemoryFile (one KVM memslot at
+guest-physical 0).  The stub region is one PML4 slot (index 255, the top of the
+lower half) shared by every address space; PVM needs it in the lower half, so
+the application's range ends where it starts.
+"""
+from __future__ import annotations
+
+PAGE_SIZE = 0x1000
+PAGE_SHIFT = 12
+
+# --- virtual layout -------------------------------------------------------
+USER_TOP = 0x7F80_0000_0000          # end (exclusive) of the application's address range
+STUB_PML4_INDEX = 255                # PML4 slot holding the stub region in every address space
+STUB_VIRT = 0x7F80_0000_0000         # virtual base of the stub region (== USER_TOP)
+
+# Default placements for the application (Linux-like, below USER_TOP).
+STACK_TOP = 0x7F7F_FFFF_F000         # top of the initial stack (grows down)
+STACK_MAX = 8 << 20                  # RLIMIT_STACK default: 8 MiB
+MMAP_BASE = 0x7F7F_0000_0000         # top-down mmap allocations start below here
+ELF_ET_DYN_BASE = 0x5555_5555_4000   # load base of static-pie (ET_DYN) executables
+
+# --- the stub region: offsets from STUB_VIRT == guest-physical addresses --
+# The region is identity-offset: virtual STUB_VIRT + X maps physical X.
+GDT_OFF = 0x0000                     # GDT (one page)
+IDT_OFF = 0x1000                     # IDT: 256 16-byte gates
+TSS_OFF = 0x2000                     # 64-bit TSS followed by its I/O permission bitmap
+TSS_IOMAP_OFF = 0x68                 # I/O bitmap offset inside the TSS
+TSS_LIMIT = 0x68 + 8192              # TSS + full 65536-port bitmap + terminator byte - 1
+HANDLERS_OFF = 0x5000                # ring-0 exception entry points (32 bytes each)
+HANDLER_STRIDE = 32
+TRAMPOLINE_OFF = 0x6000              # the user-mode syscall trampoline page (user R+X)
+VDSO_DATA_OFF = 0x7000               # per-VM page readable by the user (reserved: time, ids)
+PERCPU_OFF = 0x10000                 # per-vCPU area: stacks
+PERCPU_STRIDE = 0x4000               # 16 KiB per vCPU
+MAX_VCPUS = 64
+STUB_TABLES_OFF = 0x120000           # PDPT/PD/PT of the stub region (built once per VM)
+STUB_RESERVED = 0x200000             # physical [0, 2 MiB) belongs to the stub; frames start above
+
+# --- GDT selectors (Linux's layout) -----------------------------------------
+KERNEL_CS = 0x10
+KERNEL_DS = 0x18
+USER_CS32 = 0x23                     # STAR[63:48]: sysret uses +16 for 64-bit CS, +8 for SS
+USER_DS = 0x2B
+USER_CS = 0x33
+TSS_SEL = 0x40
+
+# --- ports: the exit protocol towards the Sentry -----------------------------
+PORT_SYSCALL = 0x10                  # `out` in the user trampoline: a syscall (RIP == trampoline + 2)
+PORT_EXCEPTION = 0x11                # `out` in a ring-0 handler: an exception frame on the IST stack
+
+# --- MSRs ------------------------------------------------------------------
+MSR_EFER = 0xC000_0080
+MSR_STAR = 0xC000_0081
+MSR_LSTAR = 0xC000_0082
+MSR_CSTAR = 0xC000_0083
+MSR_FMASK = 0xC000_0084
+MSR_FS_BASE = 0xC000_0100
+MSR_GS_BASE = 0xC000_0101
+MSR_KERNEL_GS_BASE = 0xC000_0102
+
+# --- control register bits ---------------------------------------------------
+CR0_PE, CR0_MP, CR0_ET, CR0_NE, CR0_WP, CR0_PG = 1 << 0, 1 << 1, 1 << 4, 1 << 5, 1 << 16, 1 << 31
+CR4_PAE, CR4_PGE, CR4_OSFXSR, CR4_OSXMMEXCPT = 1 << 5, 1 << 7, 1 << 9, 1 << 10
+CR4_UMIP, CR4_FSGSBASE, CR4_OSXSAVE, CR4_SMEP, CR4_SMAP = 1 << 11, 1 << 16, 1 << 18, 1 << 20, 1 << 21
+EFER_SCE, EFER_LME, EFER_LMA, EFER_NXE = 1 << 0, 1 << 8, 1 << 10, 1 << 11
+
+# Exception vectors that push an error code.
+VECTORS_WITH_ERROR = frozenset({8, 10, 11, 12, 13, 14, 17, 21, 29, 30})
+# Exception frame pushed by a handler: vector, error, rip, cs, rflags, rsp, ss (7 qwords).
+EXC_FRAME_QWORDS = 7
+
+
+def percpu_stack_top(vcpu_index: int) -> int:
+    """Physical (== stub-relative) top of vCPU `vcpu_index`'s ring-0 IST stack."""
+    return PERCPU_OFF + (vcpu_index + 1) * PERCPU_STRIDE
+
+
+def exc_frame_phys(vcpu_index: int) -> int:
+    """Where a ring-0 handler leaves the 7-qword exception frame for vCPU `vcpu_index`."""
+    return percpu_stack_top(vcpu_index) - 8 * EXC_FRAME_QWORDS

@@ -1,0 +1,139 @@
+"""The platform interfaces: what the Sentry needs from a trap mechanism (KVM, ptrace).
+
+A Platform owns the MemoryFile (guest RAM).  An AddressSpace maps guest-virtual
+pages to MemoryFile offsets for one guest process.  A Context runs one guest
+thread until it traps and returns an Event saying why.  Nothing below these
+interfaces knows about files or processes; nothing above them knows about KVM.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+# Page protections, the same bits as PROT_READ / PROT_WRITE / PROT_EXEC.
+PROT_NONE, PROT_READ, PROT_WRITE, PROT_EXEC = 0, 1, 2, 4
+
+
+class AddressSpace(ABC):
+    """The page mappings of one guest process.  All arguments are page-aligned."""
+
+    @abstractmethod
+    def map(self, vaddr: int, length: int, phys: int, prot: int) -> None:
+        """Map [vaddr, vaddr+length) to MemoryFile offsets [phys, phys+length).
+
+        Replaces any existing mapping in the range.  prot == PROT_NONE maps nothing.
+        """
+
+    @abstractmethod
+    def unmap(self, vaddr: int, length: int) -> None:
+        """Remove every mapping in [vaddr, vaddr+length); the guest sees it at once."""
+
+    @abstractmethod
+    def protect(self, vaddr: int, length: int, prot: int) -> None:
+        """Change the protection of the pages already mapped in the range."""
+
+    @abstractmethod
+    def release(self) -> None:
+        """Free everything the address space holds (its page-table frames)."""
+
+
+class Event:
+    """Why Context.switch() returned."""
+    __slots__ = ()
+
+
+class SyscallEvent(Event):
+    """The guest made a system call; arguments are in the context's registers."""
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "Syscall"
+
+
+class InterruptedEvent(Event):
+    """Context.interrupt() was called (timeout, kill, signal to deliver)."""
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "Interrupted"
+
+
+SYSCALL = SyscallEvent()
+INTERRUPTED = InterruptedEvent()
+
+
+@dataclass(frozen=True, slots=True)
+class Fault(Event):
+    """A CPU exception in guest user mode (vector = x86 exception number).
+
+    `address` is CR2 for a page fault, else the faulting RIP.  `error_code`
+    is the exception's error code (page-fault bits for #PF), 0 if it has none.
+    """
+    vector: int
+    address: int
+    error_code: int
+    rip: int
+
+
+# x86 exception vectors the Sentry distinguishes.
+VEC_DE, VEC_DB, VEC_BP, VEC_OF, VEC_BR, VEC_UD, VEC_NM = 0, 1, 3, 4, 5, 6, 7
+VEC_GP, VEC_PF, VEC_MF, VEC_AC, VEC_XM = 13, 14, 16, 17, 19
+# Page-fault error code bits.
+PF_PRESENT, PF_WRITE, PF_USER, PF_RSVD, PF_INSTR = 1, 2, 4, 8, 16
+
+
+class Context(ABC):
+    """One guest thread's register state and the means to run it."""
+
+    @abstractmethod
+    def switch(self, aspace: AddressSpace) -> Event:
+        """Run the thread in `aspace` until it traps; returns SYSCALL, INTERRUPTED or a Fault."""
+
+    @abstractmethod
+    def interrupt(self) -> None:
+        """Make a running (or the next) switch() return INTERRUPTED promptly; thread-safe."""
+
+    @abstractmethod
+    def clear_interrupt(self) -> None:
+        """Forget a pending interrupt()."""
+
+    @abstractmethod
+    def syscall_args(self) -> tuple[int, int, int, int, int, int, int]:
+        """(nr, arg0..arg5) of the system call that just trapped."""
+
+    @abstractmethod
+    def set_return(self, value: int) -> None:
+        """Set the system call's return value (negative errno for failures)."""
+
+    @abstractmethod
+    def get_regs(self) -> dict[str, int]:
+        """All general registers by name: rax..r15, rip, rsp, rflags, fs_base, gs_base."""
+
+    @abstractmethod
+    def set_regs(self, **regs: int) -> None:
+        """Set registers by name (same names as get_regs)."""
+
+    @abstractmethod
+    def release(self) -> None:
+        """Free the context's resources."""
+
+
+class Platform(ABC):
+    """A trap mechanism: creates address spaces and contexts over one MemoryFile."""
+
+    name: str = "?"
+    flavour: str = "?"
+
+    @abstractmethod
+    def new_address_space(self) -> AddressSpace: ...
+
+    @abstractmethod
+    def new_context(self) -> Context: ...
+
+    @property
+    @abstractmethod
+    def user_range(self) -> tuple[int, int]:
+        """[lowest, highest) guest-virtual address the application may use."""
+
+    @abstractmethod
+    def close(self) -> None: ...
