@@ -1,0 +1,1 @@
+"""Guest memory: MemoryFile, frame allocator, page tables, VMAs and the MemoryManager."""

@@ -1,0 +1,1 @@
+"""The Sentry: kvmbox's Linux ABI implementation (tasks, syscalls, loader, files)."""

@@ -1,0 +1,1 @@
+"""The syscall table (data) and one module of handlers per area."""
