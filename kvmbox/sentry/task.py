@@ -1,0 +1,88 @@
+"""Task: one guest thread (registers via its Context, signal mask) in a thread group.
+
+Lock order: none yet (one task per Sandbox run); when threads arrive, Kernel.lock
+before ThreadGroup.lock before MemoryManager.lock.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kvmbox.mm.manager import MemoryManager
+    from kvmbox.platform.base import Context
+    from kvmbox.sentry.files import FdTable
+    from kvmbox.sentry.kernel import Kernel
+
+RLIM_INFINITY = (1 << 64) - 1
+
+
+class TaskExit(Exception):
+    """Raised by exit/exit_group (and fatal signals) to leave the run loop."""
+
+    def __init__(self, status: int = 0, signal: int = 0, core: bool = False) -> None:
+        self.status = status & 0xFF
+        self.signal = signal
+        self.core = core
+
+
+@dataclass
+class Credentials:
+    """Ids the guest sees: the host's real ids of the Sentry (as runsc --rootless reports)."""
+    uid: int = field(default_factory=os.getuid)
+    gid: int = field(default_factory=os.getgid)
+    euid: int = field(default_factory=os.geteuid)
+    egid: int = field(default_factory=os.getegid)
+
+
+def default_rlimits(memory_limit: int | None, nofile: int = 1024) -> dict[int, list[int]]:
+    """RLIMIT_* -> [soft, hard], Linux's defaults with the sandbox's own limits folded in."""
+    inf = RLIM_INFINITY
+    mem = memory_limit if memory_limit else inf
+    return {
+        0: [inf, inf],            # CPU
+        1: [inf, inf],            # FSIZE
+        2: [inf, inf],            # DATA
+        3: [8 << 20, inf],        # STACK
+        4: [0, inf],              # CORE
+        5: [inf, inf],            # RSS
+        6: [4096, 4096],          # NPROC
+        7: [nofile, nofile],      # NOFILE
+        8: [8 << 20, 8 << 20],    # MEMLOCK
+        9: [mem, mem],            # AS
+        10: [inf, inf],           # LOCKS
+        11: [4096, 4096],         # SIGPENDING
+        12: [819200, 819200],     # MSGQUEUE
+        13: [0, 0],               # NICE
+        14: [0, 0],               # RTPRIO
+        15: [inf, inf],           # RTTIME
+    }
+
+
+class Task:
+    """One guest thread.  Handlers receive it as `t` and reach everything through it."""
+
+    def __init__(self, kernel: "Kernel", ctx: "Context", mm: "MemoryManager", fds: "FdTable",
+                 tid: int, exe_path: str, argv: list[str], rlimits: dict[int, list[int]]) -> None:
+        self.kernel = kernel
+        self.ctx = ctx
+        self.mm = mm
+        self.fds = fds
+        self.tid = tid
+        self.tgid = tid            # thread-group id == pid
+        self.ppid = kernel.sentry_pid
+        self.pgid = tid
+        self.sid = tid
+        self.creds = Credentials()
+        self.exe_path = exe_path   # guest path of the executable (for /proc/self/exe)
+        self.argv = argv
+        self.cwd = "/"
+        self.umask = 0o022
+        self.rlimits = rlimits
+        self.sigmask = 0
+        self.sigactions: dict[int, bytes] = {}   # signo -> raw struct sigaction as set by the guest
+        self.clear_child_tid = 0
+        self.robust_list = (0, 0)
+        self.fs_base = 0
+        self.exited: TaskExit | None = None
