@@ -214,6 +214,7 @@ class Vcpu:
         self.events_view = self._run_mv[RUN_SYNC_EVENTS:RUN_SYNC_EVENTS + EVENTS_SIZE]
         self._ctl = self._run_mv[RUN_VALID_REGS:RUN_VALID_REGS + 16].cast("Q")
         self._reason = self._run_mv[RUN_EXIT_REASON:RUN_EXIT_REASON + 4].cast("I")
+        self._io_port = self._run_mv[RUN_EXIT_UNION + 2:RUN_EXIT_UNION + 4].cast("H")
 
     # --- setup-time ioctls (never on the hot path) --------------------------
     def get_regs(self) -> bytearray:
@@ -278,7 +279,8 @@ class Vcpu:
         self.run_map[RUN_IMMEDIATE_EXIT] = 1 if on else 0
 
     def io_port(self) -> int:
-        return struct.unpack_from("H", self.run_map, RUN_EXIT_UNION + 2)[0]
+        """The port of the last KVM_EXIT_IO."""
+        return self._io_port[0]
 
     def io(self) -> IoExit:
         direction, size, port, count, data_off = struct.unpack_from("BBHIQ", self.run_map, RUN_EXIT_UNION)
@@ -300,6 +302,7 @@ class Vcpu:
             self.events_view.release()
             self._ctl.release()
             self._reason.release()
+            self._io_port.release()
             self._run_mv.release()
             self.run_map.close()
             os.close(self.fd)

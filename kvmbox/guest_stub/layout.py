@@ -23,18 +23,19 @@ ELF_ET_DYN_BASE = 0x5555_5555_4000   # load base of static-pie (ET_DYN) executab
 
 # --- the stub region: offsets from STUB_VIRT == guest-physical addresses --
 # The region is identity-offset: virtual STUB_VIRT + X maps physical X.
-GDT_OFF = 0x0000                     # GDT (one page)
-IDT_OFF = 0x1000                     # IDT: 256 16-byte gates
-TSS_OFF = 0x2000                     # 64-bit TSS followed by its I/O permission bitmap
-TSS_IOMAP_OFF = 0x68                 # I/O bitmap offset inside the TSS
-TSS_LIMIT = 0x68 + 8192              # TSS + full 65536-port bitmap + terminator byte - 1
-HANDLERS_OFF = 0x5000                # ring-0 exception entry points (32 bytes each)
+GDT_OFF = 0x0000                     # GDT (one page): Linux's selectors, then one TSS descriptor per vCPU
+IDT_OFF = 0x1000                     # IDT: 256 16-byte gates (vectors 0-31 wired)
+HANDLERS_OFF = 0x2000                # ring-0 exception entry points (HANDLER_STRIDE bytes each)
 HANDLER_STRIDE = 32
-TRAMPOLINE_OFF = 0x6000              # the user-mode syscall trampoline page (user R+X)
-VDSO_DATA_OFF = 0x7000               # per-VM page readable by the user (reserved: time, ids)
-PERCPU_OFF = 0x10000                 # per-vCPU area: stacks
-PERCPU_STRIDE = 0x4000               # 16 KiB per vCPU
-MAX_VCPUS = 64
+TRAMPOLINE_OFF = 0x3000              # the user-mode syscall trampoline page (user R+X)
+VDSO_DATA_OFF = 0x4000               # per-VM page readable by the user (reserved: time, ids)
+PERCPU_OFF = 0x10000                 # per-vCPU areas: TSS + I/O bitmap, then the IST stack
+PERCPU_STRIDE = 0x8000               # 32 KiB per vCPU
+PERCPU_TSS = 0x0                     # 64-bit TSS at the start of a vCPU's area...
+TSS_IOMAP_OFF = 0x68                 # ...its I/O permission bitmap right after the 104-byte TSS
+TSS_LIMIT = 0x68 + 8192              # TSS + 65536-port bitmap + the terminator byte, minus 1
+PERCPU_SCRATCH = 0x2100              # hw flavour: per-vCPU slot saving the user RSP across a syscall
+MAX_VCPUS = 32                       # per-vCPU areas fit below STUB_TABLES_OFF
 STUB_TABLES_OFF = 0x120000           # PDPT/PD/PT of the stub region (built once per VM)
 STUB_RESERVED = 0x200000             # physical [0, 2 MiB) belongs to the stub; frames start above
 
@@ -44,7 +45,7 @@ KERNEL_DS = 0x18
 USER_CS32 = 0x23                     # STAR[63:48]: sysret uses +16 for 64-bit CS, +8 for SS
 USER_DS = 0x2B
 USER_CS = 0x33
-TSS_SEL = 0x40
+TSS_SEL = 0x40                       # vCPU i uses TSS_SEL + 16*i (64-bit TSS descriptors are 16 bytes)
 
 # --- ports: the exit protocol towards the Sentry -----------------------------
 PORT_SYSCALL = 0x10                  # `out` in the user trampoline: a syscall (RIP == trampoline + 2)
@@ -70,6 +71,11 @@ EFER_SCE, EFER_LME, EFER_LMA, EFER_NXE = 1 << 0, 1 << 8, 1 << 10, 1 << 11
 VECTORS_WITH_ERROR = frozenset({8, 10, 11, 12, 13, 14, 17, 21, 29, 30})
 # Exception frame pushed by a handler: vector, error, rip, cs, rflags, rsp, ss (7 qwords).
 EXC_FRAME_QWORDS = 7
+
+
+def percpu_tss(vcpu_index: int) -> int:
+    """Physical (== stub-relative) address of vCPU `vcpu_index`'s TSS."""
+    return PERCPU_OFF + vcpu_index * PERCPU_STRIDE + PERCPU_TSS
 
 
 def percpu_stack_top(vcpu_index: int) -> int:

@@ -1,0 +1,122 @@
+"""The guest stub's assembly source and its build (keystone), cached on disk.
+
+Two flavours share one exit protocol towards the Sentry (see layout.PORT_*):
+
+pvm-native (this machine's PVM /dev/kvm): `syscall` from ring 3 does not enter
+ring 0 on PVM; it jumps to LSTAR still in CPL3.  LSTAR therefore points at a
+user-readable trampoline page holding `out PORT_SYSCALL, al; jmp rcx`.  The
+`out` is the VM exit (the TSS I/O bitmap allows exactly that port to ring 3);
+the host reads and writes registers through KVM_CAP_SYNC_REGS and the
+trampoline returns with `jmp rcx`.  RFLAGS are untouched because FMASK is 0
+(nothing runs in ring 0 on this path, so there is nothing to protect, and the
+trampoline could not restore masked flags without touching the user stack).
+
+hw (bare-metal VMX/SVM): LSTAR points at a supervisor page: swap to the
+per-vCPU kernel stack, exit with the same port, and return with sysretq (or
+iretq when RCX is not canonical).  It is assembled and laid out like
+pvm-native but cannot be exercised on a PVM host.
+
+Exceptions (both flavours) go through the IDT to a 32-byte ring-0 entry per
+vector on the IST1 stack: push a zero error code when the CPU pushes none,
+push the vector, `out PORT_EXCEPTION, al`, then drop both and `iretq`.  The
+host reads the 7-qword frame at layout.exc_frame_phys(vcpu) while the vCPU
+sits after the `out`; resuming it returns to the (possibly edited) frame.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from kvmbox.guest_stub import layout as L
+
+FLAVOURS = ("pvm-native", "hw")
+
+
+def _handler_source(vector: int) -> str:
+    push_err = "" if vector in L.VECTORS_WITH_ERROR else "push 0\n"
+    return f"{push_err}push {vector}\nout {L.PORT_EXCEPTION}, al\nadd rsp, 16\niretq\n"
+
+
+TRAMPOLINE_PVM = f"out {L.PORT_SYSCALL}, al\njmp rcx\n"
+
+# Ring-0 syscall entry for hardware virtualization (flavour "hw").  GS_BASE
+# (after swapgs) is the vCPU's per-CPU area: the TSS (RSP0 at +4) and a scratch
+# slot for the user RSP.  The host never resumes this path with a
+# non-canonical RCX (it turns that into SIGSEGV as Linux's iret path does), so
+# sysretq is always safe here.
+SYSCALL_ENTRY_HW = f"""
+swapgs
+mov qword ptr gs:[{L.PERCPU_SCRATCH}], rsp
+mov rsp, qword ptr gs:[4]
+out {L.PORT_SYSCALL}, al
+mov rsp, qword ptr gs:[{L.PERCPU_SCRATCH}]
+swapgs
+.byte 0x48, 0x0f, 0x07   # sysretq (keystone lacks the mnemonic)
+"""
+
+
+@dataclass(frozen=True)
+class StubCode:
+    """Assembled stub pieces, each to be placed at STUB_VIRT + its offset."""
+    flavour: str
+    handlers: tuple[bytes, ...]          # 32 entries, one per exception vector
+    trampoline: bytes                    # the user trampoline (pvm-native) or ring-0 entry (hw)
+    syscall_exit_offset: int             # offset of the instruction after the syscall `out`
+
+
+def _sources(flavour: str) -> dict[str, str]:
+    src = {f"h{v}": _handler_source(v) for v in range(32)}
+    src["trampoline"] = TRAMPOLINE_PVM if flavour == "pvm-native" else SYSCALL_ENTRY_HW
+    return src
+
+
+def _assemble(flavour: str) -> dict[str, str]:
+    from keystone import KS_ARCH_X86, KS_MODE_64, Ks  # imported only when the cache misses
+
+    ks = Ks(KS_ARCH_X86, KS_MODE_64)
+    out = {}
+    for name, text in _sources(flavour).items():
+        if name.startswith("h"):
+            base = L.STUB_VIRT + L.HANDLERS_OFF + int(name[1:]) * L.HANDLER_STRIDE
+        else:
+            base = L.STUB_VIRT + L.TRAMPOLINE_OFF
+        encoding, _ = ks.asm(text, base)
+        out[name] = bytes(encoding).hex()
+    return out
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(root) / "kvmbox"
+
+
+@functools.cache
+def build(flavour: str = "pvm-native") -> StubCode:
+    """Assemble the stub for `flavour`, using an on-disk cache keyed by the source text."""
+    if flavour not in FLAVOURS:
+        raise ValueError(f"unknown stub flavour {flavour!r}")
+    key = hashlib.sha256(json.dumps(_sources(flavour), sort_keys=True).encode()).hexdigest()[:16]
+    path = _cache_dir() / f"stub-{flavour}-{key}.json"
+    try:
+        pieces = json.loads(path.read_text())
+    except (OSError, ValueError):
+        pieces = _assemble(flavour)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(pieces))
+            tmp.replace(path)
+        except OSError:
+            pass  # a read-only home only costs re-assembly next time
+    handlers = tuple(bytes.fromhex(pieces[f"h{v}"]) for v in range(32))
+    for v, code in enumerate(handlers):
+        if len(code) > L.HANDLER_STRIDE:
+            raise AssertionError(f"exception entry {v} is {len(code)} bytes")
+    tramp = bytes.fromhex(pieces["trampoline"])
+    # The syscall exit is the first `out imm8, al` (0xE6 imm8) in the entry path.
+    exit_off = tramp.index(bytes([0xE6, L.PORT_SYSCALL])) + 2
+    return StubCode(flavour, handlers, tramp, exit_off)

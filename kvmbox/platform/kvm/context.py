@@ -1,0 +1,178 @@
+"""KvmContext: one guest thread on one vCPU; switch() is the KVM run loop, one readable switch over exits."""
+from __future__ import annotations
+
+import signal
+import struct
+import threading
+from typing import TYPE_CHECKING
+
+from kvmbox.errors import SandboxCrash
+from kvmbox.guest_stub import layout as L
+from kvmbox.kvm_ioctls import (KVM_SYNC_X86_REGS, KVM_SYNC_X86_SREGS, R8, R9, R10, R11, R12,
+                               R13, R14, R15, RAX, RBP, RBX, RCX, RDI, RDX, RFLAGS, RIP, RSI, RSP,
+                               SEGMENT_SIZE, SREGS_CR_OFF, Vcpu, VcpuExit)
+from kvmbox.platform.base import INTERRUPTED, SYSCALL, AddressSpace, Context, Event, Fault, VEC_PF
+from kvmbox.platform.kvm import cpu
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kvmbox.platform.kvm.platform import KvmPlatform
+
+_REG_INDEX = {"rax": RAX, "rbx": RBX, "rcx": RCX, "rdx": RDX, "rsi": RSI, "rdi": RDI, "rsp": RSP,
+              "rbp": RBP, "r8": R8, "r9": R9, "r10": R10, "r11": R11, "r12": R12, "r13": R13,
+              "r14": R14, "r15": R15, "rip": RIP, "rflags": RFLAGS}
+_MASK64 = (1 << 64) - 1
+_FS_BASE_OFF = 2 * SEGMENT_SIZE      # kvm_sregs.fs.base
+_GS_BASE_OFF = 4 * SEGMENT_SIZE      # kvm_sregs.gs.base
+_CR3_OFF = SREGS_CR_OFF + 16
+_FRAME_FMT = "<7Q"                   # vector, error, rip, cs, rflags, rsp, ss
+
+
+class KvmContext(Context):
+    """Runs one guest thread on a pooled vCPU.  Not thread-safe except interrupt()."""
+
+    def __init__(self, platform: "KvmPlatform", vcpu: Vcpu) -> None:
+        self.platform = platform
+        self.vcpu = vcpu
+        self.regs = vcpu.regs
+        base = L.STUB_VIRT
+        self._syscall_exit_rip = base + L.TRAMPOLINE_OFF + platform.stub.syscall_exit_offset
+        self._handlers = (base + L.HANDLERS_OFF, base + L.HANDLERS_OFF + 32 * L.HANDLER_STRIDE)
+        self._frame_phys = L.exc_frame_phys(vcpu.index)
+        self._mem = platform.memfile.view
+        self._configured = False
+        self._pending: dict[str, int] = {}      # registers set before the first entry
+        self._cr3 = -1
+        self.in_exception = False               # the vCPU sits in a ring-0 handler after a Fault
+        self._thread: int | None = None
+        self._interrupt = threading.Event()
+
+    # --- running ---------------------------------------------------------
+    def switch(self, aspace: AddressSpace) -> Event:
+        vcpu = self.vcpu
+        root = aspace.root  # type: ignore[attr-defined]
+        if not self._configured:
+            self._first_entry(root)
+        elif root != self._cr3:
+            struct.pack_into("<Q", vcpu.sregs_view, _CR3_OFF, root)
+            vcpu.mark_dirty(KVM_SYNC_X86_SREGS)
+            self._cr3 = root
+        self._thread = threading.get_ident()
+        if self._interrupt.is_set():
+            vcpu.set_immediate_exit(True)
+        try:
+            reason = vcpu.run()
+        finally:
+            self._thread = None
+        self.in_exception = False
+        if reason is VcpuExit.IO:
+            port = vcpu.io_port()
+            if port == L.PORT_SYSCALL:
+                rip = self.regs[RIP]
+                if rip == self._syscall_exit_rip:
+                    return SYSCALL
+                # `out` to the syscall port outside the trampoline: a privileged
+                # instruction as far as Linux is concerned.
+                return Fault(13, rip, 0, rip)
+            if port == L.PORT_EXCEPTION:
+                return self._exception()
+            raise SandboxCrash(f"guest exit on unexpected port {port:#x} at rip {self.regs[RIP]:#x}")
+        if reason is VcpuExit.INTERRUPTED:
+            return INTERRUPTED
+        if reason is VcpuExit.SHUTDOWN:
+            ev = vcpu.get_vcpu_events()
+            raise SandboxCrash(f"guest triple fault (stub bug): last exception vector {ev[1]} "
+                               f"at rip {self.regs[RIP]:#x}")
+        raise SandboxCrash(f"unexpected KVM exit {reason.name} ({vcpu.raw_exit_reason()}) "
+                           f"at rip {self.regs[RIP]:#x}")
+
+    def _exception(self) -> Event:
+        rip_now = self.regs[RIP]
+        lo, hi = self._handlers
+        if not lo <= rip_now < hi:
+            raise SandboxCrash(f"exception exit from outside the stub handlers (rip {rip_now:#x})")
+        vector, err, rip, cs, _rflags, _rsp, _ss = struct.unpack_from(_FRAME_FMT, self._mem, self._frame_phys)
+        if cs & 3 != 3:
+            raise SandboxCrash(f"ring-0 exception {vector} at rip {rip:#x} (stub bug); sandbox torn down")
+        self.in_exception = True
+        address = self.vcpu.sync_cr(1) if vector == VEC_PF else rip
+        return Fault(vector, address, err, rip)
+
+    def _first_entry(self, root: int) -> None:
+        p = self._pending
+        cpu.configure(self.vcpu, self.platform.cpuid, self.platform.flavour, root,
+                      p.get("rip", 0), p.get("rsp", 0))
+        self.vcpu.enable_sync_regs(KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS)
+        self._cr3 = root
+        self._configured = True
+        self.vcpu.set_immediate_exit(True)      # one empty entry to fill the sync area
+        self.vcpu.run()
+        self.vcpu.set_immediate_exit(False)
+        regs = self.regs
+        for name, value in p.items():
+            self._set_one(name, value)
+        p.clear()
+        regs[RFLAGS] = 0x202
+        self.vcpu.mark_dirty(KVM_SYNC_X86_REGS)
+
+    def interrupt(self) -> None:
+        self._interrupt.set()
+        self.vcpu.set_immediate_exit(True)
+        tid = self._thread
+        if tid is not None:
+            try:
+                signal.pthread_kill(tid, self.platform.kick_signal)
+            except (ProcessLookupError, OSError):
+                pass
+
+    def clear_interrupt(self) -> None:
+        self._interrupt.clear()
+        self.vcpu.set_immediate_exit(False)
+
+    # --- registers -----------------------------------------------------------
+    def syscall_args(self) -> tuple[int, int, int, int, int, int, int]:
+        r = self.regs
+        return r[RAX], r[RDI], r[RSI], r[RDX], r[R10], r[R8], r[R9]
+
+    def set_return(self, value: int) -> None:
+        self.regs[RAX] = value & _MASK64
+        self.vcpu.mark_dirty(KVM_SYNC_X86_REGS)
+
+    def get_regs(self) -> dict[str, int]:
+        if not self._configured:
+            return dict(self._pending)
+        r = self.regs
+        out = {name: r[i] for name, i in _REG_INDEX.items()}
+        if self.in_exception:
+            _v, _e, rip, _cs, rflags, rsp, _ss = struct.unpack_from(_FRAME_FMT, self._mem, self._frame_phys)
+            out.update(rip=rip, rflags=rflags, rsp=rsp)
+        elif r[RIP] == self._syscall_exit_rip:
+            out["rip"] = r[RCX]                  # where the trampoline's `jmp rcx` returns
+        out["fs_base"] = struct.unpack_from("<Q", self.vcpu.sregs_view, _FS_BASE_OFF)[0]
+        out["gs_base"] = struct.unpack_from("<Q", self.vcpu.sregs_view, _GS_BASE_OFF)[0]
+        return out
+
+    def set_regs(self, **regs: int) -> None:
+        if not self._configured:
+            self._pending.update(regs)
+            return
+        for name, value in regs.items():
+            self._set_one(name, value)
+
+    def _set_one(self, name: str, value: int) -> None:
+        value &= _MASK64
+        if name in ("fs_base", "gs_base"):
+            off = _FS_BASE_OFF if name == "fs_base" else _GS_BASE_OFF
+            struct.pack_into("<Q", self.vcpu.sregs_view, off, value)
+            self.vcpu.mark_dirty(KVM_SYNC_X86_SREGS)
+            return
+        if self.in_exception and name in ("rip", "rflags", "rsp"):
+            slot = {"rip": 2, "rflags": 4, "rsp": 5}[name]
+            struct.pack_into("<Q", self._mem, self._frame_phys + 8 * slot, value)
+            return
+        if name == "rip" and self.regs[RIP] == self._syscall_exit_rip:
+            name = "rcx"                         # the trampoline returns through rcx (Linux leaves rcx = rip too)
+        self.regs[_REG_INDEX[name]] = value
+        self.vcpu.mark_dirty(KVM_SYNC_X86_REGS)
+
+    def release(self) -> None:
+        self.platform.return_vcpu(self.vcpu)

@@ -1,0 +1,123 @@
+"""KvmPlatform: one VM with one memslot (the MemoryFile), the stub region, and a pool of vCPUs."""
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import threading
+
+from kvmbox.errors import PlatformUnavailable
+from kvmbox.guest_stub import layout as L
+from kvmbox.guest_stub import stub
+from kvmbox.guest_stub.image import write_stub_region
+from kvmbox.kvm_ioctls import KVM_CAP_SYNC_REGS, KVM_SYNC_X86_REGS, KVM_SYNC_X86_SREGS, Kvm, KvmError, Vcpu
+from kvmbox.mm.frames import FrameAllocator
+from kvmbox.mm.memfile import MemoryFile
+from kvmbox.mm.pagetables import PageTables
+from kvmbox.platform.base import AddressSpace, Context, Platform
+from kvmbox.platform.kvm.context import KvmContext
+
+DEFAULT_DEVICE = "/dev/kvm"
+# Signal used to kick a vCPU thread out of KVM_RUN (timeouts, kill); a no-op handler is installed.
+KICK_SIGNAL = signal.SIGRTMIN + 7
+# Guest RAM beyond the program's memory limit: page tables and the stub region.
+OVERHEAD = 256 << 20
+
+
+def detect_flavour() -> str:
+    """pvm-native when /dev/kvm is the kvm_pvm module, else hw (VMX/SVM)."""
+    return "pvm-native" if os.path.isdir("/sys/module/kvm_pvm") else "hw"
+
+
+def install_kick_handler() -> None:
+    """Install the no-op handler for KICK_SIGNAL (must run in the main thread once)."""
+    if signal.getsignal(KICK_SIGNAL) in (signal.SIG_DFL, None, signal.SIG_IGN):
+        if threading.current_thread() is not threading.main_thread():
+            raise PlatformUnavailable("kvmbox: create the first Sandbox in the main thread "
+                                      "(it installs the signal handler used for timeouts)")
+        signal.signal(KICK_SIGNAL, lambda *_: None)
+
+
+class KvmPlatform(Platform):
+    name = "kvm"
+
+    def __init__(self, memory: int, *, device: str = DEFAULT_DEVICE, flavour: str | None = None,
+                 max_vcpus: int = 4) -> None:
+        self.flavour = flavour or detect_flavour()
+        self.stub = stub.build(self.flavour)
+        install_kick_handler()
+        self.kick_signal = KICK_SIGNAL
+        try:
+            self.kvm = Kvm(device)
+        except FileNotFoundError:
+            raise PlatformUnavailable(f"kvmbox: {device} does not exist (no KVM on this host)") from None
+        except PermissionError:
+            raise PlatformUnavailable(f"kvmbox: permission denied opening {device}") from None
+        except OSError as e:
+            raise PlatformUnavailable(f"kvmbox: cannot use {device}: {e.strerror}") from None
+        self.vm = None
+        self.memfile = None
+        try:
+            if not self.kvm.check_extension(KVM_CAP_SYNC_REGS) & (KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS):
+                raise PlatformUnavailable("kvmbox: this KVM lacks KVM_CAP_SYNC_REGS")
+            self.cpuid = bytes(self.kvm.supported_cpuid())
+            self.vm = self.kvm.create_vm()
+            size = (memory + OVERHEAD + 0x1FFFFF) & ~0x1FFFFF
+            self.memfile = MemoryFile(size)
+            self.vm.set_user_memory_region(0, 0, size, self.memfile.host_address)
+            self.stub_pdpt = write_stub_region(self.memfile.view, self.stub, max_vcpus)
+            self.frames = FrameAllocator(self.memfile)
+        except KvmError as e:
+            self.close()
+            raise PlatformUnavailable(f"kvmbox: KVM setup failed: {e}") from None
+        except BaseException:
+            self.close()
+            raise
+        self.max_vcpus = max_vcpus
+        self._idle: list[Vcpu] = []
+        self._created = 0
+        self._lock = threading.Lock()
+
+    @property
+    def user_range(self) -> tuple[int, int]:
+        return (0x10000, L.USER_TOP)
+
+    def new_address_space(self) -> AddressSpace:
+        return PageTables(self.memfile, self.frames, self.stub_pdpt)
+
+    def new_context(self) -> Context:
+        with self._lock:
+            if self._idle:
+                vcpu = self._idle.pop()
+            elif self._created < self.max_vcpus:
+                vcpu = self.vm.create_vcpu(self._created)
+                self._created += 1
+            else:
+                raise PlatformUnavailable(f"kvmbox: all {self.max_vcpus} vCPUs are in use")
+        return KvmContext(self, vcpu)
+
+    def return_vcpu(self, vcpu: Vcpu) -> None:
+        with self._lock:
+            vcpu.set_immediate_exit(False)
+            self._idle.append(vcpu)
+
+    def close(self) -> None:
+        if self.vm is not None:
+            self.vm.close()
+            self.vm = None
+        if self.memfile is not None:
+            self.memfile.close()
+            self.memfile = None
+        if getattr(self, "kvm", None) is not None:
+            self.kvm.close()
+            self.kvm = None
+
+
+def open_platform(name: str, memory: int, device: str = DEFAULT_DEVICE) -> Platform:
+    """The platform registry: 'kvm' (and later 'ptrace'; 'auto' picks)."""
+    if name in ("kvm", "auto"):
+        return KvmPlatform(memory, device=device)
+    raise PlatformUnavailable(f"kvmbox: unknown platform {name!r} (available: kvm)")
+
+
+__all__ = ["KvmPlatform", "open_platform", "detect_flavour", "errno"]
