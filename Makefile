@@ -1,0 +1,52 @@
+# kvmbox: every task a person needs.  On a fresh machine `make test` and `make demo` set everything up.
+PYTHON  ?= python3
+VENV    := .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+SYSDEPS := $(VENV)/.sysdeps
+
+.PHONY: install sysdeps programs test demo bench clean
+
+install: $(STAMP)
+
+# Debian packages the tests and demo need (musl-gcc for the musl builds).
+$(SYSDEPS):
+	@if ! command -v musl-gcc >/dev/null 2>&1; then \
+	  echo "installing musl-tools (apt-get)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq musl-tools >/dev/null; \
+	fi
+	@mkdir -p $(VENV) && touch $@
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip >/dev/null
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+sysdeps: $(SYSDEPS)
+
+programs: $(SYSDEPS)
+	$(MAKE) -s -C tests/programs -j2
+	$(MAKE) -s -C benchmarks/programs -j2
+
+test: install programs
+	$(PY) -m pytest -q tests
+
+demo: install programs
+	@$(PY) -m kvmbox info
+	@echo; echo '$$ kvmbox run tests/programs/bin/glibc/hello   (static glibc)'
+	@$(PY) -m kvmbox run tests/programs/bin/glibc/hello
+	@echo; echo '$$ kvmbox run tests/programs/bin/pie/hello     (static-pie glibc)'
+	@$(PY) -m kvmbox run tests/programs/bin/pie/hello
+	@echo; echo '$$ kvmbox run tests/programs/bin/musl/hello    (static musl)'
+	@$(PY) -m kvmbox run tests/programs/bin/musl/hello
+	@echo; echo '$$ echo "1 2 3" | kvmbox run --strace tests/programs/bin/musl/hello'
+	@echo "1 2 3" | $(PY) -m kvmbox run --strace tests/programs/bin/musl/hello
+	@echo; echo '$$ kvmbox run tests/programs/bin/glibc/fpmath'
+	@$(PY) -m kvmbox run tests/programs/bin/glibc/fpmath
+
+bench: install programs
+	$(PY) -m pytest -q benchmarks
+
+clean:
+	rm -rf $(VENV) tests/programs/bin benchmarks/programs/bin .pytest_cache

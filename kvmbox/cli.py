@@ -1,0 +1,138 @@
+"""The `kvmbox` command line: run, syscalls, info, bench.
+
+Exit statuses of `kvmbox run`: the program's own status, 128+N when it was
+killed by signal N, 124 when --timeout expired, 125 when kvmbox itself failed
+(bad option, no usable /dev/kvm, sandbox crash), 126 when the program cannot be
+executed (not ELF, wrong architecture, truncated, no permission, a directory,
+dynamically linked), 127 when it does not exist.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Sequence
+
+from kvmbox.errors import EXIT_KVMBOX_FAILED, EXIT_TIMEOUT, KvmboxError
+
+USAGE_ERROR = EXIT_KVMBOX_FAILED
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, status 125 (kvmbox failed), no usage dump
+        print(f"kvmbox: {message}", file=sys.stderr)
+        raise SystemExit(USAGE_ERROR)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="kvmbox", description="Run x86-64 Linux programs in a KVM sandbox "
+                "whose kernel is written in Python.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    r = sub.add_parser("run", help="run a program in the sandbox")
+    r.add_argument("--platform", default="auto", choices=["auto", "kvm"],
+                   help="trap mechanism (auto: kvm when /dev/kvm opens)")
+    r.add_argument("--strace", action="store_true", help="print each syscall on stderr")
+    r.add_argument("--env", action="append", default=[], metavar="K=V", help="set an environment variable")
+    r.add_argument("--memory", default="2G", metavar="SIZE", help="memory limit (default 2G)")
+    r.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                   help="stop the program after this long (exit status 124)")
+    r.add_argument("--hostname", default="kvmbox")
+    r.add_argument("--kvm-device", default="/dev/kvm", help=argparse.SUPPRESS)
+    r.add_argument("--debug", action="store_true", help="print platform details and Python tracebacks")
+    r.add_argument("program")
+    r.add_argument("args", nargs=argparse.REMAINDER)
+    sub.add_parser("syscalls", help="print the syscall table with support levels")
+    i = sub.add_parser("info", help="describe the platform kvmbox would use here")
+    i.add_argument("--kvm-device", default="/dev/kvm", help=argparse.SUPPRESS)
+    b = sub.add_parser("bench", help="run the benchmark suite (same as `make bench`)")
+    b.add_argument("pytest_args", nargs=argparse.REMAINDER)
+    return p
+
+
+def _cmd_run(ns: argparse.Namespace) -> int:
+    from kvmbox.sandbox import DEFAULT_ENV, Sandbox
+    from kvmbox.sentry.files import HostStream
+
+    env = dict(DEFAULT_ENV)
+    if "TERM" in os.environ:
+        env["TERM"] = os.environ["TERM"]
+    for item in ns.env:
+        if "=" not in item:
+            raise KvmboxError(f"kvmbox: --env wants K=V, got {item!r}")
+        k, v = item.split("=", 1)
+        env[k] = v
+    stdio = [HostStream(0, True, False), HostStream(1, False, True), HostStream(2, False, True)]
+    trace = (lambda line: print(line, file=sys.stderr, flush=True)) if ns.strace else None
+    try:
+        with Sandbox(platform=ns.platform, memory=ns.memory, timeout=ns.timeout,
+                     hostname=ns.hostname, kvm_device=ns.kvm_device) as sb:
+            if ns.debug:
+                print(f"kvmbox: platform {sb.platform_name}, flavour {sb.flavour}", file=sys.stderr)
+            r = sb.run([ns.program, *ns.args], env=env, stdio=stdio, trace=trace)
+    finally:
+        for f in stdio:
+            f.release()
+    for line in r.notices:
+        print(line, file=sys.stderr)
+    if r.timed_out:
+        print(f"kvmbox: {ns.program}: timed out after {ns.timeout:g} s", file=sys.stderr)
+        return EXIT_TIMEOUT
+    if r.report:
+        print(f"kvmbox: {ns.program}: {r.report}", file=sys.stderr)
+    return r.exit_code
+
+
+def _cmd_syscalls() -> int:
+    from kvmbox.sentry.syscalls.table import default_table, describe
+
+    for nr, name, support, note in describe(default_table()):
+        print(f"{nr:4d}  {name:24s} {support.value:13s} {note}".rstrip())
+    return 0
+
+
+def _cmd_info(ns: argparse.Namespace) -> int:
+    from kvmbox.platform.kvm.platform import KvmPlatform
+
+    plat = KvmPlatform(64 << 20, device=ns.kvm_device)
+    try:
+        print(f"platform: {plat.name}")
+        print(f"flavour:  {plat.flavour}")
+        print(f"device:   {ns.kvm_device}")
+        lo, hi = plat.user_range
+        print(f"user address range: {lo:#x}-{hi:#x}")
+    finally:
+        plat.close()
+    return 0
+
+
+def _cmd_bench(ns: argparse.Namespace) -> int:
+    import subprocess
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return subprocess.call([sys.executable, "-m", "pytest", os.path.join(root, "benchmarks"),
+                            "-q", *ns.pytest_args])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ns = _parser().parse_args(argv)
+    debug = getattr(ns, "debug", False)
+    try:
+        if ns.command == "run":
+            return _cmd_run(ns)
+        if ns.command == "syscalls":
+            return _cmd_syscalls()
+        if ns.command == "info":
+            return _cmd_info(ns)
+        return _cmd_bench(ns)
+    except KvmboxError as e:
+        msg = str(e)
+        print(msg if msg.startswith("kvmbox") else f"kvmbox: {msg}", file=sys.stderr)
+        return e.exit_status
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 141
+    except Exception as e:  # never a traceback for the user unless asked
+        if debug:
+            raise
+        print(f"kvmbox: internal error: {type(e).__name__}: {e}", file=sys.stderr)
+        return EXIT_KVMBOX_FAILED

@@ -1,0 +1,126 @@
+"""The embedding API: Sandbox (a context manager owning one platform and kernel) and Result."""
+from __future__ import annotations
+
+import os
+import re
+import threading
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+from kvmbox.errors import KvmboxError, ProgramNotFound
+from kvmbox.sentry.files import BytesInput, CaptureOutput, FileDescription
+
+DEFAULT_MEMORY = 2 << 30
+DEFAULT_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root"}
+_SIZE = re.compile(r"^\s*(\d+)\s*([kKmMgGtT]?)[iI]?[bB]?\s*$")
+
+
+def parse_size(text: str | int) -> int:
+    """'512M', '2G', '1048576' -> bytes."""
+    if isinstance(text, int):
+        return text
+    m = _SIZE.match(text)
+    if not m:
+        raise KvmboxError(f"kvmbox: bad size {text!r} (use e.g. 512M or 2G)")
+    mult = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[m.group(2).lower()]
+    return int(m.group(1)) * mult
+
+
+@dataclass
+class Result:
+    """How one program run in a Sandbox ended."""
+    exit_code: int              # the program's exit status, or 128+signal if it was killed
+    signal: int                 # the signal that killed it, 0 if it exited
+    stdout: bytes = b""
+    stderr: bytes = b""
+    timed_out: bool = False
+    report: str | None = None   # one-line description of a fatal fault
+    notices: list[str] = field(default_factory=list)   # kvmbox's own messages (unsupported syscalls ...)
+
+
+def resolve_program(name: str, env: Mapping[str, str]) -> str:
+    """A program name as the shell would find it: paths as given, bare names through PATH."""
+    if "/" in name:
+        return name
+    for d in env.get("PATH", "").split(":"):
+        candidate = os.path.join(d or ".", name)
+        if os.path.isfile(candidate):
+            return candidate
+    raise ProgramNotFound(f"kvmbox: {name}: command not found")
+
+
+class Sandbox:
+    """Runs programs one after another in one KVM VM.
+
+        with kvmbox.Sandbox() as sb:
+            r = sb.run(["/path/to/static-prog", "arg"], stdin=b"...")
+            r.exit_code, r.stdout
+    """
+
+    def __init__(self, platform: str = "auto", memory: int | str = DEFAULT_MEMORY,
+                 timeout: float | None = None, hostname: str = "kvmbox",
+                 kvm_device: str = "/dev/kvm") -> None:
+        from kvmbox.platform.kvm.platform import open_platform
+        from kvmbox.sentry.kernel import Kernel
+
+        self.memory = parse_size(memory)
+        self.timeout = timeout
+        self._platform = open_platform(platform, self.memory, device=kvm_device)
+        self._notices: list[str] = []
+        self._kernel = Kernel(self._platform, memory_limit=self.memory, hostname=hostname,
+                              notice=self._notices.append)
+        self._lock = threading.Lock()
+
+    @property
+    def platform_name(self) -> str:
+        return self._platform.name
+
+    @property
+    def flavour(self) -> str:
+        return self._platform.flavour
+
+    def run(self, argv: Sequence[str], stdin: bytes = b"", env: Mapping[str, str] | None = None,
+            timeout: float | None = None, *, stdio: Sequence[FileDescription] | None = None,
+            trace=None) -> Result:
+        """Run argv[0] with argv; returns its Result.  Bad programs raise a KvmboxError."""
+        if not argv:
+            raise KvmboxError("kvmbox: empty argv")
+        env = dict(DEFAULT_ENV if env is None else env)
+        path = resolve_program(argv[0], env)
+        envp = [f"{k}={v}" for k, v in env.items()]
+        if stdio is None:
+            out, err = CaptureOutput(), CaptureOutput()
+            files: Sequence[FileDescription] = (BytesInput(stdin), out, err)
+        else:
+            out = err = None
+            files = stdio
+        with self._lock:
+            if self._kernel is None:
+                raise KvmboxError("kvmbox: the sandbox is closed")
+            self._notices.clear()
+            self._kernel.trace = trace
+            outcome = self._kernel.run(path, list(argv), envp, files,
+                                       timeout if timeout is not None else self.timeout)
+            notices = list(self._notices)
+        return Result(outcome.exit_code, outcome.signal,
+                      out.getvalue() if out is not None else b"",
+                      err.getvalue() if err is not None else b"",
+                      outcome.timed_out, outcome.report, notices)
+
+    def kill(self) -> None:
+        """Stop the program currently running (from another thread)."""
+        if self._kernel is not None:
+            self._kernel.stop()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._platform is not None:
+                self._platform.close()
+                self._platform = None
+                self._kernel = None
+
+    def __enter__(self) -> "Sandbox":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,199 @@
+"""Kernel: the Sentry's per-sandbox state and the run loop (trap -> dispatch -> resume).
+
+Data flows one way: the platform returns an Event, the loop dispatches a
+syscall through the table (one tuple index, no name lookups), a handler works
+on the Task, and the result goes back in the register frame.  Faults are
+offered to the MemoryManager (demand paging, stack growth) and otherwise end
+the program with the signal Linux would send.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import signal as _signal
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from kvmbox.errors import SyscallError
+from kvmbox.mm.manager import MemoryManager
+from kvmbox.platform.base import INTERRUPTED, SYSCALL, Fault, Platform
+from kvmbox.sentry import faults
+from kvmbox.sentry.files import FdTable, FileDescription
+from kvmbox.sentry.syscalls.table import default_table
+from kvmbox.sentry.task import Task, TaskExit, default_rlimits
+
+KERNEL_RELEASE = "6.1.0-kvmbox"
+KERNEL_VERSION = "#1 SMP PREEMPT_DYNAMIC kvmbox"
+
+
+class Stopped(Exception):
+    """The run was stopped from outside (timeout or kill) while a task was blocked."""
+
+
+@dataclass
+class RunOutcome:
+    """How one program run ended."""
+    exit_code: int            # the program's status, or 128+signal when killed
+    signal: int               # the killing signal, 0 if it exited
+    timed_out: bool = False
+    report: str | None = None  # one-line description of a fatal fault
+
+
+class Kernel:
+    """One sandbox's kernel: platform, syscall table, options; runs programs one at a time."""
+
+    def __init__(self, platform: Platform, *, memory_limit: int | None, hostname: str = "kvmbox",
+                 trace: Callable[[str], None] | None = None,
+                 notice: Callable[[str], None] | None = None) -> None:
+        self.platform = platform
+        self.memory_limit = memory_limit
+        self.hostname = hostname
+        self.release = KERNEL_RELEASE
+        self.version = KERNEL_VERSION
+        self.cpu_count = 1
+        self.boot_monotonic_ns = time.monotonic_ns()
+        self.sentry_pid = os.getpid()
+        self.table = default_table()
+        self.trace = trace
+        self._notice = notice or (lambda msg: None)
+        self._reported: set[int] = set()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._current: Task | None = None
+        self._next_pid = 1
+
+    # --- services handlers use ------------------------------------------------
+    def notice(self, msg: str) -> None:
+        self._notice(msg)
+
+    def sleep(self, t: Task, seconds: float) -> None:
+        """Block the task for `seconds`; raises Stopped if the run is stopped meanwhile."""
+        if self._stop.wait(max(seconds, 0.0)):
+            raise Stopped()
+
+    def wait_forever(self, t: Task) -> None:
+        """Block until the run is stopped (a wait nothing can satisfy); then raise Stopped."""
+        self._stop.wait()
+        raise Stopped()
+
+    def stop(self) -> None:
+        """Stop the current run (kill or timeout); thread-safe."""
+        self._stop.set()
+        with self._lock:
+            task = self._current
+        if task is not None:
+            task.ctx.interrupt()
+
+    # --- running a program ----------------------------------------------------
+    def run(self, path: str, argv: Sequence[str], envp: Sequence[str],
+            stdio: Sequence[FileDescription], timeout: float | None = None) -> RunOutcome:
+        """Load the static ELF at `path` and run it to completion."""
+        from kvmbox.sentry.loader import load_program  # local: the loader pulls in ELF parsing
+
+        self._stop.clear()
+        self._reported.clear()
+        aspace = self.platform.new_address_space()
+        mm = MemoryManager(self.platform.memfile, self.platform.frames, aspace,
+                           limit=self.memory_limit)
+        ctx = None
+        fds = FdTable()
+        for i, f in enumerate(stdio):
+            fds.install(i, f)
+        try:
+            pid = self._next_pid
+            image = load_program(path, mm, argv=list(argv), envp=list(envp))
+            ctx = self.platform.new_context()
+            ctx.set_regs(rip=image.entry, rsp=image.initial_sp)
+            task = Task(self, ctx, mm, fds, pid, image.exe_path, list(argv),
+                        default_rlimits(self.memory_limit))
+            with self._lock:
+                self._current = task
+            timer = None
+            if timeout is not None:
+                timer = threading.Timer(timeout, self.stop)
+                timer.daemon = True
+                timer.start()
+            try:
+                return self._loop(task, aspace)
+            finally:
+                if timer is not None:
+                    timer.cancel()
+                with self._lock:
+                    self._current = None
+        finally:
+            if ctx is not None:
+                ctx.release()
+            fds.release()
+            mm.release()
+
+    def _loop(self, task: Task, aspace) -> RunOutcome:
+        ctx = task.ctx
+        switch, args_of, set_return = ctx.switch, ctx.syscall_args, ctx.set_return
+        table = self.table
+        nslots = len(table)
+        trace = self.trace
+        try:
+            while True:
+                ev = switch(aspace)
+                if ev is SYSCALL:
+                    regs = args_of()
+                    nr = regs[0]
+                    rec = table[nr] if nr < nslots else None
+                    handler = rec.handler if rec is not None else None
+                    if handler is not None:
+                        try:
+                            ret = handler(task, regs[1:])
+                        except SyscallError as e:
+                            ret = -e.errno
+                        except TaskExit:
+                            if trace is not None:
+                                self._trace_call(task, rec, regs, None)
+                            raise
+                    else:
+                        ret = self._unsupported(nr, rec)
+                    set_return(ret)
+                    if trace is not None:
+                        self._trace_call(task, rec, regs, ret)
+                elif ev is INTERRUPTED:
+                    ctx.clear_interrupt()
+                    if self._stop.is_set():
+                        return self._stopped()
+                else:
+                    assert isinstance(ev, Fault)
+                    if ev.vector == 14 and task.mm.handle_fault(ev.address, ev.error_code):
+                        continue
+                    return self._fatal_fault(task, ev)
+        except TaskExit as e:
+            if e.signal:
+                return RunOutcome(128 + e.signal, e.signal)
+            return RunOutcome(e.status, 0)
+        except Stopped:
+            return self._stopped()
+
+    def _stopped(self) -> RunOutcome:
+        return RunOutcome(128 + _signal.SIGKILL, _signal.SIGKILL, timed_out=True)
+
+    def _unsupported(self, nr: int, rec) -> int:
+        if rec is not None and rec.errno:
+            return -rec.errno
+        if nr not in self._reported:
+            self._reported.add(nr)
+            from kvmbox.abi.syscall_numbers import NAME_BY_NR
+            name = NAME_BY_NR.get(nr, "unknown")
+            self._notice(f"kvmbox: unsupported syscall {name} ({nr})")
+        return -errno.ENOSYS
+
+    def _fatal_fault(self, task: Task, fault: Fault) -> RunOutcome:
+        signo = faults.signal_for(fault)
+        try:
+            code = task.mm.copy_in(fault.rip, 16)
+        except SyscallError:
+            code = None
+        return RunOutcome(128 + signo, signo, report=faults.describe(fault, signo, code))
+
+    def _trace_call(self, task: Task, rec, regs, ret) -> None:
+        from kvmbox.sentry.strace import format_call
+        name = rec.name if rec is not None else f"syscall_{regs[0]}"
+        self.trace(format_call(rec if rec is not None else name, regs[1:], ret, task.mm))
