@@ -1,0 +1,236 @@
+"""Platform tests: hand-assembled (keystone) guest code run on the KVM platform, no Sentry involved."""
+from __future__ import annotations
+
+import os
+import struct
+import threading
+import time
+
+import pytest
+from keystone import KS_ARCH_X86, KS_MODE_64, Ks
+
+from kvmbox.guest_stub import layout as L
+from kvmbox.platform.base import INTERRUPTED, PROT_EXEC, PROT_READ, PROT_WRITE, SYSCALL, Fault
+
+CODE = 0x400000
+DATA = 0x600000
+STACK_TOP = 0x800000
+_ks = Ks(KS_ARCH_X86, KS_MODE_64)
+
+
+def kvm_available() -> bool:
+    try:
+        os.close(os.open("/dev/kvm", os.O_RDWR))
+        return True
+    except OSError:
+        return False
+
+
+pytestmark = pytest.mark.skipif(not kvm_available(), reason="no usable /dev/kvm on this host")
+
+
+class Guest:
+    """A bare address space with code, data and stack pages, and one context."""
+
+    def __init__(self, platform, source: str) -> None:
+        self.p = platform
+        self.aspace = platform.new_address_space()
+        self.ctx = platform.new_context()
+        self.frames: list[tuple[int, int]] = []
+        code = bytes(_ks.asm(source, CODE)[0])
+        self.code_phys = self.map(CODE, 0x2000, PROT_READ | PROT_EXEC, code)
+        self.data_phys = self.map(DATA, 0x2000, PROT_READ | PROT_WRITE)
+        self.map(STACK_TOP - 0x4000, 0x4000, PROT_READ | PROT_WRITE)
+        self.ctx.set_regs(rip=CODE, rsp=STACK_TOP - 0x100)
+
+    def map(self, va: int, length: int, prot: int, data: bytes = b"") -> int:
+        ext = self.p.frames.alloc(length // 0x1000)
+        assert len(ext) == 1, "test wants one contiguous extent"
+        phys, n = ext[0]
+        self.frames.append((phys, n))
+        self.p.memfile.write(phys, data.ljust(length, b"\0"))
+        self.aspace.map(va, length, phys, prot)
+        return phys
+
+    def run(self):
+        return self.ctx.switch(self.aspace)
+
+    def close(self) -> None:
+        self.ctx.release()
+        self.aspace.release()
+        for phys, n in self.frames:
+            self.p.frames.free(phys, n)
+
+
+@pytest.fixture(scope="module")
+def platform():
+    from kvmbox.platform.kvm.platform import KvmPlatform
+    p = KvmPlatform(256 << 20)
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def guest(platform):
+    made = []
+
+    def make(source: str) -> Guest:
+        g = Guest(platform, source)
+        made.append(g)
+        return g
+    yield make
+    for g in made:
+        g.close()
+
+
+def test_syscall_round_trip_and_return_value(guest):
+    g = guest("mov eax, 39\n syscall\n mov rdi, rax\n mov eax, 60\n syscall\n")
+    assert g.run() is SYSCALL
+    assert g.ctx.syscall_args()[0] == 39
+    g.ctx.set_return(1234)
+    assert g.run() is SYSCALL
+    nr, a0, *_ = g.ctx.syscall_args()
+    assert (nr, a0) == (60, 1234)
+
+
+def test_syscall_preserves_registers_flags_and_red_zone(guest):
+    src = """
+        mov rbx, 0x1111111111111111
+        mov rbp, 0x2222222222222222
+        mov r12, 0x3333333333333333
+        mov r15, 0x4444444444444444
+        mov qword ptr [rsp-8], 0x5555
+        mov qword ptr [rsp-128], 0x6666
+        std
+        mov eax, 39
+        syscall
+        pushfq
+        pop rdx
+        cld
+        mov rsi, [rsp-8]
+        mov rdi, [rsp-128]
+        mov eax, 60
+        syscall
+    """
+    g = guest(src)
+    assert g.run() is SYSCALL
+    sp_before = g.ctx.get_regs()["rsp"]
+    g.ctx.set_return(0)
+    assert g.run() is SYSCALL
+    r = g.ctx.get_regs()
+    assert r["rbx"] == 0x1111111111111111 and r["rbp"] == 0x2222222222222222
+    assert r["r12"] == 0x3333333333333333 and r["r15"] == 0x4444444444444444
+    assert r["rdx"] & 0x400, "DF must survive the syscall (Linux restores RFLAGS)"
+    assert (r["rsi"], r["rdi"]) == (0x5555, 0x6666), "the red zone must survive"
+    assert r["rsp"] == sp_before
+
+
+def test_rip_reported_is_the_return_address(guest):
+    g = guest("nop\n mov eax, 39\n syscall\n ud2\n")
+    assert g.run() is SYSCALL
+    ret = g.ctx.get_regs()["rip"]
+    assert ret == CODE + 1 + 5 + 2
+    ev = g.run()
+    assert isinstance(ev, Fault) and ev.vector == 6 and ev.rip == ret
+
+
+def test_page_fault_then_resume_after_mapping(guest):
+    g = guest("mov rax, 0xa00000\n mov ebx, dword ptr [rax]\n mov eax, 60\n syscall\n")
+    ev = g.run()
+    assert isinstance(ev, Fault)
+    assert (ev.vector, ev.address, ev.error_code & 7) == (14, 0xA00000, 4)   # user read, not present
+    assert ev.rip == CODE + 10
+    g.map(0xA00000, 0x1000, PROT_READ, struct.pack("<I", 0xCAFE))
+    assert g.run() is SYSCALL
+    assert g.ctx.get_regs()["rbx"] == 0xCAFE
+
+
+@pytest.mark.parametrize("insn,vector", [
+    ("ud2", 6), ("int3", 3), ("xor ecx, ecx\n div ecx", 0), ("hlt", 13), ("cli", 13),
+    ("out 0x80, al", 13), ("mov rax, cr3", 13), ("wrmsr", 13), ("lgdt [rax]", 13),
+    ("mov dx, 0x10\n out dx, al", 13),
+])
+def test_exceptions_and_privileged_instructions(guest, insn, vector):
+    g = guest(f"mov rax, {DATA}\n {insn}\n")
+    ev = g.run()
+    assert isinstance(ev, Fault), ev
+    assert ev.vector == vector
+
+
+@pytest.mark.parametrize("what", ["read_gdt", "write_trampoline", "exec_handler", "read_tables"])
+def test_stub_region_is_unreachable_from_ring3(guest, what):
+    target = {
+        "read_gdt": f"mov rax, {L.STUB_VIRT + L.GDT_OFF}\n mov rbx, [rax]",
+        "write_trampoline": f"mov rax, {L.STUB_VIRT + L.TRAMPOLINE_OFF}\n mov byte ptr [rax], 0xcc",
+        "exec_handler": f"mov rax, {L.STUB_VIRT + L.HANDLERS_OFF}\n jmp rax",
+        "read_tables": f"mov rax, {L.STUB_VIRT + L.STUB_TABLES_OFF}\n mov rbx, [rax]",
+    }[what]
+    g = guest(target)
+    ev = g.run()
+    assert isinstance(ev, Fault) and ev.vector == 14, ev
+
+
+def test_interrupt_stops_a_spinning_guest(guest):
+    g = guest("spin: jmp spin\n")
+    threading.Timer(0.2, g.ctx.interrupt).start()
+    t0 = time.monotonic()
+    assert g.run() is INTERRUPTED
+    assert time.monotonic() - t0 < 5
+    g.ctx.clear_interrupt()
+
+
+def test_fs_base_set_by_host_is_used_by_guest(guest):
+    g = guest("mov rax, qword ptr fs:[8]\n mov rdi, rax\n mov eax, 60\n syscall\n")
+    g.p.memfile.write(g.data_phys + 8, struct.pack("<Q", 0xFEEDFACE))
+    g.ctx.set_regs(fs_base=DATA)
+    assert g.run() is SYSCALL
+    assert g.ctx.syscall_args()[1] == 0xFEEDFACE
+
+
+def test_avx_instructions_run(guest):
+    g = guest(f"""
+        mov rax, {DATA}
+        vmovdqu ymm0, [rax]
+        vpaddd ymm0, ymm0, ymm0
+        vmovdqu [rax+32], ymm0
+        mov eax, 60
+        syscall
+    """)
+    g.p.memfile.write(g.data_phys, struct.pack("<8I", *range(1, 9)))
+    assert g.run() is SYSCALL
+    assert struct.unpack("<8I", g.p.memfile.read(g.data_phys + 32, 32)) == tuple(2 * i for i in range(1, 9))
+
+
+def test_host_page_table_edits_are_seen(guest, platform):
+    """PVM shadow paging: a remapped, unmapped or write-protected page must take effect at once."""
+    g = guest(f"""
+    again:
+        mov rax, 0xa00000
+        movzx ebx, byte ptr [rax]
+        mov eax, 39
+        syscall
+        cmp rdi, 1
+        jne again
+        mov rax, 0xa00000
+        mov byte ptr [rax], 7
+        mov eax, 60
+        syscall
+    """)
+    a = g.map(0xA00000, 0x1000, PROT_READ | PROT_WRITE, b"\xaa")
+    assert g.run() is SYSCALL and g.ctx.get_regs()["rbx"] == 0xAA
+    b_ext = platform.frames.alloc(1)
+    g.frames.append(b_ext[0])
+    platform.memfile.write(b_ext[0][0], b"\xbb")
+    g.aspace.map(0xA00000, 0x1000, b_ext[0][0], PROT_READ | PROT_WRITE)
+    g.ctx.set_return(0)
+    assert g.run() is SYSCALL and g.ctx.get_regs()["rbx"] == 0xBB
+    g.aspace.unmap(0xA00000, 0x1000)
+    ev = g.run()
+    assert isinstance(ev, Fault) and ev.vector == 14 and ev.address == 0xA00000
+    g.aspace.map(0xA00000, 0x1000, a, PROT_READ)
+    g.ctx.set_regs(rdi=1)
+    assert g.run() is SYSCALL and g.ctx.get_regs()["rbx"] == 0xAA
+    g.ctx.set_regs(rdi=1)
+    g.ctx.set_return(0)
+    ev = g.run()
+    assert isinstance(ev, Fault) and ev.vector == 14 and ev.error_code & 3 == 3   # write, present
