@@ -86,3 +86,6 @@ def percpu_stack_top(vcpu_index: int) -> int:
 def exc_frame_phys(vcpu_index: int) -> int:
     """Where a ring-0 handler leaves the 7-qword exception frame for vCPU `vcpu_index`."""
     return percpu_stack_top(vcpu_index) - 8 * EXC_FRAME_QWORDS
+
+# --- ELF loading -------------------------------------------------------------
+MMAP_MIN_ADDR = 0x10000              # lowest address a fixed-position (ET_EXEC) segment may use (vm.mmap_min_addr)
