@@ -1,0 +1,385 @@
+"""The ELF loader: validate an x86-64 executable, map its segments into a MemoryManager, build its stack.
+
+Three steps, each usable alone:
+  read_executable(path)      path checks (missing, directory, not executable) -> file bytes
+  parse_elf(data, path)      pure validation -> ElfImage (segments, entry, bias, PT_INTERP ...)
+  map_image(image, mm)       PT_LOAD segments -> anonymous fixed mappings with their final prot
+and load_elf() which chains them and builds the initial stack and auxv.
+
+Static executables (ET_EXEC) and static-pie (ET_DYN without PT_INTERP) are
+loaded; ET_DYN goes at layout.ELF_ET_DYN_BASE.  There is no ASLR yet: load
+bias, stack top and brk are fixed, so runs are deterministic.
+"""
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass, field
+from typing import Callable, NoReturn, Protocol
+
+from kvmbox.abi import auxv as at
+from kvmbox.abi import elf
+from kvmbox.errors import CannotExecute, ProgramNotFound, SyscallError
+from kvmbox.guest_stub import layout
+from kvmbox.platform.base import PROT_EXEC, PROT_READ, PROT_WRITE
+from kvmbox.sentry.stack import plan_stack, write_stack
+
+# mmap(2) flags (x86-64 Linux values) the loader passes to the MemoryManager.
+MAP_PRIVATE = 0x02
+MAP_FIXED = 0x10
+MAP_ANONYMOUS = 0x20
+_U64_MAX = (1 << 64) - 1
+
+Fail = Callable[[str], NoReturn]
+
+
+class LoaderMemory(Protocol):
+    """What loading needs from the MemoryManager."""
+
+    def mmap(self, addr: int, length: int, prot: int, flags: int, fd: int = -1,
+             offset: int = 0) -> int: ...
+
+    def copy_out(self, addr: int, data: bytes, *, force: bool = False) -> None: ...
+
+    def set_brk_base(self, addr: int) -> None: ...
+
+    def map_stack(self, top: int, size: int, max_size: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One PT_LOAD program header (addresses not yet biased)."""
+    index: int          # position in the program header table
+    offset: int
+    vaddr: int
+    filesz: int
+    memsz: int
+    flags: int          # PF_R / PF_W / PF_X
+
+    @property
+    def prot(self) -> int:
+        return ((PROT_READ if self.flags & elf.PF_R else 0)
+                | (PROT_WRITE if self.flags & elf.PF_W else 0)
+                | (PROT_EXEC if self.flags & elf.PF_X else 0))
+
+
+@dataclass(frozen=True)
+class ElfImage:
+    """A validated executable: everything the mapping step and the auxv need."""
+    path: str
+    data: bytes
+    elf_type: int               # ET_EXEC or ET_DYN
+    entry: int                  # e_entry, unbiased
+    phoff: int
+    phentsize: int
+    phnum: int
+    segments: tuple[Segment, ...]
+    load_bias: int              # 0 for ET_EXEC; added to every vaddr
+    phdr_vaddr: int | None      # unbiased address of the program headers in memory, if loaded
+    interp: str | None          # PT_INTERP path
+    exec_stack: bool            # PT_GNU_STACK has PF_X (no PT_GNU_STACK: False, as x86-64 Linux)
+    has_tls: bool               # PT_TLS present (libc sets the thread pointer itself)
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """The result of load_elf: where the program starts and what it was given."""
+    entry: int                  # biased entry point (initial rip)
+    initial_sp: int             # initial rsp, pointing at argc
+    phdr_addr: int              # AT_PHDR (0 if the program headers are not in any segment)
+    phnum: int
+    load_bias: int
+    brk_start: int              # page-aligned end of the highest segment
+    stack_top: int
+    exec_stack: bool
+    interp: str | None = None   # only when allow_interp=True; the interpreter is NOT loaded
+    auxv: tuple[tuple[int, int], ...] = ()
+    mappings: tuple[tuple[int, int, int], ...] = field(default=())   # (addr, length, prot)
+
+
+# --- path checks ---------------------------------------------------------------
+
+def read_executable(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of the program at `path`, after the checks execve makes on the path."""
+    name = os.fsdecode(path)
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        raise ProgramNotFound(f"{name}: no such file or directory") from None
+    except PermissionError:
+        raise CannotExecute(f"{name}: permission denied") from None
+    except OSError as e:
+        raise CannotExecute(f"{name}: {e.strerror or e}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise CannotExecute(f"{name}: is a directory")
+    if not stat.S_ISREG(st.st_mode):
+        raise CannotExecute(f"{name}: not a regular file")
+    if not os.access(path, os.X_OK):
+        raise CannotExecute(f"{name}: permission denied")
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise CannotExecute(f"{name}: {e.strerror or e}") from None
+
+
+# --- parsing and validation ------------------------------------------------------
+
+def _page_down(x: int, page: int) -> int:
+    return x & ~(page - 1)
+
+
+def _page_up(x: int, page: int) -> int:
+    return (x + page - 1) & ~(page - 1)
+
+
+def _check_ident(data: bytes, fail: Fail) -> None:
+    if not data:
+        fail("exec format error (empty file)")
+    if data[:4] != elf.ELFMAG:
+        fail("not an ELF file (bad magic)")
+    if len(data) < elf.EI_NIDENT:
+        fail("truncated ELF header")
+    cls, order = data[elf.EI_CLASS], data[elf.EI_DATA]
+    if cls == elf.ELFCLASS32:
+        fail("32-bit ELF not supported")
+    if cls != elf.ELFCLASS64:
+        fail(f"bad ELF class {cls}")
+    if order == elf.ELFDATA2MSB:
+        fail("big-endian ELF not supported")
+    if order != elf.ELFDATA2LSB:
+        fail(f"bad ELF data encoding {order}")
+    if len(data) < elf.EHDR_SIZE:
+        fail("truncated ELF header")
+
+
+def parse_elf(data: bytes, path: str = "<elf>", *, page_size: int = layout.PAGE_SIZE,
+              dyn_base: int = layout.ELF_ET_DYN_BASE) -> ElfImage:
+    """Validate `data` as an x86-64 executable and describe it; raises CannotExecute.
+
+    Every message is one line starting with `path`.  Pure: touches no memory.
+    """
+    def fail(msg: str) -> NoReturn:
+        raise CannotExecute(f"{path}: {msg}")
+
+    data = bytes(data)
+    _check_ident(data, fail)
+    (_ident, e_type, e_machine, _version, e_entry, e_phoff, _shoff, _flags, _ehsize,
+     e_phentsize, e_phnum, _shentsize, _shnum, _shstrndx) = elf.EHDR.unpack_from(data)
+    if e_machine != elf.EM_X86_64:
+        known = elf.MACHINE_NAMES.get(e_machine)
+        fail(f"wrong architecture: {known} (expected x86-64)" if known
+             else f"wrong architecture: unknown machine {e_machine} (expected x86-64)")
+    if e_type not in (elf.ET_EXEC, elf.ET_DYN):
+        fail(f"not an executable: {elf.ET_NAMES.get(e_type, f'e_type {e_type}')}")
+    if e_phentsize != elf.PHDR_SIZE:
+        fail(f"bad program header size {e_phentsize} (expected {elf.PHDR_SIZE})")
+    if e_phnum == 0:
+        fail("no program headers")
+    if e_phnum * elf.PHDR_SIZE > elf.MAX_PHDR_BYTES:
+        fail(f"too many program headers ({e_phnum})")
+    if e_phoff + e_phnum * elf.PHDR_SIZE > len(data):
+        fail("truncated program headers")
+
+    segments: list[Segment] = []
+    interp: str | None = None
+    exec_stack = False
+    has_tls = False
+    pt_phdr: int | None = None
+    for i in range(e_phnum):
+        (p_type, p_flags, p_offset, p_vaddr, _paddr, p_filesz, p_memsz,
+         _align) = elf.PHDR.unpack_from(data, e_phoff + i * elf.PHDR_SIZE)
+        if p_type == elf.PT_LOAD:
+            if p_memsz == 0 and p_filesz == 0:
+                continue                      # Linux skips empty PT_LOADs
+            segments.append(Segment(i, p_offset, p_vaddr, p_filesz, p_memsz, p_flags))
+        elif p_type == elf.PT_INTERP:
+            if interp is not None:
+                fail("more than one PT_INTERP")
+            if p_filesz < 2 or p_filesz > elf.MAX_INTERP_LEN or p_offset + p_filesz > len(data):
+                fail("bad PT_INTERP")
+            raw = data[p_offset:p_offset + p_filesz]
+            if raw[-1] != 0 or b"\0" in raw[:-1]:
+                fail("bad PT_INTERP (not a NUL-terminated path)")
+            interp = os.fsdecode(raw[:-1])
+        elif p_type == elf.PT_GNU_STACK:
+            exec_stack = bool(p_flags & elf.PF_X)
+        elif p_type == elf.PT_TLS:
+            has_tls = True
+        elif p_type == elf.PT_PHDR:
+            pt_phdr = p_vaddr
+    if not segments:
+        fail("no loadable segments")
+
+    min_vaddr = min(s.vaddr for s in segments)
+    bias = 0
+    if e_type == elf.ET_DYN:
+        bias = dyn_base - _page_down(min_vaddr, page_size)
+    for s in segments:
+        _check_segment(s, bias, e_type, len(data), page_size, fail)
+    ordered = sorted(segments, key=lambda s: s.vaddr)
+    for a, b in zip(ordered, ordered[1:]):
+        if a.vaddr + a.memsz > b.vaddr:
+            fail(f"segments {a.index} and {b.index} overlap")
+
+    if not any(s.flags & elf.PF_X and s.vaddr <= e_entry < s.vaddr + s.memsz for s in segments):
+        fail(f"entry point {e_entry:#x} is outside every executable segment")
+
+    phdr_vaddr = pt_phdr
+    if phdr_vaddr is None:
+        table_end = e_phoff + e_phnum * elf.PHDR_SIZE
+        for s in segments:
+            if s.offset <= e_phoff and table_end <= s.offset + s.filesz:
+                phdr_vaddr = s.vaddr + (e_phoff - s.offset)
+                break
+    return ElfImage(path=path, data=data, elf_type=e_type, entry=e_entry, phoff=e_phoff,
+                    phentsize=e_phentsize, phnum=e_phnum, segments=tuple(ordered),
+                    load_bias=bias, phdr_vaddr=phdr_vaddr, interp=interp,
+                    exec_stack=exec_stack, has_tls=has_tls)
+
+
+def _check_segment(s: Segment, bias: int, e_type: int, file_size: int, page_size: int,
+                   fail: Fail) -> None:
+    """Reject a PT_LOAD that cannot be mapped sanely."""
+    where = f"segment {s.index}"
+    if s.filesz > s.memsz:
+        fail(f"{where}: p_filesz {s.filesz:#x} > p_memsz {s.memsz:#x}")
+    if s.offset + s.filesz > _U64_MAX:
+        fail(f"{where}: file range overflows")
+    if s.offset + s.filesz > file_size:
+        fail(f"{where}: truncated (file data past end of file)")
+    if s.vaddr + s.memsz > _U64_MAX:
+        fail(f"{where}: address range overflows")
+    if (s.offset - s.vaddr) % page_size:
+        fail(f"{where}: p_offset and p_vaddr differ modulo the page size")
+    start = s.vaddr + bias
+    if e_type == elf.ET_EXEC and _page_down(start, page_size) < layout.MMAP_MIN_ADDR:
+        fail(f"{where}: address {s.vaddr:#x} below mmap_min_addr {layout.MMAP_MIN_ADDR:#x}")
+    if start < 0 or _page_up(start + s.memsz, page_size) > layout.USER_TOP:
+        fail(f"{where}: address range beyond the user address space")
+
+
+# --- mapping -----------------------------------------------------------------------
+
+def plan_mappings(image: ElfImage, page_size: int = layout.PAGE_SIZE) -> list[tuple[int, int, int]]:
+    """(addr, length, prot) runs covering every PT_LOAD's pages, with final protections.
+
+    Pages shared by two segments get the union of their permissions; adjacent
+    pages with equal protection are merged into one run.
+    """
+    spans = [(_page_down(s.vaddr + image.load_bias, page_size),
+              _page_up(s.vaddr + image.load_bias + s.memsz, page_size), s.prot)
+             for s in image.segments]
+    bounds = sorted({b for lo, hi, _ in spans for b in (lo, hi)})
+    runs: list[tuple[int, int, int]] = []
+    for lo, hi in zip(bounds, bounds[1:]):
+        covering = [p for a, b, p in spans if a < hi and lo < b]
+        if not covering:
+            continue
+        prot = 0
+        for p in covering:
+            prot |= p
+        if runs and runs[-1][0] + runs[-1][1] == lo and runs[-1][2] == prot:
+            addr, length, _ = runs[-1]
+            runs[-1] = (addr, length + hi - lo, prot)
+        else:
+            runs.append((lo, hi - lo, prot))
+    return runs
+
+
+def map_image(image: ElfImage, mm: LoaderMemory,
+              page_size: int = layout.PAGE_SIZE) -> tuple[tuple[int, int, int], ...]:
+    """Map every PT_LOAD (zero-filled anonymous pages, final prot) and copy in the file bytes.
+
+    Everything a segment's file bytes do not cover (bss, the rest of the last
+    file page, gaps in shared pages) stays zero.  Returns the mappings made.
+    """
+    runs = plan_mappings(image, page_size)
+    try:
+        for addr, length, prot in runs:
+            mm.mmap(addr, length, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
+        for s in image.segments:
+            if s.filesz:
+                mm.copy_out(s.vaddr + image.load_bias, image.data[s.offset:s.offset + s.filesz],
+                            force=True)
+    except SyscallError as e:
+        raise CannotExecute(f"{image.path}: cannot map segments: {os.strerror(e.errno)}") from None
+    return tuple(runs)
+
+
+def brk_start_of(image: ElfImage, page_size: int = layout.PAGE_SIZE) -> int:
+    """Page-aligned end of the highest segment: where brk starts."""
+    return _page_up(max(s.vaddr + s.memsz for s in image.segments) + image.load_bias, page_size)
+
+
+# --- the whole execve ----------------------------------------------------------------
+
+def make_auxv(image: ElfImage, *, hwcap: int, hwcap2: int, uid: int, euid: int, gid: int,
+              egid: int, page_size: int, clktck: int, minsigstksz: int) -> list[tuple[int, int]]:
+    """The auxiliary vector in Linux's order; AT_RANDOM/EXECFN/PLATFORM are filled by the stack.
+
+    AT_SYSINFO_EHDR is left out: kvmbox has no vDSO yet, and libc falls back to
+    real system calls without one.  AT_RSEQ_* are left out (no rseq support).
+    """
+    phdr = image.phdr_vaddr + image.load_bias if image.phdr_vaddr is not None else 0
+    return [
+        (at.AT_MINSIGSTKSZ, minsigstksz),
+        (at.AT_HWCAP, hwcap),
+        (at.AT_PAGESZ, page_size),
+        (at.AT_CLKTCK, clktck),
+        (at.AT_PHDR, phdr),
+        (at.AT_PHENT, image.phentsize),
+        (at.AT_PHNUM, image.phnum),
+        (at.AT_BASE, 0),                     # no interpreter loaded
+        (at.AT_FLAGS, 0),
+        (at.AT_ENTRY, image.entry + image.load_bias),
+        (at.AT_UID, uid),
+        (at.AT_EUID, euid),
+        (at.AT_GID, gid),
+        (at.AT_EGID, egid),
+        (at.AT_SECURE, 0),
+        (at.AT_RANDOM, 0),
+        (at.AT_HWCAP2, hwcap2),
+        (at.AT_EXECFN, 0),
+        (at.AT_PLATFORM, 0),
+        (at.AT_NULL, 0),
+    ]
+
+
+def load_elf(data_or_path: bytes | str | os.PathLike[str], mm: LoaderMemory, *,
+             argv: list[bytes], envp: list[bytes], execfn: bytes, hwcap: int, hwcap2: int,
+             platform_string: str = "x86_64", random_bytes: bytes, uid: int, euid: int,
+             gid: int, egid: int, page_size: int = layout.PAGE_SIZE, clktck: int = 100,
+             minsigstksz: int = 2048, allow_interp: bool = False,
+             stack_top: int = layout.STACK_TOP, stack_max: int = layout.STACK_MAX) -> LoadedImage:
+    """execve's work: validate, map the segments, set brk, build the stack; returns where to start.
+
+    `data_or_path` is the file's bytes or a path (checked by read_executable).
+    With allow_interp=False a PT_INTERP program is refused; with True its
+    interpreter path is returned in LoadedImage.interp and not loaded.
+    Everything is validated (including the stack plan) before mm is touched.
+    """
+    if isinstance(data_or_path, (bytes, bytearray, memoryview)):
+        path, data = os.fsdecode(execfn), bytes(data_or_path)
+    else:
+        path, data = os.fsdecode(data_or_path), read_executable(data_or_path)
+    image = parse_elf(data, path, page_size=page_size)
+    if image.interp is not None and not allow_interp:
+        raise CannotExecute(f"{path}: dynamically linked executables are not supported yet "
+                            f"(interpreter {image.interp})")
+    auxv = make_auxv(image, hwcap=hwcap, hwcap2=hwcap2, uid=uid, euid=euid, gid=gid, egid=egid,
+                     page_size=page_size, clktck=clktck, minsigstksz=minsigstksz)
+    try:
+        plan = plan_stack(stack_top, argv, envp, auxv, execfn, platform_string.encode(),
+                          random_bytes, stack_max=stack_max)
+    except CannotExecute as e:
+        raise CannotExecute(f"{path}: {e}") from None
+    mappings = map_image(image, mm, page_size)
+    brk = brk_start_of(image, page_size)
+    mm.set_brk_base(brk)
+    sp = write_stack(mm, plan, stack_max=stack_max, page_size=page_size)
+    return LoadedImage(
+        entry=image.entry + image.load_bias, initial_sp=sp,
+        phdr_addr=dict(plan.auxv)[at.AT_PHDR], phnum=image.phnum, load_bias=image.load_bias,
+        brk_start=brk, stack_top=stack_top, exec_stack=image.exec_stack, interp=image.interp,
+        auxv=plan.auxv, mappings=mappings)
