@@ -1,0 +1,149 @@
+"""Clock and sleep syscalls: clock_gettime, gettimeofday, nanosleep and friends."""
+from __future__ import annotations
+
+import errno
+import os
+import time as _time
+from typing import TYPE_CHECKING
+
+from kvmbox.abi import structs
+from kvmbox.errors import SyscallError
+from kvmbox.sentry.syscalls.args import s32, u32
+from kvmbox.sentry.syscalls.table import PARTIAL, SUPPORTED, Entry
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kvmbox.sentry.task import Task
+
+Args = tuple[int, int, int, int, int, int]
+
+NSEC_PER_SEC = 1_000_000_000
+CLOCK_REALTIME, CLOCK_MONOTONIC, CLOCK_PROCESS_CPUTIME_ID, CLOCK_THREAD_CPUTIME_ID = 0, 1, 2, 3
+CLOCK_MONOTONIC_RAW, CLOCK_REALTIME_COARSE, CLOCK_MONOTONIC_COARSE, CLOCK_BOOTTIME = 4, 5, 6, 7
+CLOCK_TAI = 11
+TIMER_ABSTIME = 1
+CLOCKS_PER_TICK_NS = 10_000_000          # USER_HZ = 100
+
+# Guest clock ids readable with clock_gettime; on a Linux host each is the same host id.
+# CPU-time clocks read the Sentry's own host CPU time (the guest runs in a Sentry thread).
+GETTIME_CLOCKS = frozenset({0, 1, 2, 3, 4, 5, 6, 7, CLOCK_TAI})
+# Clocks clock_nanosleep can sleep on; others with gettime give EOPNOTSUPP or EINVAL.
+SLEEP_CLOCKS = frozenset({CLOCK_REALTIME, CLOCK_MONOTONIC, CLOCK_BOOTTIME, CLOCK_TAI})
+COARSE_CLOCKS = frozenset({CLOCK_REALTIME_COARSE, CLOCK_MONOTONIC_COARSE})
+
+# Longest single host sleep between checks that the task has not been killed.
+_SLEEP_SLICE_S = 0.05
+
+
+def read_timespec(t: "Task", addr: int) -> int:
+    """The struct timespec at addr, validated (EFAULT, EINVAL), as nanoseconds."""
+    sec, nsec = structs.TIMESPEC.unpack(t.mm.copy_in(addr, structs.TIMESPEC.size))
+    if sec < 0 or not 0 <= nsec < NSEC_PER_SEC:
+        raise SyscallError(errno.EINVAL)
+    return sec * NSEC_PER_SEC + nsec
+
+
+def write_timespec(t: "Task", addr: int, ns: int) -> None:
+    t.mm.copy_out(addr, structs.TIMESPEC.pack(*divmod(ns, NSEC_PER_SEC)))
+
+
+def now_ns(clock: int) -> int:
+    """The guest clock `clock` (already validated) read from the host."""
+    return _time.clock_gettime_ns(clock)
+
+
+def sleep_ns(t: "Task", duration_ns: int) -> None:
+    """Block this task's host thread for duration_ns, leaving early if the task was killed."""
+    deadline = _time.monotonic_ns() + duration_ns
+    while True:
+        if t.exited is not None:
+            raise t.exited
+        left = deadline - _time.monotonic_ns()
+        if left <= 0:
+            return
+        _time.sleep(min(left / NSEC_PER_SEC, _SLEEP_SLICE_S))
+
+
+def clock_gettime(t: "Task", a: Args) -> int:
+    """Implements Linux syscall clock_gettime(2)."""
+    clock, tp = s32(a[0]), a[1]
+    if clock not in GETTIME_CLOCKS:
+        raise SyscallError(errno.EINVAL)
+    write_timespec(t, tp, now_ns(clock))
+    return 0
+
+
+def clock_getres(t: "Task", a: Args) -> int:
+    """Implements Linux syscall clock_getres(2)."""
+    clock, res = s32(a[0]), a[1]
+    if clock not in GETTIME_CLOCKS:
+        raise SyscallError(errno.EINVAL)
+    if res:
+        ns = round(_time.clock_getres(clock) * NSEC_PER_SEC) if clock in COARSE_CLOCKS else 1
+        write_timespec(t, res, ns)
+    return 0
+
+
+def gettimeofday(t: "Task", a: Args) -> int:
+    """Implements Linux syscall gettimeofday(2)."""
+    tv, tz = a[0], a[1]
+    if tv:
+        sec, nsec = divmod(_time.time_ns(), NSEC_PER_SEC)
+        t.mm.copy_out(tv, structs.TIMEVAL.pack(sec, nsec // 1000))
+    if tz:
+        t.mm.copy_out(tz, structs.TIMEZONE.pack(0, 0))
+    return 0
+
+
+def time_(t: "Task", a: Args) -> int:
+    """Implements Linux syscall time(2)."""
+    tloc = a[0]
+    now = _time.time_ns() // NSEC_PER_SEC
+    if tloc:
+        t.mm.copy_out(tloc, structs.S64.pack(now))
+    return now
+
+
+def nanosleep(t: "Task", a: Args) -> int:
+    """Implements Linux syscall nanosleep(2)."""
+    req, _rem = a[0], a[1]
+    sleep_ns(t, read_timespec(t, req))
+    return 0        # rem is written only when interrupted, which cannot happen yet
+
+
+def clock_nanosleep(t: "Task", a: Args) -> int:
+    """Implements Linux syscall clock_nanosleep(2)."""
+    clock, flags, req, _rem = s32(a[0]), u32(a[1]), a[2], a[3]
+    if clock not in SLEEP_CLOCKS:
+        if clock in GETTIME_CLOCKS and clock != CLOCK_THREAD_CPUTIME_ID \
+                and clock != CLOCK_PROCESS_CPUTIME_ID:
+            raise SyscallError(errno.EOPNOTSUPP)
+        raise SyscallError(errno.EINVAL)
+    ns = read_timespec(t, req)
+    if flags & TIMER_ABSTIME:
+        ns -= now_ns(clock)
+    if ns > 0:
+        sleep_ns(t, ns)
+    return 0
+
+
+def times(t: "Task", a: Args) -> int:
+    """Implements Linux syscall times(2)."""
+    buf = a[0]
+    if buf:
+        cpu = os.times()
+        ticks = [int(x * 100) for x in (cpu.user, cpu.system, cpu.children_user,
+                                        cpu.children_system)]
+        t.mm.copy_out(buf, structs.TMS.pack(*ticks))
+    return _time.clock_gettime_ns(CLOCK_BOOTTIME) // CLOCKS_PER_TICK_NS
+
+
+ENTRIES = (
+    Entry("clock_gettime", clock_gettime, PARTIAL,
+          "CPU-time clocks report the Sentry's host CPU time; per-pid CPU clocks EINVAL"),
+    Entry("clock_getres", clock_getres, SUPPORTED),
+    Entry("gettimeofday", gettimeofday, SUPPORTED, "timezone is always UTC"),
+    Entry("time", time_, SUPPORTED),
+    Entry("nanosleep", nanosleep, SUPPORTED, "host sleep; only this task blocks"),
+    Entry("clock_nanosleep", clock_nanosleep, PARTIAL, "no CPU-time clocks"),
+    Entry("times", times, PARTIAL, "reports the whole Sentry process's CPU time"),
+)
