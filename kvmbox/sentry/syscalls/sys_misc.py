@@ -1,0 +1,305 @@
+"""Miscellaneous process syscalls: randomness, resource limits, affinity, cwd, prctl, sysinfo."""
+from __future__ import annotations
+
+import errno
+import os
+import posixpath
+import time as _time
+from typing import TYPE_CHECKING
+
+from kvmbox.abi import structs
+from kvmbox.abi.signals import NSIG
+from kvmbox.errors import SyscallError
+from kvmbox.sentry.syscalls.args import s32, u32
+from kvmbox.sentry.syscalls.table import PARTIAL, SUPPORTED, Entry
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kvmbox.sentry.task import Task
+
+Args = tuple[int, int, int, int, int, int]
+
+GRND_NONBLOCK, GRND_RANDOM, GRND_INSECURE = 1, 2, 4
+GETRANDOM_MAX = 32 << 20          # one call returns at most this many bytes
+_CHUNK = 1 << 20
+RLIM_NLIMITS = 16
+PATH_MAX = 4096
+AT_FDCWD = -100
+TASK_COMM_LEN = 16
+# prctl options handled.
+PR_SET_PDEATHSIG, PR_GET_PDEATHSIG, PR_GET_DUMPABLE, PR_SET_DUMPABLE = 1, 2, 3, 4
+PR_SET_NAME, PR_GET_NAME, PR_GET_SECCOMP, PR_CAPBSET_READ = 15, 16, 21, 23
+PR_GET_TIMERSLACK, PR_SET_CHILD_SUBREAPER, PR_GET_CHILD_SUBREAPER = 30, 36, 37
+PR_SET_NO_NEW_PRIVS, PR_GET_NO_NEW_PRIVS = 38, 39
+CAP_LAST_CAP = 40
+DEFAULT_TIMERSLACK_NS = 50_000
+
+
+def getrandom(t: "Task", a: Args) -> int:
+    """Implements Linux syscall getrandom(2)."""
+    buf, count, flags = a[0], a[1], u32(a[2])
+    if flags & ~(GRND_NONBLOCK | GRND_RANDOM | GRND_INSECURE):
+        raise SyscallError(errno.EINVAL)
+    if flags & (GRND_RANDOM | GRND_INSECURE) == GRND_RANDOM | GRND_INSECURE:
+        raise SyscallError(errno.EINVAL)
+    count = min(count, GETRANDOM_MAX)
+    done = 0
+    while done < count:
+        n = min(_CHUNK, count - done)
+        try:
+            t.mm.copy_out(buf + done, os.urandom(n))
+        except SyscallError:
+            if done == 0:
+                raise
+            break             # like Linux: a fault after some bytes returns the short count
+        done += n
+    return done
+
+
+def _check_resource(resource: int) -> None:
+    if not 0 <= resource < RLIM_NLIMITS:
+        raise SyscallError(errno.EINVAL)
+
+
+def _set_rlimit(t: "Task", resource: int, soft: int, hard: int) -> None:
+    """Apply a new limit with Linux's checks (no CAP_SYS_RESOURCE in the sandbox)."""
+    if soft > hard:
+        raise SyscallError(errno.EINVAL)
+    if hard > t.rlimits[resource][1]:
+        raise SyscallError(errno.EPERM)
+    t.rlimits[resource] = [soft, hard]
+
+
+def prlimit64(t: "Task", a: Args) -> int:
+    """Implements Linux syscall prlimit64(2)."""
+    pid, resource, new, old = s32(a[0]), u32(a[1]), a[2], a[3]
+    new_limit = structs.RLIMIT.unpack(t.mm.copy_in(new, structs.RLIMIT.size)) if new else None
+    if pid not in (0, t.tgid):
+        raise SyscallError(errno.ESRCH)
+    _check_resource(resource)
+    before = tuple(t.rlimits[resource])
+    if new_limit is not None:
+        _set_rlimit(t, resource, *new_limit)
+    if old:
+        t.mm.copy_out(old, structs.RLIMIT.pack(*before))
+    return 0
+
+
+def getrlimit(t: "Task", a: Args) -> int:
+    """Implements Linux syscall getrlimit(2)."""
+    resource, rlim = u32(a[0]), a[1]
+    _check_resource(resource)
+    t.mm.copy_out(rlim, structs.RLIMIT.pack(*t.rlimits[resource]))
+    return 0
+
+
+def setrlimit(t: "Task", a: Args) -> int:
+    """Implements Linux syscall setrlimit(2)."""
+    resource, rlim = u32(a[0]), a[1]
+    soft, hard = structs.RLIMIT.unpack(t.mm.copy_in(rlim, structs.RLIMIT.size))
+    _check_resource(resource)
+    _set_rlimit(t, resource, soft, hard)
+    return 0
+
+
+def _cpumask_size(t: "Task") -> int:
+    """Bytes in the kernel's cpumask: whole longs covering cpu_count bits."""
+    return (t.kernel.cpu_count + 63) // 64 * 8
+
+
+def _own_task(t: "Task", pid: int) -> None:
+    if pid not in (0, t.tid, t.tgid):
+        raise SyscallError(errno.ESRCH)
+
+
+def sched_getaffinity(t: "Task", a: Args) -> int:
+    """Implements Linux syscall sched_getaffinity(2)."""
+    pid, size, mask = s32(a[0]), u32(a[1]), a[2]
+    if size * 8 < t.kernel.cpu_count or size & 7:
+        raise SyscallError(errno.EINVAL)
+    _own_task(t, pid)
+    n = min(size, _cpumask_size(t))
+    bits = (1 << t.kernel.cpu_count) - 1
+    t.mm.copy_out(mask, bits.to_bytes(n, "little"))
+    return n
+
+
+def sched_setaffinity(t: "Task", a: Args) -> int:
+    """Implements Linux syscall sched_setaffinity(2)."""
+    pid, size, mask = s32(a[0]), u32(a[1]), a[2]
+    data = t.mm.copy_in(mask, min(size, _cpumask_size(t)))
+    _own_task(t, pid)
+    if int.from_bytes(data, "little") & ((1 << t.kernel.cpu_count) - 1) == 0:
+        raise SyscallError(errno.EINVAL)
+    return 0
+
+
+def sched_yield(t: "Task", a: Args) -> int:
+    """Implements Linux syscall sched_yield(2)."""
+    os.sched_yield()
+    return 0
+
+
+def getcwd(t: "Task", a: Args) -> int:
+    """Implements Linux syscall getcwd(2)."""
+    buf, size = a[0], a[1]
+    path = os.fsencode(t.cwd) + b"\0"
+    if len(path) > size:
+        raise SyscallError(errno.ERANGE)
+    t.mm.copy_out(buf, path)
+    return len(path)
+
+
+def _read_path(t: "Task", addr: int) -> str:
+    return os.fsdecode(t.mm.read_cstring(addr, PATH_MAX))
+
+
+def _readlink(t: "Task", path: str, buf: int, bufsiz: int) -> int:
+    """Only the /proc exe links exist until the VFS lands."""
+    if not path:
+        raise SyscallError(errno.ENOENT)
+    path = posixpath.normpath(posixpath.join(t.cwd, path))
+    if path not in ("/proc/self/exe", "/proc/thread-self/exe", f"/proc/{t.tgid}/exe",
+                    f"/proc/{t.tgid}/task/{t.tid}/exe"):
+        raise SyscallError(errno.ENOENT)
+    target = os.fsencode(t.exe_path)[:bufsiz]
+    t.mm.copy_out(buf, target)
+    return len(target)
+
+
+def readlink(t: "Task", a: Args) -> int:
+    """Implements Linux syscall readlink(2)."""
+    pathname, buf, bufsiz = a[0], a[1], s32(a[2])
+    if bufsiz <= 0:
+        raise SyscallError(errno.EINVAL)
+    return _readlink(t, _read_path(t, pathname), buf, bufsiz)
+
+
+def readlinkat(t: "Task", a: Args) -> int:
+    """Implements Linux syscall readlinkat(2)."""
+    dirfd, pathname, buf, bufsiz = s32(a[0]), a[1], a[2], s32(a[3])
+    if bufsiz <= 0:
+        raise SyscallError(errno.EINVAL)
+    path = _read_path(t, pathname)
+    if not path.startswith("/") and dirfd != AT_FDCWD:
+        raise SyscallError(errno.ENOENT)     # directory fds need the VFS
+    return _readlink(t, path, buf, bufsiz)
+
+
+def umask(t: "Task", a: Args) -> int:
+    """Implements Linux syscall umask(2)."""
+    mask = u32(a[0])
+    old, t.umask = t.umask, mask & 0o777
+    return old
+
+
+def getcpu(t: "Task", a: Args) -> int:
+    """Implements Linux syscall getcpu(2)."""
+    cpu, node, _tcache = a[0], a[1], a[2]
+    if cpu:
+        t.mm.copy_out(cpu, structs.U32.pack(0))
+    if node:
+        t.mm.copy_out(node, structs.U32.pack(0))
+    return 0
+
+
+def _total_ram(t: "Task") -> int:
+    limit = t.rlimits[9][0]       # RLIMIT_AS: the sandbox's memory limit when it has one
+    host = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return min(limit, host)
+
+
+def sysinfo(t: "Task", a: Args) -> int:
+    """Implements Linux syscall sysinfo(2)."""
+    info = a[0]
+    uptime = max(0, _time.monotonic_ns() - t.kernel.boot_monotonic_ns) // 1_000_000_000
+    total = _total_ram(t)
+    data = structs.SYSINFO.pack(uptime, 0, 0, 0, total, total // 2, 0, 0, 0, 0, 1, 0, 0, 0, 1)
+    t.mm.copy_out(info, data)
+    return 0
+
+
+def comm(t: "Task") -> bytes:
+    """The task's name (TASK_COMM_LEN - 1 bytes at most): set by PR_SET_NAME, else the exe's."""
+    name = getattr(t, "comm", None)
+    if name is None:
+        name = os.fsencode(posixpath.basename(t.exe_path))
+    return name[:TASK_COMM_LEN - 1]
+
+
+def _prctl_set_name(t: "Task", addr: int) -> int:
+    try:
+        name = t.mm.read_cstring(addr, TASK_COMM_LEN)
+    except SyscallError as e:
+        if e.errno != errno.ENAMETOOLONG:
+            raise
+        name = t.mm.copy_in(addr, TASK_COMM_LEN - 1)
+    t.comm = bytes(name[:TASK_COMM_LEN - 1])
+    return 0
+
+
+def prctl(t: "Task", a: Args) -> int:
+    """Implements Linux syscall prctl(2)."""
+    option, arg2, arg3, arg4, arg5 = s32(a[0]), a[1], a[2], a[3], a[4]
+    if option == PR_SET_NAME:
+        return _prctl_set_name(t, arg2)
+    if option == PR_GET_NAME:
+        t.mm.copy_out(arg2, comm(t).ljust(TASK_COMM_LEN, b"\0"))
+        return 0
+    if option == PR_GET_DUMPABLE:
+        return getattr(t, "dumpable", 1)
+    if option == PR_SET_DUMPABLE:
+        if arg2 not in (0, 1):
+            raise SyscallError(errno.EINVAL)
+        t.dumpable = arg2
+        return 0
+    if option == PR_SET_PDEATHSIG:
+        if not 0 <= arg2 <= NSIG:
+            raise SyscallError(errno.EINVAL)
+        t.pdeathsig = arg2
+        return 0
+    if option == PR_GET_PDEATHSIG:
+        t.mm.copy_out(arg2, structs.S32.pack(getattr(t, "pdeathsig", 0)))
+        return 0
+    if option == PR_SET_NO_NEW_PRIVS:
+        if arg2 != 1 or arg3 or arg4 or arg5:
+            raise SyscallError(errno.EINVAL)
+        t.no_new_privs = 1
+        return 0
+    if option == PR_GET_NO_NEW_PRIVS:
+        if arg2 or arg3 or arg4 or arg5:
+            raise SyscallError(errno.EINVAL)
+        return getattr(t, "no_new_privs", 0)
+    if option == PR_GET_SECCOMP:
+        return 0
+    if option == PR_CAPBSET_READ:
+        if arg2 > CAP_LAST_CAP:
+            raise SyscallError(errno.EINVAL)
+        return 0
+    if option == PR_GET_TIMERSLACK:
+        return DEFAULT_TIMERSLACK_NS
+    if option == PR_SET_CHILD_SUBREAPER:
+        t.child_subreaper = int(bool(arg2))
+        return 0
+    if option == PR_GET_CHILD_SUBREAPER:
+        t.mm.copy_out(arg2, structs.S32.pack(getattr(t, "child_subreaper", 0)))
+        return 0
+    raise SyscallError(errno.EINVAL)
+
+
+ENTRIES = (
+    Entry("getrandom", getrandom, SUPPORTED, "host os.urandom; at most 32 MiB per call"),
+    Entry("prlimit64", prlimit64, PARTIAL, "own process only; no CAP_SYS_RESOURCE; not enforced here"),
+    Entry("getrlimit", getrlimit, SUPPORTED),
+    Entry("setrlimit", setrlimit, PARTIAL, "no CAP_SYS_RESOURCE; not enforced here"),
+    Entry("sched_getaffinity", sched_getaffinity, SUPPORTED),
+    Entry("sched_setaffinity", sched_setaffinity, PARTIAL, "accepted and ignored"),
+    Entry("sched_yield", sched_yield, SUPPORTED),
+    Entry("getcwd", getcwd, SUPPORTED),
+    Entry("readlink", readlink, PARTIAL, "only /proc/self/exe until the VFS lands"),
+    Entry("readlinkat", readlinkat, PARTIAL, "only /proc/self/exe until the VFS lands"),
+    Entry("umask", umask, SUPPORTED),
+    Entry("getcpu", getcpu, PARTIAL, "always cpu 0, node 0"),
+    Entry("sysinfo", sysinfo, PARTIAL, "plausible values: no load, half the memory free"),
+    Entry("prctl", prctl, PARTIAL, "names, dumpable, pdeathsig (recorded), no_new_privs, "
+          "subreaper (recorded); others EINVAL"),
+)
