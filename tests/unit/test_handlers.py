@@ -10,7 +10,11 @@ import pytest
 from kvmbox.errors import SyscallError
 from kvmbox.sentry.syscalls import (sys_identity as I, sys_misc as M, sys_signal as S,
                                     sys_thread as TH, sys_time as TM)
-from kvmbox.sentry.task import RLIM_INFINITY, Credentials, TaskExit, default_rlimits
+from kvmbox.sentry.task import RLIM_INFINITY, Credentials, default_rlimits
+
+
+class Stopped(Exception):
+    """What the real Kernel raises from sleep/wait_forever when the run is stopped."""
 
 BASE = 0x40_0000
 SIZE = 0x4000
@@ -60,10 +64,16 @@ class FakeKernel:
     def __init__(self) -> None:
         self.boot_monotonic_ns = time.monotonic_ns() - 5_000_000_000
         self.waited = 0
+        self.stopped = False
+
+    def sleep(self, t, seconds: float) -> None:
+        if self.stopped:
+            raise Stopped()
+        time.sleep(seconds)
 
     def wait_forever(self, t) -> None:
         self.waited += 1
-        raise TaskExit(0, signal=9)
+        raise Stopped()
 
     def notice(self, msg: str) -> None:
         pass
@@ -200,9 +210,9 @@ def test_nanosleep_rejects_bad_timespec(t, sec, nsec):
 def test_nanosleep_faults_and_kill(t):
     fails(errno.EFAULT, TM.nanosleep, t, BAD, 0)
     t.mm.put(BASE, struct.pack("<qq", 100, 0))
-    t.exited = TaskExit(0, signal=9)
+    t.kernel.stopped = True
     start = time.monotonic()
-    with pytest.raises(TaskExit):
+    with pytest.raises(Stopped):
         TM.nanosleep(t, A(BASE, 0))
     assert time.monotonic() - start < 1
 
@@ -462,6 +472,6 @@ def test_futex_errors_and_wake(t):
 
 def test_futex_wait_forever_defers_to_the_kernel(t):
     uaddr = t.mm.put(BASE, struct.pack("<I", 0))
-    with pytest.raises(TaskExit):
+    with pytest.raises(Stopped):
         TH.futex(t, A(uaddr, 128, 0, 0))
     assert t.kernel.waited == 1

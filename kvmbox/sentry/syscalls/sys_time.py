@@ -30,10 +30,6 @@ GETTIME_CLOCKS = frozenset({0, 1, 2, 3, 4, 5, 6, 7, CLOCK_TAI})
 SLEEP_CLOCKS = frozenset({CLOCK_REALTIME, CLOCK_MONOTONIC, CLOCK_BOOTTIME, CLOCK_TAI})
 COARSE_CLOCKS = frozenset({CLOCK_REALTIME_COARSE, CLOCK_MONOTONIC_COARSE})
 
-# Longest single host sleep between checks that the task has not been killed.
-_SLEEP_SLICE_S = 0.05
-
-
 def read_timespec(t: "Task", addr: int) -> int:
     """The struct timespec at addr, validated (EFAULT, EINVAL), as nanoseconds."""
     sec, nsec = structs.TIMESPEC.unpack(t.mm.copy_in(addr, structs.TIMESPEC.size))
@@ -52,15 +48,10 @@ def now_ns(clock: int) -> int:
 
 
 def sleep_ns(t: "Task", duration_ns: int) -> None:
-    """Block this task's host thread for duration_ns, leaving early if the task was killed."""
+    """Block this task for at least duration_ns through the kernel's interruptible sleep."""
     deadline = _time.monotonic_ns() + duration_ns
-    while True:
-        if t.exited is not None:
-            raise t.exited
-        left = deadline - _time.monotonic_ns()
-        if left <= 0:
-            return
-        _time.sleep(min(left / NSEC_PER_SEC, _SLEEP_SLICE_S))
+    while (left := deadline - _time.monotonic_ns()) > 0:
+        t.kernel.sleep(t, left / NSEC_PER_SEC)
 
 
 def clock_gettime(t: "Task", a: Args) -> int:
@@ -143,7 +134,7 @@ ENTRIES = (
     Entry("clock_getres", clock_getres, SUPPORTED),
     Entry("gettimeofday", gettimeofday, SUPPORTED, "timezone is always UTC"),
     Entry("time", time_, SUPPORTED),
-    Entry("nanosleep", nanosleep, SUPPORTED, "host sleep; only this task blocks"),
+    Entry("nanosleep", nanosleep, SUPPORTED, "host sleep; only this task blocks; ends early only when the run stops"),
     Entry("clock_nanosleep", clock_nanosleep, PARTIAL, "no CPU-time clocks"),
     Entry("times", times, PARTIAL, "reports the whole Sentry process's CPU time"),
 )
