@@ -22,6 +22,7 @@ from kvmbox.abi import elf
 from kvmbox.errors import CannotExecute, ProgramNotFound, SyscallError
 from kvmbox.guest_stub import layout
 from kvmbox.platform.base import PROT_EXEC, PROT_READ, PROT_WRITE
+from kvmbox.sentry.hwcap import minsigstksz as hwcap_minsigstksz
 from kvmbox.sentry.stack import plan_stack, write_stack
 
 # mmap(2) flags (x86-64 Linux values) the loader passes to the MemoryManager.
@@ -264,26 +265,31 @@ def _check_segment(s: Segment, bias: int, e_type: int, file_size: int, page_size
 def plan_mappings(image: ElfImage, page_size: int = layout.PAGE_SIZE) -> list[tuple[int, int, int]]:
     """(addr, length, prot) runs covering every PT_LOAD's pages, with final protections.
 
-    Pages shared by two segments get the union of their permissions; adjacent
-    pages with equal protection are merged into one run.
+    Segments are sorted and their byte ranges disjoint (parse_elf checks), so
+    two neighbours can share at most the one page where the first ends and the
+    next begins: that page gets the union of their permissions.  Adjacent runs
+    with equal protection are merged.  Linear in the number of segments.
     """
-    spans = [(_page_down(s.vaddr + image.load_bias, page_size),
-              _page_up(s.vaddr + image.load_bias + s.memsz, page_size), s.prot)
-             for s in image.segments]
-    bounds = sorted({b for lo, hi, _ in spans for b in (lo, hi)})
     runs: list[tuple[int, int, int]] = []
-    for lo, hi in zip(bounds, bounds[1:]):
-        covering = [p for a, b, p in spans if a < hi and lo < b]
-        if not covering:
-            continue
-        prot = 0
-        for p in covering:
-            prot |= p
-        if runs and runs[-1][0] + runs[-1][1] == lo and runs[-1][2] == prot:
-            addr, length, _ = runs[-1]
-            runs[-1] = (addr, length + hi - lo, prot)
+
+    def append(addr: int, length: int, prot: int) -> None:
+        if runs and runs[-1][0] + runs[-1][1] == addr and runs[-1][2] == prot:
+            runs[-1] = (runs[-1][0], runs[-1][1] + length, prot)
         else:
-            runs.append((lo, hi - lo, prot))
+            runs.append((addr, length, prot))
+
+    for s in image.segments:
+        lo = _page_down(s.vaddr + image.load_bias, page_size)
+        hi = _page_up(s.vaddr + image.load_bias + s.memsz, page_size)
+        if runs and runs[-1][0] + runs[-1][1] > lo:          # the shared page
+            addr, length, prot = runs.pop()
+            shared_end = addr + length
+            if addr < lo:
+                append(addr, lo - addr, prot)
+            append(lo, shared_end - lo, prot | s.prot)
+            lo = shared_end
+        if lo < hi:
+            append(lo, hi - lo, s.prot)
     return runs
 
 
@@ -350,13 +356,14 @@ def load_elf(data_or_path: bytes | str | os.PathLike[str], mm: LoaderMemory, *,
              argv: list[bytes], envp: list[bytes], execfn: bytes, hwcap: int, hwcap2: int,
              platform_string: str = "x86_64", random_bytes: bytes, uid: int, euid: int,
              gid: int, egid: int, page_size: int = layout.PAGE_SIZE, clktck: int = 100,
-             minsigstksz: int = 2048, allow_interp: bool = False,
+             minsigstksz: int | None = None, allow_interp: bool = False,
              stack_top: int = layout.STACK_TOP, stack_max: int = layout.STACK_MAX) -> LoadedImage:
     """execve's work: validate, map the segments, set brk, build the stack; returns where to start.
 
     `data_or_path` is the file's bytes or a path (checked by read_executable).
     With allow_interp=False a PT_INTERP program is refused; with True its
     interpreter path is returned in LoadedImage.interp and not loaded.
+    minsigstksz defaults to this CPU's (hwcap.minsigstksz()).
     Everything is validated (including the stack plan) before mm is touched.
     """
     if isinstance(data_or_path, (bytes, bytearray, memoryview)):
@@ -368,7 +375,8 @@ def load_elf(data_or_path: bytes | str | os.PathLike[str], mm: LoaderMemory, *,
         raise CannotExecute(f"{path}: dynamically linked executables are not supported yet "
                             f"(interpreter {image.interp})")
     auxv = make_auxv(image, hwcap=hwcap, hwcap2=hwcap2, uid=uid, euid=euid, gid=gid, egid=egid,
-                     page_size=page_size, clktck=clktck, minsigstksz=minsigstksz)
+                     page_size=page_size, clktck=clktck,
+                     minsigstksz=hwcap_minsigstksz() if minsigstksz is None else minsigstksz)
     try:
         plan = plan_stack(stack_top, argv, envp, auxv, execfn, platform_string.encode(),
                           random_bytes, stack_max=stack_max)

@@ -152,6 +152,26 @@ def test_plan_mappings_merges_equal_neighbours():
     assert plan_mappings(img) == [(0x400000, 0x2000, PROT_R), (0x402000, 0x1000, PROT_R | PROT_X)]
 
 
+def test_plan_mappings_three_segments_in_one_page():
+    img = parse_elf(make_elf([
+        dict(vaddr=0x400100, data=b"a" * 0x10, flags=R),
+        dict(vaddr=0x400300, data=b"b" * 0x10, flags=R | X),
+        dict(vaddr=0x400500, data=b"c" * 0x10, memsz=0x2000, flags=R | W),
+    ], entry=0x400300), "p")
+    assert plan_mappings(img) == [(0x400000, 0x1000, PROT_R | PROT_W | PROT_X),
+                                  (0x401000, 0x2000, PROT_R | PROT_W)]
+
+
+def test_plan_mappings_shared_page_in_the_middle_of_runs():
+    img = parse_elf(make_elf([
+        dict(vaddr=0x400000, data=b"a" * 0x2800, flags=R | X),
+        dict(vaddr=0x402900, data=b"b" * 0x10, memsz=0x1800, flags=R | W),
+    ]), "p")
+    assert plan_mappings(img) == [(0x400000, 0x2000, PROT_R | PROT_X),
+                                  (0x402000, 0x1000, PROT_R | PROT_W | PROT_X),
+                                  (0x403000, 0x2000, PROT_R | PROT_W)]  # ends at 0x404100
+
+
 def test_static_pie_bias_and_phdr():
     # ET_DYN linked at 0 with its headers in the first segment (offset 0).
     elf_bytes = make_elf([
