@@ -371,3 +371,21 @@ def test_gcc_dynamic_program_refused(gcc_programs):
     path = gcc_programs["dynamic"]
     with pytest.raises(CannotExecute, match=r"dynamically linked executables are not supported yet \(interpreter /"):
         load(str(path))
+
+
+def test_mutated_headers_give_cannotexecute_or_load_never_a_traceback():
+    import random
+    rng = random.Random(1234)
+    good = make_elf([
+        dict(vaddr=0x401000, data=TEXT, flags=R | X),
+        dict(vaddr=0x403010, data=DATA, memsz=0x2000, flags=R | W),
+    ], entry=0x401010, extra=[(7, R, 0x2010, 0x403010, 16, 64), (0x6474E551, R | W, 0, 0, 0, 0)])
+    for _ in range(3000):
+        b = bytearray(good)
+        for _ in range(rng.randint(1, 4)):
+            pos = rng.randrange(64 + 56 * 4)                       # header and phdr bytes
+            b[pos] = rng.choice([0, 0xFF, 0x7F, 0x80, rng.randrange(256)])
+        try:
+            load(bytes(b), FakeMM(max_pages=4096))
+        except CannotExecute as e:
+            assert "\n" not in str(e) and str(e).startswith("/bin/prog: ")
