@@ -90,7 +90,7 @@ class Kernel:
     def run(self, path: str, argv: Sequence[str], envp: Sequence[str],
             stdio: Sequence[FileDescription], timeout: float | None = None) -> RunOutcome:
         """Load the static ELF at `path` and run it to completion."""
-        from kvmbox.sentry.loader import load_program  # local: the loader pulls in ELF parsing
+        from kvmbox.sentry.program import load_program  # local: pulls in ELF parsing
 
         self._stop.clear()
         self._reported.clear()
