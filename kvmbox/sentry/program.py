@@ -20,7 +20,7 @@ def load_program(path: str, mm, *, argv: list[str], envp: list[str]) -> StartedI
     data = read_executable(path)
     cap, cap2 = hwcap.hwcaps()
     exe = os.path.abspath(path)
-    image = load_elf(data, mm, argv=[a.encode() for a in argv], envp=[e.encode() for e in envp],
-                     execfn=path.encode(), hwcap=cap, hwcap2=cap2, random_bytes=os.urandom(16),
+    image = load_elf(data, mm, argv=[os.fsencode(a) for a in argv], envp=[os.fsencode(e) for e in envp],
+                     execfn=os.fsencode(path), hwcap=cap, hwcap2=cap2, random_bytes=os.urandom(16),
                      uid=os.getuid(), euid=os.geteuid(), gid=os.getgid(), egid=os.getegid())
     return StartedImage(image.entry, image.initial_sp, exe)
