@@ -1,0 +1,45 @@
+"""Shared fixtures: the built test programs, /dev/kvm availability, one Sandbox per session."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+_TESTS = Path(__file__).resolve().parent
+for _p in (str(_TESTS), str(_TESTS.parent)):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+import helpers  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def kvm_available() -> None:
+    """Skip (only) when /dev/kvm cannot be opened read-write."""
+    if not helpers.kvm_usable():
+        pytest.skip("no usable /dev/kvm on this host")
+
+
+@pytest.fixture(scope="session")
+def test_programs() -> Path:
+    """Build tests/programs once (make -j2); returns the bin directory.
+
+    Layout: bin/glibc/NAME, bin/pie/NAME, bin/musl/NAME.
+    A failed build is an error of every test that needs it, with make's output.
+    """
+    ok, output = helpers.build_programs(jobs=2)
+    if not ok:
+        pytest.fail("building tests/programs failed:\n" + output[-8000:], pytrace=False)
+    return helpers.PROGRAMS_BIN
+
+
+@pytest.fixture(scope="session")
+def sandbox(kvm_available):
+    """One KVM Sandbox shared by the whole session (starting a VM is not free)."""
+    import kvmbox
+    sb = kvmbox.Sandbox(platform="kvm", timeout=60)
+    try:
+        yield sb
+    finally:
+        sb.close()

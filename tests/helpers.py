@@ -1,0 +1,153 @@
+"""Run a program natively and in the sandbox, the same way, and compare.
+
+The native run defines the truth. Both sides get the same argv (argv[0] is
+the program path), the same explicit environment and the same stdin bytes;
+stdin, stdout and stderr are pipes on the native side.
+
+    native = run_native(path, ["a"], stdin=b"x")
+    boxed = run_sandbox(path, ["a"], stdin=b"x", sandbox=sb)
+    assert_same_outcome(native, boxed)
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import resource
+import signal as _signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+REPO = Path(__file__).resolve().parent.parent
+TESTS = REPO / "tests"
+PROGRAMS_DIR = TESTS / "programs"
+PROGRAMS_BIN = PROGRAMS_DIR / "bin"
+BUILDS = ("glibc", "pie", "musl")
+
+# The environment both sides get unless a test passes its own.
+TEST_ENV: dict[str, str] = {"PATH": "/usr/bin:/bin", "LC_ALL": "C"}
+
+# The sandbox reports an 8 MiB soft stack limit; the native side is given the same.
+STACK_SOFT_LIMIT = 8 << 20
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one run ended. exit_code is 128+signal when a signal killed it."""
+    exit_code: int
+    signal: int
+    stdout: bytes
+    stderr: bytes
+
+    def describe(self) -> str:
+        how = f"killed by signal {self.signal}" if self.signal else f"exit status {self.exit_code}"
+        return how
+
+
+def _native_preexec() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_STACK)
+    if hard == resource.RLIM_INFINITY or hard >= STACK_SOFT_LIMIT:
+        resource.setrlimit(resource.RLIMIT_STACK, (STACK_SOFT_LIMIT, hard))
+
+
+def run_native(path: str | os.PathLike, args: Sequence[str] = (), stdin: bytes = b"",
+               env: Mapping[str, str] | None = None, timeout: float = 30) -> Outcome:
+    """Run path natively with pipes for stdin/stdout/stderr.
+
+    env=None means TEST_ENV (never the caller's own environment), so that the
+    native and sandboxed runs see the same variables.
+    """
+    argv = [str(path), *args]
+    proc = subprocess.run(argv, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          env=dict(TEST_ENV if env is None else env), timeout=timeout,
+                          preexec_fn=_native_preexec, check=False)
+    rc = proc.returncode
+    if rc < 0:
+        return Outcome(128 - rc, -rc, proc.stdout, proc.stderr)
+    return Outcome(rc, 0, proc.stdout, proc.stderr)
+
+
+def run_sandbox(path: str | os.PathLike, args: Sequence[str] = (), stdin: bytes = b"",
+                env: Mapping[str, str] | None = None, timeout: float = 30,
+                platform: str = "kvm", sandbox=None) -> Outcome:
+    """Run path in a kvmbox Sandbox; the same conventions as run_native.
+
+    Pass sandbox= (e.g. the session `sandbox` fixture) to reuse one VM;
+    otherwise a fresh Sandbox(platform=platform) is made for this run.
+    """
+    argv = [str(path), *args]
+    env = dict(TEST_ENV if env is None else env)
+    if sandbox is not None:
+        r = sandbox.run(argv, stdin=stdin, env=env, timeout=timeout)
+    else:
+        import kvmbox
+        with kvmbox.Sandbox(platform=platform, timeout=timeout) as sb:
+            r = sb.run(argv, stdin=stdin, env=env, timeout=None)
+    return Outcome(r.exit_code, r.signal, r.stdout, r.stderr)
+
+
+def run_cli(args: Sequence[str], stdin: bytes = b"", timeout: float = 120,
+            env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`python -m kvmbox ARGS...` from the repository root, output captured."""
+    full_env = dict(os.environ)
+    full_env["PYTHONPATH"] = str(REPO) + os.pathsep + full_env.get("PYTHONPATH", "")
+    if env:
+        full_env.update(env)
+    return subprocess.run([sys.executable, "-m", "kvmbox", *args], input=stdin,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO,
+                          env=full_env, timeout=timeout, check=False)
+
+
+def kvm_usable() -> bool:
+    """True when /dev/kvm opens read-write."""
+    try:
+        fd = os.open("/dev/kvm", os.O_RDWR)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
+
+
+def build_programs(jobs: int = 2) -> tuple[bool, str]:
+    """make -C tests/programs -jN; returns (ok, combined output)."""
+    proc = subprocess.run(["make", "-C", str(PROGRAMS_DIR), f"-j{jobs}"], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, check=False)
+    return proc.returncode == 0, proc.stdout.decode(errors="replace")
+
+
+def program_names() -> list[str]:
+    """Every test program (NAME for each tests/programs/NAME.c)."""
+    return sorted(p.stem for p in PROGRAMS_DIR.glob("*.c"))
+
+
+def _text(data: bytes) -> list[str]:
+    return data.decode("utf-8", errors="backslashreplace").splitlines(keepends=True)
+
+
+def diff_text(expected: bytes, actual: bytes, a: str = "native", b: str = "sandbox") -> str:
+    return "".join(difflib.unified_diff(_text(expected), _text(actual), a, b))
+
+
+def assert_same_outcome(native: Outcome, boxed: Outcome, what: str = "program",
+                        compare_stderr: bool = False) -> None:
+    """Exit status and stdout must match byte for byte; a diff on mismatch."""
+    problems = []
+    if (native.exit_code, native.signal) != (boxed.exit_code, boxed.signal):
+        problems.append(f"native: {native.describe()}, sandbox: {boxed.describe()}")
+    if native.stdout != boxed.stdout:
+        problems.append("stdout differs:\n" + diff_text(native.stdout, boxed.stdout))
+    if compare_stderr and native.stderr != boxed.stderr:
+        problems.append("stderr differs:\n" + diff_text(native.stderr, boxed.stderr))
+    if problems:
+        tail = boxed.stderr[-2000:].decode(errors="replace")
+        raise AssertionError(f"{what}: " + "\n".join(problems) +
+                             (f"\n--- sandbox stderr (tail) ---\n{tail}" if tail else ""))
+
+
+def signal_name(sig: int) -> str:
+    try:
+        return _signal.Signals(sig).name
+    except ValueError:
+        return str(sig)

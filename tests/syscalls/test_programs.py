@@ -1,0 +1,79 @@
+"""Each C program under tests/programs, in each build (glibc static, static-pie,
+musl), run natively and in the KVM sandbox: exit status and stdout must match
+byte for byte. The native run defines the truth (and is checked to succeed).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+import helpers
+from helpers import BUILDS, assert_same_outcome, run_native, run_sandbox
+
+
+@dataclass(frozen=True)
+class Case:
+    program: str
+    args: tuple[str, ...] = ()
+    stdin: bytes = b""
+    env: dict = field(default_factory=lambda: dict(helpers.TEST_ENV))
+    expect_exit: int = 0          # what the native run must give
+    name: str = ""
+
+    @property
+    def id(self) -> str:
+        return self.name or self.program
+
+
+_STDIN_TEXT = b"".join(b"line %d: the quick brown fox jumps over the lazy dog\n" % i for i in range(200))
+_STDIN_BINARY = bytes(range(256)) * 300 + b"\x00tail without newline"
+
+CASES = [
+    Case("hello"),
+    Case("exit42", expect_exit=42),
+    Case("exit42", ("exit_group",), expect_exit=42, name="exit42-exit_group"),
+    Case("exit42", ("exit",), expect_exit=42, name="exit42-exit"),
+    Case("args"),
+    Case("args", ("one", "two words", "", "x=y", "ünïcödé"),
+         env={**helpers.TEST_ENV, "KVMBOX_TEST_VAR": "hello sandbox", "EMPTY": ""},
+         name="args-env"),
+    Case("io"),
+    Case("io", stdin=b"hello world, this is stdin\n", name="io-stdin"),
+    Case("stdin_sum"),
+    Case("stdin_sum", stdin=b"abc\n", name="stdin_sum-small"),
+    Case("stdin_sum", stdin=_STDIN_TEXT, name="stdin_sum-text"),
+    Case("stdin_sum", stdin=_STDIN_BINARY, name="stdin_sum-binary"),
+    Case("mem"),
+    Case("mremap"),
+    Case("ids"),
+    Case("time"),
+    Case("random"),
+    Case("tty"),
+    Case("stat"),
+    Case("limits"),
+    Case("signals"),
+    Case("futex"),
+    Case("misc"),
+    Case("fpmath"),
+    Case("malloc"),
+]
+
+PARAMS = [pytest.param(c, b, id=f"{c.id}-{b}") for c in CASES for b in BUILDS]
+
+
+def test_every_program_has_a_case():
+    covered = {c.program for c in CASES}
+    missing = sorted(set(helpers.program_names()) - covered)
+    assert not missing, f"tests/programs without a case in test_programs.py: {missing}"
+
+
+@pytest.mark.parametrize("case,build", PARAMS)
+def test_native_vs_sandbox(case: Case, build: str, test_programs, sandbox):
+    path = test_programs / build / case.program
+    native = run_native(path, case.args, stdin=case.stdin, env=case.env)
+    assert native.exit_code == case.expect_exit and native.signal == 0, (
+        f"the native run itself failed ({native.describe()}); "
+        f"stdout:\n{native.stdout.decode(errors='replace')}")
+    boxed = run_sandbox(path, case.args, stdin=case.stdin, env=case.env, sandbox=sandbox)
+    assert_same_outcome(native, boxed, what=f"{build}/{case.program} {' '.join(case.args)}".strip())
