@@ -1,0 +1,150 @@
+"""FrameAllocator: hands out 4 KiB MemoryFile frames, data frames and page-table frames apart.
+
+Data frames come from a free-extent pool over [low, table_floor) kept sorted
+and coalesced.  Page-table frames come from a separate bump region at the top
+of the MemoryFile that grows down: under PVM shadow paging KVM keys its shadow
+pages by guest frame, so a frame that was ever a page table must never become
+a page table again.  A released table frame is punched and joins the data
+pool; when the reserve runs out the bump pointer may eat into the top of the
+data pool, but only over frames that were never tables.  Freed frames are
+punched, so every frame handed out reads as zeros.
+"""
+from __future__ import annotations
+
+import errno
+from bisect import bisect_left, bisect_right
+
+from kvmbox.errors import SyscallError
+from kvmbox.guest_stub import layout
+from kvmbox.mm.memfile import MemoryFile
+
+PAGE = layout.PAGE_SIZE
+
+
+def default_table_reserve(size: int) -> int:
+    """Bytes set aside for page-table frames in a MemoryFile of `size` bytes."""
+    want = max(layout.TABLE_RESERVE_MIN, size // layout.TABLE_RESERVE_DIV)
+    return want & ~(PAGE - 1)
+
+
+class FrameAllocator:
+    """Allocates frames of one MemoryFile.  Not thread-safe by itself: callers hold their lock."""
+
+    def __init__(self, memfile: MemoryFile, low: int = layout.STUB_RESERVED,
+                 table_reserve: int | None = None) -> None:
+        size = memfile.size & ~(PAGE - 1)
+        if table_reserve is None:
+            table_reserve = default_table_reserve(size)
+        if low % PAGE or table_reserve % PAGE or low + table_reserve > size:
+            raise ValueError("FrameAllocator: bad low / table_reserve for this MemoryFile")
+        self.memfile = memfile
+        self.low = low
+        self.table_floor = size            # lowest frame ever used as a table (bump pointer)
+        self.table_limit = size - table_reserve
+        # The data pool, as sorted extent starts with their lengths in pages.
+        self._starts: list[int] = []
+        self._lens: dict[int, int] = {}
+        if self.table_limit > low:
+            self._insert(low, (self.table_limit - low) // PAGE)
+        self.used_pages = 0
+        self.free_pages = (size - low) // PAGE
+
+    # --- the pool -------------------------------------------------------------
+    def _insert(self, start: int, npages: int) -> None:
+        i = bisect_left(self._starts, start)
+        self._starts.insert(i, start)
+        self._lens[start] = npages
+
+    def _remove(self, start: int) -> int:
+        i = bisect_left(self._starts, start)
+        del self._starts[i]
+        return self._lens.pop(start)
+
+    def _take(self, start: int, have: int, npages: int) -> None:
+        """Take the first `npages` of the free extent at `start` (of length `have`)."""
+        self._remove(start)
+        if have > npages:
+            self._insert(start + npages * PAGE, have - npages)
+
+    # --- data frames ----------------------------------------------------------
+    def alloc(self, npages: int) -> list[tuple[int, int]]:
+        """`npages` data frames as extents [(phys, npages)], one extent whenever one fits."""
+        if npages <= 0:
+            return []
+        pool_pages = self.free_pages - max(0, self.table_floor - self.table_limit) // PAGE
+        if npages > pool_pages:
+            raise SyscallError(errno.ENOMEM)
+        for start in self._starts:            # first fit: one contiguous extent
+            have = self._lens[start]
+            if have >= npages:
+                self._take(start, have, npages)
+                self._account(npages)
+                return [(start, npages)]
+        out: list[tuple[int, int]] = []       # fragmented: gather from the lowest extents
+        need = npages
+        while need:
+            start = self._starts[0]
+            have = self._lens[start]
+            n = min(have, need)
+            self._take(start, have, n)
+            out.append((start, n))
+            need -= n
+        self._account(npages)
+        return out
+
+    def _account(self, npages: int) -> None:
+        self.used_pages += npages
+        self.free_pages -= npages
+
+    def free(self, phys: int, npages: int) -> None:
+        """Punch [phys, +npages) and return it to the data pool (coalescing with neighbours)."""
+        if npages <= 0:
+            return
+        end = phys + npages * PAGE
+        if phys % PAGE or phys < self.low or end > self.memfile.size:
+            raise ValueError(f"free of frames outside the pool: {phys:#x}+{npages}")
+        i = bisect_right(self._starts, phys)
+        if i and self._starts[i - 1] + self._lens[self._starts[i - 1]] * PAGE > phys:
+            raise ValueError(f"double free of frame {phys:#x}")
+        if i < len(self._starts) and self._starts[i] < end:
+            raise ValueError(f"double free of frames {phys:#x}+{npages}")
+        self.memfile.punch(phys, npages * PAGE)
+        if i and self._starts[i - 1] + self._lens[self._starts[i - 1]] * PAGE == phys:
+            prev = self._starts[i - 1]          # extend the previous extent
+            self._lens[prev] += npages
+            start = prev
+        else:
+            self._insert(phys, npages)
+            start = phys
+            i += 1
+        if i < len(self._starts) and self._starts[i] == end:
+            self._lens[start] += self._remove(end)
+        self.used_pages -= npages
+        self.free_pages += npages
+
+    # --- page-table frames ----------------------------------------------------
+    def alloc_table(self) -> int:
+        """A zeroed frame that has never been a page table (bump-allocated, growing down)."""
+        frame = self.table_floor - PAGE
+        if frame < self.table_limit:
+            # Reserve spent: take the frame just below the floor from the data pool.
+            i = bisect_right(self._starts, frame) - 1
+            start = self._starts[i] if i >= 0 else -1
+            if start < 0 or start + self._lens[start] * PAGE <= frame:
+                raise SyscallError(errno.ENOMEM)
+            have = self._remove(start)
+            if frame > start:
+                self._insert(start, (frame - start) // PAGE)
+            after = have - (frame - start) // PAGE - 1
+            if after:
+                self._insert(frame + PAGE, after)
+        self.table_floor = frame
+        self.memfile.view[frame:frame + PAGE] = bytes(PAGE)
+        self._account(1)
+        return frame
+
+    def free_table(self, phys: int) -> None:
+        """Punch a table frame of a released address space; it may come back as a DATA frame only."""
+        if phys % PAGE or phys < self.table_floor or phys >= self.memfile.size:
+            raise ValueError(f"free_table of a frame that is not a table: {phys:#x}")
+        self.free(phys, 1)

@@ -1,0 +1,273 @@
+"""VMAs: the mapped ranges of one address space, each with the frames backing it, kept sorted.
+
+A Vma views a Backing (an anonymous memory object: frame extents keyed by
+page index, with holes where nothing is populated yet) starting at page
+`pgoff`.  A private mapping owns its Backing alone, and the Backing holds only
+extents inside the Vma; splitting moves extents to a new Backing.  A shared
+anonymous mapping's Backing is shared (refcounted) by every Vma viewing it,
+which is what fork will need: the child's Vma points at the same object.
+"""
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from kvmbox.guest_stub import layout as L
+
+PAGE = L.PAGE_SIZE
+
+
+@dataclass(eq=False)
+class Backing:
+    """Frames of one anonymous memory object: sorted extents (page index, phys, npages)."""
+    shared: bool = False
+    refs: int = 1
+    keys: list[int] = field(default_factory=list)                  # start page index of each extent
+    extents: list[tuple[int, int, int]] = field(default_factory=list)
+
+    @property
+    def pages(self) -> int:
+        return sum(n for _, _, n in self.extents)
+
+    def lookup(self, pidx: int) -> int | None:
+        """Frame backing page `pidx`, or None if not populated."""
+        i = bisect_right(self.keys, pidx) - 1
+        if i >= 0:
+            k, phys, n = self.extents[i]
+            if pidx < k + n:
+                return phys + (pidx - k) * PAGE
+        return None
+
+    def runs(self, p0: int, p1: int) -> Iterator[tuple[int, int | None, int]]:
+        """(page index, phys or None for a hole, npages) covering [p0, p1) in order."""
+        i = max(bisect_right(self.keys, p0) - 1, 0)
+        p = p0
+        while p < p1:
+            if i < len(self.extents):
+                k, phys, n = self.extents[i]
+                if k + n <= p:
+                    i += 1
+                    continue
+                if k > p:
+                    stop = min(k, p1)
+                    yield p, None, stop - p
+                    p = stop
+                    continue
+                stop = min(k + n, p1)
+                yield p, phys + (p - k) * PAGE, stop - p
+                p = stop
+                i += 1
+            else:
+                yield p, None, p1 - p
+                p = p1
+
+    def add(self, pidx: int, phys: int, npages: int) -> None:
+        """Record frames for the hole [pidx, pidx+npages); merges with a contiguous neighbour."""
+        i = bisect_left(self.keys, pidx)
+        if i and self.extents[i - 1][0] + self.extents[i - 1][2] == pidx \
+                and self.extents[i - 1][1] + self.extents[i - 1][2] * PAGE == phys:
+            k, p, n = self.extents[i - 1]
+            self.extents[i - 1] = (k, p, n + npages)
+            return
+        self.keys.insert(i, pidx)
+        self.extents.insert(i, (pidx, phys, npages))
+
+    def _cut(self, pidx: int) -> None:
+        """Make sure no extent straddles page index `pidx`."""
+        i = bisect_right(self.keys, pidx) - 1
+        if i >= 0:
+            k, phys, n = self.extents[i]
+            if k < pidx < k + n:
+                head = pidx - k
+                self.extents[i] = (k, phys, head)
+                self.keys.insert(i + 1, pidx)
+                self.extents.insert(i + 1, (pidx, phys + head * PAGE, n - head))
+
+    def take(self, p0: int, p1: int) -> list[tuple[int, int, int]]:
+        """Remove and return the extents inside [p0, p1) as (page index, phys, npages)."""
+        self._cut(p0)
+        self._cut(p1)
+        i, j = bisect_left(self.keys, p0), bisect_left(self.keys, p1)
+        out = self.extents[i:j]
+        del self.keys[i:j], self.extents[i:j]
+        return out
+
+    def move(self, p0: int, p1: int, dest: Backing, delta: int) -> None:
+        """Move the extents inside [p0, p1) to `dest`, their page indices shifted by `delta`."""
+        for k, phys, n in self.take(p0, p1):
+            dest.add(k + delta, phys, n)
+
+
+# The MAP_* bits a Vma remembers (the rest only steer the mmap call).
+VMA_FLAG_MASK = L.MAP_TYPE | L.MAP_ANONYMOUS | L.MAP_GROWSDOWN | L.MAP_NORESERVE
+
+
+@dataclass(eq=False)
+class Vma:
+    """[start, end) mapped with `prot`; page i of it is page pgoff+i of `backing`."""
+    start: int
+    end: int
+    prot: int
+    flags: int
+    name: str = ""
+    backing: Backing = field(default_factory=Backing)
+    pgoff: int = 0
+    grow_limit: int = 0                 # MAP_GROWSDOWN: the lowest start it may grow down to
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start
+
+    @property
+    def shared(self) -> bool:
+        return self.backing.shared
+
+    def pidx(self, addr: int) -> int:
+        return (addr - self.start) // PAGE + self.pgoff
+
+    def translate(self, addr: int) -> int | None:
+        """Frame backing the page holding `addr` (no offset added), or None."""
+        return self.backing.lookup(self.pidx(addr))
+
+    def runs(self, a: int, b: int) -> Iterator[tuple[int, int | None, int]]:
+        """(vaddr, phys or None, npages) covering the page-aligned [a, b) inside this Vma."""
+        base = self.start - self.pgoff * PAGE
+        for p, phys, n in self.backing.runs(self.pidx(a), self.pidx(b)):
+            yield base + p * PAGE, phys, n
+
+    def split(self, addr: int) -> Vma:
+        """Cut at `addr`: self keeps [start, addr), the returned Vma gets [addr, end)."""
+        assert self.start < addr < self.end and addr % PAGE == 0
+        if self.backing.shared:
+            self.backing.refs += 1
+            upper = Vma(addr, self.end, self.prot, self.flags, self.name, self.backing,
+                        self.pidx(addr), self.grow_limit)
+        else:
+            upper = Vma(addr, self.end, self.prot, self.flags, self.name, Backing(), 0, self.grow_limit)
+            p = self.pidx(addr)
+            self.backing.move(p, self.pidx(self.end), upper.backing, -p)
+        self.end = addr
+        return upper
+
+    def mergeable(self, nxt: Vma) -> bool:
+        return (self.end == nxt.start and self.prot == nxt.prot and self.flags == nxt.flags
+                and self.name == nxt.name and not self.shared and not nxt.shared
+                and not self.flags & L.MAP_GROWSDOWN)
+
+    def absorb(self, nxt: Vma) -> None:
+        """Append the adjacent private `nxt` to self (its frames move into self's Backing)."""
+        nxt.backing.move(nxt.pgoff, nxt.pidx(nxt.end), self.backing, self.pidx(nxt.start) - nxt.pgoff)
+        self.end = nxt.end
+
+
+class VmaSet:
+    """The Vmas of an address space, sorted by start, non-overlapping (bisect lookups)."""
+
+    def __init__(self) -> None:
+        self._starts: list[int] = []
+        self._vmas: list[Vma] = []
+
+    def __iter__(self) -> Iterator[Vma]:
+        return iter(list(self._vmas))
+
+    def __len__(self) -> int:
+        return len(self._vmas)
+
+    def find(self, addr: int) -> Vma | None:
+        """The Vma containing `addr`."""
+        i = bisect_right(self._starts, addr) - 1
+        if i >= 0 and addr < self._vmas[i].end:
+            return self._vmas[i]
+        return None
+
+    def first_above(self, addr: int) -> Vma | None:
+        """The lowest Vma starting at or above `addr`."""
+        i = bisect_left(self._starts, addr)
+        return self._vmas[i] if i < len(self._vmas) else None
+
+    def last_below(self, addr: int) -> Vma | None:
+        """The highest Vma ending at or below `addr`."""
+        i = bisect_left(self._starts, addr) - 1
+        while i >= 0:
+            if self._vmas[i].end <= addr:
+                return self._vmas[i]
+            i -= 1
+        return None
+
+    def overlapping(self, start: int, end: int) -> list[Vma]:
+        i = max(bisect_right(self._starts, start) - 1, 0)
+        out = []
+        while i < len(self._vmas) and self._vmas[i].start < end:
+            if self._vmas[i].end > start:
+                out.append(self._vmas[i])
+            i += 1
+        return out
+
+    def is_free(self, start: int, end: int) -> bool:
+        i = bisect_left(self._starts, end)
+        return i == 0 or self._vmas[i - 1].end <= start
+
+    def covered(self, start: int, end: int) -> bool:
+        """Is every byte of [start, end) inside some Vma?"""
+        addr = start
+        for v in self.overlapping(start, end):
+            if v.start > addr:
+                return False
+            addr = v.end
+        return addr >= end
+
+    def insert(self, vma: Vma) -> None:
+        assert vma.start < vma.end and self.is_free(vma.start, vma.end), "overlapping Vma"
+        i = bisect_left(self._starts, vma.start)
+        self._starts.insert(i, vma.start)
+        self._vmas.insert(i, vma)
+
+    def remove(self, vma: Vma) -> None:
+        i = bisect_left(self._starts, vma.start)
+        assert self._vmas[i] is vma
+        del self._starts[i], self._vmas[i]
+
+    def rekey(self, vma: Vma, old_start: int) -> None:
+        """`vma.start` changed from `old_start` (stack growth); keep the index right."""
+        i = bisect_left(self._starts, old_start)
+        assert self._vmas[i] is vma
+        self._starts[i] = vma.start
+
+    def split_at(self, addr: int) -> None:
+        """Make `addr` a Vma boundary if a Vma straddles it."""
+        v = self.find(addr)
+        if v is not None and v.start < addr:
+            self.insert_after_split(v.split(addr))
+
+    def insert_after_split(self, upper: Vma) -> None:
+        i = bisect_left(self._starts, upper.start)
+        self._starts.insert(i, upper.start)
+        self._vmas.insert(i, upper)
+
+    def merge_around(self, vma: Vma) -> Vma:
+        """Merge `vma` with compatible neighbours; returns the Vma that now holds its range."""
+        i = bisect_left(self._starts, vma.start)
+        if i + 1 < len(self._vmas) and vma.mergeable(self._vmas[i + 1]):
+            vma.absorb(self._vmas[i + 1])
+            del self._starts[i + 1], self._vmas[i + 1]
+        if i > 0 and self._vmas[i - 1].mergeable(vma):
+            self._vmas[i - 1].absorb(vma)
+            del self._starts[i], self._vmas[i]
+            return self._vmas[i - 1]
+        return vma
+
+    def find_gap(self, length: int, floor: int, ceiling: int) -> int | None:
+        """Highest page-aligned start with [start, start+length) free inside [floor, ceiling)."""
+        hi = ceiling
+        i = bisect_left(self._starts, ceiling) - 1
+        while hi - floor >= length:
+            below_end = self._vmas[i].end if i >= 0 else floor
+            lo = max(below_end, floor)
+            if hi - lo >= length and hi <= ceiling:
+                return hi - length
+            if i < 0:
+                return None
+            hi = min(hi, self._vmas[i].start)
+            i -= 1
+        return None
