@@ -65,6 +65,7 @@ KVM_GET_REGS = _IOR(0x81, REGS_SIZE)
 KVM_SET_REGS = _IOW(0x82, REGS_SIZE)
 KVM_GET_SREGS = _IOR(0x83, SREGS_SIZE)
 KVM_SET_SREGS = _IOW(0x84, SREGS_SIZE)
+KVM_GET_MSRS = _IOWR(0x88, 8)
 KVM_SET_MSRS = _IOW(0x89, 8)
 KVM_SET_CPUID2 = _IOW(0x90, 8)
 KVM_GET_VCPU_EVENTS = _IOR(0x9F, EVENTS_SIZE)
@@ -205,6 +206,7 @@ class Vcpu:
         self.vm = vm
         self.fd = fd
         self.index = index
+        self.cpuid_set = False           # KVM_SET_CPUID2 done (allowed once a vCPU has run only unchanged)
         self.run_map = mmap.mmap(fd, vm.kvm.vcpu_mmap_size, mmap.MAP_SHARED,
                                  mmap.PROT_READ | mmap.PROT_WRITE)
         self._run_mv = memoryview(self.run_map)
@@ -239,6 +241,13 @@ class Vcpu:
         if n != len(msrs):
             bad = list(msrs)[n]
             raise KvmError(f"KVM_SET_MSRS refused MSR {bad:#x}", errno.EINVAL)
+
+    def get_msr(self, index: int) -> int:
+        buf = bytearray(struct.pack("II", 1, 0) + struct.pack("IIQ", index, 0, 0))
+        n = _ioctl(self.fd, "KVM_GET_MSRS", KVM_GET_MSRS, buf)
+        if n != 1:
+            raise KvmError(f"KVM_GET_MSRS refused MSR {index:#x}", errno.EINVAL)
+        return struct.unpack_from("Q", buf, 16)[0]
 
     def set_cpuid2(self, cpuid2: bytes) -> None:
         _ioctl(self.fd, "KVM_SET_CPUID2", KVM_SET_CPUID2, bytearray(cpuid2))

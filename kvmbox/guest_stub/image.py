@@ -52,7 +52,7 @@ def write_stub_region(mem: memoryview, code: StubCode, nvcpus: int) -> int:
     v = L.STUB_VIRT
     # GDT
     for sel, desc in _GDT_ENTRIES.items():
-        struct.pack_into("<Q", mem, L.GDT_OFF + sel, desc)
+        struct.pack_into("<Q", mem, L.GDT_OFF + (sel & ~7), desc)
     for i in range(nvcpus):
         low, high = _tss_descriptor(v + L.percpu_tss(i), L.TSS_LIMIT)
         struct.pack_into("<QQ", mem, L.GDT_OFF + tss_selector(i), low, high)

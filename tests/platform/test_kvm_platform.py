@@ -104,11 +104,11 @@ def test_syscall_preserves_registers_flags_and_red_zone(guest):
         std
         mov eax, 39
         syscall
+        mov rsi, [rsp-8]
+        mov rdi, [rsp-128]
         pushfq
         pop rdx
         cld
-        mov rsi, [rsp-8]
-        mov rdi, [rsp-128]
         mov eax, 60
         syscall
     """
@@ -139,7 +139,7 @@ def test_page_fault_then_resume_after_mapping(guest):
     ev = g.run()
     assert isinstance(ev, Fault)
     assert (ev.vector, ev.address, ev.error_code & 7) == (14, 0xA00000, 4)   # user read, not present
-    assert ev.rip == CODE + 10
+    assert ev.rip == CODE + len(_ks.asm("mov rax, 0xa00000", CODE)[0])
     g.map(0xA00000, 0x1000, PROT_READ, struct.pack("<I", 0xCAFE))
     assert g.run() is SYSCALL
     assert g.ctx.get_regs()["rbx"] == 0xCAFE

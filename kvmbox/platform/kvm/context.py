@@ -10,7 +10,7 @@ from kvmbox.errors import SandboxCrash
 from kvmbox.guest_stub import layout as L
 from kvmbox.kvm_ioctls import (KVM_SYNC_X86_REGS, KVM_SYNC_X86_SREGS, R8, R9, R10, R11, R12,
                                R13, R14, R15, RAX, RBP, RBX, RCX, RDI, RDX, RFLAGS, RIP, RSI, RSP,
-                               SEGMENT_SIZE, SREGS_CR_OFF, Vcpu, VcpuExit)
+                               SREGS_CR_OFF, Vcpu, VcpuExit)
 from kvmbox.platform.base import INTERRUPTED, SYSCALL, AddressSpace, Context, Event, Fault, VEC_PF
 from kvmbox.platform.kvm import cpu
 
@@ -21,8 +21,6 @@ _REG_INDEX = {"rax": RAX, "rbx": RBX, "rcx": RCX, "rdx": RDX, "rsi": RSI, "rdi":
               "rbp": RBP, "r8": R8, "r9": R9, "r10": R10, "r11": R11, "r12": R12, "r13": R13,
               "r14": R14, "r15": R15, "rip": RIP, "rflags": RFLAGS}
 _MASK64 = (1 << 64) - 1
-_FS_BASE_OFF = 2 * SEGMENT_SIZE      # kvm_sregs.fs.base
-_GS_BASE_OFF = 4 * SEGMENT_SIZE      # kvm_sregs.gs.base
 _CR3_OFF = SREGS_CR_OFF + 16
 _FRAME_FMT = "<7Q"                   # vector, error, rip, cs, rflags, rsp, ss
 
@@ -38,6 +36,7 @@ class KvmContext(Context):
         self._syscall_exit_rip = base + L.TRAMPOLINE_OFF + platform.stub.syscall_exit_offset
         self._handlers = (base + L.HANDLERS_OFF, base + L.HANDLERS_OFF + 32 * L.HANDLER_STRIDE)
         self._frame_phys = L.exc_frame_phys(vcpu.index)
+        self._frame_virt = L.STUB_VIRT + self._frame_phys   # the handler's RSP at its `out`
         self._mem = platform.memfile.view
         self._configured = False
         self._pending: dict[str, int] = {}      # registers set before the first entry
@@ -56,6 +55,10 @@ class KvmContext(Context):
             struct.pack_into("<Q", vcpu.sregs_view, _CR3_OFF, root)
             vcpu.mark_dirty(KVM_SYNC_X86_SREGS)
             self._cr3 = root
+        if self.in_exception:
+            # PVM reports RSP as 0 while the vCPU is in ring 0; if the registers
+            # were edited (dirty), the handler's real RSP must go back with them.
+            self.regs[RSP] = self._frame_virt
         self._thread = threading.get_ident()
         if self._interrupt.is_set():
             vcpu.set_immediate_exit(True)
@@ -147,8 +150,8 @@ class KvmContext(Context):
             out.update(rip=rip, rflags=rflags, rsp=rsp)
         elif r[RIP] == self._syscall_exit_rip:
             out["rip"] = r[RCX]                  # where the trampoline's `jmp rcx` returns
-        out["fs_base"] = struct.unpack_from("<Q", self.vcpu.sregs_view, _FS_BASE_OFF)[0]
-        out["gs_base"] = struct.unpack_from("<Q", self.vcpu.sregs_view, _GS_BASE_OFF)[0]
+        out["fs_base"] = self.vcpu.get_msr(L.MSR_FS_BASE)
+        out["gs_base"] = self.vcpu.get_msr(L.MSR_GS_BASE)
         return out
 
     def set_regs(self, **regs: int) -> None:
@@ -161,9 +164,9 @@ class KvmContext(Context):
     def _set_one(self, name: str, value: int) -> None:
         value &= _MASK64
         if name in ("fs_base", "gs_base"):
-            off = _FS_BASE_OFF if name == "fs_base" else _GS_BASE_OFF
-            struct.pack_into("<Q", self.vcpu.sregs_view, off, value)
-            self.vcpu.mark_dirty(KVM_SYNC_X86_SREGS)
+            # PVM keeps the user FS/GS bases in the MSRs; the synced sregs' segment
+            # bases do not follow them (measured), so these go through KVM_SET_MSRS.
+            self.vcpu.set_msrs({L.MSR_FS_BASE if name == "fs_base" else L.MSR_GS_BASE: value})
             return
         if self.in_exception and name in ("rip", "rflags", "rsp"):
             slot = {"rip": 2, "rflags": 4, "rsp": 5}[name]

@@ -50,7 +50,11 @@ def _seg(buf: bytearray, i: int, selector: int, type_: int, dpl: int, db: int, l
 
 def configure(vcpu: Vcpu, cpuid2: bytes, flavour: str, cr3: int, entry: int, sp: int) -> None:
     """Put the vCPU in 64-bit user mode at `entry` with the stub's GDT/IDT/TSS loaded."""
-    vcpu.set_cpuid2(cpuid2)
+    if not vcpu.cpuid_set:
+        # KVM refuses a different CPUID once a vCPU has run, and it edits its own
+        # copy at run time (OSXSAVE follows CR4), so a pooled vCPU keeps its first one.
+        vcpu.set_cpuid2(cpuid2)
+        vcpu.cpuid_set = True
     v = L.STUB_VIRT
     lstar = v + L.TRAMPOLINE_OFF
     percpu = v + L.PERCPU_OFF + vcpu.index * L.PERCPU_STRIDE
