@@ -77,3 +77,17 @@ def test_native_vs_sandbox(case: Case, build: str, test_programs, sandbox):
         f"stdout:\n{native.stdout.decode(errors='replace')}")
     boxed = run_sandbox(path, case.args, stdin=case.stdin, env=case.env, sandbox=sandbox)
     assert_same_outcome(native, boxed, what=f"{build}/{case.program} {' '.join(case.args)}".strip())
+
+
+@pytest.mark.parametrize("program,args,expect_exit", [
+    ("hello", (), 0),
+    ("exit42", ("exit_group",), 42),
+])
+def test_cli_run_matches_native(program, args, expect_exit, test_programs, kvm_available):
+    """`python -m kvmbox run PROGRAM ARGS`: the CLI's exit status is the program's."""
+    path = test_programs / "glibc" / program
+    native = run_native(path, args)
+    assert native.exit_code == expect_exit
+    proc = helpers.run_cli(["run", "--platform", "kvm", str(path), *args])
+    assert proc.returncode == native.exit_code, proc.stderr.decode(errors="replace")[-2000:]
+    assert proc.stdout == native.stdout, helpers.diff_text(native.stdout, proc.stdout, "native", "cli")
