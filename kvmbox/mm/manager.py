@@ -1,0 +1,527 @@
+"""MemoryManager: one guest process's memory: VMAs, brk, the mmap family, faults, copy_in/out.
+
+Populate-on-map: page faults cost an exit each, so a mapping gets frames and
+PTEs when it is made (the host backs memfd pages lazily, without exits), up to
+layout.EAGER_POPULATE_LIMIT bytes; the rest is demand-paged in aligned
+layout.FAULT_AROUND chunks.  Every failure is a SyscallError with Linux's errno.
+Lock order: callers' locks (Kernel, ThreadGroup) before MemoryManager.lock.
+"""
+from __future__ import annotations
+
+import errno
+import functools
+import threading
+from typing import Callable, TypeVar
+
+from kvmbox.errors import SyscallError
+from kvmbox.guest_stub import layout as L
+from kvmbox.mm.frames import FrameAllocator
+from kvmbox.mm.memfile import MemoryFile
+from kvmbox.mm.vma import VMA_FLAG_MASK, Backing, Vma, VmaSet
+from kvmbox.platform.base import (PF_INSTR, PF_PRESENT, PF_WRITE, PROT_EXEC, PROT_READ,
+                                  PROT_WRITE, AddressSpace)
+
+PAGE = L.PAGE_SIZE
+PROT_ALL = PROT_READ | PROT_WRITE | PROT_EXEC
+_MAP_KNOWN = (L.MAP_TYPE | L.MAP_FIXED | L.MAP_ANONYMOUS | L.MAP_GROWSDOWN | L.MAP_DENYWRITE
+              | L.MAP_EXECUTABLE | L.MAP_LOCKED | L.MAP_NORESERVE | L.MAP_POPULATE | L.MAP_NONBLOCK
+              | L.MAP_STACK | L.MAP_HUGETLB | L.MAP_SYNC | L.MAP_FIXED_NOREPLACE | L.MAP_32BIT
+              | L.MAP_HUGE_MASK)
+_MADV_NOOP = frozenset({L.MADV_NORMAL, L.MADV_RANDOM, L.MADV_SEQUENTIAL, L.MADV_DONTFORK,
+                        L.MADV_DOFORK, L.MADV_MERGEABLE, L.MADV_UNMERGEABLE, L.MADV_HUGEPAGE,
+                        L.MADV_NOHUGEPAGE, L.MADV_DONTDUMP, L.MADV_DODUMP, L.MADV_WIPEONFORK,
+                        L.MADV_KEEPONFORK, L.MADV_COLD, L.MADV_PAGEOUT})
+_REPEAT_FAULTS = 4          # the same fault this many times in a row is not spurious: SIGSEGV
+
+F = TypeVar("F", bound=Callable)
+
+
+def _locked(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(self: "MemoryManager", *args, **kwargs):
+        with self.lock:
+            return fn(self, *args, **kwargs)
+    return wrapper  # type: ignore[return-value]
+
+
+def _page_up(x: int) -> int:
+    return (x + PAGE - 1) & ~(PAGE - 1)
+
+
+def _chargeable(prot: int, flags: int) -> bool:
+    """Does a mapping count against the memory limit (private writable, or shared anonymous)?"""
+    return (flags & L.MAP_TYPE) == L.MAP_SHARED or bool(prot & PROT_WRITE)
+
+
+class MemoryManager:
+    """The only way the Sentry touches a guest process's memory."""
+
+    def __init__(self, memfile: MemoryFile, frames: FrameAllocator, aspace: AddressSpace, *,
+                 limit: int | None = None, mmap_base: int = L.MMAP_BASE, user_low: int = 0x10000) -> None:
+        self.memfile = memfile
+        self.frames = frames
+        self.aspace = aspace
+        self.limit = limit
+        self.mmap_base = mmap_base
+        self.user_low = user_low
+        self.vmas = VmaSet()
+        self.committed = 0
+        self.brk_base = self.brk_cur = 0
+        self.lock = threading.RLock()
+        self._last_fault: tuple[int, int, int] = (-1, -1, 0)
+
+    # --- internals ---------------------------------------------------------------
+    def _check_charge(self, delta: int) -> None:
+        if delta > 0 and self.limit is not None and self.committed + delta > self.limit:
+            raise SyscallError(errno.ENOMEM)
+
+    def _charge(self, delta: int) -> None:
+        self._check_charge(delta)
+        self.committed += delta
+
+    def _charge_of(self, start: int, end: int, prot: int | None = None) -> int:
+        """Bytes of [start, end) currently charged (or that would be with `prot`)."""
+        total = 0
+        for v in self.vmas.overlapping(start, end):
+            if _chargeable(v.prot if prot is None else prot, v.flags):
+                total += min(v.end, end) - max(v.start, start)
+        return total
+
+    def _populate(self, v: Vma, a: int, b: int) -> bool:
+        """Give frames to the holes of [a, b) in `v` and map them; False if frames ran out."""
+        for va, phys, n in list(v.runs(a, b)):
+            if phys is not None:
+                continue
+            try:
+                extents = self.frames.alloc(n)
+            except SyscallError:
+                return False
+            pidx = v.pidx(va)
+            for p, k in extents:
+                v.backing.add(pidx, p, k)
+                if v.prot & PROT_ALL:
+                    self.aspace.map(va, k * PAGE, p, v.prot)
+                va += k * PAGE
+                pidx += k
+        return True
+
+    def _eager(self, v: Vma, a: int, b: int, *, everything: bool = False, downward: bool = False) -> None:
+        """Populate up front (best effort): all of [a, b) or its first EAGER_POPULATE_LIMIT bytes."""
+        if not v.prot & PROT_ALL and not everything:
+            return
+        if not everything and b - a > L.EAGER_POPULATE_LIMIT:
+            a, b = (b - L.EAGER_POPULATE_LIMIT, b) if downward else (a, a + L.EAGER_POPULATE_LIMIT)
+        self._populate(v, a, b)
+
+    def _remap(self, v: Vma) -> None:
+        """Rewrite the PTEs of every populated page of `v` (after a prot change or a move)."""
+        if not v.prot & PROT_ALL:
+            self.aspace.unmap(v.start, v.length)
+            return
+        for va, phys, n in v.runs(v.start, v.end):
+            if phys is not None:
+                self.aspace.map(va, n * PAGE, phys, v.prot)
+
+    def _drop(self, v: Vma) -> None:
+        """Free what `v` holds (it is already out of the set and unmapped)."""
+        b = v.backing
+        if b.shared:
+            b.refs -= 1
+            extents = b.take(-(1 << 62), 1 << 62) if b.refs == 0 else []
+        else:
+            extents = b.take(v.pgoff, v.pidx(v.end))
+        for _, phys, n in extents:
+            self.frames.free(phys, n)
+        if _chargeable(v.prot, v.flags):
+            self.committed -= v.length
+
+    def _unmap_range(self, start: int, end: int) -> None:
+        self.vmas.split_at(start)
+        self.vmas.split_at(end)
+        for v in self.vmas.overlapping(start, end):
+            self.vmas.remove(v)
+            self.aspace.unmap(v.start, v.length)
+            self._drop(v)
+
+    def _new_vma(self, start: int, end: int, prot: int, flags: int, name: str = "", *,
+                 populate_all: bool = False, grow_limit: int = 0) -> Vma:
+        """Insert and populate a fresh anonymous Vma over a free range (charge already taken)."""
+        shared = (flags & L.MAP_TYPE) != L.MAP_PRIVATE
+        flags = (flags & VMA_FLAG_MASK & ~L.MAP_TYPE) | (L.MAP_SHARED if shared else L.MAP_PRIVATE)
+        v = Vma(start, end, prot, flags, name, Backing(shared=shared), 0, grow_limit)
+        self.vmas.insert(v)
+        self._eager(v, start, end, everything=populate_all, downward=bool(flags & L.MAP_GROWSDOWN))
+        return self.vmas.merge_around(v)
+
+    def _merge_range(self, start: int, end: int) -> None:
+        v = self.vmas.find(start)
+        while v is not None:
+            v = self.vmas.merge_around(v)
+            if v.end >= end:
+                break
+            v = self.vmas.find(v.end)
+
+    def _segments(self, addr: int, n: int, need: int) -> list[tuple[int, int]]:
+        """Validate [addr, addr+n) (mapped, `need` rights), populate it; (phys, nbytes) pieces."""
+        end = addr + n
+        if addr < 0 or n < 0 or end > L.USER_TOP:
+            raise SyscallError(errno.EFAULT)
+        spans: list[tuple[Vma, int, int]] = []
+        a = addr
+        while a < end:
+            v = self.vmas.find(a)
+            if v is None or (v.prot & need) != need:
+                raise SyscallError(errno.EFAULT)
+            stop = min(v.end, end)
+            spans.append((v, a, stop))
+            a = stop
+        out: list[tuple[int, int]] = []
+        for v, a, stop in spans:
+            lo, hi = a & ~(PAGE - 1), _page_up(stop)
+            if not self._populate(v, lo, hi):
+                raise SyscallError(errno.EFAULT)
+            for va, phys, k in v.runs(lo, hi):
+                s, e = max(va, a), min(va + k * PAGE, stop)
+                out.append((phys + s - va, e - s))
+        return out
+
+    # --- mmap family ---------------------------------------------------------------
+    @_locked
+    def mmap(self, addr: int, length: int, prot: int, flags: int, fd: int = -1, offset: int = 0) -> int:
+        if offset % PAGE or offset < 0:
+            raise SyscallError(errno.EINVAL)
+        if length <= 0:
+            raise SyscallError(errno.EINVAL)
+        length = _page_up(length)
+        if length > L.USER_TOP:
+            raise SyscallError(errno.ENOMEM)
+        kind = flags & L.MAP_TYPE
+        if kind not in (L.MAP_SHARED, L.MAP_PRIVATE, L.MAP_SHARED_VALIDATE):
+            raise SyscallError(errno.EINVAL)
+        if kind == L.MAP_SHARED_VALIDATE and flags & ~_MAP_KNOWN:
+            raise SyscallError(errno.EOPNOTSUPP)
+        if kind != L.MAP_SHARED_VALIDATE and flags & L.MAP_SYNC:
+            flags &= ~L.MAP_SYNC                      # ignored unless validated, as Linux does
+        if prot & ~PROT_ALL:
+            raise SyscallError(errno.EINVAL)
+        if not flags & L.MAP_ANONYMOUS:
+            return self._mmap_file(addr, length, prot, flags, fd, offset)
+        fixed = bool(flags & (L.MAP_FIXED | L.MAP_FIXED_NOREPLACE))
+        if fixed:
+            if addr % PAGE:
+                raise SyscallError(errno.EINVAL)
+            if addr + length > L.USER_TOP:
+                raise SyscallError(errno.ENOMEM)
+            if addr < self.user_low:
+                raise SyscallError(errno.EPERM)
+            if flags & L.MAP_FIXED_NOREPLACE and not self.vmas.is_free(addr, addr + length):
+                raise SyscallError(errno.EEXIST)
+        else:
+            addr = self._place(addr, length)
+        end = addr + length
+        new = length if _chargeable(prot, flags) else 0
+        self._check_charge(new - self._charge_of(addr, end))
+        self._unmap_range(addr, end)                   # uncharges what it replaces
+        self.committed += new
+        grow_limit = max(self.user_low, end - L.STACK_MAX) if flags & L.MAP_GROWSDOWN else 0
+        self._new_vma(addr, end, prot, flags, populate_all=bool(flags & L.MAP_POPULATE),
+                      grow_limit=grow_limit)
+        return addr
+
+    def _place(self, hint: int, length: int) -> int:
+        """Where a non-fixed mapping goes: the hint if usable, else top-down below mmap_base."""
+        hint = _page_up(hint)
+        if hint and hint >= self.user_low and hint + length <= L.USER_TOP \
+                and self.vmas.is_free(hint, hint + length):
+            return hint
+        start = self.vmas.find_gap(length, self.user_low, self.mmap_base)
+        if start is None:
+            raise SyscallError(errno.ENOMEM)
+        return start
+
+    def _mmap_file(self, addr: int, length: int, prot: int, flags: int, fd: int, offset: int) -> int:
+        """The hook for file-backed mappings (page-cache frames via the VFS): not there yet."""
+        raise SyscallError(errno.ENODEV)
+
+    @_locked
+    def munmap(self, addr: int, length: int) -> None:
+        if addr % PAGE or length <= 0:
+            raise SyscallError(errno.EINVAL)
+        end = addr + _page_up(length)
+        if end > L.USER_TOP:
+            raise SyscallError(errno.EINVAL)
+        self._unmap_range(addr, end)
+
+    @_locked
+    def mprotect(self, addr: int, length: int, prot: int) -> None:
+        grows = prot & (L.PROT_GROWSDOWN | L.PROT_GROWSUP)
+        prot &= ~grows
+        if addr % PAGE or prot & ~PROT_ALL or grows == L.PROT_GROWSDOWN | L.PROT_GROWSUP:
+            raise SyscallError(errno.EINVAL)
+        if length < 0:
+            raise SyscallError(errno.ENOMEM)
+        end = addr + _page_up(length)
+        if end == addr:
+            return
+        if end > L.USER_TOP:
+            raise SyscallError(errno.ENOMEM)
+        if grows:
+            first = self.vmas.find(addr)
+            if first is None or grows == L.PROT_GROWSUP or not first.flags & L.MAP_GROWSDOWN:
+                raise SyscallError(errno.EINVAL)
+            addr = first.start
+        if not self.vmas.covered(addr, end):
+            raise SyscallError(errno.ENOMEM)
+        self._charge(self._charge_of(addr, end, prot) - self._charge_of(addr, end))
+        self.vmas.split_at(addr)
+        self.vmas.split_at(end)
+        for v in self.vmas.overlapping(addr, end):
+            was = v.prot
+            v.prot = prot
+            self._remap(v)
+            if not was & PROT_ALL:
+                self._eager(v, v.start, v.end, downward=bool(v.flags & L.MAP_GROWSDOWN))
+        self._merge_range(addr, end)
+
+    @_locked
+    def mremap(self, old_addr: int, old_len: int, new_len: int, flags: int, new_addr: int = 0) -> int:
+        known = L.MREMAP_MAYMOVE | L.MREMAP_FIXED | L.MREMAP_DONTUNMAP
+        if flags & ~known or old_addr % PAGE or (flags & L.MREMAP_FIXED and not flags & L.MREMAP_MAYMOVE):
+            raise SyscallError(errno.EINVAL)
+        if flags & L.MREMAP_DONTUNMAP:
+            raise SyscallError(errno.EINVAL)           # not supported yet
+        old_len, new_len = _page_up(old_len), _page_up(new_len)
+        if new_len == 0 or old_len > L.USER_TOP or new_len > L.USER_TOP:
+            raise SyscallError(errno.EINVAL)
+        if flags & L.MREMAP_FIXED:
+            if new_addr % PAGE or new_addr + new_len > L.USER_TOP or new_addr < self.user_low:
+                raise SyscallError(errno.EINVAL)
+            if new_addr < old_addr + max(old_len, 1) and old_addr < new_addr + new_len:
+                raise SyscallError(errno.EINVAL)
+        v = self.vmas.find(old_addr)
+        if v is None or old_addr + old_len > v.end:
+            raise SyscallError(errno.EFAULT)
+        if old_len == 0:
+            return self._mremap_dup(v, old_addr, new_len, flags, new_addr)
+        old_end = old_addr + old_len
+        if flags & L.MREMAP_FIXED:
+            if new_len < old_len:
+                self._unmap_range(old_addr + new_len, old_end)
+                old_len, old_end = new_len, old_addr + new_len
+            charge = (new_len - old_len) if _chargeable(v.prot, v.flags) else 0
+            self._check_charge(charge - self._charge_of(new_addr, new_addr + new_len))
+            self._unmap_range(new_addr, new_addr + new_len)
+            self.committed += charge
+            return self._move(old_addr, old_end, new_addr, new_len)
+        if new_len <= old_len:
+            self._unmap_range(old_addr + new_len, old_end)
+            return old_addr
+        extra = new_len - old_len
+        charge = extra if _chargeable(v.prot, v.flags) else 0
+        if old_end == v.end and old_addr + new_len <= L.USER_TOP \
+                and self.vmas.is_free(old_end, old_addr + new_len):
+            self._charge(charge)
+            v.end = old_addr + new_len
+            self._eager(v, old_end, v.end)
+            self.vmas.merge_around(v)
+            return old_addr
+        if not flags & L.MREMAP_MAYMOVE:
+            raise SyscallError(errno.ENOMEM)
+        dest = self.vmas.find_gap(new_len, self.user_low, self.mmap_base)
+        if dest is None:
+            raise SyscallError(errno.ENOMEM)
+        self._charge(charge)
+        return self._move(old_addr, old_end, dest, new_len)
+
+    def _move(self, start: int, end: int, dest: int, new_len: int) -> int:
+        """Move [start, end) (inside one Vma) to a free [dest, dest+new_len): frames move, no copy."""
+        self.vmas.split_at(start)
+        self.vmas.split_at(end)
+        v = self.vmas.find(start)
+        assert v is not None and v.start == start and v.end == end
+        self.vmas.remove(v)
+        self.aspace.unmap(v.start, v.length)
+        old_len = v.length
+        v.grow_limit += dest - v.start if v.grow_limit else 0
+        v.start, v.end = dest, dest + new_len
+        self.vmas.insert(v)
+        self._remap(v)
+        if new_len > old_len:
+            self._eager(v, dest + old_len, v.end)
+        self.vmas.merge_around(v)
+        return dest
+
+    def _mremap_dup(self, v: Vma, addr: int, new_len: int, flags: int, new_addr: int) -> int:
+        """mremap(old_len=0): a second view of a shared mapping's pages."""
+        if not v.shared or not flags & L.MREMAP_MAYMOVE:
+            raise SyscallError(errno.EINVAL if not v.shared else errno.ENOMEM)
+        if flags & L.MREMAP_FIXED:
+            dest = new_addr
+            self._unmap_range(dest, dest + new_len)
+        else:
+            found = self.vmas.find_gap(new_len, self.user_low, self.mmap_base)
+            if found is None:
+                raise SyscallError(errno.ENOMEM)
+            dest = found
+        self._charge(new_len)
+        v.backing.refs += 1
+        dup = Vma(dest, dest + new_len, v.prot, v.flags, v.name, v.backing, v.pidx(addr))
+        self.vmas.insert(dup)
+        self._remap(dup)
+        return dest
+
+    @_locked
+    def madvise(self, addr: int, length: int, advice: int) -> None:
+        if addr % PAGE or length < 0:
+            raise SyscallError(errno.EINVAL)
+        end = addr + _page_up(length)
+        if end > L.USER_TOP:
+            raise SyscallError(errno.EINVAL)
+        if advice not in _MADV_NOOP and advice not in (L.MADV_WILLNEED, L.MADV_DONTNEED,
+                                                        L.MADV_FREE, L.MADV_REMOVE):
+            raise SyscallError(errno.EINVAL)
+        if end == addr:
+            return
+        spans = self.vmas.overlapping(addr, end)
+        if advice in (L.MADV_FREE, L.MADV_REMOVE) and any(
+                v.shared != (advice == L.MADV_REMOVE) for v in spans):
+            raise SyscallError(errno.EINVAL)
+        for v in spans:
+            a, b = max(v.start, addr), min(v.end, end)
+            if advice == L.MADV_WILLNEED:
+                self._eager(v, a, b)
+            elif advice in (L.MADV_FREE, L.MADV_REMOVE) or (advice == L.MADV_DONTNEED and not v.shared):
+                # Zero-fill on next touch: punching keeps the frames and PTEs but gives the
+                # memory back, and its mmu notifier drops any shadow entries.
+                for _, phys, n in v.runs(a, b):
+                    if phys is not None:
+                        self.memfile.punch(phys, n * PAGE)
+        if not self.vmas.covered(addr, end):
+            raise SyscallError(errno.ENOMEM)
+
+    # --- brk and the stack -----------------------------------------------------------
+    @_locked
+    def set_brk_base(self, addr: int) -> None:
+        self.brk_base = self.brk_cur = _page_up(addr)
+
+    @_locked
+    def brk(self, addr: int) -> int:
+        if addr < self.brk_base or addr > L.USER_TOP:
+            return self.brk_cur
+        old_top, new_top = _page_up(self.brk_cur), _page_up(addr)
+        if new_top < old_top:
+            self._unmap_range(new_top, old_top)
+        elif new_top > old_top:
+            if not self.vmas.is_free(old_top, new_top):
+                return self.brk_cur
+            try:
+                self._charge(new_top - old_top)
+            except SyscallError:
+                return self.brk_cur
+            self._new_vma(old_top, new_top, PROT_READ | PROT_WRITE, L.MAP_PRIVATE | L.MAP_ANONYMOUS, "[heap]")
+        self.brk_cur = addr
+        return addr
+
+    @_locked
+    def map_stack(self, top: int, size: int, max_size: int) -> None:
+        start = top - _page_up(size)
+        if top % PAGE or size <= 0 or start < self.user_low or top > L.USER_TOP \
+                or not self.vmas.is_free(start, top):
+            raise SyscallError(errno.ENOMEM)
+        self._charge(top - start)
+        self._new_vma(start, top, PROT_READ | PROT_WRITE,
+                      L.MAP_PRIVATE | L.MAP_ANONYMOUS | L.MAP_GROWSDOWN, "[stack]",
+                      populate_all=True, grow_limit=max(self.user_low, top - max_size))
+
+    def _grow_stack(self, addr: int) -> Vma | None:
+        """Grow the MAP_GROWSDOWN Vma just above `addr` down over it (to a FAULT_AROUND boundary)."""
+        v = self.vmas.first_above(addr)
+        if v is None or not v.flags & L.MAP_GROWSDOWN or addr < v.grow_limit:
+            return None
+        below = self.vmas.last_below(addr)
+        new_start = max(addr & ~(L.FAULT_AROUND - 1), v.grow_limit, below.end if below else 0)
+        new_start = _page_up(new_start)
+        if new_start > addr or not self.vmas.is_free(new_start, v.start):
+            return None
+        try:
+            self._charge(v.start - new_start if _chargeable(v.prot, v.flags) else 0)
+        except SyscallError:
+            return None
+        old = v.start
+        v.pgoff -= (old - new_start) // PAGE
+        v.start = new_start
+        self.vmas.rekey(v, old)
+        return v
+
+    # --- faults ----------------------------------------------------------------------
+    @_locked
+    def handle_fault(self, addr: int, error_code: int) -> bool:
+        if not 0 <= addr < L.USER_TOP:
+            return False
+        v = self.vmas.find(addr) or self._grow_stack(addr)
+        if v is None:
+            return False
+        need = PROT_WRITE if error_code & PF_WRITE else PROT_EXEC if error_code & PF_INSTR else PROT_READ
+        if not v.prot & need:
+            return False
+        page = addr & ~(PAGE - 1)
+        last_addr, last_code, times = self._last_fault
+        times = times + 1 if (last_addr, last_code) == (page, error_code) else 1
+        self._last_fault = (page, error_code, times)
+        if times >= _REPEAT_FAULTS:
+            return False
+        had = v.translate(page)
+        chunk = page & ~(L.FAULT_AROUND - 1)
+        if not self._populate(v, max(v.start, chunk), min(v.end, chunk + L.FAULT_AROUND)):
+            return False
+        if had is not None or error_code & PF_PRESENT:
+            # Populated already, so the guest saw a stale (shadow) entry: rewrite and invalidate.
+            phys = v.translate(page)
+            assert phys is not None
+            self.aspace.map(page, PAGE, phys, v.prot)
+            self.memfile.invalidate(phys, PAGE)
+        return True
+
+    # --- copying ----------------------------------------------------------------------
+    @_locked
+    def copy_in(self, addr: int, n: int) -> bytes:
+        if n == 0:
+            return b""
+        view = self.memfile.view
+        return b"".join(view[p:p + k] for p, k in self._segments(addr, n, PROT_READ))
+
+    @_locked
+    def copy_out(self, addr: int, data: bytes, *, force: bool = False) -> None:
+        n = len(data)
+        if n == 0:
+            return
+        view, src, done = self.memfile.view, memoryview(data).cast("B"), 0
+        for p, k in self._segments(addr, n, 0 if force else PROT_WRITE):
+            view[p:p + k] = src[done:done + k]
+            done += k
+
+    @_locked
+    def read_cstring(self, addr: int, maxlen: int = 4096) -> bytes:
+        out = bytearray()
+        while len(out) < maxlen:
+            k = min(maxlen - len(out), PAGE - addr % PAGE)
+            chunk = self.copy_in(addr, k)
+            nul = chunk.find(b"\0")
+            if nul >= 0:
+                return bytes(out + chunk[:nul])
+            out += chunk
+            addr += k
+        raise SyscallError(errno.ENAMETOOLONG)
+
+    # --- inspection and teardown --------------------------------------------------------
+    @_locked
+    def maps(self) -> list[Vma]:
+        return list(self.vmas)
+
+    @_locked
+    def release(self) -> None:
+        for v in self.vmas:
+            self.vmas.remove(v)
+            self._drop(v)
+        self.aspace.release()
+        self.committed = 0
