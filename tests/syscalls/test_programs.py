@@ -62,8 +62,12 @@ CASES = [
 PARAMS = [pytest.param(c, b, id=f"{c.id}-{b}") for c in CASES for b in BUILDS]
 
 
+# Programs exercised by other modules (fatal faults, timeouts and limits: test_faults_limits.py).
+OTHER_MODULES = {"faults", "spin", "memhog"}
+
+
 def test_every_program_has_a_case():
-    covered = {c.program for c in CASES}
+    covered = {c.program for c in CASES} | OTHER_MODULES
     missing = sorted(set(helpers.program_names()) - covered)
     assert not missing, f"tests/programs without a case in test_programs.py: {missing}"
 

@@ -1,0 +1,78 @@
+"""Fatal faults, timeouts and the memory limit: native run vs sandbox, plus the CLI's reports."""
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+
+import helpers
+from helpers import assert_same_outcome, run_native, run_sandbox
+
+FAULT_CASES = ["segv_read", "segv_write", "segv_write_ro", "segv_exec_nx", "segv_after_munmap",
+               "segv_after_mprotect", "noncanonical", "kernel_half", "stub_region", "stack_overflow",
+               "ud2", "int3", "div0", "hlt", "cli", "out", "out_syscall_port", "in", "mov_cr3",
+               "wrmsr", "lidt", "jump_null"]
+
+
+@pytest.mark.parametrize("build", ["glibc", "musl"])
+@pytest.mark.parametrize("case", FAULT_CASES)
+def test_fault_kills_with_linux_signal(case, build, test_programs, sandbox):
+    path = test_programs / build / "faults"
+    native = run_native(path, (case,))
+    assert native.signal, f"native run of {case} did not die by a signal: {native.describe()}"
+    boxed = run_sandbox(path, (case,), sandbox=sandbox)
+    assert_same_outcome(native, boxed, what=f"faults {case}")
+
+
+def test_int80_is_not_a_syscall_gate(test_programs, sandbox):
+    """Departure from Linux (no IA-32 emulation): `int 0x80` is a #GP, hence SIGSEGV."""
+    r = run_sandbox(test_programs / "glibc" / "faults", ("int80",), sandbox=sandbox)
+    assert r.signal == signal.SIGSEGV
+
+
+@pytest.mark.parametrize("case,signame,insn", [
+    ("segv_read", "SIGSEGV", "mov"), ("ud2", "SIGILL", "ud2"), ("div0", "SIGFPE", "idiv"),
+    ("int3", "SIGTRAP", ""), ("hlt", "SIGSEGV", "hlt"), ("wrmsr", "SIGSEGV", "wrmsr"),
+])
+def test_cli_fault_report(case, signame, insn, test_programs, kvm_available):
+    proc = helpers.run_cli(["run", str(test_programs / "glibc" / "faults"), case])
+    assert proc.returncode == 128 + getattr(signal, signame)
+    err = proc.stderr.decode()
+    lines = [ln for ln in err.splitlines() if ln.startswith("kvmbox:")]
+    assert len(lines) == 1, err
+    assert signame in lines[0] and "rip 0x" in lines[0] and insn in lines[0], lines[0]
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("mode", ["spin", "sleep", "stdin"])
+def test_cli_timeout_exits_124(mode, test_programs, kvm_available):
+    args = [] if mode == "spin" else [mode]
+    t0 = time.monotonic()
+    proc = helpers.run_cli(["run", "--timeout", "1", str(test_programs / "glibc" / "spin"), *args],
+                           timeout=30)
+    assert proc.returncode == 124, proc.stderr
+    assert time.monotonic() - t0 < 15
+    assert b"timed out" in proc.stderr and b"Traceback" not in proc.stderr
+
+
+def test_api_timeout_and_sandbox_reuse(test_programs, sandbox):
+    spin = str(test_programs / "glibc" / "spin")
+    r = sandbox.run([spin], timeout=0.5)
+    assert r.timed_out and r.signal == signal.SIGKILL
+    assert r.stdout == b"spinning\n"
+    again = sandbox.run([str(test_programs / "glibc" / "hello")])
+    assert again.exit_code == 0 and again.stdout
+
+
+def test_memory_limit_gives_enomem(test_programs, kvm_available):
+    import kvmbox
+    hog = str(test_programs / "glibc" / "memhog")
+    with kvmbox.Sandbox(memory="64M") as sb:
+        over = sb.run([hog, "256", "256"])
+        under = sb.run([hog, "16", "16"])
+    assert over.exit_code == 0, over
+    assert over.stdout == b"mmap 256M: ENOMEM\nbrk +256M: refused\n"
+    assert under.stdout == b"mmap 16M: ok\nbrk +16M: ok\n"
+    native = run_native(hog, ("16", "16"))
+    assert native.stdout == under.stdout
