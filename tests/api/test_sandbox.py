@@ -1,0 +1,52 @@
+"""The Sandbox API: results, reuse, many runs without host fd growth, kill from another thread."""
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import helpers
+
+
+def _fd_count() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_result_fields(test_programs, sandbox):
+    r = sandbox.run([str(test_programs / "glibc" / "exit42")])
+    assert (r.exit_code, r.signal, r.timed_out, r.report) == (42, 0, False, None)
+
+
+def test_200_runs_no_fd_or_frame_growth(test_programs, sandbox):
+    hello = str(test_programs / "musl" / "hello")
+    native = helpers.run_native(hello)
+    sandbox.run([hello])
+    fds = _fd_count()
+    frames = sandbox._platform.frames.used_pages
+    for _ in range(200):
+        r = sandbox.run([hello])
+        assert r.exit_code == 0 and r.stdout == native.stdout
+    assert _fd_count() == fds
+    assert sandbox._platform.frames.used_pages == frames
+
+
+def test_kill_from_another_thread(test_programs, sandbox):
+    threading.Timer(0.3, sandbox.kill).start()
+    t0 = time.monotonic()
+    r = sandbox.run([str(test_programs / "glibc" / "spin")])
+    assert r.signal == 9 and time.monotonic() - t0 < 10
+
+
+def test_closed_sandbox_refuses(test_programs, kvm_available):
+    import kvmbox
+    import pytest
+    sb = kvmbox.Sandbox()
+    sb.close()
+    with pytest.raises(kvmbox.KvmboxError):
+        sb.run([str(test_programs / "glibc" / "hello")])
+
+
+def test_stdin_and_env(test_programs, sandbox):
+    path = str(test_programs / "glibc" / "stdin_sum")
+    data = b"some input\n" * 1000
+    assert sandbox.run([path], stdin=data).stdout == helpers.run_native(path, stdin=data).stdout

@@ -1,0 +1,121 @@
+"""Bad input to `kvmbox run`: one clear line on stderr and a distinct exit status, never a traceback."""
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+
+import pytest
+
+import helpers
+
+
+def _run(args, **kw):
+    proc = helpers.run_cli(["run", *args], **kw)
+    err = proc.stderr.decode(errors="replace")
+    assert "Traceback" not in err, err
+    return proc.returncode, err.strip()
+
+
+def _exe(tmp_path, name: str, data: bytes) -> str:
+    p = tmp_path / name
+    p.write_bytes(data)
+    p.chmod(0o755)
+    return str(p)
+
+
+def _elf_header(ei_class=2, ei_data=1, machine=62, e_type=2, phnum=0) -> bytes:
+    ident = b"\x7fELF" + bytes([ei_class, ei_data, 1, 0]) + bytes(8)
+    return ident + struct.pack("<HHIQQQIHHHHHH", e_type, machine, 1, 0x401000, 64, 0, 0, 64, 56,
+                               phnum, 64, 0, 0)
+
+
+def test_missing_program(tmp_path, kvm_available):
+    code, err = _run([str(tmp_path / "nope")])
+    assert code == 127 and err.count("\n") == 0 and "no such file" in err
+
+
+def test_missing_bare_name(kvm_available):
+    code, err = _run(["definitely-not-a-command-kvmbox"])
+    assert code == 127 and "not found" in err
+
+
+def test_directory(tmp_path, kvm_available):
+    code, err = _run([str(tmp_path)])
+    assert code == 126 and "is a directory" in err
+
+
+def test_no_execute_permission(tmp_path, test_programs, kvm_available):
+    if os.geteuid() == 0:
+        # root may execute any file with at least one x bit; with none it is refused as for users.
+        pass
+    p = tmp_path / "hello"
+    shutil.copy(test_programs / "glibc" / "hello", p)
+    p.chmod(0o644)
+    code, err = _run([str(p)])
+    assert code == 126 and "permission denied" in err
+
+
+@pytest.mark.parametrize("name,data,words", [
+    ("text", b"#!/bin/sh\necho hi\n" * 3, "exec format"),
+    ("empty", b"", "exec format"),
+    ("elf32", _elf_header(ei_class=1), "32-bit"),
+    ("bigendian", _elf_header(ei_data=2), "endian"),
+    ("aarch64", _elf_header(machine=183), "aarch64"),
+    ("relocatable", _elf_header(e_type=1), "ET_REL"),
+    ("truncated_header", _elf_header()[:40], "truncated"),
+])
+def test_not_a_runnable_elf(tmp_path, name, data, words, kvm_available):
+    code, err = _run([_exe(tmp_path, name, data)])
+    assert code == 126, err
+    assert len(err.splitlines()) == 1 and words.lower() in err.lower(), err
+
+
+def test_truncated_real_program(tmp_path, test_programs, kvm_available):
+    data = (test_programs / "glibc" / "hello").read_bytes()
+    code, err = _run([_exe(tmp_path, "cut", data[:len(data) // 3])])
+    assert code == 126 and len(err.splitlines()) == 1, err
+
+
+def test_absurd_segment(tmp_path, kvm_available):
+    hdr = bytearray(_elf_header(phnum=1))
+    # PT_LOAD with filesz > memsz, far beyond the file
+    ph = struct.pack("<IIQQQQQQ", 1, 5, 0, 0x400000, 0x400000, 0x10000000, 0x1000, 0x1000)
+    code, err = _run([_exe(tmp_path, "absurd", bytes(hdr) + ph + bytes(64))])
+    assert code == 126 and len(err.splitlines()) == 1, err
+
+
+def test_overlapping_segments(tmp_path, kvm_available):
+    hdr = _elf_header(phnum=2)
+    ph1 = struct.pack("<IIQQQQQQ", 1, 5, 0, 0x400000, 0x400000, 0x100, 0x3000, 0x1000)
+    ph2 = struct.pack("<IIQQQQQQ", 1, 6, 0, 0x401000, 0x401000, 0x100, 0x3000, 0x1000)
+    code, err = _run([_exe(tmp_path, "overlap", hdr + ph1 + ph2 + bytes(0x200))])
+    assert code == 126 and "overlap" in err, err
+
+
+def test_dynamic_executable_is_refused_with_reason(kvm_available):
+    code, err = _run(["/bin/true"])
+    assert code == 126 and "dynamic" in err, err
+
+
+def test_missing_kvm_device(test_programs):
+    code, err = _run(["--kvm-device", "/nonexistent/kvm", str(test_programs / "glibc" / "hello")])
+    assert code == 125 and "/nonexistent/kvm" in err and len(err.splitlines()) == 1, err
+
+
+def test_bad_option_and_bad_size(test_programs):
+    code, err = _run(["--no-such-option", "x"])
+    assert code == 125 and len(err.splitlines()) == 1
+    code, err = _run(["--memory", "lots", str(test_programs / "glibc" / "hello")])
+    assert code == 125 and "size" in err
+
+
+def test_api_raises_typed_errors(tmp_path, kvm_available):
+    import kvmbox
+    with kvmbox.Sandbox() as sb:
+        with pytest.raises(kvmbox.ProgramNotFound):
+            sb.run([str(tmp_path / "missing")])
+        with pytest.raises(kvmbox.CannotExecute):
+            sb.run([_exe(tmp_path, "t", b"not elf")])
+    with pytest.raises(kvmbox.PlatformUnavailable):
+        kvmbox.Sandbox(kvm_device="/nonexistent/kvm")
