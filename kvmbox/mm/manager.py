@@ -106,12 +106,16 @@ class MemoryManager:
         return True
 
     def _eager(self, v: Vma, a: int, b: int, *, everything: bool = False, downward: bool = False) -> None:
-        """Populate up front (best effort): all of [a, b) or its first EAGER_POPULATE_LIMIT bytes."""
-        if not v.prot & PROT_ALL and not everything:
-            return
-        if not everything and b - a > L.EAGER_POPULATE_LIMIT:
-            a, b = (b - L.EAGER_POPULATE_LIMIT, b) if downward else (a, a + L.EAGER_POPULATE_LIMIT)
-        self._populate(v, a, b)
+        """Populate up front (best effort): all of [a, b), or at most EAGER_POPULATE_LIMIT bytes
+        and half the free frames (so eager frames never starve demand faults elsewhere)."""
+        if not everything:
+            if not v.prot & PROT_ALL:
+                return
+            most = min(L.EAGER_POPULATE_LIMIT, self.frames.free_pages // 2 * PAGE)
+            if b - a > most:
+                a, b = (b - most, b) if downward else (a, a + most)
+        if a < b:
+            self._populate(v, a, b)
 
     def _remap(self, v: Vma) -> None:
         """Rewrite the PTEs of every populated page of `v` (after a prot change or a move)."""
@@ -188,26 +192,21 @@ class MemoryManager:
     # --- mmap family ---------------------------------------------------------------
     @_locked
     def mmap(self, addr: int, length: int, prot: int, flags: int, fd: int = -1, offset: int = 0) -> int:
-        if offset % PAGE or offset < 0:
-            raise SyscallError(errno.EINVAL)
-        if length <= 0:
+        if offset % PAGE or offset < 0 or length <= 0:
             raise SyscallError(errno.EINVAL)
         length = _page_up(length)
         if length > L.USER_TOP:
             raise SyscallError(errno.ENOMEM)
         kind = flags & L.MAP_TYPE
-        if kind not in (L.MAP_SHARED, L.MAP_PRIVATE, L.MAP_SHARED_VALIDATE):
+        if kind not in (L.MAP_SHARED, L.MAP_PRIVATE, L.MAP_SHARED_VALIDATE) or prot & ~PROT_ALL:
             raise SyscallError(errno.EINVAL)
         if kind == L.MAP_SHARED_VALIDATE and flags & ~_MAP_KNOWN:
             raise SyscallError(errno.EOPNOTSUPP)
         if kind != L.MAP_SHARED_VALIDATE and flags & L.MAP_SYNC:
             flags &= ~L.MAP_SYNC                      # ignored unless validated, as Linux does
-        if prot & ~PROT_ALL:
-            raise SyscallError(errno.EINVAL)
         if not flags & L.MAP_ANONYMOUS:
             return self._mmap_file(addr, length, prot, flags, fd, offset)
-        fixed = bool(flags & (L.MAP_FIXED | L.MAP_FIXED_NOREPLACE))
-        if fixed:
+        if flags & (L.MAP_FIXED | L.MAP_FIXED_NOREPLACE):
             if addr % PAGE:
                 raise SyscallError(errno.EINVAL)
             if addr + length > L.USER_TOP:
@@ -286,10 +285,9 @@ class MemoryManager:
     @_locked
     def mremap(self, old_addr: int, old_len: int, new_len: int, flags: int, new_addr: int = 0) -> int:
         known = L.MREMAP_MAYMOVE | L.MREMAP_FIXED | L.MREMAP_DONTUNMAP
-        if flags & ~known or old_addr % PAGE or (flags & L.MREMAP_FIXED and not flags & L.MREMAP_MAYMOVE):
+        if flags & ~known or old_addr % PAGE or (flags & L.MREMAP_FIXED and not flags & L.MREMAP_MAYMOVE) \
+                or flags & L.MREMAP_DONTUNMAP:         # DONTUNMAP: not supported yet
             raise SyscallError(errno.EINVAL)
-        if flags & L.MREMAP_DONTUNMAP:
-            raise SyscallError(errno.EINVAL)           # not supported yet
         old_len, new_len = _page_up(old_len), _page_up(new_len)
         if new_len == 0 or old_len > L.USER_TOP or new_len > L.USER_TOP:
             raise SyscallError(errno.EINVAL)
@@ -316,8 +314,7 @@ class MemoryManager:
         if new_len <= old_len:
             self._unmap_range(old_addr + new_len, old_end)
             return old_addr
-        extra = new_len - old_len
-        charge = extra if _chargeable(v.prot, v.flags) else 0
+        charge = new_len - old_len if _chargeable(v.prot, v.flags) else 0
         if old_end == v.end and old_addr + new_len <= L.USER_TOP \
                 and self.vmas.is_free(old_end, old_addr + new_len):
             self._charge(charge)
