@@ -12,6 +12,8 @@ punched, so every frame handed out reads as zeros.
 from __future__ import annotations
 
 import errno
+import functools
+import threading
 from bisect import bisect_left, bisect_right
 
 from kvmbox.errors import SyscallError
@@ -21,6 +23,14 @@ from kvmbox.mm.memfile import MemoryFile
 PAGE = layout.PAGE_SIZE
 
 
+def _locked(fn):
+    @functools.wraps(fn)
+    def wrapper(self, *args):
+        with self.lock:
+            return fn(self, *args)
+    return wrapper
+
+
 def default_table_reserve(size: int) -> int:
     """Bytes set aside for page-table frames in a MemoryFile of `size` bytes."""
     want = max(layout.TABLE_RESERVE_MIN, size // layout.TABLE_RESERVE_DIV)
@@ -28,7 +38,7 @@ def default_table_reserve(size: int) -> int:
 
 
 class FrameAllocator:
-    """Allocates frames of one MemoryFile.  Not thread-safe by itself: callers hold their lock."""
+    """Allocates frames of one MemoryFile; shared by every address space, so it locks itself."""
 
     def __init__(self, memfile: MemoryFile, low: int = layout.STUB_RESERVED,
                  table_reserve: int | None = None) -> None:
@@ -48,6 +58,7 @@ class FrameAllocator:
             self._insert(low, (self.table_limit - low) // PAGE)
         self.used_pages = 0
         self.free_pages = (size - low) // PAGE
+        self.lock = threading.RLock()
 
     # --- the pool -------------------------------------------------------------
     def _insert(self, start: int, npages: int) -> None:
@@ -67,6 +78,7 @@ class FrameAllocator:
             self._insert(start + npages * PAGE, have - npages)
 
     # --- data frames ----------------------------------------------------------
+    @_locked
     def alloc(self, npages: int) -> list[tuple[int, int]]:
         """`npages` data frames as extents [(phys, npages)], one extent whenever one fits."""
         if npages <= 0:
@@ -96,6 +108,7 @@ class FrameAllocator:
         self.used_pages += npages
         self.free_pages -= npages
 
+    @_locked
     def free(self, phys: int, npages: int) -> None:
         """Punch [phys, +npages) and return it to the data pool (coalescing with neighbours)."""
         if npages <= 0:
@@ -123,6 +136,7 @@ class FrameAllocator:
         self.free_pages += npages
 
     # --- page-table frames ----------------------------------------------------
+    @_locked
     def alloc_table(self) -> int:
         """A zeroed frame that has never been a page table (bump-allocated, growing down)."""
         frame = self.table_floor - PAGE
@@ -143,6 +157,7 @@ class FrameAllocator:
         self._account(1)
         return frame
 
+    @_locked
     def free_table(self, phys: int) -> None:
         """Punch a table frame of a released address space; it may come back as a DATA frame only."""
         if phys % PAGE or phys < self.table_floor or phys >= self.memfile.size:
