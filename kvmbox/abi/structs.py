@@ -37,7 +37,7 @@ TERMIOS = struct.Struct("<IIIIB19s")
 # Kernel struct sigaction (rt_sigaction): sa_handler, sa_flags, sa_restorer, sa_mask (u64 each).
 SIGACTION = struct.Struct("<QQQQ")
 # stack_t (sigaltstack): void *ss_sp; int ss_flags; (pad) size_t ss_size.
-STACK_T = struct.Struct("<Qi4xQ")
+STACK_T = struct.Struct("<QI4xQ")   # ss_flags read unsigned: SS_AUTODISARM is bit 31
 # Kernel sigset_t: one u64.
 SIGSET = struct.Struct("<Q")
 

@@ -69,7 +69,7 @@ def futex(t: "Task", a: Args) -> int:
     """Implements Linux syscall futex(2)."""
     uaddr, op, val, timeout, _uaddr2, val3 = a[0], s32(a[1]), u32(a[2]), a[3], a[4], u32(a[5])
     cmd = op & FUTEX_CMD_MASK
-    if op & FUTEX_CLOCK_REALTIME and cmd not in (FUTEX_WAIT, FUTEX_WAIT_BITSET):
+    if op & FUTEX_CLOCK_REALTIME and cmd != FUTEX_WAIT_BITSET:
         raise SyscallError(errno.ENOSYS)
     if cmd not in (FUTEX_WAIT, FUTEX_WAKE, FUTEX_WAIT_BITSET, FUTEX_WAKE_BITSET):
         raise SyscallError(errno.ENOSYS)
