@@ -32,6 +32,7 @@ SLEEP_CLOCKS = frozenset({CLOCK_REALTIME, CLOCK_MONOTONIC, CLOCK_BOOTTIME, CLOCK
 NO_SLEEP_CLOCKS = frozenset({3, 4, 5, 6, 8, 9})
 COARSE_CLOCKS = frozenset({CLOCK_REALTIME_COARSE, CLOCK_MONOTONIC_COARSE})
 
+
 def read_timespec(t: "Task", addr: int) -> int:
     """The struct timespec at addr, validated (EFAULT, EINVAL), as nanoseconds."""
     sec, nsec = structs.TIMESPEC.unpack(t.mm.copy_in(addr, structs.TIMESPEC.size))
