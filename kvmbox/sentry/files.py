@@ -33,6 +33,9 @@ class FileDescription:
     def write(self, data: bytes) -> int:
         raise SyscallError(errno.EBADF)
 
+    def unread(self, data: bytes) -> None:
+        """Give back bytes a read() returned but the guest could not receive (EFAULT)."""
+
     def pread(self, n: int, offset: int) -> bytes:
         raise SyscallError(errno.ESPIPE)
 
@@ -74,10 +77,20 @@ class HostStream(FileDescription):
         st = os.fstat(self.fd)
         self.mode = st.st_mode
         self.seekable = stat_mod.S_ISREG(st.st_mode)
+        self._pushback = b""
+
+    def unread(self, data: bytes) -> None:
+        if self.seekable:
+            os.lseek(self.fd, -len(data), os.SEEK_CUR)
+        else:
+            self._pushback = data + self._pushback
 
     def read(self, n: int) -> bytes:
         if not self.readable:
             raise SyscallError(errno.EBADF)
+        if self._pushback:
+            data, self._pushback = self._pushback[:n], self._pushback[n:]
+            return data
         try:
             return os.read(self.fd, min(n, MAX_RW))
         except OSError as e:
@@ -150,6 +163,9 @@ class BytesInput(FileDescription):
         chunk = self._data[self._pos:self._pos + min(n, 65536)]
         self._pos += len(chunk)
         return bytes(chunk)
+
+    def unread(self, data: bytes) -> None:
+        self._pos -= len(data)
 
 
 class CaptureOutput(FileDescription):

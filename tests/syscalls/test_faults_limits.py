@@ -26,9 +26,13 @@ def test_fault_kills_with_linux_signal(case, build, test_programs, sandbox):
 
 
 def test_int80_is_not_a_syscall_gate(test_programs, sandbox):
-    """Departure from Linux (no IA-32 emulation): `int 0x80` is a #GP, hence SIGSEGV."""
+    """Departure from Linux (no IA-32 emulation): `int 0x80` kills the program.
+
+    Hardware raises #GP for the absent gate (SIGSEGV); PVM reports `int n` for
+    n >= 32 from ring 3 as #UD (SIGILL).  Either way it is no way into the Sentry.
+    """
     r = run_sandbox(test_programs / "glibc" / "faults", ("int80",), sandbox=sandbox)
-    assert r.signal == signal.SIGSEGV
+    assert r.signal in (signal.SIGSEGV, signal.SIGILL)
 
 
 @pytest.mark.parametrize("case,signame,insn", [

@@ -38,7 +38,13 @@ def _read_into(t, f, addr: int, count: int, offset: int | None = None) -> int:
     count = min(count, MAX_RW, CHUNK)
     data = f.read(count) if offset is None else f.pread(count, offset)
     if data:
-        t.mm.copy_out(addr, data)
+        try:
+            t.mm.copy_out(addr, data)
+        except SyscallError:
+            # Linux leaves data it could not copy in the pipe; so does the Sentry.
+            if offset is None:
+                f.unread(data)
+            raise
     return len(data)
 
 
