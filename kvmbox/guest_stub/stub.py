@@ -25,11 +25,10 @@ sits after the `out`; resuming it returns to the (possibly edited) frame.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
+import zlib
 from dataclasses import dataclass
-from pathlib import Path
 
 from kvmbox.guest_stub import layout as L
 
@@ -89,9 +88,9 @@ def _assemble(flavour: str) -> dict[str, str]:
     return out
 
 
-def _cache_dir() -> Path:
+def _cache_dir() -> str:
     root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(root) / "kvmbox"
+    return os.path.join(root, "kvmbox")
 
 
 @functools.cache
@@ -99,17 +98,22 @@ def build(flavour: str = "pvm-native") -> StubCode:
     """Assemble the stub for `flavour`, using an on-disk cache keyed by the source text."""
     if flavour not in FLAVOURS:
         raise ValueError(f"unknown stub flavour {flavour!r}")
-    key = hashlib.sha256(json.dumps(_sources(flavour), sort_keys=True).encode()).hexdigest()[:16]
-    path = _cache_dir() / f"stub-{flavour}-{key}.json"
+    text = json.dumps(_sources(flavour), sort_keys=True).encode()
+    key = f"{zlib.crc32(text):08x}{len(text):x}"
+    path = os.path.join(_cache_dir(), f"stub-{flavour}-{key}.json")
     try:
-        pieces = json.loads(path.read_text())
+        with open(path) as f:
+            pieces = json.load(f)
+        if set(pieces) != set(_sources(flavour)):
+            raise ValueError("stale cache")
     except (OSError, ValueError):
         pieces = _assemble(flavour)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(pieces))
-            tmp.replace(path)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            tmp = f"{path}.{os.getpid()}.tmp"
+            with open(tmp, "w") as f:
+                json.dump(pieces, f)
+            os.replace(tmp, path)
         except OSError:
             pass  # a read-only home only costs re-assembly next time
     handlers = tuple(bytes.fromhex(pieces[f"h{v}"]) for v in range(32))

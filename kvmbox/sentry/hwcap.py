@@ -12,7 +12,6 @@ import ctypes
 import functools
 import mmap
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 from kvmbox.abi.auxv import HWCAP2_FSGSBASE
@@ -31,6 +30,9 @@ _CPUID_ASM = """
     pop rbx
     ret
 """
+# _CPUID_ASM assembled (tests/unit checks keystone still gives these bytes); kept
+# pre-assembled so start-up does not import keystone.
+_CPUID_CODE = bytes.fromhex("5389f889f14989d00fa241890041895804418948084189500c5bc3")
 
 # /proc/cpuinfo flag name of each CPUID.1:EDX bit (None: reserved / no name).
 LEAF1_EDX_FLAGS: tuple[str | None, ...] = (
@@ -62,11 +64,8 @@ class _CpuidFunction:
 
 @functools.cache
 def _cpuid_function() -> _CpuidFunction:
-    """Assemble and map the cpuid routine once (raises OSError if PROT_EXEC is refused)."""
-    import keystone  # imported here: only this module needs it
-
-    ks = keystone.Ks(keystone.KS_ARCH_X86, keystone.KS_MODE_64)
-    code, _ = ks.asm(_CPUID_ASM)
+    """Map the cpuid routine once (raises OSError if PROT_EXEC is refused)."""
+    code = _CPUID_CODE
     page = mmap.mmap(-1, mmap.PAGESIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS,
                      prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
     page.write(bytes(code))
@@ -88,7 +87,8 @@ def cpuinfo_flags(text: str | None = None) -> frozenset[str]:
     """The `flags` of the first processor in /proc/cpuinfo (or in `text`)."""
     if text is None:
         try:
-            text = Path("/proc/cpuinfo").read_text()
+            with open("/proc/cpuinfo") as f:
+                text = f.read()
         except OSError:
             return frozenset()
     for line in text.splitlines():

@@ -205,3 +205,10 @@ def test_hwcaps_fall_back_to_cpuinfo_when_exec_mapping_refused(monkeypatch):
     monkeypatch.setattr(hwcap, "cpuid", refused)
     assert hwcap.hwcaps.__wrapped__() == hwcap.hwcaps_from_flags(hwcap.cpuinfo_flags())
     assert hwcap.minsigstksz.__wrapped__() == hwcap.minsigstksz_for(512)
+
+
+def test_cpuid_routine_bytes_match_its_source():
+    import keystone
+    from kvmbox.sentry import hwcap
+    ks = keystone.Ks(keystone.KS_ARCH_X86, keystone.KS_MODE_64)
+    assert bytes(ks.asm(hwcap._CPUID_ASM)[0]) == hwcap._CPUID_CODE
