@@ -45,6 +45,14 @@ def sandbox():
         yield sb
 
 
+@pytest.fixture(scope="session")
+def slow_sandbox(sandbox):
+    """A Sandbox whose every syscall goes to the Sentry (no in-guest fast path)."""
+    import kvmbox
+    with kvmbox.Sandbox(fast_path=False) as sb:
+        yield sb
+
+
 class Figures:
     """Named measurements collected during the session, written as one Markdown table."""
 

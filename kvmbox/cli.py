@@ -37,6 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                    help="stop the program after this long (exit status 124)")
     r.add_argument("--hostname", default="kvmbox")
+    r.add_argument("--no-fast-path", action="store_true",
+                   help="send every syscall to the Sentry (no in-guest answers for getpid & co.)")
     r.add_argument("--kvm-device", default="/dev/kvm", help=argparse.SUPPRESS)
     r.add_argument("--debug", action="store_true", help="print platform details and Python tracebacks")
     r.add_argument("program")
@@ -65,7 +67,8 @@ def _cmd_run(ns: argparse.Namespace) -> int:
     trace = (lambda line: print(line, file=sys.stderr, flush=True)) if ns.strace else None
     try:
         with Sandbox(platform=ns.platform, memory=ns.memory, timeout=ns.timeout,
-                     hostname=ns.hostname, kvm_device=ns.kvm_device) as sb:
+                     hostname=ns.hostname, kvm_device=ns.kvm_device,
+                     fast_path=not ns.no_fast_path) as sb:
             if ns.debug:
                 print(f"kvmbox: platform {sb.platform_name}, flavour {sb.flavour}", file=sys.stderr)
             r = sb.run([ns.program, *ns.args], env=env, stdio=stdio, trace=trace)

@@ -59,7 +59,7 @@ class Sandbox:
 
     def __init__(self, platform: str = "auto", memory: int | str = DEFAULT_MEMORY,
                  timeout: float | None = None, hostname: str = "kvmbox",
-                 kvm_device: str = "/dev/kvm") -> None:
+                 kvm_device: str = "/dev/kvm", fast_path: bool = True) -> None:
         from kvmbox.platform.kvm.platform import open_platform
         from kvmbox.sentry.kernel import Kernel
 
@@ -68,7 +68,7 @@ class Sandbox:
         self._platform = open_platform(platform, self.memory, device=kvm_device)
         self._notices: list[str] = []
         self._kernel = Kernel(self._platform, memory_limit=self.memory, hostname=hostname,
-                              notice=self._notices.append)
+                              notice=self._notices.append, fast_path=fast_path)
         self._lock = threading.Lock()
 
     @property

@@ -62,7 +62,9 @@ def write_stub_region(mem: memoryview, code: StubCode, nvcpus: int) -> int:
         struct.pack_into("<QQ", mem, L.IDT_OFF + 16 * vec, low, high)
         off = L.HANDLERS_OFF + vec * L.HANDLER_STRIDE
         mem[off:off + len(code.handlers[vec])] = code.handlers[vec]
-    mem[L.TRAMPOLINE_OFF:L.TRAMPOLINE_OFF + len(code.trampoline)] = code.trampoline
+    for i in range(nvcpus):
+        off = L.user_trampoline(i)
+        mem[off:off + len(code.trampoline)] = code.trampoline
     # Per-vCPU TSS: RSP0 and IST1 at the top of the vCPU's stack; I/O bitmap allowing PORT_SYSCALL only.
     for i in range(nvcpus):
         tss = L.percpu_tss(i)
@@ -90,7 +92,12 @@ def _write_tables(mem: memoryview, nvcpus: int, user_trampoline: bool) -> int:
     leaf(L.GDT_OFF, _P | _W | _NX)
     leaf(L.IDT_OFF, _P | _NX)
     leaf(L.HANDLERS_OFF, _P)
-    leaf(L.TRAMPOLINE_OFF, _P | (_U if user_trampoline else 0))
+    for i in range(nvcpus):
+        # pvm-native: the trampoline runs in ring 3 (R+X for the user) and reads its
+        # fast-path data page (R).  hw: the entry is ring-0 code, supervisor-only.
+        user = _U if user_trampoline else 0
+        leaf(L.user_trampoline(i), _P | user)
+        leaf(L.fast_data(i), _P | user | _NX)
     leaf(L.VDSO_DATA_OFF, _P | _U | _NX)
     for off in range(L.PERCPU_OFF, L.percpu_stack_top(nvcpus - 1), 0x1000):
         leaf(off, _P | _W | _NX)

@@ -27,8 +27,7 @@ GDT_OFF = 0x0000                     # GDT (one page): Linux's selectors, then o
 IDT_OFF = 0x1000                     # IDT: 256 16-byte gates (vectors 0-31 wired)
 HANDLERS_OFF = 0x2000                # ring-0 exception entry points (HANDLER_STRIDE bytes each)
 HANDLER_STRIDE = 32
-TRAMPOLINE_OFF = 0x3000              # the user-mode syscall trampoline page (user R+X)
-VDSO_DATA_OFF = 0x4000               # per-VM page readable by the user (reserved: time, ids)
+VDSO_DATA_OFF = 0x4000               # per-VM page readable by the user (reserved: time for a vDSO)
 PERCPU_OFF = 0x10000                 # per-vCPU areas: TSS + I/O bitmap, then the IST stack
 PERCPU_STRIDE = 0x8000               # 32 KiB per vCPU
 PERCPU_TSS = 0x0                     # 64-bit TSS at the start of a vCPU's area...
@@ -37,6 +36,13 @@ TSS_LIMIT = 0x68 + 8192              # TSS + 65536-port bitmap + the terminator 
 PERCPU_SCRATCH = 0x2100              # hw flavour: per-vCPU slot saving the user RSP across a syscall
 MAX_VCPUS = 32                       # per-vCPU areas fit below STUB_TABLES_OFF
 STUB_TABLES_OFF = 0x120000           # PDPT/PD/PT of the stub region (built once per VM)
+USER_PERCPU_OFF = 0x130000           # per-vCPU user pages: [trampoline (R+X)][fast-path data (R)]
+USER_PERCPU_STRIDE = 0x2000          # vCPU i's LSTAR is STUB_VIRT + USER_PERCPU_OFF + i*stride
+# Fast-path data page (one per vCPU, user-readable, written by the Sentry): u32 fields that
+# let the pvm-native trampoline answer identity syscalls without a VM exit.
+FAST_ENABLED = 0x0                   # nonzero: answer the syscalls below in the guest
+FAST_PID, FAST_TID, FAST_PPID = 0x4, 0x8, 0xC
+FAST_UID, FAST_EUID, FAST_GID, FAST_EGID = 0x10, 0x14, 0x18, 0x1C
 STUB_RESERVED = 0x200000             # physical [0, 2 MiB) belongs to the stub; frames start above
 
 # --- GDT selectors (Linux's layout) -----------------------------------------
@@ -81,6 +87,16 @@ def percpu_tss(vcpu_index: int) -> int:
 def percpu_stack_top(vcpu_index: int) -> int:
     """Physical (== stub-relative) top of vCPU `vcpu_index`'s ring-0 IST stack."""
     return PERCPU_OFF + (vcpu_index + 1) * PERCPU_STRIDE
+
+
+def user_trampoline(vcpu_index: int) -> int:
+    """Physical (== stub-relative) address of vCPU `vcpu_index`'s syscall trampoline page."""
+    return USER_PERCPU_OFF + vcpu_index * USER_PERCPU_STRIDE
+
+
+def fast_data(vcpu_index: int) -> int:
+    """Physical address of vCPU `vcpu_index`'s fast-path data page (right after its trampoline)."""
+    return user_trampoline(vcpu_index) + PAGE_SIZE
 
 
 def exc_frame_phys(vcpu_index: int) -> int:

@@ -40,7 +40,33 @@ def _handler_source(vector: int) -> str:
     return f"{push_err}push {vector}\nout {L.PORT_EXCEPTION}, al\nadd rsp, 16\niretq\n"
 
 
-TRAMPOLINE_PVM = f"out {L.PORT_SYSCALL}, al\njmp rcx\n"
+# The pvm-native trampoline.  Identity syscalls are answered in the guest from
+# the fast-path data page one page above (RIP-relative `[rip + {D+off}]`
+# operands, resolved by _assemble_pic), so they cost no exit.  The compares
+# clobber arithmetic flags; the fast path restores them from R11 (which holds
+# RFLAGS at the `syscall`): OF by an `add` that overflows exactly when it was
+# set, then SF/ZF/AF/PF/CF with `sahf`, using only flag-neutral `lea`/`mov`
+# after that.  On the exit path the Sentry restores RFLAGS from R11.
+_FAST = (("getpid", 39, L.FAST_PID), ("gettid", 186, L.FAST_TID), ("getppid", 110, L.FAST_PPID),
+         ("getuid", 102, L.FAST_UID), ("geteuid", 107, L.FAST_EUID), ("getgid", 104, L.FAST_GID),
+         ("getegid", 108, L.FAST_EGID))
+FAST_SYSCALLS = frozenset(nr for _, nr, _ in _FAST)
+TRAMPOLINE_PVM = (
+    f"cmp dword ptr [rip + {{D+{L.FAST_ENABLED}}}], 0\nje slow\n"
+    + "".join(f"cmp eax, {nr}\nje f_{name}\n" for name, nr, _ in _FAST)
+    + f"slow:\nout {L.PORT_SYSCALL}, al\njmp rcx\n"
+    + "".join(f"""f_{name}:
+mov eax, r11d
+shr eax, 11
+and eax, 1
+add al, 0x7f
+lea eax, [r11*8]
+lea eax, [rax*8]
+lea eax, [rax*4]
+sahf
+mov eax, dword ptr [rip + {{D+{off}}}]
+jmp rcx
+""" for name, _, off in _FAST))
 
 # Ring-0 syscall entry for hardware virtualization (flavour "hw").  GS_BASE
 # (after swapgs) is the vCPU's per-CPU area: the TSS (RSP0 at +4) and a scratch
@@ -73,6 +99,27 @@ def _sources(flavour: str) -> dict[str, str]:
     return src
 
 
+def _assemble_pic(ks, text: str, base: int, data: int) -> bytes:
+    """Assemble `text` at `base`, turning each `[rip + {D+n}]` into a RIP-relative
+    reference to data + n.  Two passes: capstone reads the first pass's layout
+    (every displacement is 32-bit, so the layout does not move)."""
+    import re
+
+    from capstone import CS_ARCH_X86, CS_MODE_64, Cs
+
+    slots = [int(m) for m in re.findall(r"\{D\+(\d+)\}", text)]
+    first = bytes(ks.asm(re.sub(r"\{D\+\d+\}", "0x10000000", text), base)[0])
+    ends = [i.address + i.size for i in Cs(CS_ARCH_X86, CS_MODE_64).disasm(first, base)
+            if "rip +" in i.op_str]
+    if len(ends) != len(slots):
+        raise AssertionError("could not place RIP-relative operands")
+    disps = iter(data + n - end for n, end in zip(slots, ends))
+    final = bytes(ks.asm(re.sub(r"\{D\+\d+\}", lambda _: hex(next(disps)), text), base)[0])
+    if len(final) != len(first):
+        raise AssertionError("RIP-relative pass changed the layout")
+    return final
+
+
 def _assemble(flavour: str) -> dict[str, str]:
     from keystone import KS_ARCH_X86, KS_MODE_64, Ks  # imported only when the cache misses
 
@@ -81,10 +128,11 @@ def _assemble(flavour: str) -> dict[str, str]:
     for name, text in _sources(flavour).items():
         if name.startswith("h"):
             base = L.STUB_VIRT + L.HANDLERS_OFF + int(name[1:]) * L.HANDLER_STRIDE
+            out[name] = bytes(ks.asm(text, base)[0]).hex()
         else:
-            base = L.STUB_VIRT + L.TRAMPOLINE_OFF
-        encoding, _ = ks.asm(text, base)
-        out[name] = bytes(encoding).hex()
+            # Position-independent: the same bytes serve every vCPU's trampoline page.
+            base = L.STUB_VIRT + L.user_trampoline(0)
+            out[name] = _assemble_pic(ks, text, base, base + L.PAGE_SIZE).hex()
     return out
 
 
@@ -121,6 +169,8 @@ def build(flavour: str = "pvm-native") -> StubCode:
         if len(code) > L.HANDLER_STRIDE:
             raise AssertionError(f"exception entry {v} is {len(code)} bytes")
     tramp = bytes.fromhex(pieces["trampoline"])
-    # The syscall exit is the first `out imm8, al` (0xE6 imm8) in the entry path.
+    # The syscall exit is the `out imm8, al` (0xE6 imm8) of the entry path.
     exit_off = tramp.index(bytes([0xE6, L.PORT_SYSCALL])) + 2
+    if tramp.count(bytes([0xE6, L.PORT_SYSCALL])) != 1 or len(tramp) > L.PAGE_SIZE:
+        raise AssertionError("the syscall entry must have exactly one exit and fit a page")
     return StubCode(flavour, handlers, tramp, exit_off)

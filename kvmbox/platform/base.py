@@ -113,6 +113,10 @@ class Context(ABC):
     def set_regs(self, **regs: int) -> None:
         """Set registers by name (same names as get_regs)."""
 
+    def set_identity(self, *, enabled: bool, pid: int, tid: int, ppid: int, uid: int, euid: int,
+                     gid: int, egid: int) -> None:
+        """Ids a platform may answer without trapping (getpid & co.); default: always trap."""
+
     @abstractmethod
     def release(self) -> None:
         """Free the context's resources."""

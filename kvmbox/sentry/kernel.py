@@ -46,7 +46,7 @@ class Kernel:
 
     def __init__(self, platform: Platform, *, memory_limit: int | None, hostname: str = "kvmbox",
                  trace: Callable[[str], None] | None = None,
-                 notice: Callable[[str], None] | None = None) -> None:
+                 notice: Callable[[str], None] | None = None, fast_path: bool = True) -> None:
         self.platform = platform
         self.memory_limit = memory_limit
         self.hostname = hostname
@@ -57,6 +57,7 @@ class Kernel:
         self.sentry_pid = os.getpid()
         self.table = default_table()
         self.trace = trace
+        self.fast_path = fast_path      # let the platform answer identity syscalls without a trap
         self._notice = notice or (lambda msg: None)
         self._reported: set[int] = set()
         self._stop = threading.Event()
@@ -108,6 +109,10 @@ class Kernel:
             ctx.set_regs(rip=image.entry, rsp=image.initial_sp)
             task = Task(self, ctx, mm, fds, pid, image.exe_path, list(argv),
                         default_rlimits(self.memory_limit))
+            c = task.creds
+            # With --strace every syscall must reach the Sentry, so no in-guest answers then.
+            ctx.set_identity(enabled=self.fast_path and self.trace is None, pid=task.tgid, tid=task.tid, ppid=task.ppid,
+                             uid=c.uid, euid=c.euid, gid=c.gid, egid=c.egid)
             with self._lock:
                 self._current = task
             timer = None

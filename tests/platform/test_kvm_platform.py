@@ -157,11 +157,13 @@ def test_exceptions_and_privileged_instructions(guest, insn, vector):
     assert ev.vector == vector
 
 
-@pytest.mark.parametrize("what", ["read_gdt", "write_trampoline", "exec_handler", "read_tables"])
+@pytest.mark.parametrize("what", ["read_gdt", "write_trampoline", "write_fast_data", "exec_handler",
+                                  "read_tables"])
 def test_stub_region_is_unreachable_from_ring3(guest, what):
     target = {
         "read_gdt": f"mov rax, {L.STUB_VIRT + L.GDT_OFF}\n mov rbx, [rax]",
-        "write_trampoline": f"mov rax, {L.STUB_VIRT + L.TRAMPOLINE_OFF}\n mov byte ptr [rax], 0xcc",
+        "write_trampoline": f"mov rax, {L.STUB_VIRT + L.user_trampoline(0)}\n mov byte ptr [rax], 0xcc",
+        "write_fast_data": f"mov rax, {L.STUB_VIRT + L.fast_data(0)}\n mov byte ptr [rax], 1",
         "exec_handler": f"mov rax, {L.STUB_VIRT + L.HANDLERS_OFF}\n jmp rax",
         "read_tables": f"mov rax, {L.STUB_VIRT + L.STUB_TABLES_OFF}\n mov rbx, [rax]",
     }[what]
@@ -234,3 +236,57 @@ def test_host_page_table_edits_are_seen(guest, platform):
     g.ctx.set_return(0)
     ev = g.run()
     assert isinstance(ev, Fault) and ev.vector == 14 and ev.error_code & 3 == 3   # write, present
+
+
+_IDS = dict(pid=4242, tid=4243, ppid=4241, uid=1001, euid=1002, gid=1003, egid=1004)
+# Set CF, PF, ZF, SF and OF (0x8c5), then a syscall, then read RFLAGS.
+_FLAGS_PROLOGUE = """
+    mov eax, 0x7fffffff
+    add eax, 1
+    mov al, 0
+    mov ah, 0xc5
+    sahf
+"""
+
+
+@pytest.mark.parametrize("nr,key", [(39, "pid"), (186, "tid"), (110, "ppid"), (102, "uid"),
+                                    (107, "euid"), (104, "gid"), (108, "egid")])
+def test_identity_syscalls_answered_without_exit(guest, nr, key):
+    g = guest(f"""{_FLAGS_PROLOGUE}
+        mov eax, {nr}
+        syscall
+        mov rdi, rax
+        pushfq
+        pop rsi
+        mov eax, 60
+        syscall
+    """)
+    g.ctx.set_identity(enabled=True, **_IDS)
+    assert g.run() is SYSCALL
+    nr_seen, value, flags, *_ = g.ctx.syscall_args()
+    assert nr_seen == 60, "the identity syscall must not have exited"
+    assert value == _IDS[key]
+    assert flags & 0x8D5 == 0x8C5, f"arithmetic flags not preserved: {flags:#x}"
+
+
+def test_identity_fast_path_can_be_disabled(guest):
+    g = guest("mov eax, 39\n syscall\n mov rdi, rax\n mov eax, 60\n syscall\n")
+    g.ctx.set_identity(enabled=False, **_IDS)
+    assert g.run() is SYSCALL and g.ctx.syscall_args()[0] == 39
+    g.ctx.set_return(7)
+    assert g.run() is SYSCALL and g.ctx.syscall_args()[:2] == (60, 7)
+
+
+def test_flags_preserved_across_an_exiting_syscall(guest):
+    g = guest(f"""{_FLAGS_PROLOGUE}
+        mov eax, 999
+        syscall
+        pushfq
+        pop rdi
+        mov eax, 60
+        syscall
+    """)
+    assert g.run() is SYSCALL and g.ctx.syscall_args()[0] == 999
+    g.ctx.set_return(-38)
+    assert g.run() is SYSCALL
+    assert g.ctx.syscall_args()[1] & 0x8D5 == 0x8C5

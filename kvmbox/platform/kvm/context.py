@@ -21,6 +21,8 @@ _REG_INDEX = {"rax": RAX, "rbx": RBX, "rcx": RCX, "rdx": RDX, "rsi": RSI, "rdi":
               "rbp": RBP, "r8": R8, "r9": R9, "r10": R10, "r11": R11, "r12": R12, "r13": R13,
               "r14": R14, "r15": R15, "rip": RIP, "rflags": RFLAGS}
 _MASK64 = (1 << 64) - 1
+# RFLAGS bits a user may own: CF PF AF ZF SF TF IF DF OF AC ID (never IOPL, NT, RF, VM).
+_USER_FLAGS = 0x1 | 0x4 | 0x10 | 0x40 | 0x80 | 0x100 | 0x200 | 0x400 | 0x800 | 0x40000 | 0x200000
 _CR3_OFF = SREGS_CR_OFF + 16
 _FRAME_FMT = "<7Q"                   # vector, error, rip, cs, rflags, rsp, ss
 
@@ -33,7 +35,9 @@ class KvmContext(Context):
         self.vcpu = vcpu
         self.regs = vcpu.regs
         base = L.STUB_VIRT
-        self._syscall_exit_rip = base + L.TRAMPOLINE_OFF + platform.stub.syscall_exit_offset
+        self._syscall_exit_rip = base + L.user_trampoline(vcpu.index) + platform.stub.syscall_exit_offset
+        self._fast = L.fast_data(vcpu.index)
+        self._restore_flags = platform.flavour == "pvm-native"
         self._handlers = (base + L.HANDLERS_OFF, base + L.HANDLERS_OFF + 32 * L.HANDLER_STRIDE)
         self._frame_phys = L.exc_frame_phys(vcpu.index)
         self._frame_virt = L.STUB_VIRT + self._frame_phys   # the handler's RSP at its `out`
@@ -70,8 +74,12 @@ class KvmContext(Context):
         if reason is VcpuExit.IO:
             port = vcpu.io_port()
             if port == L.PORT_SYSCALL:
-                rip = self.regs[RIP]
+                regs = self.regs
+                rip = regs[RIP]
                 if rip == self._syscall_exit_rip:
+                    if self._restore_flags:
+                        # the trampoline's compares clobbered the flags; R11 has the user's
+                        regs[RFLAGS] = (regs[R11] & _USER_FLAGS) | 0x2
                     return SYSCALL
                 # `out` to the syscall port outside the trampoline: a privileged
                 # instruction as far as Linux is concerned.
@@ -116,6 +124,16 @@ class KvmContext(Context):
         p.clear()
         regs[RFLAGS] = 0x202
         self.vcpu.mark_dirty(KVM_SYNC_X86_REGS)
+
+    def set_identity(self, *, enabled: bool, pid: int, tid: int, ppid: int, uid: int, euid: int,
+                     gid: int, egid: int) -> None:
+        """Publish the ids the trampoline may answer without an exit (enabled=False: all exit)."""
+        values = {L.FAST_PID: pid, L.FAST_TID: tid, L.FAST_PPID: ppid, L.FAST_UID: uid,
+                  L.FAST_EUID: euid, L.FAST_GID: gid, L.FAST_EGID: egid}
+        for off, value in values.items():
+            struct.pack_into("<I", self._mem, self._fast + off, value & 0xFFFF_FFFF)
+        struct.pack_into("<I", self._mem, self._fast + L.FAST_ENABLED,
+                         1 if enabled and self._restore_flags else 0)
 
     def interrupt(self) -> None:
         self._interrupt.set()

@@ -56,7 +56,7 @@ def configure(vcpu: Vcpu, cpuid2: bytes, flavour: str, cr3: int, entry: int, sp:
         vcpu.set_cpuid2(cpuid2)
         vcpu.cpuid_set = True
     v = L.STUB_VIRT
-    lstar = v + L.TRAMPOLINE_OFF
+    lstar = v + L.user_trampoline(vcpu.index)   # one trampoline per vCPU (its own fast-path page)
     percpu = v + L.PERCPU_OFF + vcpu.index * L.PERCPU_STRIDE
     vcpu.set_msrs({
         L.MSR_STAR: (L.USER_CS32 << 48) | (L.KERNEL_CS << 32),
