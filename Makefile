@@ -20,7 +20,7 @@ $(SYSDEPS):
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip >/dev/null
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test]' --config-settings editable_mode=compat  # a plain .pth: no import hook at start-up
 	$(PY) -m compileall -q kvmbox
 	@touch $@
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from kvmbox.errors import EXIT_KVMBOX_FAILED, EXIT_TIMEOUT, KvmboxError
 

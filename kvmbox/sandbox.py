@@ -5,7 +5,7 @@ import os
 import re
 import threading
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from kvmbox.errors import KvmboxError, ProgramNotFound
 from kvmbox.sentry.files import BytesInput, CaptureOutput, FileDescription

@@ -12,7 +12,7 @@ import errno
 from bisect import bisect_right
 import functools
 import threading
-from typing import Callable, TypeVar
+from collections.abc import Callable
 
 from kvmbox.errors import SyscallError
 from kvmbox.guest_stub import layout as L
@@ -34,10 +34,8 @@ _MADV_NOOP = frozenset({L.MADV_NORMAL, L.MADV_RANDOM, L.MADV_SEQUENTIAL, L.MADV_
                         L.MADV_KEEPONFORK, L.MADV_COLD, L.MADV_PAGEOUT})
 _REPEAT_FAULTS = 4          # the same fault this many times in a row is not spurious: SIGSEGV
 
-F = TypeVar("F", bound=Callable)
-
-
-def _locked(fn: F) -> F:
+def _locked(fn: Callable) -> Callable:
+    """Run the method under the MemoryManager's lock."""
     @functools.wraps(fn)
     def wrapper(self: "MemoryManager", *args, **kwargs):
         with self.lock:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
-from typing import Iterator
+from collections.abc import Iterator
 
 from kvmbox.guest_stub import layout as L
 

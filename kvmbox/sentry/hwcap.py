@@ -12,7 +12,7 @@ import ctypes
 import functools
 import mmap
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 from kvmbox.abi.auxv import HWCAP2_FSGSBASE
 

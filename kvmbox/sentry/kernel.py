@@ -14,7 +14,7 @@ import signal as _signal
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from kvmbox.errors import SyscallError
 from kvmbox.mm.manager import MemoryManager

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import stat
 from dataclasses import dataclass, field
-from typing import Callable, NoReturn, Protocol
 
 from kvmbox.abi import auxv as at
 from kvmbox.abi import elf
@@ -31,10 +30,14 @@ MAP_FIXED = 0x10
 MAP_ANONYMOUS = 0x20
 _U64_MAX = (1 << 64) - 1
 
-Fail = Callable[[str], NoReturn]
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+if TYPE_CHECKING:
+    from typing import Callable, NoReturn
+
+    Fail = Callable[[str], NoReturn]
 
 
-class LoaderMemory(Protocol):
+class LoaderMemory:
     """What loading needs from the MemoryManager."""
 
     def mmap(self, addr: int, length: int, prot: int, flags: int, fd: int = -1,

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Protocol
 
 from kvmbox.abi.auxv import AT_EXECFN, AT_NULL, AT_PLATFORM, AT_RANDOM
 from kvmbox.errors import CannotExecute
@@ -33,7 +32,7 @@ MAX_ARG_STRLEN = 32 * 4096       # Linux: longest single argv/envp string (with 
 _PTR = 8
 
 
-class StackMemory(Protocol):
+class StackMemory:
     """What building the stack needs from the MemoryManager."""
 
     def map_stack(self, top: int, size: int, max_size: int) -> None: ...

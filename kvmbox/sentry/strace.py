@@ -7,8 +7,9 @@ pointer prints in hex, as strace does for unreadable memory.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import errno
-from typing import Any, Protocol, Sequence
 
 from kvmbox.abi.errno_names import errno_name, errno_text
 from kvmbox.abi.signals import SIGNAL_NAMES
@@ -167,7 +168,7 @@ _ESCAPES = {ord("\n"): "\\n", ord("\t"): "\\t", ord("\r"): "\\r", ord("\v"): "\\
             ord("\f"): "\\f", ord('"'): '\\"', ord("\\"): "\\\\"}
 
 
-class MemoryReader(Protocol):
+class MemoryReader:
     def copy_in(self, addr: int, n: int) -> bytes: ...
     def read_cstring(self, addr: int, maxlen: int) -> bytes: ...
 
@@ -299,7 +300,7 @@ def format_return(ret: int | None, kind: str) -> str:
     return hex(r & 0xFFFF_FFFF_FFFF_FFFF) if kind == RET_HEX else str(r)
 
 
-def format_call(record_or_name: Any, args: Sequence[int], ret: int | None,
+def format_call(record_or_name: object, args: Sequence[int], ret: int | None,
                 mm_reader: MemoryReader) -> str:
     """One strace line (without newline) for a finished call; ret None = did not return."""
     name = record_or_name if isinstance(record_or_name, str) else record_or_name.name

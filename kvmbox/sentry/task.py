@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 
 if TYPE_CHECKING:  # pragma: no cover
     from kvmbox.mm.manager import MemoryManager

@@ -4,7 +4,7 @@ from __future__ import annotations
 import signal
 import struct
 import threading
-from typing import TYPE_CHECKING
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 
 from kvmbox.errors import SandboxCrash
 from kvmbox.guest_stub import layout as L

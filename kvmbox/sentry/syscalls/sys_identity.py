@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 
 from kvmbox.abi import structs
 from kvmbox.errors import SyscallError

@@ -5,7 +5,7 @@ import errno
 import os
 import posixpath
 import time as _time
-from typing import TYPE_CHECKING
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 
 from kvmbox.abi import structs
 from kvmbox.abi.signals import NSIG

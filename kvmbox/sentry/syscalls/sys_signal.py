@@ -6,7 +6,7 @@ signal-delivery module finds it, and report back what was set.
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 
 from kvmbox.abi import signals, structs
 from kvmbox.errors import SyscallError

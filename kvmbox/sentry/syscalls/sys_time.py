@@ -4,7 +4,7 @@ from __future__ import annotations
 import errno
 import os
 import time as _time
-from typing import TYPE_CHECKING
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 
 from kvmbox.abi import structs
 from kvmbox.errors import SyscallError
