@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from collections.abc import Callable, Sequence
 
-from kvmbox.errors import SyscallError
+from kvmbox.errors import SandboxCrash, SyscallError
 from kvmbox.mm.manager import MemoryManager
 from kvmbox.platform.base import INTERRUPTED, SYSCALL, Fault, Platform
 from kvmbox.sentry import faults
@@ -156,6 +156,11 @@ class Kernel:
                             if trace is not None:
                                 self._trace_call(task, rec, regs, None)
                             raise
+                        except (Stopped, SandboxCrash):
+                            raise
+                        except Exception as e:  # a Sentry bug: end the sandbox, not the host
+                            raise SandboxCrash(f"kvmbox: internal error in {rec.name}(): "
+                                               f"{type(e).__name__}: {e}") from e
                     else:
                         ret = self._unsupported(nr, rec)
                     set_return(ret)

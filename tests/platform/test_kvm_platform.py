@@ -290,3 +290,20 @@ def test_flags_preserved_across_an_exiting_syscall(guest):
     g.ctx.set_return(-38)
     assert g.run() is SYSCALL
     assert g.ctx.syscall_args()[1] & 0x8D5 == 0x8C5
+
+
+def test_ring0_fault_is_a_sandbox_crash_not_a_host_crash():
+    """Break the stub on purpose (IST1 -> unmapped): the user fault cannot be delivered,
+    the guest triple-faults, and the host gets a SandboxCrash it can report."""
+    from kvmbox.errors import SandboxCrash
+    from kvmbox.platform.kvm.platform import KvmPlatform
+    p = KvmPlatform(64 << 20)
+    try:
+        g = Guest(p, "mov rax, 0xa00000\n mov rbx, [rax]\n")
+        struct.pack_into("<Q", p.memfile.view, L.percpu_tss(g.ctx.vcpu.index) + 0x24, 0xDEAD000)
+        with pytest.raises(SandboxCrash) as info:
+            g.run()
+        assert "stub bug" in str(info.value)
+        g.close()
+    finally:
+        p.close()
