@@ -45,10 +45,13 @@ def _gate(handler: int, dpl: int) -> tuple[int, int]:
 
 
 def write_stub_region(mem: memoryview, code: StubCode, nvcpus: int) -> int:
-    """Write the whole stub region into `mem` (guest RAM from physical 0); returns the PDPT's address."""
+    """Write the whole stub region into `mem` (guest RAM from physical 0); returns the PDPT's address.
+
+    `mem` must be fresh (all zero, as a new memfd is): unwritten bytes stay zero
+    without the host committing memory for them.
+    """
     if not 1 <= nvcpus <= L.MAX_VCPUS:
         raise ValueError(f"nvcpus must be 1..{L.MAX_VCPUS}")
-    mem[:L.STUB_RESERVED] = bytes(L.STUB_RESERVED)
     v = L.STUB_VIRT
     # GDT
     for sel, desc in _GDT_ENTRIES.items():
