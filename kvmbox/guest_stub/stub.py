@@ -70,17 +70,33 @@ jmp rcx
 
 # Ring-0 syscall entry for hardware virtualization (flavour "hw").  GS_BASE
 # (after swapgs) is the vCPU's per-CPU area: the TSS (RSP0 at +4) and a scratch
-# slot for the user RSP.  The host never resumes this path with a
-# non-canonical RCX (it turns that into SIGSEGV as Linux's iret path does), so
-# sysretq is always safe here.
+# slot for the user RSP.  After the exit, sysretq returns when RCX is canonical;
+# otherwise (sysret would fault in ring 0 on Intel) an iretq frame is built on
+# the kernel stack and the user takes the #GP at the bad RIP, as on Linux.
+# Flags may be clobbered here: both returns reload RFLAGS from R11.
 SYSCALL_ENTRY_HW = f"""
 swapgs
 mov qword ptr gs:[{L.PERCPU_SCRATCH}], rsp
 mov rsp, qword ptr gs:[4]
 out {L.PORT_SYSCALL}, al
+push rax
+mov rax, rcx
+sar rax, 47
+inc rax
+cmp rax, 1
+pop rax
+ja noncanonical
 mov rsp, qword ptr gs:[{L.PERCPU_SCRATCH}]
 swapgs
-.byte 0x48, 0x0f, 0x07   # sysretq (keystone lacks the mnemonic)
+.byte 0x48, 0x0f, 0x07
+noncanonical:
+push {L.USER_DS}
+push qword ptr gs:[{L.PERCPU_SCRATCH}]
+push r11
+push {L.USER_CS}
+push rcx
+swapgs
+iretq
 """
 
 
