@@ -1,8 +1,14 @@
-"""Benchmark fixtures: the KVM platform, a Sandbox, the benchmark programs, and the report writer.
+"""Benchmark fixtures and the report writer.
 
-Every figure is reported as a ratio measured in the same run; absolute times
-on shared machines are noise.  At the end of the session the collected
-figures are written to benchmarks/results/kvm_core.md.
+Every workload runs three ways in one session: natively (subprocess), on the
+KVM platform and on the ptrace platform, each through one shared Sandbox.
+Figures are ratios to the native run of the same session; absolute times on
+shared machines are noise.  A platform that cannot be opened here gets
+"n/a (platform unavailable: <reason>)" in its column, never a number.
+
+At the end of the session the collected figures are written to
+benchmarks/results/: report.md (the comparison table plus the KVM core
+figures), ratios.svg (bar chart of the ratios) and kvm_core.md.
 """
 from __future__ import annotations
 
@@ -13,10 +19,13 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCH_BIN = ROOT / "benchmarks" / "programs" / "bin"
-TEST_BIN = ROOT / "tests" / "programs" / "bin"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_report import Results, render_core, render_markdown, render_svg  # noqa: E402
+from bench_util import BENCH_BIN, ROOT, Targets  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results"
+_RESULTS = Results()
 
 
 def _kvm_ok() -> bool:
@@ -37,46 +46,60 @@ def bench_programs() -> Path:
 
 
 @pytest.fixture(scope="session")
-def sandbox():
-    if not _kvm_ok():
-        pytest.skip("no usable /dev/kvm on this host")
-    import kvmbox
-    with kvmbox.Sandbox() as sb:
-        yield sb
+def results() -> Results:
+    return _RESULTS
 
 
 @pytest.fixture(scope="session")
-def slow_sandbox(sandbox):
-    """A Sandbox whose every syscall goes to the Sentry (no in-guest fast path)."""
-    import kvmbox
-    with kvmbox.Sandbox(fast_path=False) as sb:
-        yield sb
+def targets():
+    t = Targets()
+    yield t
+    t.close()
+
+
+@pytest.fixture(scope="session")
+def sandbox(targets):
+    """The shared KVM Sandbox (skips when /dev/kvm is unusable)."""
+    if not _kvm_ok():
+        pytest.skip("no usable /dev/kvm on this host")
+    return targets.sandbox("kvm")
+
+
+@pytest.fixture(scope="session")
+def slow_sandbox(targets, sandbox):
+    """A KVM Sandbox whose every syscall goes to the Sentry (no in-guest fast path)."""
+    return targets.sandbox("kvm", fast_path=False)
 
 
 class Figures:
-    """Named measurements collected during the session, written as one Markdown table."""
-
-    def __init__(self) -> None:
-        self.rows: list[tuple[str, str, str]] = []
+    """The KVM core figures (name, value, note), kept for kvm_core.md."""
 
     def add(self, name: str, value: str, note: str = "") -> None:
-        self.rows.append((name, value, note))
-
-
-_FIGURES = Figures()
+        _RESULTS.core.append((name, value, note))
 
 
 @pytest.fixture(scope="session")
 def figures() -> Figures:
-    return _FIGURES
+    return Figures()
 
 
 def pytest_sessionfinish(session, exitstatus):
-    if not _FIGURES.rows:
+    if not _RESULTS.rows and not _RESULTS.core:
         return
     RESULTS.mkdir(parents=True, exist_ok=True)
-    lines = ["| measurement | value | note |", "|---|---|---|"]
-    lines += [f"| {n} | {v} | {note} |" for n, v, note in _FIGURES.rows]
-    text = "\n".join(lines) + "\n"
-    (RESULTS / "kvm_core.md").write_text(text)
-    sys.stdout.write("\n\nkvmbox benchmark figures (also in benchmarks/results/kvm_core.md):\n" + text)
+    parts = ["# kvmbox benchmarks: native vs KVM vs ptrace\n",
+             "Medians from one `make bench` run; each ratio is to the native median of the same run. "
+             "Per-iteration figures are the difference of two loop lengths in the same Sandbox "
+             "(start-up cancels out).\n",
+             "![ratios to native](ratios.svg)\n"]
+    table = render_markdown(_RESULTS) if _RESULTS.rows else ""
+    if table:
+        parts.append(table)
+        (RESULTS / "ratios.svg").write_text(render_svg(_RESULTS))
+    if _RESULTS.core:
+        core = render_core(_RESULTS)
+        (RESULTS / "kvm_core.md").write_text(core)
+        parts += ["## KVM core figures\n", core]
+    (RESULTS / "report.md").write_text("\n".join(parts))
+    sys.stdout.write("\n\nkvmbox benchmark report (benchmarks/results/report.md, ratios.svg):\n\n"
+                     + table + ("\n" + render_core(_RESULTS) if _RESULTS.core else ""))
