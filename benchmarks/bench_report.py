@@ -155,7 +155,7 @@ def render_svg(results: Results) -> str:
     hi_dec = math.ceil(math.log10(max(known + [10.0]))) if known else 1
     if hi_dec <= lo_dec:
         hi_dec = lo_dec + 1
-    label_w, plot_w, right = 430, 520, 20
+    label_w, plot_w, right = 430, 520, 80
     bar_h, gap, top = 16, 14, 50
     group_h = len(PLATFORMS) * bar_h + gap
     height = top + len(rows) * group_h + 50

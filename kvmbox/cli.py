@@ -111,8 +111,8 @@ def _cmd_info(ns: argparse.Namespace) -> int:
 def _cmd_bench(ns: argparse.Namespace) -> int:
     import subprocess
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return subprocess.call([sys.executable, "-m", "pytest", os.path.join(root, "benchmarks"),
-                            "-q", *ns.pytest_args])
+    # The same invocation as `make bench`, from the checkout's root (writes benchmarks/results/).
+    return subprocess.call([sys.executable, "-m", "pytest", "-q", "benchmarks", *ns.pytest_args], cwd=root)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
