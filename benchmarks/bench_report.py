@@ -93,7 +93,7 @@ class Results:
         for p in PLATFORMS:
             f, s = row.cells.get(p), sentry.cells.get(p)
             if f and s and f.ns and s.ns:
-                out.append(f"Sentry overhead on {p}: {(s.ns / f.ns - 1) * 100:+.0f}%")
+                out.append(f"Sentry overhead on {p}: {round((s.ns / f.ns - 1) * 100) + 0:+d}%")
             else:
                 out.append(f"Sentry overhead on {p}: n/a")
         return [", ".join(out) + " (target ≤ +30%)"]

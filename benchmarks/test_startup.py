@@ -28,7 +28,11 @@ def test_cold_start(benchmark, targets, results, bench_programs, mode):
         t0 = time.perf_counter_ns()
         r = subprocess.run(argv, capture_output=True, cwd=ROOT)
         samples.append(time.perf_counter_ns() - t0)
-        assert r.returncode == 0 and r.stdout == b"hello\n", (argv, r.returncode, r.stderr[-500:])
+        if r.returncode != 0 or r.stdout != b"hello\n":
+            why = (r.stderr.decode(errors="replace").strip().splitlines() or [f"exit {r.returncode}"])[-1]
+            if mode != "native":
+                results.unavailable("cold_start", mode, f"`kvmbox run --platform {mode}` failed: {why}")
+            pytest.fail(f"{argv}: exit {r.returncode}: {why}")
 
     benchmark.pedantic(once, rounds=COLD_RUNS, iterations=1, warmup_rounds=1)
     results.record("cold_start", mode, statistics.median(samples[1:] or samples))
