@@ -114,6 +114,8 @@ class Sandbox:
 
     def close(self) -> None:
         with self._lock:
+            if self._kernel is not None:
+                self._kernel.close()
             if self._platform is not None:
                 self._platform.close()
                 self._platform = None

@@ -26,7 +26,7 @@ AT_HWCAP2 = 26          # bit 1: FSGSBASE usable from user mode
 AT_RSEQ_FEATURE_SIZE = 27
 AT_RSEQ_ALIGN = 28
 AT_EXECFN = 31          # address of the filename passed to execve
-AT_SYSINFO_EHDR = 33    # vDSO base (not provided yet: kvmbox has no vDSO)
+AT_SYSINFO_EHDR = 33    # vDSO base (layout.VDSO_VIRT)
 AT_MINSIGSTKSZ = 51     # minimum signal stack size the kernel needs for this CPU
 
 HWCAP2_RING3MWAIT = 1 << 0

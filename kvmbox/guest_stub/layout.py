@@ -14,12 +14,28 @@ PAGE_SHIFT = 12
 USER_TOP = 0x7F80_0000_0000          # end (exclusive) of the application's address range
 STUB_PML4_INDEX = 255                # PML4 slot holding the stub region in every address space
 STUB_VIRT = 0x7F80_0000_0000         # virtual base of the stub region (== USER_TOP)
+PTRACE_STUB_VIRT = 0x7F80_0000_0000  # ptrace platform: the host stub's one code page, in the Sentry
+                                     # and in every stub process (== USER_TOP, above the guest's range)
 
 # Default placements for the application (Linux-like, below USER_TOP).
 STACK_TOP = 0x7F7F_FFFF_F000         # top of the initial stack (grows down)
 STACK_MAX = 8 << 20                  # RLIMIT_STACK default: 8 MiB
 MMAP_BASE = 0x7F7F_0000_0000         # top-down mmap allocations start below here
 ELF_ET_DYN_BASE = 0x5555_5555_4000   # load base of static-pie (ET_DYN) executables
+# The vDSO (no ASLR yet): the [vvar] data page, then the [vdso] ELF image right above it.
+# 16 MiB below STACK_TOP: above the stack's 8 MiB growth limit, far above MMAP_BASE.
+VVAR_VIRT = 0x7F7F_FF00_0000         # [vvar]: one user-readable page the Sentry's timekeeper writes
+VDSO_VIRT = VVAR_VIRT + 0x1000       # [vdso]: AT_SYSINFO_EHDR (its code reads [vvar] RIP-relative)
+VDSO_MAX_PAGES = 2                   # the image is at most this many pages (vdso.py checks)
+# [vvar] fields (little-endian; written under the seqlock, read by the vDSO code).
+VVAR_SEQ = 0x00                      # u32 seqlock: odd while the Sentry rewrites the fields below
+VVAR_ENABLED = 0x04                  # u32: 0 = every vDSO call falls back to the real syscall
+VVAR_TSC_BASE = 0x08                 # u64: TSC value at which the clocks equal their bases
+VVAR_MULT = 0x10                     # u64: ns per TSC tick as fixed point, ns = (dtsc*mult) >> shift
+VVAR_SHIFT = 0x18                    # u32: the fixed-point shift (the code shifts a 128-bit product)
+VVAR_MONO_BASE = 0x20                # u64: CLOCK_MONOTONIC (ns) at tsc_base
+VVAR_CLOCK_OFFSETS = 0x40            # u64[8]: per clock id 0..7, ns added to the monotonic value
+VVAR_FAST_CLOCKS = 0xF3              # bitmap of the clock ids served in the guest: 0,1,4,5,6,7
 
 # --- the stub region: offsets from STUB_VIRT == guest-physical addresses --
 # The region is identity-offset: virtual STUB_VIRT + X maps physical X.

@@ -128,6 +128,9 @@ class MemoryManager:
     def _drop(self, v: Vma) -> None:
         """Free what `v` holds (it is already out of the set and unmapped)."""
         b = v.backing
+        if b.pinned:
+            b.refs -= 1
+            return                                      # special frames: never freed, never charged
         if b.shared:
             b.refs -= 1
             extents = b.take(-(1 << 62), 1 << 62) if b.refs == 0 else []
@@ -280,6 +283,8 @@ class MemoryManager:
             addr = first.start
         if not self.vmas.covered(addr, end):
             raise SyscallError(errno.ENOMEM)
+        if prot & PROT_WRITE and any(v.backing.pinned for v in self.vmas.overlapping(addr, end)):
+            raise SyscallError(errno.EACCES)           # shared special frames ([vdso]) stay read-only
         self._charge(self._charge_of(addr, end, prot) - self._charge_of(addr, end))
         self.vmas.split_at(addr)
         self.vmas.split_at(end)
@@ -308,6 +313,8 @@ class MemoryManager:
         v = self.vmas.find(old_addr)
         if v is None or old_addr + old_len > v.end:
             raise SyscallError(errno.EFAULT)
+        if v.backing.pinned and new_len > old_len:
+            raise SyscallError(errno.EINVAL)           # a special mapping cannot grow
         if old_len == 0:
             return self._mremap_dup(v, old_addr, new_len, flags, new_addr)
         old_end = old_addr + old_len
@@ -396,6 +403,8 @@ class MemoryManager:
             a, b = max(v.start, addr), min(v.end, end)
             if advice == L.MADV_WILLNEED:
                 self._eager(v, a, b)
+            elif v.backing.pinned:
+                continue                                # never punch the vDSO's frames
             elif advice in (L.MADV_FREE, L.MADV_REMOVE) or (advice == L.MADV_DONTNEED and not v.shared):
                 # Zero-fill on next touch: punching keeps the frames and PTEs but gives the
                 # memory back, and its mmu notifier drops any shadow entries.
@@ -404,6 +413,22 @@ class MemoryManager:
                         self.memfile.punch(phys, n * PAGE)
         if not self.vmas.covered(addr, end):
             raise SyscallError(errno.ENOMEM)
+
+    @_locked
+    def map_special(self, addr: int, phys: int, npages: int, prot: int, name: str) -> None:
+        """Map existing frames [phys, +npages) at `addr` as a special VMA ("[vdso]", "[vvar]").
+
+        The frames belong to the caller (shared by every process): munmap may remove
+        the mapping, as on Linux, but the frames are never freed, punched or made writable.
+        """
+        end = addr + npages * PAGE
+        if addr % PAGE or npages <= 0 or addr < self.user_low or end > L.USER_TOP \
+                or not self.vmas.is_free(addr, end):
+            raise SyscallError(errno.ENOMEM)
+        backing = Backing(shared=True, pinned=True)
+        backing.add(0, phys, npages)
+        self.vmas.insert(Vma(addr, end, prot, L.MAP_PRIVATE, name, backing))
+        self.aspace.map(addr, end - addr, phys, prot)
 
     # --- brk and the stack -----------------------------------------------------------
     @_locked

@@ -23,6 +23,7 @@ class Backing:
     """Frames of one anonymous memory object: sorted extents (page index, phys, npages)."""
     shared: bool = False
     refs: int = 1
+    pinned: bool = False            # frames owned elsewhere (the vDSO): never freed or punched
     keys: list[int] = field(default_factory=list)                  # start page index of each extent
     extents: list[tuple[int, int, int]] = field(default_factory=list)
 

@@ -64,6 +64,14 @@ class Kernel:
         self._lock = threading.Lock()
         self._current: Task | None = None
         self._next_pid = 1
+        self.syscall_counts = [0] * len(self.table)   # per syscall number, for the last run
+        from kvmbox.sentry import vdso
+        self.vdso = vdso.install(platform.memfile, platform.frames)
+        self.clock_ns = self.vdso.timekeeper.now_ns   # the guest's clocks (vDSO and syscalls agree)
+
+    def close(self) -> None:
+        """Stop the kernel's helpers (the timekeeper); the platform is closed by its owner."""
+        self.vdso.close()
 
     # --- services handlers use ------------------------------------------------
     def notice(self, msg: str) -> None:
@@ -95,6 +103,10 @@ class Kernel:
 
         self._stop.clear()
         self._reported.clear()
+        self.syscall_counts = [0] * len(self.table)
+        # With --strace every syscall must reach the Sentry, so no in-guest answers then.
+        in_guest = self.fast_path and self.trace is None
+        self.vdso.timekeeper.allow(in_guest)
         aspace = self.platform.new_address_space()
         mm = MemoryManager(self.platform.memfile, self.platform.frames, aspace,
                            limit=self.memory_limit)
@@ -104,14 +116,14 @@ class Kernel:
             fds.install(i, f)
         try:
             pid = self._next_pid
-            image = load_program(path, mm, argv=list(argv), envp=list(envp))
+            vdso_base = self.vdso.map_into(mm)
+            image = load_program(path, mm, argv=list(argv), envp=list(envp), vdso_base=vdso_base)
             ctx = self.platform.new_context()
             ctx.set_regs(rip=image.entry, rsp=image.initial_sp)
             task = Task(self, ctx, mm, fds, pid, image.exe_path, list(argv),
                         default_rlimits(self.memory_limit))
             c = task.creds
-            # With --strace every syscall must reach the Sentry, so no in-guest answers then.
-            ctx.set_identity(enabled=self.fast_path and self.trace is None, pid=task.tgid, tid=task.tid, ppid=task.ppid,
+            ctx.set_identity(enabled=in_guest, pid=task.tgid, tid=task.tid, ppid=task.ppid,
                              uid=c.uid, euid=c.euid, gid=c.gid, egid=c.egid)
             with self._lock:
                 self._current = task
@@ -139,13 +151,18 @@ class Kernel:
         table = self.table
         nslots = len(table)
         trace = self.trace
+        counts = self.syscall_counts
         try:
             while True:
                 ev = switch(aspace)
                 if ev is SYSCALL:
                     regs = args_of()
                     nr = regs[0]
-                    rec = table[nr] if nr < nslots else None
+                    if nr < nslots:
+                        rec = table[nr]
+                        counts[nr] += 1
+                    else:
+                        rec = None
                     handler = rec.handler if rec is not None else None
                     if handler is not None:
                         try:

@@ -324,14 +324,16 @@ def brk_start_of(image: ElfImage, page_size: int = layout.PAGE_SIZE) -> int:
 # --- the whole execve ----------------------------------------------------------------
 
 def make_auxv(image: ElfImage, *, hwcap: int, hwcap2: int, uid: int, euid: int, gid: int,
-              egid: int, page_size: int, clktck: int, minsigstksz: int) -> list[tuple[int, int]]:
+              egid: int, page_size: int, clktck: int, minsigstksz: int,
+              vdso_base: int | None = None) -> list[tuple[int, int]]:
     """The auxiliary vector in Linux's order; AT_RANDOM/EXECFN/PLATFORM are filled by the stack.
 
-    AT_SYSINFO_EHDR is left out: kvmbox has no vDSO yet, and libc falls back to
-    real system calls without one.  AT_RSEQ_* are left out (no rseq support).
+    AT_SYSINFO_EHDR (first, as x86-64's ARCH_DLINFO puts it) only with a vdso_base;
+    without it libc makes real system calls.  AT_RSEQ_* are left out (no rseq support).
     """
     phdr = image.phdr_vaddr + image.load_bias if image.phdr_vaddr is not None else 0
-    return [
+    vdso = [(at.AT_SYSINFO_EHDR, vdso_base)] if vdso_base is not None else []
+    return vdso + [
         (at.AT_MINSIGSTKSZ, minsigstksz),
         (at.AT_HWCAP, hwcap),
         (at.AT_PAGESZ, page_size),
@@ -360,13 +362,15 @@ def load_elf(data_or_path: bytes | str | os.PathLike[str], mm: LoaderMemory, *,
              platform_string: str = "x86_64", random_bytes: bytes, uid: int, euid: int,
              gid: int, egid: int, page_size: int = layout.PAGE_SIZE, clktck: int = 100,
              minsigstksz: int | None = None, allow_interp: bool = False,
-             stack_top: int = layout.STACK_TOP, stack_max: int = layout.STACK_MAX) -> LoadedImage:
+             stack_top: int = layout.STACK_TOP, stack_max: int = layout.STACK_MAX,
+             vdso_base: int | None = None) -> LoadedImage:
     """execve's work: validate, map the segments, set brk, build the stack; returns where to start.
 
     `data_or_path` is the file's bytes or a path (checked by read_executable).
     With allow_interp=False a PT_INTERP program is refused; with True its
     interpreter path is returned in LoadedImage.interp and not loaded.
-    minsigstksz defaults to this CPU's (hwcap.minsigstksz()).
+    minsigstksz defaults to this CPU's (hwcap.minsigstksz()).  vdso_base (already mapped by
+    the caller) becomes AT_SYSINFO_EHDR.
     Everything is validated (including the stack plan) before mm is touched.
     """
     if isinstance(data_or_path, (bytes, bytearray, memoryview)):
@@ -379,7 +383,8 @@ def load_elf(data_or_path: bytes | str | os.PathLike[str], mm: LoaderMemory, *,
                             f"(interpreter {image.interp})")
     auxv = make_auxv(image, hwcap=hwcap, hwcap2=hwcap2, uid=uid, euid=euid, gid=gid, egid=egid,
                      page_size=page_size, clktck=clktck,
-                     minsigstksz=hwcap_minsigstksz() if minsigstksz is None else minsigstksz)
+                     minsigstksz=hwcap_minsigstksz() if minsigstksz is None else minsigstksz,
+                     vdso_base=vdso_base)
     try:
         plan = plan_stack(stack_top, argv, envp, auxv, execfn, platform_string.encode(),
                           random_bytes, stack_max=stack_max)

@@ -63,7 +63,7 @@ PARAMS = [pytest.param(c, b, id=f"{c.id}-{b}") for c in CASES for b in BUILDS]
 
 
 # Programs exercised by other modules (fatal faults, timeouts and limits: test_faults_limits.py).
-OTHER_MODULES = {"faults", "spin", "memhog", "sysfuzz"}
+OTHER_MODULES = {"faults", "spin", "memhog", "sysfuzz", "vdso_clock"}
 
 
 def test_every_program_has_a_case():

@@ -71,6 +71,9 @@ class FakeKernel:
             raise Stopped()
         time.sleep(seconds)
 
+    def clock_ns(self, clock: int) -> int:
+        return time.clock_gettime_ns(clock)
+
     def wait_forever(self, t) -> None:
         self.waited += 1
         raise Stopped()

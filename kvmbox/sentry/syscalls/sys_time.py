@@ -50,6 +50,11 @@ def now_ns(clock: int) -> int:
     return _time.clock_gettime_ns(clock)
 
 
+def guest_now_ns(t: "Task", clock: int) -> int:
+    """The guest clock `clock` (validated) as the guest's vDSO sees it (the kernel's timekeeper)."""
+    return t.kernel.clock_ns(clock)
+
+
 def sleep_ns(t: "Task", duration_ns: int) -> None:
     """Block this task for at least duration_ns through the kernel's interruptible sleep."""
     deadline = _time.monotonic_ns() + duration_ns
@@ -62,7 +67,7 @@ def clock_gettime(t: "Task", a: Args) -> int:
     clock, tp = s32(a[0]), a[1]
     if clock not in GETTIME_CLOCKS:
         raise SyscallError(errno.EINVAL)
-    write_timespec(t, tp, now_ns(clock))
+    write_timespec(t, tp, guest_now_ns(t, clock))
     return 0
 
 
@@ -81,7 +86,7 @@ def gettimeofday(t: "Task", a: Args) -> int:
     """Implements Linux syscall gettimeofday(2)."""
     tv, tz = a[0], a[1]
     if tv:
-        sec, nsec = divmod(_time.time_ns(), NSEC_PER_SEC)
+        sec, nsec = divmod(guest_now_ns(t, CLOCK_REALTIME), NSEC_PER_SEC)
         t.mm.copy_out(tv, structs.TIMEVAL.pack(sec, nsec // 1000))
     if tz:
         t.mm.copy_out(tz, structs.TIMEZONE.pack(0, 0))
@@ -91,7 +96,7 @@ def gettimeofday(t: "Task", a: Args) -> int:
 def time_(t: "Task", a: Args) -> int:
     """Implements Linux syscall time(2)."""
     tloc = a[0]
-    now = _time.time_ns() // NSEC_PER_SEC
+    now = guest_now_ns(t, CLOCK_REALTIME) // NSEC_PER_SEC
     if tloc:
         t.mm.copy_out(tloc, structs.S64.pack(now))
     return now
@@ -110,10 +115,12 @@ def clock_nanosleep(t: "Task", a: Args) -> int:
     if clock not in SLEEP_CLOCKS:
         raise SyscallError(errno.EOPNOTSUPP if clock in NO_SLEEP_CLOCKS else errno.EINVAL)
     ns = read_timespec(t, req)
-    if flags & TIMER_ABSTIME:
-        ns -= now_ns(clock)
-    if ns > 0:
+    if not flags & TIMER_ABSTIME:
         sleep_ns(t, ns)
+        return 0
+    # Absolute: wake only once the guest's clock (the vDSO's line) has reached the target.
+    while (left := ns - guest_now_ns(t, clock)) > 0:
+        sleep_ns(t, left)
     return 0
 
 
