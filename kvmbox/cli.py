@@ -29,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
                 "whose kernel is written in Python.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     r = sub.add_parser("run", help="run a program in the sandbox")
-    r.add_argument("--platform", default="auto", choices=["auto", "kvm"],
+    r.add_argument("--platform", default="auto", choices=["auto", "kvm", "ptrace"],
                    help="trap mechanism (auto: kvm when /dev/kvm opens)")
     r.add_argument("--strace", action="store_true", help="print each syscall on stderr")
     r.add_argument("--env", action="append", default=[], metavar="K=V", help="set an environment variable")

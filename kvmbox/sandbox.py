@@ -60,13 +60,14 @@ class Sandbox:
     def __init__(self, platform: str = "auto", memory: int | str = DEFAULT_MEMORY,
                  timeout: float | None = None, hostname: str = "kvmbox",
                  kvm_device: str = "/dev/kvm", fast_path: bool = True) -> None:
-        from kvmbox.platform.kvm.platform import open_platform
+        from kvmbox.platform.registry import open_platform
         from kvmbox.sentry.kernel import Kernel
 
         self.memory = parse_size(memory)
         self.timeout = timeout
-        self._platform = open_platform(platform, self.memory, device=kvm_device)
         self._notices: list[str] = []
+        self._platform = open_platform(platform, self.memory, device=kvm_device,
+                                       notice=self._notices.append)
         self._kernel = Kernel(self._platform, memory_limit=self.memory, hostname=hostname,
                               notice=self._notices.append, fast_path=fast_path)
         self._lock = threading.Lock()

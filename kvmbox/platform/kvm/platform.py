@@ -113,11 +113,4 @@ class KvmPlatform(Platform):
             self.kvm = None
 
 
-def open_platform(name: str, memory: int, device: str = DEFAULT_DEVICE) -> Platform:
-    """The platform registry: 'kvm' (and later 'ptrace'; 'auto' picks)."""
-    if name in ("kvm", "auto"):
-        return KvmPlatform(memory, device=device)
-    raise PlatformUnavailable(f"kvmbox: unknown platform {name!r} (available: kvm)")
-
-
-__all__ = ["KvmPlatform", "open_platform", "detect_flavour", "errno"]
+__all__ = ["KvmPlatform", "detect_flavour", "errno"]

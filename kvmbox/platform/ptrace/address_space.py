@@ -1,0 +1,71 @@
+"""PtraceAddressSpace: a guest process's page mappings, as real mappings in its stub process.
+
+map() injects mmap(vaddr, length, prot, MAP_SHARED|MAP_FIXED, memfd, phys) into
+the stub, so the guest sees exactly the MemoryFile pages the Sentry reads and
+writes through its own mapping; unmap() is munmap, protect() mprotect.
+
+The stub is created lazily, by the first call that needs it, on the calling
+thread, which becomes its tracer: the Sentry creates an address space and runs
+its guest on one thread (Kernel.run), and every later call must come from it.
+"""
+from __future__ import annotations
+
+import errno
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+
+from kvmbox.errors import SandboxCrash
+from kvmbox.platform.base import PROT_EXEC, PROT_READ, PROT_WRITE, AddressSpace
+from kvmbox.platform.ptrace import consts as C
+from kvmbox.platform.ptrace.stub import StubProcess
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kvmbox.platform.ptrace.platform import PtracePlatform
+
+_PROT_ALL = PROT_READ | PROT_WRITE | PROT_EXEC
+
+
+class PtraceAddressSpace(AddressSpace):
+    def __init__(self, platform: "PtracePlatform") -> None:
+        self.platform = platform
+        self.stub: StubProcess | None = None
+
+    def stub_for_tracer(self) -> StubProcess:
+        """The stub (made now if needed); raises unless called on its tracer thread."""
+        stub = self.stub
+        if stub is None:
+            stub = self.stub = StubProcess(self.platform.memfile.fd, pin=self.platform.pin)
+        else:
+            stub.check_thread()
+        return stub
+
+    def _call(self, what: str, nr: int, *args: int) -> int:
+        ret = self.stub_for_tracer().syscall(nr, *args)
+        if ret < 0:
+            raise SandboxCrash(f"kvmbox: {what} in the ptrace stub failed: {errno.errorcode.get(-ret, -ret)}")
+        return ret
+
+    def map(self, vaddr: int, length: int, phys: int, prot: int) -> None:
+        if not prot & _PROT_ALL:
+            self.unmap(vaddr, length)
+            return
+        self._call(f"mmap({vaddr:#x}, {length:#x})", C.NR_mmap, vaddr, length, prot & _PROT_ALL,
+                   C.MAP_SHARED | C.MAP_FIXED, self.platform.memfile.fd, phys)
+
+    def unmap(self, vaddr: int, length: int) -> None:
+        if self.stub is None:
+            return                                     # nothing was ever mapped
+        self._call(f"munmap({vaddr:#x}, {length:#x})", C.NR_munmap, vaddr, length)
+
+    def protect(self, vaddr: int, length: int, prot: int) -> None:
+        if self.stub is None:
+            return
+        stub = self.stub_for_tracer()
+        if stub.syscall(C.NR_mprotect, vaddr, length, prot & _PROT_ALL) == -errno.ENOMEM:
+            # Holes (pages never populated): mprotect stops at the first; do each mapped piece.
+            for lo, hi in stub.mapped_ranges(vaddr, vaddr + length):
+                self._call(f"mprotect({lo:#x}, {hi - lo:#x})", C.NR_mprotect, lo, hi - lo, prot & _PROT_ALL)
+
+    def release(self) -> None:
+        if self.stub is not None:
+            self.stub.kill()
+            self.stub = None

@@ -1,0 +1,190 @@
+"""PtraceContext: one guest thread's registers, run in an address space's stub under PTRACE_SYSEMU.
+
+switch() = PTRACE_SETREGS (only when the registers changed or the stub holds
+someone else's), PTRACE_SYSEMU, waitpid, PTRACE_GETREGS, and one readable
+switch over the stop:
+
+  SIGTRAP|0x80  syscall-entry stop: the host kernel skips the syscall (SYSEMU);
+                nr = orig_rax; rip is already the return address, and on resume
+                the value in rax is the result (rcx/r11 as Linux leaves them).
+  SIGSTOP       interrupt() asked for it: INTERRUPTED (a stale one is swallowed).
+  SIGSEGV/...   a CPU fault, translated with PTRACE_GETSIGINFO (below); the
+                signal is never delivered: the next resume passes signal 0.
+
+Fault translation (x86 vector, address, error code):
+  SIGSEGV SEGV_MAPERR -> 14, si_addr, PF_USER (+PF_INSTR when si_addr == rip).
+  SIGSEGV SEGV_ACCERR -> 14, si_addr, PF_USER|PF_PRESENT plus PF_INSTR when
+      si_addr == rip, else PF_WRITE.  siginfo does not carry the hardware
+      error code, so the write bit is inferred: the Sentry never maps a page
+      without read permission, so an access violation on a present page that is
+      not a fetch is a write.  A not-present write is reported as a read; if the
+      VMA is read-only the retry then faults ACCERR and is refused as a write.
+  SIGSEGV other kernel codes (SI_KERNEL: privileged instruction, non-canonical
+      address, #GP in general) -> 13 at rip.
+  SIGILL -> 6; SIGFPE integer divide/overflow -> 0, other FP codes -> 19 (#XM:
+      x87 and SSE exceptions are not told apart, both end in SIGFPE);
+  SIGTRAP TRAP_TRACE -> 1, other (int3 gives SI_KERNEL / TRAP_BRKPT) -> 3;
+  SIGBUS -> 17 (#AC; it is what BUS_ADRALN means, and any SIGBUS ends as SIGBUS).
+Signals sent by a process (si_code <= 0) are not faults and are swallowed.
+
+Not thread-safe except interrupt(); all else on the stub's tracer thread.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import struct
+import threading
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+
+from kvmbox.errors import SandboxCrash
+from kvmbox.platform.base import (INTERRUPTED, PF_INSTR, PF_PRESENT, PF_USER, PF_WRITE, SYSCALL,
+                                  AddressSpace, Context, Event, Fault)
+from kvmbox.platform.ptrace import consts as C
+from kvmbox.platform.ptrace import host
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kvmbox.platform.ptrace.address_space import PtraceAddressSpace
+
+_R = C.REG
+_RAX, _ORIG_RAX, _RIP, _EFLAGS = _R["rax"], _R["orig_rax"], _R["rip"], _R["eflags"]
+_RDI, _RSI, _RDX, _R10, _R8, _R9 = _R["rdi"], _R["rsi"], _R["rdx"], _R["r10"], _R["r8"], _R["r9"]
+# Register names of base.Context -> user_regs_struct index.
+_NAMES = {name: _R[name] for name in ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rsp", "rbp", "r8",
+                                      "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rip",
+                                      "fs_base", "gs_base")}
+_NAMES["rflags"] = _EFLAGS
+_MASK64 = (1 << 64) - 1
+_SYSEMU, _SYSCALL_STOP, _WALL = C.PTRACE_SYSEMU, C.SYSCALL_STOP_SIG, C.WALL
+_SIGSTOP = signal.SIGSTOP
+
+
+class PtraceContext(Context):
+    """Runs one guest thread in the stub of whichever address space switch() is given."""
+
+    def __init__(self) -> None:
+        self.regs = host.Regs()
+        self._loaded = False                    # regs hold a real frame (taken from a stub)
+        self._pending: dict[str, int] = {}      # registers set before the first switch
+        self._dirty = False
+        self._interrupt = threading.Event()
+        self._kick = -1                         # pidfd of the stub while it runs (for interrupt)
+        self._info = host.SigInfo()
+
+    # --- running ---------------------------------------------------------
+    def switch(self, aspace: AddressSpace) -> Event:
+        stub = aspace.stub_for_tracer()  # type: ignore[attr-defined]
+        if self._interrupt.is_set():
+            return INTERRUPTED
+        regs = self.regs
+        pid = stub.pid
+        if not self._loaded:
+            self._first_frame(stub)
+        if stub.owner is not self or self._dirty:
+            host.set_regs(pid, regs)
+            stub.owner = self
+            self._dirty = False
+        self._kick = stub.pidfd
+        try:
+            while True:
+                if self._interrupt.is_set():
+                    return INTERRUPTED
+                host.resume(_SYSEMU, pid)
+                _, status = os.waitpid(pid, _WALL)
+                if not os.WIFSTOPPED(status):
+                    stub.alive = False
+                    raise stub.died(status, "while running the guest")
+                host.get_regs(pid, regs)
+                sig = os.WSTOPSIG(status)
+                if sig == _SYSCALL_STOP:
+                    regs[_RAX] = regs[_ORIG_RAX]   # as on KVM: rax holds the number until set_return
+                    regs[_ORIG_RAX] = _MASK64      # never let the host restart it
+                    return SYSCALL
+                if sig == _SIGSTOP:
+                    if self._interrupt.is_set():
+                        return INTERRUPTED
+                    continue                       # a stale kick
+                fault = self._fault(pid, sig)
+                if fault is not None:
+                    return fault
+        finally:
+            self._kick = -1
+
+    def _fault(self, pid: int, sig: int) -> Fault | None:
+        info = self._info
+        host.get_siginfo(pid, info)
+        code, = struct.unpack_from("<i", info, C.SI_CODE)
+        if code <= 0:
+            return None                            # sent by a process, not a CPU fault
+        rip = self.regs[_RIP]
+        if sig == signal.SIGSEGV:
+            addr, = struct.unpack_from("<Q", info, C.SI_ADDR)
+            if code == C.SEGV_MAPERR:
+                return Fault(14, addr, PF_USER | (PF_INSTR if addr == rip else 0), rip)
+            if code == C.SEGV_ACCERR:
+                return Fault(14, addr, PF_USER | PF_PRESENT | (PF_INSTR if addr == rip else PF_WRITE), rip)
+            return Fault(13, rip, 0, rip)
+        if sig == signal.SIGILL:
+            return Fault(6, rip, 0, rip)
+        if sig == signal.SIGFPE:
+            return Fault(0 if code in (C.FPE_INTDIV, C.FPE_INTOVF) else 19, rip, 0, rip)
+        if sig == signal.SIGTRAP:
+            return Fault(1 if code == C.TRAP_TRACE else 3, rip, 0, rip)
+        if sig == signal.SIGBUS:
+            return Fault(17, rip, 0, rip)
+        return None                                # other kernel-sent signals (SIGSYS?) ignored
+
+    def _first_frame(self, stub) -> None:
+        """The first frame: the stub's segment registers, zeroed GPRs, then what set_regs asked."""
+        regs = self.regs
+        regs[:] = stub.base[:]
+        for name in C.GPRS:
+            regs[_R[name]] = 0
+        regs[_EFLAGS] = C.INITIAL_RFLAGS
+        regs[_ORIG_RAX] = _MASK64
+        self._loaded = True
+        for name, value in self._pending.items():
+            self._set_one(name, value)
+        self._pending.clear()
+        self._dirty = True
+
+    def interrupt(self) -> None:
+        self._interrupt.set()
+        fd = self._kick
+        if fd >= 0:
+            try:
+                signal.pidfd_send_signal(fd, _SIGSTOP)
+            except OSError:
+                pass
+
+    def clear_interrupt(self) -> None:
+        self._interrupt.clear()
+
+    # --- registers -----------------------------------------------------------
+    def syscall_args(self) -> tuple[int, int, int, int, int, int, int]:
+        r = self.regs
+        return r[_RAX], r[_RDI], r[_RSI], r[_RDX], r[_R10], r[_R8], r[_R9]
+
+    def set_return(self, value: int) -> None:
+        self.regs[_RAX] = value & _MASK64
+        self._dirty = True
+
+    def get_regs(self) -> dict[str, int]:
+        if not self._loaded:
+            return dict(self._pending)
+        r = self.regs
+        return {name: r[i] for name, i in _NAMES.items()}
+
+    def set_regs(self, **regs: int) -> None:
+        if not self._loaded:
+            self._pending.update(regs)
+            return
+        for name, value in regs.items():
+            self._set_one(name, value)
+        self._dirty = True
+
+    def _set_one(self, name: str, value: int) -> None:
+        self.regs[_NAMES[name]] = value & _MASK64
+
+    def release(self) -> None:
+        self._loaded = False

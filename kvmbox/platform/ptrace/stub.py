@@ -1,0 +1,147 @@
+"""StubProcess: one host process, forked from the stub page, traced by the thread that made it.
+
+The stub holds a guest address space (the MemoryFile mapped MAP_SHARED at
+guest addresses) and runs guest code under PTRACE_SYSEMU (see context.py).
+`syscall()` injects a host syscall: registers point at the stub's gadget
+(`syscall; jmp r15`, the only place the seccomp filter accepts a syscall from)
+with r15 at the trap, PTRACE_CONT, and the int3 right after hands it back.
+
+Rule: every method must run on the thread that created the stub (Linux accepts
+ptrace requests only from the tracer thread); `check_thread()` enforces it.
+The stub dies with that thread (PR_SET_PDEATHSIG) and with the Sentry
+(PTRACE_O_EXITKILL).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+from kvmbox.errors import PlatformUnavailable, SandboxCrash
+from kvmbox.guest_stub import layout as L
+from kvmbox.platform.ptrace import consts as C
+from kvmbox.platform.ptrace import host, stubcode
+
+_GADGET = L.PTRACE_STUB_VIRT + stubcode.GADGET_OFF
+_TRAP = L.PTRACE_STUB_VIRT + stubcode.TRAP_OFF
+_R = C.REG
+_MASK64 = (1 << 64) - 1
+
+
+def describe_status(status: int) -> str:
+    if os.WIFEXITED(status):
+        return f"exited with status {os.WEXITSTATUS(status)}"
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
+        return f"killed by {name}"
+    return f"wait status {status:#x}"
+
+
+class StubProcess:
+    """A traced stub process; `owner` is the context whose registers it currently holds."""
+
+    def __init__(self, memfd: int, *, pin: bool = True) -> None:
+        self.tracer = threading.get_ident()
+        try:
+            self.pid = host.spawn(memfd, stubcode.seccomp_filter(memfd))
+        except OSError as e:
+            raise PlatformUnavailable(f"kvmbox: cannot create a ptrace stub: {e.strerror}") from None
+        self.alive = True
+        self.owner: object | None = None
+        self.pidfd = -1
+        try:
+            status = self.wait()
+            if not os.WIFSTOPPED(status) or os.WSTOPSIG(status) != signal.SIGTRAP:
+                raise PlatformUnavailable(f"kvmbox: the ptrace stub did not start "
+                                          f"({describe_status(status)})")
+            host.ptrace(C.PTRACE_SETOPTIONS, self.pid, 0, C.PTRACE_O_TRACESYSGOOD | C.PTRACE_O_EXITKILL)
+            self.pidfd = os.pidfd_open(self.pid)
+            self.base = host.Regs()
+            host.get_regs(self.pid, self.base)
+            self.cpu = host.current_cpu() if pin else -1
+            if self.cpu >= 0:
+                os.sched_setaffinity(self.pid, {self.cpu})
+        except BaseException:
+            self.kill()
+            raise
+        self._inj = host.Regs()
+        self._inj[:] = self.base[:]
+        self._out = host.Regs()
+
+    def check_thread(self) -> None:
+        if threading.get_ident() != self.tracer:
+            raise SandboxCrash("kvmbox: a ptrace-platform address space was used from a thread other "
+                               "than the one that created it (ptrace accepts only the tracer thread)")
+
+    def wait(self) -> int:
+        _, status = os.waitpid(self.pid, C.WALL)
+        if not os.WIFSTOPPED(status):
+            self.alive = False
+        return status
+
+    def died(self, status: int, doing: str) -> SandboxCrash:
+        return SandboxCrash(f"kvmbox: ptrace stub {self.pid} {describe_status(status)} {doing}")
+
+    def syscall(self, nr: int, a0: int = 0, a1: int = 0, a2: int = 0, a3: int = 0, a4: int = 0,
+                a5: int = 0) -> int:
+        """Make the stub execute host syscall `nr` for real; returns its (signed) result."""
+        if not self.alive:
+            raise SandboxCrash(f"kvmbox: ptrace stub {self.pid} is dead")
+        r = self._inj
+        r[_R["rax"]], r[_R["rdi"]], r[_R["rsi"]], r[_R["rdx"]] = nr, a0 & _MASK64, a1 & _MASK64, a2 & _MASK64
+        r[_R["r10"]], r[_R["r8"]], r[_R["r9"]] = a3 & _MASK64, a4 & _MASK64, a5 & _MASK64
+        r[_R["rip"]], r[_R["r15"]], r[_R["orig_rax"]] = _GADGET, _TRAP, _MASK64
+        r[_R["rcx"]], r[_R["r11"]] = _GADGET, r[_R["eflags"]]
+        self.owner = None                    # the guest's registers are no longer loaded
+        host.set_regs(self.pid, r)
+        while True:
+            host.resume(C.PTRACE_CONT, self.pid)
+            status = self.wait()
+            if not os.WIFSTOPPED(status):
+                raise self.died(status, f"during injected syscall {nr}")
+            if os.WSTOPSIG(status) == signal.SIGTRAP:
+                break
+            # Any other stop (an interrupt's SIGSTOP, a stray signal) is swallowed.
+        out = self._out
+        host.get_regs(self.pid, out)
+        if out[_R["rip"]] != _TRAP + 1:
+            raise SandboxCrash(f"kvmbox: ptrace stub {self.pid} trapped at {out[_R['rip']]:#x} "
+                               f"during injected syscall {nr}")
+        ret = out[_R["rax"]]
+        return ret - (1 << 64) if ret >> 63 else ret
+
+    def mapped_ranges(self, start: int, end: int) -> list[tuple[int, int]]:
+        """The stub's mappings overlapping [start, end), clipped, from /proc/PID/maps."""
+        out = []
+        with open(f"/proc/{self.pid}/maps") as f:
+            for line in f:
+                lo_s, hi_s = line.split(" ", 1)[0].split("-")
+                lo, hi = max(int(lo_s, 16), start), min(int(hi_s, 16), end)
+                if lo < hi:
+                    out.append((lo, hi))
+        return out
+
+    def kill(self) -> None:
+        """SIGKILL and reap the stub (idempotent)."""
+        if self.pidfd >= 0:
+            try:
+                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+            except OSError:
+                pass
+            os.close(self.pidfd)
+            self.pidfd = -1
+        elif self.alive:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except OSError:
+                pass
+        if self.pid > 0:
+            try:
+                while os.WIFSTOPPED(os.waitpid(self.pid, C.WALL)[1]):
+                    pass                  # a stop reported before the kill landed
+            except ChildProcessError:
+                pass
+            self.pid = -1
+        self.alive = False
+        self.owner = None

@@ -1,0 +1,180 @@
+"""The host stub's machine code (pre-assembled) and its seccomp filter.
+
+The code page lives at layout.PTRACE_STUB_VIRT in the Sentry and in every stub.
+It holds three things, at fixed offsets:
+
+  GADGET_OFF  `syscall; jmp r15`: the only instruction the seccomp filter lets
+              make a host syscall; the Sentry injects mmap/munmap/mprotect here
+              with r15 = the trap, so the stub stops right after the syscall.
+  TRAP_OFF    `int3`: a SIGTRAP stop that hands the stub back to the tracer.
+  SPAWN_OFF   spawn(memfd, fprog, sentry_pid, rseq_offset, rseq_len): raw
+              fork(); the parent returns the pid (or -errno) to ctypes; the child
+              never runs Python or libc: it unregisters the rseq area glibc
+              registered for the calling thread (at fs:0 + __rseq_offset; the
+              kernel would write to it, unmapped, on every return to user and
+              SIGSEGV the stub), sets PR_SET_PDEATHSIG(SIGKILL), its own process group, closes
+              every fd but the memfd, PTRACE_TRACEME, no_new_privs, installs the
+              filter, unmaps everything but this page (from here on only through
+              the gadget) and stops on the trap waiting for its tracer.
+
+The child stops with int3 rather than kill(getpid(), SIGSTOP), so `kill` need
+not be on the filter's allow-list.  Any failure during set-up: exit_group(127).
+tests/unit/test_ptrace_stub.py checks that keystone still gives STUB_CODE from
+STUB_ASM; start-up never imports keystone.
+"""
+from __future__ import annotations
+
+import struct
+
+from kvmbox.guest_stub import layout as L
+from kvmbox.platform.ptrace import consts as C
+
+GADGET_OFF = 0            # syscall; jmp r15
+GADGET_RET_OFF = 2        # the RIP after the gadget's syscall (what seccomp sees)
+TRAP_OFF = 5              # int3
+SPAWN_OFF = 6             # spawn(memfd, &sock_fprog, sentry pid, rseq offset, rseq len) -> rax
+
+STUB_ASM = f"""
+gadget:
+    syscall
+    jmp r15
+trap:
+    int3
+spawn:
+    push rbx
+    push r12
+    mov rbx, rsi
+    mov r12, rdx
+    mov rsi, r8
+    mov r8, rdi
+    mov rdi, rcx
+    mov eax, {C.NR_fork}
+    syscall
+    test rax, rax
+    jz child
+    pop r12
+    pop rbx
+    ret
+child:
+    test esi, esi
+    jz norseq
+    add rdi, qword ptr fs:[0]
+    mov edx, {C.RSEQ_FLAG_UNREGISTER}
+    mov r10d, {C.RSEQ_SIG:#x}
+    mov eax, {C.NR_rseq}
+    syscall
+    test rax, rax
+    jnz die
+norseq:
+    mov eax, {C.NR_prctl}
+    mov edi, {C.PR_SET_PDEATHSIG}
+    mov esi, {C.SIGKILL}
+    syscall
+    mov eax, {C.NR_getppid}
+    syscall
+    cmp rax, r12
+    jne die
+    mov eax, {C.NR_setpgid}
+    xor edi, edi
+    xor esi, esi
+    syscall
+    test r8, r8
+    jz above
+    mov eax, {C.NR_close_range}
+    xor edi, edi
+    lea rsi, [r8 - 1]
+    xor edx, edx
+    syscall
+above:
+    mov eax, {C.NR_close_range}
+    lea rdi, [r8 + 1]
+    mov esi, 0xffffffff
+    xor edx, edx
+    syscall
+    mov eax, {C.NR_ptrace}
+    xor edi, edi
+    xor esi, esi
+    xor edx, edx
+    xor r10d, r10d
+    syscall
+    test rax, rax
+    jnz die
+    mov eax, {C.NR_prctl}
+    mov edi, {C.PR_SET_NO_NEW_PRIVS}
+    mov esi, 1
+    xor edx, edx
+    xor r10d, r10d
+    xor r8d, r8d
+    syscall
+    test rax, rax
+    jnz die
+    mov eax, {C.NR_seccomp}
+    mov edi, {C.SECCOMP_SET_MODE_FILTER}
+    xor esi, esi
+    mov rdx, rbx
+    syscall
+    test rax, rax
+    jnz die
+    mov eax, {C.NR_munmap}
+    xor edi, edi
+    mov rsi, {L.PTRACE_STUB_VIRT:#x}
+    lea r15, [rip + high]
+    jmp gadget
+high:
+    mov eax, {C.NR_munmap}
+    mov rdi, {L.PTRACE_STUB_VIRT + L.PAGE_SIZE:#x}
+    mov rsi, {C.TASK_SIZE - L.PTRACE_STUB_VIRT - L.PAGE_SIZE:#x}
+    lea r15, [rip + trap]
+    jmp gadget
+die:
+    mov eax, {C.NR_exit_group}
+    mov edi, 127
+    syscall
+    hlt
+"""
+# STUB_ASM assembled at L.PTRACE_STUB_VIRT (tests/unit/test_ptrace_stub.py checks it).
+STUB_CODE = bytes.fromhex(
+    "0f0541ffe7cc5341544889f34989d44c89c64989f84889cfb8390000000f054885c07404415c5bc385f674246448033c"
+    "2500000000ba0100000041ba53300553b84e0100000f054885c00f85dd000000b89d000000bf01000000be090000000f"
+    "05b86e0000000f054c39e00f85bc000000b86d00000031ff31f60f054d85c0740fb8b401000031ff498d70ff31d20f05"
+    "b8b4010000498d7801beffffffff31d20f05b86500000031ff31f631d24531d20f054885c07576b89d000000bf260000"
+    "00be0100000031d24531d24531c00f054885c07558b83d010000bf0100000031f64889da0f054885c07542b80b000000"
+    "31ff48be00000000807f00004c8d3d05000000e9f8feffffb80b00000048bf00100000807f000048be00e0ffff7f0000"
+    "004c8d3dddfeffffe9d3feffffb8e7000000bf7f0000000f05f4")
+
+
+def seccomp_filter(memfd: int) -> bytes:
+    """The stub's BPF program (struct sock_filter[]): allow mmap/munmap/mprotect from the gadget only.
+
+    mmap must also be MAP_SHARED|MAP_FIXED of the MemoryFile's memfd; anything
+    else, from anywhere else, is SECCOMP_RET_KILL_PROCESS.
+    """
+    ip = L.PTRACE_STUB_VIRT + GADGET_RET_OFF
+    # (code, k, jump-if-true label, jump-if-false label); None = fall through.
+    prog: list[tuple[int, int, str | None, str | None]] = [
+        (C.BPF_LD_W_ABS, C.SD_ARCH, None, None),
+        (C.BPF_JEQ_K, C.AUDIT_ARCH_X86_64, None, "kill"),
+        (C.BPF_LD_W_ABS, C.SD_IP, None, None),
+        (C.BPF_JEQ_K, ip & 0xFFFF_FFFF, None, "kill"),
+        (C.BPF_LD_W_ABS, C.SD_IP + 4, None, None),
+        (C.BPF_JEQ_K, ip >> 32, None, "kill"),
+        (C.BPF_LD_W_ABS, C.SD_NR, None, None),
+        (C.BPF_JEQ_K, C.NR_munmap, "allow", None),
+        (C.BPF_JEQ_K, C.NR_mprotect, "allow", None),
+        (C.BPF_JEQ_K, C.NR_mmap, None, "kill"),
+        (C.BPF_LD_W_ABS, C.SD_ARGS + 8 * 3, None, None),          # flags, low half
+        (C.BPF_JEQ_K, C.MAP_SHARED | C.MAP_FIXED, None, "kill"),
+        (C.BPF_LD_W_ABS, C.SD_ARGS + 8 * 3 + 4, None, None),      # flags, high half
+        (C.BPF_JEQ_K, 0, None, "kill"),
+        (C.BPF_LD_W_ABS, C.SD_ARGS + 8 * 4, None, None),          # fd (an int: low half)
+        (C.BPF_JEQ_K, memfd, "allow", "kill"),
+    ]
+    labels = {"allow": len(prog), "kill": len(prog) + 1}
+    out = bytearray()
+    for i, (code, k, jt, jf) in enumerate(prog):
+        t = labels[jt] - i - 1 if jt else 0
+        f = labels[jf] - i - 1 if jf else 0
+        out += struct.pack("<HBBI", code, t, f, k)
+    out += struct.pack("<HBBI", C.BPF_RET_K, 0, 0, C.SECCOMP_RET_ALLOW)
+    out += struct.pack("<HBBI", C.BPF_RET_K, 0, 0, C.SECCOMP_RET_KILL_PROCESS)
+    return bytes(out)
