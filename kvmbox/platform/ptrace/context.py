@@ -31,6 +31,7 @@ Not thread-safe except interrupt(); all else on the stub's tracer thread.
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import struct
@@ -57,6 +58,7 @@ _NAMES["rflags"] = _EFLAGS
 _MASK64 = (1 << 64) - 1
 _SYSEMU, _SYSCALL_STOP, _WALL = C.PTRACE_SYSEMU, C.SYSCALL_STOP_SIG, C.WALL
 _SIGSTOP = signal.SIGSTOP
+_run_guest = host.run_guest
 
 
 class PtraceContext(Context):
@@ -64,6 +66,7 @@ class PtraceContext(Context):
 
     def __init__(self) -> None:
         self.regs = host.Regs()
+        self._regs_addr = ctypes.addressof(self.regs)
         self._loaded = False                    # regs hold a real frame (taken from a stub)
         self._pending: dict[str, int] = {}      # registers set before the first switch
         self._dirty = False
@@ -80,21 +83,21 @@ class PtraceContext(Context):
         pid = stub.pid
         if not self._loaded:
             self._first_frame(stub)
-        if stub.owner is not self or self._dirty:
-            host.set_regs(pid, regs)
-            stub.owner = self
-            self._dirty = False
+        load = stub.owner is not self or self._dirty
+        stub.owner = self
+        self._dirty = False
         self._kick = stub.pidfd
         try:
             while True:
                 if self._interrupt.is_set():
+                    if load:
+                        self._dirty = True
                     return INTERRUPTED
-                host.resume(_SYSEMU, pid)
-                _, status = os.waitpid(pid, _WALL)
+                status = _run_guest(pid, self._regs_addr, load)
+                load = False
                 if not os.WIFSTOPPED(status):
                     stub.alive = False
                     raise stub.died(status, "while running the guest")
-                host.get_regs(pid, regs)
                 sig = os.WSTOPSIG(status)
                 if sig == _SYSCALL_STOP:
                     regs[_RAX] = regs[_ORIG_RAX]   # as on KVM: rax holds the number until set_return

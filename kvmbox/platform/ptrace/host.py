@@ -123,3 +123,19 @@ _sched_getcpu.restype = ctypes.c_int
 def current_cpu() -> int:
     """The CPU the calling thread runs on now (-1 if unknown)."""
     return _sched_getcpu()
+
+
+def run_guest(pid: int, regs_addr: int, load: bool) -> int:
+    """The hot path: [PTRACE_SETREGS,] PTRACE_SYSEMU, waitpid, PTRACE_GETREGS; returns the wait status.
+
+    `regs_addr` is the address of the context's user_regs_struct; the registers
+    are read back only when the stub stopped (not when it died).
+    """
+    if load and _ptrace(C.PTRACE_SETREGS, pid, None, regs_addr) == -1:
+        raise _fail("PTRACE_SETREGS")
+    if _ptrace(C.PTRACE_SYSEMU, pid, None, None) == -1:
+        raise _fail("PTRACE_SYSEMU")
+    status = os.waitpid(pid, C.WALL)[1]
+    if (status & 0xFF) == 0x7F and _ptrace(C.PTRACE_GETREGS, pid, None, regs_addr) == -1:   # WIFSTOPPED
+        raise _fail("PTRACE_GETREGS")
+    return status

@@ -9,7 +9,8 @@ with r15 at the trap, PTRACE_CONT, and the int3 right after hands it back.
 Rule: every method must run on the thread that created the stub (Linux accepts
 ptrace requests only from the tracer thread); `check_thread()` enforces it.
 The stub dies with that thread (PR_SET_PDEATHSIG) and with the Sentry
-(PTRACE_O_EXITKILL).
+(PTRACE_O_EXITKILL).  With pin=True the stub and its tracer thread share one
+CPU while the stub lives (a trap round trip costs ~3x more across CPUs).
 """
 from __future__ import annotations
 
@@ -38,6 +39,45 @@ def describe_status(status: int) -> str:
     return f"wait status {status:#x}"
 
 
+_pins = threading.local()          # per tracer thread: [pinned stubs, affinity before the first]
+
+
+def _pin_tracer() -> int:
+    """Pin the calling (tracer) thread to the CPU it runs on; returns that CPU (-1: not pinned).
+
+    A stop wakes the tracer; unpinned, the scheduler often wakes it on the other
+    CPU and every trap becomes a cross-CPU round trip.  Undone by _unpin_tracer
+    when the thread's last stub goes.
+    """
+    cpu = host.current_cpu()
+    if cpu < 0:
+        return -1
+    state = getattr(_pins, "state", None)
+    try:
+        if state is None or state[0] == 0:
+            before = os.sched_getaffinity(0)
+            os.sched_setaffinity(0, {cpu})
+            _pins.state = [1, before]
+        else:
+            state[0] += 1
+            cpu = next(iter(os.sched_getaffinity(0)))
+    except OSError:
+        return -1
+    return cpu
+
+
+def _unpin_tracer() -> None:
+    state = getattr(_pins, "state", None)
+    if state is None or state[0] == 0:
+        return
+    state[0] -= 1
+    if state[0] == 0:
+        try:
+            os.sched_setaffinity(0, state[1])
+        except OSError:
+            pass
+
+
 class StubProcess:
     """A traced stub process; `owner` is the context whose registers it currently holds."""
 
@@ -59,7 +99,7 @@ class StubProcess:
             self.pidfd = os.pidfd_open(self.pid)
             self.base = host.Regs()
             host.get_regs(self.pid, self.base)
-            self.cpu = host.current_cpu() if pin else -1
+            self.cpu = _pin_tracer() if pin else -1
             if self.cpu >= 0:
                 os.sched_setaffinity(self.pid, {self.cpu})
         except BaseException:
@@ -145,3 +185,6 @@ class StubProcess:
             self.pid = -1
         self.alive = False
         self.owner = None
+        if self.cpu >= 0 and threading.get_ident() == self.tracer:
+            _unpin_tracer()
+            self.cpu = -1
