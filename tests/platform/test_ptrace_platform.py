@@ -432,3 +432,16 @@ def test_auto_with_an_explicit_missing_device_is_an_error():
     from kvmbox.platform.registry import open_platform
     with pytest.raises(PlatformUnavailable, match="/nonexistent/kvm"):
         open_platform("auto", 64 << 20, device="/nonexistent/kvm")
+
+
+def test_int80_is_a_gp_fault_not_a_syscall(guest):
+    g = guest("mov eax, 20\n int 0x80\n")
+    ev = g.run()
+    assert isinstance(ev, Fault) and ev.vector == 13 and ev.rip == CODE + 5
+    assert g.ctx.get_regs()["rip"] == CODE + 5
+
+
+def test_stub_page_is_not_readable_by_the_guest(guest):
+    g = guest(f"mov rax, {L.PTRACE_STUB_VIRT}\n mov rbx, [rax]\n")
+    ev = g.run()
+    assert isinstance(ev, Fault) and ev.vector == 14 and ev.address == L.PTRACE_STUB_VIRT

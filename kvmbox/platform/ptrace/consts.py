@@ -17,7 +17,7 @@ RSEQ_AREA_MIN = 32                    # glibc registers max(__rseq_size, 32) byt
 TASK_SIZE = 0x7FFF_FFFF_F000          # end of a 4-level-paging user address space
 
 # --- mmap(2) ------------------------------------------------------------------
-PROT_NONE = 0
+PROT_NONE, PROT_EXEC = 0, 4
 MAP_SHARED, MAP_FIXED, MAP_PRIVATE, MAP_ANONYMOUS = 0x01, 0x10, 0x02, 0x20
 MAP_FIXED_NOREPLACE = 0x100000
 
@@ -47,7 +47,7 @@ WALL = 0x4000_0000                    # waitpid __WALL
 SIGINFO_SIZE = 128
 SI_SIGNO, SI_CODE, SI_ADDR = 0, 8, 16         # byte offsets of si_signo, si_code, si_addr
 SI_USER, SI_KERNEL = 0, 0x80
-SEGV_MAPERR, SEGV_ACCERR = 1, 2
+SEGV_MAPERR, SEGV_ACCERR, SEGV_PKUERR = 1, 2, 4
 BUS_ADRALN = 1
 FPE_INTDIV, FPE_INTOVF = 1, 2
 TRAP_BRKPT, TRAP_TRACE = 1, 2
@@ -61,4 +61,7 @@ NUM_REGS = len(USER_REGS)
 # The general registers a new guest thread starts with zeroed (segment selectors are kept).
 GPRS = ("r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax", "rcx",
         "rdx", "rsi", "rdi", "fs_base", "gs_base")
+INT80_LEN = 2                         # `int 0x80` (cd 80): a 32-bit syscall gate, not ours
+INT80_GP_ERROR = 0x80 << 3 | 2        # #GP error code of an absent IDT gate 0x80
+PF_PK = 0x20                          # page-fault error bit: protection-key violation
 INITIAL_RFLAGS = 0x202                # IF plus the always-one bit, as Linux starts a process

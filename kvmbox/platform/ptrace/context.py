@@ -7,6 +7,11 @@ switch over the stop:
   SIGTRAP|0x80  syscall-entry stop: the host kernel skips the syscall (SYSEMU);
                 nr = orig_rax; rip is already the return address, and on resume
                 the value in rax is the result (rcx/r11 as Linux leaves them).
+                A `syscall` always leaves rcx == rip and r11 == rflags; a stop
+                without that is `int 0x80` (the host's IA-32 gate, also skipped),
+                which kvmbox does not offer: reported as #GP at the instruction,
+                as KVM does.  (A guest that fakes rcx/r11 before int 0x80 gets
+                its 32-bit numbers read as 64-bit ones: its own loss.)
   SIGSTOP       interrupt() asked for it: INTERRUPTED (a stale one is swallowed).
   SIGSEGV/...   a CPU fault, translated with PTRACE_GETSIGINFO (below); the
                 signal is never delivered: the next resume passes signal 0.
@@ -19,6 +24,7 @@ Fault translation (x86 vector, address, error code):
       without read permission, so an access violation on a present page that is
       not a fetch is a write.  A not-present write is reported as a read; if the
       VMA is read-only the retry then faults ACCERR and is refused as a write.
+  SIGSEGV SEGV_PKUERR -> 14 with PF_PK (a read of the execute-only stub page).
   SIGSEGV other kernel codes (SI_KERNEL: privileged instruction, non-canonical
       address, #GP in general) -> 13 at rip.
   SIGILL -> 6; SIGFPE integer divide/overflow -> 0, other FP codes -> 19 (#XM:
@@ -49,6 +55,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 _R = C.REG
 _RAX, _ORIG_RAX, _RIP, _EFLAGS = _R["rax"], _R["orig_rax"], _R["rip"], _R["eflags"]
+_RCX, _R11 = _R["rcx"], _R["r11"]
 _RDI, _RSI, _RDX, _R10, _R8, _R9 = _R["rdi"], _R["rsi"], _R["rdx"], _R["r10"], _R["r8"], _R["r9"]
 # Register names of base.Context -> user_regs_struct index.
 _NAMES = {name: _R[name] for name in ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rsp", "rbp", "r8",
@@ -102,6 +109,8 @@ class PtraceContext(Context):
                 if sig == _SYSCALL_STOP:
                     regs[_RAX] = regs[_ORIG_RAX]   # as on KVM: rax holds the number until set_return
                     regs[_ORIG_RAX] = _MASK64      # never let the host restart it
+                    if regs[_RCX] != regs[_RIP] or regs[_R11] != regs[_EFLAGS]:
+                        return self._int80()
                     return SYSCALL
                 if sig == _SIGSTOP:
                     if self._interrupt.is_set():
@@ -112,6 +121,13 @@ class PtraceContext(Context):
                     return fault
         finally:
             self._kick = -1
+
+    def _int80(self) -> Fault:
+        """`int 0x80` (IA-32 emulation) stopped like a syscall: report the #GP of an absent gate."""
+        rip = (self.regs[_RIP] - C.INT80_LEN) & _MASK64
+        self.regs[_RIP] = rip
+        self._dirty = True
+        return Fault(13, rip, C.INT80_GP_ERROR, rip)
 
     def _fault(self, pid: int, sig: int) -> Fault | None:
         info = self._info
@@ -124,6 +140,8 @@ class PtraceContext(Context):
             addr, = struct.unpack_from("<Q", info, C.SI_ADDR)
             if code == C.SEGV_MAPERR:
                 return Fault(14, addr, PF_USER | (PF_INSTR if addr == rip else 0), rip)
+            if code == C.SEGV_PKUERR:               # the execute-only stub page
+                return Fault(14, addr, PF_USER | PF_PRESENT | C.PF_PK, rip)
             if code == C.SEGV_ACCERR:
                 return Fault(14, addr, PF_USER | PF_PRESENT | (PF_INSTR if addr == rip else PF_WRITE), rip)
             return Fault(13, rip, 0, rip)

@@ -15,7 +15,10 @@ It holds three things, at fixed offsets:
               SIGSEGV the stub), sets PR_SET_PDEATHSIG(SIGKILL), its own process group, closes
               every fd but the memfd, PTRACE_TRACEME, no_new_privs, installs the
               filter, unmaps everything but this page (from here on only through
-              the gadget) and stops on the trap waiting for its tracer.
+              the gadget), makes this page execute-only (mprotect PROT_EXEC: with
+              protection keys the guest cannot read it; a courtesy, not a boundary,
+              since WRPKRU is unprivileged and the page holds nothing secret) and
+              stops on the trap waiting for its tracer.
 
 The child stops with int3 rather than kill(getpid(), SIGSTOP), so `kill` need
 not be on the filter's allow-list.  Any failure during set-up: exit_group(127).
@@ -124,6 +127,13 @@ high:
     mov eax, {C.NR_munmap}
     mov rdi, {L.PTRACE_STUB_VIRT + L.PAGE_SIZE:#x}
     mov rsi, {C.TASK_SIZE - L.PTRACE_STUB_VIRT - L.PAGE_SIZE:#x}
+    lea r15, [rip + xonly]
+    jmp gadget
+xonly:
+    mov eax, {C.NR_mprotect}
+    mov rdi, {L.PTRACE_STUB_VIRT:#x}
+    mov esi, {L.PAGE_SIZE:#x}
+    mov edx, {C.PROT_EXEC}
     lea r15, [rip + trap]
     jmp gadget
 die:
@@ -135,12 +145,13 @@ die:
 # STUB_ASM assembled at L.PTRACE_STUB_VIRT (tests/unit/test_ptrace_stub.py checks it).
 STUB_CODE = bytes.fromhex(
     "0f0541ffe7cc5341544889f34989d44c89c64989f84889cfb8390000000f054885c07404415c5bc385f674246448033c"
-    "2500000000ba0100000041ba53300553b84e0100000f054885c00f85dd000000b89d000000bf01000000be090000000f"
-    "05b86e0000000f054c39e00f85bc000000b86d00000031ff31f60f054d85c0740fb8b401000031ff498d70ff31d20f05"
-    "b8b4010000498d7801beffffffff31d20f05b86500000031ff31f631d24531d20f054885c07576b89d000000bf260000"
-    "00be0100000031d24531d24531c00f054885c07558b83d010000bf0100000031f64889da0f054885c07542b80b000000"
-    "31ff48be00000000807f00004c8d3d05000000e9f8feffffb80b00000048bf00100000807f000048be00e0ffff7f0000"
-    "004c8d3dddfeffffe9d3feffffb8e7000000bf7f0000000f05f4")
+    "2500000000ba0100000041ba53300553b84e0100000f054885c00f8506010000b89d000000bf01000000be090000000f"
+    "05b86e0000000f054c39e00f85e5000000b86d00000031ff31f60f054d85c0740fb8b401000031ff498d70ff31d20f05"
+    "b8b4010000498d7801beffffffff31d20f05b86500000031ff31f631d24531d20f054885c00f859b000000b89d000000"
+    "bf26000000be0100000031d24531d24531c00f054885c0757db83d010000bf0100000031f64889da0f054885c07567b8"
+    "0b00000031ff48be00000000807f00004c8d3d05000000e9f4feffffb80b00000048bf00100000807f000048be00e0ff"
+    "ff7f0000004c8d3d05000000e9cffeffffb80a00000048bf00000000807f0000be00100000ba040000004c8d3db4feff"
+    "ffe9aafeffffb8e7000000bf7f0000000f05f4")
 
 
 def seccomp_filter(memfd: int) -> bytes:
