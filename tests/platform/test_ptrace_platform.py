@@ -445,3 +445,11 @@ def test_stub_page_is_not_readable_by_the_guest(guest):
     g = guest(f"mov rax, {L.PTRACE_STUB_VIRT}\n mov rbx, [rax]\n")
     ev = g.run()
     assert isinstance(ev, Fault) and ev.vector == 14 and ev.address == L.PTRACE_STUB_VIRT
+
+
+def test_vsyscall_call_is_a_fault_not_a_host_syscall(guest):
+    """The vsyscall page survives in every process; its emulation meets the filter (TRAP), not the host."""
+    g = guest("xor edi, edi\n mov rax, 0xffffffffff600400\n call rax\n mov eax, 60\n syscall\n")
+    ev = g.run()
+    assert isinstance(ev, Fault) and ev.vector == 14 and ev.address == 0xFFFFFFFFFF600400
+    assert g.aspace.stub.alive

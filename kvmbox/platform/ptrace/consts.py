@@ -27,6 +27,7 @@ BPF_JEQ_K = 0x15                      # BPF_JMP | BPF_JEQ | BPF_K
 BPF_RET_K = 0x06                      # BPF_RET | BPF_K
 SECCOMP_RET_KILL_PROCESS = 0x8000_0000
 SECCOMP_RET_ALLOW = 0x7FFF_0000
+SECCOMP_RET_TRAP = 0x0003_0000          # not executed; SIGSYS (si_code SYS_SECCOMP) instead
 AUDIT_ARCH_X86_64 = 0xC000_003E
 SD_NR, SD_ARCH, SD_IP, SD_ARGS = 0, 4, 8, 16   # struct seccomp_data field offsets
 
@@ -51,6 +52,8 @@ SEGV_MAPERR, SEGV_ACCERR, SEGV_PKUERR = 1, 2, 4
 BUS_ADRALN = 1
 FPE_INTDIV, FPE_INTOVF = 1, 2
 TRAP_BRKPT, TRAP_TRACE = 1, 2
+SYS_SECCOMP = 1
+SI_CALL_ADDR = 16                     # SIGSYS: si_call_addr (where the syscall was made)
 
 # --- struct user_regs_struct (sys/user.h): 27 u64 in this order ---------------
 USER_REGS = ("r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax", "rcx",

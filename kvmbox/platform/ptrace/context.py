@@ -31,6 +31,8 @@ Fault translation (x86 vector, address, error code):
       x87 and SSE exceptions are not told apart, both end in SIGFPE);
   SIGTRAP TRAP_TRACE -> 1, other (int3 gives SI_KERNEL / TRAP_BRKPT) -> 3;
   SIGBUS -> 17 (#AC; it is what BUS_ADRALN means, and any SIGBUS ends as SIGBUS).
+  SIGSYS SYS_SECCOMP (the filter's TRAP: the vsyscall page) -> 14 instruction
+      fetch at the call address, so the guest gets SIGSEGV as on KVM.
 Signals sent by a process (si_code <= 0) are not faults and are swallowed.
 
 Not thread-safe except interrupt(); all else on the stub's tracer thread.
@@ -153,7 +155,12 @@ class PtraceContext(Context):
             return Fault(1 if code == C.TRAP_TRACE else 3, rip, 0, rip)
         if sig == signal.SIGBUS:
             return Fault(17, rip, 0, rip)
-        return None                                # other kernel-sent signals (SIGSYS?) ignored
+        if sig == signal.SIGSYS and code == C.SYS_SECCOMP:
+            # A host syscall the filter refused from outside the gadget (the vsyscall
+            # page's emulation): not executed; to the guest, a fetch from unmapped memory.
+            addr, = struct.unpack_from("<Q", info, C.SI_CALL_ADDR)
+            return Fault(14, addr, PF_USER | PF_INSTR, addr)
+        return None                                # other kernel-sent signals are swallowed
 
     def _first_frame(self, stub) -> None:
         """The first frame: the stub's segment registers, zeroed GPRs, then what set_regs asked."""

@@ -157,8 +157,13 @@ STUB_CODE = bytes.fromhex(
 def seccomp_filter(memfd: int) -> bytes:
     """The stub's BPF program (struct sock_filter[]): allow mmap/munmap/mprotect from the gadget only.
 
-    mmap must also be MAP_SHARED|MAP_FIXED of the MemoryFile's memfd; anything
-    else, from anywhere else, is SECCOMP_RET_KILL_PROCESS.
+    mmap must also be MAP_SHARED|MAP_FIXED of the MemoryFile's memfd; any other
+    syscall from the gadget (or another ABI) is SECCOMP_RET_KILL_PROCESS.  A
+    syscall from anywhere else is SECCOMP_RET_TRAP (not executed either; a
+    SIGSYS the tracer sees): under PTRACE_SYSEMU only the kernel's vsyscall
+    emulation gets that far (a guest calling 0xffffffffff600400 for time()),
+    and the Sentry then kills the guest with SIGSEGV, as on KVM, instead of
+    losing the whole stub.
     """
     ip = L.PTRACE_STUB_VIRT + GADGET_RET_OFF
     # (code, k, jump-if-true label, jump-if-false label); None = fall through.
@@ -166,9 +171,9 @@ def seccomp_filter(memfd: int) -> bytes:
         (C.BPF_LD_W_ABS, C.SD_ARCH, None, None),
         (C.BPF_JEQ_K, C.AUDIT_ARCH_X86_64, None, "kill"),
         (C.BPF_LD_W_ABS, C.SD_IP, None, None),
-        (C.BPF_JEQ_K, ip & 0xFFFF_FFFF, None, "kill"),
+        (C.BPF_JEQ_K, ip & 0xFFFF_FFFF, None, "trap"),
         (C.BPF_LD_W_ABS, C.SD_IP + 4, None, None),
-        (C.BPF_JEQ_K, ip >> 32, None, "kill"),
+        (C.BPF_JEQ_K, ip >> 32, None, "trap"),
         (C.BPF_LD_W_ABS, C.SD_NR, None, None),
         (C.BPF_JEQ_K, C.NR_munmap, "allow", None),
         (C.BPF_JEQ_K, C.NR_mprotect, "allow", None),
@@ -180,7 +185,7 @@ def seccomp_filter(memfd: int) -> bytes:
         (C.BPF_LD_W_ABS, C.SD_ARGS + 8 * 4, None, None),          # fd (an int: low half)
         (C.BPF_JEQ_K, memfd, "allow", "kill"),
     ]
-    labels = {"allow": len(prog), "kill": len(prog) + 1}
+    labels = {"allow": len(prog), "kill": len(prog) + 1, "trap": len(prog) + 2}
     out = bytearray()
     for i, (code, k, jt, jf) in enumerate(prog):
         t = labels[jt] - i - 1 if jt else 0
@@ -188,4 +193,5 @@ def seccomp_filter(memfd: int) -> bytes:
         out += struct.pack("<HBBI", code, t, f, k)
     out += struct.pack("<HBBI", C.BPF_RET_K, 0, 0, C.SECCOMP_RET_ALLOW)
     out += struct.pack("<HBBI", C.BPF_RET_K, 0, 0, C.SECCOMP_RET_KILL_PROCESS)
+    out += struct.pack("<HBBI", C.BPF_RET_K, 0, 0, C.SECCOMP_RET_TRAP)
     return bytes(out)
