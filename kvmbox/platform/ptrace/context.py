@@ -46,7 +46,6 @@ import struct
 import threading
 TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 
-from kvmbox.errors import SandboxCrash
 from kvmbox.platform.base import (INTERRUPTED, PF_INSTR, PF_PRESENT, PF_USER, PF_WRITE, SYSCALL,
                                   AddressSpace, Context, Event, Fault)
 from kvmbox.platform.ptrace import consts as C

@@ -30,6 +30,13 @@ _mprotect.restype = ctypes.c_int
 Regs = ctypes.c_uint64 * C.NUM_REGS      # struct user_regs_struct
 SigInfo = ctypes.c_uint8 * C.SIGINFO_SIZE
 
+
+
+class _SockFprog(ctypes.Structure):
+    """struct sock_fprog: a BPF program for seccomp(SECCOMP_SET_MODE_FILTER)."""
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
 _SPAWN_PROTO = ctypes.CFUNCTYPE(ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_long,
                                 ctypes.c_long, ctypes.c_long)
 _spawn_fn = None
@@ -104,11 +111,7 @@ def spawn(memfd: int, filter_prog: bytes) -> int:
     """Fork a stub process (see stubcode); returns its pid.  The caller becomes its tracer."""
     fn = _map_stub_page()
     filt = ctypes.create_string_buffer(filter_prog, len(filter_prog))
-
-    class SockFprog(ctypes.Structure):
-        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
-
-    fprog = SockFprog(len(filter_prog) // 8, ctypes.addressof(filt))
+    fprog = _SockFprog(len(filter_prog) // 8, ctypes.addressof(filt))
     pid = fn(memfd, ctypes.addressof(fprog), os.getpid(), *_rseq())
     if pid < 0:
         raise OSError(-pid, f"fork (ptrace stub): {os.strerror(-pid)}")
