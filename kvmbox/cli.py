@@ -69,6 +69,8 @@ def _cmd_run(ns: argparse.Namespace) -> int:
         with Sandbox(platform=ns.platform, memory=ns.memory, timeout=ns.timeout,
                      hostname=ns.hostname, kvm_device=ns.kvm_device,
                      fast_path=not ns.no_fast_path) as sb:
+            for line in sb.setup_notices:
+                print(line, file=sys.stderr)
             if ns.debug:
                 print(f"kvmbox: platform {sb.platform_name}, flavour {sb.flavour}", file=sys.stderr)
             r = sb.run([ns.program, *ns.args], env=env, stdio=stdio, trace=trace)

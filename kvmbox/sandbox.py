@@ -66,8 +66,9 @@ class Sandbox:
         self.memory = parse_size(memory)
         self.timeout = timeout
         self._notices: list[str] = []
+        self.setup_notices: list[str] = []   # e.g. the fallback from KVM to ptrace
         self._platform = open_platform(platform, self.memory, device=kvm_device,
-                                       notice=self._notices.append)
+                                       notice=self.setup_notices.append)
         self._kernel = Kernel(self._platform, memory_limit=self.memory, hostname=hostname,
                               notice=self._notices.append, fast_path=fast_path)
         self._lock = threading.Lock()

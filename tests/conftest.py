@@ -34,11 +34,22 @@ def test_programs() -> Path:
     return helpers.PROGRAMS_BIN
 
 
+PLATFORMS = ("kvm", "ptrace")
+
+
+@pytest.fixture(scope="session", params=PLATFORMS)
+def platform_name(request) -> str:
+    """Every test that runs a guest program runs once per trap mechanism."""
+    if request.param == "kvm" and not helpers.kvm_usable():
+        pytest.skip("no usable /dev/kvm on this host")
+    return request.param
+
+
 @pytest.fixture(scope="session")
-def sandbox(kvm_available):
-    """One KVM Sandbox shared by the whole session (starting a VM is not free)."""
+def sandbox(platform_name):
+    """One Sandbox per platform shared by the whole session (starting one is not free)."""
     import kvmbox
-    sb = kvmbox.Sandbox(platform="kvm", timeout=60)
+    sb = kvmbox.Sandbox(platform=platform_name, timeout=60)
     try:
         yield sb
     finally:

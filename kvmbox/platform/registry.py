@@ -14,8 +14,7 @@ def open_platform(name: str, memory: int, device: str = DEFAULT_DEVICE,
                   notice: Callable[[str], None] | None = None) -> Platform:
     """'kvm', 'ptrace', or 'auto': kvm when `device` opens, else ptrace with a one-line notice.
 
-    'auto' falls back only from the default device: a device the caller named
-    explicitly (--kvm-device) means KVM was asked for, so its failure is an error.
+    Only 'kvm' makes an unusable device an error; 'auto' always has somewhere to go.
     """
     if name == "kvm":
         from kvmbox.platform.kvm.platform import KvmPlatform
@@ -28,8 +27,6 @@ def open_platform(name: str, memory: int, device: str = DEFAULT_DEVICE,
         try:
             return KvmPlatform(memory, device=device)
         except PlatformUnavailable as e:
-            if device != DEFAULT_DEVICE:
-                raise
             reason = str(e).removeprefix("kvmbox: ")
         from kvmbox.platform.ptrace.platform import PtracePlatform
         platform = PtracePlatform(memory)

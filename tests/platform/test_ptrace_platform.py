@@ -414,9 +414,8 @@ def test_programs_on_ptrace(test_programs, ptrace_sandbox, build, name, args):
     helpers.assert_same_outcome(native, boxed, what=f"{build}/{name}")
 
 
-def test_auto_falls_back_to_ptrace_with_a_notice(monkeypatch):
+def test_auto_falls_back_to_ptrace_with_a_notice():
     from kvmbox.platform import registry
-    monkeypatch.setattr(registry, "DEFAULT_DEVICE", "/nonexistent/kvm")   # "the default is missing"
     notes: list[str] = []
     p = registry.open_platform("auto", 64 << 20, device="/nonexistent/kvm", notice=notes.append)
     try:
@@ -426,11 +425,11 @@ def test_auto_falls_back_to_ptrace_with_a_notice(monkeypatch):
         p.close()
 
 
-def test_auto_with_an_explicit_missing_device_is_an_error():
+def test_kvm_with_a_missing_device_is_an_error():
     from kvmbox.errors import PlatformUnavailable
     from kvmbox.platform.registry import open_platform
     with pytest.raises(PlatformUnavailable, match="/nonexistent/kvm"):
-        open_platform("auto", 64 << 20, device="/nonexistent/kvm")
+        open_platform("kvm", 64 << 20, device="/nonexistent/kvm")
 
 
 def test_int80_is_a_gp_fault_not_a_syscall(guest):

@@ -99,8 +99,22 @@ def test_dynamic_executable_is_refused_with_reason(kvm_available):
 
 
 def test_missing_kvm_device(test_programs):
-    code, err = _run(["--kvm-device", "/nonexistent/kvm", str(test_programs / "glibc" / "hello")])
+    """--platform kvm with no usable device: one line, status 125."""
+    code, err = _run(["--platform", "kvm", "--kvm-device", "/nonexistent/kvm",
+                      str(test_programs / "glibc" / "hello")])
     assert code == 125 and "/nonexistent/kvm" in err and len(err.splitlines()) == 1, err
+
+
+def test_auto_falls_back_to_ptrace_without_kvm(test_programs):
+    """The default platform (auto) runs on ptrace when /dev/kvm is missing, and says so once."""
+    proc = helpers.run_cli(["run", "--kvm-device", "/nonexistent/kvm", "--debug",
+                            str(test_programs / "glibc" / "hello")])
+    err = proc.stderr.decode()
+    assert proc.returncode == 0, err
+    assert proc.stdout == helpers.run_native(test_programs / "glibc" / "hello").stdout
+    notices = [ln for ln in err.splitlines() if "unavailable" in ln]
+    assert len(notices) == 1 and "ptrace" in notices[0]
+    assert "platform ptrace" in err
 
 
 def test_bad_option_and_bad_size(test_programs):
@@ -118,4 +132,6 @@ def test_api_raises_typed_errors(tmp_path, kvm_available):
         with pytest.raises(kvmbox.CannotExecute):
             sb.run([_exe(tmp_path, "t", b"not elf")])
     with pytest.raises(kvmbox.PlatformUnavailable):
-        kvmbox.Sandbox(kvm_device="/nonexistent/kvm")
+        kvmbox.Sandbox(platform="kvm", kvm_device="/nonexistent/kvm")
+    with kvmbox.Sandbox(kvm_device="/nonexistent/kvm") as sb:
+        assert sb.platform_name == "ptrace" and len(sb.setup_notices) == 1

@@ -39,8 +39,9 @@ def test_int80_is_not_a_syscall_gate(test_programs, sandbox):
     ("segv_read", "SIGSEGV", "mov"), ("ud2", "SIGILL", "ud2"), ("div0", "SIGFPE", "idiv"),
     ("int3", "SIGTRAP", ""), ("hlt", "SIGSEGV", "hlt"), ("wrmsr", "SIGSEGV", "wrmsr"),
 ])
-def test_cli_fault_report(case, signame, insn, test_programs, kvm_available):
-    proc = helpers.run_cli(["run", str(test_programs / "glibc" / "faults"), case])
+def test_cli_fault_report(case, signame, insn, test_programs, platform_name):
+    proc = helpers.run_cli(["run", "--platform", platform_name,
+                            str(test_programs / "glibc" / "faults"), case])
     assert proc.returncode == 128 + getattr(signal, signame)
     err = proc.stderr.decode()
     lines = [ln for ln in err.splitlines() if ln.startswith("kvmbox:")]
@@ -50,10 +51,11 @@ def test_cli_fault_report(case, signame, insn, test_programs, kvm_available):
 
 
 @pytest.mark.parametrize("mode", ["spin", "sleep", "stdin"])
-def test_cli_timeout_exits_124(mode, test_programs, kvm_available):
+def test_cli_timeout_exits_124(mode, test_programs, platform_name):
     args = [] if mode == "spin" else [mode]
     t0 = time.monotonic()
-    proc = helpers.run_cli(["run", "--timeout", "1", str(test_programs / "glibc" / "spin"), *args],
+    proc = helpers.run_cli(["run", "--platform", platform_name, "--timeout", "1",
+                            str(test_programs / "glibc" / "spin"), *args],
                            timeout=30)
     assert proc.returncode == 124, proc.stderr
     assert time.monotonic() - t0 < 15
@@ -69,10 +71,10 @@ def test_api_timeout_and_sandbox_reuse(test_programs, sandbox):
     assert again.exit_code == 0 and again.stdout
 
 
-def test_memory_limit_gives_enomem(test_programs, kvm_available):
+def test_memory_limit_gives_enomem(test_programs, platform_name):
     import kvmbox
     hog = str(test_programs / "glibc" / "memhog")
-    with kvmbox.Sandbox(memory="64M") as sb:
+    with kvmbox.Sandbox(platform=platform_name, memory="64M") as sb:
         over = sb.run([hog, "256", "256"])
         under = sb.run([hog, "16", "16"])
     assert over.exit_code == 0, over

@@ -87,11 +87,11 @@ def test_native_vs_sandbox(case: Case, build: str, test_programs, sandbox):
     ("hello", (), 0),
     ("exit42", ("exit_group",), 42),
 ])
-def test_cli_run_matches_native(program, args, expect_exit, test_programs, kvm_available):
+def test_cli_run_matches_native(program, args, expect_exit, test_programs, platform_name):
     """`python -m kvmbox run PROGRAM ARGS`: the CLI's exit status is the program's."""
     path = test_programs / "glibc" / program
     native = run_native(path, args)
     assert native.exit_code == expect_exit
-    proc = helpers.run_cli(["run", "--platform", "kvm", str(path), *args])
+    proc = helpers.run_cli(["run", "--platform", platform_name, str(path), *args])
     assert proc.returncode == native.exit_code, proc.stderr.decode(errors="replace")[-2000:]
     assert proc.stdout == native.stdout, helpers.diff_text(native.stdout, proc.stdout, "native", "cli")
