@@ -25,12 +25,10 @@ sits after the `out`; resuming it returns to the (possibly edited) frame.
 from __future__ import annotations
 
 import functools
-import json
-import os
-import zlib
 from dataclasses import dataclass
 
 from kvmbox.guest_stub import layout as L
+from kvmbox.guest_stub.asmcache import load_or_assemble
 
 FLAVOURS = ("pvm-native", "hw")
 
@@ -152,39 +150,18 @@ def _assemble(flavour: str) -> dict[str, str]:
     return out
 
 
-def _cache_dir() -> str:
-    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(root, "kvmbox")
-
-
 @functools.cache
 def build(flavour: str = "pvm-native") -> StubCode:
     """Assemble the stub for `flavour`, using an on-disk cache keyed by the source text."""
     if flavour not in FLAVOURS:
         raise ValueError(f"unknown stub flavour {flavour!r}")
-    text = json.dumps(_sources(flavour), sort_keys=True).encode()
-    key = f"{zlib.crc32(text):08x}{len(text):x}"
-    path = os.path.join(_cache_dir(), f"stub-{flavour}-{key}.json")
-    try:
-        with open(path) as f:
-            pieces = json.load(f)
-        if set(pieces) != set(_sources(flavour)):
-            raise ValueError("stale cache")
-    except (OSError, ValueError):
-        pieces = _assemble(flavour)
-        try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            tmp = f"{path}.{os.getpid()}.tmp"
-            with open(tmp, "w") as f:
-                json.dump(pieces, f)
-            os.replace(tmp, path)
-        except OSError:
-            pass  # a read-only home only costs re-assembly next time
-    handlers = tuple(bytes.fromhex(pieces[f"h{v}"]) for v in range(32))
+    sources = _sources(flavour)
+    pieces = load_or_assemble(f"stub-{flavour}", sources, list(sources), lambda: _assemble(flavour))
+    handlers = tuple(pieces[f"h{v}"] for v in range(32))
     for v, code in enumerate(handlers):
         if len(code) > L.HANDLER_STRIDE:
             raise AssertionError(f"exception entry {v} is {len(code)} bytes")
-    tramp = bytes.fromhex(pieces["trampoline"])
+    tramp = pieces["trampoline"]
     # The syscall exit is the `out imm8, al` (0xE6 imm8) of the entry path.
     exit_off = tramp.index(bytes([0xE6, L.PORT_SYSCALL])) + 2
     if tramp.count(bytes([0xE6, L.PORT_SYSCALL])) != 1 or len(tramp) > L.PAGE_SIZE:

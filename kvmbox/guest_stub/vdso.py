@@ -20,13 +20,11 @@ stub's, so a warm start-up never imports keystone.
 from __future__ import annotations
 
 import functools
-import json
-import os
 import struct
-import zlib
 from dataclasses import dataclass
 
 from kvmbox.guest_stub import layout as L
+from kvmbox.guest_stub.asmcache import load_or_assemble
 
 SONAME = "linux-vdso.so.1"
 VERSION = "LINUX_2.6"
@@ -114,32 +112,10 @@ def _assemble() -> dict[str, str]:
     return out
 
 
-def _cache_path() -> str:
-    from kvmbox.guest_stub.stub import _cache_dir
-
-    text = json.dumps([FUNCTIONS, TEXT_OFF, L.VDSO_VIRT, L.VVAR_VIRT]).encode()
-    return os.path.join(_cache_dir(), f"vdso-{zlib.crc32(text):08x}{len(text):x}.json")
-
-
 def assembled() -> dict[str, bytes]:
     """The machine code of each function, from the on-disk cache or keystone."""
-    path = _cache_path()
-    try:
-        with open(path) as f:
-            pieces = json.load(f)
-        if [n for n, _ in FUNCTIONS] != list(pieces):
-            raise ValueError("stale cache")
-    except (OSError, ValueError):
-        pieces = _assemble()
-        try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            tmp = f"{path}.{os.getpid()}.tmp"
-            with open(tmp, "w") as f:
-                json.dump(pieces, f)
-            os.replace(tmp, path)
-        except OSError:
-            pass  # a read-only home only costs re-assembly next time
-    return {name: bytes.fromhex(pieces[name]) for name, _ in FUNCTIONS}
+    return load_or_assemble("vdso", [FUNCTIONS, TEXT_OFF, L.VDSO_VIRT, L.VVAR_VIRT],
+                            [name for name, _ in FUNCTIONS], _assemble)
 
 
 def elf_hash(name: bytes) -> int:
