@@ -9,55 +9,21 @@ import threading
 import time
 
 import pytest
-from keystone import KS_ARCH_X86, KS_MODE_64, Ks
+from guest import CODE, DATA, STACK_TOP, Guest, guest_factory
+from guest import ks as _ks
 
 import helpers
 from kvmbox.guest_stub import layout as L
 from kvmbox.platform.base import INTERRUPTED, PROT_EXEC, PROT_READ, PROT_WRITE, SYSCALL, Fault
 from kvmbox.platform.ptrace import stubcode
 
-CODE = 0x400000
-DATA = 0x600000
-STACK_TOP = 0x800000
 GADGET = L.PTRACE_STUB_VIRT + stubcode.GADGET_OFF
-_ks = Ks(KS_ARCH_X86, KS_MODE_64)
 
 
-class Guest:
-    """A bare address space with code, data and stack pages, and one context."""
-
-    def __init__(self, platform, source: str) -> None:
-        self.p = platform
-        self.aspace = platform.new_address_space()
-        self.ctx = platform.new_context()
-        self.frames: list[tuple[int, int]] = []
-        code = bytes(_ks.asm(source, CODE)[0])
-        self.code_phys = self.map(CODE, 0x2000, PROT_READ | PROT_EXEC, code)
-        self.data_phys = self.map(DATA, 0x2000, PROT_READ | PROT_WRITE)
-        self.map(STACK_TOP - 0x4000, 0x4000, PROT_READ | PROT_WRITE)
-        self.ctx.set_regs(rip=CODE, rsp=STACK_TOP - 0x100)
-
-    def map(self, va: int, length: int, prot: int, data: bytes = b"") -> int:
-        ext = self.p.frames.alloc(length // 0x1000)
-        assert len(ext) == 1, "test wants one contiguous extent"
-        phys, n = ext[0]
-        self.frames.append((phys, n))
-        self.p.memfile.write(phys, data.ljust(length, b"\0"))
-        self.aspace.map(va, length, phys, prot)
-        return phys
-
+class PtraceGuest(Guest):
     @property
     def pid(self) -> int:
         return self.aspace.stub.pid
-
-    def run(self):
-        return self.ctx.switch(self.aspace)
-
-    def close(self) -> None:
-        self.ctx.release()
-        self.aspace.release()
-        for phys, n in self.frames:
-            self.p.frames.free(phys, n)
 
 
 @pytest.fixture(scope="module")
@@ -70,15 +36,7 @@ def platform():
 
 @pytest.fixture
 def guest(platform):
-    made = []
-
-    def make(source: str) -> Guest:
-        g = Guest(platform, source)
-        made.append(g)
-        return g
-    yield make
-    for g in made:
-        g.close()
+    yield from guest_factory(platform, PtraceGuest)
 
 
 def test_platform_identity(platform):
