@@ -120,21 +120,20 @@ class HostStream(FileDescription):
             raise SyscallError(errno.EBADF)
         return os.pwrite(self.fd, data, offset)
 
-    def ioctl_termios(self) -> bytes:
-        buf = bytearray(TERMIOS.size)
+    def _tty_query(self, request: int, size: int) -> bytes:
+        """A read-only tty ioctl on the host stream into a buffer the Sentry owns."""
+        buf = bytearray(size)
         try:
-            fcntl.ioctl(self.fd, termios.TCGETS, buf, True)
+            fcntl.ioctl(self.fd, request, buf, True)
         except OSError as e:
             raise SyscallError(e.errno or errno.ENOTTY) from None
         return bytes(buf)
 
+    def ioctl_termios(self) -> bytes:
+        return self._tty_query(termios.TCGETS, TERMIOS.size)
+
     def ioctl_winsize(self) -> bytes:
-        buf = bytearray(WINSIZE.size)
-        try:
-            fcntl.ioctl(self.fd, termios.TIOCGWINSZ, buf, True)
-        except OSError as e:
-            raise SyscallError(e.errno or errno.ENOTTY) from None
-        return bytes(buf)
+        return self._tty_query(termios.TIOCGWINSZ, WINSIZE.size)
 
     def stat(self) -> bytes:
         st = os.fstat(self.fd)

@@ -1,12 +1,12 @@
 """Platform tests: hand-assembled (keystone) guest code run on the KVM platform, no Sentry involved."""
 from __future__ import annotations
 
-import os
 import struct
 import threading
 import time
 
 import pytest
+import helpers
 from guest import CODE, DATA, Guest, guest_factory
 from guest import ks as _ks
 
@@ -14,16 +14,7 @@ from kvmbox.guest_stub import layout as L
 from kvmbox.platform.base import INTERRUPTED, PROT_READ, PROT_WRITE, SYSCALL, Fault
 
 
-
-def kvm_available() -> bool:
-    try:
-        os.close(os.open("/dev/kvm", os.O_RDWR))
-        return True
-    except OSError:
-        return False
-
-
-pytestmark = pytest.mark.skipif(not kvm_available(), reason="no usable /dev/kvm on this host")
+pytestmark = pytest.mark.skipif(not helpers.kvm_usable(), reason="no usable /dev/kvm on this host")
 
 
 @pytest.fixture(scope="module")

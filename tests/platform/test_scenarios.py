@@ -1,26 +1,17 @@
 """Platform scenarios that must behave the same on every trap mechanism (kvm and ptrace)."""
 from __future__ import annotations
 
-import os
-
 import pytest
 
+import helpers
 from guest import CODE, DATA, guest_factory
 from kvmbox.platform.base import SYSCALL, Fault
-
-
-def _kvm_ok() -> bool:
-    try:
-        os.close(os.open("/dev/kvm", os.O_RDWR))
-        return True
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="module", params=["kvm", "ptrace"])
 def platform(request):
     if request.param == "kvm":
-        if not _kvm_ok():
+        if not helpers.kvm_usable():
             pytest.skip("no usable /dev/kvm on this host")
         from kvmbox.platform.kvm.platform import KvmPlatform
         p = KvmPlatform(128 << 20)
