@@ -71,10 +71,12 @@ int main(void)
 
     long pgrp = syscall(SYS_getpgrp), pgid0 = syscall(SYS_getpgid, 0);
     long pgidself = syscall(SYS_getpgid, pid), sid0 = syscall(SYS_getsid, 0);
-    printf("getpgrp>0 %s\n", pgrp > 0 ? "yes" : "no");
+    /* A session or group created outside the host's pid namespace reads as 0
+     * natively (CI runners do this), so only validity is environment-free. */
+    printf("getpgrp>=0 %s\n", pgrp >= 0 ? "yes" : "no");
     printf("getpgrp==getpgid(0) %s\n", pgrp == pgid0 ? "yes" : "no");
     printf("getpgid(0)==getpgid(getpid()) %s\n", pgid0 == pgidself ? "yes" : "no");
-    printf("getsid(0)>0 %s\n", sid0 > 0 ? "yes" : "no");
+    printf("getsid(0)>=0 %s\n", sid0 >= 0 ? "yes" : "no");
     printf("getsid(0)==getsid(getpid()) %s\n", sid0 == syscall(SYS_getsid, pid) ? "yes" : "no");
     errno = 0;
     check_err(syscall(SYS_getpgid, -1), ESRCH, "getpgid(-1)");
