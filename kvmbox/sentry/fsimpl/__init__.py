@@ -1,0 +1,1 @@
+"""File-system implementations behind the VFS: host passthrough, overlay, tmpfs, procfs, devfs."""
