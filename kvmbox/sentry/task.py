@@ -86,3 +86,12 @@ class Task:
         self.robust_list = (0, 0)
         self.fs_base = 0
         self.exited: TaskExit | None = None
+        self.pending_signals: list[tuple[int, int, int]] = []   # (signo, si_code, si_addr) queued
+
+    def queue_signal(self, signo: int, *, code: int = 0, addr: int = 0) -> None:
+        """Make `signo` pending for this task; delivered before it next returns to the guest.
+
+        The contract for code that raises signals (SIGPIPE on a pipe write, kill(2)):
+        call this, then return/raise the syscall's own result as usual.
+        """
+        self.pending_signals.append((signo, code, addr))
