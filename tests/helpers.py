@@ -53,7 +53,8 @@ def _native_preexec() -> None:
 
 
 def run_native(path: str | os.PathLike, args: Sequence[str] = (), stdin: bytes = b"",
-               env: Mapping[str, str] | None = None, timeout: float = 30) -> Outcome:
+               env: Mapping[str, str] | None = None, timeout: float = 30,
+               cwd: str | os.PathLike | None = None) -> Outcome:
     """Run path natively with pipes for stdin/stdout/stderr.
 
     env=None means TEST_ENV (never the caller's own environment), so that the
@@ -62,7 +63,7 @@ def run_native(path: str | os.PathLike, args: Sequence[str] = (), stdin: bytes =
     argv = [str(path), *args]
     proc = subprocess.run(argv, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           env=dict(TEST_ENV if env is None else env), timeout=timeout,
-                          preexec_fn=_native_preexec, check=False)
+                          preexec_fn=_native_preexec, check=False, cwd=cwd)
     rc = proc.returncode
     if rc < 0:
         return Outcome(128 - rc, -rc, proc.stdout, proc.stderr)
@@ -71,7 +72,7 @@ def run_native(path: str | os.PathLike, args: Sequence[str] = (), stdin: bytes =
 
 def run_sandbox(path: str | os.PathLike, args: Sequence[str] = (), stdin: bytes = b"",
                 env: Mapping[str, str] | None = None, timeout: float = 30,
-                platform: str = "kvm", sandbox=None) -> Outcome:
+                platform: str = "kvm", sandbox=None, cwd: str | None = None) -> Outcome:
     """Run path in a kvmbox Sandbox; the same conventions as run_native.
 
     Pass sandbox= (e.g. the session `sandbox` fixture) to reuse one VM;
@@ -80,11 +81,13 @@ def run_sandbox(path: str | os.PathLike, args: Sequence[str] = (), stdin: bytes 
     argv = [str(path), *args]
     env = dict(TEST_ENV if env is None else env)
     if sandbox is not None:
-        r = sandbox.run(argv, stdin=stdin, env=env, timeout=timeout)
+        r = sandbox.run(argv, stdin=stdin, env=env, timeout=timeout,
+                        **({"cwd": cwd} if cwd is not None else {}))
     else:
         import kvmbox
         with kvmbox.Sandbox(platform=platform, timeout=timeout) as sb:
-            r = sb.run(argv, stdin=stdin, env=env, timeout=None)
+            r = sb.run(argv, stdin=stdin, env=env, timeout=None,
+                       **({"cwd": cwd} if cwd is not None else {}))
     return Outcome(r.exit_code, r.signal, r.stdout, r.stderr)
 
 
