@@ -34,6 +34,13 @@ ROWS: list[tuple[str, str, str, str]] = [
      "native: fork+exec of hello from Python"),
     ("warm_start", "warm start: static hello in one Sandbox (50 runs)", "run",
      "native: fork+exec of hello from Python"),
+    ("start_true", "start-up: dynamic `/bin/true` (ld.so + libc) in one Sandbox", "run",
+     "native: fork+exec from Python"),
+    ("start_python", "start-up: `python3 -c pass` in one Sandbox", "run",
+     "native: fork+exec from Python; target under 5x on KVM"),
+    ("read64m", "read a 64 MiB host file in 64 KiB read(2)s", "64 MiB pass",
+     "through the overlay's host layer"),
+    ("ls_lr", "`ls -lR /usr/lib` (stat-heavy, ~70k entries)", "run", "output captured"),
 ]
 _ROW_INDEX = {key: i for i, (key, *_rest) in enumerate(ROWS)}
 _ROW_LABEL = {key: label for key, label, *_rest in ROWS}
