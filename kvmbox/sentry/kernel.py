@@ -95,6 +95,16 @@ class Kernel:
         if task is not None:
             task.ctx.interrupt()
 
+    def live_tasks(self) -> list[Task]:
+        """The tasks running now (one per run for now); /proc lists them."""
+        with self._lock:
+            return [self._current] if self._current is not None else []
+
+    def current_task(self) -> Task | None:
+        """The task whose syscall the Sentry is handling (what /proc/self names), if any."""
+        with self._lock:
+            return self._current
+
     # --- running a program ----------------------------------------------------
     def run(self, path: str, argv: Sequence[str], envp: Sequence[str],
             stdio: Sequence[FileDescription], timeout: float | None = None) -> RunOutcome:
@@ -122,6 +132,7 @@ class Kernel:
             ctx.set_regs(rip=image.entry, rsp=image.initial_sp)
             task = Task(self, ctx, mm, fds, pid, image.exe_path, list(argv),
                         default_rlimits(self.memory_limit))
+            task.envp = list(envp)
             c = task.creds
             ctx.set_identity(enabled=in_guest, pid=task.tgid, tid=task.tid, ppid=task.ppid,
                              uid=c.uid, euid=c.euid, gid=c.gid, egid=c.egid)

@@ -6,6 +6,7 @@ before ThreadGroup.lock before MemoryManager.lock.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 
@@ -77,6 +78,9 @@ class Task:
         self.creds = Credentials()
         self.exe_path = exe_path   # guest path of the executable (for /proc/self/exe)
         self.argv = argv
+        self.envp: list[str] = []  # the environment execve gave (for /proc/<pid>/environ)
+        self.auxv = b""            # the auxiliary vector as the stack holds it (/proc/<pid>/auxv)
+        self.start_ns = time.monotonic_ns()   # when the task started (/proc/<pid>/stat starttime)
         self.cwd = "/"
         self.umask = 0o022
         self.rlimits = rlimits
