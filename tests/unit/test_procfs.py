@@ -217,8 +217,12 @@ def test_maps_format(env):
 
 def test_maps_shows_file_mappings_from_vma_fields(env):
     v = env.mm.maps()[0]
-    v.path, v.dev, v.ino, v.offset = "/usr/bin/prog", os.makedev(254, 1), 4242, 0x2000
-    line = read(env.fs, "1/maps").decode().splitlines()[0]
+    v.file = SimpleNamespace(path="/usr/bin/prog", dev=os.makedev(254, 1), ino=4242)
+    v.pgoff = 2
+    try:
+        line = read(env.fs, "1/maps").decode().splitlines()[0]
+    finally:
+        v.file, v.pgoff = None, 0
     assert line.split()[2:6] == ["00002000", "fe:01", "4242", "/usr/bin/prog"]
     assert line.index("/usr/bin/prog") == 73
 

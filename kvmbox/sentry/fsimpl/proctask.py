@@ -120,14 +120,11 @@ def mount_ids(fs: "ProcFilesystem") -> dict[int, int]:
 
 # --- memory -------------------------------------------------------------------------
 def vma_file(v: "Vma") -> tuple[str | None, int, int, int]:
-    """(guest path or None, st_dev, ino, file offset) of a mapping (file mappings name them)."""
-    path = getattr(v, "path", None)
-    if path is None:
+    """(guest path or None, st_dev, ino, file offset) of a mapping: Vma.file names file mappings."""
+    f = getattr(v, "file", None)
+    if f is None:
         return None, 0, 0, 0
-    offset = getattr(v, "offset", None)
-    if offset is None:
-        offset = v.pgoff * PAGE
-    return path, getattr(v, "dev", 0), getattr(v, "ino", 0), offset
+    return f.path, f.dev, f.ino, v.pgoff * PAGE
 
 
 def _resident(v: "Vma") -> int:
