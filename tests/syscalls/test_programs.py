@@ -64,6 +64,9 @@ PARAMS = [pytest.param(c, b, id=f"{c.id}-{b}") for c in CASES for b in BUILDS]
 
 # Programs exercised by other modules (fatal faults, timeouts and limits: test_faults_limits.py).
 OTHER_MODULES = {"faults", "spin", "memhog", "sysfuzz", "vdso_clock"}
+# File-system escape attempts, run only in the sandbox (tests/security/test_fs_escape.py).
+OTHER_MODULES |= {"escape_dev", "escape_links", "escape_paths", "escape_proc", "escape_race",
+                  "escape_ro", "escape_root"}
 
 
 def test_every_program_has_a_case():
