@@ -57,6 +57,7 @@ CASES = [
     Case("misc"),
     Case("fpmath"),
     Case("malloc"),
+    Case("procfs", ("one", "two words", "")),
 ]
 
 PARAMS = [pytest.param(c, b, id=f"{c.id}-{b}") for c in CASES for b in BUILDS]
