@@ -1,8 +1,9 @@
-"""File descriptions and the fd table; for now the standard streams (host passthrough or in-memory).
+"""File descriptions, the fd table, and the standard streams (host passthrough or in-memory).
 
 A FileDescription's default methods return the errno Linux gives for an
 object that cannot do the operation.  Host fds are never handed to the guest:
 the guest only ever sees small integers naming entries of its FdTable.
+Files of the VFS (kvmbox/sentry/vfs/regular.py) and pipes subclass it.
 """
 from __future__ import annotations
 
@@ -13,11 +14,23 @@ import stat as stat_mod
 import termios
 import time
 
-from kvmbox.abi.structs import STAT, TERMIOS, WINSIZE
+from kvmbox.abi.structs import TERMIOS, WINSIZE
 from kvmbox.errors import SyscallError
+from kvmbox.sentry.vfs.node import Attr, stat_bytes
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from kvmbox.sentry.vfs.pagecache import MapSource
+    from kvmbox.sentry.vfs.path import Location
 
 # Largest chunk the Sentry moves per read/write call (Linux's MAX_RW_COUNT is ~2 GiB).
 MAX_RW = 0x7FFFF000
+
+# poll(2) bits; what a file without its own poll reports (DEFAULT_POLLMASK).
+POLLIN, POLLPRI, POLLOUT, POLLERR, POLLHUP, POLLNVAL = 0x1, 0x2, 0x4, 0x8, 0x10, 0x20
+POLLRDNORM, POLLWRNORM = 0x40, 0x100
+DEFAULT_POLLMASK = POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM
+ANON_INODE_DEV = 0x0D       # st_dev of anonymous inodes (pipes, eventfds ...)
 
 
 class FileDescription:
@@ -26,6 +39,8 @@ class FileDescription:
     readable = False
     writable = False
     mode = stat_mod.S_IFREG | 0o600
+    flags = 0                               # O_ACCMODE | status flags (F_GETFL / F_SETFL)
+    location: "Location | None" = None      # where it was opened; None for pipes and streams
 
     def read(self, n: int) -> bytes:
         raise SyscallError(errno.EBADF)
@@ -53,11 +68,45 @@ class FileDescription:
         """TIOCGWINSZ: the 8-byte winsize, or ENOTTY."""
         raise SyscallError(errno.ENOTTY)
 
-    def stat(self) -> bytes:
+    def attr(self) -> Attr:
+        """fstat: what the open file's inode reports; the default is an anonymous inode."""
         now = time.time_ns()
-        sec, nsec = divmod(now, 1_000_000_000)
-        return STAT.pack(0x0D, id(self) & 0xFFFFFFFF, 1, self.mode, os.getuid(), os.getgid(), 0,
-                         0, 0, 4096, 0, sec, nsec, sec, nsec, sec, nsec)
+        return Attr(dev=ANON_INODE_DEV, ino=id(self) & 0xFFFFFFFF, mode=self.mode, nlink=1,
+                    uid=os.getuid(), gid=os.getgid(), size=0, atime_ns=now, mtime_ns=now,
+                    ctime_ns=now)
+
+    def stat(self) -> bytes:
+        """The struct stat bytes of attr()."""
+        return stat_bytes(self.attr())
+
+    def getdents(self, bufsize: int, old: bool = False) -> list[tuple[int, int, int, str]]:
+        """Directory entries from the current offset as (ino, next_offset, d_type, name),
+        as many as fit in `bufsize` bytes of linux_dirent64 (`old`: linux_dirent)."""
+        raise SyscallError(errno.ENOTDIR)
+
+    def truncate(self, size: int) -> None:
+        """ftruncate(2)."""
+        raise SyscallError(errno.EINVAL)
+
+    def sync(self) -> None:
+        """fsync(2)/fdatasync(2)."""
+        raise SyscallError(errno.EINVAL)
+
+    def allocate(self, mode: int, offset: int, length: int) -> None:
+        """fallocate(2)."""
+        raise SyscallError(errno.ENODEV)
+
+    def poll(self, events: int) -> int:
+        """Readiness now, as poll(2) revents, for the requested `events` (never blocks)."""
+        return events & DEFAULT_POLLMASK
+
+    def readable_bytes(self) -> int:
+        """FIONREAD."""
+        raise SyscallError(errno.ENOTTY)
+
+    def mmap_source(self) -> "MapSource":
+        """What mmap(2) maps from this file."""
+        raise SyscallError(errno.ENODEV)
 
     def release(self) -> None:
         pass
@@ -135,12 +184,12 @@ class HostStream(FileDescription):
     def ioctl_winsize(self) -> bytes:
         return self._tty_query(termios.TIOCGWINSZ, WINSIZE.size)
 
-    def stat(self) -> bytes:
+    def attr(self) -> Attr:
         st = os.fstat(self.fd)
-        return STAT.pack(st.st_dev, st.st_ino, st.st_nlink, st.st_mode, st.st_uid, st.st_gid, 0,
-                         st.st_rdev, st.st_size, st.st_blksize, st.st_blocks,
-                         int(st.st_atime), st.st_atime_ns % 10**9, int(st.st_mtime),
-                         st.st_mtime_ns % 10**9, int(st.st_ctime), st.st_ctime_ns % 10**9)
+        return Attr(dev=st.st_dev, ino=st.st_ino, mode=st.st_mode, nlink=st.st_nlink,
+                    uid=st.st_uid, gid=st.st_gid, size=st.st_size, rdev=st.st_rdev,
+                    blksize=st.st_blksize, blocks=st.st_blocks, atime_ns=st.st_atime_ns,
+                    mtime_ns=st.st_mtime_ns, ctime_ns=st.st_ctime_ns)
 
     def release(self) -> None:
         if self.fd >= 0:

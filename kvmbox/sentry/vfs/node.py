@@ -34,6 +34,14 @@ def dtype_of(mode: int) -> int:
     return (mode >> 12) & 0xF
 
 
+def stat_bytes(a: "Attr") -> bytes:
+    """The 144-byte x86-64 struct stat for an Attr (fstat, newfstatat)."""
+    from kvmbox.abi.structs import STAT
+    return STAT.pack(a.dev, a.ino, a.nlink, a.mode, a.uid, a.gid, 0, a.rdev, a.size, a.blksize,
+                     a.blocks, a.atime_ns // 10**9, a.atime_ns % 10**9, a.mtime_ns // 10**9,
+                     a.mtime_ns % 10**9, a.ctime_ns // 10**9, a.ctime_ns % 10**9)
+
+
 @dataclass(slots=True)
 class Attr:
     """What stat(2)/statx(2) report for a node; times in nanoseconds since the epoch."""
@@ -116,6 +124,9 @@ class Node:
                 mtime_ns: int | None = None) -> None:
         """chmod/chown/truncate/utimensat on the node (mode: permission bits only)."""
         raise SyscallError(errno.EPERM)
+
+    def modified(self) -> None:
+        """The node's data was written through an open file: update mtime/ctime (default: nothing)."""
 
     def open(self, flags: int, loc: "Location") -> "FileDescription":
         """A new open file description for this node (flags as open(2) got them, O_CREAT done).

@@ -1,0 +1,216 @@
+"""Mounts and path resolution: Location, Mount, MountTable, and a task's FsContext.
+
+Every guest path is walked here, one component at a time, on the Sentry's own
+mount table.  Symlinks are followed by the Sentry (at most 40 per walk, an
+absolute target restarting at the task's root), `..` never climbs above the
+root, and a walk that reaches a mount point continues at the mounted file
+system's root.  File systems behind the table never see a path, only names.
+"""
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+
+from kvmbox.errors import SyscallError
+from kvmbox.sentry.vfs import perm
+from kvmbox.sentry.vfs.node import NAME_MAX, PATH_MAX, Filesystem, Node
+
+MAXSYMLINKS = 40
+
+
+@dataclass(eq=False)
+class Mount:
+    """One file system mounted at the canonical guest path `path`."""
+    fs: Filesystem
+    path: str                   # mount point, canonical ("/" for the root)
+    readonly: bool = False      # the mount's own flag (EROFS for writes through it)
+    source: str = "none"        # for /proc/mounts ("none", a host dir ...)
+    parent: "Mount | None" = None
+    point: Node | None = None   # the directory this mount covers (in `parent`)
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """A node as reached through the mount table: which mount, which node, at which path."""
+    mount: Mount
+    node: Node
+    path: str                   # canonical absolute guest path: no symlinks, no . or ..
+
+
+@dataclass
+class FsContext:
+    """A task's view of the file system: its root (chroot), working directory and umask."""
+    root: Location
+    cwd: Location
+    umask: int = 0o022
+
+    def copy(self) -> "FsContext":
+        """fork without CLONE_FS: an independent copy."""
+        return FsContext(self.root, self.cwd, self.umask)
+
+
+def join(parent: str, name: str) -> str:
+    """The canonical path of `name` inside the canonical directory path `parent`."""
+    return parent + name if parent == "/" else parent + "/" + name
+
+
+class MountTable:
+    """The mounts of one Kernel, and resolution over them."""
+
+    def __init__(self, root_fs: Filesystem, *, readonly: bool = False, source: str = "none") -> None:
+        self._root_mount = Mount(root_fs, "/", readonly, source)
+        self._mounts: list[Mount] = [self._root_mount]
+        self._by_path: dict[str, Mount] = {}     # mount point -> the topmost mount there
+
+    # --- the table ------------------------------------------------------------------
+    def root(self) -> Location:
+        m = self._root_mount
+        return Location(m, m.fs.root, "/")
+
+    def mounts(self) -> list[Mount]:
+        """Every mount, in mount order (the root first)."""
+        return list(self._mounts)
+
+    def mount(self, path: str, fs: Filesystem, *, readonly: bool = False,
+              source: str = "none") -> Mount:
+        """Mount `fs` on the existing directory `path` (absolute); stacks over an earlier mount."""
+        root = self.root()
+        loc = self.resolve(root, path, root=root)
+        if not loc.node.is_dir():
+            raise SyscallError(errno.ENOTDIR)
+        m = Mount(fs, loc.path, readonly, source, loc.mount, loc.node)
+        self._mounts.append(m)
+        self._by_path[loc.path] = m
+        return m
+
+    def is_mount_point(self, loc: Location) -> bool:
+        """Whether `loc` is the root of a mount (EBUSY for rmdir/rename of it)."""
+        return loc.node is loc.mount.fs.root
+
+    # --- single steps -----------------------------------------------------------------
+    def child(self, parent: Location, name: str, node: Node) -> Location:
+        """The Location of `node`, found as `name` in directory `parent`, crossing mounts."""
+        path = join(parent.path, name)
+        m = self._by_path.get(path) if self._by_path else None
+        if m is not None and m.point is node:
+            return Location(m, m.fs.root, path)
+        return Location(parent.mount, node, path)
+
+    def parent_of(self, loc: Location, root: Location | None = None) -> Location:
+        """`..` of a directory Location; never above `root` (default: the table's root)."""
+        if root is None:
+            root = self.root()
+        while True:
+            if loc.path == root.path and loc.node is root.node:
+                return loc
+            m = loc.mount
+            if loc.node is m.fs.root and m.parent is not None and m.point is not None:
+                loc = Location(m.parent, m.point, m.path)     # to the covered mount point
+                continue
+            break
+        if loc.node is loc.mount.fs.root:
+            return loc                    # the table's root file system root
+        ppath = loc.path.rsplit("/", 1)[0] or "/"
+        return self._walk_within(loc.mount, ppath)
+
+    def _walk_within(self, m: Mount, path: str) -> Location:
+        """The Location of canonical `path` inside mount `m` (no symlinks, no mounts)."""
+        node = m.fs.root
+        rel = path[len(m.path):] if m.path != "/" else path
+        for name in rel.split("/"):
+            if name:
+                node = node.lookup(name)
+        return Location(m, node, path)
+
+    # --- walks ------------------------------------------------------------------------
+    def resolve(self, start: Location, path: str, *, follow: bool = True,
+                root: Location | None = None, creds=None) -> Location:
+        """The Location `path` names, relative to `start` (absolute paths start at `root`).
+
+        `follow` governs only the last component (a trailing "/" always follows and
+        requires a directory).  With `creds`, search (x) permission is checked on every
+        directory walked through (EACCES), as Linux does.
+        """
+        if root is None:
+            root = self.root()
+        if not path:
+            raise SyscallError(errno.ENOENT)
+        if len(path) >= PATH_MAX:
+            raise SyscallError(errno.ENAMETOOLONG)
+        cur = root if path[0] == "/" else start
+        must_dir = path.endswith("/")
+        todo = [c for c in path.split("/") if c]
+        todo.reverse()                 # a stack: the next component is todo[-1]
+        stack: list[Location] = []     # directories walked through, for cheap ".."
+        links = 0
+        while todo:
+            name = todo.pop()
+            if len(name) > NAME_MAX:
+                raise SyscallError(errno.ENAMETOOLONG)
+            node = cur.node
+            if not node.is_dir():
+                raise SyscallError(errno.ENOTDIR)
+            if creds is not None and not perm.may_access(node.attr(), creds, perm.MAY_EXEC):
+                raise SyscallError(errno.EACCES)
+            if name == ".":
+                continue
+            if name == "..":
+                cur = stack.pop() if stack else self.parent_of(cur, root)
+                continue
+            nxt = self.child(cur, name, node.lookup(name))
+            nnode = nxt.node
+            if nnode.is_symlink() and (todo or follow or must_dir):
+                links += 1
+                if links > MAXSYMLINKS:
+                    raise SyscallError(errno.ELOOP)
+                jump = nnode.jump()
+                if jump is not None:
+                    cur, stack = jump, []
+                    continue
+                target = nnode.readlink()
+                if not target:
+                    raise SyscallError(errno.ENOENT)
+                if len(target) >= PATH_MAX:
+                    raise SyscallError(errno.ENAMETOOLONG)
+                if target[0] == "/":
+                    cur, stack = root, []
+                if not todo and target.endswith("/"):
+                    must_dir = True          # the last component's target names a directory
+                todo.extend(reversed([c for c in target.split("/") if c]))
+                continue
+            stack.append(cur)
+            cur = nxt
+        if must_dir and not cur.node.is_dir():
+            raise SyscallError(errno.ENOTDIR)
+        return cur
+
+    def resolve_parent(self, start: Location, path: str, *, root: Location | None = None,
+                       creds=None) -> tuple[Location, str]:
+        """The directory holding the last component of `path`, and that component's name.
+
+        The name may be "." or ".." (callers reject those as Linux does) or "" for "/"
+        itself; a trailing "/" is dropped from the name (callers that care look at `path`).
+        """
+        if root is None:
+            root = self.root()
+        if not path:
+            raise SyscallError(errno.ENOENT)
+        if len(path) >= PATH_MAX:
+            raise SyscallError(errno.ENAMETOOLONG)
+        stripped = path.rstrip("/")
+        if not stripped:
+            return root, ""
+        head, _, name = stripped.rpartition("/")
+        if len(name) > NAME_MAX:
+            raise SyscallError(errno.ENAMETOOLONG)
+        if not _:
+            parent = start
+        elif not head:
+            parent = root
+        else:
+            parent = self.resolve(start, head + "/", root=root, creds=creds)
+        if not parent.node.is_dir():
+            raise SyscallError(errno.ENOTDIR)
+        if creds is not None and not perm.may_access(parent.node.attr(), creds, perm.MAY_EXEC):
+            raise SyscallError(errno.EACCES)
+        return parent, name
