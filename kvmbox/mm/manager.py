@@ -4,6 +4,8 @@ Populate-on-map: page faults cost an exit each, so a mapping gets frames and
 PTEs when it is made (the host backs memfd pages lazily, without exits), up to
 layout.EAGER_POPULATE_LIMIT bytes; the rest is demand-paged in aligned
 layout.FAULT_AROUND chunks.  Every failure is a SyscallError with Linux's errno.
+File mappings (MAP_PRIVATE copies, MAP_SHARED page-cache views, msync) are
+described in kvmbox/mm/mapfile.py; mremap lives in kvmbox/mm/remap.py.
 Lock order: callers' locks (Kernel, ThreadGroup) before MemoryManager.lock.
 """
 from __future__ import annotations
@@ -16,9 +18,13 @@ from collections.abc import Callable
 
 from kvmbox.errors import SyscallError
 from kvmbox.guest_stub import layout as L
+from kvmbox.mm import mapfile
 from kvmbox.mm.frames import FrameAllocator
+from kvmbox.mm.mapfile import MappedFile
 from kvmbox.mm.memfile import MemoryFile
+from kvmbox.mm import remap
 from kvmbox.mm.vma import VMA_FLAG_MASK, Backing, Vma, VmaSet
+from kvmbox.mm.vma import chargeable as _chargeable
 from kvmbox.platform.base import (PF_INSTR, PF_PRESENT, PF_WRITE, PROT_EXEC, PROT_READ,
                                   PROT_WRITE, AddressSpace)
 
@@ -46,10 +52,6 @@ def _locked(fn: Callable) -> Callable:
 def _page_up(x: int) -> int:
     return (x + PAGE - 1) & ~(PAGE - 1)
 
-
-def _chargeable(prot: int, flags: int) -> bool:
-    """Does a mapping count against the memory limit (private writable, or shared anonymous)?"""
-    return (flags & L.MAP_TYPE) == L.MAP_SHARED or bool(prot & PROT_WRITE)
 
 
 class MemoryManager:
@@ -96,7 +98,10 @@ class MemoryManager:
             except SyscallError:
                 return False
             pidx = v.pidx(va)
+            fill = v.file is not None and not (v.file.direct and v.backing.shared)
             for p, k in extents:
+                if fill:
+                    mapfile.fill_frames(self.memfile, v, pidx, p, k)
                 v.backing.add(pidx, p, k)
                 if v.prot & PROT_ALL:
                     self.aspace.map(va, k * PAGE, p, v.prot)
@@ -128,6 +133,8 @@ class MemoryManager:
     def _drop(self, v: Vma) -> None:
         """Free what `v` holds (it is already out of the set and unmapped)."""
         b = v.backing
+        if v.file is not None and v.file.writeback is not None:
+            mapfile.write_back(self.memfile, v, v.start, v.end)
         if b.pinned:
             b.refs -= 1
             return                                      # special frames: never freed, never charged
@@ -150,12 +157,19 @@ class MemoryManager:
             self._drop(v)
 
     def _new_vma(self, start: int, end: int, prot: int, flags: int, name: str = "", *,
-                 populate_all: bool = False, grow_limit: int = 0) -> Vma:
-        """Insert and populate a fresh anonymous Vma over a free range (charge already taken)."""
+                 populate_all: bool = False, grow_limit: int = 0, file: MappedFile | None = None,
+                 pgoff: int = 0) -> Vma:
+        """Insert and populate a fresh Vma over a free range (charge already taken)."""
         shared = (flags & L.MAP_TYPE) != L.MAP_PRIVATE
         flags = (flags & VMA_FLAG_MASK & ~L.MAP_TYPE) | (L.MAP_SHARED if shared else L.MAP_PRIVATE)
-        v = Vma(start, end, prot, flags, name, Backing(shared=shared), 0, grow_limit)
+        if file is None:
+            backing, pgoff = Backing(shared=shared), 0
+        else:
+            backing = mapfile.backing_for(file, shared)
+        v = Vma(start, end, prot, flags, name, backing, pgoff, grow_limit, file)
         self.vmas.insert(v)
+        if backing.extents:
+            self._remap(v)                  # a file's page cache: map the pages it already has
         self._eager(v, start, end, everything=populate_all, downward=bool(flags & L.MAP_GROWSDOWN))
         return self.vmas.merge_around(v)
 
@@ -203,7 +217,9 @@ class MemoryManager:
 
     # --- mmap family ---------------------------------------------------------------
     @_locked
-    def mmap(self, addr: int, length: int, prot: int, flags: int, fd: int = -1, offset: int = 0) -> int:
+    def mmap(self, addr: int, length: int, prot: int, flags: int, fd: int = -1, offset: int = 0,
+             *, file: MappedFile | None = None) -> int:
+        """mmap(2); a file mapping (no MAP_ANONYMOUS) needs `file` (sys_mm builds it from fd)."""
         if offset % PAGE or offset < 0 or length <= 0:
             raise SyscallError(errno.EINVAL)
         length = _page_up(length)
@@ -216,8 +232,15 @@ class MemoryManager:
             raise SyscallError(errno.EOPNOTSUPP)
         if kind != L.MAP_SHARED_VALIDATE and flags & L.MAP_SYNC:
             flags &= ~L.MAP_SYNC                      # ignored unless validated, as Linux does
-        if not flags & L.MAP_ANONYMOUS:
-            return self._mmap_file(addr, length, prot, flags, fd, offset)
+        if flags & L.MAP_ANONYMOUS:
+            file = None
+        elif file is None:
+            raise SyscallError(errno.ENODEV)
+        elif offset + length > 1 << 63:
+            raise SyscallError(errno.EOVERFLOW)
+        else:
+            mapfile.check_prot(file, prot, kind != L.MAP_PRIVATE)
+            flags &= ~L.MAP_GROWSDOWN
         if flags & (L.MAP_FIXED | L.MAP_FIXED_NOREPLACE):
             if addr % PAGE:
                 raise SyscallError(errno.EINVAL)
@@ -236,7 +259,7 @@ class MemoryManager:
         self.committed += new
         grow_limit = max(self.user_low, end - L.STACK_MAX) if flags & L.MAP_GROWSDOWN else 0
         self._new_vma(addr, end, prot, flags, populate_all=bool(flags & L.MAP_POPULATE),
-                      grow_limit=grow_limit)
+                      grow_limit=grow_limit, file=file, pgoff=offset // PAGE)
         return addr
 
     def _place(self, hint: int, length: int) -> int:
@@ -249,10 +272,6 @@ class MemoryManager:
         if start is None:
             raise SyscallError(errno.ENOMEM)
         return start
-
-    def _mmap_file(self, addr: int, length: int, prot: int, flags: int, fd: int, offset: int) -> int:
-        """The hook for file-backed mappings (page-cache frames via the VFS): not there yet."""
-        raise SyscallError(errno.ENODEV)
 
     @_locked
     def munmap(self, addr: int, length: int) -> None:
@@ -283,8 +302,12 @@ class MemoryManager:
             addr = first.start
         if not self.vmas.covered(addr, end):
             raise SyscallError(errno.ENOMEM)
-        if prot & PROT_WRITE and any(v.backing.pinned for v in self.vmas.overlapping(addr, end)):
-            raise SyscallError(errno.EACCES)           # shared special frames ([vdso]) stay read-only
+        if prot & PROT_WRITE:
+            for v in self.vmas.overlapping(addr, end):
+                if v.backing.pinned:
+                    raise SyscallError(errno.EACCES)   # shared special frames ([vdso]) stay read-only
+                if v.file is not None:
+                    mapfile.check_prot(v.file, prot, v.shared)
         self._charge(self._charge_of(addr, end, prot) - self._charge_of(addr, end))
         self.vmas.split_at(addr)
         self.vmas.split_at(end)
@@ -298,90 +321,7 @@ class MemoryManager:
 
     @_locked
     def mremap(self, old_addr: int, old_len: int, new_len: int, flags: int, new_addr: int = 0) -> int:
-        known = L.MREMAP_MAYMOVE | L.MREMAP_FIXED | L.MREMAP_DONTUNMAP
-        if flags & ~known or old_addr % PAGE or (flags & L.MREMAP_FIXED and not flags & L.MREMAP_MAYMOVE) \
-                or flags & L.MREMAP_DONTUNMAP:         # DONTUNMAP: not supported yet
-            raise SyscallError(errno.EINVAL)
-        old_len, new_len = _page_up(old_len), _page_up(new_len)
-        if new_len == 0 or old_len > L.USER_TOP or new_len > L.USER_TOP:
-            raise SyscallError(errno.EINVAL)
-        if flags & L.MREMAP_FIXED:
-            if new_addr % PAGE or new_addr + new_len > L.USER_TOP or new_addr < self.user_low:
-                raise SyscallError(errno.EINVAL)
-            if new_addr < old_addr + max(old_len, 1) and old_addr < new_addr + new_len:
-                raise SyscallError(errno.EINVAL)
-        v = self.vmas.find(old_addr)
-        if v is None or old_addr + old_len > v.end:
-            raise SyscallError(errno.EFAULT)
-        if v.backing.pinned and new_len > old_len:
-            raise SyscallError(errno.EINVAL)           # a special mapping cannot grow
-        if old_len == 0:
-            return self._mremap_dup(v, old_addr, new_len, flags, new_addr)
-        old_end = old_addr + old_len
-        if flags & L.MREMAP_FIXED:
-            if new_len < old_len:
-                self._unmap_range(old_addr + new_len, old_end)
-                old_len, old_end = new_len, old_addr + new_len
-            charge = (new_len - old_len) if _chargeable(v.prot, v.flags) else 0
-            self._check_charge(charge - self._charge_of(new_addr, new_addr + new_len))
-            self._unmap_range(new_addr, new_addr + new_len)
-            self.committed += charge
-            return self._move(old_addr, old_end, new_addr, new_len)
-        if new_len <= old_len:
-            self._unmap_range(old_addr + new_len, old_end)
-            return old_addr
-        charge = new_len - old_len if _chargeable(v.prot, v.flags) else 0
-        if old_end == v.end and old_addr + new_len <= L.USER_TOP \
-                and self.vmas.is_free(old_end, old_addr + new_len):
-            self._charge(charge)
-            v.end = old_addr + new_len
-            self._eager(v, old_end, v.end)
-            self.vmas.merge_around(v)
-            return old_addr
-        if not flags & L.MREMAP_MAYMOVE:
-            raise SyscallError(errno.ENOMEM)
-        dest = self.vmas.find_gap(new_len, self.user_low, self.mmap_base)
-        if dest is None:
-            raise SyscallError(errno.ENOMEM)
-        self._charge(charge)
-        return self._move(old_addr, old_end, dest, new_len)
-
-    def _move(self, start: int, end: int, dest: int, new_len: int) -> int:
-        """Move [start, end) (inside one Vma) to a free [dest, dest+new_len): frames move, no copy."""
-        self.vmas.split_at(start)
-        self.vmas.split_at(end)
-        v = self.vmas.find(start)
-        assert v is not None and v.start == start and v.end == end
-        self.vmas.remove(v)
-        self.aspace.unmap(v.start, v.length)
-        old_len = v.length
-        v.grow_limit += dest - v.start if v.grow_limit else 0
-        v.start, v.end = dest, dest + new_len
-        self.vmas.insert(v)
-        self._remap(v)
-        if new_len > old_len:
-            self._eager(v, dest + old_len, v.end)
-        self.vmas.merge_around(v)
-        return dest
-
-    def _mremap_dup(self, v: Vma, addr: int, new_len: int, flags: int, new_addr: int) -> int:
-        """mremap(old_len=0): a second view of a shared mapping's pages."""
-        if not v.shared or not flags & L.MREMAP_MAYMOVE:
-            raise SyscallError(errno.EINVAL if not v.shared else errno.ENOMEM)
-        if flags & L.MREMAP_FIXED:
-            dest = new_addr
-            self._unmap_range(dest, dest + new_len)
-        else:
-            found = self.vmas.find_gap(new_len, self.user_low, self.mmap_base)
-            if found is None:
-                raise SyscallError(errno.ENOMEM)
-            dest = found
-        self._charge(new_len)
-        v.backing.refs += 1
-        dup = Vma(dest, dest + new_len, v.prot, v.flags, v.name, v.backing, v.pidx(addr))
-        self.vmas.insert(dup)
-        self._remap(dup)
-        return dest
+        return remap.mremap(self, old_addr, old_len, new_len, flags, new_addr)
 
     @_locked
     def madvise(self, addr: int, length: int, advice: int) -> None:
@@ -405,6 +345,11 @@ class MemoryManager:
                 self._eager(v, a, b)
             elif v.backing.pinned:
                 continue                                # never punch the vDSO's frames
+            elif advice == L.MADV_DONTNEED and v.file is not None and not v.shared:
+                # A private file page reads the file again on next touch: drop the copy.
+                self.aspace.unmap(a, b - a)
+                for _, phys, n in v.backing.take(v.pidx(a), v.pidx(b)):
+                    self.frames.free(phys, n)
             elif advice in (L.MADV_FREE, L.MADV_REMOVE) or (advice == L.MADV_DONTNEED and not v.shared):
                 # Zero-fill on next touch: punching keeps the frames and PTEs but gives the
                 # memory back, and its mmu notifier drops any shadow entries.
@@ -413,6 +358,34 @@ class MemoryManager:
                         self.memfile.punch(phys, n * PAGE)
         if not self.vmas.covered(addr, end):
             raise SyscallError(errno.ENOMEM)
+
+    @_locked
+    def msync(self, addr: int, length: int, flags: int) -> None:
+        """msync(2): write back the changed pages of shared host-file mappings in the range."""
+        if addr % PAGE or length < 0 or not mapfile.msync_flags_ok(flags):
+            raise SyscallError(errno.EINVAL)
+        end = addr + _page_up(length)
+        if end > L.USER_TOP:
+            raise SyscallError(errno.ENOMEM)
+        if flags & (mapfile.MS_SYNC | mapfile.MS_ASYNC):
+            for v in self.vmas.overlapping(addr, end):
+                mapfile.write_back(self.memfile, v, max(v.start, addr), min(v.end, end))
+        if not self.vmas.covered(addr, end):
+            raise SyscallError(errno.ENOMEM)
+
+    @_locked
+    def mincore(self, addr: int, length: int) -> bytes:
+        """mincore(2): one byte per page, 1 where the page has a frame."""
+        if addr % PAGE:
+            raise SyscallError(errno.EINVAL)
+        end = addr + _page_up(length)
+        if end > L.USER_TOP or not self.vmas.covered(addr, end):
+            raise SyscallError(errno.ENOMEM)
+        out = bytearray()
+        for v in self.vmas.overlapping(addr, end):
+            for _, phys, n in v.runs(max(v.start, addr), min(v.end, end)):
+                out += (b"\1" if phys is not None else b"\0") * n
+        return bytes(out)
 
     @_locked
     def map_special(self, addr: int, phys: int, npages: int, prot: int, name: str) -> None:

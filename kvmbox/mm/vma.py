@@ -6,6 +6,11 @@ page index, with holes where nothing is populated yet) starting at page
 extents inside the Vma; splitting moves extents to a new Backing.  A shared
 anonymous mapping's Backing is shared (refcounted) by every Vma viewing it,
 which is what fork will need: the child's Vma points at the same object.
+
+A file mapping also carries `file` (kvmbox.mm.mapfile.MappedFile: where its
+bytes come from and what /proc/<pid>/maps names).  Its page indices are file
+page numbers (pgoff = offset / PAGE), private or shared, so splitting keeps
+indices rather than rebasing them and the file offset of any page is its index.
 """
 from __future__ import annotations
 
@@ -14,6 +19,11 @@ from dataclasses import dataclass, field
 from collections.abc import Iterator
 
 from kvmbox.guest_stub import layout as L
+from kvmbox.platform.base import PROT_WRITE
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from kvmbox.mm.mapfile import MappedFile
 
 PAGE = L.PAGE_SIZE
 
@@ -104,6 +114,15 @@ class Backing:
 VMA_FLAG_MASK = L.MAP_TYPE | L.MAP_ANONYMOUS | L.MAP_GROWSDOWN | L.MAP_NORESERVE
 
 
+def chargeable(prot: int, flags: int) -> bool:
+    """Does a mapping count against the memory limit (private writable, or shared anonymous)?
+
+    Shared file mappings are the file's pages (its page cache), not the process's."""
+    if (flags & L.MAP_TYPE) != L.MAP_PRIVATE:
+        return bool(flags & L.MAP_ANONYMOUS)
+    return bool(prot & PROT_WRITE)
+
+
 @dataclass(eq=False)
 class Vma:
     """[start, end) mapped with `prot`; page i of it is page pgoff+i of `backing`."""
@@ -115,10 +134,29 @@ class Vma:
     backing: Backing = field(default_factory=Backing)
     pgoff: int = 0
     grow_limit: int = 0                 # MAP_GROWSDOWN: the lowest start it may grow down to
+    file: "MappedFile | None" = None    # file mappings: the file's source and identity
 
     @property
     def length(self) -> int:
         return self.end - self.start
+
+    # What /proc/<pid>/maps shows for a file mapping (None / 0 for anonymous memory).
+    @property
+    def path(self) -> str | None:
+        return self.file.path if self.file is not None else None
+
+    @property
+    def dev(self) -> int:
+        return self.file.dev if self.file is not None else 0
+
+    @property
+    def ino(self) -> int:
+        return self.file.ino if self.file is not None else 0
+
+    @property
+    def offset(self) -> int:
+        """File offset of the first byte (file mappings); pgoff in bytes otherwise."""
+        return self.pgoff * PAGE
 
     @property
     def shared(self) -> bool:
@@ -143,18 +181,21 @@ class Vma:
         if self.backing.shared:
             self.backing.refs += 1
             upper = Vma(addr, self.end, self.prot, self.flags, self.name, self.backing,
-                        self.pidx(addr), self.grow_limit)
+                        self.pidx(addr), self.grow_limit, self.file)
         else:
-            upper = Vma(addr, self.end, self.prot, self.flags, self.name, Backing(), 0, self.grow_limit)
             p = self.pidx(addr)
-            self.backing.move(p, self.pidx(self.end), upper.backing, -p)
+            keep = p if self.file is not None else 0     # file pages keep their file page numbers
+            upper = Vma(addr, self.end, self.prot, self.flags, self.name, Backing(), keep,
+                        self.grow_limit, self.file)
+            self.backing.move(p, self.pidx(self.end), upper.backing, keep - p)
         self.end = addr
         return upper
 
     def mergeable(self, nxt: Vma) -> bool:
         return (self.end == nxt.start and self.prot == nxt.prot and self.flags == nxt.flags
                 and self.name == nxt.name and not self.shared and not nxt.shared
-                and not self.flags & L.MAP_GROWSDOWN)
+                and not self.flags & L.MAP_GROWSDOWN and self.file is nxt.file
+                and (self.file is None or self.pidx(self.end) == nxt.pgoff))
 
     def absorb(self, nxt: Vma) -> None:
         """Append the adjacent private `nxt` to self (its frames move into self's Backing)."""

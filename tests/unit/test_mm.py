@@ -105,7 +105,7 @@ def test_map_fixed_noreplace(mm):
     ((0x1000_0001, PAGE, RW, FIXED), errno.EINVAL),                      # unaligned fixed
     ((0, PAGE, RW, ANON, -1, 123), errno.EINVAL),                        # unaligned offset
     ((0, PAGE, 0x10, ANON), errno.EINVAL),                               # unknown prot bit
-    ((0, PAGE, RW, L.MAP_PRIVATE, 3, 0), errno.ENODEV),                  # files: not yet
+    ((0, PAGE, RW, L.MAP_PRIVATE, 3, 0), errno.ENODEV),                  # a file mapping needs file=
     ((L.USER_TOP - PAGE, 2 * PAGE, RW, FIXED), errno.ENOMEM),            # past the user range
     ((0x1000, PAGE, RW, FIXED), errno.EPERM),                            # below mmap_min_addr
     ((0, 1 << 62, RW, ANON), errno.ENOMEM),                              # no room
@@ -431,7 +431,8 @@ def test_handlers(mm):
     assert errno_of(sys_mm.madvise, t, (a, PAGE, neg1, 0, 0, 0)) == errno.EINVAL
     t.fds = SimpleNamespace(get=lambda fd: (_ for _ in ()).throw(SyscallError(errno.EBADF)))
     assert errno_of(sys_mm.mmap, t, (0, PAGE, R_, L.MAP_PRIVATE, 7, 0)) == errno.EBADF
-    assert [e.name for e in sys_mm.ENTRIES] == ["brk", "mmap", "munmap", "mprotect", "mremap", "madvise"]
+    assert [e.name for e in sys_mm.ENTRIES] == ["brk", "mmap", "munmap", "mprotect", "mremap",
+                                                "msync", "mincore", "madvise"]
 
 
 def test_eager_population_leaves_frames_for_faults(mm):

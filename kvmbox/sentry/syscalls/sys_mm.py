@@ -1,10 +1,12 @@
-"""Memory syscalls: brk, mmap, munmap, mprotect, mremap, madvise (over Task.mm)."""
+"""Memory syscalls: brk, mmap (anonymous and of files), munmap, mprotect, mremap, madvise, msync, mincore."""
 from __future__ import annotations
 
 import errno
+import os
 
 from kvmbox.errors import SyscallError
 from kvmbox.guest_stub import layout as L
+from kvmbox.mm.mapfile import MappedFile
 from kvmbox.sentry.syscalls.args import s32, u32
 from kvmbox.sentry.syscalls.table import PARTIAL, SUPPORTED, Entry
 
@@ -15,15 +17,40 @@ def brk(t, a) -> int:
     return t.mm.brk(addr)
 
 
+def mapped_file(f, prot: int, shared: bool) -> MappedFile:
+    """What a mapping of the open file `f` needs, after the access checks mmap(2) makes.
+
+    EACCES: not open for reading, or MAP_SHARED with PROT_WRITE of a file not open
+    for writing; ENODEV: nothing to map (directories, pipes, sockets ...).
+    """
+    acc = getattr(f, "flags", os.O_RDONLY) & os.O_ACCMODE
+    if not f.readable or acc == os.O_WRONLY:
+        raise SyscallError(errno.EACCES)
+    loc = getattr(f, "location", None)
+    may_write = acc == os.O_RDWR and f.writable and not (
+        loc is not None and (loc.mount.readonly or loc.mount.fs.readonly))
+    if shared and prot & L.PROT_WRITE and not may_write:
+        raise SyscallError(errno.EACCES)
+    source = f.mmap_source()
+    attr = f.attr()
+    writeback = None
+    if shared and may_write and source.shared_backing() is None:
+        def writeback(offset: int, data: bytes) -> None:
+            f.pwrite(data, offset)
+    return MappedFile(source, loc.path if loc is not None else "", attr.dev, attr.ino,
+                      may_write, writeback)
+
+
 def mmap(t, a) -> int:
     """Implements Linux syscall mmap(2)."""
     addr, length, prot, flags, fd, offset = a[0], a[1], u32(a[2]), u32(a[3]), s32(a[4]), a[5]
-    if not flags & L.MAP_ANONYMOUS and (flags & L.MAP_TYPE) in (L.MAP_SHARED, L.MAP_PRIVATE,
-                                                              L.MAP_SHARED_VALIDATE):
-        fds = getattr(t, "fds", None)
-        if fds is not None and length and not offset % L.PAGE_SIZE:
-            fds.get(fd)                                 # EBADF before "cannot map this file"
-    return t.mm.mmap(addr, length, prot, flags, fd, offset)
+    kind = flags & L.MAP_TYPE
+    if flags & L.MAP_ANONYMOUS or kind not in (L.MAP_SHARED, L.MAP_PRIVATE, L.MAP_SHARED_VALIDATE) \
+            or not length or offset % L.PAGE_SIZE:
+        return t.mm.mmap(addr, length, prot, flags, fd, offset)     # anonymous, or its EINVAL
+    f = t.fds.get(fd)                                               # EBADF
+    file = mapped_file(f, prot, kind != L.MAP_PRIVATE)
+    return t.mm.mmap(addr, length, prot, flags, fd, offset, file=file)
 
 
 def munmap(t, a) -> int:
@@ -46,6 +73,20 @@ def mremap(t, a) -> int:
     return t.mm.mremap(old_addr, old_len, new_len, flags, new_addr)
 
 
+def msync(t, a) -> int:
+    """Implements Linux syscall msync(2)."""
+    addr, length, flags = a[0], a[1], s32(a[2])
+    t.mm.msync(addr, length, flags)
+    return 0
+
+
+def mincore(t, a) -> int:
+    """Implements Linux syscall mincore(2)."""
+    addr, length, vec = a[0], a[1], a[2]
+    t.mm.copy_out(vec, t.mm.mincore(addr, length))
+    return 0
+
+
 def madvise(t, a) -> int:
     """Implements Linux syscall madvise(2)."""
     addr, length, advice = a[0], a[1], s32(a[2])
@@ -58,12 +99,18 @@ def madvise(t, a) -> int:
 ENTRIES = (
     Entry("brk", brk, SUPPORTED, "initial break = page-aligned end of bss; no randomization"),
     Entry("mmap", mmap, PARTIAL,
-          "anonymous private/shared only (file mappings: ENODEV); populated eagerly up to 64 MiB; "
+          "populated eagerly up to 64 MiB; MAP_PRIVATE of a file copies pages when populated "
+          "(zero pages past EOF, no SIGBUS); MAP_SHARED of in-memory files shares the page cache, "
+          "of host files writes back on msync/munmap/exit; "
           "MAP_HUGETLB/MAP_LOCKED/MAP_32BIT accepted and ignored"),
     Entry("munmap", munmap, SUPPORTED, "frees the frames (punched back to the host)"),
     Entry("mprotect", mprotect, SUPPORTED, "splits VMAs; PROT_GROWSDOWN extends to the VMA start"),
     Entry("mremap", mremap, PARTIAL,
           "grow/shrink in place, MAYMOVE/FIXED move the frames without copying; no MREMAP_DONTUNMAP"),
+    Entry("msync", msync, PARTIAL,
+          "MS_SYNC/MS_ASYNC write back changed pages of shared host-file mappings; "
+          "in-memory files need nothing; MS_INVALIDATE ignored"),
+    Entry("mincore", mincore, PARTIAL, "a page is resident when the Sentry has populated it"),
     Entry("madvise", madvise, PARTIAL,
           "DONTNEED/FREE zero private pages, REMOVE frees shared ones, WILLNEED populates; "
           "other advice is accepted and ignored"),

@@ -1,0 +1,120 @@
+"""File-backed mappings: what a mapping knows of its file, filling private pages, msync write-back.
+
+Three kinds of file mapping, all built by MemoryManager.mmap(..., file=MappedFile):
+
+  * MAP_PRIVATE (any file): a private Backing whose frames are filled from
+    MapSource.fill when populated (eagerly like anonymous memory, else on
+    fault).  Bytes past EOF read as zeros; pages wholly past EOF are zero pages
+    too (Linux raises SIGBUS there: an approximation).  The copy is taken when a
+    page is populated, so later writes to the file are not seen (Linux shows
+    them until the page is first written).
+  * MAP_SHARED of an in-memory file (MapSource.shared_backing() is a Backing):
+    the Vma's Backing IS the file's page cache (refs += 1).  Frames populated
+    through the mapping go into the file's Backing, so read()/write() and every
+    mapping see one copy.  Unmapping only drops the reference: the file owns the
+    frames (its own reference keeps refs > 0).
+  * MAP_SHARED of a host file: a Backing of its own (shared by the pieces of
+    the mapping), filled like a private one.  When the mapping may write
+    (`writeback` set), populated pages whose bytes differ from the file are
+    written back with pwrite on msync(MS_SYNC/MS_ASYNC), munmap and exit,
+    never past the file's current size.  Two separate mmaps of one host file
+    do not share pages (coherence comes only through write-back).
+
+Every Vma of a file mapping numbers its pages by file page (pgoff = offset /
+PAGE), so the file offset of any page is its index times PAGE.
+"""
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+from collections.abc import Callable
+
+from kvmbox.errors import SyscallError
+from kvmbox.guest_stub import layout as L
+from kvmbox.mm.vma import Backing, Vma
+from kvmbox.platform.base import PROT_WRITE
+
+PAGE = L.PAGE_SIZE
+MS_ASYNC, MS_INVALIDATE, MS_SYNC = 1, 2, 4
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Protocol
+
+    from kvmbox.mm.memfile import MemoryFile
+
+    class MapSource(Protocol):
+        """What a file offers to mmap (docs/vfs.md); FileDescription.mmap_source() returns one."""
+        size: int
+
+        def shared_backing(self) -> Backing | None: ...
+
+        def fill(self, offset: int, n: int) -> bytes: ...
+
+
+@dataclass(eq=False)
+class MappedFile:
+    """One file as a mapping sees it: its bytes, its identity, what the open allows."""
+    source: "MapSource"
+    path: str                     # canonical guest path, for /proc/<pid>/maps
+    dev: int = 0
+    ino: int = 0
+    may_write: bool = True        # MAP_SHARED may be (or become) writable: O_RDWR on a writable mount
+    writeback: Callable[[int, bytes], object] | None = None   # host MAP_SHARED: pwrite(offset, data)
+    direct: bool = False          # set by mmap: the Vma's Backing is the file's own page cache
+
+
+def check_prot(file: MappedFile, prot: int, shared: bool) -> None:
+    """EACCES for a writable shared mapping the open does not allow (mmap and mprotect)."""
+    if shared and prot & PROT_WRITE and not file.may_write:
+        raise SyscallError(errno.EACCES)
+
+
+def backing_for(file: MappedFile, shared: bool) -> Backing:
+    """The Backing a new mapping views: the file's page cache (MAP_SHARED of an in-memory
+    file: one more reference), else a fresh one of its own."""
+    if shared:
+        cache = file.source.shared_backing()
+        if cache is not None:
+            cache.refs += 1
+            file.direct = True
+            return cache
+    return Backing(shared=shared)
+
+
+def fill_frames(memfile: "MemoryFile", v: Vma, pidx: int, phys: int, npages: int) -> None:
+    """Copy the file bytes of pages [pidx, pidx+npages) into fresh (zeroed) frames at `phys`."""
+    assert v.file is not None
+    try:
+        data = v.file.source.fill(pidx * PAGE, npages * PAGE)
+    except (SyscallError, OSError):
+        data = b""                               # unreadable now: zero pages, as past EOF
+    if data:
+        memfile.write(phys, bytes(data[:npages * PAGE]))
+
+
+def write_back(memfile: "MemoryFile", v: Vma, a: int, b: int) -> None:
+    """Write the changed populated pages of [a, b) in `v` back to its host file (best effort)."""
+    f = v.file
+    if f is None or f.writeback is None:
+        return
+    size = f.source.size
+    for va, phys, n in v.runs(a, b):
+        if phys is None:
+            continue
+        off = v.pidx(va) * PAGE
+        if off >= size:
+            continue
+        k = min(n * PAGE, size - off)
+        mine = memfile.read(phys, k)
+        try:
+            if f.source.fill(off, k) == mine:
+                continue
+            f.writeback(off, mine)
+        except (SyscallError, OSError):
+            continue                            # the host file went away: nothing to keep in sync
+
+
+def msync_flags_ok(flags: int) -> bool:
+    return not flags & ~(MS_ASYNC | MS_INVALIDATE | MS_SYNC) \
+        and (flags & (MS_ASYNC | MS_SYNC)) != (MS_ASYNC | MS_SYNC)

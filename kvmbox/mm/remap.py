@@ -1,0 +1,109 @@
+"""mremap(2) for the MemoryManager: grow/shrink in place, move frames without copying, dup shared views.
+
+Called by MemoryManager.mremap with the manager's lock held; works through the
+manager's internals (the VmaSet, charging, populate) as its own methods would.
+"""
+from __future__ import annotations
+
+import errno
+
+from kvmbox.errors import SyscallError
+from kvmbox.guest_stub import layout as L
+from kvmbox.mm.vma import Vma, chargeable
+
+PAGE = L.PAGE_SIZE
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from kvmbox.mm.manager import MemoryManager
+
+
+def page_up(x: int) -> int:
+    return (x + PAGE - 1) & ~(PAGE - 1)
+
+
+def mremap(mm: "MemoryManager", old_addr: int, old_len: int, new_len: int, flags: int, new_addr: int = 0) -> int:
+    known = L.MREMAP_MAYMOVE | L.MREMAP_FIXED | L.MREMAP_DONTUNMAP
+    if flags & ~known or old_addr % PAGE or (flags & L.MREMAP_FIXED and not flags & L.MREMAP_MAYMOVE) \
+            or flags & L.MREMAP_DONTUNMAP:         # DONTUNMAP: not supported yet
+        raise SyscallError(errno.EINVAL)
+    old_len, new_len = page_up(old_len), page_up(new_len)
+    if new_len == 0 or old_len > L.USER_TOP or new_len > L.USER_TOP:
+        raise SyscallError(errno.EINVAL)
+    if flags & L.MREMAP_FIXED:
+        if new_addr % PAGE or new_addr + new_len > L.USER_TOP or new_addr < mm.user_low:
+            raise SyscallError(errno.EINVAL)
+        if new_addr < old_addr + max(old_len, 1) and old_addr < new_addr + new_len:
+            raise SyscallError(errno.EINVAL)
+    v = mm.vmas.find(old_addr)
+    if v is None or old_addr + old_len > v.end:
+        raise SyscallError(errno.EFAULT)
+    if v.backing.pinned and new_len > old_len:
+        raise SyscallError(errno.EINVAL)           # a special mapping cannot grow
+    if old_len == 0:
+        return _mremap_dup(mm, v, old_addr, new_len, flags, new_addr)
+    old_end = old_addr + old_len
+    if flags & L.MREMAP_FIXED:
+        if new_len < old_len:
+            mm._unmap_range(old_addr + new_len, old_end)
+            old_len, old_end = new_len, old_addr + new_len
+        charge = (new_len - old_len) if chargeable(v.prot, v.flags) else 0
+        mm._check_charge(charge - mm._charge_of(new_addr, new_addr + new_len))
+        mm._unmap_range(new_addr, new_addr + new_len)
+        mm.committed += charge
+        return _move(mm, old_addr, old_end, new_addr, new_len)
+    if new_len <= old_len:
+        mm._unmap_range(old_addr + new_len, old_end)
+        return old_addr
+    charge = new_len - old_len if chargeable(v.prot, v.flags) else 0
+    if old_end == v.end and old_addr + new_len <= L.USER_TOP \
+            and mm.vmas.is_free(old_end, old_addr + new_len):
+        mm._charge(charge)
+        v.end = old_addr + new_len
+        mm._eager(v, old_end, v.end)
+        mm.vmas.merge_around(v)
+        return old_addr
+    if not flags & L.MREMAP_MAYMOVE:
+        raise SyscallError(errno.ENOMEM)
+    dest = mm.vmas.find_gap(new_len, mm.user_low, mm.mmap_base)
+    if dest is None:
+        raise SyscallError(errno.ENOMEM)
+    mm._charge(charge)
+    return _move(mm, old_addr, old_end, dest, new_len)
+
+def _move(mm: "MemoryManager", start: int, end: int, dest: int, new_len: int) -> int:
+    """Move [start, end) (inside one Vma) to a free [dest, dest+new_len): frames move, no copy."""
+    mm.vmas.split_at(start)
+    mm.vmas.split_at(end)
+    v = mm.vmas.find(start)
+    assert v is not None and v.start == start and v.end == end
+    mm.vmas.remove(v)
+    mm.aspace.unmap(v.start, v.length)
+    old_len = v.length
+    v.grow_limit += dest - v.start if v.grow_limit else 0
+    v.start, v.end = dest, dest + new_len
+    mm.vmas.insert(v)
+    mm._remap(v)
+    if new_len > old_len:
+        mm._eager(v, dest + old_len, v.end)
+    mm.vmas.merge_around(v)
+    return dest
+
+def _mremap_dup(mm: "MemoryManager", v: Vma, addr: int, new_len: int, flags: int, new_addr: int) -> int:
+    """mremap(old_len=0): a second view of a shared mapping's pages."""
+    if not v.shared or not flags & L.MREMAP_MAYMOVE:
+        raise SyscallError(errno.EINVAL if not v.shared else errno.ENOMEM)
+    if flags & L.MREMAP_FIXED:
+        dest = new_addr
+        mm._unmap_range(dest, dest + new_len)
+    else:
+        found = mm.vmas.find_gap(new_len, mm.user_low, mm.mmap_base)
+        if found is None:
+            raise SyscallError(errno.ENOMEM)
+        dest = found
+    mm._charge(new_len)
+    v.backing.refs += 1
+    dup = Vma(dest, dest + new_len, v.prot, v.flags, v.name, v.backing, v.pidx(addr), 0, v.file)
+    mm.vmas.insert(dup)
+    mm._remap(dup)
+    return dest

@@ -1,0 +1,286 @@
+"""File mappings in the MemoryManager, against fake MapSources: private fill, shared page cache,
+host-file write-back, refcounts on munmap, EACCES, msync and mincore."""
+from __future__ import annotations
+
+import errno
+
+import pytest
+
+from kvmbox.errors import SyscallError
+from kvmbox.guest_stub import layout as L
+from kvmbox.mm.mapfile import MS_ASYNC, MS_INVALIDATE, MS_SYNC, MappedFile
+from kvmbox.mm.vma import Backing
+
+from .test_mm import make, pte, spans
+from .test_pagetables import ADDR
+
+PAGE = 4096
+R_, RW, RX = 1, 3, 5
+PRIV, SHARED = L.MAP_PRIVATE, L.MAP_SHARED
+FIXED = L.MAP_FIXED
+
+
+class HostLike:
+    """A host file: bytes read with fill(); no page cache to share."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = bytearray(data)
+        self.fills = 0
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    def shared_backing(self) -> Backing | None:
+        return None
+
+    def fill(self, offset: int, n: int) -> bytes:
+        self.fills += 1
+        return bytes(self.data[offset:offset + n])
+
+    def pwrite(self, offset: int, data: bytes) -> None:
+        self.data[offset:offset + len(data)] = data
+
+
+class InMemory:
+    """An in-memory file: its bytes live in frames of a shared Backing (what PageData does)."""
+
+    def __init__(self, mm, data: bytes) -> None:
+        self.mm = mm
+        self.backing = Backing(shared=True)     # the file's own reference: refs == 1
+        self.size = len(data)
+        self.write(0, data)
+
+    def _frame(self, pidx: int) -> int:
+        phys = self.backing.lookup(pidx)
+        if phys is None:
+            [(phys, _)] = self.mm.frames.alloc(1)
+            self.backing.add(pidx, phys, 1)
+        return phys
+
+    def write(self, off: int, data: bytes) -> None:
+        for i, b in enumerate(data):
+            p = self._frame((off + i) // PAGE)
+            self.mm.memfile.write(p + (off + i) % PAGE, bytes([b]))
+        self.size = max(self.size, off + len(data))
+
+    def read(self, off: int, n: int) -> bytes:
+        out = bytearray()
+        for i in range(off, min(off + n, self.size)):
+            p = self.backing.lookup(i // PAGE)
+            out += self.mm.memfile.read(p + i % PAGE, 1) if p is not None else b"\0"
+        return bytes(out)
+
+    def shared_backing(self) -> Backing:
+        return self.backing
+
+    def fill(self, offset: int, n: int) -> bytes:
+        return self.read(offset, n)
+
+    def release(self) -> None:
+        for _, phys, n in self.backing.take(-(1 << 62), 1 << 62):
+            self.mm.frames.free(phys, n)
+
+
+@pytest.fixture
+def mm():
+    m = make()
+    yield m
+    m.release()
+    m.memfile.close()
+
+
+def errno_of(fn, *args, **kw) -> int:
+    with pytest.raises(SyscallError) as e:
+        fn(*args, **kw)
+    return e.value.errno
+
+
+def host_file(data: bytes, *, may_write: bool = True, writeback: bool = False):
+    src = HostLike(data)
+    return src, MappedFile(src, "/data/file", dev=0x801, ino=42, may_write=may_write,
+                           writeback=src.pwrite if writeback else None)
+
+
+PATTERN = bytes(range(256)) * 64          # 16 KiB, 4 pages
+
+
+# --- MAP_PRIVATE --------------------------------------------------------------------------
+def test_private_fill_and_zero_tail(mm):
+    src, f = host_file(PATTERN[:2 * PAGE + 100])
+    a = mm.mmap(0, 4 * PAGE, R_, PRIV, 3, 0, file=f)
+    assert mm.copy_in(a, 2 * PAGE + 100) == PATTERN[:2 * PAGE + 100]
+    assert mm.copy_in(a + 2 * PAGE + 100, 2 * PAGE - 100) == bytes(2 * PAGE - 100)   # past EOF
+    assert pte(mm, a) is not None                          # populated eagerly like anonymous memory
+    v = mm.vmas.find(a)
+    assert (v.path, v.dev, v.ino, v.offset) == ("/data/file", 0x801, 42, 0)
+    assert mm.committed == 0                               # read-only private: not charged
+
+
+def test_private_offset_and_writes_stay_private(mm):
+    src, f = host_file(PATTERN)
+    a = mm.mmap(0, 2 * PAGE, RW, PRIV, 3, PAGE, file=f)
+    assert mm.copy_in(a, 2 * PAGE) == PATTERN[PAGE:3 * PAGE]
+    assert mm.vmas.find(a).offset == PAGE
+    mm.copy_out(a, b"private")
+    assert bytes(src.data) == PATTERN                      # the file never changes
+    assert mm.committed == 2 * PAGE                        # private writable: charged
+    mm.msync(a, 2 * PAGE, MS_SYNC)                         # nothing to write back
+    assert bytes(src.data) == PATTERN
+
+
+def test_private_split_keeps_file_offsets(mm):
+    src, f = host_file(PATTERN)
+    a = mm.mmap(0x1000_0000, 4 * PAGE, R_, PRIV | FIXED, 3, 0, file=f)
+    mm.mprotect(a + PAGE, PAGE, RW)
+    offs = [(v.start - a, v.offset) for v in mm.maps()]
+    assert offs == [(0, 0), (PAGE, PAGE), (2 * PAGE, 2 * PAGE)]
+    assert mm.copy_in(a, 4 * PAGE) == PATTERN
+    mm.mprotect(a + PAGE, PAGE, R_)                        # merges back into one mapping
+    assert spans(mm) == [(a, a + 4 * PAGE, R_)]
+    assert mm.copy_in(a, 4 * PAGE) == PATTERN
+    mm.munmap(a + PAGE, PAGE)
+    assert [v.offset for v in mm.maps()] == [0, 2 * PAGE]
+
+
+def test_private_demand_fault_fills(mm, monkeypatch):
+    monkeypatch.setattr(L, "EAGER_POPULATE_LIMIT", PAGE)
+    src, f = host_file(PATTERN)
+    a = mm.mmap(0x1000_0000, 4 * PAGE, R_, PRIV | FIXED, 3, 0, file=f)
+    assert pte(mm, a + 3 * PAGE) is None                   # past the eager limit
+    assert mm.handle_fault(a + 3 * PAGE, 4)                # user read
+    assert mm.copy_in(a + 3 * PAGE, PAGE) == PATTERN[3 * PAGE:]
+
+
+def test_private_madvise_dontneed_rereads_file(mm):
+    src, f = host_file(PATTERN)
+    a = mm.mmap(0, PAGE, RW, PRIV, 3, 0, file=f)
+    mm.copy_out(a, b"xyz")
+    mm.madvise(a, PAGE, L.MADV_DONTNEED)
+    assert mm.copy_in(a, PAGE) == PATTERN[:PAGE]
+
+
+# --- MAP_SHARED of an in-memory file ------------------------------------------------------
+def test_shared_in_memory_is_the_page_cache(mm):
+    src = InMemory(mm, PATTERN[:PAGE + 10])
+    f = MappedFile(src, "/tmp/f", may_write=True)
+    a = mm.mmap(0, 2 * PAGE, RW, SHARED, 3, 0, file=f)
+    assert src.backing.refs == 2
+    assert mm.copy_in(a, PAGE + 10) == PATTERN[:PAGE + 10]
+    assert pte(mm, a) & ADDR == src.backing.lookup(0)       # the very same frame
+    mm.copy_out(a + 5, b"MAPPED")                          # the mapping writes: the file sees it
+    assert src.read(0, 16) == PATTERN[:5] + b"MAPPED" + PATTERN[11:16]
+    src.write(PAGE, b"WRITE")                              # write(2) writes: the mapping sees it
+    assert mm.copy_in(a + PAGE, 5) == b"WRITE"
+    assert mm.committed == 0                               # the file's pages, not the process's
+    used = mm.frames.used_pages
+    mm.munmap(a, 2 * PAGE)
+    assert src.backing.refs == 1 and mm.frames.used_pages == used   # the file keeps its frames
+    assert src.read(0, 11) == PATTERN[:5] + b"MAPPED"
+    src.release()
+
+
+def test_shared_in_memory_split_and_two_mappings(mm):
+    src = InMemory(mm, PATTERN)
+    f = MappedFile(src, "/tmp/f")
+    a = mm.mmap(0, 4 * PAGE, RW, SHARED, 3, 0, file=f)
+    b = mm.mmap(0, 2 * PAGE, R_, SHARED, 3, 2 * PAGE, file=MappedFile(src, "/tmp/f"))
+    assert src.backing.refs == 3
+    mm.mprotect(a + PAGE, PAGE, R_)                        # split: each piece holds a reference
+    assert src.backing.refs == 5
+    mm.copy_out(a + 2 * PAGE, b"both")
+    assert mm.copy_in(b, 4) == b"both"
+    mm.munmap(a, 4 * PAGE)
+    assert src.backing.refs == 2
+    assert mm.copy_in(b, 4) == b"both"
+    mm.release()
+    assert src.backing.refs == 1 and src.backing.pages == 4
+    src.release()
+    assert mm.frames.used_pages == 0
+
+
+def test_shared_mremap_keeps_view(mm):
+    src = InMemory(mm, PATTERN)
+    a = mm.mmap(0, PAGE, RW, SHARED, 3, 0, file=MappedFile(src, "/tmp/f"))
+    b = mm.mremap(a, PAGE, 3 * PAGE, L.MREMAP_MAYMOVE)
+    assert mm.copy_in(b, 3 * PAGE) == PATTERN[:3 * PAGE]
+    assert mm.vmas.find(b).path == "/tmp/f"
+    mm.munmap(b, 3 * PAGE)
+    assert src.backing.refs == 1
+    src.release()
+
+
+# --- MAP_SHARED of a host file -------------------------------------------------------------
+def test_shared_host_writeback_on_msync_and_munmap(mm):
+    src, f = host_file(PATTERN[:PAGE + 100], writeback=True)
+    a = mm.mmap(0, 2 * PAGE, RW, SHARED, 3, 0, file=f)
+    mm.copy_out(a + 1, b"AB")
+    assert bytes(src.data[:4]) == PATTERN[:4]              # not yet
+    mm.msync(a, PAGE, MS_SYNC)
+    assert bytes(src.data[:4]) == PATTERN[:1] + b"AB" + PATTERN[3:4]
+    mm.copy_out(a + PAGE + 50, b"CD")
+    mm.copy_out(a + PAGE + 200, b"past EOF")               # never extends the file
+    mm.munmap(a, 2 * PAGE)
+    assert bytes(src.data[PAGE + 50:PAGE + 52]) == b"CD" and len(src.data) == PAGE + 100
+
+
+def test_shared_host_unchanged_pages_not_written(mm):
+    src, f = host_file(PATTERN, writeback=True)
+    writes = []
+    f.writeback = lambda off, data: writes.append(off)
+    a = mm.mmap(0, 4 * PAGE, RW, SHARED, 3, 0, file=f)
+    mm.copy_out(a + 2 * PAGE, b"z")
+    mm.msync(a, 4 * PAGE, MS_ASYNC)
+    assert writes == [0]                                   # one run, written as a whole (changed)
+    src.data[2 * PAGE] = ord("z")
+    writes.clear()
+    mm.msync(a, 4 * PAGE, MS_SYNC)
+    assert writes == []
+
+
+def test_shared_host_writeback_at_exit(mm):
+    src, f = host_file(PATTERN, writeback=True)
+    a = mm.mmap(0, PAGE, RW, SHARED, 3, 0, file=f)
+    mm.copy_out(a, b"bye")
+    mm.release()
+    assert bytes(src.data[:3]) == b"bye"
+
+
+# --- permissions -----------------------------------------------------------------------------
+def test_shared_write_needs_writable_open(mm):
+    src, f = host_file(PATTERN, may_write=False)
+    assert errno_of(mm.mmap, 0, PAGE, RW, SHARED, 3, 0, file=f) == errno.EACCES
+    assert mm.maps() == []
+    a = mm.mmap(0, PAGE, R_, SHARED, 3, 0, file=f)
+    assert errno_of(mm.mprotect, a, PAGE, RW) == errno.EACCES
+    b = mm.mmap(0, PAGE, RW, PRIV, 3, 0, file=f)           # private copies may always be written
+    mm.mprotect(b, PAGE, R_)
+    mm.mprotect(b, PAGE, RW)
+
+
+def test_file_mapping_argument_errors(mm):
+    src, f = host_file(PATTERN)
+    assert errno_of(mm.mmap, 0, PAGE, R_, PRIV, 3, 100, file=f) == errno.EINVAL
+    assert errno_of(mm.mmap, 0, PAGE, R_, PRIV, 3, 0) == errno.ENODEV       # no file given
+    assert mm.mmap(0, 100 * PAGE, R_, PRIV, 3, 0, file=f)                   # past EOF is fine
+
+
+# --- msync / mincore ---------------------------------------------------------------------------
+def test_msync_errors(mm):
+    a = mm.mmap(0, 2 * PAGE, RW, L.MAP_PRIVATE | L.MAP_ANONYMOUS)
+    assert errno_of(mm.msync, a + 1, PAGE, MS_SYNC) == errno.EINVAL
+    assert errno_of(mm.msync, a, PAGE, MS_SYNC | MS_ASYNC) == errno.EINVAL
+    assert errno_of(mm.msync, a, PAGE, 8) == errno.EINVAL
+    assert errno_of(mm.msync, a, 3 * PAGE, MS_SYNC) == errno.ENOMEM
+    mm.msync(a, 2 * PAGE, MS_INVALIDATE)
+    mm.msync(a, 0, MS_SYNC)
+
+
+def test_mincore(mm, monkeypatch):
+    monkeypatch.setattr(L, "EAGER_POPULATE_LIMIT", PAGE)
+    a = mm.mmap(0x1000_0000, 3 * PAGE, RW, L.MAP_PRIVATE | L.MAP_ANONYMOUS | FIXED)
+    assert mm.mincore(a, 3 * PAGE) == b"\1\0\0"
+    mm.copy_out(a + 2 * PAGE, b"x")
+    assert mm.mincore(a, 3 * PAGE - 5) == b"\1\0\1"
+    assert errno_of(mm.mincore, a + 1, PAGE) == errno.EINVAL
+    assert errno_of(mm.mincore, a, 4 * PAGE) == errno.ENOMEM
