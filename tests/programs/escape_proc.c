@@ -119,7 +119,7 @@ static void host_pid(const char *pid, const char *outside)
     }
     struct stat st;
     snprintf(p, sizeof p, "/proc/%s", pid);
-    esc_ret("hostpid_stat", stat(p, &st));
+    esc_ret("hostpid_dir_stat", stat(p, &st));
     snprintf(p, sizeof p, "/proc/%s/root%s/secret.txt", pid, outside);
     esc_try_read("hostpid_root_secret", p);
 }
