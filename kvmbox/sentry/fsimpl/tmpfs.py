@@ -1,0 +1,372 @@
+"""tmpfs: an in-memory file system (directories, regular files in PageData, symlinks, FIFOs).
+
+It is /tmp and /dev/shm, and the writable upper layer of the root overlay.
+Regular files keep their bytes in MemoryFile frames (vfs/pagecache.py), so
+MAP_SHARED of a tmpfs file shares the file's own frames.  Hard links count in
+nlink; an unlinked file lives on while open or mapped.  Inode numbers are
+allocated per file system and never reused.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import stat as S
+import time
+
+from kvmbox.errors import SyscallError
+from kvmbox.sentry.vfs.node import (RENAME_EXCHANGE, RENAME_NOREPLACE, Attr, Filesystem, Node,
+                                    StatFs, dtype_of)
+from kvmbox.sentry.vfs.pagecache import PageData
+from kvmbox.sentry.vfs.regular import DirFile, RegularFile, access_of
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from kvmbox.mm.frames import FrameAllocator
+    from kvmbox.mm.memfile import MemoryFile
+    from kvmbox.sentry.files import FileDescription
+    from kvmbox.sentry.vfs.path import Location
+
+TMPFS_MAGIC = 0x01021994
+BOGO_DIRENT_SIZE = 20          # what a tmpfs directory's st_size counts per entry
+O_TRUNC = os.O_TRUNC
+
+
+class Tmpfs(Filesystem):
+    """One tmpfs instance; its regular files' frames come from `frames` of `memfile`."""
+
+    fstype = "tmpfs"
+
+    def __init__(self, dev: int, memfile: "MemoryFile", frames: "FrameAllocator", *,
+                 mode: int = 0o1777, uid: int = 0, gid: int = 0, readonly: bool = False) -> None:
+        super().__init__(dev)
+        self.memfile = memfile
+        self.frames = frames
+        self.readonly = readonly
+        self._next_ino = 1
+        root = TmpDir(self, S.S_IFDIR | (mode & 0o7777), uid, gid, None)
+        root.parent = root
+        self.root = root
+
+    def new_ino(self) -> int:
+        ino = self._next_ino
+        self._next_ino += 1
+        return ino
+
+    def statfs(self) -> StatFs:
+        f = self.frames
+        total = f.used_pages + f.free_pages
+        return StatFs(f_type=TMPFS_MAGIC, blocks=total, bfree=f.free_pages, bavail=f.free_pages,
+                      files=1 << 20, ffree=(1 << 20) - min(self._next_ino, 1 << 19))
+
+
+class TmpNode(Node):
+    """What every tmpfs object has: mode, owner, link count and times."""
+
+    __slots__ = ("_mode", "uid", "gid", "nlink", "atime_ns", "mtime_ns", "ctime_ns", "btime_ns")
+
+    def __init__(self, fs: Tmpfs, mode: int, uid: int, gid: int) -> None:
+        super().__init__(fs, fs.new_ino())
+        self._mode = mode
+        self.uid, self.gid = uid, gid
+        self.nlink = 1
+        now = time.time_ns()
+        self.atime_ns = self.mtime_ns = self.ctime_ns = self.btime_ns = now
+
+    @property
+    def mode(self) -> int:
+        return self._mode
+
+    def size(self) -> int:
+        return 0
+
+    def blocks(self) -> int:
+        return 0
+
+    def rdev(self) -> int:
+        return 0
+
+    def attr(self) -> Attr:
+        return Attr(dev=self.fs.dev, ino=self.ino, mode=self._mode, nlink=self.nlink, uid=self.uid,
+                    gid=self.gid, size=self.size(), rdev=self.rdev(), blocks=self.blocks(),
+                    atime_ns=self.atime_ns, mtime_ns=self.mtime_ns, ctime_ns=self.ctime_ns,
+                    btime_ns=self.btime_ns)
+
+    def setattr(self, *, mode: int | None = None, uid: int | None = None, gid: int | None = None,
+                size: int | None = None, atime_ns: int | None = None,
+                mtime_ns: int | None = None) -> None:
+        if size is not None:
+            self.set_size(size)
+        if mode is not None:
+            self._mode = S.S_IFMT(self._mode) | (mode & 0o7777)
+        if uid is not None:
+            self.uid = uid
+        if gid is not None:
+            self.gid = gid
+        if atime_ns is not None:
+            self.atime_ns = atime_ns
+        if mtime_ns is not None:
+            self.mtime_ns = mtime_ns
+        self.ctime_ns = time.time_ns()
+
+    def set_size(self, size: int) -> None:
+        raise SyscallError(errno.EISDIR if S.S_ISDIR(self._mode) else errno.EINVAL)
+
+    def modified(self) -> None:
+        self.mtime_ns = self.ctime_ns = time.time_ns()
+
+    def unlinked(self) -> None:
+        """The last name went (nlink 0): drop what only the name kept alive."""
+
+
+class TmpFile(TmpNode):
+    """A regular file; its bytes live in a PageData."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, fs: Tmpfs, mode: int, uid: int, gid: int) -> None:
+        super().__init__(fs, mode, uid, gid)
+        self.data = PageData(fs.memfile, fs.frames)
+
+    def size(self) -> int:
+        return self.data.size
+
+    def blocks(self) -> int:
+        return self.data.blocks
+
+    def set_size(self, size: int) -> None:
+        self.data.truncate(size)
+        self.modified()
+
+    def open(self, flags: int, loc: "Location") -> "FileDescription":
+        if flags & O_TRUNC and self.data.size:
+            self.set_size(0)
+        return RegularFile(self, self.data, flags, loc)
+
+    def unlinked(self) -> None:
+        self.data.release()
+
+
+class TmpSymlink(TmpNode):
+    __slots__ = ("target",)
+
+    def __init__(self, fs: Tmpfs, target: str, uid: int, gid: int) -> None:
+        super().__init__(fs, S.S_IFLNK | 0o777, uid, gid)
+        self.target = target
+
+    def size(self) -> int:
+        return len(os.fsencode(self.target))
+
+    def readlink(self) -> str:
+        return self.target
+
+    def open(self, flags: int, loc: "Location") -> "FileDescription":
+        raise SyscallError(errno.ELOOP)
+
+
+class TmpSpecial(TmpNode):
+    """A FIFO or a socket node.  `pipe` is a slot for kvmbox.sentry.pipe to keep the FIFO's
+    shared buffer in; opening a FIFO asks kvmbox.sentry.pipe.open_fifo(node, flags, loc)."""
+
+    __slots__ = ("pipe",)
+
+    def __init__(self, fs: Tmpfs, mode: int, uid: int, gid: int) -> None:
+        super().__init__(fs, mode, uid, gid)
+        self.pipe = None
+
+    def open(self, flags: int, loc: "Location") -> "FileDescription":
+        if not S.S_ISFIFO(self._mode):
+            raise SyscallError(errno.ENXIO)
+        try:
+            from kvmbox.sentry.pipe import open_fifo   # type: ignore[attr-defined]
+        except ImportError:
+            raise SyscallError(errno.ENXIO) from None
+        return open_fifo(self, flags, loc)
+
+
+class TmpDir(TmpNode):
+    """A directory: an ordered name -> node map and a parent link (for rename loop checks)."""
+
+    __slots__ = ("children", "parent")
+
+    def __init__(self, fs: Tmpfs, mode: int, uid: int, gid: int, parent: "TmpDir | None") -> None:
+        super().__init__(fs, mode, uid, gid)
+        self.nlink = 2
+        self.children: dict[str, TmpNode] = {}
+        self.parent = parent
+
+    def size(self) -> int:
+        return (len(self.children) + 2) * BOGO_DIRENT_SIZE
+
+    def open(self, flags: int, loc: "Location") -> "FileDescription":
+        if access_of(flags)[1]:
+            raise SyscallError(errno.EISDIR)
+        return DirFile(self, flags, loc, self.parent.ino if self.parent is not None else None)
+
+    # --- reading ----------------------------------------------------------------------
+    def lookup(self, name: str) -> Node:
+        try:
+            return self.children[name]
+        except KeyError:
+            raise SyscallError(errno.ENOENT) from None
+
+    def entries(self) -> list[tuple[str, int, int]]:
+        return [(name, n.ino, dtype_of(n._mode)) for name, n in self.children.items()]
+
+    # --- making -----------------------------------------------------------------------
+    def _add(self, name: str, node: TmpNode) -> TmpNode:
+        if self.fs.readonly:
+            raise SyscallError(errno.EROFS)
+        if name in self.children:
+            raise SyscallError(errno.EEXIST)
+        if self.nlink == 0:
+            raise SyscallError(errno.ENOENT)       # a removed directory stays empty
+        self.children[name] = node
+        self.modified()
+        return node
+
+    def create(self, name: str, mode: int, uid: int, gid: int) -> Node:
+        self._check_new(name)
+        return self._add(name, TmpFile(self.fs, S.S_IFREG | (mode & 0o7777), uid, gid))
+
+    def mkdir(self, name: str, mode: int, uid: int, gid: int) -> Node:
+        self._check_new(name)
+        d = self._add(name, TmpDir(self.fs, S.S_IFDIR | (mode & 0o7777), uid, gid, self))
+        self.nlink += 1
+        return d
+
+    def mknod(self, name: str, mode: int, rdev: int, uid: int, gid: int) -> Node:
+        self._check_new(name)
+        kind = S.S_IFMT(mode) or S.S_IFREG
+        if kind == S.S_IFREG:
+            return self.create(name, mode, uid, gid)
+        if kind not in (S.S_IFIFO, S.S_IFSOCK):
+            raise SyscallError(errno.EPERM)
+        return self._add(name, TmpSpecial(self.fs, kind | (mode & 0o7777), uid, gid))
+
+    def symlink(self, name: str, target: str, uid: int, gid: int) -> Node:
+        self._check_new(name)
+        return self._add(name, TmpSymlink(self.fs, target, uid, gid))
+
+    def link(self, name: str, target: Node) -> None:
+        if target.fs is not self.fs or not isinstance(target, TmpNode):
+            raise SyscallError(errno.EXDEV)
+        if isinstance(target, TmpDir):
+            raise SyscallError(errno.EPERM)
+        self._check_new(name)
+        if target.nlink == 0:
+            raise SyscallError(errno.ENOENT)
+        self._add(name, target)
+        target.nlink += 1
+        target.ctime_ns = time.time_ns()
+
+    def _check_new(self, name: str) -> None:
+        if self.fs.readonly:
+            raise SyscallError(errno.EROFS)
+        if name in self.children:
+            raise SyscallError(errno.EEXIST)
+
+    # --- removing ---------------------------------------------------------------------
+    def _drop(self, node: TmpNode) -> None:
+        """One name of `node` is gone."""
+        if isinstance(node, TmpDir):
+            node.nlink = 0
+            self.nlink -= 1
+            node.ctime_ns = time.time_ns()
+            return
+        node.nlink -= 1
+        node.ctime_ns = time.time_ns()
+        if node.nlink == 0:
+            node.unlinked()
+
+    def unlink(self, name: str) -> None:
+        if self.fs.readonly:
+            raise SyscallError(errno.EROFS)
+        node = self.lookup(name)
+        if isinstance(node, TmpDir):
+            raise SyscallError(errno.EISDIR)
+        del self.children[name]
+        self.modified()
+        self._drop(node)
+
+    def rmdir(self, name: str) -> None:
+        if self.fs.readonly:
+            raise SyscallError(errno.EROFS)
+        node = self.lookup(name)
+        if not isinstance(node, TmpDir):
+            raise SyscallError(errno.ENOTDIR)
+        if node.children:
+            raise SyscallError(errno.ENOTEMPTY)
+        del self.children[name]
+        self.modified()
+        self._drop(node)
+
+    # --- rename -----------------------------------------------------------------------
+    def rename(self, old: str, newdir: Node, new: str, flags: int = 0) -> None:
+        if not isinstance(newdir, TmpDir) or newdir.fs is not self.fs:
+            raise SyscallError(errno.EXDEV)
+        if flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE) or \
+                (flags & RENAME_NOREPLACE and flags & RENAME_EXCHANGE):
+            raise SyscallError(errno.EINVAL)
+        if self.fs.readonly:
+            raise SyscallError(errno.EROFS)
+        src = self.lookup(old)
+        dst = newdir.children.get(new)
+        if flags & RENAME_EXCHANGE:
+            if dst is None:
+                raise SyscallError(errno.ENOENT)
+            self._exchange(old, src, newdir, new, dst)
+            return
+        if dst is src:
+            return                          # two names of one inode: rename does nothing
+        if dst is not None and flags & RENAME_NOREPLACE:
+            raise SyscallError(errno.EEXIST)
+        if isinstance(src, TmpDir):
+            if _within(newdir, src):
+                raise SyscallError(errno.EINVAL)
+            if dst is not None:
+                if not isinstance(dst, TmpDir):
+                    raise SyscallError(errno.ENOTDIR)
+                if dst.children:
+                    raise SyscallError(errno.ENOTEMPTY)
+        elif isinstance(dst, TmpDir):
+            raise SyscallError(errno.EISDIR)
+        if dst is not None:
+            del newdir.children[new]
+            newdir._drop(dst)
+        del self.children[old]
+        newdir.children[new] = src
+        if isinstance(src, TmpDir) and newdir is not self:
+            src.parent = newdir
+            self.nlink -= 1
+            newdir.nlink += 1
+        now = time.time_ns()
+        src.ctime_ns = now
+        self.mtime_ns = self.ctime_ns = newdir.mtime_ns = newdir.ctime_ns = now
+
+    def _exchange(self, old: str, src: TmpNode, newdir: "TmpDir", new: str, dst: TmpNode) -> None:
+        if src is dst:
+            return
+        if isinstance(src, TmpDir) and _within(newdir, src):
+            raise SyscallError(errno.EINVAL)
+        if isinstance(dst, TmpDir) and _within(self, dst):
+            raise SyscallError(errno.EINVAL)
+        self.children[old], newdir.children[new] = dst, src
+        if newdir is not self:
+            for node, frm, to in ((src, self, newdir), (dst, newdir, self)):
+                if isinstance(node, TmpDir):
+                    node.parent = to
+                    frm.nlink -= 1
+                    to.nlink += 1
+        now = time.time_ns()
+        src.ctime_ns = dst.ctime_ns = now
+        self.mtime_ns = self.ctime_ns = newdir.mtime_ns = newdir.ctime_ns = now
+
+
+def _within(d: TmpDir, ancestor: TmpDir) -> bool:
+    """Whether directory `d` is `ancestor` or lies below it."""
+    while True:
+        if d is ancestor:
+            return True
+        if d.parent is None or d.parent is d:
+            return False
+        d = d.parent
