@@ -6,7 +6,8 @@
  * (python, its host pid, its paths) appears.  Run only in the sandbox by
  * tests/security/test_fs_escape.py.
  *
- * usage: escape_proc HOST_PID HOST_OUTSIDE
+ * usage: escape_proc HOST_PIDS HOST_OUTSIDE
+ *   HOST_PIDS  comma-separated host pids (the Sentry first, then e.g. ptrace stubs)
  * output: "label: RESULT" lines as escape_common.h describes, and dumps as
  *         "dump PATH N" followed by the bytes in lines prefixed "| ".
  */
@@ -105,23 +106,26 @@ static void self_mem(void)
     close(fd);
 }
 
-static void host_pid(const char *pid, const char *outside)
+/* Every /proc/<pid>/... of a host pid (the Sentry, its ptrace stubs): labels pidI_NAME. */
+static void host_pid(int idx, const char *pid, const char *outside)
 {
-    char p[8192];
-    printf("host_pid_is_guest: %s\n", atol(pid) == (long)getpid() ? "yes" : "no");
+    char p[8192], label[64];
+    snprintf(label, sizeof label, "pid%d_is_guest", idx);
+    printf("%s: %s\n", label, atol(pid) == (long)getpid() ? "yes" : "no");
     static const char *files[] = { "status", "maps", "mem", "environ", "cmdline", "stat",
                                    "exe", "fd/0", "fd", "cwd", "root", NULL };
     for (int i = 0; files[i]; i++) {
-        char label[64];
         snprintf(p, sizeof p, "/proc/%s/%s", pid, files[i]);
-        snprintf(label, sizeof label, "hostpid_%s", files[i]);
+        snprintf(label, sizeof label, "pid%d_%s", idx, files[i]);
         esc_try_read(label, p);
     }
     struct stat st;
     snprintf(p, sizeof p, "/proc/%s", pid);
-    esc_ret("hostpid_dir_stat", stat(p, &st));
+    snprintf(label, sizeof label, "pid%d_dir_stat", idx);
+    esc_ret(label, stat(p, &st));
     snprintf(p, sizeof p, "/proc/%s/root%s/secret.txt", pid, outside);
-    esc_try_read("hostpid_root_secret", p);
+    snprintf(label, sizeof label, "pid%d_root_secret", idx);
+    esc_try_read(label, p);
 }
 
 static void list_dir(const char *label, const char *path)
@@ -222,11 +226,15 @@ int main(int argc, char **argv)
 {
     escape_guard();
     if (argc < 3) {
-        fprintf(stderr, "usage: escape_proc HOST_PID HOST_OUTSIDE\n");
+        fprintf(stderr, "usage: escape_proc HOST_PIDS HOST_OUTSIDE\n");
         return 2;
     }
     self_mem();
-    host_pid(argv[1], argv[2]);
+    char pids[4096];
+    snprintf(pids, sizeof pids, "%s", argv[1]);
+    int idx = 0;
+    for (char *save = NULL, *pid = strtok_r(pids, ",", &save); pid; pid = strtok_r(NULL, ",", &save))
+        host_pid(idx++, pid, argv[2]);
     proc_1(argv[2]);
     dump("/proc/self/maps");
     dump("/proc/self/environ");

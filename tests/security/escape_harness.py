@@ -269,16 +269,21 @@ def dumps(out: str, paths: tuple[str, ...]) -> list[str]:
     return bodies
 
 
-def host_fds_under(base: Path) -> dict[str, list[str]]:
-    """Open fds, of this process and its children (ptrace stubs), that point under base."""
+def sentry_pids() -> list[int]:
+    """This process (the Sentry) first, then its children (e.g. the ptrace platform's stubs)."""
     pids = [os.getpid()]
     for task in os.listdir(f"/proc/{os.getpid()}/task"):
         try:
             pids += [int(c) for c in Path(f"/proc/{os.getpid()}/task/{task}/children").read_text().split()]
         except OSError:
             pass
+    return pids
+
+
+def host_fds_under(base: Path) -> dict[str, list[str]]:
+    """Open fds, of the Sentry and its children, that point under base."""
     found: dict[str, list[str]] = {}
-    for pid in pids:
+    for pid in sentry_pids():
         try:
             fds = os.listdir(f"/proc/{pid}/fd")
         except OSError:

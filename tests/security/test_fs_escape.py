@@ -38,7 +38,7 @@ import helpers
 from security.escape_harness import (BUILD, DECOY_PASSWD, ESCAPE_ENV, HARMLESS, INSIDE_FILE, RO_FILE,
                                      SCRATCH, SENTRY_WORDS, Layout, Verdict, before_state, boxed,
                                      diff_snapshots, dumps, host_fds_under, host_unchanged, install,
-                                     make_layout, rooted, snapshot, snapshot_files)
+                                     make_layout, rooted, sentry_pids, snapshot, snapshot_files)
 
 
 @pytest.fixture
@@ -345,9 +345,10 @@ def test_devices_absent_and_mknod_refused(layout, test_programs, platform_name):
 def test_proc_shows_nothing_of_the_sentry(layout, test_programs, platform_name):
     prog = install(layout, test_programs, "escape_proc")
     before = before_state(layout)
-    host_pid = os.getpid()
     with rooted(layout, platform_name) as sb:
-        r = sb.run([prog, str(host_pid), str(layout.outside)], env=ESCAPE_ENV)
+        sb.run([prog, str(os.getpid()), str(layout.outside)], env=ESCAPE_ENV)   # stubs exist from here on
+        pids = sentry_pids()
+        r = sb.run([prog, ",".join(map(str, pids)), str(layout.outside)], env=ESCAPE_ENV)
     v = Verdict(r, layout, "escape_proc")
     if v.value("self_mem_open") == "ok":
         v.expect("self_mem_read_own", "own")
@@ -359,9 +360,13 @@ def test_proc_shows_nothing_of_the_sentry(layout, test_programs, platform_name):
         v.expect_error("self_mem_kernel_half")
     else:
         v.expect("self_mem_open", "ENOENT")
-    v.expect("host_pid_is_guest", "no")
-    v.expect_all([f"hostpid_{f}" for f in ("status", "maps", "mem", "environ", "cmdline", "stat", "exe",
-                                             "fd/0", "fd", "cwd", "root", "dir_stat", "root_secret")], "ENOENT")
+    for i, pid in enumerate(pids):
+        if v.value(f"pid{i}_is_guest") == "yes":
+            continue                # a host pid that is also a guest pid: /proc/PID is the guest's own
+        v.expect(f"pid{i}_is_guest", "no")
+        v.expect_all([f"pid{i}_{f}" for f in ("status", "maps", "mem", "environ", "cmdline", "stat", "exe",
+                                                "fd/0", "fd", "cwd", "root", "dir_stat", "root_secret")],
+                     "ENOENT")
     v.expect("proc1_root_readlink", "/", "ENOENT")
     v.expect_all(["proc1_root_hostpath", "proc1_root_up", "proc1_cwd_up"], "ENOENT")
     v.expect("self_exe_readlink", prog)
@@ -382,20 +387,20 @@ def test_proc_shows_nothing_of_the_sentry(layout, test_programs, platform_name):
     shown = environ.replace("\0", "\\0")
     if f"dump /proc/self/environ {len(environ)}\n| {shown}\n" not in v.out:
         v.problem(f"/proc/self/environ is not exactly the program's environment {environ!r}")
-    # The host pid: in the program's own identity files and every link target, never.
-    pid_word = re.compile(rf"(?<![0-9A-Za-z]){host_pid}(?![0-9A-Za-z])")
+    # The host pids: in the program's own identity files and every link target, never.
+    pid_word = re.compile(r"(?<![0-9A-Za-z])(" + "|".join(map(str, pids)) + r")(?![0-9A-Za-z])")
     for section in dumps(v.out, ("/proc/self/status", "/proc/self/maps", "/proc/self/environ",
                                   "/proc/self/mountinfo")):
         if pid_word.search(section):
-            v.problem(f"the Sentry's host pid {host_pid} appears in: {section[:200]!r}")
+            v.problem(f"a host pid {pids} appears in: {section[:300]!r}")
     for line in v.out.splitlines():
         if line.startswith("link ") and pid_word.search(line):
-            v.problem(f"the Sentry's host pid appears in a link: {line!r}")
-    stat_fields = dumps(v.out, ("/proc/self/stat",))
-    if stat_fields:
-        fields = stat_fields[0].rsplit(")", 1)[-1].split()
-        if str(host_pid) in fields[1:4] or stat_fields[0].split()[0] == str(host_pid):
-            v.problem(f"/proc/self/stat shows the host pid: {stat_fields[0][:200]!r}")
+            v.problem(f"a host pid appears in a link: {line!r}")
+    for body in dumps(v.out, ("/proc/self/stat",)):
+        head, _, rest = body.rpartition(")")
+        ids = [head.split()[0] if head else ""] + rest.split()[1:5]   # pid, ppid, pgrp, session, tty
+        if {str(p) for p in pids} & set(ids):
+            v.problem(f"/proc/self/stat shows a host pid: {body[:200]!r}")
     host_unchanged(v, before, layout)
     v.check()
 
