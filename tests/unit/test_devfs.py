@@ -118,3 +118,8 @@ def test_tty_with_controlling_terminal_passes_through(monkeypatch, tmp_path):
         assert f.location is None and f.flags == os.O_RDWR
     finally:
         f.release()
+
+
+def test_root_lists_through_getdents(fs):
+    names = [e[3] for e in fs.root.open(os.O_RDONLY | os.O_DIRECTORY, None).getdents(4096)]
+    assert names[:2] == [".", ".."] and sorted(names[2:]) == sorted(n for n, _, _ in fs.root.entries())

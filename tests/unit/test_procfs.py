@@ -345,3 +345,11 @@ def test_nothing_of_the_sentry_leaks(env):
     for path, data in contents.items():
         for s in host_strings:
             assert s not in data, (path, s)
+
+
+def test_directories_list_through_getdents(env):
+    f = walk(env.fs, "1/fd").open(os.O_RDONLY | os.O_DIRECTORY, None)
+    assert [e[3] for e in f.getdents(4096)] == [".", "..", "0", "1", "2"]
+    assert f.attr().ino == walk(env.fs, "1/fd").ino
+    names = [e[3] for e in env.fs.root.open(os.O_RDONLY, None).getdents(1 << 16)]
+    assert "self" in names and "1" in names and "cpuinfo" in names

@@ -93,24 +93,17 @@ def fd_cloexec(t: "Task", fd: int) -> bool:
 
 def file_path(f: "FileDescription") -> str:
     """What readlink(/proc/<pid>/fd/N) gives: the guest path, or pipe:[ino] / anon_inode:[...]."""
-    loc = getattr(f, "location", None)
-    if loc is not None:
-        return loc.path
+    if f.location is not None:
+        return f.location.path
     link = getattr(f, "link_name", None)      # e.g. "anon_inode:[eventfd]" set by the file's class
     if link:
         return link
     mode = f.mode
-    ino = _file_ino(f)
     if S.S_ISFIFO(mode):
-        return f"pipe:[{ino}]"
+        return f"pipe:[{f.attr().ino}]"
     if S.S_ISSOCK(mode):
-        return f"socket:[{ino}]"
+        return f"socket:[{f.attr().ino}]"
     return "anon_inode:[kvmbox]"
-
-
-def _file_ino(f: "FileDescription") -> int:
-    attr = getattr(f, "attr", None)
-    return attr().ino if attr is not None else id(f) & 0xFFFFFFFF
 
 
 def mount_ids(fs: "ProcFilesystem") -> dict[int, int]:
@@ -121,7 +114,7 @@ def mount_ids(fs: "ProcFilesystem") -> dict[int, int]:
 # --- memory -------------------------------------------------------------------------
 def vma_file(v: "Vma") -> tuple[str | None, int, int, int]:
     """(guest path or None, st_dev, ino, file offset) of a mapping: Vma.file names file mappings."""
-    f = getattr(v, "file", None)
+    f = v.file
     if f is None:
         return None, 0, 0, 0
     return f.path, f.dev, f.ino, v.pgoff * PAGE
@@ -199,7 +192,7 @@ def _cpus(fs: "ProcFilesystem") -> tuple[str, str]:
 
 def status(fs: "ProcFilesystem", t: "Task") -> bytes:
     c = t.creds
-    suid, sgid = getattr(c, "suid", c.euid), getattr(c, "sgid", c.egid)
+    suid, sgid = c.euid, c.egid            # no setresuid: saved ids follow the effective ones
     name = comm(t).decode("utf-8", "replace").replace("\\", "\\\\").replace("\n", "\\n")
     running = fs.current() is t
     nfd = max((fd for fd, _ in fd_items(t)), default=0) + 1
@@ -269,7 +262,7 @@ def stat(fs: "ProcFilesystem", t: "Task") -> bytes:
     m = memory(t)
     mm = t.mm
     start = _ticks(max(t.start_ns - fs.kernel.boot_monotonic_ns, 0))
-    brk = getattr(mm, "brk_base", 0)
+    brk = mm.brk_base
     code = [v for v in mm.maps() if v.prot & PROT_EXEC and vma_file(v)[0] == t.exe_path]
     start_code = min((v.start for v in code), default=0)
     end_code = max((v.end for v in code), default=0)
@@ -340,11 +333,7 @@ def fdinfo(fs: "ProcFilesystem", t: "Task", fd: int) -> bytes:
         pos = f.seek(0, 1)
     except SyscallError:            # pipes and streams: ESPIPE
         pos = 0
-    flags = getattr(f, "flags", None)
-    if flags is None:
-        flags = (2 if f.readable and f.writable else 1 if f.writable else 0)
-    if fd_cloexec(t, fd):
-        flags |= O_CLOEXEC
-    loc = getattr(f, "location", None)
+    flags = f.flags | (O_CLOEXEC if fd_cloexec(t, fd) else 0)
+    loc = f.location
     mnt = mount_ids(fs).get(id(loc.mount), 0) if loc is not None else 0
-    return f"pos:\t{pos}\nflags:\t0{flags:o}\nmnt_id:\t{mnt}\nino:\t{_file_ino(f)}\n".encode()
+    return f"pos:\t{pos}\nflags:\t0{flags:o}\nmnt_id:\t{mnt}\nino:\t{f.attr().ino}\n".encode()
