@@ -189,12 +189,19 @@ class PageData:
 
 
 class PageMapSource(MapSource):
-    """mmap of an in-memory file: MAP_SHARED views the page cache, MAP_PRIVATE copies from it."""
+    """mmap of an in-memory file: MAP_SHARED views the page cache, MAP_PRIVATE copies from it.
+
+    The source is a holder of the PageData while it lives (a private mapping may
+    still fill pages after the file is closed and unlinked)."""
 
     __slots__ = ("data",)
 
     def __init__(self, data: PageData) -> None:
+        data.acquire()
         self.data = data
+
+    def __del__(self) -> None:
+        self.data.release()
 
     @property
     def size(self) -> int:   # type: ignore[override]

@@ -1,0 +1,504 @@
+"""Host directory passthrough: a host directory tree as a Sentry file system.
+
+Every host access is relative to the mount root's O_PATH directory fd and goes
+through hostcalls.open_beneath (openat2 with RESOLVE_BENEATH |
+RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS): the Sentry resolves symlinks
+itself, on its own mount table, so a symlink the host kernel meets on the way
+is a race or an attack and fails with ELOOP; nothing reaches outside the
+directory.  Names are then used only as single components relative to such an
+fd (fstatat/unlinkat/mkdirat ... with AT_SYMLINK_NOFOLLOW where it applies).
+Nodes are cached by relative path, so a name keeps its Node; inode numbers are
+the host's (files of other host devices below the root get numbers of their
+own, stable for the file system's life).  Open files hold a private host fd,
+never handed to the guest.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import stat as S
+import weakref
+
+from kvmbox.errors import KvmboxError, SyscallError
+from kvmbox.sentry.fsimpl import hostcalls
+from kvmbox.sentry.files import MAX_RW
+from kvmbox.sentry.vfs.node import (DT_DIR, DT_LNK, DT_REG, DT_UNKNOWN, RENAME_EXCHANGE,
+                                    RENAME_NOREPLACE, Attr, Filesystem, Node, StatFs, dtype_of)
+from kvmbox.sentry.vfs.pagecache import MapSource
+from kvmbox.sentry.vfs.regular import DirFile, RegularFile, access_of
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from kvmbox.sentry.files import FileDescription
+    from kvmbox.sentry.vfs.path import Location
+
+O_PATH = hostcalls.O_PATH
+V9FS_MAGIC = 0x01021997        # what gVisor reports for host-backed (gofer) mounts
+FOREIGN_INO = 1 << 61          # inode numbers given to files of other host devices
+
+
+def _err(e: OSError) -> SyscallError:
+    code = e.errno or errno.EIO
+    if code == errno.EXDEV:          # RESOLVE_BENEATH refused a step out: the name is not there
+        code = errno.ENOENT
+    return SyscallError(code)
+
+
+def _check_name(name: str) -> None:
+    if not name or name in (".", "..") or "/" in name or "\0" in name:
+        raise SyscallError(errno.ENOENT)
+
+
+class HostFilesystem(Filesystem):
+    """The host directory `host_root`, read-only unless `readonly=False`."""
+
+    fstype = "hostfs"
+
+    def __init__(self, dev: int, host_root: str, *, readonly: bool = True) -> None:
+        super().__init__(dev)
+        try:
+            fd = os.open(host_root, O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as e:
+            raise KvmboxError(f"kvmbox: {host_root}: {e.strerror}") from None
+        self.root_fd = fd
+        self.host_root = host_root
+        self.readonly = readonly
+        st = os.fstat(fd)
+        self.host_dev = st.st_dev
+        self._foreign: dict[tuple[int, int], int] = {}
+        self._nodes: "weakref.WeakValueDictionary[str, HostNode]" = weakref.WeakValueDictionary()
+        self.root = HostNode(self, self.ino_of(st.st_dev, st.st_ino), "", st.st_mode)
+
+    def close(self) -> None:
+        if self.root_fd >= 0:
+            os.close(self.root_fd)
+            self.root_fd = -1
+
+    def ino_of(self, dev: int, ino: int) -> int:
+        """The inode number the sandbox sees for host (dev, ino)."""
+        if dev == self.host_dev:
+            return ino
+        key = (dev, ino)
+        mapped = self._foreign.get(key)
+        if mapped is None:
+            mapped = self._foreign[key] = FOREIGN_INO | len(self._foreign)
+        return mapped
+
+    def open_rel(self, relpath: str, flags: int, mode: int = 0) -> int:
+        """A host fd for `relpath` beneath the root; no symlink is followed on the way."""
+        try:
+            return hostcalls.open_beneath(self.root_fd, relpath, flags, mode)
+        except OSError as e:
+            raise _err(e) from None
+
+    def node_for(self, relpath: str, st: os.stat_result) -> "HostNode":
+        """The cached node of `relpath` if it is still the same host object, else a new one."""
+        ino = self.ino_of(st.st_dev, st.st_ino)
+        node = self._nodes.get(relpath)
+        if node is None or node.ino != ino or S.S_IFMT(node.kind) != S.S_IFMT(st.st_mode):
+            node = HostNode(self, ino, relpath, st.st_mode)
+            self._nodes[relpath] = node
+        return node
+
+    def moved(self, old: str, new: str) -> None:
+        """A rename: cached nodes at and below `old` now live at `new`."""
+        prefix = old + "/"
+        for rel in [r for r in list(self._nodes.keys()) if r == old or r.startswith(prefix)]:
+            node = self._nodes.pop(rel, None)
+            if node is not None:
+                node.relpath = new + rel[len(old):]
+                self._nodes[node.relpath] = node
+
+    def forget(self, relpath: str) -> None:
+        self._nodes.pop(relpath, None)
+
+    def statfs(self) -> StatFs:
+        try:
+            v = os.statvfs(self.root_fd)
+        except OSError:
+            return StatFs(f_type=V9FS_MAGIC, flags=1 if self.readonly else 0)
+        return StatFs(f_type=V9FS_MAGIC, bsize=v.f_bsize, blocks=v.f_blocks, bfree=v.f_bfree,
+                      bavail=v.f_bavail, files=v.f_files, ffree=v.f_ffree, namelen=v.f_namemax,
+                      frsize=v.f_frsize, flags=1 if self.readonly else 0)
+
+
+class HostNode(Node):
+    """One host object, named by its path relative to the file system root ("" for the root)."""
+
+    __slots__ = ("relpath", "kind")
+
+    fs: HostFilesystem
+
+    def __init__(self, fs: HostFilesystem, ino: int, relpath: str, mode: int) -> None:
+        super().__init__(fs, ino)
+        self.relpath = relpath
+        self.kind = S.S_IFMT(mode)          # the type never changes; permissions may
+
+    def is_dir(self) -> bool:
+        return self.kind == S.S_IFDIR
+
+    def is_symlink(self) -> bool:
+        return self.kind == S.S_IFLNK
+
+    def _child_rel(self, name: str) -> str:
+        return f"{self.relpath}/{name}" if self.relpath else name
+
+    def _dirfd(self) -> int:
+        return self.fs.open_rel(self.relpath, O_PATH | os.O_DIRECTORY)
+
+    def _parent_fd_name(self) -> tuple[int, str]:
+        """(an O_PATH fd of the parent directory, this node's name); "." for the root."""
+        if not self.relpath:
+            return os.dup(self.fs.root_fd), "."
+        head, _, name = self.relpath.rpartition("/")
+        return self.fs.open_rel(head, O_PATH | os.O_DIRECTORY), name
+
+    def _check_rw(self) -> None:
+        if self.fs.readonly:
+            raise SyscallError(errno.EROFS)
+
+    # --- every node -------------------------------------------------------------------
+    def _stat(self) -> os.stat_result:
+        if not self.relpath:
+            return os.fstat(self.fs.root_fd)
+        fd = self.fs.open_rel(self.relpath, O_PATH | os.O_NOFOLLOW)
+        try:
+            return os.fstat(fd)
+        finally:
+            os.close(fd)
+
+    def attr(self) -> Attr:
+        st = self._stat()
+        return Attr(dev=self.fs.dev, ino=self.fs.ino_of(st.st_dev, st.st_ino), mode=st.st_mode,
+                    nlink=st.st_nlink, uid=st.st_uid, gid=st.st_gid, size=st.st_size,
+                    rdev=st.st_rdev, blksize=st.st_blksize, blocks=st.st_blocks,
+                    atime_ns=st.st_atime_ns, mtime_ns=st.st_mtime_ns, ctime_ns=st.st_ctime_ns)
+
+    @property
+    def mode(self) -> int:
+        return self._stat().st_mode
+
+    def readlink(self) -> str:
+        if self.kind != S.S_IFLNK:
+            raise SyscallError(errno.EINVAL)
+        pfd, name = self._parent_fd_name()
+        try:
+            return os.readlink(name, dir_fd=pfd)
+        except OSError as e:
+            raise _err(e) from None
+        finally:
+            os.close(pfd)
+
+    def open(self, flags: int, loc: "Location") -> "FileDescription":
+        readable, writable = access_of(flags)
+        if self.kind == S.S_IFDIR:
+            if writable:
+                raise SyscallError(errno.EISDIR)
+            return DirFile(self, flags, loc)
+        if self.kind == S.S_IFLNK:
+            raise SyscallError(errno.ELOOP)
+        if self.kind in (S.S_IFCHR, S.S_IFBLK):
+            raise SyscallError(errno.EACCES)       # host device nodes: as a nodev mount
+        if self.kind != S.S_IFREG:
+            raise SyscallError(errno.ENXIO)        # host FIFOs and sockets are not reachable
+        if self.fs.readonly and (writable or flags & os.O_TRUNC):
+            raise SyscallError(errno.EROFS)
+        hflags = (flags & 3) | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | (flags & os.O_TRUNC)
+        fd = self.fs.open_rel(self.relpath, hflags)
+        try:
+            st = os.fstat(fd)
+            if not S.S_ISREG(st.st_mode):         # swapped on the host since the lookup
+                raise SyscallError(errno.ENXIO)
+        except BaseException:
+            os.close(fd)
+            raise
+        return RegularFile(self, HostData(fd), flags, loc)
+
+    def setattr(self, *, mode: int | None = None, uid: int | None = None, gid: int | None = None,
+                size: int | None = None, atime_ns: int | None = None,
+                mtime_ns: int | None = None) -> None:
+        self._check_rw()
+        try:
+            if size is not None:
+                if self.kind != S.S_IFREG:
+                    raise SyscallError(errno.EISDIR if self.kind == S.S_IFDIR else errno.EINVAL)
+                fd = self.fs.open_rel(self.relpath, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+                try:
+                    if not S.S_ISREG(os.fstat(fd).st_mode):
+                        raise SyscallError(errno.EINVAL)
+                    os.ftruncate(fd, size)
+                finally:
+                    os.close(fd)
+            if mode is not None:
+                self._chmod(mode)
+            if uid is not None or gid is not None or atime_ns is not None or mtime_ns is not None:
+                pfd, name = self._parent_fd_name()
+                try:
+                    if uid is not None or gid is not None:
+                        os.chown(name, -1 if uid is None else uid, -1 if gid is None else gid,
+                                 dir_fd=pfd, follow_symlinks=False)
+                    if atime_ns is not None or mtime_ns is not None:
+                        hostcalls.utimens_nofollow(pfd, name, atime_ns, mtime_ns)
+                finally:
+                    os.close(pfd)
+        except OSError as e:
+            raise _err(e) from None
+
+    def _chmod(self, mode: int) -> None:
+        """chmod through /proc/self/fd of an O_PATH fd: the exact inode, no path re-walked."""
+        if self.kind == S.S_IFLNK:
+            raise SyscallError(errno.EOPNOTSUPP)
+        fd = self.fs.open_rel(self.relpath, O_PATH | os.O_NOFOLLOW)
+        try:
+            os.chmod(f"/proc/self/fd/{fd}", mode & 0o7777)
+        finally:
+            os.close(fd)
+
+    def modified(self) -> None:
+        pass                                  # the host updates its own times
+
+    # --- directories ----------------------------------------------------------------------
+    def lookup(self, name: str) -> Node:
+        if self.kind != S.S_IFDIR:
+            raise SyscallError(errno.ENOTDIR)
+        _check_name(name)
+        dfd = self._dirfd()
+        try:
+            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        except OSError as e:
+            raise _err(e) from None
+        finally:
+            os.close(dfd)
+        return self.fs.node_for(self._child_rel(name), st)
+
+    def entries(self) -> list[tuple[str, int, int]]:
+        if self.kind != S.S_IFDIR:
+            raise SyscallError(errno.ENOTDIR)
+        dfd = self.fs.open_rel(self.relpath, os.O_RDONLY | os.O_DIRECTORY)
+        out: list[tuple[str, int, int]] = []
+        try:
+            dev = os.fstat(dfd).st_dev
+            with os.scandir(dfd) as it:
+                for e in it:
+                    out.append((e.name, self.fs.ino_of(dev, e.inode()), _dtype(e)))
+        except OSError as e:
+            raise _err(e) from None
+        finally:
+            os.close(dfd)
+        return out
+
+    def _make(self, name: str, fn) -> Node:
+        """Run fn(dirfd, name) to create `name` here, then look the new object up."""
+        self._check_rw()
+        _check_name(name)
+        dfd = self._dirfd()
+        try:
+            fn(dfd, name)
+        except OSError as e:
+            raise _err(e) from None
+        finally:
+            os.close(dfd)
+        return self.lookup(name)
+
+    def create(self, name: str, mode: int, uid: int, gid: int) -> Node:
+        def mk(dfd: int, n: str) -> None:
+            fd = os.open(n, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+                         | os.O_CLOEXEC, mode & 0o7777, dir_fd=dfd)
+            try:
+                os.fchmod(fd, mode & 0o7777)       # the Sentry's own umask must not apply
+            finally:
+                os.close(fd)
+        return self._make(name, mk)
+
+    def mkdir(self, name: str, mode: int, uid: int, gid: int) -> Node:
+        node = self._make(name, lambda dfd, n: os.mkdir(n, 0o700, dir_fd=dfd))
+        node._chmod(mode)
+        return node
+
+    def mknod(self, name: str, mode: int, rdev: int, uid: int, gid: int) -> Node:
+        kind = S.S_IFMT(mode) or S.S_IFREG
+        if kind == S.S_IFREG:
+            return self.create(name, mode, uid, gid)
+        if kind not in (S.S_IFIFO, S.S_IFSOCK):
+            raise SyscallError(errno.EPERM)
+        node = self._make(name, lambda dfd, n: os.mknod(n, kind | 0o600, 0, dir_fd=dfd))
+        node._chmod(mode)
+        return node
+
+    def symlink(self, name: str, target: str, uid: int, gid: int) -> Node:
+        if "\0" in target:
+            raise SyscallError(errno.EINVAL)
+        return self._make(name, lambda dfd, n: os.symlink(target, n, dir_fd=dfd))
+
+    def link(self, name: str, target: Node) -> None:
+        if not isinstance(target, HostNode) or target.fs is not self.fs:
+            raise SyscallError(errno.EXDEV)
+        if target.kind == S.S_IFDIR:
+            raise SyscallError(errno.EPERM)
+        tfd, tname = target._parent_fd_name()
+        try:
+            self._make(name, lambda dfd, n: os.link(tname, n, src_dir_fd=tfd, dst_dir_fd=dfd,
+                                                    follow_symlinks=False))
+        finally:
+            os.close(tfd)
+
+    def unlink(self, name: str) -> None:
+        self._remove(name, lambda dfd, n: os.unlink(n, dir_fd=dfd))
+
+    def rmdir(self, name: str) -> None:
+        self._remove(name, lambda dfd, n: os.rmdir(n, dir_fd=dfd))
+
+    def _remove(self, name: str, fn) -> None:
+        self._check_rw()
+        _check_name(name)
+        dfd = self._dirfd()
+        try:
+            fn(dfd, name)
+        except OSError as e:
+            raise _err(e) from None
+        finally:
+            os.close(dfd)
+        self.fs.forget(self._child_rel(name))
+
+    def rename(self, old: str, newdir: Node, new: str, flags: int = 0) -> None:
+        if not isinstance(newdir, HostNode) or newdir.fs is not self.fs:
+            raise SyscallError(errno.EXDEV)
+        if flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE):
+            raise SyscallError(errno.EINVAL)
+        self._check_rw()
+        _check_name(old)
+        _check_name(new)
+        ofd = self._dirfd()
+        try:
+            nfd = newdir._dirfd()
+            try:
+                if flags:
+                    hostcalls.renameat2(ofd, old, nfd, new, flags)
+                else:
+                    os.rename(old, new, src_dir_fd=ofd, dst_dir_fd=nfd)
+            finally:
+                os.close(nfd)
+        except OSError as e:
+            raise _err(e) from None
+        finally:
+            os.close(ofd)
+        src, dst = self._child_rel(old), newdir._child_rel(new)
+        if src == dst:
+            return
+        if flags & RENAME_EXCHANGE:
+            tmp = "\0swap"
+            self.fs.moved(src, tmp)
+            self.fs.moved(dst, src)
+            self.fs.moved(tmp, dst)
+        else:
+            self.fs.forget(dst)
+            self.fs.moved(src, dst)
+
+
+def _dtype(e: os.DirEntry) -> int:
+    try:
+        if e.is_symlink():
+            return DT_LNK
+        if e.is_dir(follow_symlinks=False):
+            return DT_DIR
+        if e.is_file(follow_symlinks=False):
+            return DT_REG
+        return dtype_of(e.stat(follow_symlinks=False).st_mode)
+    except OSError:
+        return DT_UNKNOWN
+
+
+class HostData:
+    """A host regular file's bytes through the open file's private host fd (see regular.py)."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    @property
+    def size(self) -> int:
+        return os.fstat(self.fd).st_size
+
+    def read(self, offset: int, n: int) -> bytes:
+        try:
+            return os.pread(self.fd, min(n, MAX_RW), offset)
+        except OSError as e:
+            raise _err(e) from None
+
+    def write(self, offset: int, data: bytes) -> int:
+        try:
+            return os.pwrite(self.fd, data, offset)
+        except OSError as e:
+            raise _err(e) from None
+
+    def truncate(self, size: int) -> None:
+        try:
+            os.ftruncate(self.fd, size)
+        except OSError as e:
+            raise _err(e) from None
+
+    def allocate(self, offset: int, length: int, keep_size: bool) -> None:
+        try:
+            hostcalls.fallocate(self.fd, 1 if keep_size else 0, offset, length)
+        except OSError as e:
+            raise _err(e) from None
+
+    def seek_data(self, offset: int, whence: int) -> int:
+        try:
+            return os.lseek(self.fd, offset, whence)
+        except OSError as e:
+            raise _err(e) from None
+
+    def sync(self) -> None:
+        try:
+            os.fsync(self.fd)
+        except OSError as e:
+            raise _err(e) from None
+
+    def map_source(self) -> "HostMapSource":
+        return HostMapSource(self)
+
+    def acquire(self) -> None:
+        pass                              # one HostData per open file description
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class HostMapSource(MapSource):
+    """mmap of a host file: private copies filled by pread; write-back by pwrite.
+
+    A mapping outlives the open file (mmap, then close), so the source holds a
+    host fd of its own, closed when the last mapping lets the source go."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: HostData) -> None:
+        try:
+            self.data = HostData(os.dup(data.fd))
+        except OSError as e:
+            raise _err(e) from None
+
+    def __del__(self) -> None:
+        self.data.release()
+
+    @property
+    def size(self) -> int:   # type: ignore[override]
+        return self.data.size
+
+    def fill(self, offset: int, n: int) -> bytes:
+        parts = []
+        while n > 0:
+            chunk = self.data.read(offset, n)
+            if not chunk:
+                break
+            parts.append(chunk)
+            offset += len(chunk)
+            n -= len(chunk)
+        return b"".join(parts)
+
+    def write(self, offset: int, data: bytes) -> int:
+        return self.data.write(offset, data)
