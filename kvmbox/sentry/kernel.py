@@ -133,6 +133,7 @@ class Kernel:
             task = Task(self, ctx, mm, fds, pid, image.exe_path, list(argv),
                         default_rlimits(self.memory_limit))
             task.envp = list(envp)
+            task.auxv = image.auxv
             c = task.creds
             ctx.set_identity(enabled=in_guest, pid=task.tgid, tid=task.tid, ppid=task.ppid,
                              uid=c.uid, euid=c.euid, gid=c.gid, egid=c.egid)

@@ -1,20 +1,23 @@
 """The ELF loader: validate an x86-64 executable, map its segments into a MemoryManager, build its stack.
 
-Three steps, each usable alone:
-  read_executable(path)      path checks (missing, directory, not executable) -> file bytes
-  parse_elf(data, path)      pure validation -> ElfImage (segments, entry, bias, PT_INTERP ...)
-  map_image(image, mm)       PT_LOAD segments -> anonymous fixed mappings with their final prot
-and load_elf() which chains them and builds the initial stack and auxv.
+Steps, each usable alone:
+  ElfFile                    the bytes of an executable: pread + size (+ a MappedFile to map from)
+  parse_elf(file, path)      pure validation -> ElfImage (segments, entry, bias, PT_INTERP ...)
+  map_image(image, mm)       PT_LOAD segments -> MAP_PRIVATE file mappings with their final prot
+                             (anonymous memory + copied bytes when the ElfFile cannot be mapped)
+and load_elf() which chains them, loads the PT_INTERP interpreter (through the
+`open_interp` callback: the Sentry's VFS), and builds the initial stack and auxv.
+read_executable(host_path) remains for tools and tests that load a host file.
 
-Static executables (ET_EXEC) and static-pie (ET_DYN without PT_INTERP) are
-loaded; ET_DYN goes at layout.ELF_ET_DYN_BASE.  There is no ASLR yet: load
-bias, stack top and brk are fixed, so runs are deterministic.
+ET_EXEC goes at its addresses, the main ET_DYN at layout.ELF_ET_DYN_BASE (as
+Linux does without ASLR), the interpreter top-down in the mmap area like any
+non-fixed mapping.  There is no ASLR yet: runs are deterministic.
 """
 from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from kvmbox.abi import auxv as at
 from kvmbox.abi import elf
@@ -34,6 +37,8 @@ TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 if TYPE_CHECKING:
     from typing import Callable, NoReturn
 
+    from kvmbox.mm.mapfile import MappedFile
+
     Fail = Callable[[str], NoReturn]
 
 
@@ -41,13 +46,34 @@ class LoaderMemory:
     """What loading needs from the MemoryManager."""
 
     def mmap(self, addr: int, length: int, prot: int, flags: int, fd: int = -1,
-             offset: int = 0) -> int: ...
+             offset: int = 0, *, file: "MappedFile | None" = None) -> int: ...
+
+    def munmap(self, addr: int, length: int) -> None: ...
 
     def copy_out(self, addr: int, data: bytes, *, force: bool = False) -> None: ...
 
     def set_brk_base(self, addr: int) -> None: ...
 
     def map_stack(self, top: int, size: int, max_size: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class ElfFile:
+    """An executable's bytes as the loader reads them.
+
+    `pread(offset, n)` returns up to n bytes (short at end of file).  With a
+    `mapping`, segments become MAP_PRIVATE mappings of the file (so
+    /proc/self/maps names it); without one their bytes are copied into
+    anonymous memory.
+    """
+    size: int
+    pread: "Callable[[int, int], bytes]"
+    mapping: "MappedFile | None" = None
+
+    @classmethod
+    def of_bytes(cls, data: bytes) -> "ElfFile":
+        data = bytes(data)
+        return cls(len(data), lambda off, n: data[off:off + n])
 
 
 @dataclass(frozen=True)
@@ -71,7 +97,7 @@ class Segment:
 class ElfImage:
     """A validated executable: everything the mapping step and the auxv need."""
     path: str
-    data: bytes
+    file: ElfFile
     elf_type: int               # ET_EXEC or ET_DYN
     entry: int                  # e_entry, unbiased
     phoff: int
@@ -96,9 +122,10 @@ class LoadedImage:
     brk_start: int              # page-aligned end of the highest segment
     stack_top: int
     exec_stack: bool
-    interp: str | None = None   # only when allow_interp=True; the interpreter is NOT loaded
+    interp: str | None = None   # PT_INTERP of the program (loaded at interp_base)
     auxv: tuple[tuple[int, int], ...] = ()
     mappings: tuple[tuple[int, int, int], ...] = field(default=())   # (addr, length, prot)
+    interp_base: int = 0        # AT_BASE: where the interpreter was loaded (0: none)
 
 
 # --- path checks ---------------------------------------------------------------
@@ -157,19 +184,22 @@ def _check_ident(data: bytes, fail: Fail) -> None:
         fail("truncated ELF header")
 
 
-def parse_elf(data: bytes, path: str = "<elf>", *, page_size: int = layout.PAGE_SIZE,
+def parse_elf(data: bytes | ElfFile, path: str = "<elf>", *, page_size: int = layout.PAGE_SIZE,
               dyn_base: int = layout.ELF_ET_DYN_BASE) -> ElfImage:
-    """Validate `data` as an x86-64 executable and describe it; raises CannotExecute.
+    """Validate `data` (bytes or an ElfFile) as an x86-64 executable and describe it.
 
-    Every message is one line starting with `path`.  Pure: touches no memory.
+    Raises CannotExecute; every message is one line starting with `path`.
+    Pure: touches no memory, reads only the headers and PT_INTERP.
     """
     def fail(msg: str) -> NoReturn:
         raise CannotExecute(f"{path}: {msg}")
 
-    data = bytes(data)
-    _check_ident(data, fail)
+    f = data if isinstance(data, ElfFile) else ElfFile.of_bytes(data)
+    size = f.size
+    head = f.pread(0, elf.EHDR_SIZE) if size else b""
+    _check_ident(head, fail)
     (_ident, e_type, e_machine, _version, e_entry, e_phoff, _shoff, _flags, _ehsize,
-     e_phentsize, e_phnum, _shentsize, _shnum, _shstrndx) = elf.EHDR.unpack_from(data)
+     e_phentsize, e_phnum, _shentsize, _shnum, _shstrndx) = elf.EHDR.unpack_from(head)
     if e_machine != elf.EM_X86_64:
         known = elf.MACHINE_NAMES.get(e_machine)
         fail(f"wrong architecture: {known} (expected x86-64)" if known
@@ -182,7 +212,10 @@ def parse_elf(data: bytes, path: str = "<elf>", *, page_size: int = layout.PAGE_
         fail("no program headers")
     if e_phnum * elf.PHDR_SIZE > elf.MAX_PHDR_BYTES:
         fail(f"too many program headers ({e_phnum})")
-    if e_phoff + e_phnum * elf.PHDR_SIZE > len(data):
+    if e_phoff + e_phnum * elf.PHDR_SIZE > size:
+        fail("truncated program headers")
+    table = f.pread(e_phoff, e_phnum * elf.PHDR_SIZE)
+    if len(table) != e_phnum * elf.PHDR_SIZE:
         fail("truncated program headers")
 
     segments: list[Segment] = []
@@ -192,7 +225,7 @@ def parse_elf(data: bytes, path: str = "<elf>", *, page_size: int = layout.PAGE_
     pt_phdr: int | None = None
     for i in range(e_phnum):
         (p_type, p_flags, p_offset, p_vaddr, _paddr, p_filesz, p_memsz,
-         _align) = elf.PHDR.unpack_from(data, e_phoff + i * elf.PHDR_SIZE)
+         _align) = elf.PHDR.unpack_from(table, i * elf.PHDR_SIZE)
         if p_type == elf.PT_LOAD:
             if p_memsz == 0 and p_filesz == 0:
                 continue                      # Linux skips empty PT_LOADs
@@ -200,10 +233,10 @@ def parse_elf(data: bytes, path: str = "<elf>", *, page_size: int = layout.PAGE_
         elif p_type == elf.PT_INTERP:
             if interp is not None:
                 fail("more than one PT_INTERP")
-            if p_filesz < 2 or p_filesz > elf.MAX_INTERP_LEN or p_offset + p_filesz > len(data):
+            if p_filesz < 2 or p_filesz > elf.MAX_INTERP_LEN or p_offset + p_filesz > size:
                 fail("bad PT_INTERP")
-            raw = data[p_offset:p_offset + p_filesz]
-            if raw[-1] != 0 or b"\0" in raw[:-1]:
+            raw = f.pread(p_offset, p_filesz)
+            if len(raw) != p_filesz or raw[-1] != 0 or b"\0" in raw[:-1]:
                 fail("bad PT_INTERP (not a NUL-terminated path)")
             interp = os.fsdecode(raw[:-1])
         elif p_type == elf.PT_GNU_STACK:
@@ -220,7 +253,7 @@ def parse_elf(data: bytes, path: str = "<elf>", *, page_size: int = layout.PAGE_
     if e_type == elf.ET_DYN:
         bias = dyn_base - _page_down(min_vaddr, page_size)
     for s in segments:
-        _check_segment(s, bias, e_type, len(data), page_size, fail)
+        _check_segment(s, bias, e_type, size, page_size, fail)
     ordered = sorted(segments, key=lambda s: s.vaddr)
     for a, b in zip(ordered, ordered[1:]):
         if a.vaddr + a.memsz > b.vaddr:
@@ -236,7 +269,7 @@ def parse_elf(data: bytes, path: str = "<elf>", *, page_size: int = layout.PAGE_
             if s.offset <= e_phoff and table_end <= s.offset + s.filesz:
                 phdr_vaddr = s.vaddr + (e_phoff - s.offset)
                 break
-    return ElfImage(path=path, data=data, elf_type=e_type, entry=e_entry, phoff=e_phoff,
+    return ElfImage(path=path, file=f, elf_type=e_type, entry=e_entry, phoff=e_phoff,
                     phentsize=e_phentsize, phnum=e_phnum, segments=tuple(ordered),
                     load_bias=bias, phdr_vaddr=phdr_vaddr, interp=interp,
                     exec_stack=exec_stack, has_tls=has_tls)
@@ -296,21 +329,70 @@ def plan_mappings(image: ElfImage, page_size: int = layout.PAGE_SIZE) -> list[tu
     return runs
 
 
+def _file_pieces(image: ElfImage, addr: int, end: int,
+                 page_size: int) -> list[tuple[Segment, int, int]] | None:
+    """The run [addr, end) cut into one piece per segment, or None if two share a page."""
+    pieces: list[tuple[Segment, int, int]] = []
+    for s in image.segments:
+        lo = max(addr, _page_down(s.vaddr + image.load_bias, page_size))
+        hi = min(end, _page_up(s.vaddr + image.load_bias + s.memsz, page_size))
+        if lo < hi:
+            if pieces and pieces[-1][2] > lo:
+                return None
+            pieces.append((s, lo, hi))
+    return pieces
+
+
+def _map_piece(image: ElfImage, mm: LoaderMemory, s: Segment, lo: int, hi: int, prot: int,
+               page_size: int) -> None:
+    """Map [lo, hi) of segment s: its file pages privately from the file, its bss anonymous."""
+    assert image.file.mapping is not None
+    start = s.vaddr + image.load_bias
+    seg_lo = _page_down(start, page_size)
+    file_hi = min(hi, _page_up(start + s.filesz, page_size)) if s.filesz else lo
+    if lo < file_hi:
+        offset = _page_down(s.offset, page_size) + (lo - seg_lo)
+        mm.mmap(lo, file_hi - lo, prot, MAP_PRIVATE | MAP_FIXED, -1, offset,
+                file=image.file.mapping)
+    if max(lo, file_hi) < hi:
+        mm.mmap(max(lo, file_hi), hi - max(lo, file_hi), prot,
+                MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
+    tail = start + s.filesz
+    if s.memsz > s.filesz and s.filesz and lo <= tail < file_hi and tail % page_size:
+        mm.copy_out(tail, bytes(_page_up(tail, page_size) - tail), force=True)   # padzero
+
+
 def map_image(image: ElfImage, mm: LoaderMemory,
               page_size: int = layout.PAGE_SIZE) -> tuple[tuple[int, int, int], ...]:
-    """Map every PT_LOAD (zero-filled anonymous pages, final prot) and copy in the file bytes.
+    """Map every PT_LOAD with its final prot; returns the runs (addr, length, prot) mapped.
 
-    Everything a segment's file bytes do not cover (bss, the rest of the last
-    file page, gaps in shared pages) stays zero.  Returns the mappings made.
+    With a mappable file, each segment's file pages are a MAP_PRIVATE mapping of
+    the file and its bss anonymous memory (the rest of the last file page zeroed,
+    as Linux's padzero).  Without one, or where two segments share a page, the
+    pages are anonymous with the file bytes copied in; everything a segment's
+    bytes do not cover stays zero.
     """
     runs = plan_mappings(image, page_size)
+    copy: list[Segment] = []
     try:
         for addr, length, prot in runs:
-            mm.mmap(addr, length, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
-        for s in image.segments:
+            pieces = None
+            if image.file.mapping is not None:
+                pieces = _file_pieces(image, addr, addr + length, page_size)
+            if pieces is None:
+                mm.mmap(addr, length, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
+                copy += [s for s in image.segments
+                         if s.vaddr + image.load_bias < addr + length
+                         and addr < s.vaddr + image.load_bias + s.memsz and s not in copy]
+                continue
+            for s, lo, hi in pieces:
+                _map_piece(image, mm, s, lo, hi, prot, page_size)
+        for s in copy:
             if s.filesz:
-                mm.copy_out(s.vaddr + image.load_bias, image.data[s.offset:s.offset + s.filesz],
-                            force=True)
+                data = image.file.pread(s.offset, s.filesz)
+                if len(data) != s.filesz:
+                    raise CannotExecute(f"{image.path}: segment {s.index}: short read")
+                mm.copy_out(s.vaddr + image.load_bias, data, force=True)
     except SyscallError as e:
         raise CannotExecute(f"{image.path}: cannot map segments: {os.strerror(e.errno)}") from None
     return tuple(runs)
@@ -325,11 +407,13 @@ def brk_start_of(image: ElfImage, page_size: int = layout.PAGE_SIZE) -> int:
 
 def make_auxv(image: ElfImage, *, hwcap: int, hwcap2: int, uid: int, euid: int, gid: int,
               egid: int, page_size: int, clktck: int, minsigstksz: int,
-              vdso_base: int | None = None) -> list[tuple[int, int]]:
+              vdso_base: int | None = None, interp_base: int = 0) -> list[tuple[int, int]]:
     """The auxiliary vector in Linux's order; AT_RANDOM/EXECFN/PLATFORM are filled by the stack.
 
     AT_SYSINFO_EHDR (first, as x86-64's ARCH_DLINFO puts it) only with a vdso_base;
     without it libc makes real system calls.  AT_RSEQ_* are left out (no rseq support).
+    AT_PHDR/AT_ENTRY describe the program itself; AT_BASE is the interpreter's load
+    address (0 without one).
     """
     phdr = image.phdr_vaddr + image.load_bias if image.phdr_vaddr is not None else 0
     vdso = [(at.AT_SYSINFO_EHDR, vdso_base)] if vdso_base is not None else []
@@ -341,7 +425,7 @@ def make_auxv(image: ElfImage, *, hwcap: int, hwcap2: int, uid: int, euid: int, 
         (at.AT_PHDR, phdr),
         (at.AT_PHENT, image.phentsize),
         (at.AT_PHNUM, image.phnum),
-        (at.AT_BASE, 0),                     # no interpreter loaded
+        (at.AT_BASE, interp_base),
         (at.AT_FLAGS, 0),
         (at.AT_ENTRY, image.entry + image.load_bias),
         (at.AT_UID, uid),
@@ -357,45 +441,87 @@ def make_auxv(image: ElfImage, *, hwcap: int, hwcap2: int, uid: int, euid: int, 
     ]
 
 
-def load_elf(data_or_path: bytes | str | os.PathLike[str], mm: LoaderMemory, *,
+def span_of(image: ElfImage, page_size: int = layout.PAGE_SIZE) -> tuple[int, int]:
+    """(lowest page, bytes) the PT_LOADs of `image` cover, unbiased."""
+    lo = _page_down(image.segments[0].vaddr, page_size)
+    hi = _page_up(max(s.vaddr + s.memsz for s in image.segments), page_size)
+    return lo, hi - lo
+
+
+def load_interp(image: ElfImage, mm: LoaderMemory, page_size: int = layout.PAGE_SIZE) -> ElfImage:
+    """Map the interpreter `image` (parsed with dyn_base=0): ET_DYN goes wherever a non-fixed
+    mapping of its whole span would (top-down in the mmap area); returns it with its bias."""
+    if image.elf_type == elf.ET_DYN:
+        lo, span = span_of(image, page_size)
+        try:
+            base = mm.mmap(0, span, 0, MAP_PRIVATE | MAP_ANONYMOUS)   # find room, as Linux's
+            mm.munmap(base, span)                                       # total_mapping_size
+        except SyscallError as e:
+            raise CannotExecute(f"{image.path}: cannot map segments: {os.strerror(e.errno)}") from None
+        image = replace(image, load_bias=base - lo)
+    map_image(image, mm, page_size)
+    return image
+
+
+def load_elf(data_or_path: bytes | str | os.PathLike[str] | ElfFile, mm: LoaderMemory, *,
              argv: list[bytes], envp: list[bytes], execfn: bytes, hwcap: int, hwcap2: int,
              platform_string: str = "x86_64", random_bytes: bytes, uid: int, euid: int,
              gid: int, egid: int, page_size: int = layout.PAGE_SIZE, clktck: int = 100,
-             minsigstksz: int | None = None, allow_interp: bool = False,
+             minsigstksz: int | None = None,
+             open_interp: "Callable[[str], ElfFile] | None" = None,
              stack_top: int = layout.STACK_TOP, stack_max: int = layout.STACK_MAX,
-             vdso_base: int | None = None) -> LoadedImage:
-    """execve's work: validate, map the segments, set brk, build the stack; returns where to start.
+             vdso_base: int | None = None, path: str | None = None) -> LoadedImage:
+    """execve's work: validate, map the segments (and the interpreter's), set brk, build the stack.
 
-    `data_or_path` is the file's bytes or a path (checked by read_executable).
-    With allow_interp=False a PT_INTERP program is refused; with True its
-    interpreter path is returned in LoadedImage.interp and not loaded.
-    minsigstksz defaults to this CPU's (hwcap.minsigstksz()).  vdso_base (already mapped by
-    the caller) becomes AT_SYSINFO_EHDR.
-    Everything is validated (including the stack plan) before mm is touched.
+    `data_or_path` is an ElfFile, the file's bytes, or a host path (checked by
+    read_executable); `path` names it in messages (default: execfn).  A program
+    with PT_INTERP gets its interpreter from `open_interp(interp_path)` (an
+    ElfFile; it raises ProgramNotFound / CannotExecute itself), mapped top-down
+    in the mmap area; the program starts at the interpreter's entry with AT_BASE
+    set, AT_PHDR/AT_ENTRY still describing the program.  Without open_interp such
+    a program is refused.  minsigstksz defaults to this CPU's.  vdso_base (already
+    mapped by the caller) becomes AT_SYSINFO_EHDR.
+    Everything is validated (including the stack plan and the interpreter's
+    headers) before mm is touched.
     """
-    if isinstance(data_or_path, (bytes, bytearray, memoryview)):
-        path, data = os.fsdecode(execfn), bytes(data_or_path)
+    if isinstance(data_or_path, ElfFile):
+        name, data = os.fsdecode(execfn), data_or_path
+    elif isinstance(data_or_path, (bytes, bytearray, memoryview)):
+        name, data = os.fsdecode(execfn), ElfFile.of_bytes(bytes(data_or_path))
     else:
-        path, data = os.fsdecode(data_or_path), read_executable(data_or_path)
+        name, data = os.fsdecode(data_or_path), ElfFile.of_bytes(read_executable(data_or_path))
+    path = name if path is None else path
     image = parse_elf(data, path, page_size=page_size)
-    if image.interp is not None and not allow_interp:
-        raise CannotExecute(f"{path}: dynamically linked executables are not supported yet "
-                            f"(interpreter {image.interp})")
-    auxv = make_auxv(image, hwcap=hwcap, hwcap2=hwcap2, uid=uid, euid=euid, gid=gid, egid=egid,
+    interp: ElfImage | None = None
+    if image.interp is not None:
+        if open_interp is None:
+            raise CannotExecute(f"{path}: dynamically linked, and there is no file system to "
+                                f"load its interpreter {image.interp} from")
+        interp = parse_elf(open_interp(image.interp), f"{path}: interpreter {image.interp}",
+                           page_size=page_size, dyn_base=0)
+    auxv_args = dict(hwcap=hwcap, hwcap2=hwcap2, uid=uid, euid=euid, gid=gid, egid=egid,
                      page_size=page_size, clktck=clktck,
                      minsigstksz=hwcap_minsigstksz() if minsigstksz is None else minsigstksz,
                      vdso_base=vdso_base)
-    try:
-        plan = plan_stack(stack_top, argv, envp, auxv, execfn, platform_string.encode(),
-                          random_bytes, stack_max=stack_max)
+    try:    # validated with a stand-in AT_BASE: the plan's size does not depend on it
+        plan_stack(stack_top, argv, envp, make_auxv(image, **auxv_args), execfn,
+                   platform_string.encode(), random_bytes, stack_max=stack_max)
     except CannotExecute as e:
         raise CannotExecute(f"{path}: {e}") from None
     mappings = map_image(image, mm, page_size)
+    entry = image.entry + image.load_bias
+    interp_base = 0
+    if interp is not None:
+        interp = load_interp(interp, mm, page_size)
+        interp_base = interp.load_bias
+        entry = interp.entry + interp.load_bias
+    plan = plan_stack(stack_top, argv, envp, make_auxv(image, interp_base=interp_base, **auxv_args),
+                      execfn, platform_string.encode(), random_bytes, stack_max=stack_max)
     brk = brk_start_of(image, page_size)
     mm.set_brk_base(brk)
     sp = write_stack(mm, plan, stack_max=stack_max, page_size=page_size)
     return LoadedImage(
-        entry=image.entry + image.load_bias, initial_sp=sp,
+        entry=entry, initial_sp=sp,
         phdr_addr=dict(plan.auxv)[at.AT_PHDR], phnum=image.phnum, load_bias=image.load_bias,
         brk_start=brk, stack_top=stack_top, exec_stack=image.exec_stack, interp=image.interp,
-        auxv=plan.auxv, mappings=mappings)
+        auxv=plan.auxv, mappings=mappings, interp_base=interp_base)

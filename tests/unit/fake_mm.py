@@ -26,13 +26,18 @@ class FakeMM:
     brk_base: int | None = None
     stack: tuple[int, int, int] | None = None
     max_pages: int = 1 << 16           # refuse to back absurd mappings in a unit test
+    mmap_top: int = 0x7F7F_0000_0000   # non-fixed mappings go top-down below here
 
     # --- the MemoryManager API --------------------------------------------------
     def mmap(self, addr: int, length: int, prot: int, flags: int, fd: int = -1,
-             offset: int = 0) -> int:
+             offset: int = 0, *, file=None) -> int:
         if addr % PAGE or length <= 0 or length % PAGE or prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC):
             raise SyscallError(errno.EINVAL)
-        if flags != MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED or fd != -1 or offset:
+        if flags == MAP_PRIVATE | MAP_ANONYMOUS and fd == -1 and not offset and not addr:
+            addr = self.mmap_top - length           # the loader's reservation for an interpreter
+            while any(p in self.pages for p in range(addr // PAGE, (addr + length) // PAGE)):
+                addr -= PAGE
+        elif flags != MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED or fd != -1 or offset or file:
             raise SyscallError(errno.EINVAL)
         if addr + length > self.limit:
             raise SyscallError(errno.ENOMEM)
@@ -43,6 +48,11 @@ class FakeMM:
             self.pages[page] = bytearray(PAGE)       # MAP_FIXED replaces: fresh zero page
             self.prots[page] = prot
         return addr
+
+    def munmap(self, addr: int, length: int) -> None:
+        for page in range(addr // PAGE, (addr + length + PAGE - 1) // PAGE):
+            self.pages.pop(page, None)
+            self.prots.pop(page, None)
 
     def copy_out(self, addr: int, data: bytes, *, force: bool = False) -> None:
         self._check(addr, len(data), PROT_WRITE, force)

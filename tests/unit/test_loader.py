@@ -196,20 +196,63 @@ def test_pt_phdr_wins_and_gnu_stack_recorded():
     assert parse_elf(two_segments(), "p").exec_stack is False
 
 
-def test_interp_refused_by_default_and_reported_when_allowed():
-    interp = b"/lib64/ld-linux-x86-64.so.2\0"
-    base = make_elf([dict(vaddr=0x401000, data=b"x" * 16, flags=R | X)],
-                    extra=[(3, R, 0, 0, 0, 0)])
-    # point PT_INTERP at a path appended at the end of the file
+def _with_interp(base: bytes, interp: bytes = b"/lib64/ld-linux-x86-64.so.2\0") -> bytes:
+    """`base` (made with a placeholder PT_INTERP first) pointing at `interp` appended to it."""
     off = len(base)
     data = bytearray(base + interp)
     struct.pack_into("<IIQQQQQQ", data, 64, 3, R, off, 0, 0, len(interp), len(interp), 1)
+    return bytes(data)
+
+
+def test_interp_needs_a_loader():
+    data = _with_interp(make_elf([dict(vaddr=0x401000, data=b"x" * 16, flags=R | X)],
+                                 extra=[(3, R, 0, 0, 0, 0)]))
     with pytest.raises(CannotExecute) as ei:
-        load(bytes(data))
-    assert str(ei.value) == ("/bin/prog: dynamically linked executables are not supported yet "
-                             "(interpreter /lib64/ld-linux-x86-64.so.2)")
-    li, _ = load(bytes(data), allow_interp=True)
-    assert li.interp == "/lib64/ld-linux-x86-64.so.2"
+        load(data)
+    assert str(ei.value) == ("/bin/prog: dynamically linked, and there is no file system to "
+                             "load its interpreter /lib64/ld-linux-x86-64.so.2 from")
+
+
+def test_interp_loaded_top_down_with_auxv():
+    from kvmbox.sentry.loader import ElfFile
+    prog = _with_interp(make_elf([dict(vaddr=0x1000, data=TEXT, flags=R | X),
+                                  dict(vaddr=0x3000, data=DATA, memsz=0x1800, flags=R | W)],
+                                 e_type=3, entry=0x1010, extra=[(3, R, 0, 0, 0, 0)]))
+    ld = make_elf([dict(vaddr=0x0, data=b"\x7fELF-ish" * 10, flags=R),
+                   dict(vaddr=0x1000, data=b"LDTEXT" * 20, flags=R | X),
+                   dict(vaddr=0x3000, data=b"LDDATA", memsz=0x2000, flags=R | W)],
+                  e_type=3, entry=0x1004)
+    asked = []
+
+    def open_interp(path: str) -> ElfFile:
+        asked.append(path)
+        return ElfFile.of_bytes(ld)
+    li, mm = load(prog, open_interp=open_interp)
+    assert asked == ["/lib64/ld-linux-x86-64.so.2"] and li.interp == asked[0]
+    span = 0x5000
+    base = mm.mmap_top - span                                    # where a non-fixed mapping lands
+    assert li.interp_base == base and li.entry == base + 0x1004
+    av = auxv_of(mm, li.initial_sp)
+    assert av[7] == base                                         # AT_BASE
+    assert li.load_bias == DYN_BASE - 0x1000                     # first PT_LOAD at DYN_BASE
+    assert av[9] == li.load_bias + 0x1010                        # AT_ENTRY: the program's
+    assert av[3] == li.phdr_addr and av[5] == 3
+    assert mm.read(base + 0x1000, 6) == b"LDTEXT" and mm.prot_at(base + 0x1000) == PROT_R | PROT_X
+    assert mm.read(base + 0x3000, 8) == b"LDDATA\0\0" and mm.prot_at(base + 0x4000) == PROT_R | PROT_W
+    assert mm.prot_at(base + 0x2000) is None                     # gaps stay unmapped
+    assert li.brk_start == mm.brk_base                           # brk follows the program
+
+
+def test_interp_errors_name_the_interpreter():
+    from kvmbox.sentry.loader import ElfFile
+    prog = _with_interp(make_elf([dict(vaddr=0x401000, data=b"x" * 16, flags=R | X)],
+                                 extra=[(3, R, 0, 0, 0, 0)]))
+    mm = FakeMM()
+    with pytest.raises(CannotExecute) as ei:
+        load(prog, mm, open_interp=lambda p: ElfFile.of_bytes(b"#!/bin/sh\n"))
+    assert str(ei.value) == ("/bin/prog: interpreter /lib64/ld-linux-x86-64.so.2: "
+                             "not an ELF file (bad magic)")
+    assert mm.pages == {}                                        # nothing mapped before the check
 
 
 # --- validation ----------------------------------------------------------------------
@@ -365,11 +408,11 @@ def test_gcc_program_matches_readelf(gcc_programs, kind):
     assert li.brk_start == mm.brk_base == (top_end + PAGE - 1) // PAGE * PAGE
 
 
-def test_gcc_dynamic_program_refused(gcc_programs):
+def test_gcc_dynamic_program_needs_its_interpreter(gcc_programs):
     if "dynamic" not in gcc_programs:
         pytest.skip("gcc cannot build a dynamic program here")
     path = gcc_programs["dynamic"]
-    with pytest.raises(CannotExecute, match=r"dynamically linked executables are not supported yet \(interpreter /"):
+    with pytest.raises(CannotExecute, match=r"load its interpreter /.*ld-linux"):
         load(str(path))
 
 

@@ -7,6 +7,8 @@ import os
 from kvmbox.errors import SyscallError
 from kvmbox.guest_stub import layout as L
 from kvmbox.mm.mapfile import MappedFile
+from kvmbox.platform.base import PROT_WRITE
+from kvmbox.sentry.vfs import perm
 from kvmbox.sentry.syscalls.args import s32, u32
 from kvmbox.sentry.syscalls.table import PARTIAL, SUPPORTED, Entry
 
@@ -23,20 +25,17 @@ def mapped_file(f, prot: int, shared: bool) -> MappedFile:
     EACCES: not open for reading, or MAP_SHARED with PROT_WRITE of a file not open
     for writing; ENODEV: nothing to map (directories, pipes, sockets ...).
     """
-    acc = getattr(f, "flags", os.O_RDONLY) & os.O_ACCMODE
+    acc = f.flags & os.O_ACCMODE
     if not f.readable or acc == os.O_WRONLY:
         raise SyscallError(errno.EACCES)
-    loc = getattr(f, "location", None)
-    may_write = acc == os.O_RDWR and f.writable and not (
-        loc is not None and (loc.mount.readonly or loc.mount.fs.readonly))
-    if shared and prot & L.PROT_WRITE and not may_write:
+    loc = f.location
+    may_write = acc == os.O_RDWR and f.writable and not (loc is not None and perm.is_readonly(loc))
+    if shared and prot & PROT_WRITE and not may_write:
         raise SyscallError(errno.EACCES)
     source = f.mmap_source()
     attr = f.attr()
-    writeback = None
-    if shared and may_write and source.shared_backing() is None:
-        def writeback(offset: int, data: bytes) -> None:
-            f.pwrite(data, offset)
+    # A host file's shared pages are the mapping's own: written back through the source.
+    writeback = source.write if shared and may_write and source.shared_backing() is None else None
     return MappedFile(source, loc.path if loc is not None else "", attr.dev, attr.ino,
                       may_write, writeback)
 
