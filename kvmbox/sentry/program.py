@@ -12,7 +12,6 @@ import errno
 import os
 import stat as S
 import struct
-import weakref
 from dataclasses import dataclass
 
 from kvmbox.errors import CannotExecute, ProgramNotFound, SyscallError
@@ -42,11 +41,12 @@ def _reason(err: int) -> str:
 
 
 def open_executable(vfs: "MountTable", start: "Location", root: "Location", path: str,
-                    creds, what: str) -> tuple["Location", ElfFile]:
+                    creds, what: str, opened: list) -> tuple["Location", ElfFile]:
     """Resolve `path` (from `start`, inside `root`) to an executable regular file and open it.
 
-    Returns its Location and an ElfFile reading (and mapping) it through the VFS.
-    The open file is released when the last mapping made from it goes away.
+    Returns its Location and an ElfFile reading (and mapping) it through the VFS;
+    the open file is appended to `opened` for the caller to release once loaded
+    (mappings keep their MapSource, which outlives the open file).
     """
     try:
         loc = vfs.resolve(start, path, follow=True, root=root)
@@ -65,6 +65,7 @@ def open_executable(vfs: "MountTable", start: "Location", root: "Location", path
         f = loc.node.open(os.O_RDONLY, loc)
     except SyscallError as e:
         raise CannotExecute(f"{what}: {_reason(e.errno)}") from None
+    opened.append(f)
 
     def pread(offset: int, n: int) -> bytes:
         try:
@@ -77,10 +78,6 @@ def open_executable(vfs: "MountTable", start: "Location", root: "Location", path
                                                 may_write=False)
     except SyscallError:
         mapping = None                       # not mappable: the loader copies the bytes
-    if mapping is not None:
-        weakref.finalize(mapping, f.release)
-    else:
-        weakref.finalize(pread, f.release)
     return loc, ElfFile(attr.size, pread, mapping)
 
 
@@ -102,21 +99,27 @@ def load_program(path: str, mm, *, argv: list[str], envp: list[str], vdso_base: 
 
     creds = creds or Credentials()
     cap, cap2 = hwcap.hwcaps()
-    if vfs is None:
-        data: ElfFile | bytes = read_executable(path)
-        exe = os.path.abspath(path)
-        open_interp = None
-    else:
-        root = fs.root if fs is not None else vfs.root()
-        cwd = fs.cwd if fs is not None else root
-        loc, data = open_executable(vfs, cwd, root, path, creds, path)
-        exe = loc.path
+    opened: list = []
+    try:
+        if vfs is None:
+            data: ElfFile | bytes = read_executable(path)
+            exe = os.path.abspath(path)
+            open_interp = None
+        else:
+            root = fs.root if fs is not None else vfs.root()
+            cwd = fs.cwd if fs is not None else root
+            loc, data = open_executable(vfs, cwd, root, path, creds, path, opened)
+            exe = loc.path
 
-        def open_interp(interp: str) -> ElfFile:
-            return open_executable(vfs, root, root, interp, creds,
-                                   f"{path}: interpreter {interp}")[1]
-    image = load_elf(data, mm, argv=[os.fsencode(a) for a in argv],
-                     envp=[os.fsencode(e) for e in envp], execfn=os.fsencode(path), hwcap=cap,
-                     hwcap2=cap2, random_bytes=os.urandom(16), uid=creds.uid, euid=creds.euid,
-                     gid=creds.gid, egid=creds.egid, vdso_base=vdso_base, open_interp=open_interp)
+            def open_interp(interp: str) -> ElfFile:
+                return open_executable(vfs, root, root, interp, creds,
+                                       f"{path}: interpreter {interp}", opened)[1]
+        image = load_elf(data, mm, argv=[os.fsencode(a) for a in argv],
+                         envp=[os.fsencode(e) for e in envp], execfn=os.fsencode(path),
+                         hwcap=cap, hwcap2=cap2, random_bytes=os.urandom(16), uid=creds.uid,
+                         euid=creds.euid, gid=creds.gid, egid=creds.egid, vdso_base=vdso_base,
+                         open_interp=open_interp)
+    finally:
+        for f in opened:
+            f.release()
     return StartedImage(image.entry, image.initial_sp, exe, pack_auxv(image.auxv))
