@@ -58,6 +58,7 @@ CASES = [
     Case("fpmath"),
     Case("malloc"),
     Case("procfs", ("one", "two words", "")),
+    Case("mmapfile", ("/tmp",)),
 ]
 
 PARAMS = [pytest.param(c, b, id=f"{c.id}-{b}") for c in CASES for b in BUILDS]
