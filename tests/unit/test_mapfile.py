@@ -38,7 +38,7 @@ class HostLike:
         self.fills += 1
         return bytes(self.data[offset:offset + n])
 
-    def pwrite(self, offset: int, data: bytes) -> None:
+    def write(self, offset: int, data: bytes) -> None:
         self.data[offset:offset + len(data)] = data
 
 
@@ -99,7 +99,7 @@ def errno_of(fn, *args, **kw) -> int:
 def host_file(data: bytes, *, may_write: bool = True, writeback: bool = False):
     src = HostLike(data)
     return src, MappedFile(src, "/data/file", dev=0x801, ino=42, may_write=may_write,
-                           writeback=src.pwrite if writeback else None)
+                           writeback=src.write if writeback else None)
 
 
 PATTERN = bytes(range(256)) * 64          # 16 KiB, 4 pages
@@ -284,3 +284,43 @@ def test_mincore(mm, monkeypatch):
     assert mm.mincore(a, 3 * PAGE - 5) == b"\1\0\1"
     assert errno_of(mm.mincore, a + 1, PAGE) == errno.EINVAL
     assert errno_of(mm.mincore, a, 4 * PAGE) == errno.ENOMEM
+
+
+# --- the mmap handler: from an open file to a MappedFile ----------------------------------------
+class FakeOpen:
+    """Just what sys_mm.mapped_file reads of a FileDescription."""
+
+    def __init__(self, source, flags: int, readonly_mount: bool = False) -> None:
+        from types import SimpleNamespace
+
+        from kvmbox.sentry.vfs.node import Attr
+        self.source, self.flags = source, flags
+        acc = flags & 3
+        self.readable, self.writable = acc in (0, 2), acc in (1, 2)
+        fs = SimpleNamespace(readonly=False)
+        self.location = SimpleNamespace(path="/mnt/f", mount=SimpleNamespace(readonly=readonly_mount, fs=fs))
+        self._attr = Attr(dev=7, ino=9, mode=0o100644, nlink=1, uid=0, gid=0, size=source.size)
+
+    def mmap_source(self):
+        if self.source is None:
+            raise SyscallError(errno.ENODEV)
+        return self.source
+
+    def attr(self):
+        return self._attr
+
+
+def test_mapped_file_access_rules():
+    import os
+
+    from kvmbox.sentry.syscalls.sys_mm import mapped_file
+    src = HostLike(PATTERN)
+    rw = mapped_file(FakeOpen(src, os.O_RDWR), RW, True)
+    assert rw.may_write and rw.writeback is not None and (rw.path, rw.dev, rw.ino) == ("/mnt/f", 7, 9)
+    assert mapped_file(FakeOpen(src, os.O_RDWR), RW, False).writeback is None      # private
+    ro = mapped_file(FakeOpen(src, os.O_RDONLY), R_, True)
+    assert not ro.may_write and ro.writeback is None
+    assert errno_of(mapped_file, FakeOpen(src, os.O_RDONLY), RW, True) == errno.EACCES
+    assert errno_of(mapped_file, FakeOpen(src, os.O_WRONLY), R_, False) == errno.EACCES
+    assert errno_of(mapped_file, FakeOpen(src, os.O_RDWR, readonly_mount=True), RW, True) == errno.EACCES
+    assert errno_of(mapped_file, FakeOpen(None, os.O_RDONLY), R_, False) == errno.ENODEV
