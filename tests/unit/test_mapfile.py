@@ -299,7 +299,7 @@ class FakeOpen:
         self.readable, self.writable = acc in (0, 2), acc in (1, 2)
         fs = SimpleNamespace(readonly=False)
         self.location = SimpleNamespace(path="/mnt/f", mount=SimpleNamespace(readonly=readonly_mount, fs=fs))
-        self._attr = Attr(dev=7, ino=9, mode=0o100644, nlink=1, uid=0, gid=0, size=source.size)
+        self._attr = Attr(dev=7, ino=9, mode=0o100644, nlink=1, uid=0, gid=0, size=0)
 
     def mmap_source(self):
         if self.source is None:
