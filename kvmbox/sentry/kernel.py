@@ -16,13 +16,17 @@ import time
 from dataclasses import dataclass
 from collections.abc import Callable, Sequence
 
-from kvmbox.errors import SandboxCrash, SyscallError
+from kvmbox.errors import KvmboxError, SandboxCrash, SyscallError
 from kvmbox.mm.manager import MemoryManager
 from kvmbox.platform.base import INTERRUPTED, SYSCALL, Fault, Platform
 from kvmbox.sentry import faults
 from kvmbox.sentry.files import FdTable, FileDescription
 from kvmbox.sentry.syscalls.table import default_table
 from kvmbox.sentry.task import Task, TaskExit, default_rlimits
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from kvmbox.sentry.vfs.build import FsOptions
 
 KERNEL_RELEASE = "6.1.0-kvmbox"
 KERNEL_VERSION = "#1 SMP PREEMPT_DYNAMIC kvmbox"
@@ -46,7 +50,8 @@ class Kernel:
 
     def __init__(self, platform: Platform, *, memory_limit: int | None, hostname: str = "kvmbox",
                  trace: Callable[[str], None] | None = None,
-                 notice: Callable[[str], None] | None = None, fast_path: bool = True) -> None:
+                 notice: Callable[[str], None] | None = None, fast_path: bool = True,
+                 fs: "FsOptions | None" = None) -> None:
         self.platform = platform
         self.memory_limit = memory_limit
         self.hostname = hostname
@@ -68,10 +73,19 @@ class Kernel:
         from kvmbox.sentry import vdso
         self.vdso = vdso.install(platform.memfile, platform.frames)
         self.clock_ns = self.vdso.timekeeper.now_ns   # the guest's clocks (vDSO and syscalls agree)
+        from kvmbox.sentry.vfs.build import FsOptions, build_mounts
+        try:
+            self.vfs = build_mounts(self, fs if fs is not None else FsOptions())  # lives across runs
+        except BaseException:
+            self.vdso.close()
+            raise
 
     def close(self) -> None:
-        """Stop the kernel's helpers (the timekeeper); the platform is closed by its owner."""
+        """Stop the kernel's helpers (the timekeeper), release host fds of the file systems;
+        the platform is closed by its owner."""
+        from kvmbox.sentry.vfs.build import close_mounts
         self.vdso.close()
+        close_mounts(self.vfs)
 
     # --- services handlers use ------------------------------------------------
     def notice(self, msg: str) -> None:
@@ -107,9 +121,20 @@ class Kernel:
 
     # --- running a program ----------------------------------------------------
     def run(self, path: str, argv: Sequence[str], envp: Sequence[str],
-            stdio: Sequence[FileDescription], timeout: float | None = None) -> RunOutcome:
-        """Load the static ELF at `path` and run it to completion."""
+            stdio: Sequence[FileDescription], timeout: float | None = None, *,
+            cwd: str = "/") -> RunOutcome:
+        """Load the static ELF at `path` and run it to completion, in directory `cwd`."""
         from kvmbox.sentry.program import load_program  # local: pulls in ELF parsing
+        from kvmbox.sentry.vfs.path import FsContext
+
+        root = self.vfs.root()
+        try:
+            start = self.vfs.resolve(root, cwd, root=root)
+            if not start.node.is_dir():
+                raise SyscallError(errno.ENOTDIR)
+        except SyscallError as e:
+            raise KvmboxError(f"kvmbox: working directory {cwd}: {os.strerror(e.errno)}") from None
+        fsctx = FsContext(root, start, 0o022)
 
         self._stop.clear()
         self._reported.clear()
@@ -131,7 +156,7 @@ class Kernel:
             ctx = self.platform.new_context()
             ctx.set_regs(rip=image.entry, rsp=image.initial_sp)
             task = Task(self, ctx, mm, fds, pid, image.exe_path, list(argv),
-                        default_rlimits(self.memory_limit))
+                        default_rlimits(self.memory_limit), fs=fsctx)
             task.envp = list(envp)
             task.auxv = image.auxv
             c = task.creds

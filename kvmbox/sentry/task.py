@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from kvmbox.platform.base import Context
     from kvmbox.sentry.files import FdTable
     from kvmbox.sentry.kernel import Kernel
+    from kvmbox.sentry.vfs.path import FsContext
 
 RLIM_INFINITY = (1 << 64) - 1
 
@@ -65,7 +66,8 @@ class Task:
     """One guest thread.  Handlers receive it as `t` and reach everything through it."""
 
     def __init__(self, kernel: "Kernel", ctx: "Context", mm: "MemoryManager", fds: "FdTable",
-                 tid: int, exe_path: str, argv: list[str], rlimits: dict[int, list[int]]) -> None:
+                 tid: int, exe_path: str, argv: list[str], rlimits: dict[int, list[int]], *,
+                 fs: "FsContext | None" = None) -> None:
         self.kernel = kernel
         self.ctx = ctx
         self.mm = mm
@@ -81,8 +83,11 @@ class Task:
         self.envp: list[str] = []  # the environment execve gave (for /proc/<pid>/environ)
         self.auxv = b""            # the auxiliary vector as the stack holds it (/proc/<pid>/auxv)
         self.start_ns = time.monotonic_ns()   # when the task started (/proc/<pid>/stat starttime)
-        self.cwd = "/"
-        self.umask = 0o022
+        if fs is None:               # the kernel's root as root and cwd
+            from kvmbox.sentry.vfs.path import FsContext
+            root = kernel.vfs.root()
+            fs = FsContext(root, root, 0o022)
+        self.fs = fs               # root, cwd, umask (shared by CLONE_FS threads)
         self.rlimits = rlimits
         self.sigmask = 0
         self.sigactions: dict[int, bytes] = {}   # signo -> raw struct sigaction as set by the guest

@@ -4,6 +4,7 @@ from __future__ import annotations
 import errno
 import struct
 import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -90,8 +91,7 @@ class FakeTask:
         self.ppid = 7
         self.creds = Credentials(uid=1000, gid=1001, euid=1000, egid=1001)
         self.exe_path = "/usr/bin/app"
-        self.cwd = "/home/u"
-        self.umask = 0o022
+        self.fs = SimpleNamespace(cwd=SimpleNamespace(path="/home/u"), umask=0o022)
         self.rlimits = default_rlimits(None)
         self.sigmask = 0
         self.sigactions: dict[int, bytes] = {}
@@ -330,7 +330,7 @@ def test_readlink_proc_self_exe(t):
     own = t.mm.put(BASE + 0x200, b"/proc/100/exe\0")
     assert M.readlinkat(t, A(-100, own, out, 100)) == 12
     rel = t.mm.put(BASE + 0x300, b"self/exe\0")
-    t.cwd = "/proc"
+    t.fs.cwd = SimpleNamespace(path="/proc")
     assert M.readlinkat(t, A(-100, rel, out, 100)) == 12
     fails(errno.ENOENT, M.readlinkat, t, 3, rel, out, 100)
     other = t.mm.put(BASE + 0x400, b"/etc/passwd\0")

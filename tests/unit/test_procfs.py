@@ -67,7 +67,8 @@ def env():
     fds = FdTable()
     for i in range(3):
         fds.install(i, CaptureOutput())
-    t = Task(kernel, None, mm, fds, 1, "/usr/bin/prog", ["prog", "a b", ""], default_rlimits(32 * MIB))
+    t = Task(kernel, None, mm, fds, 1, "/usr/bin/prog", ["prog", "a b", ""], default_rlimits(32 * MIB),
+             fs=SimpleNamespace())
     t.envp = ["HOME=/root", "X="]
     t.auxv = b"\x06\0\0\0\0\0\0\0\0\x10\0\0\0\0\0\0" + bytes(16)
     root_loc = SimpleNamespace(mount=kernel.vfs.root, node=None, path="/")

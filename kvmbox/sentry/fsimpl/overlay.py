@@ -325,6 +325,23 @@ class OvNode(Node):
             return up                                # type: ignore[return-value]
         self._new(name, make)
 
+    def opaque_dir(self, name: str, mode: int, uid: int = 0, gid: int = 0) -> Node:
+        """An empty directory `name` hiding whatever the lower layer has there (mount points
+        such as /proc, /sys and /dev, whose host contents must never show); EEXIST if the
+        upper layer already has the name."""
+        self.copy_up()
+        assert self.upper is not None
+        try:
+            self.upper.lookup(name)
+            raise SyscallError(errno.EEXIST)
+        except SyscallError as e:
+            if e.errno != errno.ENOENT:
+                raise
+        self._forget(name)
+        self._whiteout(name)
+        up = self.upper.mkdir(name, mode, uid, gid)
+        return self._keep(name, OvNode(self.fs, self, name, up, None))
+
     def unlink(self, name: str) -> None:
         c = self.lookup(name)
         if c.is_dir():

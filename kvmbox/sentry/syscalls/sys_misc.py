@@ -142,7 +142,7 @@ def sched_yield(t: "Task", a: Args) -> int:
 def getcwd(t: "Task", a: Args) -> int:
     """Implements Linux syscall getcwd(2)."""
     buf, size = a[0], a[1]
-    path = os.fsencode(t.cwd) + b"\0"
+    path = os.fsencode(t.fs.cwd.path) + b"\0"
     if len(path) > size:
         raise SyscallError(errno.ERANGE)
     t.mm.copy_out(buf, path)
@@ -157,7 +157,7 @@ def _readlink(t: "Task", path: str, buf: int, bufsiz: int) -> int:
     """Only the /proc exe links exist until the VFS lands."""
     if not path:
         raise SyscallError(errno.ENOENT)
-    path = posixpath.normpath(posixpath.join(t.cwd, path))
+    path = posixpath.normpath(posixpath.join(t.fs.cwd.path, path))
     if path not in ("/proc/self/exe", "/proc/thread-self/exe", f"/proc/{t.tgid}/exe",
                     f"/proc/{t.tgid}/task/{t.tid}/exe"):
         raise SyscallError(errno.ENOENT)
@@ -188,7 +188,7 @@ def readlinkat(t: "Task", a: Args) -> int:
 def umask(t: "Task", a: Args) -> int:
     """Implements Linux syscall umask(2)."""
     mask = u32(a[0])
-    old, t.umask = t.umask, mask & 0o777
+    old, t.fs.umask = t.fs.umask, mask & 0o777
     return old
 
 

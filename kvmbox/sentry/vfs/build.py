@@ -1,0 +1,131 @@
+"""Builds a Kernel's mount table from the sandbox's file-system options.
+
+    /          overlay: the host rootfs (default the host's /) read-only, a tmpfs upper
+    /proc      procfs (generated from Sentry state)
+    /dev       devfs, with a tmpfs on /dev/shm
+    /sys       an empty read-only tmpfs (the host's /sys never shows)
+    /tmp       tmpfs
+    user mounts: host directories passed through at their guest paths, ro or rw
+
+/proc, /dev, /sys and /tmp are opaque directories of the overlay, so the host's
+own contents there cannot show even under a mount that is later covered.
+"""
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass, field
+
+from kvmbox.errors import KvmboxError, SyscallError
+from kvmbox.sentry.fsimpl.host import HostFilesystem
+from kvmbox.sentry.fsimpl.overlay import OverlayFs
+from kvmbox.sentry.fsimpl.tmpfs import Tmpfs
+from kvmbox.sentry.vfs.path import MountTable
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from kvmbox.sentry.kernel import Kernel
+
+FIRST_DEV = 0x20          # st_dev of the first file system (anonymous block devices 0:NN)
+
+
+@dataclass
+class MountSpec:
+    """A host directory `host` seen at guest path `guest`."""
+    host: str
+    guest: str
+    readonly: bool = True
+
+
+@dataclass
+class FsOptions:
+    """What the sandbox's file system is made of."""
+    rootfs: str | None = None                   # host directory used as / (None: the host's /)
+    mounts: list[MountSpec] = field(default_factory=list)
+
+
+class _Devs:
+    """Hands out the st_dev numbers of one Kernel's file systems."""
+
+    def __init__(self) -> None:
+        self._next = FIRST_DEV
+
+    def __call__(self) -> int:
+        dev = self._next
+        self._next += 1
+        return dev
+
+
+def check_options(opts: FsOptions) -> None:
+    """KvmboxError (one line) for options that cannot work."""
+    if opts.rootfs is not None and not os.path.isdir(opts.rootfs):
+        raise KvmboxError(f"kvmbox: --rootfs {opts.rootfs}: not a directory")
+    for m in opts.mounts:
+        if not m.guest.startswith("/"):
+            raise KvmboxError(f"kvmbox: --mount {m.host}:{m.guest}: the sandbox path must be absolute")
+        if os.path.normpath(m.guest) == "/":
+            raise KvmboxError(f"kvmbox: --mount {m.host}:{m.guest}: cannot mount over / "
+                              "(use --rootfs)")
+        if not os.path.isdir(m.host):
+            raise KvmboxError(f"kvmbox: --mount {m.host}:{m.guest}: {m.host} is not a directory")
+
+
+def build_mounts(kernel: "Kernel", opts: FsOptions) -> MountTable:
+    """The mount table of a new Kernel (see the module docstring)."""
+    from kvmbox.sentry.fsimpl.devfs import DevFilesystem
+    from kvmbox.sentry.fsimpl.procfs import ProcFilesystem
+
+    check_options(opts)
+    memfile, frames = kernel.platform.memfile, kernel.platform.frames
+    dev = _Devs()
+    rootfs = os.path.abspath(opts.rootfs) if opts.rootfs is not None else "/"
+    lower = HostFilesystem(dev(), rootfs, readonly=True)
+    upper = Tmpfs(dev(), memfile, frames, mode=0o755)
+    overlay = OverlayFs(dev(), lower, upper)
+    table = MountTable(overlay, source="overlay")
+    top = overlay.root
+    for name, mode in (("proc", 0o555), ("dev", 0o755), ("sys", 0o555), ("tmp", 0o1777)):
+        top.opaque_dir(name, mode)
+    table.mount("/proc", ProcFilesystem(kernel, dev()), source="proc")
+    table.mount("/dev", DevFilesystem(kernel, dev()), source="devtmpfs")
+    table.mount("/dev/shm", Tmpfs(dev(), memfile, frames, mode=0o1777), source="tmpfs")
+    table.mount("/sys", Tmpfs(dev(), memfile, frames, mode=0o555, readonly=True),
+                readonly=True, source="none")
+    table.mount("/tmp", Tmpfs(dev(), memfile, frames, mode=0o1777), source="tmpfs")
+    for m in opts.mounts:
+        guest = os.path.normpath(m.guest)
+        try:
+            make_dirs(table, guest)
+            fs = HostFilesystem(dev(), os.path.abspath(m.host), readonly=m.readonly)
+            table.mount(guest, fs, readonly=m.readonly, source=os.path.abspath(m.host))
+        except SyscallError as e:
+            raise KvmboxError(f"kvmbox: --mount {m.host}:{m.guest}: {os.strerror(e.errno)}") from None
+    return table
+
+
+def make_dirs(table: MountTable, path: str) -> None:
+    """mkdir -p `path` (absolute, canonical) in whatever file systems it crosses."""
+    root = table.root()
+    loc = root
+    for name in path.split("/"):
+        if not name:
+            continue
+        try:
+            loc = table.resolve(loc, name, root=root)
+        except SyscallError as e:
+            if e.errno != errno.ENOENT:
+                raise
+            node = loc.node.mkdir(name, 0o755, os.getuid(), os.getgid())
+            loc = table.child(loc, name, node)
+        if not loc.node.is_dir():
+            raise SyscallError(errno.ENOTDIR)
+
+
+def close_mounts(table: MountTable) -> None:
+    """Release the host fds the table's file systems hold (Kernel.close)."""
+    for m in table.mounts():
+        fs = m.fs
+        for part in (fs, getattr(fs, "lower", None)):
+            close = getattr(part, "close", None)
+            if close is not None:
+                close()
