@@ -200,9 +200,7 @@ def status(fs: "ProcFilesystem", t: "Task") -> bytes:
     pend, blk, ign, cgt = signal_masks(t)
     m = memory(t)
     mask, mask_list = _cpus(fs)
-    umask = getattr(getattr(t, "fs", None), "umask", None)
-    if umask is None:
-        umask = t.umask
+    umask = t.fs.umask
     text = (
         f"Name:\t{name}\n"
         f"Umask:\t{umask:04o}\n"

@@ -22,27 +22,20 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 # --- the magic links ------------------------------------------------------------------
-def _fs_context(t: "Task"):
-    fsctx = getattr(t, "fs", None)
-    if fsctx is None:               # the VFS is not wired to this task
-        raise SyscallError(errno.ENOENT)
-    return fsctx
-
-
 def _cwd_target(fs: "ProcFilesystem", t: "Task") -> str:
-    return _fs_context(t).cwd.path
+    return t.fs.cwd.path
 
 
 def _cwd_jump(fs: "ProcFilesystem", t: "Task") -> "Location":
-    return _fs_context(t).cwd
+    return t.fs.cwd
 
 
 def _root_target(fs: "ProcFilesystem", t: "Task") -> str:
-    return _fs_context(t).root.path
+    return t.fs.root.path
 
 
 def _root_jump(fs: "ProcFilesystem", t: "Task") -> "Location":
-    return _fs_context(t).root
+    return t.fs.root
 
 
 def _exe_target(fs: "ProcFilesystem", t: "Task") -> str:
@@ -50,7 +43,7 @@ def _exe_target(fs: "ProcFilesystem", t: "Task") -> str:
 
 
 def _exe_jump(fs: "ProcFilesystem", t: "Task") -> "Location":
-    return fs.kernel.vfs.resolve(_fs_context(t).root, t.exe_path)
+    return fs.kernel.vfs.resolve(t.fs.root, t.exe_path)
 
 
 def _fd_file(t: "Task", name: str) -> "FileDescription":
