@@ -3,8 +3,8 @@
 Exit statuses of `kvmbox run`: the program's own status, 128+N when it was
 killed by signal N, 124 when --timeout expired, 125 when kvmbox itself failed
 (bad option, no usable /dev/kvm, sandbox crash), 126 when the program cannot be
-executed (not ELF, wrong architecture, truncated, no permission, a directory,
-dynamically linked), 127 when it does not exist.
+executed (not ELF, wrong architecture, truncated, no permission, a directory),
+127 when it does not exist in the sandbox's file system.
 """
 from __future__ import annotations
 
@@ -37,6 +37,14 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                    help="stop the program after this long (exit status 124)")
     r.add_argument("--hostname", default="kvmbox")
+    r.add_argument("--rootfs", default=None, metavar="DIR",
+                   help="host directory to use as / (read-only, with an in-memory overlay; "
+                        "default: the host's /)")
+    r.add_argument("--mount", action="append", default=[], metavar="HOST:GUEST[:ro|rw]",
+                   help="mount a host directory in the sandbox (default ro; repeatable)")
+    r.add_argument("--cwd", default=None, metavar="DIR",
+                   help="working directory inside the sandbox (default: the current directory "
+                        "when the root is the host's /, else /)")
     r.add_argument("--no-fast-path", action="store_true",
                    help="send every syscall to the Sentry (no in-guest answers for getpid & co.)")
     r.add_argument("--kvm-device", default="/dev/kvm", help=argparse.SUPPRESS)
@@ -66,9 +74,11 @@ def _cmd_run(ns: argparse.Namespace) -> int:
     stdio = [HostStream(0, True, False), HostStream(1, False, True), HostStream(2, False, True)]
     trace = (lambda line: print(line, file=sys.stderr, flush=True)) if ns.strace else None
     try:
+        cwd = ns.cwd if ns.cwd is not None else ("/" if ns.rootfs else os.getcwd())
         with Sandbox(platform=ns.platform, memory=ns.memory, timeout=ns.timeout,
                      hostname=ns.hostname, kvm_device=ns.kvm_device,
-                     fast_path=not ns.no_fast_path) as sb:
+                     fast_path=not ns.no_fast_path, rootfs=ns.rootfs, mounts=ns.mount,
+                     cwd=cwd) as sb:
             for line in sb.setup_notices:
                 print(line, file=sys.stderr)
             if ns.debug:

@@ -38,15 +38,50 @@ class Result:
     notices: list[str] = field(default_factory=list)   # kvmbox's own messages (unsupported syscalls ...)
 
 
-def resolve_program(name: str, env: Mapping[str, str]) -> str:
-    """A program name as the shell would find it: paths as given, bare names through PATH."""
+def parse_mount(spec: str):
+    """'HOST:GUEST[:ro|rw]' -> MountSpec (read-only unless ':rw' is given)."""
+    from kvmbox.sentry.vfs.build import MountSpec
+
+    parts = spec.split(":")
+    readonly = True
+    if len(parts) == 3 and parts[2] in ("ro", "rw"):
+        readonly = parts[2] == "ro"
+        parts = parts[:2]
+    if len(parts) != 2 or not parts[0] or not parts[1]:
+        raise KvmboxError(f"kvmbox: bad mount {spec!r} (use HOST:GUEST, HOST:GUEST:ro or HOST:GUEST:rw)")
+    return MountSpec(host=parts[0], guest=parts[1], readonly=readonly)
+
+
+def resolve_program(name: str, env: Mapping[str, str], vfs=None, cwd: str = "/") -> str:
+    """A program name as the shell would find it: paths as given, bare names through PATH.
+
+    With the sandbox's mount table `vfs`, PATH is searched inside the sandbox (from
+    `cwd`, symlinks followed): the first executable regular file wins, as execvp.
+    Without one, on the host (tools that have no sandbox yet)."""
     if "/" in name:
         return name
     for d in env.get("PATH", "").split(":"):
         candidate = os.path.join(d or ".", name)
-        if os.path.isfile(candidate):
+        if _executable_in(vfs, cwd, candidate) if vfs is not None else os.path.isfile(candidate):
             return candidate
     raise ProgramNotFound(f"kvmbox: {name}: command not found")
+
+
+def _executable_in(vfs, cwd: str, path: str) -> bool:
+    """Is `path` (from `cwd`) an executable regular file inside the sandbox's file system?"""
+    import stat
+
+    from kvmbox.errors import SyscallError
+    from kvmbox.sentry.task import Credentials
+    from kvmbox.sentry.vfs import perm
+
+    root = vfs.root()
+    try:
+        start = vfs.resolve(root, cwd, root=root)
+        attr = vfs.resolve(start, path, follow=True, root=root).node.attr()
+    except SyscallError:
+        return False
+    return stat.S_ISREG(attr.mode) and perm.may_access(attr, Credentials(), perm.MAY_EXEC)
 
 
 class Sandbox:
@@ -59,18 +94,25 @@ class Sandbox:
 
     def __init__(self, platform: str = "auto", memory: int | str = DEFAULT_MEMORY,
                  timeout: float | None = None, hostname: str = "kvmbox",
-                 kvm_device: str = "/dev/kvm", fast_path: bool = True) -> None:
+                 kvm_device: str = "/dev/kvm", fast_path: bool = True, *,
+                 rootfs: str | None = None, mounts: Sequence = (), cwd: str = "/") -> None:
+        """rootfs: host directory used as / (default the host's /), read-only under an
+        in-memory overlay.  mounts: MountSpec objects or 'HOST:GUEST[:ro|rw]' strings.
+        cwd: the programs' working directory inside the sandbox."""
         from kvmbox.platform.registry import open_platform
         from kvmbox.sentry.kernel import Kernel
+        from kvmbox.sentry.vfs.build import FsOptions
 
         self.memory = parse_size(memory)
         self.timeout = timeout
+        self.cwd = cwd
+        fs = FsOptions(rootfs=rootfs, mounts=[parse_mount(m) if isinstance(m, str) else m for m in mounts])
         self._notices: list[str] = []
         self.setup_notices: list[str] = []   # e.g. the fallback from KVM to ptrace
         self._platform = open_platform(platform, self.memory, device=kvm_device,
                                        notice=self.setup_notices.append)
         self._kernel = Kernel(self._platform, memory_limit=self.memory, hostname=hostname,
-                              notice=self._notices.append, fast_path=fast_path)
+                              notice=self._notices.append, fast_path=fast_path, fs=fs)
         self._lock = threading.Lock()
 
     @property
@@ -83,12 +125,13 @@ class Sandbox:
 
     def run(self, argv: Sequence[str], stdin: bytes = b"", env: Mapping[str, str] | None = None,
             timeout: float | None = None, *, stdio: Sequence[FileDescription] | None = None,
-            trace=None) -> Result:
+            trace=None, cwd: str | None = None) -> Result:
         """Run argv[0] with argv; returns its Result.  Bad programs raise a KvmboxError."""
         if not argv:
             raise KvmboxError("kvmbox: empty argv")
         env = dict(DEFAULT_ENV if env is None else env)
-        path = resolve_program(argv[0], env)
+        path = resolve_program(argv[0], env, getattr(self._kernel, "vfs", None),
+                               cwd if cwd is not None else self.cwd)
         envp = [f"{k}={v}" for k, v in env.items()]
         if stdio is None:
             out, err = CaptureOutput(), CaptureOutput()
@@ -102,12 +145,33 @@ class Sandbox:
             self._notices.clear()
             self._kernel.trace = trace
             outcome = self._kernel.run(path, list(argv), envp, files,
-                                       timeout if timeout is not None else self.timeout)
+                                       timeout if timeout is not None else self.timeout,
+                                       cwd=cwd if cwd is not None else self.cwd)
             notices = list(self._notices)
         return Result(outcome.exit_code, outcome.signal,
                       out.getvalue() if out is not None else b"",
                       err.getvalue() if err is not None else b"",
                       outcome.timed_out, outcome.report, notices)
+
+    def write_file(self, path: str, data: bytes, mode: int = 0o644) -> None:
+        """Create or replace the file at guest `path` (parents must exist) with `data`.
+
+        It lands where the guest would write it: the in-memory overlay, a tmpfs, or a
+        read-write host mount; a read-only mount raises KvmboxError (EROFS)."""
+        from kvmbox.sentry.vfs.transfer import write_file
+        with self._lock:
+            write_file(self._live_kernel().vfs, path, bytes(data), mode)
+
+    def read_file(self, path: str) -> bytes:
+        """The bytes of the file at guest `path` as the sandbox sees it."""
+        from kvmbox.sentry.vfs.transfer import read_file
+        with self._lock:
+            return read_file(self._live_kernel().vfs, path)
+
+    def _live_kernel(self):
+        if self._kernel is None:
+            raise KvmboxError("kvmbox: the sandbox is closed")
+        return self._kernel
 
     def kill(self) -> None:
         """Stop the program currently running (from another thread)."""
