@@ -152,7 +152,8 @@ class Kernel:
         try:
             pid = self._next_pid
             vdso_base = self.vdso.map_into(mm)
-            image = load_program(path, mm, argv=list(argv), envp=list(envp), vdso_base=vdso_base)
+            image = load_program(path, mm, argv=list(argv), envp=list(envp), vdso_base=vdso_base,
+                                 vfs=self.vfs, fs=fsctx)
             ctx = self.platform.new_context()
             ctx.set_regs(rip=image.entry, rsp=image.initial_sp)
             task = Task(self, ctx, mm, fds, pid, image.exe_path, list(argv),
