@@ -123,6 +123,7 @@ class HostStream(FileDescription):
         self.fd = os.dup(host_fd)
         os.set_inheritable(self.fd, False)
         self.readable, self.writable = readable, writable
+        self.flags = os.O_RDWR if readable and writable else os.O_WRONLY if writable else os.O_RDONLY
         st = os.fstat(self.fd)
         self.mode = st.st_mode
         self.seekable = stat_mod.S_ISREG(st.st_mode)
@@ -221,6 +222,7 @@ class CaptureOutput(FileDescription):
 
     writable = True
     mode = stat_mod.S_IFIFO | 0o600
+    flags = os.O_WRONLY
 
     def __init__(self, limit: int = 64 << 20) -> None:
         self.buffer = bytearray()
