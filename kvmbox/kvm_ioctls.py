@@ -70,6 +70,9 @@ KVM_SET_MSRS = _IOW(0x89, 8)
 KVM_SET_CPUID2 = _IOW(0x90, 8)
 KVM_GET_VCPU_EVENTS = _IOR(0x9F, EVENTS_SIZE)
 KVM_SET_XCRS = _IOW(0xA7, XCRS_SIZE)
+XSAVE_SIZE = 4096                      # struct kvm_xsave: the standard (non-compacted) XSAVE image
+KVM_GET_XSAVE = _IOR(0xA4, XSAVE_SIZE)
+KVM_SET_XSAVE = _IOW(0xA5, XSAVE_SIZE)
 
 KVM_CAP_SYNC_REGS = 74
 KVM_CAP_IMMEDIATE_EXIT = 136
@@ -256,6 +259,18 @@ class Vcpu:
         buf = bytearray(XCRS_SIZE)
         struct.pack_into("IIIIQ", buf, 0, 1, 0, 0, 0, value)
         _ioctl(self.fd, "KVM_SET_XCRS", KVM_SET_XCRS, buf)
+
+    def get_xsave(self) -> bytearray:
+        """The vCPU's FPU/SSE/AVX state as a 4096-byte standard-format XSAVE image."""
+        buf = bytearray(XSAVE_SIZE)
+        _ioctl(self.fd, "KVM_GET_XSAVE", KVM_GET_XSAVE, buf)
+        return buf
+
+    def set_xsave(self, image: bytes) -> None:
+        """Load an XSAVE image (padded to 4096 bytes); KvmError(EINVAL) for a malformed one."""
+        buf = bytearray(XSAVE_SIZE)
+        buf[:min(len(image), XSAVE_SIZE)] = image[:XSAVE_SIZE]
+        _ioctl(self.fd, "KVM_SET_XSAVE", KVM_SET_XSAVE, buf)
 
     def get_vcpu_events(self) -> bytearray:
         buf = bytearray(EVENTS_SIZE)

@@ -113,6 +113,27 @@ class Context(ABC):
     def set_regs(self, **regs: int) -> None:
         """Set registers by name (same names as get_regs)."""
 
+    def restore_regs(self, **regs: int) -> None:
+        """Set registers for a return to user mode that must keep every one of them
+        exactly, rcx and r11 included (signal delivery, rt_sigreturn): unlike
+        set_regs after a syscall, the return path must not go through rcx/r11."""
+        self.set_regs(**regs)
+
+    @abstractmethod
+    def get_fpu(self) -> bytes:
+        """The thread's user FPU/SIMD state as a standard-format (non-compacted) XSAVE image:
+        the 512-byte legacy area, the 64-byte header, then each enabled component at its
+        CPUID offset; fpu_layout()[0] bytes.  The sw_reserved bytes (464..511) are not meaningful."""
+
+    @abstractmethod
+    def set_fpu(self, image: bytes) -> None:
+        """Load an XSAVE image as get_fpu returns it.  Raises ValueError when the CPU would
+        refuse it (reserved MXCSR or header bits): rt_sigreturn turns that into SIGSEGV."""
+
+    @abstractmethod
+    def fpu_layout(self) -> tuple[int, int]:
+        """(size of the XSAVE image in bytes, XCR0 feature mask) of this thread's user state."""
+
     def set_identity(self, *, enabled: bool, pid: int, tid: int, ppid: int, uid: int, euid: int,
                      gid: int, egid: int) -> None:
         """Ids a platform may answer without trapping (getpid & co.); default: always trap."""

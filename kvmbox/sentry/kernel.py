@@ -21,6 +21,7 @@ from kvmbox.mm.manager import MemoryManager
 from kvmbox.platform.base import INTERRUPTED, SYSCALL, Fault, Platform
 from kvmbox.sentry import faults
 from kvmbox.sentry.files import FdTable, FileDescription
+from kvmbox.sentry.signals import deliver
 from kvmbox.sentry.syscalls.table import default_table
 from kvmbox.sentry.task import Task, TaskExit, default_rlimits
 
@@ -43,6 +44,7 @@ class RunOutcome:
     signal: int               # the killing signal, 0 if it exited
     timed_out: bool = False
     report: str | None = None  # one-line description of a fatal fault
+    core: bool = False         # the killing signal's default action dumps core (as wait's WCOREDUMP)
 
 
 class Kernel:
@@ -221,6 +223,8 @@ class Kernel:
                     set_return(ret)
                     if trace is not None:
                         self._trace_call(task, rec, regs, ret)
+                    if task.pending_signals or -516 <= ret <= -512:
+                        deliver.after_syscall(task, nr, ret)
                 elif ev is INTERRUPTED:
                     ctx.clear_interrupt()
                     if self._stop.is_set():
@@ -229,10 +233,13 @@ class Kernel:
                     assert isinstance(ev, Fault)
                     if ev.vector == 14 and task.mm.handle_fault(ev.address, ev.error_code):
                         continue
+                    if deliver.deliver_fault(task, ev):
+                        continue
                     return self._fatal_fault(task, ev)
         except TaskExit as e:
             if e.signal:
-                return RunOutcome(128 + e.signal, e.signal)
+                return RunOutcome(128 + e.signal, e.signal, core=e.core,
+                                  report=getattr(e, "report", None))
             return RunOutcome(e.status, 0)
         except Stopped:
             return self._stopped()
@@ -256,7 +263,7 @@ class Kernel:
             code = task.mm.copy_in(fault.rip, 16)
         except SyscallError:
             code = None
-        return RunOutcome(128 + signo, signo, report=faults.describe(fault, signo, code))
+        return RunOutcome(128 + signo, signo, report=faults.describe(fault, signo, code), core=True)
 
     def _trace_call(self, task: Task, rec, regs, ret) -> None:
         from kvmbox.sentry.strace import format_call

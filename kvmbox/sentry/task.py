@@ -96,6 +96,9 @@ class Task:
         self.fs_base = 0
         self.exited: TaskExit | None = None
         self.pending_signals: list[tuple[int, int, int]] = []   # (signo, si_code, si_addr) queued
+        self.altstack = (0, 2, 0)          # sigaltstack (ss_sp, ss_flags, ss_size); 2 = SS_DISABLE
+        self.saved_sigmask: int | None = None   # rt_sigsuspend's mask to put back after delivery
+        self.fault_regs = (0, 0, 0)        # (trapno, err, cr2) of the last fault, for sigcontext
 
     def queue_signal(self, signo: int, *, code: int = 0, addr: int = 0) -> None:
         """Make `signo` pending for this task; delivered before it next returns to the guest.
@@ -103,4 +106,5 @@ class Task:
         The contract for code that raises signals (SIGPIPE on a pipe write, kill(2)):
         call this, then return/raise the syscall's own result as usual.
         """
-        self.pending_signals.append((signo, code, addr))
+        from kvmbox.sentry.signals.deliver import queue
+        queue(self, signo, code, addr)

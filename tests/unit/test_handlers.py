@@ -83,6 +83,13 @@ class FakeKernel:
         pass
 
 
+class FakeCtx:
+    """Registers of a task stopped in a syscall (the stack far from any test address)."""
+
+    def get_regs(self) -> dict[str, int]:
+        return {"rsp": 0x7FFF_0000_0000}
+
+
 class FakeTask:
     def __init__(self) -> None:
         self.kernel = FakeKernel()
@@ -95,6 +102,11 @@ class FakeTask:
         self.rlimits = default_rlimits(None)
         self.sigmask = 0
         self.sigactions: dict[int, bytes] = {}
+        self.pending_signals: list[tuple[int, int, int]] = []
+        self.altstack = (0, 2, 0)
+        self.saved_sigmask = None
+        self.fault_regs = (0, 0, 0)
+        self.ctx = FakeCtx()
         self.clear_child_tid = 0
         self.robust_list = (0, 0)
         self.exited = None

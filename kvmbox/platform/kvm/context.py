@@ -195,5 +195,31 @@ class KvmContext(Context):
         self.regs[_REG_INDEX[name]] = value
         self.vcpu.mark_dirty(KVM_SYNC_X86_REGS)
 
+    def restore_regs(self, **regs: int) -> None:
+        """As set_regs, but a return from the syscall trampoline resumes at `rip` directly
+        (pvm-native: the vCPU is in CPL3 there) so rcx keeps its own value."""
+        if (self._configured and not self.in_exception and "rip" in regs
+                and self.regs[RIP] == self._syscall_exit_rip):
+            if self._restore_flags:
+                self.regs[RIP] = regs["rip"] & _MASK64
+                self.vcpu.mark_dirty(KVM_SYNC_X86_REGS)
+                regs = {k: v for k, v in regs.items() if k != "rip"}
+            else:
+                # hw: sysretq returns through rcx/r11, so those two cannot be kept.
+                regs = {**regs, "rcx": regs["rip"], "r11": regs.get("rflags", self.regs[RFLAGS])}
+        self.set_regs(**regs)
+
+    def get_fpu(self) -> bytes:
+        return bytes(self.vcpu.get_xsave()[:self.platform.xsave_size])
+
+    def set_fpu(self, image: bytes) -> None:
+        try:
+            self.vcpu.set_xsave(image)
+        except OSError as e:
+            raise ValueError(f"XSAVE image refused: {e}") from None
+
+    def fpu_layout(self) -> tuple[int, int]:
+        return self.platform.xsave_size, self.platform.xcr0
+
     def release(self) -> None:
         self.platform.return_vcpu(self.vcpu)

@@ -42,6 +42,18 @@ def xcr0_for(cpuid2: bytes) -> int:
     return (eax & XCR0_WANTED) | 0x3
 
 
+def xsave_layout(cpuid2: bytes) -> tuple[int, int]:
+    """(XSAVE image size, XCR0) of the guest's user state: the end of the last enabled
+    component by CPUID leaf 0xD (legacy area + header = 576 bytes at least)."""
+    xcr0 = xcr0_for(cpuid2)
+    size = 576
+    for bit in range(2, 64):
+        if xcr0 >> bit & 1:
+            eax, ebx, _, _ = cpuid_entry(cpuid2, 0xD, bit)
+            size = max(size, ebx + eax)
+    return size, xcr0
+
+
 def _seg(buf: bytearray, i: int, selector: int, type_: int, dpl: int, db: int, l: int,
          s: int = 1, base: int = 0, limit: int = 0xFFFFFFFF, g: int = 1) -> None:
     struct.pack_into(SEGMENT_FMT, buf, i * SEGMENT_SIZE, base, limit, selector, type_, 1, dpl, db, s, l,

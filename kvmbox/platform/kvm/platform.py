@@ -15,6 +15,7 @@ from kvmbox.mm.frames import FrameAllocator
 from kvmbox.mm.memfile import MemoryFile
 from kvmbox.mm.pagetables import PageTables
 from kvmbox.platform.base import AddressSpace, Context, Platform
+from kvmbox.platform.kvm import cpu
 from kvmbox.platform.kvm.context import KvmContext
 
 DEFAULT_DEVICE = "/dev/kvm"
@@ -61,6 +62,7 @@ class KvmPlatform(Platform):
             if not self.kvm.check_extension(KVM_CAP_SYNC_REGS) & (KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS):
                 raise PlatformUnavailable("kvmbox: this KVM lacks KVM_CAP_SYNC_REGS")
             self.cpuid = bytes(self.kvm.supported_cpuid())
+            self.xsave_size, self.xcr0 = cpu.xsave_layout(self.cpuid)   # the signal frame's FPU area
             self.vm = self.kvm.create_vm()
             size = (memory + OVERHEAD + 0x1FFFFF) & ~0x1FFFFF
             self.memfile = MemoryFile(size)

@@ -81,6 +81,9 @@ class PtraceContext(Context):
         self._interrupt = threading.Event()
         self._kick = -1                         # pidfd of the stub while it runs (for interrupt)
         self._info = host.SigInfo()
+        self._stub_pid = -1                     # the stub last switched to (FPU state lives there)
+        self._xstate_size = 0
+        self._xfeatures: int | None = None
 
     # --- running ---------------------------------------------------------
     def switch(self, aspace: AddressSpace) -> Event:
@@ -91,6 +94,7 @@ class PtraceContext(Context):
         pid = stub.pid
         if not self._loaded:
             self._first_frame(stub)
+        self._stub_pid = pid
         load = stub.owner is not self or self._dirty
         stub.owner = self
         self._dirty = False
@@ -212,6 +216,25 @@ class PtraceContext(Context):
 
     def _set_one(self, name: str, value: int) -> None:
         self.regs[_NAMES[name]] = value & _MASK64
+
+    def get_fpu(self) -> bytes:
+        # The FPU state is the stub process's own (one thread per stub for now).
+        image = host.get_xstate(self._stub_pid)
+        self._xstate_size = len(image)
+        if self._xfeatures is None:
+            self._xfeatures = host.xstate_features(len(image))
+        return image
+
+    def set_fpu(self, image: bytes) -> None:
+        try:
+            host.set_xstate(self._stub_pid, image)
+        except OSError as e:
+            raise ValueError(f"XSAVE image refused: {e}") from None
+
+    def fpu_layout(self) -> tuple[int, int]:
+        if not self._xstate_size:
+            self.get_fpu()
+        return self._xstate_size, self._xfeatures or 3
 
     def release(self) -> None:
         self._loaded = False

@@ -79,6 +79,35 @@ def get_siginfo(pid: int, info: ctypes.Array) -> None:
         raise _fail("PTRACE_GETSIGINFO")
 
 
+class _Iovec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+
+def get_xstate(pid: int, size: int = C.XSTATE_MAX) -> bytes:
+    """PTRACE_GETREGSET NT_X86_XSTATE: the stopped stub's XSAVE image (the kernel's user size)."""
+    buf = ctypes.create_string_buffer(size)
+    iov = _Iovec(ctypes.addressof(buf), size)
+    if _ptrace(C.PTRACE_GETREGSET, pid, C.NT_X86_XSTATE, ctypes.addressof(iov)) == -1:
+        raise _fail("PTRACE_GETREGSET")
+    return buf.raw[:iov.len]
+
+
+def set_xstate(pid: int, image: bytes) -> None:
+    """PTRACE_SETREGSET NT_X86_XSTATE; OSError(EINVAL) for an image the kernel refuses."""
+    buf = ctypes.create_string_buffer(image, len(image))
+    iov = _Iovec(ctypes.addressof(buf), len(image))
+    if _ptrace(C.PTRACE_SETREGSET, pid, C.NT_X86_XSTATE, ctypes.addressof(iov)) == -1:
+        raise _fail("PTRACE_SETREGSET")
+
+
+def xstate_features(size: int) -> int:
+    """The host's user XCR0 (arch_prctl ARCH_GET_XCOMP_SUPP); from the image size if refused."""
+    value = ctypes.c_uint64(0)
+    if _libc.syscall(C.NR_arch_prctl, C.ARCH_GET_XCOMP_SUPP, ctypes.byref(value)) == 0:
+        return value.value
+    return 0x7 if size > 576 else 0x3
+
+
 def _map_stub_page():
     """Map the stub code page at PTRACE_STUB_VIRT in this process, once; returns spawn()."""
     global _spawn_fn

@@ -1,24 +1,33 @@
-"""Signal disposition syscalls: rt_sigaction, rt_sigprocmask, sigaltstack (recorded only).
+"""Signal syscalls: dispositions, masks, the alternate stack, waiting, sending to self, rt_sigreturn.
 
-Delivery is future work: these handlers keep the state Linux keeps so that a later
-signal-delivery module finds it, and report back what was set.
+Delivery itself (frames, default actions, restarts) is kvmbox.sentry.signals.deliver,
+run by the kernel before each return to the guest.  The sandbox runs one process
+of one thread, so every signal comes from the task itself (kill/tgkill/raise,
+SIGPIPE, faults): a wait for a signal that is not already pending can only end by
+its timeout or by the run being stopped (timeout or kill from outside).
+
+A stop signal's default action ends the run (exit status 128+N, report "stopped
+by ..."): nothing in the sandbox could ever send SIGCONT, and a shell's wait
+reports a stopped job with that same status.
 """
 from __future__ import annotations
 
 import errno
+import struct
 TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 
 from kvmbox.abi import signals, structs
 from kvmbox.errors import SyscallError
+from kvmbox.sentry.signals import deliver
+from kvmbox.sentry.signals.frame import SI_TKILL, SI_USER
 from kvmbox.sentry.syscalls.args import s32
-from kvmbox.sentry.syscalls.table import PARTIAL, Entry
+from kvmbox.sentry.syscalls.table import PARTIAL, SUPPORTED, Entry
 
 if TYPE_CHECKING:  # pragma: no cover
     from kvmbox.sentry.task import Task
 
 Args = tuple[int, int, int, int, int, int]
 
-_NOTE = "recorded; delivery comes later"
 SA_EXPOSE_TAGBITS = 0x800
 # sa_flags bits Linux keeps (UAPI_SA_FLAGS on x86-64); others read back as 0.
 KNOWN_SA_FLAGS = (signals.SA_NOCLDSTOP | signals.SA_NOCLDWAIT | signals.SA_SIGINFO
@@ -26,12 +35,23 @@ KNOWN_SA_FLAGS = (signals.SA_NOCLDSTOP | signals.SA_NOCLDWAIT | signals.SA_SIGIN
                   | signals.SA_RESETHAND | SA_EXPOSE_TAGBITS | signals.SA_RESTORER)
 DEFAULT_SIGACTION = bytes(structs.SIGACTION.size)
 # (ss_sp, ss_flags, ss_size) of a task that never called sigaltstack.
-NO_ALTSTACK = (0, signals.SS_DISABLE, 0)
+NO_ALTSTACK = deliver.NO_ALTSTACK
+TIMESPEC = struct.Struct("<qq")
+_SELF_ONLY = "one process of one thread: only the task itself can be signalled"
 
 
 def _check_sigsetsize(size: int) -> None:
     if size != signals.SIGSET_SIZE:
         raise SyscallError(errno.EINVAL)
+
+
+def _read_set(t: "Task", addr: int) -> int:
+    (mask,) = structs.SIGSET.unpack(t.mm.copy_in(addr, structs.SIGSET.size))
+    return mask & ~signals.UNBLOCKABLE_MASK
+
+
+def _user_sp(t: "Task") -> int:
+    return t.ctx.get_regs()["rsp"]
 
 
 def rt_sigaction(t: "Task", a: Args) -> int:
@@ -48,6 +68,8 @@ def rt_sigaction(t: "Task", a: Args) -> int:
         handler, flags, restorer, mask = structs.SIGACTION.unpack(new)
         t.sigactions[sig] = structs.SIGACTION.pack(
             handler, flags & KNOWN_SA_FLAGS, restorer, mask & ~signals.UNBLOCKABLE_MASK)
+        if deliver.ignored(sig, handler):
+            deliver.flush(t, sig)          # pending instances are discarded, blocked or not
     if oact:
         t.mm.copy_out(oact, old)
     return 0
@@ -59,8 +81,7 @@ def rt_sigprocmask(t: "Task", a: Args) -> int:
     _check_sigsetsize(sigsetsize)
     old = t.sigmask
     if nset:
-        (mask,) = structs.SIGSET.unpack(t.mm.copy_in(nset, structs.SIGSET.size))
-        mask &= ~signals.UNBLOCKABLE_MASK
+        mask = _read_set(t, nset)
         if how == signals.SIG_BLOCK:
             t.sigmask = old | mask
         elif how == signals.SIG_UNBLOCK:
@@ -74,28 +95,145 @@ def rt_sigprocmask(t: "Task", a: Args) -> int:
     return 0
 
 
+def rt_sigreturn(t: "Task", a: Args) -> int:
+    """Implements Linux syscall rt_sigreturn(2)."""
+    return deliver.sigreturn(t)
+
+
 def sigaltstack(t: "Task", a: Args) -> int:
     """Implements Linux syscall sigaltstack(2)."""
     ss, old_ss = a[0], a[1]
-    old = getattr(t, "altstack", NO_ALTSTACK)
+    sp = _user_sp(t) if ss or old_ss else 0
+    ss_sp, flags, size = t.altstack
+    old = (ss_sp, deliver.sas_ss_flags(t, sp) | (flags & signals.SS_AUTODISARM), size)
     if ss:
-        sp, flags, size = structs.STACK_T.unpack(t.mm.copy_in(ss, structs.STACK_T.size))
-        mode = flags & ~signals.SS_AUTODISARM
-        if mode not in (0, signals.SS_ONSTACK, signals.SS_DISABLE):
-            raise SyscallError(errno.EINVAL)
-        if mode == signals.SS_DISABLE:
-            t.altstack = NO_ALTSTACK
-        elif size < signals.MINSIGSTKSZ:
-            raise SyscallError(errno.ENOMEM)
-        else:
-            t.altstack = (sp, flags & signals.SS_AUTODISARM, size)
+        new = structs.STACK_T.unpack(t.mm.copy_in(ss, structs.STACK_T.size))
+        deliver.set_altstack(t, *new, sp)
     if old_ss:
         t.mm.copy_out(old_ss, structs.STACK_T.pack(*old))
     return 0
 
 
+def rt_sigpending(t: "Task", a: Args) -> int:
+    """Implements Linux syscall rt_sigpending(2)."""
+    uset, sigsetsize = a[0], a[1]
+    if sigsetsize > signals.SIGSET_SIZE:
+        raise SyscallError(errno.EINVAL)
+    pending = 0
+    for signo, _c, _a in t.pending_signals:
+        pending |= signals.sigbit(signo)
+    t.mm.copy_out(uset, structs.SIGSET.pack(pending & t.sigmask)[:sigsetsize])
+    return 0
+
+
+def _wait_for_signal(t: "Task") -> None:
+    """Discard pending signals that would be ignored; raise EINTR once one would act, or
+    block until the run is stopped (no other signal source exists)."""
+    while True:
+        allowed = deliver.deliverable_mask(t)
+        if not allowed:
+            t.kernel.wait_forever(t)
+        for signo, _c, _a in t.pending_signals:
+            if allowed & signals.sigbit(signo) and not deliver.ignored(signo, deliver.action(t, signo)[0]):
+                raise SyscallError(errno.EINTR)
+        deliver.dequeue(t, allowed)
+
+
+def rt_sigsuspend(t: "Task", a: Args) -> int:
+    """Implements Linux syscall rt_sigsuspend(2)."""
+    uset, sigsetsize = a[0], a[1]
+    _check_sigsetsize(sigsetsize)
+    mask = _read_set(t, uset)
+    t.saved_sigmask = t.sigmask
+    t.sigmask = mask
+    _wait_for_signal(t)
+    return 0  # not reached
+
+
+def pause(t: "Task", a: Args) -> int:
+    """Implements Linux syscall pause(2)."""
+    _wait_for_signal(t)
+    return 0  # not reached
+
+
+def rt_sigtimedwait(t: "Task", a: Args) -> int:
+    """Implements Linux syscall rt_sigtimedwait(2)."""
+    uthese, uinfo, uts, sigsetsize = a[0], a[1], a[2], a[3]
+    _check_sigsetsize(sigsetsize)
+    these = _read_set(t, uthese)
+    timeout = None
+    if uts:
+        sec, nsec = TIMESPEC.unpack(t.mm.copy_in(uts, TIMESPEC.size))
+        if sec < 0 or not 0 <= nsec < 1_000_000_000:
+            raise SyscallError(errno.EINVAL)
+        timeout = sec + nsec / 1e9
+    item = deliver.dequeue(t, these)
+    if item is None:
+        if timeout is None:
+            t.kernel.wait_forever(t)
+        if timeout > 0:
+            t.kernel.sleep(t, timeout)
+        raise SyscallError(errno.EAGAIN)
+    signo, code, addr = item
+    if uinfo:
+        t.mm.copy_out(uinfo, deliver.siginfo_for(t, signo, code, addr))
+    return signo
+
+
+def _check_sig(sig: int) -> None:
+    if not 0 <= sig <= signals.NSIG:
+        raise SyscallError(errno.EINVAL)
+
+
+def kill(t: "Task", a: Args) -> int:
+    """Implements Linux syscall kill(2)."""
+    pid, sig = s32(a[0]), s32(a[1])
+    _check_sig(sig)
+    if pid == -1 or pid == -(1 << 31):
+        raise SyscallError(errno.ESRCH)    # -1: every process but ourselves, and there is none
+    if not (pid == t.tgid or pid == 0 or -pid == t.pgid):
+        raise SyscallError(errno.ESRCH)
+    if sig:
+        t.queue_signal(sig, code=SI_USER)
+    return 0
+
+
+def tgkill(t: "Task", a: Args) -> int:
+    """Implements Linux syscall tgkill(2)."""
+    tgid, tid, sig = s32(a[0]), s32(a[1]), s32(a[2])
+    if tgid <= 0 or tid <= 0:
+        raise SyscallError(errno.EINVAL)
+    _check_sig(sig)
+    if tid != t.tid or tgid != t.tgid:
+        raise SyscallError(errno.ESRCH)
+    if sig:
+        t.queue_signal(sig, code=SI_TKILL)
+    return 0
+
+
+def tkill(t: "Task", a: Args) -> int:
+    """Implements Linux syscall tkill(2)."""
+    tid, sig = s32(a[0]), s32(a[1])
+    if tid <= 0:
+        raise SyscallError(errno.EINVAL)
+    _check_sig(sig)
+    if tid != t.tid:
+        raise SyscallError(errno.ESRCH)
+    if sig:
+        t.queue_signal(sig, code=SI_TKILL)
+    return 0
+
+
 ENTRIES = (
-    Entry("rt_sigaction", rt_sigaction, PARTIAL, _NOTE),
-    Entry("rt_sigprocmask", rt_sigprocmask, PARTIAL, _NOTE),
-    Entry("sigaltstack", sigaltstack, PARTIAL, _NOTE),
+    Entry("rt_sigaction", rt_sigaction, SUPPORTED),
+    Entry("rt_sigprocmask", rt_sigprocmask, SUPPORTED),
+    Entry("rt_sigreturn", rt_sigreturn, SUPPORTED),
+    Entry("sigaltstack", sigaltstack, SUPPORTED),
+    Entry("rt_sigpending", rt_sigpending, SUPPORTED),
+    Entry("rt_sigsuspend", rt_sigsuspend, PARTIAL, "blocks until the run stops unless a signal is pending"),
+    Entry("pause", pause, PARTIAL, "blocks until the run stops unless a signal is pending"),
+    Entry("rt_sigtimedwait", rt_sigtimedwait, PARTIAL, "only signals already pending can arrive"),
+    Entry("kill", kill, PARTIAL, _SELF_ONLY),
+    Entry("tgkill", tgkill, PARTIAL, _SELF_ONLY),
+    Entry("tkill", tkill, PARTIAL, _SELF_ONLY),
 )
