@@ -4,10 +4,20 @@ from __future__ import annotations
 import os
 import shutil
 import struct
+import tempfile
+from pathlib import Path
 
 import pytest
 
 import helpers
+
+
+@pytest.fixture
+def tmp_path():
+    """A scratch directory the sandbox can see (its /tmp is a tmpfs of its own, so not under /tmp)."""
+    d = Path(tempfile.mkdtemp(prefix="kvmbox-bad-input-", dir="/var/tmp"))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
 
 
 def _run(args, **kw):
@@ -93,9 +103,9 @@ def test_overlapping_segments(tmp_path, kvm_available):
     assert code == 126 and "overlap" in err, err
 
 
-def test_dynamic_executable_is_refused_with_reason(kvm_available):
+def test_dynamic_executable_runs(kvm_available):
     code, err = _run(["/bin/true"])
-    assert code == 126 and "dynamic" in err, err
+    assert code == 0 and err == "", err
 
 
 def test_missing_kvm_device(test_programs):
