@@ -1,5 +1,5 @@
 """Each C program under tests/programs, in each build (glibc static, static-pie,
-musl), run natively and in the KVM sandbox: exit status and stdout must match
+musl, dynamic), run natively and in the KVM sandbox: exit status and stdout must match
 byte for byte. The native run defines the truth (and is checked to succeed).
 """
 from __future__ import annotations
@@ -53,6 +53,8 @@ CASES = [
     Case("stat"),
     Case("limits"),
     Case("signals"),
+    Case("sigs"),
+    Case("sigfault"),
     Case("futex"),
     Case("misc"),
     Case("fpmath"),
@@ -61,7 +63,10 @@ CASES = [
     Case("mmapfile", ("/tmp",)),
 ]
 
-PARAMS = [pytest.param(c, b, id=f"{c.id}-{b}") for c in CASES for b in BUILDS]
+# Every build also runs dynamically linked (bin/dynamic: through the host's ld.so and libc,
+# found in the sandbox's file system).
+PROGRAM_BUILDS = (*BUILDS, "dynamic")
+PARAMS = [pytest.param(c, b, id=f"{c.id}-{b}") for c in CASES for b in PROGRAM_BUILDS]
 
 
 # Programs exercised by other modules (fatal faults, timeouts and limits: test_faults_limits.py).
