@@ -244,14 +244,56 @@ class CaptureOutput(FileDescription):
 
 
 class FdTable:
-    """The guest's descriptor numbers -> (FileDescription, close-on-exec)."""
+    """The guest's descriptor numbers -> (FileDescription, close-on-exec).
+
+    Descriptions are shared by dup'd numbers (and, later, forked tables): each
+    counts the table slots naming it in `_fd_refs`, and is released when the last
+    slot goes.  New numbers are the lowest free ones (EMFILE at `limit`, or the
+    caller's RLIMIT_NOFILE).
+    """
 
     def __init__(self, limit: int = 1024) -> None:
         self._files: dict[int, FileDescription] = {}
+        self._cloexec: set[int] = set()
         self.limit = limit
 
-    def install(self, fd: int, f: FileDescription) -> None:
+    # --- references ---------------------------------------------------------------
+    @staticmethod
+    def _ref(f: FileDescription) -> None:
+        f._fd_refs = getattr(f, "_fd_refs", 0) + 1          # type: ignore[attr-defined]
+
+    @staticmethod
+    def _unref(f: FileDescription) -> None:
+        n = getattr(f, "_fd_refs", 1) - 1
+        f._fd_refs = n                                      # type: ignore[attr-defined]
+        if n <= 0:
+            f.release()
+
+    # --- slots ----------------------------------------------------------------------
+    def install(self, fd: int, f: FileDescription, cloexec: bool = False) -> None:
+        """Put `f` at number `fd`, closing what was there (dup2 semantics)."""
+        self._ref(f)
+        old = self._files.get(fd)
         self._files[fd] = f
+        if cloexec:
+            self._cloexec.add(fd)
+        else:
+            self._cloexec.discard(fd)
+        if old is not None:
+            self._unref(old)
+
+    def alloc(self, f: FileDescription, *, cloexec: bool = False, lowest: int = 0,
+              limit: int | None = None) -> int:
+        """Install `f` at the lowest free number >= `lowest`; EMFILE past the limit."""
+        lim = self.limit if limit is None else limit
+        fd = max(lowest, 0)
+        files = self._files
+        while fd in files:
+            fd += 1
+        if fd >= lim:
+            raise SyscallError(errno.EMFILE)
+        self.install(fd, f, cloexec)
+        return fd
 
     def get(self, fd: int) -> FileDescription:
         try:
@@ -259,10 +301,55 @@ class FdTable:
         except KeyError:
             raise SyscallError(errno.EBADF) from None
 
+    def get_cloexec(self, fd: int) -> bool:
+        if fd not in self._files:
+            raise SyscallError(errno.EBADF)
+        return fd in self._cloexec
+
+    def set_cloexec(self, fd: int, on: bool) -> None:
+        if fd not in self._files:
+            raise SyscallError(errno.EBADF)
+        if on:
+            self._cloexec.add(fd)
+        else:
+            self._cloexec.discard(fd)
+
+    def items(self) -> list[tuple[int, FileDescription]]:
+        """(fd, description) pairs, by number."""
+        return sorted(self._files.items(), key=lambda kv: kv[0])
+
+    def __len__(self) -> int:
+        return len(self._files)
+
     def close(self, fd: int) -> None:
         f = self._files.pop(fd, None)
         if f is None:
             raise SyscallError(errno.EBADF)
+        self._cloexec.discard(fd)
+        self._unref(f)
+
+    def close_range(self, first: int, last: int, cloexec_only: bool = False) -> None:
+        """close_range(2): every open number in [first, last]."""
+        for fd in [n for n in self._files if first <= n <= last]:
+            if cloexec_only:
+                self._cloexec.add(fd)
+            else:
+                self.close(fd)
+
+    def close_on_exec(self) -> None:
+        """execve: close the numbers marked close-on-exec."""
+        for fd in list(self._cloexec):
+            self.close(fd)
+
+    def copy(self) -> "FdTable":
+        """fork: a new table naming the same descriptions (shared offsets and flags)."""
+        t = FdTable(self.limit)
+        for fd, f in self._files.items():
+            t.install(fd, f, fd in self._cloexec)
+        return t
 
     def release(self) -> None:
-        self._files.clear()
+        files, self._files = self._files, {}
+        self._cloexec.clear()
+        for f in files.values():
+            self._unref(f)

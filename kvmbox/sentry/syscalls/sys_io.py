@@ -1,22 +1,44 @@
-"""Handlers for I/O on open descriptors: read/write and vectors, positional I/O, ioctl, fstat, close."""
+"""Handlers for I/O on open descriptors: read/write and vectors, positional I/O, lseek, ioctl,
+sendfile / copy_file_range, fadvise64.
+
+A write that fails with EPIPE also raises SIGPIPE, as Linux's pipe and socket
+writes do (the signal is queued; the errno still returns if it is ignored).
+"""
 from __future__ import annotations
 
 import errno
 
-from kvmbox.abi.structs import IOVEC
+from kvmbox.abi.structs import IOVEC, S32, S64, U32
 from kvmbox.errors import SyscallError
 from kvmbox.sentry.files import MAX_RW
-from kvmbox.sentry.syscalls.args import s32, s64
-from kvmbox.sentry.syscalls.table import PARTIAL, SUPPORTED, Entry
+from kvmbox.sentry.syscalls.args import s32, s64, u32
+from kvmbox.sentry.syscalls.table import ERROR, PARTIAL, SUPPORTED, Entry
 
 CHUNK = 1 << 20            # guest data moves through the Sentry in pieces of at most 1 MiB
 IOV_MAX = 1024
-TCGETS, TIOCGWINSZ, FIONBIO, FIOCLEX, FIONCLEX = 0x5401, 0x5413, 0x5421, 0x5451, 0x5450
-AT_FDCWD = -100
-AT_EMPTY_PATH = 0x1000
+TCGETS, TIOCGWINSZ, FIONREAD, FIONBIO = 0x5401, 0x5413, 0x541B, 0x5421
+FIOCLEX, FIONCLEX, FIOASYNC = 0x5451, 0x5450, 0x5452
+O_NONBLOCK, O_APPEND = 0o4000, 0o2000
+SIGPIPE = 13
+RWF_HIPRI, RWF_DSYNC, RWF_SYNC, RWF_NOWAIT, RWF_APPEND = 1, 2, 4, 8, 16
+RWF_ALL = 0x3F
+POSIX_FADV_MAX = 5
+
+
+def _epipe(t, e: SyscallError) -> None:
+    if e.errno == errno.EPIPE:
+        t.queue_signal(SIGPIPE)
 
 
 def _write_all(t, f, addr: int, count: int, offset: int | None = None) -> int:
+    try:
+        return _write_chunks(t, f, addr, count, offset)
+    except SyscallError as e:
+        _epipe(t, e)
+        raise
+
+
+def _write_chunks(t, f, addr: int, count: int, offset: int | None = None) -> int:
     done = 0
     count = min(count, MAX_RW)
     while done < count:
@@ -93,16 +115,13 @@ def pwrite64(t, a) -> int:
     return _write_all(t, f, buf, count, offset)
 
 
-def readv(t, a) -> int:
-    """Implements Linux syscall readv(2)."""
-    fd, iov, iovcnt = s32(a[0]), a[1], s32(a[2])
-    f = t.fds.get(fd)
+def _readv(t, f, vecs: list[tuple[int, int]], offset: int | None) -> int:
     total = 0
-    for base, length in _iovecs(t, iov, iovcnt):
+    for base, length in vecs:
         if length == 0:
             continue
         try:
-            n = _read_into(t, f, base, length)
+            n = _read_into(t, f, base, length, None if offset is None else offset + total)
         except SyscallError:
             if total:
                 return total
@@ -113,72 +132,93 @@ def readv(t, a) -> int:
     return total
 
 
-def writev(t, a) -> int:
-    """Implements Linux syscall writev(2)."""
-    fd, iov, iovcnt = s32(a[0]), a[1], s32(a[2])
-    f = t.fds.get(fd)
-    vecs = _iovecs(t, iov, iovcnt)
+def _writev(t, f, vecs: list[tuple[int, int]], offset: int | None) -> int:
     # Gather into one write so a line written as several pieces stays whole.
     if sum(length for _, length in vecs) <= CHUNK:
         data = b"".join(t.mm.copy_in(base, length) for base, length in vecs if length)
-        return f.write(data) if data else 0
+        if not f.writable:
+            raise SyscallError(errno.EBADF)
+        if not data:
+            return 0
+        try:
+            return f.write(data) if offset is None else f.pwrite(data, offset)
+        except SyscallError as e:
+            _epipe(t, e)
+            raise
     total = 0
     for base, length in vecs:
         if length == 0:
             continue
-        n = _write_all(t, f, base, length)
+        try:
+            n = _write_all(t, f, base, length, None if offset is None else offset + total)
+        except SyscallError:
+            if total:
+                return total
+            raise
         total += n
         if n < length:
             break
     return total
 
 
-def ioctl(t, a) -> int:
-    """Implements Linux syscall ioctl(2)."""
-    fd, request, arg = s32(a[0]), a[1] & 0xFFFF_FFFF, a[2]
+def readv(t, a) -> int:
+    """Implements Linux syscall readv(2)."""
+    fd, iov, iovcnt = s32(a[0]), a[1], s32(a[2])
     f = t.fds.get(fd)
-    if request == TCGETS:
-        t.mm.copy_out(arg, f.ioctl_termios())
-        return 0
-    if request == TIOCGWINSZ:
-        t.mm.copy_out(arg, f.ioctl_winsize())
-        return 0
-    if request in (FIOCLEX, FIONCLEX):
-        return 0
-    if request == FIONBIO:
-        t.mm.copy_in(arg, 4)
-        return 0
-    raise SyscallError(errno.ENOTTY)
+    return _readv(t, f, _iovecs(t, iov, iovcnt), None)
 
 
-def fstat(t, a) -> int:
-    """Implements Linux syscall fstat(2)."""
-    fd, statbuf = s32(a[0]), a[1]
-    t.mm.copy_out(statbuf, t.fds.get(fd).stat())
-    return 0
+def writev(t, a) -> int:
+    """Implements Linux syscall writev(2)."""
+    fd, iov, iovcnt = s32(a[0]), a[1], s32(a[2])
+    f = t.fds.get(fd)
+    return _writev(t, f, _iovecs(t, iov, iovcnt), None)
 
 
-def newfstatat(t, a) -> int:
-    """Implements Linux syscall newfstatat(2)."""
-    dirfd, path, statbuf, flags = s32(a[0]), a[1], a[2], s32(a[3])
-    name = t.mm.read_cstring(path)
-    if flags & ~(0x100 | 0x800 | AT_EMPTY_PATH):
+def _pos_offset(f, offset: int) -> int | None:
+    """preadv/pwritev offsets: -1 (v2 only) means the file position."""
+    if offset < 0:
         raise SyscallError(errno.EINVAL)
-    if name == b"" and flags & AT_EMPTY_PATH:
-        if dirfd == AT_FDCWD:
-            raise SyscallError(errno.ENOENT)
-        t.mm.copy_out(statbuf, t.fds.get(dirfd).stat())
-        return 0
-    if name == b"":
-        raise SyscallError(errno.ENOENT)
-    # Paths need the VFS (next milestone); nothing exists yet.
-    raise SyscallError(errno.ENOENT)
+    return offset
 
 
-def close(t, a) -> int:
-    """Implements Linux syscall close(2)."""
-    t.fds.close(s32(a[0]))
-    return 0
+def _check_rwf(flags: int) -> None:
+    if flags & ~RWF_ALL:
+        raise SyscallError(errno.EOPNOTSUPP)
+
+
+def preadv(t, a) -> int:
+    """Implements Linux syscall preadv(2)."""
+    fd, iov, iovcnt, offset = s32(a[0]), a[1], s32(a[2]), s64(a[3])
+    f = t.fds.get(fd)
+    vecs = _iovecs(t, iov, iovcnt)
+    return _readv(t, f, vecs, _pos_offset(f, offset))
+
+
+def pwritev(t, a) -> int:
+    """Implements Linux syscall pwritev(2)."""
+    fd, iov, iovcnt, offset = s32(a[0]), a[1], s32(a[2]), s64(a[3])
+    f = t.fds.get(fd)
+    vecs = _iovecs(t, iov, iovcnt)
+    return _writev(t, f, vecs, _pos_offset(f, offset))
+
+
+def preadv2(t, a) -> int:
+    """Implements Linux syscall preadv2(2)."""
+    fd, iov, iovcnt, offset, flags = s32(a[0]), a[1], s32(a[2]), s64(a[3]), s32(a[5])
+    f = t.fds.get(fd)
+    vecs = _iovecs(t, iov, iovcnt)
+    _check_rwf(flags)
+    return _readv(t, f, vecs, None if offset == -1 else _pos_offset(f, offset))
+
+
+def pwritev2(t, a) -> int:
+    """Implements Linux syscall pwritev2(2)."""
+    fd, iov, iovcnt, offset, flags = s32(a[0]), a[1], s32(a[2]), s64(a[3]), s32(a[5])
+    f = t.fds.get(fd)
+    vecs = _iovecs(t, iov, iovcnt)
+    _check_rwf(flags)
+    return _writev(t, f, vecs, None if offset == -1 else _pos_offset(f, offset))
 
 
 def lseek(t, a) -> int:
@@ -187,16 +227,149 @@ def lseek(t, a) -> int:
     return t.fds.get(fd).seek(offset, whence)
 
 
+def ioctl(t, a) -> int:
+    """Implements Linux syscall ioctl(2)."""
+    from kvmbox.sentry.vfs.opath import is_path_only
+    fd, request, arg = s32(a[0]), a[1] & 0xFFFF_FFFF, a[2]
+    f = t.fds.get(fd)
+    if is_path_only(f):
+        raise SyscallError(errno.EBADF)
+    if request == FIOCLEX or request == FIONCLEX:
+        t.fds.set_cloexec(fd, request == FIOCLEX)
+        return 0
+    if request == FIONBIO:
+        on = U32.unpack(t.mm.copy_in(arg, 4))[0]
+        f.flags = f.flags | O_NONBLOCK if on else f.flags & ~O_NONBLOCK
+        return 0
+    if request == FIOASYNC:
+        t.mm.copy_in(arg, 4)
+        return 0
+    if request == FIONREAD:
+        n = f.readable_bytes()
+        t.mm.copy_out(arg, S32.pack(min(n, 0x7FFFFFFF)))
+        return 0
+    if request == TCGETS:
+        t.mm.copy_out(arg, f.ioctl_termios())
+        return 0
+    if request == TIOCGWINSZ:
+        t.mm.copy_out(arg, f.ioctl_winsize())
+        return 0
+    raise SyscallError(errno.ENOTTY)
+
+
+# --- moving bytes between descriptors ---------------------------------------------------------
+def _transfer(t, src, dst, count: int, in_off: int | None, out_off: int | None) -> tuple[int, int]:
+    """Copy up to `count` bytes from src to dst; returns (bytes copied, bytes read past in_off)."""
+    done = 0
+    count = min(count, MAX_RW)
+    while done < count:
+        n = min(CHUNK, count - done)
+        data = src.read(n) if in_off is None else src.pread(n, in_off + done)
+        if not data:
+            break
+        try:
+            w = dst.write(data) if out_off is None else dst.pwrite(data, out_off + done)
+        except SyscallError as e:
+            if in_off is None:
+                src.unread(data)
+            if done:
+                break
+            _epipe(t, e)
+            raise
+        if w < len(data) and in_off is None:
+            src.unread(data[w:])
+        done += w
+        if w < len(data):
+            break
+    return done, done
+
+
+def sendfile(t, a) -> int:
+    """Implements Linux syscall sendfile(2)."""
+    out_fd, in_fd, offp, count = s32(a[0]), s32(a[1]), a[2], a[3]
+    src, dst = t.fds.get(in_fd), t.fds.get(out_fd)
+    if not src.readable or not dst.writable:
+        raise SyscallError(errno.EBADF)
+    if dst.flags & O_APPEND:
+        raise SyscallError(errno.EINVAL)
+    if offp:
+        off = S64.unpack(t.mm.copy_in(offp, 8))[0]
+        if off < 0:
+            raise SyscallError(errno.EINVAL)
+        src.pread(0, off)                 # ESPIPE for sources without positions
+        n, _ = _transfer(t, src, dst, count, off, None)
+        t.mm.copy_out(offp, S64.pack(off + n))
+        return n
+    return _transfer(t, src, dst, count, None, None)[0]
+
+
+def copy_file_range(t, a) -> int:
+    """Implements Linux syscall copy_file_range(2)."""
+    fd_in, off_in_p, fd_out, off_out_p, length, flags = (s32(a[0]), a[1], s32(a[2]), a[3], a[4],
+                                                         u32(a[5]))
+    if flags:
+        raise SyscallError(errno.EINVAL)
+    src, dst = t.fds.get(fd_in), t.fds.get(fd_out)
+    if not src.readable or not dst.writable or dst.flags & O_APPEND:
+        raise SyscallError(errno.EBADF)
+    import stat as S
+    if not S.S_ISREG(src.mode) or not S.S_ISREG(dst.mode):
+        raise SyscallError(errno.EISDIR if S.S_ISDIR(src.mode) or S.S_ISDIR(dst.mode)
+                           else errno.EINVAL)
+    off_in = S64.unpack(t.mm.copy_in(off_in_p, 8))[0] if off_in_p else None
+    off_out = S64.unpack(t.mm.copy_in(off_out_p, 8))[0] if off_out_p else None
+    if (off_in is not None and off_in < 0) or (off_out is not None and off_out < 0):
+        raise SyscallError(errno.EINVAL)
+    if off_in is None:
+        off_in_pos = src.seek(0, 1)
+    if off_out is None:
+        off_out_pos = dst.seek(0, 1)
+    start_in = off_in if off_in is not None else off_in_pos
+    start_out = off_out if off_out is not None else off_out_pos
+    if src is dst or getattr(src, "node", None) is getattr(dst, "node", 0):
+        if start_in < start_out + length and start_out < start_in + length:
+            raise SyscallError(errno.EINVAL)
+    n, _ = _transfer(t, src, dst, length, start_in, start_out)
+    if off_in is None:
+        src.seek(start_in + n, 0)
+    else:
+        t.mm.copy_out(off_in_p, S64.pack(off_in + n))
+    if off_out is None:
+        dst.seek(start_out + n, 0)
+    else:
+        t.mm.copy_out(off_out_p, S64.pack(off_out + n))
+    return n
+
+
+def fadvise64(t, a) -> int:
+    """Implements Linux syscall fadvise64(2)."""
+    fd, _offset, length, advice = s32(a[0]), s64(a[1]), s64(a[2]), s32(a[3])
+    f = t.fds.get(fd)
+    import stat as S
+    if S.S_ISFIFO(f.mode):
+        raise SyscallError(errno.ESPIPE)
+    if length < 0 or not 0 <= advice <= POSIX_FADV_MAX:
+        raise SyscallError(errno.EINVAL)
+    return 0
+
+
 ENTRIES = (
-    Entry("read", read, SUPPORTED, "standard streams"),
-    Entry("write", write, SUPPORTED, "standard streams"),
+    Entry("read", read, SUPPORTED),
+    Entry("write", write, SUPPORTED, "EPIPE raises SIGPIPE"),
     Entry("pread64", pread64, SUPPORTED, "ESPIPE on pipes and ttys"),
     Entry("pwrite64", pwrite64, SUPPORTED, "ESPIPE on pipes and ttys"),
     Entry("readv", readv, SUPPORTED, ""),
     Entry("writev", writev, SUPPORTED, "small vectors are written as one piece"),
-    Entry("ioctl", ioctl, PARTIAL, "TCGETS, TIOCGWINSZ, FIONBIO, FIOCLEX; others ENOTTY"),
-    Entry("fstat", fstat, SUPPORTED, ""),
-    Entry("newfstatat", newfstatat, PARTIAL, "AT_EMPTY_PATH only until the VFS lands"),
-    Entry("close", close, SUPPORTED, ""),
-    Entry("lseek", lseek, PARTIAL, "streams are not seekable"),
+    Entry("preadv", preadv, SUPPORTED),
+    Entry("pwritev", pwritev, SUPPORTED),
+    Entry("preadv2", preadv2, PARTIAL, "RWF_* flags accepted and ignored"),
+    Entry("pwritev2", pwritev2, PARTIAL, "RWF_* flags accepted and ignored"),
+    Entry("lseek", lseek, SUPPORTED, "pipes and streams give ESPIPE"),
+    Entry("ioctl", ioctl, PARTIAL, "FIONREAD, FIONBIO, FIOCLEX, FIONCLEX, TCGETS, TIOCGWINSZ; "
+          "others ENOTTY"),
+    Entry("sendfile", sendfile, SUPPORTED, "a copy through the Sentry"),
+    Entry("copy_file_range", copy_file_range, SUPPORTED, "a copy through the Sentry"),
+    Entry("splice", None, ERROR, "not implemented", errno.EINVAL),
+    Entry("tee", None, ERROR, "not implemented", errno.EINVAL),
+    Entry("fadvise64", fadvise64, SUPPORTED, "validated, no effect"),
 )

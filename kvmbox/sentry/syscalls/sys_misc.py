@@ -1,4 +1,4 @@
-"""Miscellaneous process syscalls: randomness, resource limits, affinity, cwd, prctl, sysinfo."""
+"""Miscellaneous process syscalls: randomness, resource limits, affinity, prctl, sysinfo."""
 from __future__ import annotations
 
 import errno
@@ -22,8 +22,6 @@ GRND_NONBLOCK, GRND_RANDOM, GRND_INSECURE = 1, 2, 4
 GETRANDOM_MAX = 32 << 20          # one call returns at most this many bytes
 _CHUNK = 1 << 20
 RLIM_NLIMITS = 16
-PATH_MAX = 4096
-AT_FDCWD = -100
 TASK_COMM_LEN = 16
 # prctl options handled.
 PR_SET_PDEATHSIG, PR_GET_PDEATHSIG, PR_GET_DUMPABLE, PR_SET_DUMPABLE = 1, 2, 3, 4
@@ -139,59 +137,6 @@ def sched_yield(t: "Task", a: Args) -> int:
     return 0
 
 
-def getcwd(t: "Task", a: Args) -> int:
-    """Implements Linux syscall getcwd(2)."""
-    buf, size = a[0], a[1]
-    path = os.fsencode(t.fs.cwd.path) + b"\0"
-    if len(path) > size:
-        raise SyscallError(errno.ERANGE)
-    t.mm.copy_out(buf, path)
-    return len(path)
-
-
-def _read_path(t: "Task", addr: int) -> str:
-    return os.fsdecode(t.mm.read_cstring(addr, PATH_MAX))
-
-
-def _readlink(t: "Task", path: str, buf: int, bufsiz: int) -> int:
-    """Only the /proc exe links exist until the VFS lands."""
-    if not path:
-        raise SyscallError(errno.ENOENT)
-    path = posixpath.normpath(posixpath.join(t.fs.cwd.path, path))
-    if path not in ("/proc/self/exe", "/proc/thread-self/exe", f"/proc/{t.tgid}/exe",
-                    f"/proc/{t.tgid}/task/{t.tid}/exe"):
-        raise SyscallError(errno.ENOENT)
-    target = os.fsencode(t.exe_path)[:bufsiz]
-    t.mm.copy_out(buf, target)
-    return len(target)
-
-
-def readlink(t: "Task", a: Args) -> int:
-    """Implements Linux syscall readlink(2)."""
-    pathname, buf, bufsiz = a[0], a[1], s32(a[2])
-    if bufsiz <= 0:
-        raise SyscallError(errno.EINVAL)
-    return _readlink(t, _read_path(t, pathname), buf, bufsiz)
-
-
-def readlinkat(t: "Task", a: Args) -> int:
-    """Implements Linux syscall readlinkat(2)."""
-    dirfd, pathname, buf, bufsiz = s32(a[0]), a[1], a[2], s32(a[3])
-    if bufsiz <= 0:
-        raise SyscallError(errno.EINVAL)
-    path = _read_path(t, pathname)
-    if not path.startswith("/") and dirfd != AT_FDCWD:
-        raise SyscallError(errno.ENOENT)     # directory fds need the VFS
-    return _readlink(t, path, buf, bufsiz)
-
-
-def umask(t: "Task", a: Args) -> int:
-    """Implements Linux syscall umask(2)."""
-    mask = u32(a[0])
-    old, t.fs.umask = t.fs.umask, mask & 0o777
-    return old
-
-
 def getcpu(t: "Task", a: Args) -> int:
     """Implements Linux syscall getcpu(2)."""
     cpu, node, _tcache = a[0], a[1], a[2]
@@ -294,10 +239,6 @@ ENTRIES = (
     Entry("sched_getaffinity", sched_getaffinity, SUPPORTED),
     Entry("sched_setaffinity", sched_setaffinity, PARTIAL, "accepted and ignored"),
     Entry("sched_yield", sched_yield, SUPPORTED),
-    Entry("getcwd", getcwd, SUPPORTED),
-    Entry("readlink", readlink, PARTIAL, "only /proc/self/exe until the VFS lands"),
-    Entry("readlinkat", readlinkat, PARTIAL, "only /proc/self/exe until the VFS lands"),
-    Entry("umask", umask, SUPPORTED),
     Entry("getcpu", getcpu, PARTIAL, "always cpu 0, node 0"),
     Entry("sysinfo", sysinfo, PARTIAL, "plausible values: no load, half the memory free"),
     Entry("prctl", prctl, PARTIAL, "names, dumpable, pdeathsig (recorded), no_new_privs, "

@@ -1,0 +1,111 @@
+"""eventfd: a 64-bit counter read and written as 8-byte values (EFD_SEMAPHORE, EFD_NONBLOCK).
+
+Blocking reads (counter 0) and writes (counter would pass 2^64-2) wait like
+pipe ends do (pipe.wait_slice): in slices, ending on the kernel's stop.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import struct
+import threading
+import time
+
+from kvmbox.errors import SyscallError
+from kvmbox.sentry.files import (ANON_INODE_DEV, POLLERR, POLLIN, POLLOUT, POLLRDNORM, POLLWRNORM,
+                                 FileDescription)
+from kvmbox.sentry.pipe import wait_slice
+from kvmbox.sentry.vfs.node import Attr
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from kvmbox.sentry.kernel import Kernel
+
+EFD_SEMAPHORE, EFD_NONBLOCK, EFD_CLOEXEC = 1, 0o4000, 0o2000000
+ULLONG_MAX = (1 << 64) - 1
+COUNTER_MAX = ULLONG_MAX - 1
+U64 = struct.Struct("<Q")
+O_RDWR = 2
+
+
+class EventFd(FileDescription):
+    """One eventfd object (shared by every descriptor dup'd from it)."""
+
+    readable = True
+    writable = True
+    mode = 0o600                     # an anonymous inode: permission bits only
+    link_name = "anon_inode:[eventfd]"
+
+    def __init__(self, kernel: "Kernel | None", initval: int, flags: int) -> None:
+        self.kernel = kernel
+        self.count = initval
+        self.semaphore = bool(flags & EFD_SEMAPHORE)
+        self.flags = O_RDWR | (flags & EFD_NONBLOCK)
+        self.cond = threading.Condition()
+        self.watchers: set[threading.Event] = set()
+        self._ino = id(self) & 0x7FFFFFFF
+
+    def attr(self) -> Attr:
+        now = time.time_ns()
+        return Attr(dev=ANON_INODE_DEV, ino=self._ino, mode=self.mode, nlink=1, uid=os.getuid(),
+                    gid=os.getgid(), size=0, atime_ns=now, mtime_ns=now, ctime_ns=now)
+
+    def _changed(self) -> None:
+        self.cond.notify_all()
+        for ev in self.watchers:
+            ev.set()
+
+    def read(self, n: int) -> bytes:
+        if n < 8:
+            raise SyscallError(errno.EINVAL)
+        with self.cond:
+            if not self.count:
+                if self.flags & EFD_NONBLOCK:
+                    raise SyscallError(errno.EAGAIN)
+                wait_slice(self.kernel, self.cond, lambda: self.count)
+            value = 1 if self.semaphore else self.count
+            self.count -= value
+            self._changed()
+            return U64.pack(value)
+
+    def unread(self, data: bytes) -> None:
+        with self.cond:
+            self.count += U64.unpack(data[:8])[0]
+            self._changed()
+
+    def write(self, data: bytes) -> int:
+        if len(data) < 8:
+            raise SyscallError(errno.EINVAL)
+        value = U64.unpack(data[:8])[0]
+        if value == ULLONG_MAX:
+            raise SyscallError(errno.EINVAL)
+        with self.cond:
+            if self.count + value > COUNTER_MAX:
+                if self.flags & EFD_NONBLOCK:
+                    raise SyscallError(errno.EAGAIN)
+                wait_slice(self.kernel, self.cond, lambda: self.count + value <= COUNTER_MAX)
+            self.count += value
+            self._changed()
+        return 8
+
+    def poll(self, events: int) -> int:
+        with self.cond:
+            r = 0
+            if self.count:
+                r |= POLLIN | POLLRDNORM
+            if self.count < COUNTER_MAX:
+                r |= POLLOUT | POLLWRNORM
+            if self.count == ULLONG_MAX:
+                r |= POLLERR
+            return r
+
+    def watch(self, ev: threading.Event) -> None:
+        with self.cond:
+            self.watchers.add(ev)
+
+    def unwatch(self, ev: threading.Event) -> None:
+        with self.cond:
+            self.watchers.discard(ev)
+
+    def fdinfo(self) -> str:
+        return f"eventfd-count: {self.count:16x}\n"

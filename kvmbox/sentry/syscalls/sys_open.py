@@ -1,0 +1,247 @@
+"""Handlers that make open files from paths: open, openat, openat2, creat.
+
+One function, do_open, does what Linux's path_openat does: resolve (creating
+with O_CREAT), then the checks of may_open in Linux's order (ELOOP, EISDIR,
+ENOTDIR, EROFS, EACCES), then the node's own open(), then a descriptor.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import stat as S
+import struct
+
+from kvmbox.errors import SyscallError
+from kvmbox.sentry.syscalls.args import s32, u32
+from kvmbox.sentry.syscalls.table import PARTIAL, SUPPORTED, Entry
+from kvmbox.sentry.vfs import at, perm
+from kvmbox.sentry.vfs.opath import PathFile
+from kvmbox.sentry.vfs.path import Location
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from kvmbox.sentry.files import FileDescription
+    from kvmbox.sentry.task import Task
+
+Args = tuple[int, int, int, int, int, int]
+
+O_ACCMODE, O_RDONLY, O_WRONLY, O_RDWR = 3, 0, 1, 2
+O_CREAT, O_EXCL, O_NOCTTY, O_TRUNC, O_APPEND = 0o100, 0o200, 0o400, 0o1000, 0o2000
+O_NONBLOCK, O_DSYNC, O_DIRECT, O_LARGEFILE = 0o4000, 0o10000, 0o40000, 0o100000
+O_DIRECTORY, O_NOFOLLOW, O_NOATIME, O_CLOEXEC = 0o200000, 0o400000, 0o1000000, 0o2000000
+O_SYNC, O_PATH, O_TMPFILE_BIT = 0o4010000, 0o10000000, 0o20000000
+O_TMPFILE = O_TMPFILE_BIT | O_DIRECTORY
+FASYNC = 0o20000
+VALID_OPEN_FLAGS = (O_ACCMODE | O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_APPEND | O_NONBLOCK |
+                    O_DSYNC | FASYNC | O_DIRECT | O_LARGEFILE | O_DIRECTORY | O_NOFOLLOW |
+                    O_NOATIME | O_CLOEXEC | O_PATH | O_TMPFILE_BIT | O_SYNC)
+O_PATH_FLAGS = O_DIRECTORY | O_NOFOLLOW | O_PATH | O_CLOEXEC
+# Flags open(2) does not keep in the description (F_GETFL never shows them).
+NOT_KEPT = O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_CLOEXEC
+
+RESOLVE_NO_XDEV, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS = 0x01, 0x02, 0x04
+RESOLVE_BENEATH, RESOLVE_IN_ROOT, RESOLVE_CACHED = 0x08, 0x10, 0x20
+RESOLVE_ALL = 0x3F
+OPEN_HOW = struct.Struct("<QQQ")
+MAX_SYMLINK_CREATE = 40
+
+
+def nofile_limit(t: "Task") -> int:
+    """RLIMIT_NOFILE's soft limit: new descriptors must be below it."""
+    return min(t.rlimits[7][0], 1 << 20)
+
+
+def install(t: "Task", f: "FileDescription", cloexec: bool) -> int:
+    """Give `f` the lowest free descriptor (EMFILE), releasing it if none is left."""
+    try:
+        return t.fds.alloc(f, cloexec=cloexec, limit=nofile_limit(t))
+    except SyscallError:
+        f.release()
+        raise
+
+
+def _check_room(t: "Task") -> None:
+    """EMFILE before any path work, as Linux reserves the descriptor first."""
+    limit = nofile_limit(t)
+    if len(t.fds) >= limit:
+        fd = 0
+        while True:
+            try:
+                t.fds.get(fd)
+            except SyscallError:
+                break
+            fd += 1
+        if fd >= limit:
+            raise SyscallError(errno.EMFILE)
+
+
+def _create(t: "Task", parent: Location, name: str, mode: int) -> Location:
+    """O_CREAT of a missing name: EROFS, then write+search permission on the directory."""
+    perm.check_writable(parent)
+    perm.check_access(parent.node.attr(), t.creds, perm.MAY_WRITE | perm.MAY_EXEC)
+    c = t.creds
+    node = parent.node.create(name, mode & 0o7777 & ~t.fs.umask, c.euid, _new_gid(t, parent))
+    return t.kernel.vfs.child(parent, name, node)
+
+
+def _new_gid(t: "Task", parent: Location) -> int:
+    """A new object's group: the directory's when it is set-group-ID, else the egid."""
+    a = parent.node.attr()
+    return a.gid if a.mode & S.S_ISGID else t.creds.egid
+
+
+def _lookup_create(t: "Task", dirfd: int, path: str, flags: int, mode: int,
+                   depth: int = 0) -> tuple[Location, bool]:
+    """(Location, created) for an O_CREAT open."""
+    parent, name = at.resolve_parent(t, dirfd, path)
+    if name in ("", ".", "..") or path.endswith("/"):
+        raise SyscallError(errno.EISDIR)
+    vfs = t.kernel.vfs
+    try:
+        node = parent.node.lookup(name)
+    except SyscallError as e:
+        if e.errno != errno.ENOENT:
+            raise
+        return _create(t, parent, name, mode), True
+    if flags & O_EXCL:
+        raise SyscallError(errno.EEXIST)
+    loc = vfs.child(parent, name, node)
+    if not node.is_symlink():
+        return loc, False
+    if flags & O_NOFOLLOW:
+        raise SyscallError(errno.ELOOP)
+    try:
+        return vfs.resolve(parent, name, follow=True, root=t.fs.root, creds=t.creds), False
+    except SyscallError as e:
+        if e.errno != errno.ENOENT or depth >= MAX_SYMLINK_CREATE:
+            raise SyscallError(errno.ELOOP if depth >= MAX_SYMLINK_CREATE else e.errno) from None
+    # A dangling symlink: create what it points at, as Linux does.
+    target = node.readlink()
+    start = t.fs.root if target.startswith("/") else parent
+    return _lookup_create_from(t, start, target, flags, mode, depth + 1)
+
+
+def _lookup_create_from(t: "Task", start: Location, path: str, flags: int, mode: int,
+                        depth: int) -> tuple[Location, bool]:
+    saved = t.fs.cwd
+    # Resolve relative to `start` by borrowing the cwd slot for one call (no other thread
+    # shares this FsContext while a syscall of this task runs).
+    t.fs.cwd = start
+    try:
+        return _lookup_create(t, at.AT_FDCWD, path, flags & ~O_EXCL, mode, depth)
+    finally:
+        t.fs.cwd = saved
+
+
+def may_open(t: "Task", loc: Location, flags: int) -> None:
+    """Linux's may_open: the object's kind against the access asked, EROFS, then DAC."""
+    node = loc.node
+    m = node.mode
+    acc = flags & O_ACCMODE
+    want = 0
+    if acc in (O_RDONLY, O_RDWR) or acc == 3:
+        want |= perm.MAY_READ
+    if acc in (O_WRONLY, O_RDWR) or acc == 3 or flags & O_TRUNC:
+        want |= perm.MAY_WRITE
+    if S.S_ISLNK(m):
+        raise SyscallError(errno.ELOOP)
+    if S.S_ISDIR(m) and want & perm.MAY_WRITE:
+        raise SyscallError(errno.EISDIR)
+    if want & perm.MAY_WRITE and (S.S_ISREG(m) or S.S_ISDIR(m)):
+        perm.check_writable(loc)
+    perm.check_access(node.attr(), t.creds, want)
+
+
+def do_open(t: "Task", dirfd: int, path: str, flags: int, mode: int,
+            resolve_flags: int = 0) -> int:
+    """open(2) of guest `path` relative to `dirfd`; returns the new descriptor."""
+    if flags & O_TMPFILE_BIT:
+        raise SyscallError(errno.EOPNOTSUPP)
+    if flags & O_PATH:
+        flags &= O_PATH_FLAGS
+    _check_room(t)
+    if not path:
+        raise SyscallError(errno.ENOENT)
+    created = False
+    if resolve_flags:
+        from kvmbox.sentry.syscalls.resolve2 import resolve_restricted
+        loc = resolve_restricted(t, dirfd, path, flags, mode, resolve_flags)
+    elif flags & O_CREAT and not flags & O_PATH:
+        loc, created = _lookup_create(t, dirfd, path, flags, mode)
+    else:
+        loc = at.resolve(t, dirfd, path, follow=not flags & O_NOFOLLOW)
+    node = loc.node
+    if flags & O_PATH:
+        if flags & O_DIRECTORY and not node.is_dir():
+            raise SyscallError(errno.ENOTDIR)
+        f: FileDescription = PathFile(loc, flags & ~(O_CLOEXEC | O_NOFOLLOW))
+        return install(t, f, bool(flags & O_CLOEXEC))
+    if flags & O_CREAT and node.is_dir():
+        raise SyscallError(errno.EISDIR)
+    if flags & O_DIRECTORY and not node.is_dir():
+        raise SyscallError(errno.ENOTDIR)
+    if not created:
+        may_open(t, loc, flags)
+    elif flags & O_ACCMODE == 3:
+        raise SyscallError(errno.EACCES)
+    open_flags = flags
+    if not S.S_ISREG(node.mode):
+        open_flags &= ~O_TRUNC
+    f = node.open(open_flags, loc)
+    f.flags = (flags & ~NOT_KEPT) | O_LARGEFILE
+    return install(t, f, bool(flags & O_CLOEXEC))
+
+
+def open(t: "Task", a: Args) -> int:  # noqa: A001 - the syscall's name
+    """Implements Linux syscall open(2)."""
+    path, flags, mode = at.read_path(t, a[0]), s32(a[1]), u32(a[2])
+    return do_open(t, at.AT_FDCWD, path, flags & VALID_OPEN_FLAGS, mode)
+
+
+def openat(t: "Task", a: Args) -> int:
+    """Implements Linux syscall openat(2)."""
+    dirfd, path, flags, mode = s32(a[0]), at.read_path(t, a[1]), s32(a[2]), u32(a[3])
+    return do_open(t, dirfd, path, flags & VALID_OPEN_FLAGS, mode)
+
+
+def creat(t: "Task", a: Args) -> int:
+    """Implements Linux syscall creat(2)."""
+    path, mode = at.read_path(t, a[0]), u32(a[1])
+    return do_open(t, at.AT_FDCWD, path, O_CREAT | O_WRONLY | O_TRUNC, mode)
+
+
+def openat2(t: "Task", a: Args) -> int:
+    """Implements Linux syscall openat2(2)."""
+    dirfd, path_addr, how_addr, size = s32(a[0]), a[1], a[2], a[3]
+    if size < OPEN_HOW.size:
+        raise SyscallError(errno.EINVAL)
+    if size > 4096:
+        raise SyscallError(errno.E2BIG)
+    raw = t.mm.copy_in(how_addr, size)
+    if any(raw[OPEN_HOW.size:]):
+        raise SyscallError(errno.E2BIG)
+    flags, mode, resolve = OPEN_HOW.unpack_from(raw)
+    if flags & ~VALID_OPEN_FLAGS or resolve & ~RESOLVE_ALL:
+        raise SyscallError(errno.EINVAL)
+    if flags & (O_CREAT | O_TMPFILE_BIT):
+        if mode & ~0o7777:
+            raise SyscallError(errno.EINVAL)
+    elif mode:
+        raise SyscallError(errno.EINVAL)
+    if flags & O_PATH and flags & ~O_PATH_FLAGS:
+        raise SyscallError(errno.EINVAL)
+    if resolve & RESOLVE_BENEATH and resolve & RESOLVE_IN_ROOT:
+        raise SyscallError(errno.EINVAL)
+    if resolve & RESOLVE_CACHED and flags & (O_CREAT | O_TRUNC | O_TMPFILE_BIT):
+        raise SyscallError(errno.EAGAIN)
+    path = at.read_path(t, path_addr)
+    return do_open(t, dirfd, path, flags, mode, resolve & ~RESOLVE_CACHED)
+
+
+ENTRIES = (
+    Entry("open", open, PARTIAL, "O_TMPFILE gives EOPNOTSUPP"),
+    Entry("openat", openat, PARTIAL, "O_TMPFILE gives EOPNOTSUPP"),
+    Entry("openat2", openat2, PARTIAL, "RESOLVE_* honoured; RESOLVE_CACHED always satisfied; "
+          "O_TMPFILE gives EOPNOTSUPP"),
+    Entry("creat", creat, SUPPORTED),
+)
