@@ -36,6 +36,7 @@ class Result:
     timed_out: bool = False
     report: str | None = None   # one-line description of a fatal fault
     notices: list[str] = field(default_factory=list)   # kvmbox's own messages (unsupported syscalls ...)
+    core: bool = False          # the killing signal's default action dumps core (SIGABRT, SIGSEGV ...)
 
 
 def parse_mount(spec: str):
@@ -151,7 +152,7 @@ class Sandbox:
         return Result(outcome.exit_code, outcome.signal,
                       out.getvalue() if out is not None else b"",
                       err.getvalue() if err is not None else b"",
-                      outcome.timed_out, outcome.report, notices)
+                      outcome.timed_out, outcome.report, notices, outcome.core)
 
     def write_file(self, path: str, data: bytes, mode: int = 0o644) -> None:
         """Create or replace the file at guest `path` (parents must exist) with `data`.
