@@ -256,6 +256,7 @@ class FdTable:
         self._files: dict[int, FileDescription] = {}
         self._cloexec: set[int] = set()
         self.limit = limit
+        self.posix_locks: dict[object, list] = {}   # node -> the process's fcntl record locks
 
     # --- references ---------------------------------------------------------------
     @staticmethod
@@ -326,6 +327,10 @@ class FdTable:
         if f is None:
             raise SyscallError(errno.EBADF)
         self._cloexec.discard(fd)
+        if self.posix_locks:
+            loc = f.location
+            node = getattr(f, "node", None) or (loc.node if loc is not None else None)
+            self.posix_locks.pop(node, None)    # any close drops the process's locks on the file
         self._unref(f)
 
     def close_range(self, first: int, last: int, cloexec_only: bool = False) -> None:

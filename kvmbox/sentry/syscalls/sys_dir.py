@@ -127,6 +127,8 @@ def mkdirat(t: "Task", a: Args) -> int:
 def do_mknod(t: "Task", dirfd: int, path_addr: int, mode: int, dev: int) -> int:
     path = at.read_path(t, path_addr)
     kind = S.S_IFMT(mode)
+    if kind == S.S_IFDIR:
+        raise SyscallError(errno.EPERM)          # Linux's may_mknod
     if kind not in (0, S.S_IFREG, S.S_IFIFO, S.S_IFSOCK, S.S_IFCHR, S.S_IFBLK):
         raise SyscallError(errno.EINVAL)
     parent, name = _new_entry(t, dirfd, path)

@@ -2,10 +2,11 @@
 and the objects made without a path: pipe/pipe2, eventfd/eventfd2.
 
 Locks: one process owns every descriptor, so POSIX record locks never conflict
-(F_GETLK reports F_UNLCK after validating).  flock(2) and OFD locks belong to
-open file descriptions, so two opens of one file in this process can conflict:
-they are recorded on the descriptions and checked against the others in the
-table that name the same node.
+with each other; they are kept per node in FdTable.posix_locks (dropped when
+any descriptor of the node closes).  flock(2) and OFD locks belong to open
+file descriptions, so two opens of one file in this process can conflict (and
+OFD locks conflict with the process's POSIX locks): they are recorded on the
+descriptions and checked against the others in the table naming the same node.
 """
 from __future__ import annotations
 
@@ -120,22 +121,39 @@ def _node_of(f: "FileDescription"):
     return getattr(f, "node", None) or (loc.node if loc is not None else None)
 
 
-def _ofd_conflict(t: "Task", f: "FileDescription", ltype: int, begin: int, end: int):
-    """An OFD lock of another description on the same node that conflicts, or None."""
+def _conflict(t: "Task", f: "FileDescription", ofd: bool, ltype: int, begin: int, end: int):
+    """(type, begin, end, pid) of a lock another owner holds that conflicts, or None.
+
+    Owners: each description for OFD locks, the process for POSIX locks; so a POSIX
+    request meets only OFD locks, and an OFD request meets other descriptions' OFD
+    locks and the process's POSIX locks."""
     node = _node_of(f)
-    for _fd, other in t.fds.items():
-        if other is f or node is None or _node_of(other) is not node:
-            continue
-        for otype, ob, oe in getattr(other, "_ofd_locks", ()):
+    if node is None:
+        return None
+
+    def hits(locks, pid):
+        for otype, ob, oe in locks:
             if ob <= end and begin <= oe and (ltype == F_WRLCK or otype == F_WRLCK):
-                return otype, ob, oe
+                return otype, ob, oe, pid
+        return None
+
+    if ofd:
+        hit = hits(t.fds.posix_locks.get(node, ()), t.tgid)
+        if hit:
+            return hit
+    for _fd, other in t.fds.items():
+        if (ofd and other is f) or _node_of(other) is not node:
+            continue
+        hit = hits(getattr(other, "_ofd_locks", ()), -1)
+        if hit:
+            return hit
     return None
 
 
-def _set_ofd(f: "FileDescription", ltype: int, begin: int, end: int) -> None:
-    """Record an OFD lock (or unlock) over [begin, end] on `f`, splitting older ranges."""
+def _merge(locks, ltype: int, begin: int, end: int) -> list:
+    """`locks` with [begin, end] set to ltype (F_UNLCK removes), older ranges split."""
     kept = []
-    for otype, ob, oe in getattr(f, "_ofd_locks", ()):
+    for otype, ob, oe in locks:
         if oe < begin or ob > end:
             kept.append((otype, ob, oe))
             continue
@@ -145,7 +163,7 @@ def _set_ofd(f: "FileDescription", ltype: int, begin: int, end: int) -> None:
             kept.append((otype, end + 1, oe))
     if ltype != F_UNLCK:
         kept.append((ltype, begin, end))
-    f._ofd_locks = kept                                  # type: ignore[attr-defined]
+    return kept
 
 
 def _lock(t: "Task", f: "FileDescription", cmd: int, arg: int) -> int:
@@ -156,21 +174,28 @@ def _lock(t: "Task", f: "FileDescription", cmd: int, arg: int) -> int:
     if cmd in (F_GETLK, F_OFD_GETLK):
         if ltype == F_UNLCK:
             raise SyscallError(errno.EINVAL)
-        hit = _ofd_conflict(t, f, ltype, begin, end) if ofd else None
+        hit = _conflict(t, f, ofd, ltype, begin, end)
         if hit is None:
             t.mm.copy_out(arg, struct.pack("<h", F_UNLCK))
         else:
-            otype, ob, oe = hit
-            t.mm.copy_out(arg, FLOCK.pack(otype, 0, ob, 0 if oe == OFFSET_MAX else oe - ob + 1, -1))
+            otype, ob, oe, pid = hit
+            t.mm.copy_out(arg, FLOCK.pack(otype, 0, ob, 0 if oe == OFFSET_MAX else oe - ob + 1, pid))
         return 0
     if ltype == F_RDLCK and not f.readable or ltype == F_WRLCK and not f.writable:
         raise SyscallError(errno.EBADF)
+    if ltype != F_UNLCK and _conflict(t, f, ofd, ltype, begin, end) is not None:
+        if cmd in (F_SETLKW, F_OFD_SETLKW):
+            t.kernel.wait_forever(t)                 # only this process could release it
+        raise SyscallError(errno.EAGAIN)
+    node = _node_of(f)
     if ofd:
-        if ltype != F_UNLCK and _ofd_conflict(t, f, ltype, begin, end) is not None:
-            if cmd == F_OFD_SETLKW:
-                t.kernel.wait_forever(t)             # only this process could release it
-            raise SyscallError(errno.EAGAIN)
-        _set_ofd(f, ltype, begin, end)
+        f._ofd_locks = _merge(getattr(f, "_ofd_locks", ()), ltype, begin, end)  # type: ignore
+    elif node is not None:
+        locks = _merge(t.fds.posix_locks.get(node, ()), ltype, begin, end)
+        if locks:
+            t.fds.posix_locks[node] = locks
+        else:
+            t.fds.posix_locks.pop(node, None)
     return 0
 
 

@@ -184,6 +184,9 @@ class PageData:
         """st_blocks: 512-byte units of frames held."""
         return self.backing.pages * (PAGE // 512)
 
+    def sync(self) -> None:
+        """fsync: the bytes already live in the MemoryFile; nothing to flush."""
+
     def map_source(self) -> "PageMapSource":
         return PageMapSource(self)
 

@@ -1,0 +1,265 @@
+"""Handlers for readiness waits: poll, ppoll, select, pselect6.
+
+Readiness comes from FileDescription.poll(events) (pipes, eventfds, files);
+the Sentry's own standard streams (HostStream) are asked with a host poll on
+the Sentry's dup of the fd, timeout 0.  A wait registers one threading.Event
+with every object that can announce changes (`watch`/`unwatch`) and sleeps on
+it in slices, checking the kernel's stop in between (a timeout or kill ends
+it); with host streams in the set, each slice is a short host poll instead.
+"""
+from __future__ import annotations
+
+import errno
+import select as _select
+import struct
+import threading
+import time
+
+from kvmbox.abi.structs import POLLFD
+from kvmbox.errors import SyscallError
+from kvmbox.sentry.files import (POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT, POLLPRI, POLLRDNORM,
+                                 POLLWRNORM, HostStream)
+from kvmbox.sentry.syscalls.args import s32
+from kvmbox.sentry.syscalls.table import PARTIAL, Entry
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from kvmbox.sentry.files import FileDescription
+    from kvmbox.sentry.task import Task
+
+Args = tuple[int, int, int, int, int, int]
+
+TIMESPEC = struct.Struct("<qq")
+SIGSET_SIZE = 8
+SLICE = 0.05
+POLLRDBAND, POLLWRBAND = 0x80, 0x200
+POLLIN_SET = POLLRDNORM | POLLRDBAND | POLLIN | POLLHUP | POLLERR
+POLLOUT_SET = POLLWRBAND | POLLWRNORM | POLLOUT | POLLERR
+POLLEX_SET = POLLPRI
+
+
+def _host_poll(f: HostStream, events: int, timeout_ms: int = 0) -> int:
+    if f.fd < 0:
+        return POLLNVAL
+    p = _select.poll()
+    p.register(f.fd, events)
+    try:
+        got = p.poll(timeout_ms)
+    except OSError:
+        return POLLERR
+    r = got[0][1] if got else 0
+    if not f.readable:
+        r &= ~(POLLIN | POLLRDNORM)
+    if not f.writable:
+        r &= ~(POLLOUT | POLLWRNORM)
+    return r
+
+
+def _ready(f: "FileDescription", events: int) -> int:
+    if isinstance(f, HostStream):
+        return _host_poll(f, events)
+    return f.poll(events)
+
+
+def wait_ready(t: "Task", files: list["FileDescription"], check, deadline: float | None) -> None:
+    """Call check() until it reports something ready (True) or `deadline` passes; blocks in
+    slices, raising kernel.Stopped when the run is stopped."""
+    if check():
+        return
+    if deadline is not None and deadline <= time.monotonic():
+        return
+    ev = threading.Event()
+    watched = [f for f in files if hasattr(f, "watch")]
+    hosts = [f for f in files if isinstance(f, HostStream)]
+    for f in watched:
+        f.watch(ev)
+    try:
+        while True:
+            left = SLICE if deadline is None else min(SLICE, deadline - time.monotonic())
+            if left <= 0:
+                return
+            if hosts:
+                p = _select.poll()
+                for h in hosts:
+                    if h.fd >= 0:
+                        p.register(h.fd, _select.POLLIN | _select.POLLOUT)
+                p.poll(int(left * 1000) or 1)
+            else:
+                ev.wait(left)
+            ev.clear()
+            t.kernel.sleep(t, 0)                 # raises Stopped once the run is stopped
+            if check():
+                return
+    finally:
+        for f in watched:
+            f.unwatch(ev)
+
+
+def _deadline(timeout_ns: int | None) -> float | None:
+    return None if timeout_ns is None else time.monotonic() + timeout_ns / 1e9
+
+
+# --- poll ------------------------------------------------------------------------------------
+def do_poll(t: "Task", addr: int, nfds: int, timeout_ns: int | None) -> int:
+    if nfds < 0 or nfds > t.rlimits[7][0]:
+        raise SyscallError(errno.EINVAL)
+    raw = t.mm.copy_in(addr, nfds * POLLFD.size) if nfds else b""
+    entries = [POLLFD.unpack_from(raw, i * POLLFD.size) for i in range(nfds)]
+    files: list["FileDescription | None"] = []
+    for fd, _ev, _rev in entries:
+        try:
+            files.append(t.fds.get(fd) if fd >= 0 else None)
+        except SyscallError:
+            files.append(None)
+    revents = [0] * nfds
+
+    def check() -> bool:
+        n = 0
+        for i, (fd, events, _r) in enumerate(entries):
+            f = files[i]
+            if fd < 0:
+                r = 0
+            elif f is None:
+                r = POLLNVAL
+            else:
+                want = (events & 0xFFFF) | POLLERR | POLLHUP
+                r = _ready(f, want) & (want | POLLNVAL)
+            revents[i] = r
+            n += bool(r)
+        return n > 0
+
+    wait_ready(t, [f for f in files if f is not None], check, _deadline(timeout_ns))
+    out = b"".join(POLLFD.pack(fd, ev, revents[i] if revents[i] < 0x8000 else revents[i] - 0x10000)
+                   for i, (fd, ev, _r) in enumerate(entries))
+    if out:
+        t.mm.copy_out(addr, out)
+    return sum(1 for r in revents if r)
+
+
+def poll(t: "Task", a: Args) -> int:
+    """Implements Linux syscall poll(2)."""
+    addr, nfds, timeout = a[0], a[1] & 0xFFFFFFFF, s32(a[2])
+    return do_poll(t, addr, nfds, None if timeout < 0 else timeout * 1_000_000)
+
+
+def _read_timespec(t: "Task", addr: int) -> int | None:
+    if not addr:
+        return None
+    sec, nsec = TIMESPEC.unpack(t.mm.copy_in(addr, TIMESPEC.size))
+    if sec < 0 or not 0 <= nsec < 10**9:
+        raise SyscallError(errno.EINVAL)
+    return sec * 10**9 + nsec
+
+
+def _write_left(t: "Task", addr: int, start: float, timeout_ns: int | None) -> None:
+    if addr and timeout_ns is not None:
+        left = max(0, timeout_ns - int((time.monotonic() - start) * 1e9))
+        try:
+            t.mm.copy_out(addr, TIMESPEC.pack(left // 10**9, left % 10**9))
+        except SyscallError:
+            pass
+
+
+def ppoll(t: "Task", a: Args) -> int:
+    """Implements Linux syscall ppoll(2)."""
+    addr, nfds, tmo, sigmask, sigsetsize = a[0], a[1] & 0xFFFFFFFF, a[2], a[3], a[4]
+    timeout_ns = _read_timespec(t, tmo)
+    if sigmask and sigsetsize != SIGSET_SIZE:
+        raise SyscallError(errno.EINVAL)
+    if sigmask:
+        t.mm.copy_in(sigmask, SIGSET_SIZE)
+    start = time.monotonic()
+    n = do_poll(t, addr, nfds, timeout_ns)
+    _write_left(t, tmo, start, timeout_ns)
+    return n
+
+
+# --- select ----------------------------------------------------------------------------------
+def do_select(t: "Task", nfds: int, rp: int, wp: int, xp: int, timeout_ns: int | None) -> int:
+    if nfds < 0:
+        raise SyscallError(errno.EINVAL)
+    items = t.fds.items()
+    max_fd = (items[-1][0] + 1) if items else 0
+    nfds = min(nfds, max(max_fd, 0))
+    nbytes = (nfds + 63) // 64 * 8
+    sets = []
+    for p in (rp, wp, xp):
+        sets.append(int.from_bytes(t.mm.copy_in(p, nbytes), "little") if p and nbytes else 0)
+    wanted = sets[0] | sets[1] | sets[2]
+    files: dict[int, "FileDescription"] = {}
+    for fd in range(nfds):
+        if wanted >> fd & 1:
+            files[fd] = t.fds.get(fd)                   # EBADF for a closed fd in any set
+    result = [0, 0, 0]
+
+    def check() -> bool:
+        res = [0, 0, 0]
+        for fd, f in files.items():
+            bit = 1 << fd
+            want = 0
+            if sets[0] & bit:
+                want |= POLLIN_SET
+            if sets[1] & bit:
+                want |= POLLOUT_SET
+            if sets[2] & bit:
+                want |= POLLEX_SET
+            r = _ready(f, want | POLLERR | POLLHUP)
+            if sets[0] & bit and r & POLLIN_SET:
+                res[0] |= bit
+            if sets[1] & bit and r & POLLOUT_SET:
+                res[1] |= bit
+            if sets[2] & bit and r & POLLEX_SET:
+                res[2] |= bit
+        result[:] = res
+        return any(res)
+
+    wait_ready(t, list(files.values()), check, _deadline(timeout_ns))
+    for p, bits in zip((rp, wp, xp), result):
+        if p and nbytes:
+            t.mm.copy_out(p, bits.to_bytes(nbytes, "little"))
+    return sum(bin(b).count("1") for b in result)
+
+
+def select(t: "Task", a: Args) -> int:
+    """Implements Linux syscall select(2)."""
+    nfds, rp, wp, xp, tvp = s32(a[0]), a[1], a[2], a[3], a[4]
+    timeout_ns = None
+    if tvp:
+        sec, usec = TIMESPEC.unpack(t.mm.copy_in(tvp, TIMESPEC.size))
+        if sec < 0 or usec < 0:
+            raise SyscallError(errno.EINVAL)
+        timeout_ns = sec * 10**9 + min(usec, 10**15) * 1000
+    start = time.monotonic()
+    n = do_select(t, nfds, rp, wp, xp, timeout_ns)
+    if tvp and timeout_ns is not None:
+        left = max(0, timeout_ns - int((time.monotonic() - start) * 1e9))
+        try:
+            t.mm.copy_out(tvp, TIMESPEC.pack(left // 10**9, left % 10**9 // 1000))
+        except SyscallError:
+            pass
+    return n
+
+
+def pselect6(t: "Task", a: Args) -> int:
+    """Implements Linux syscall pselect6(2)."""
+    nfds, rp, wp, xp, tsp, sigp = s32(a[0]), a[1], a[2], a[3], a[4], a[5]
+    timeout_ns = _read_timespec(t, tsp)
+    if sigp:
+        mask_addr, size = struct.unpack("<QQ", t.mm.copy_in(sigp, 16))
+        if mask_addr:
+            if size != SIGSET_SIZE:
+                raise SyscallError(errno.EINVAL)
+            t.mm.copy_in(mask_addr, SIGSET_SIZE)
+    start = time.monotonic()
+    n = do_select(t, nfds, rp, wp, xp, timeout_ns)
+    _write_left(t, tsp, start, timeout_ns)
+    return n
+
+
+
+ENTRIES = (
+    Entry("poll", poll, PARTIAL, "pipes, eventfds, files, host streams; waits wake in 50 ms slices"),
+    Entry("ppoll", ppoll, PARTIAL, "as poll; the signal mask is validated, not applied"),
+    Entry("select", select, PARTIAL, "as poll"),
+    Entry("pselect6", pselect6, PARTIAL, "as poll; the signal mask is validated, not applied"),
+)
