@@ -204,6 +204,12 @@ class OvNode(Node):
     # --- every node ---------------------------------------------------------------------
     def attr(self) -> Attr:
         a = self._top.attr()
+        if self.upper is not None and self.lower is not None and S.S_ISDIR(a.mode):
+            # A merged directory reports the lower's size and link count (overlayfs reports
+            # the upper's): copied-up directories, such as the mount points under /, then
+            # list exactly as on the host.  Guest-made changes still show in the times.
+            low = self.lower.attr()
+            a.size, a.nlink, a.blocks, a.blksize = low.size, low.nlink, low.blocks, low.blksize
         a.dev = self.fs.dev
         a.ino = self.ino
         return a
@@ -339,7 +345,10 @@ class OvNode(Node):
                 raise
         self._forget(name)
         self._whiteout(name)
+        before = self.upper.attr()
         up = self.upper.mkdir(name, mode, uid, gid)
+        # Setting up the sandbox is not a change the guest made: keep the parent's times.
+        self.upper.setattr(atime_ns=before.atime_ns, mtime_ns=before.mtime_ns)
         return self._keep(name, OvNode(self.fs, self, name, up, None))
 
     def unlink(self, name: str) -> None:
