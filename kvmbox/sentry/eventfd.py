@@ -12,7 +12,7 @@ import threading
 import time
 
 from kvmbox.errors import SyscallError
-from kvmbox.sentry.files import (ANON_INODE_DEV, POLLERR, POLLIN, POLLOUT, POLLRDNORM, POLLWRNORM,
+from kvmbox.sentry.files import (ANON_INODE_DEV, anon_ino, POLLERR, POLLIN, POLLOUT, POLLRDNORM, POLLWRNORM,
                                  FileDescription)
 from kvmbox.sentry.pipe import wait_slice
 from kvmbox.sentry.vfs.node import Attr
@@ -43,7 +43,7 @@ class EventFd(FileDescription):
         self.flags = O_RDWR | (flags & EFD_NONBLOCK)
         self.cond = threading.Condition()
         self.watchers: set[threading.Event] = set()
-        self._ino = id(self) & 0x7FFFFFFF
+        self._ino = anon_ino()
 
     def attr(self) -> Attr:
         now = time.time_ns()

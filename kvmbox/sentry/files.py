@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import itertools
 import os
 import stat as stat_mod
 import termios
@@ -31,6 +32,17 @@ POLLIN, POLLPRI, POLLOUT, POLLERR, POLLHUP, POLLNVAL = 0x1, 0x2, 0x4, 0x8, 0x10,
 POLLRDNORM, POLLWRNORM = 0x40, 0x100
 DEFAULT_POLLMASK = POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM
 ANON_INODE_DEV = 0x0D       # st_dev of anonymous inodes (pipes, eventfds ...)
+# Inode numbers of anonymous inodes (pipes, eventfds, the captured streams): a plain
+# counter, as Linux's get_next_ino().  Deliberately module-wide: numbers only need to be
+# distinct, no behaviour depends on them, and they must never be derived from Sentry
+# object addresses (id()), which would leak the Sentry's heap layout to the guest.
+_anon_inos = itertools.count(0x1000)
+
+
+def anon_ino() -> int:
+    """A fresh inode number for an anonymous inode."""
+    return next(_anon_inos)
+
 
 
 class FileDescription:
@@ -71,7 +83,10 @@ class FileDescription:
     def attr(self) -> Attr:
         """fstat: what the open file's inode reports; the default is an anonymous inode."""
         now = time.time_ns()
-        return Attr(dev=ANON_INODE_DEV, ino=id(self) & 0xFFFFFFFF, mode=self.mode, nlink=1,
+        ino = self.__dict__.get("_anon_ino")
+        if ino is None:
+            ino = self.__dict__["_anon_ino"] = anon_ino()
+        return Attr(dev=ANON_INODE_DEV, ino=ino, mode=self.mode, nlink=1,
                     uid=os.getuid(), gid=os.getgid(), size=0, atime_ns=now, mtime_ns=now,
                     ctime_ns=now)
 

@@ -111,6 +111,10 @@ class Kernel:
         if task is not None:
             task.ctx.interrupt()
 
+    def is_executing(self, node) -> bool:
+        """Is `node` the executable image of a live task (open for writing: ETXTBSY)?"""
+        return any(tk.exe_node is node for tk in self.live_tasks())
+
     def live_tasks(self) -> list[Task]:
         """The tasks running now (one per run for now); /proc lists them."""
         with self._lock:
@@ -162,6 +166,7 @@ class Kernel:
                         default_rlimits(self.memory_limit), fs=fsctx)
             task.envp = list(envp)
             task.auxv = image.auxv
+            task.exe_node = self.vfs.resolve(fsctx.root, image.exe_path, root=fsctx.root).node
             c = task.creds
             ctx.set_identity(enabled=in_guest, pid=task.tgid, tid=task.tid, ppid=task.ppid,
                              uid=c.uid, euid=c.euid, gid=c.gid, egid=c.egid)

@@ -23,7 +23,7 @@ import time
 from collections import deque
 
 from kvmbox.errors import SyscallError
-from kvmbox.sentry.files import (ANON_INODE_DEV, POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDNORM,
+from kvmbox.sentry.files import (ANON_INODE_DEV, anon_ino, POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDNORM,
                                  POLLWRNORM, FileDescription)
 from kvmbox.sentry.vfs.node import Attr
 
@@ -316,7 +316,7 @@ def _gid() -> int:
 def make_pipe(kernel: "Kernel", flags: int) -> tuple[PipeEnd, PipeEnd]:
     """pipe2(2): a new buffer and its (read, write) ends; flags: O_NONBLOCK, O_DIRECT."""
     buf = PipeBuffer(0)
-    buf.ino = id(buf) & 0x7FFFFFFF
+    buf.ino = anon_ino()
     extra = flags & (O_NONBLOCK | O_DIRECT)
     return PipeEnd(buf, O_RDONLY | extra, kernel), PipeEnd(buf, O_WRONLY | extra, kernel)
 

@@ -78,6 +78,7 @@ class Task:
         self.pgid = tid
         self.sid = tid
         self.creds = Credentials()
+        self.exe_node = None       # the executable's VFS node (writes to it give ETXTBSY)
         self.exe_path = exe_path   # guest path of the executable (for /proc/self/exe)
         self.argv = argv
         self.envp: list[str] = []  # the environment execve gave (for /proc/<pid>/environ)

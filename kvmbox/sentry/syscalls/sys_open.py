@@ -150,6 +150,8 @@ def may_open(t: "Task", loc: Location, flags: int) -> None:
     if want & perm.MAY_WRITE and (S.S_ISREG(m) or S.S_ISDIR(m)):
         perm.check_writable(loc)
     perm.check_access(node.attr(), t.creds, want)
+    if want & perm.MAY_WRITE and S.S_ISREG(m) and t.kernel.is_executing(node):
+        raise SyscallError(errno.ETXTBSY)     # a running program's image cannot be written
 
 
 def do_open(t: "Task", dirfd: int, path: str, flags: int, mode: int,
