@@ -61,7 +61,7 @@ def resolve_program(name: str, env: Mapping[str, str], vfs=None, cwd: str = "/")
     Without one, on the host (tools that have no sandbox yet)."""
     if "/" in name:
         return name
-    for d in env.get("PATH", "").split(":"):
+    for d in env.get("PATH", "/bin:/usr/bin").split(":"):
         candidate = os.path.join(d or ".", name)
         if _executable_in(vfs, cwd, candidate) if vfs is not None else os.path.isfile(candidate):
             return candidate
