@@ -37,12 +37,23 @@ demo: install programs
 	@$(PY) -m kvmbox info
 	@echo; echo '$$ kvmbox run tests/programs/bin/glibc/hello   (static glibc)'
 	@$(PY) -m kvmbox run tests/programs/bin/glibc/hello
-	@echo; echo '$$ kvmbox run tests/programs/bin/pie/hello     (static-pie glibc)'
-	@$(PY) -m kvmbox run tests/programs/bin/pie/hello
 	@echo; echo '$$ kvmbox run tests/programs/bin/musl/hello    (static musl)'
 	@$(PY) -m kvmbox run tests/programs/bin/musl/hello
-	@echo; echo '$$ echo "1 2 3" | kvmbox run --strace tests/programs/bin/musl/hello'
-	@echo "1 2 3" | $(PY) -m kvmbox run --strace tests/programs/bin/musl/hello
+	@echo; echo '$$ kvmbox run /bin/ls -la /etc/hostname /etc/os-release   (the host'"'"'s dynamic ls, via ld.so)'
+	@$(PY) -m kvmbox run /bin/ls -la /etc/hostname /etc/os-release
+	@echo; echo '$$ kvmbox run --strace /bin/cat /etc/hostname   (every syscall, answered by the Sentry)'
+	@$(PY) -m kvmbox run --strace /bin/cat /etc/hostname
+	@echo; echo '$$ kvmbox run python3 -c "..."   (the host'"'"'s python3; writes land in the overlay, not the host)'
+	@$(PY) -m kvmbox run python3 -c "import hashlib, json, os, sqlite3; \
+	open('/etc/kvmbox-demo', 'w').write('written inside'); \
+	db = sqlite3.connect(':memory:'); db.execute('create table t (x)'); \
+	db.executemany('insert into t values (?)', [(i,) for i in range(10)]); \
+	print(json.dumps({'sum': db.execute('select sum(x) from t').fetchone()[0], \
+	'sha256': hashlib.sha256(b'kvmbox').hexdigest()[:16], 'uname': os.uname().release, \
+	'in sandbox': open('/etc/kvmbox-demo').read()}))"
+	@echo "on the host: /etc/kvmbox-demo exists? $$(test -e /etc/kvmbox-demo && echo yes || echo no)"
+	@echo; echo '$$ kvmbox run --platform ptrace /usr/bin/sha256sum /etc/passwd   (same Sentry, ptrace platform)'
+	@$(PY) -m kvmbox run --platform ptrace /usr/bin/sha256sum /etc/passwd
 	@echo; echo '$$ kvmbox run tests/programs/bin/glibc/fpmath'
 	@$(PY) -m kvmbox run tests/programs/bin/glibc/fpmath
 
