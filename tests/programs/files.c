@@ -199,7 +199,7 @@ int main(int argc, char **argv)
     check(openat(pfd, "t", O_RDONLY) >= 0, "O_PATH dir as dirfd");
     struct stat st2;
     check(fstatat(pfd, "t", &st2, 0) == 0 && st2.st_size == 8192, "fstatat through O_PATH dirfd");
-    errno = 0; check_err(fchmod(pfd, 0700), EBADF, "fchmod on O_PATH");
+    errno = 0; check_err(syscall(SYS_fchmod, pfd, 0700), EBADF, "fchmod on O_PATH");
     close(pfd);
     fd = open("t", O_RDONLY);
     errno = 0; check_err(openat(fd, "x", O_RDONLY), ENOTDIR, "openat with a file dirfd");

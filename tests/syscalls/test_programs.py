@@ -61,6 +61,11 @@ CASES = [
     Case("malloc"),
     Case("procfs", ("one", "two words", "")),
     Case("mmapfile", ("/tmp",)),
+    Case("files", ("/tmp",)),
+    Case("dirs", ("/tmp",)),
+    Case("fdops", ("/tmp",)),
+    Case("pipes"),
+    Case("poll"),
 ]
 
 # Every build also runs dynamically linked (bin/dynamic: through the host's ld.so and libc,
