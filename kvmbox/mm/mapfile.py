@@ -85,12 +85,12 @@ def backing_for(file: MappedFile, shared: bool) -> Backing:
 def fill_frames(memfile: "MemoryFile", v: Vma, pidx: int, phys: int, npages: int) -> None:
     """Copy the file bytes of pages [pidx, pidx+npages) into fresh (zeroed) frames at `phys`."""
     assert v.file is not None
+    n = npages * PAGE
+    memfile.check_range(phys, n)
     try:
-        data = v.file.source.fill(pidx * PAGE, npages * PAGE)
+        v.file.source.fill_into(pidx * PAGE, memfile.view[phys:phys + n])
     except (SyscallError, OSError):
-        data = b""                               # unreadable now: zero pages, as past EOF
-    if data:
-        memfile.write(phys, bytes(data[:npages * PAGE]))
+        pass                                     # unreadable now: zero pages, as past EOF
 
 
 def write_back(memfile: "MemoryFile", v: Vma, a: int, b: int) -> None:

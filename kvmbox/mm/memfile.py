@@ -45,6 +45,10 @@ class MemoryFile:
         if off < 0 or n < 0 or off + n > self.size:
             raise ValueError(f"MemoryFile range [{off:#x}, +{n:#x}) outside [0, {self.size:#x})")
 
+    def check_range(self, off: int, n: int) -> None:
+        """ValueError unless [off, off+n) lies inside the file (for direct use of `view`)."""
+        self._check(off, n)
+
     def read(self, off: int, n: int) -> bytes:
         self._check(off, n)
         return self.view[off:off + n].tobytes()

@@ -98,6 +98,8 @@ class HostFilesystem(Filesystem):
         if node is None or node.ino != ino or S.S_IFMT(node.kind) != S.S_IFMT(st.st_mode):
             node = HostNode(self, ino, relpath, st.st_mode)
             self._nodes[relpath] = node
+        if self.readonly and node._st is None:
+            node._st = st
         return node
 
     def moved(self, old: str, new: str) -> None:
@@ -125,7 +127,7 @@ class HostFilesystem(Filesystem):
 class HostNode(Node):
     """One host object, named by its path relative to the file system root ("" for the root)."""
 
-    __slots__ = ("relpath", "kind")
+    __slots__ = ("relpath", "kind", "_st", "_kids")
 
     fs: HostFilesystem
 
@@ -133,6 +135,12 @@ class HostNode(Node):
         super().__init__(fs, ino)
         self.relpath = relpath
         self.kind = S.S_IFMT(mode)          # the type never changes; permissions may
+        # A read-only host tree (the overlay's lower layer) is taken as a snapshot: stat
+        # results and lookups, including misses, are remembered, as the overlay already
+        # assumes the lower does not change under it.  Start-up of programs that probe
+        # hundreds of paths (python3) depends on it.  Read-write mounts ask the host each time.
+        self._st: os.stat_result | None = None
+        self._kids: dict[str, os.stat_result | None] | None = None
 
     def is_dir(self) -> bool:
         return self.kind == S.S_IFDIR
@@ -159,13 +167,19 @@ class HostNode(Node):
 
     # --- every node -------------------------------------------------------------------
     def _stat(self) -> os.stat_result:
+        if self._st is not None:
+            return self._st
         if not self.relpath:
-            return os.fstat(self.fs.root_fd)
-        fd = self.fs.open_rel(self.relpath, O_PATH | os.O_NOFOLLOW)
-        try:
-            return os.fstat(fd)
-        finally:
-            os.close(fd)
+            st = os.fstat(self.fs.root_fd)
+        else:
+            fd = self.fs.open_rel(self.relpath, O_PATH | os.O_NOFOLLOW)
+            try:
+                st = os.fstat(fd)
+            finally:
+                os.close(fd)
+        if self.fs.readonly:
+            self._st = st
+        return st
 
     def attr(self) -> Attr:
         st = self._stat()
@@ -262,14 +276,30 @@ class HostNode(Node):
         if self.kind != S.S_IFDIR:
             raise SyscallError(errno.ENOTDIR)
         _check_name(name)
+        kids = self._kids
+        if kids is not None and name in kids:
+            st = kids[name]
+            if st is None:
+                raise SyscallError(errno.ENOENT)
+            return self.fs.node_for(self._child_rel(name), st)
         dfd = self._dirfd()
         try:
             st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
         except OSError as e:
+            if self.fs.readonly and e.errno == errno.ENOENT:
+                self._remember(name, None)
             raise _err(e) from None
         finally:
             os.close(dfd)
+        if self.fs.readonly:
+            self._remember(name, st)
         return self.fs.node_for(self._child_rel(name), st)
+
+    def _remember(self, name: str, st: os.stat_result | None) -> None:
+        if self._kids is None:
+            self._kids = {}
+        if len(self._kids) < 4096:          # bounded: huge directories are asked each time
+            self._kids[name] = st
 
     def entries(self) -> list[tuple[str, int, int]]:
         if self.kind != S.S_IFDIR:
@@ -488,6 +518,15 @@ class HostMapSource(MapSource):
     @property
     def size(self) -> int:   # type: ignore[override]
         return self.data.size
+
+    def fill_into(self, offset: int, dest: memoryview) -> None:
+        """pread straight into the guest frames: no intermediate bytes objects."""
+        done, n = 0, len(dest)
+        while done < n:
+            got = os.preadv(self.data.fd, [dest[done:]], offset + done)
+            if got <= 0:
+                break
+            done += got
 
     def fill(self, offset: int, n: int) -> bytes:
         parts = []

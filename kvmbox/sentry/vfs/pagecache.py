@@ -47,6 +47,11 @@ class MapSource:
         """`n` bytes at `offset` for a private copy; short (possibly empty) at end of file."""
         raise SyscallError(errno.ENODEV)
 
+    def fill_into(self, offset: int, dest: memoryview) -> None:
+        """Copy the bytes at `offset` into `dest` (fresh zeroed frames; past EOF stays zero)."""
+        data = self.fill(offset, len(dest))
+        dest[:len(data)] = data
+
     def write(self, offset: int, data: bytes) -> int:
         """Write-back of a writable MAP_SHARED host mapping (msync, munmap)."""
         raise SyscallError(errno.EACCES)
