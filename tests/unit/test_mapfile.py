@@ -10,6 +10,7 @@ from kvmbox.errors import SyscallError
 from kvmbox.guest_stub import layout as L
 from kvmbox.mm.mapfile import MS_ASYNC, MS_INVALIDATE, MS_SYNC, MappedFile
 from kvmbox.mm.vma import Backing
+from kvmbox.sentry.vfs.pagecache import MapSource
 
 from .test_mm import make, pte, spans
 from .test_pagetables import ADDR
@@ -20,7 +21,7 @@ PRIV, SHARED = L.MAP_PRIVATE, L.MAP_SHARED
 FIXED = L.MAP_FIXED
 
 
-class HostLike:
+class HostLike(MapSource):
     """A host file: bytes read with fill(); no page cache to share."""
 
     def __init__(self, data: bytes) -> None:
@@ -42,7 +43,7 @@ class HostLike:
         self.data[offset:offset + len(data)] = data
 
 
-class InMemory:
+class InMemory(MapSource):
     """An in-memory file: its bytes live in frames of a shared Backing (what PageData does)."""
 
     def __init__(self, mm, data: bytes) -> None:
