@@ -286,6 +286,10 @@ class Vcpu:
         """Registers edited in kvm_run that KVM must load before the next entry."""
         self._ctl[1] |= mask
 
+    def clear_dirty(self) -> None:
+        """Forget edits in kvm_run that no entry consumed (a pooled vCPU's previous run)."""
+        self._ctl[1] = 0
+
     def run(self) -> VcpuExit:
         """One KVM_RUN; returns the exit reason (INTERRUPTED on EINTR)."""
         try:

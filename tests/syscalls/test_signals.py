@@ -69,3 +69,14 @@ def test_stop_signal_ends_the_run(signo, test_programs, sandbox):
     r = sandbox.run([str(test_programs / "glibc" / "sigdefault"), "term", str(int(signo))])
     assert (r.exit_code, r.signal, r.core) == (128 + signo, signo, False)
     assert r.report and "stopped by" in r.report
+
+
+def test_next_run_is_clean_after_a_kill_inside_a_syscall(test_programs, sandbox):
+    """A task killed right after a syscall (raise -> tgkill) leaves register edits that no
+    entry consumed; the next program on the same pooled vCPU must start clean."""
+    for _ in range(3):
+        r = run_sandbox(test_programs / "glibc" / "sigdefault", ["term", "15"], sandbox=sandbox)
+        assert r.signal == signal.SIGTERM
+        hello = run_sandbox(test_programs / "glibc" / "hello", sandbox=sandbox)
+        native = run_native(test_programs / "glibc" / "hello")
+        assert_same_outcome(native, hello, what="hello after a killed run")

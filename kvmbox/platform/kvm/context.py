@@ -110,6 +110,10 @@ class KvmContext(Context):
 
     def _first_entry(self, root: int) -> None:
         p = self._pending
+        # A pooled vCPU may carry register edits its previous run made and never entered
+        # with (a task killed right after a syscall).  KVM would load those stale sync regs
+        # over the fresh configuration below at the first entry: drop them.
+        self.vcpu.clear_dirty()
         cpu.configure(self.vcpu, self.platform.cpuid, self.platform.flavour, root,
                       p.get("rip", 0), p.get("rsp", 0))
         self.vcpu.enable_sync_regs(KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS)
