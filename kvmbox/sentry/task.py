@@ -74,7 +74,9 @@ class Task:
         self.fds = fds
         self.tid = tid
         self.tgid = tid            # thread-group id == pid
-        self.ppid = kernel.sentry_pid
+        # The first task is the sandbox's init: its parent lies outside the sandbox, which
+        # Linux reports as 0 across a pid namespace (never the Sentry's host pid).
+        self.ppid = 0
         self.pgid = tid
         self.sid = tid
         self.creds = Credentials()

@@ -50,3 +50,14 @@ def test_stdin_and_env(test_programs, sandbox):
     path = str(test_programs / "glibc" / "stdin_sum")
     data = b"some input\n" * 1000
     assert sandbox.run([path], stdin=data).stdout == helpers.run_native(path, stdin=data).stdout
+
+
+def test_no_host_pid_is_visible(sandbox):
+    """pid, ppid, pgrp and sid are the sandbox's own: never the Sentry's host pid."""
+    r = sandbox.run(["/usr/bin/python3", "-c",
+                     "import os; print(os.getpid(), os.getppid(), os.getpgrp(), os.getsid(0))"])
+    assert r.exit_code == 0, (r.stderr, r.notices)
+    pid, ppid, pgrp, sid = map(int, r.stdout.split())
+    assert os.getpid() not in (pid, ppid, pgrp, sid)
+    assert ppid == 0                       # the parent is outside the sandbox, as across a pid namespace
+    assert pgrp == sid == pid
