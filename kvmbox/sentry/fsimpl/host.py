@@ -18,6 +18,7 @@ import errno
 import os
 import stat as S
 import weakref
+from collections import OrderedDict
 
 from kvmbox.errors import KvmboxError, SyscallError
 from kvmbox.sentry.fsimpl import hostcalls
@@ -49,6 +50,8 @@ def _check_name(name: str) -> None:
         raise SyscallError(errno.ENOENT)
 
 
+RECENT_NODES = 8192          # nodes of a read-only host tree kept alive between lookups
+
 class HostFilesystem(Filesystem):
     """The host directory `host_root`, read-only unless `readonly=False`."""
 
@@ -67,6 +70,9 @@ class HostFilesystem(Filesystem):
         self.host_dev = st.st_dev
         self._foreign: dict[tuple[int, int], int] = {}
         self._nodes: "weakref.WeakValueDictionary[str, HostNode]" = weakref.WeakValueDictionary()
+        # Read-only trees also keep the most recently used nodes alive (their remembered
+        # stat results and lookups with them), so the next run of a program finds them.
+        self._recent: "OrderedDict[str, HostNode]" = OrderedDict()
         self.root = HostNode(self, self.ino_of(st.st_dev, st.st_ino), "", st.st_mode)
 
     def close(self) -> None:
@@ -98,8 +104,14 @@ class HostFilesystem(Filesystem):
         if node is None or node.ino != ino or S.S_IFMT(node.kind) != S.S_IFMT(st.st_mode):
             node = HostNode(self, ino, relpath, st.st_mode)
             self._nodes[relpath] = node
-        if self.readonly and node._st is None:
-            node._st = st
+        if self.readonly:
+            if node._st is None:
+                node._st = st
+            recent = self._recent
+            recent[relpath] = node
+            recent.move_to_end(relpath)
+            if len(recent) > RECENT_NODES:
+                recent.popitem(last=False)
         return node
 
     def moved(self, old: str, new: str) -> None:
