@@ -130,6 +130,29 @@ class MemoryManager:
             if phys is not None:
                 self.aspace.map(va, n * PAGE, phys, v.prot)
 
+    def _unshare(self, v: Vma) -> None:
+        """Give a private file mapping that views the shared read-only page cache copies of
+        its populated pages of its own (before it may be written); ENOMEM if frames run out."""
+        new = Backing(shared=False)
+        view = self.memfile.view
+        try:
+            for va, phys, n in list(v.runs(v.start, v.end)):
+                if phys is None:
+                    continue
+                pidx = v.pidx(va)
+                for p, k in self.frames.alloc(n):
+                    view[p:p + k * PAGE] = view[phys:phys + k * PAGE]
+                    new.add(pidx, p, k)
+                    pidx += k
+                    phys += k * PAGE
+        except SyscallError:
+            for _, p, k in new.extents:
+                self.frames.free(p, k)
+            raise SyscallError(errno.ENOMEM) from None
+        v.backing.refs -= 1
+        v.backing = new
+        self._remap(v)
+
     def _drop(self, v: Vma) -> None:
         """Free what `v` holds (it is already out of the set and unmapped)."""
         b = v.backing
@@ -165,7 +188,7 @@ class MemoryManager:
         if file is None:
             backing, pgoff = Backing(shared=shared), 0
         else:
-            backing = mapfile.backing_for(file, shared)
+            backing = mapfile.backing_for(file, shared, prot)
         v = Vma(start, end, prot, flags, name, backing, pgoff, grow_limit, file)
         self.vmas.insert(v)
         if backing.extents:
@@ -304,13 +327,17 @@ class MemoryManager:
             raise SyscallError(errno.ENOMEM)
         if prot & PROT_WRITE:
             for v in self.vmas.overlapping(addr, end):
-                if v.backing.pinned:
+                if v.backing.pinned and v.file is None:
                     raise SyscallError(errno.EACCES)   # shared special frames ([vdso]) stay read-only
                 if v.file is not None:
                     mapfile.check_prot(v.file, prot, v.shared)
         self._charge(self._charge_of(addr, end, prot) - self._charge_of(addr, end))
         self.vmas.split_at(addr)
         self.vmas.split_at(end)
+        if prot & PROT_WRITE:
+            for v in self.vmas.overlapping(addr, end):
+                if v.backing.pinned and v.file is not None:
+                    self._unshare(v)               # copy-on-write out of the shared page cache
         for v in self.vmas.overlapping(addr, end):
             was = v.prot
             v.prot = prot
@@ -506,6 +533,10 @@ class MemoryManager:
             return
         view = self.memfile.view
         with self.lock:
+            if force:                              # the loader writing a read-only mapping
+                for v in self.vmas.overlapping(addr, addr + n):
+                    if v.backing.pinned and v.file is not None:
+                        self._unshare(v)
             segs = self._segments(addr, n, 0 if force else PROT_WRITE)
             if len(segs) == 1:
                 p = segs[0][0]

@@ -70,9 +70,15 @@ def check_prot(file: MappedFile, prot: int, shared: bool) -> None:
         raise SyscallError(errno.EACCES)
 
 
-def backing_for(file: MappedFile, shared: bool) -> Backing:
+def backing_for(file: MappedFile, shared: bool, prot: int = 0) -> Backing:
     """The Backing a new mapping views: the file's page cache (MAP_SHARED of an in-memory
-    file: one more reference), else a fresh one of its own."""
+    file, or a read-only MAP_PRIVATE of a file that cannot change: one more reference),
+    else a fresh one of its own."""
+    if not shared and not prot & PROT_WRITE:
+        cache = file.source.private_cache()
+        if cache is not None:
+            cache.refs += 1
+            return cache
     if shared:
         cache = file.source.shared_backing()
         if cache is not None:

@@ -38,7 +38,7 @@ def mremap(mm: "MemoryManager", old_addr: int, old_len: int, new_len: int, flags
     v = mm.vmas.find(old_addr)
     if v is None or old_addr + old_len > v.end:
         raise SyscallError(errno.EFAULT)
-    if v.backing.pinned and new_len > old_len:
+    if v.backing.pinned and v.file is None and new_len > old_len:
         raise SyscallError(errno.EINVAL)           # a special mapping cannot grow
     if old_len == 0:
         return _mremap_dup(mm, v, old_addr, new_len, flags, new_addr)

@@ -160,7 +160,9 @@ class Vma:
 
     @property
     def shared(self) -> bool:
-        return self.backing.shared
+        """A MAP_SHARED mapping.  (Its Backing's `shared` says whether the frames are shared,
+        which a private read-only view of a page cache, or the vDSO, also is.)"""
+        return bool(self.flags & L.MAP_SHARED)
 
     def pidx(self, addr: int) -> int:
         return (addr - self.start) // PAGE + self.pgoff
@@ -193,7 +195,7 @@ class Vma:
 
     def mergeable(self, nxt: Vma) -> bool:
         return (self.end == nxt.start and self.prot == nxt.prot and self.flags == nxt.flags
-                and self.name == nxt.name and not self.shared and not nxt.shared
+                and self.name == nxt.name and not self.backing.shared and not nxt.backing.shared
                 and not self.flags & L.MAP_GROWSDOWN and self.file is nxt.file
                 and (self.file is None or self.pidx(self.end) == nxt.pgoff))
 

@@ -61,6 +61,7 @@ CASES = [
     Case("malloc"),
     Case("procfs", ("one", "two words", "")),
     Case("mmapfile", ("/tmp",)),
+    Case("cowtext", ("/usr/bin/true",)),
     Case("files", ("/tmp",)),
     Case("dirs", ("/tmp",)),
     Case("fdops", ("/tmp",)),

@@ -167,7 +167,11 @@ def test_map_special_never_frees_its_frames():
         assert e.value.errno == errno.EACCES
         with pytest.raises(SyscallError):
             mm.map_special(L.VDSO_VIRT, phys, 1, 1, "[again]")
-        mm.madvise(L.VVAR_VIRT, L.PAGE_SIZE, L.MADV_REMOVE)
+        with pytest.raises(SyscallError) as e:             # a private mapping, as on Linux
+            mm.madvise(L.VVAR_VIRT, L.PAGE_SIZE, L.MADV_REMOVE)
+        assert e.value.errno == errno.EINVAL
+        mm.madvise(L.VVAR_VIRT, L.PAGE_SIZE, L.MADV_DONTNEED)   # never punches the special frame
+        assert mm.copy_in(L.VVAR_VIRT, 4) == b"vvar"
         used = fa.used_pages
         mm.munmap(L.VVAR_VIRT, L.PAGE_SIZE)          # Linux lets a program unmap them too
         assert [v.name for v in mm.maps()] == ["[vdso]"] and fa.used_pages == used

@@ -21,6 +21,7 @@ import weakref
 from collections import OrderedDict
 
 from kvmbox.errors import KvmboxError, SyscallError
+from kvmbox.mm.vma import Backing
 from kvmbox.sentry.fsimpl import hostcalls
 from kvmbox.sentry.files import MAX_RW
 from kvmbox.sentry.vfs.node import (DT_DIR, DT_LNK, DT_REG, DT_UNKNOWN, RENAME_EXCHANGE,
@@ -51,6 +52,7 @@ def _check_name(name: str) -> None:
 
 
 RECENT_NODES = 8192          # nodes of a read-only host tree kept alive between lookups
+PAGE_CACHE_PAGES = 16384     # at most 64 MiB of read-only file pages shared between mappings
 
 class HostFilesystem(Filesystem):
     """The host directory `host_root`, read-only unless `readonly=False`."""
@@ -70,6 +72,7 @@ class HostFilesystem(Filesystem):
         self.host_dev = st.st_dev
         self._foreign: dict[tuple[int, int], int] = {}
         self._nodes: "weakref.WeakValueDictionary[str, HostNode]" = weakref.WeakValueDictionary()
+        self._page_cache: dict[tuple[int, int, int, int], Backing] = {}
         # Read-only trees also keep the most recently used nodes alive (their remembered
         # stat results and lookups with them), so the next run of a program finds them.
         self._recent: "OrderedDict[str, HostNode]" = OrderedDict()
@@ -96,6 +99,24 @@ class HostFilesystem(Filesystem):
             return hostcalls.open_beneath(self.root_fd, relpath, flags, mode)
         except OSError as e:
             raise _err(e) from None
+
+    def page_cache(self, node: "HostNode") -> "Backing | None":
+        """The shared page cache of a file of a read-only tree (see MapSource.private_cache);
+        None on read-write trees or once PAGE_CACHE_PAGES frames are cached."""
+        if not self.readonly or node.kind != S.S_IFREG:
+            return None
+        st = node._stat()
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        b = self._page_cache.get(key)
+        if b is None:
+            if sum(c.pages for c in self._page_cache.values()) >= PAGE_CACHE_PAGES:
+                return None
+            b = self._page_cache[key] = Backing(shared=True, pinned=True)
+        return b
+
+    def cached_frames(self) -> list[tuple[int, int]]:
+        """(phys, npages) of every page-cache frame, for whoever frees them at close."""
+        return [(phys, n) for b in self._page_cache.values() for _, phys, n in b.extents]
 
     def node_for(self, relpath: str, st: os.stat_result) -> "HostNode":
         """The cached node of `relpath` if it is still the same host object, else a new one."""
@@ -238,7 +259,7 @@ class HostNode(Node):
         except BaseException:
             os.close(fd)
             raise
-        return RegularFile(self, HostData(fd), flags, loc)
+        return RegularFile(self, HostData(fd, self), flags, loc)
 
     def setattr(self, *, mode: int | None = None, uid: int | None = None, gid: int | None = None,
                 size: int | None = None, atime_ns: int | None = None,
@@ -453,10 +474,11 @@ def _dtype(e: os.DirEntry) -> int:
 class HostData:
     """A host regular file's bytes through the open file's private host fd (see regular.py)."""
 
-    __slots__ = ("fd",)
+    __slots__ = ("fd", "node")
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, node: "HostNode | None" = None) -> None:
         self.fd = fd
+        self.node = node                  # for the read-only page cache (private_cache)
 
     @property
     def size(self) -> int:
@@ -520,9 +542,13 @@ class HostMapSource(MapSource):
 
     def __init__(self, data: HostData) -> None:
         try:
-            self.data = HostData(os.dup(data.fd))
+            self.data = HostData(os.dup(data.fd), data.node)
         except OSError as e:
             raise _err(e) from None
+
+    def private_cache(self) -> "Backing | None":
+        node = self.data.node
+        return node.fs.page_cache(node) if node is not None else None
 
     def __del__(self) -> None:
         self.data.release()

@@ -47,6 +47,12 @@ class MapSource:
         """`n` bytes at `offset` for a private copy; short (possibly empty) at end of file."""
         raise SyscallError(errno.ENODEV)
 
+    def private_cache(self) -> Backing | None:
+        """A file that cannot change (a read-only host tree): its page cache, shared by every
+        read-only MAP_PRIVATE mapping of it in the sandbox (frames pinned, owned by the file
+        system, copied out only when a mapping is made writable); None otherwise."""
+        return None
+
     def fill_into(self, offset: int, dest: memoryview) -> None:
         """Copy the bytes at `offset` into `dest` (fresh zeroed frames; past EOF stays zero)."""
         data = self.fill(offset, len(dest))
