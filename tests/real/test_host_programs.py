@@ -77,6 +77,7 @@ CASES = [
     Cmd(("/bin/false",), expect_exit=1),
     Cmd(("/bin/echo", "hello", "from", "the", "sandbox")),
     Cmd(("/bin/ls", "-la", "/etc")),
+    Cmd(("/bin/ls", "-la", "/etc/hostname", "/etc/os-release", "/etc/passwd")),   # getxattr per file
     Cmd(("cat", "/etc/passwd", "/etc/os-release")),
     Cmd(("sort",), stdin=TEXT),
     Cmd(("uniq", "-c"), stdin=b"".join(sorted(TEXT.splitlines(keepends=True)))),
