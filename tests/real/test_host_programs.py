@@ -170,3 +170,20 @@ def test_fork_needing_programs_fail_clearly(sandbox):
     assert r.exit_code != 0
     assert r.stderr.strip(), "the shell should say why it failed"
     assert any("unsupported syscall" in n for n in r.notices), r.notices
+
+
+def test_cli_output_redirected_to_a_host_file(platform_name, tmp_path):
+    """`kvmbox run cat FILE > out`: the program's stdout is the Sentry's own stream (a host
+    file here), which copy_file_range cannot target (EXDEV): cat falls back to read/write."""
+    import subprocess
+    import sys
+
+    from helpers import REPO
+    out = tmp_path / "out"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    with open(out, "wb") as f:
+        r = subprocess.run([sys.executable, "-m", "kvmbox", "run", "--platform", platform_name,
+                            "/bin/cat", "/etc/passwd"], stdout=f, stderr=subprocess.PIPE,
+                           cwd=REPO, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr.decode(errors="replace")
+    assert out.read_bytes() == Path("/etc/passwd").read_bytes()

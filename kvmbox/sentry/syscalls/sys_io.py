@@ -316,6 +316,10 @@ def copy_file_range(t, a) -> int:
     if not S.S_ISREG(src.mode) or not S.S_ISREG(dst.mode):
         raise SyscallError(errno.EISDIR if S.S_ISDIR(src.mode) or S.S_ISDIR(dst.mode)
                            else errno.EINVAL)
+    if getattr(src, "node", None) is None or getattr(dst, "node", None) is None:
+        # The Sentry's own streams (a redirected stdout) are no file system's files:
+        # "not the same file system", which callers (cat, cp) answer with read/write.
+        raise SyscallError(errno.EXDEV)
     off_in = S64.unpack(t.mm.copy_in(off_in_p, 8))[0] if off_in_p else None
     off_out = S64.unpack(t.mm.copy_in(off_out_p, 8))[0] if off_out_p else None
     if (off_in is not None and off_in < 0) or (off_out is not None and off_out < 0):
