@@ -350,8 +350,8 @@ class HostNode(Node):
             os.close(dfd)
         return out
 
-    def _make(self, name: str, fn) -> Node:
-        """Run fn(dirfd, name) to create `name` here, then look the new object up."""
+    def _in_dir(self, name: str, fn) -> None:
+        """Run the host call fn(dirfd, name) on child `name` of this (writable) directory."""
         self._check_rw()
         _check_name(name)
         dfd = self._dirfd()
@@ -361,6 +361,10 @@ class HostNode(Node):
             raise _err(e) from None
         finally:
             os.close(dfd)
+
+    def _make(self, name: str, fn) -> Node:
+        """Run fn(dirfd, name) to create `name` here, then look the new object up."""
+        self._in_dir(name, fn)
         return self.lookup(name)
 
     def create(self, name: str, mode: int, uid: int, gid: int) -> Node:
@@ -412,15 +416,7 @@ class HostNode(Node):
         self._remove(name, lambda dfd, n: os.rmdir(n, dir_fd=dfd))
 
     def _remove(self, name: str, fn) -> None:
-        self._check_rw()
-        _check_name(name)
-        dfd = self._dirfd()
-        try:
-            fn(dfd, name)
-        except OSError as e:
-            raise _err(e) from None
-        finally:
-            os.close(dfd)
+        self._in_dir(name, fn)
         self.fs.forget(self._child_rel(name))
 
     def rename(self, old: str, newdir: Node, new: str, flags: int = 0) -> None:
