@@ -258,6 +258,20 @@ class CaptureOutput(FileDescription):
         return bytes(self.buffer)
 
 
+FD_TABLE_INITIAL = 64          # Linux's NR_OPEN_DEFAULT (BITS_PER_LONG) slots per new table
+FD_TABLE_STEP = 128            # the table then grows in powers of two of 1 KiB of pointers
+
+
+def fd_table_size_for(fd: int) -> int:
+    """The size Linux's expand_fdtable() grows a table to so it holds `fd`.
+
+    It matters to select(2), which silently ignores set bits at or above the
+    table's size instead of giving EBADF; programs (and our tests) can see it.
+    """
+    n = fd // FD_TABLE_STEP + 1
+    return (1 << (n - 1).bit_length()) * FD_TABLE_STEP
+
+
 class FdTable:
     """The guest's descriptor numbers -> (FileDescription, close-on-exec).
 
@@ -272,6 +286,7 @@ class FdTable:
         self._cloexec: set[int] = set()
         self.limit = limit
         self.posix_locks: dict[object, list] = {}   # node -> the process's fcntl record locks
+        self.capacity = FD_TABLE_INITIAL               # Linux's fdtable max_fds (select's cap)
 
     # --- references ---------------------------------------------------------------
     @staticmethod
@@ -291,6 +306,8 @@ class FdTable:
         self._ref(f)
         old = self._files.get(fd)
         self._files[fd] = f
+        if fd >= self.capacity:
+            self.capacity = fd_table_size_for(fd)
         if cloexec:
             self._cloexec.add(fd)
         else:

@@ -178,7 +178,7 @@ def ppoll(t: "Task", a: Args) -> int:
 def do_select(t: "Task", nfds: int, rp: int, wp: int, xp: int, timeout_ns: int | None) -> int:
     if nfds < 0:
         raise SyscallError(errno.EINVAL)
-    nfds = min(nfds, t.rlimits[7][0], 1 << 20)        # Linux caps at its table's size
+    nfds = min(nfds, t.fds.capacity)     # Linux ignores bits past its fd table's size
     nbytes = (nfds + 63) // 64 * 8
     sets = []
     for p in (rp, wp, xp):
