@@ -1,7 +1,9 @@
 /*
  * Readiness: poll/ppoll/select/pselect on pipe ends (empty, with data, full,
  * after the other end closed), a regular file, an eventfd; timeouts that
- * expire; eventfd counter and semaphore semantics.
+ * expire; eventfd counter and semaphore semantics; the signal masks of
+ * ppoll and pselect6 (a pending signal they unblock interrupts the wait, the
+ * handler runs under their mask, and the old mask is back afterwards).
  */
 #include "common.h"
 #include <fcntl.h>
@@ -24,6 +26,96 @@ static void show(const char *what, int fd, short events)
     struct pollfd p = {fd, events, 0};
     int n = poll(&p, 1, 0);
     printf("%s: poll %d revents 0x%x\n", what, n, p.revents);
+}
+
+static volatile int usr1_calls;
+static volatile int usr2_blocked_in_handler = -1;
+
+static void on_usr1(int sig)
+{
+    (void)sig;
+    sigset_t cur;
+    sigprocmask(SIG_BLOCK, NULL, &cur);
+    usr1_calls++;
+    usr2_blocked_in_handler = sigismember(&cur, SIGUSR2);
+}
+
+static int blocked(int sig)
+{
+    sigset_t cur;
+    sigprocmask(SIG_BLOCK, NULL, &cur);
+    return sigismember(&cur, sig);
+}
+
+static int pending(int sig)
+{
+    sigset_t set;
+    sigpending(&set);
+    return sigismember(&set, sig);
+}
+
+static void masked_waits(void)
+{
+    struct sigaction sa = {0};
+    sa.sa_handler = on_usr1;
+    sigaction(SIGUSR1, &sa, NULL);
+    sigset_t both, none, only1;
+    sigemptyset(&none);
+    sigemptyset(&both);
+    sigaddset(&both, SIGUSR1);
+    sigaddset(&both, SIGUSR2);
+    sigemptyset(&only1);
+    sigaddset(&only1, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &both, NULL);
+    int p[2];
+    pipe(p);
+    struct pollfd w = {p[0], POLLIN, 0};
+    struct timespec ts = {2, 0};
+
+    raise(SIGUSR1);
+    double t0 = now();
+    errno = 0;
+    int n = ppoll(&w, 1, &ts, &none);
+    printf("ppoll unblocking a pending signal: %d %s quick %d handler %d usr2 blocked in it %d\n",
+           n, n < 0 && errno == EINTR ? "EINTR" : "?", now() - t0 < 1, usr1_calls,
+           usr2_blocked_in_handler);
+    printf("after ppoll: usr1 blocked %d usr2 blocked %d usr1 pending %d\n",
+           blocked(SIGUSR1), blocked(SIGUSR2), pending(SIGUSR1));
+
+    raise(SIGUSR1);
+    struct timespec zero = {0, 0};
+    n = ppoll(&w, 1, &zero, &only1);
+    printf("ppoll keeping it blocked: %d handler %d pending %d\n", n, usr1_calls, pending(SIGUSR1));
+    write(p[1], "x", 1);
+    n = ppoll(&w, 1, &ts, &none);
+    printf("ppoll with data ready: %d handler %d pending %d\n", n, usr1_calls, pending(SIGUSR1));
+    read(p[0], &n, 1);
+
+    fd_set rs;
+    FD_ZERO(&rs); FD_SET(p[0], &rs);
+    t0 = now();
+    errno = 0;
+    n = pselect(p[0] + 1, &rs, NULL, NULL, &ts, &none);
+    printf("pselect unblocking it: %d %s quick %d handler %d\n", n,
+           n < 0 && errno == EINTR ? "EINTR" : "?", now() - t0 < 1, usr1_calls);
+    printf("after pselect: usr1 blocked %d usr2 blocked %d\n", blocked(SIGUSR1), blocked(SIGUSR2));
+
+    /* no handler and default-ignored: the call just goes on (restarts) */
+    signal(SIGURG, SIG_DFL);
+    sigset_t urg;
+    sigemptyset(&urg);
+    sigaddset(&urg, SIGURG);
+    sigprocmask(SIG_BLOCK, &urg, NULL);
+    raise(SIGURG);
+    struct timespec short_ts = {0, 50000000};
+    errno = 0;
+    n = ppoll(&w, 1, &short_ts, &none);
+    printf("ppoll over an ignored signal: %d errno %d urg pending %d\n", n, n < 0 ? errno : 0,
+           pending(SIGURG));
+    sigprocmask(SIG_UNBLOCK, &both, NULL);
+    sigprocmask(SIG_UNBLOCK, &urg, NULL);
+    close(p[0]);
+    close(p[1]);
 }
 
 int main(void)
@@ -124,5 +216,6 @@ int main(void)
     printf("eventfd FD_CLOEXEC %d F_GETFL rdwr|nonblock %d\n", fcntl(e, F_GETFD),
            fcntl(e, F_GETFL) == (O_RDWR | O_NONBLOCK));
     errno = 0; check_err(eventfd(0, 0x40), EINVAL, "eventfd bad flags");
+    masked_waits();
     return finish();
 }

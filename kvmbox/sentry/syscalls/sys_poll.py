@@ -6,6 +6,12 @@ the Sentry's dup of the fd, timeout 0.  A wait registers one threading.Event
 with every object that can announce changes (`watch`/`unwatch`) and sleeps on
 it in slices, checking the kernel's stop in between (a timeout or kill ends
 it); with host streams in the set, each slice is a short host poll instead.
+
+As in Linux, a wait that finds nothing ready while a signal the task does not
+block is pending ends with ERESTARTNOHAND: the dispatcher then runs the handler
+and the call fails with EINTR, or restarts it when no handler ran.  ppoll and
+pselect6 install their signal mask for the wait (saved_sigmask keeps the old
+one, which an interrupting handler's frame records and sigreturn restores).
 """
 from __future__ import annotations
 
@@ -15,10 +21,12 @@ import struct
 import threading
 import time
 
-from kvmbox.abi.structs import POLLFD
+from kvmbox.abi import signals as S
+from kvmbox.abi.structs import POLLFD, SIGSET
 from kvmbox.errors import SyscallError
 from kvmbox.sentry.files import (POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT, POLLPRI, POLLRDNORM,
                                  POLLWRNORM, HostStream)
+from kvmbox.sentry.signals.deliver import ERESTARTNOHAND, deliverable_mask
 from kvmbox.sentry.syscalls.args import s32
 from kvmbox.sentry.syscalls.table import PARTIAL, Entry
 
@@ -30,7 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
 Args = tuple[int, int, int, int, int, int]
 
 TIMESPEC = struct.Struct("<qq")
-SIGSET_SIZE = 8
+SIGSET_SIZE = SIGSET.size
 SLICE = 0.05
 POLLRDBAND, POLLWRBAND = 0x80, 0x200
 POLLIN_SET = POLLRDNORM | POLLRDBAND | POLLIN | POLLHUP | POLLERR
@@ -63,9 +71,12 @@ def _ready(f: "FileDescription", events: int) -> int:
 
 def wait_ready(t: "Task", files: list["FileDescription"], check, deadline: float | None) -> None:
     """Call check() until it reports something ready (True) or `deadline` passes; blocks in
-    slices, raising kernel.Stopped when the run is stopped."""
+    slices, raising kernel.Stopped when the run is stopped, and ERESTARTNOHAND when an
+    unblocked signal is pending and nothing is ready (Linux checks it before the timeout)."""
     if check():
         return
+    if deliverable_mask(t):
+        raise SyscallError(ERESTARTNOHAND)
     if deadline is not None and deadline <= time.monotonic():
         return
     ev = threading.Event()
@@ -90,6 +101,8 @@ def wait_ready(t: "Task", files: list["FileDescription"], check, deadline: float
             t.kernel.sleep(t, 0)                 # raises Stopped once the run is stopped
             if check():
                 return
+            if deliverable_mask(t):
+                raise SyscallError(ERESTARTNOHAND)
     finally:
         for f in watched:
             f.unwatch(ev)
@@ -160,18 +173,47 @@ def _write_left(t: "Task", addr: int, start: float, timeout_ns: int | None) -> N
             pass
 
 
+def _read_mask(t: "Task", addr: int) -> int:
+    (mask,) = SIGSET.unpack(t.mm.copy_in(addr, SIGSET_SIZE))
+    return mask & ~S.UNBLOCKABLE_MASK
+
+
+def _with_sigmask(t: "Task", mask: int | None, wait) -> int:
+    """Run wait() under the caller's temporary signal mask (ppoll, pselect6).
+
+    The old mask comes back on return, except when a signal interrupts the wait:
+    then it stays in saved_sigmask for delivery to put in the handler's frame
+    (or to restore itself when no handler runs), as Linux's
+    restore_saved_sigmask_unless(-EINTR) arranges.
+    """
+    if mask is None:
+        return wait()
+    old = t.sigmask
+    t.saved_sigmask, t.sigmask = old, mask
+    try:
+        n = wait()
+    except SyscallError as e:
+        if e.errno != ERESTARTNOHAND:
+            t.sigmask, t.saved_sigmask = old, None
+        raise
+    t.sigmask, t.saved_sigmask = old, None
+    return n
+
+
 def ppoll(t: "Task", a: Args) -> int:
     """Implements Linux syscall ppoll(2)."""
     addr, nfds, tmo, sigmask, sigsetsize = a[0], a[1] & 0xFFFFFFFF, a[2], a[3], a[4]
     timeout_ns = _read_timespec(t, tmo)
-    if sigmask and sigsetsize != SIGSET_SIZE:
-        raise SyscallError(errno.EINVAL)
+    mask = None
     if sigmask:
-        t.mm.copy_in(sigmask, SIGSET_SIZE)
+        if sigsetsize != SIGSET_SIZE:
+            raise SyscallError(errno.EINVAL)
+        mask = _read_mask(t, sigmask)
     start = time.monotonic()
-    n = do_poll(t, addr, nfds, timeout_ns)
-    _write_left(t, tmo, start, timeout_ns)
-    return n
+    try:
+        return _with_sigmask(t, mask, lambda: do_poll(t, addr, nfds, timeout_ns))
+    finally:
+        _write_left(t, tmo, start, timeout_ns)
 
 
 # --- select ----------------------------------------------------------------------------------
@@ -242,22 +284,24 @@ def pselect6(t: "Task", a: Args) -> int:
     """Implements Linux syscall pselect6(2)."""
     nfds, rp, wp, xp, tsp, sigp = s32(a[0]), a[1], a[2], a[3], a[4], a[5]
     timeout_ns = _read_timespec(t, tsp)
+    mask = None
     if sigp:
         mask_addr, size = struct.unpack("<QQ", t.mm.copy_in(sigp, 16))
         if mask_addr:
             if size != SIGSET_SIZE:
                 raise SyscallError(errno.EINVAL)
-            t.mm.copy_in(mask_addr, SIGSET_SIZE)
+            mask = _read_mask(t, mask_addr)
     start = time.monotonic()
-    n = do_select(t, nfds, rp, wp, xp, timeout_ns)
-    _write_left(t, tsp, start, timeout_ns)
-    return n
+    try:
+        return _with_sigmask(t, mask, lambda: do_select(t, nfds, rp, wp, xp, timeout_ns))
+    finally:
+        _write_left(t, tsp, start, timeout_ns)
 
 
 
 ENTRIES = (
     Entry("poll", poll, PARTIAL, "pipes, eventfds, files, host streams; waits wake in 50 ms slices"),
-    Entry("ppoll", ppoll, PARTIAL, "as poll; the signal mask is validated, not applied"),
+    Entry("ppoll", ppoll, PARTIAL, "as poll, with the signal mask applied during the wait"),
     Entry("select", select, PARTIAL, "as poll"),
-    Entry("pselect6", pselect6, PARTIAL, "as poll; the signal mask is validated, not applied"),
+    Entry("pselect6", pselect6, PARTIAL, "as poll, with the signal mask applied during the wait"),
 )
