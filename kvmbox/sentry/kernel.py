@@ -162,7 +162,7 @@ class Kernel:
                                  vfs=self.vfs, fs=fsctx)
             ctx = self.platform.new_context()
             ctx.set_regs(rip=image.entry, rsp=image.initial_sp)
-            task = Task(self, ctx, mm, fds, pid, image.exe_path, list(argv),
+            task = Task(self, ctx, mm, fds, pid, image.exe_path, list(image.argv or argv),
                         default_rlimits(self.memory_limit), fs=fsctx)
             task.envp = list(envp)
             task.auxv = image.auxv
@@ -263,7 +263,7 @@ class Kernel:
         return -errno.ENOSYS
 
     def _fatal_fault(self, task: Task, fault: Fault) -> RunOutcome:
-        signo = faults.signal_for(fault)
+        signo = faults.signal_for(fault, task.mm)
         try:
             code = task.mm.copy_in(fault.rip, 16)
         except SyscallError:
