@@ -1,6 +1,8 @@
 /*
  * sched_getaffinity, sched_yield, an unknown syscall number (ENOSYS), and
- * general-purpose registers surviving a syscall (all but rax, rcx, r11).
+ * general-purpose registers surviving a syscall (all but rax, rcx, r11),
+ * get_mempolicy on a host with a NUMA node 0 (only bit 0 of masks is shown,
+ * so a many-node host prints the same).
  */
 #include "common.h"
 #include <sched.h>
@@ -39,6 +41,31 @@ static long raw_unknown(long nr)
     return rax;
 }
 
+static void mempolicy(void)
+{
+    int mode = -1;
+    unsigned long mask[2] = {~0UL, ~0UL};
+    long r = syscall(SYS_get_mempolicy, &mode, mask, 128, 0, 0);
+    printf("get_mempolicy: %ld mode %d mask bit0 %lu\n", r, mode, mask[0] & 1);
+    mask[0] = mask[1] = ~0UL;
+    r = syscall(SYS_get_mempolicy, &mode, mask, 128, 0, 4);
+    printf("MPOL_F_MEMS_ALLOWED: %ld mode %d node 0 allowed %lu\n", r, mode, mask[0] & 1);
+    static int here = 1;
+    mode = -1;
+    r = syscall(SYS_get_mempolicy, &mode, NULL, 0, &here, 3);
+    printf("MPOL_F_NODE|MPOL_F_ADDR of data: %ld node %d\n", r, mode);
+    mask[0] = 7;
+    r = syscall(SYS_get_mempolicy, &mode, mask, 1, 0, 0);
+    printf("maxnode 1 copies nothing: %ld mask %lu\n", r, mask[0]);
+    errno = 0; check_err(syscall(SYS_get_mempolicy, &mode, NULL, 0, &here, 0), EINVAL, "address without MPOL_F_ADDR");
+    errno = 0; check_err(syscall(SYS_get_mempolicy, &mode, NULL, 0, 0, 1), EINVAL, "MPOL_F_NODE alone");
+    errno = 0; check_err(syscall(SYS_get_mempolicy, &mode, NULL, 0, (void *)0x10, 2), EFAULT, "unmapped address");
+    errno = 0; check_err(syscall(SYS_get_mempolicy, &mode, mask, 0, 0, 0), EINVAL, "maxnode 0");
+    errno = 0; check_err(syscall(SYS_get_mempolicy, &mode, mask, 1000000, 0, 0), EINVAL, "maxnode past a page");
+    errno = 0; check_err(syscall(SYS_get_mempolicy, &mode, NULL, 0, 0, 8), EINVAL, "unknown flag");
+    errno = 0; check_err(syscall(SYS_get_mempolicy, (void *)0x10, NULL, 0, 0, 0), EFAULT, "bad mode pointer");
+}
+
 int main(void)
 {
     cpu_set_t set;
@@ -73,5 +100,6 @@ int main(void)
     printf("raw syscall -1 rax == -ENOSYS %s\n", raw_unknown(-1) == -ENOSYS ? "yes" : "no");
 
     check(regs_survive_syscall(), "general-purpose registers survive a syscall");
+    mempolicy();
     return finish();
 }

@@ -1,4 +1,5 @@
-"""Memory syscalls: brk, mmap (anonymous and of files), munmap, mprotect, mremap, madvise, msync, mincore."""
+"""Memory syscalls: brk, mmap (anonymous and of files), munmap, mprotect, mremap, madvise, msync,
+mincore, and get_mempolicy for the one NUMA node the sandbox has."""
 from __future__ import annotations
 
 import errno
@@ -95,6 +96,43 @@ def madvise(t, a) -> int:
     return 0
 
 
+MPOL_DEFAULT = 0                                   # the only policy a task here has
+MPOL_F_NODE, MPOL_F_ADDR, MPOL_F_MEMS_ALLOWED = 1, 2, 4
+NR_NODE_IDS = 1                                    # one memory node: node 0
+
+
+def get_mempolicy(t, a) -> int:
+    """Implements Linux syscall get_mempolicy(2)."""
+    modep, nmask, maxnode, addr, flags = a[0], a[1], a[2], a[3], a[4]
+    if nmask and maxnode < NR_NODE_IDS:
+        raise SyscallError(errno.EINVAL)
+    if flags & ~(MPOL_F_NODE | MPOL_F_ADDR | MPOL_F_MEMS_ALLOWED):
+        raise SyscallError(errno.EINVAL)
+    nodes = 0                                      # MPOL_DEFAULT reports an empty node mask
+    if flags & MPOL_F_MEMS_ALLOWED:
+        if flags & (MPOL_F_NODE | MPOL_F_ADDR):
+            raise SyscallError(errno.EINVAL)
+        nodes = 1                                  # node 0 is allowed
+    elif flags & MPOL_F_ADDR:
+        if t.mm.vmas.find(addr) is None:
+            raise SyscallError(errno.EFAULT)
+    elif addr:
+        raise SyscallError(errno.EINVAL)           # an address only with MPOL_F_ADDR
+    elif flags & MPOL_F_NODE:
+        raise SyscallError(errno.EINVAL)           # only an interleave policy has a "next node"
+    mode = MPOL_DEFAULT                            # with MPOL_F_NODE|MPOL_F_ADDR: node 0
+    if modep:
+        t.mm.copy_out(modep, mode.to_bytes(4, "little"))
+    if nmask:
+        # copy_nodes_to_user(): ALIGN(maxnode - 1, 64) bits, EINVAL past a page
+        nbytes = ((maxnode - 1 + 63) // 64) * 8
+        if nbytes > L.PAGE_SIZE:
+            raise SyscallError(errno.EINVAL)
+        if nbytes:
+            t.mm.copy_out(nmask, nodes.to_bytes(nbytes, "little"))
+    return 0
+
+
 ENTRIES = (
     Entry("brk", brk, SUPPORTED, "initial break = page-aligned end of bss; no randomization"),
     Entry("mmap", mmap, PARTIAL,
@@ -110,6 +148,7 @@ ENTRIES = (
           "MS_SYNC/MS_ASYNC write back changed pages of shared host-file mappings; "
           "in-memory files need nothing; MS_INVALIDATE ignored"),
     Entry("mincore", mincore, PARTIAL, "a page is resident when the Sentry has populated it"),
+    Entry("get_mempolicy", get_mempolicy, SUPPORTED, "one node (0); every range has MPOL_DEFAULT"),
     Entry("madvise", madvise, PARTIAL,
           "DONTNEED/FREE zero private pages, REMOVE frees shared ones, WILLNEED populates; "
           "other advice is accepted and ignored"),
