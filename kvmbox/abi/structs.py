@@ -11,6 +11,8 @@ TIMEVAL = struct.Struct("<qq")
 TIMEZONE = struct.Struct("<ii")
 # struct tms { clock_t tms_utime, tms_stime, tms_cutime, tms_cstime; }
 TMS = struct.Struct("<qqqq")
+# struct rusage: ru_utime, ru_stime (timevals), then 14 longs (maxrss .. nivcsw)
+RUSAGE = struct.Struct("<qqqq14q")
 
 # struct new_utsname: sysname, nodename, release, version, machine, domainname; 65 bytes each.
 UTSNAME_FIELD_LEN = 65

@@ -1,11 +1,12 @@
 /*
  * Clocks and sleeps: clock_gettime on five clocks, clock_getres,
  * gettimeofday, time, nanosleep and clock_nanosleep (relative and
- * TIMER_ABSTIME). Only relations are printed, never times.
+ * TIMER_ABSTIME), getrusage. Only relations are printed, never times.
  */
 #include "common.h"
 #include <time.h>
 #include <sys/time.h>
+#include <sys/resource.h>
 
 static long long ns(struct timespec t)
 {
@@ -15,6 +16,24 @@ static long long ns(struct timespec t)
 static long raw_gettime(clockid_t c, void *ts)
 {
     return syscall(SYS_clock_gettime, c, ts);
+}
+
+static void rusage(void)
+{
+    struct rusage self, kids, thread;
+    volatile unsigned long spin = 0;
+    for (unsigned long i = 0; i < 20000000; i++)
+        spin += i;
+    check(getrusage(RUSAGE_SELF, &self) == 0, "getrusage self");
+    check(getrusage(RUSAGE_THREAD, &thread) == 0, "getrusage thread");
+    check(getrusage(RUSAGE_CHILDREN, &kids) == 0, "getrusage children");
+    printf("self: maxrss > 0 %d, cpu time > 0 %d, usec < 1e6 %d\n", self.ru_maxrss > 0,
+           self.ru_utime.tv_sec + self.ru_utime.tv_usec + self.ru_stime.tv_sec + self.ru_stime.tv_usec > 0,
+           self.ru_utime.tv_usec < 1000000 && self.ru_stime.tv_usec < 1000000);
+    printf("children (none ran): utime %ld.%06ld maxrss %ld\n", (long)kids.ru_utime.tv_sec,
+           (long)kids.ru_utime.tv_usec, kids.ru_maxrss);
+    errno = 0; check_err(getrusage(5, &self), EINVAL, "getrusage who=5");
+    errno = 0; check_err(syscall(SYS_getrusage, RUSAGE_SELF, (void *)8), EFAULT, "getrusage bad pointer");
 }
 
 int main(void)
@@ -144,5 +163,6 @@ int main(void)
     check_err(syscall(SYS_clock_nanosleep, CLOCK_MONOTONIC, 0, &bad, NULL), EINVAL,
               "clock_nanosleep(tv_nsec 1e9)");
 
+    rusage();
     return finish();
 }

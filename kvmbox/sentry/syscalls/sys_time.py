@@ -135,6 +135,26 @@ def times(t: "Task", a: Args) -> int:
     return _time.clock_gettime_ns(CLOCK_BOOTTIME) // CLOCKS_PER_TICK_NS
 
 
+RUSAGE_SELF, RUSAGE_CHILDREN, RUSAGE_THREAD = 0, -1, 1
+
+
+def getrusage(t: "Task", a: Args) -> int:
+    """Implements Linux syscall getrusage(2)."""
+    who, buf = s32(a[0]), a[1]
+    if who not in (RUSAGE_SELF, RUSAGE_CHILDREN, RUSAGE_THREAD):
+        raise SyscallError(errno.EINVAL)
+    fields = [0] * 18
+    if who != RUSAGE_CHILDREN:                       # no children yet: theirs is all zero
+        from kvmbox.sentry.fsimpl.proctask import memory   # local: procfs is not on this path
+        cpu = os.times()
+        for i, sec in enumerate((cpu.user, cpu.system)):
+            usec = int(sec * 1_000_000)
+            fields[2 * i], fields[2 * i + 1] = divmod(usec, 1_000_000)
+        fields[4] = memory(t)["rss"]                 # ru_maxrss in KiB: the current RSS
+    t.mm.copy_out(buf, structs.RUSAGE.pack(*fields))
+    return 0
+
+
 ENTRIES = (
     Entry("clock_gettime", clock_gettime, PARTIAL,
           "CPU-time clocks report the Sentry's host CPU time; per-pid CPU clocks EINVAL"),
@@ -144,4 +164,7 @@ ENTRIES = (
     Entry("nanosleep", nanosleep, SUPPORTED, "host sleep; only this task blocks; ends early only when the run stops"),
     Entry("clock_nanosleep", clock_nanosleep, PARTIAL, "CLOCK_PROCESS_CPUTIME_ID gives EINVAL"),
     Entry("times", times, PARTIAL, "reports the whole Sentry process's CPU time"),
+    Entry("getrusage", getrusage, PARTIAL,
+          "CPU times as times(2); ru_maxrss is the current resident size; fault, I/O and "
+          "context-switch counts are 0; RUSAGE_CHILDREN is all 0 (no children)"),
 )
