@@ -49,6 +49,11 @@ def _locked(fn: Callable) -> Callable:
     return wrapper  # type: ignore[return-value]
 
 
+def _access(error_code: int) -> int:
+    """The PROT_ bit a page fault's access needs."""
+    return PROT_WRITE if error_code & PF_WRITE else PROT_EXEC if error_code & PF_INSTR else PROT_READ
+
+
 def _page_up(x: int) -> int:
     return (x + PAGE - 1) & ~(PAGE - 1)
 
@@ -89,10 +94,18 @@ class MemoryManager:
         return total
 
     def _populate(self, v: Vma, a: int, b: int) -> bool:
-        """Give frames to the holes of [a, b) in `v` and map them; False if frames ran out."""
+        """Give frames to the holes of [a, b) in `v` and map them; False if frames ran out.
+        Pages of a file mapping wholly past the file's end stay holes (touching them is SIGBUS)."""
+        eof = -1
         for va, phys, n in list(v.runs(a, b)):
             if phys is not None:
                 continue
+            if v.file is not None:
+                if eof < 0:
+                    eof = mapfile.eof_addr(v)
+                if va >= eof:
+                    break
+                n = min(n, (eof - va) // PAGE)
             try:
                 extents = self.frames.alloc(n)
             except SyscallError:
@@ -191,8 +204,10 @@ class MemoryManager:
             backing = mapfile.backing_for(file, shared, prot)
         v = Vma(start, end, prot, flags, name, backing, pgoff, grow_limit, file)
         self.vmas.insert(v)
-        if backing.extents:
-            self._remap(v)                  # a file's page cache: map the pages it already has
+        if backing.extents:                 # a file's page cache: map the pages it already has
+            for va, phys, n in v.runs(start, mapfile.eof_addr(v)):
+                if phys is not None and prot & PROT_ALL:
+                    self.aspace.map(va, n * PAGE, phys, prot)
         self._eager(v, start, end, everything=populate_all, downward=bool(flags & L.MAP_GROWSDOWN))
         return self.vmas.merge_around(v)
 
@@ -234,6 +249,8 @@ class MemoryManager:
             if not self._populate(v, lo, hi):
                 raise SyscallError(errno.EFAULT)
             for va, phys, k in v.runs(lo, hi):
+                if phys is None:
+                    raise SyscallError(errno.EFAULT)      # a file mapping's page past EOF
                 s, e = max(va, a), min(va + k * PAGE, stop)
                 out.append((phys + s - va, e - s))
         return out
@@ -492,10 +509,11 @@ class MemoryManager:
         v = self.vmas.find(addr) or self._grow_stack(addr)
         if v is None:
             return False
-        need = PROT_WRITE if error_code & PF_WRITE else PROT_EXEC if error_code & PF_INSTR else PROT_READ
-        if not v.prot & need:
+        if not v.prot & _access(error_code):
             return False
         page = addr & ~(PAGE - 1)
+        if v.file is not None and v.translate(page) is None and page >= mapfile.eof_addr(v):
+            return False                                # wholly past the file's end: SIGBUS
         last_addr, last_code, times = self._last_fault
         times = times + 1 if (last_addr, last_code) == (page, error_code) else 1
         self._last_fault = (page, error_code, times)
@@ -512,6 +530,15 @@ class MemoryManager:
             self.aspace.map(page, PAGE, phys, v.prot)
             self.memfile.invalidate(phys, PAGE)
         return True
+
+    @_locked
+    def beyond_eof(self, addr: int, error_code: int) -> bool:
+        """Whether a refused fault at `addr` is Linux's SIGBUS (BUS_ADRERR): an access the
+        mapping allows to a page of a file mapping that starts at or past the file's end."""
+        v = self.vmas.find(addr) if 0 <= addr < L.USER_TOP else None
+        if v is None or v.file is None or v.translate(addr) is not None:
+            return False
+        return bool(v.prot & _access(error_code)) and addr & ~(PAGE - 1) >= mapfile.eof_addr(v)
 
     # --- copying ----------------------------------------------------------------------
     # copy_in/copy_out are on every syscall's path: the lock is taken inline (no

@@ -4,10 +4,8 @@ Three kinds of file mapping, all built by MemoryManager.mmap(..., file=MappedFil
 
   * MAP_PRIVATE (any file): a private Backing whose frames are filled from
     MapSource.fill when populated (eagerly like anonymous memory, else on
-    fault).  Bytes past EOF read as zeros; pages wholly past EOF are zero pages
-    too (Linux raises SIGBUS there: an approximation).  The copy is taken when a
-    page is populated, so later writes to the file are not seen (Linux shows
-    them until the page is first written).
+    fault).  The copy is taken when a page is populated, so later writes to
+    the file are not seen (Linux shows them until the page is first written).
   * MAP_SHARED of an in-memory file (MapSource.shared_backing() is a Backing):
     the Vma's Backing IS the file's page cache (refs += 1).  Frames populated
     through the mapping go into the file's Backing, so read()/write() and every
@@ -22,6 +20,15 @@ Three kinds of file mapping, all built by MemoryManager.mmap(..., file=MappedFil
 
 Every Vma of a file mapping numbers its pages by file page (pgoff = offset /
 PAGE), so the file offset of any page is its index times PAGE.
+
+End of file, for all three kinds: the bytes of the last partial page past EOF
+read as zeros; a page that starts at or past EOF is never populated (eager
+population stops at eof_addr), so touching it faults and the fault is refused:
+SIGBUS (BUS_ADRERR) as on Linux, and EFAULT for a syscall's buffer there.  The
+check is made when a page is populated, against the file's size then: a file
+grown after mmap makes the pages readable.  Unlike Linux, truncation does not
+take back pages already populated: they stay mapped (a private copy keeps its
+bytes, an in-memory file's page cache zeroes them).
 """
 from __future__ import annotations
 
@@ -86,6 +93,18 @@ def backing_for(file: MappedFile, shared: bool, prot: int = 0) -> Backing:
             file.direct = True
             return cache
     return Backing(shared=shared)
+
+
+def eof_addr(v: Vma) -> int:
+    """The first address of file mapping `v` whose page starts at or past the file's end
+    (v.end when none does; v.start when all do).  An unreadable size counts as no end."""
+    assert v.file is not None
+    try:
+        size = v.file.source.size
+    except (SyscallError, OSError):
+        return v.end
+    limit = v.start + ((size + PAGE - 1) // PAGE - v.pgoff) * PAGE
+    return min(v.end, max(v.start, limit))
 
 
 def fill_frames(memfile: "MemoryFile", v: Vma, pidx: int, phys: int, npages: int) -> None:

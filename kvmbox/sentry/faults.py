@@ -5,6 +5,10 @@ import signal as _signal
 
 from kvmbox.platform.base import Fault
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from kvmbox.mm.manager import MemoryManager
+
 # x86 exception vector -> the signal Linux delivers for it from user mode.
 VECTOR_SIGNAL = {
     0: _signal.SIGFPE,     # #DE divide error
@@ -27,7 +31,11 @@ VECTOR_NAMES = {0: "#DE", 1: "#DB", 3: "#BP", 4: "#OF", 5: "#BR", 6: "#UD", 7: "
                 11: "#NP", 12: "#SS", 13: "#GP", 14: "#PF", 16: "#MF", 17: "#AC", 19: "#XM"}
 
 
-def signal_for(fault: Fault) -> int:
+def signal_for(fault: Fault, mm: "MemoryManager | None" = None) -> int:
+    """The signal Linux sends for `fault`: a page fault the MemoryManager refused is SIGBUS
+    where it touched a file mapping's page wholly past the file's end, else SIGSEGV."""
+    if fault.vector == 14 and mm is not None and mm.beyond_eof(fault.address, fault.error_code):
+        return _signal.SIGBUS
     return int(VECTOR_SIGNAL.get(fault.vector, _signal.SIGSEGV))
 
 
@@ -51,7 +59,8 @@ def describe(fault: Fault, signo: int, code: bytes | None) -> str:
     detail = f"{vec}"
     if fault.vector == 14:
         access = "instruction fetch" if fault.error_code & 16 else ("write" if fault.error_code & 2 else "read")
-        why = "protection violation" if fault.error_code & 1 else "not mapped"
+        why = "past end of file" if signo == _signal.SIGBUS else \
+            "protection violation" if fault.error_code & 1 else "not mapped"
         detail += f" address {fault.address:#x} ({access}, {why})"
     elif fault.error_code:
         detail += f" error code {fault.error_code:#x}"

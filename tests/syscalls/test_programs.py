@@ -61,6 +61,8 @@ CASES = [
     Case("malloc"),
     Case("procfs", ("one", "two words", "")),
     Case("mmapfile", ("/tmp",)),
+    Case("mmapeof", ("/dev/shm",)),
+    Case("mmapeof", ("/tmp",), name="mmapeof-tmp"),
     Case("cowtext", ("/usr/bin/true",)),
     Case("files", ("/tmp",)),
     Case("dirs", ("/tmp",)),
@@ -113,3 +115,30 @@ def test_cli_run_matches_native(program, args, expect_exit, test_programs, platf
     proc = helpers.run_cli(["run", "--platform", platform_name, str(path), *args])
     assert proc.returncode == native.exit_code, proc.stderr.decode(errors="replace")[-2000:]
     assert proc.stdout == native.stdout, helpers.diff_text(native.stdout, proc.stdout, "native", "cli")
+
+
+def test_mmapeof_default_action_is_sigbus(test_programs, sandbox):
+    """A page wholly past EOF touched with SIGBUS's default action: killed by SIGBUS (135)."""
+    import signal
+    path = test_programs / "glibc" / "mmapeof"
+    native = run_native(path, ("/dev/shm", "die"))
+    assert native.signal == signal.SIGBUS, native.describe()
+    boxed = run_sandbox(path, ("/dev/shm", "die"), sandbox=sandbox)
+    assert_same_outcome(native, boxed, what="mmapeof /dev/shm die")
+
+
+def test_mmapeof_on_a_host_mount(tmp_path, test_programs, platform_name):
+    """mmapeof on a read-write host mount: the host-file mappings (private copies, shared
+    pages written back) raise SIGBUS past EOF the same way."""
+    import kvmbox
+    prog = test_programs / "glibc" / "mmapeof"
+    native_dir, host_dir = tmp_path / "native", tmp_path / "mounted"
+    native_dir.mkdir()
+    host_dir.mkdir()
+    native = run_native(prog, (str(native_dir),))
+    assert native.exit_code == 0, native.stdout.decode(errors="replace")
+    with kvmbox.Sandbox(platform=platform_name, timeout=60, mounts=[f"{host_dir}:/mnt/eof:rw"]) as sb:
+        r = sb.run([str(prog), "/mnt/eof"])
+    boxed = type(native)(r.exit_code, r.signal, r.stdout, r.stderr)
+    assert_same_outcome(native, boxed, what="mmapeof on a host mount")
+    assert list(host_dir.iterdir()) == []

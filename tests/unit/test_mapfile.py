@@ -111,8 +111,9 @@ def test_private_fill_and_zero_tail(mm):
     src, f = host_file(PATTERN[:2 * PAGE + 100])
     a = mm.mmap(0, 4 * PAGE, R_, PRIV, 3, 0, file=f)
     assert mm.copy_in(a, 2 * PAGE + 100) == PATTERN[:2 * PAGE + 100]
-    assert mm.copy_in(a + 2 * PAGE + 100, 2 * PAGE - 100) == bytes(2 * PAGE - 100)   # past EOF
+    assert mm.copy_in(a + 2 * PAGE + 100, PAGE - 100) == bytes(PAGE - 100)   # the partial page's tail
     assert pte(mm, a) is not None                          # populated eagerly like anonymous memory
+    assert pte(mm, a + 3 * PAGE) is None                   # wholly past EOF: never populated
     v = mm.vmas.find(a)
     assert (v.path, v.dev, v.ino, v.offset) == ("/data/file", 0x801, 42, 0)
     assert mm.committed == 0                               # read-only private: not charged
@@ -159,6 +160,84 @@ def test_private_madvise_dontneed_rereads_file(mm):
     mm.copy_out(a, b"xyz")
     mm.madvise(a, PAGE, L.MADV_DONTNEED)
     assert mm.copy_in(a, PAGE) == PATTERN[:PAGE]
+
+
+# --- pages wholly past end of file: SIGBUS ---------------------------------------------------
+PF_READ, PF_WRITE_USER = 4, 6                              # user read / user write, not present
+
+
+@pytest.mark.parametrize("kind,prot", [(PRIV, R_), (PRIV, RW), (SHARED, RW)])
+def test_past_eof_pages_fault_as_sigbus(mm, kind, prot):
+    src, f = host_file(PATTERN[:PAGE + 100], writeback=kind == SHARED)
+    a = mm.mmap(0, 3 * PAGE, prot, kind, 3, 0, file=f)
+    assert mm.copy_in(a + PAGE, PAGE) == PATTERN[PAGE:PAGE + 100] + bytes(PAGE - 100)
+    assert pte(mm, a + PAGE) is not None and pte(mm, a + 2 * PAGE) is None
+    assert mm.mincore(a, 3 * PAGE) == b"\1\1\0"
+    for code in (PF_READ, PF_WRITE_USER) if prot == RW else (PF_READ,):
+        assert not mm.handle_fault(a + 2 * PAGE + 5, code)     # refused ...
+        assert mm.beyond_eof(a + 2 * PAGE + 5, code)            # ... as SIGBUS
+        assert pte(mm, a + 2 * PAGE) is None
+    assert not mm.beyond_eof(a + PAGE + 200, PF_READ)           # the partial page is fine
+    assert errno_of(mm.copy_in, a + 2 * PAGE, 1) == errno.EFAULT            # a syscall's buffer
+    assert errno_of(mm.copy_out, a + 2 * PAGE - 2, b"abcd") == errno.EFAULT
+    mm.madvise(a, 3 * PAGE, L.MADV_WILLNEED)
+    assert pte(mm, a + 2 * PAGE) is None                   # nor populated on request
+
+
+def test_past_eof_needs_the_access_the_mapping_allows(mm):
+    src, f = host_file(PATTERN[:100])
+    a = mm.mmap(0, 2 * PAGE, R_, PRIV, 3, 0, file=f)
+    assert not mm.beyond_eof(a + PAGE, PF_WRITE_USER)      # a write to read-only: SIGSEGV
+    assert not mm.beyond_eof(a + 2 * PAGE, PF_READ)        # outside the mapping
+    b = mm.mmap(0, PAGE, RW, L.MAP_PRIVATE | L.MAP_ANONYMOUS)
+    assert not mm.beyond_eof(b, PF_READ)                   # anonymous memory has no end of file
+
+
+def test_past_eof_pages_appear_when_the_file_grows(mm, monkeypatch):
+    monkeypatch.setattr(L, "FAULT_AROUND", PAGE)
+    src, f = host_file(PATTERN[:PAGE + 100])
+    a = mm.mmap(0, 3 * PAGE, RW, PRIV, 3, 0, file=f)
+    assert mm.beyond_eof(a + 2 * PAGE, PF_READ)
+    src.data += PATTERN[PAGE + 100:2 * PAGE + 10]          # the file grows into page 2
+    assert not mm.beyond_eof(a + 2 * PAGE, PF_READ)
+    assert mm.handle_fault(a + 2 * PAGE, PF_READ)
+    assert mm.copy_in(a + 2 * PAGE, PAGE) == PATTERN[2 * PAGE:2 * PAGE + 10] + bytes(PAGE - 10)
+    del src.data[PAGE:]                                    # shrinks: populated pages stay (documented)
+    assert mm.copy_in(a + 2 * PAGE, 10) == PATTERN[2 * PAGE:2 * PAGE + 10]
+    mm.madvise(a, 3 * PAGE, L.MADV_DONTNEED)               # dropped copies are re-read from the file
+    assert mm.beyond_eof(a + PAGE, PF_READ) and mm.beyond_eof(a + 2 * PAGE, PF_READ)
+    assert mm.copy_in(a, PAGE) == PATTERN[:PAGE]
+
+
+def test_past_eof_at_an_offset_and_after_split(mm):
+    src, f = host_file(PATTERN[:3 * PAGE + 1])
+    a = mm.mmap(0x1000_0000, 4 * PAGE, RW, PRIV | FIXED, 3, PAGE, file=f)   # file pages 1..4
+    assert mm.copy_in(a + 2 * PAGE, 1) == PATTERN[3 * PAGE:3 * PAGE + 1]
+    assert mm.beyond_eof(a + 3 * PAGE, PF_READ)            # file page 4 starts past EOF
+    mm.mprotect(a + 3 * PAGE, PAGE, R_)
+    assert mm.beyond_eof(a + 3 * PAGE, PF_READ)
+    assert not mm.beyond_eof(a + 3 * PAGE, PF_WRITE_USER)
+    assert mm.mmap(0, PAGE, R_, PRIV, 3, 8 * PAGE, file=f)  # wholly past EOF: mmap still works
+    b = mm.mmap(0, PAGE, R_, PRIV, 3, 8 * PAGE, file=f)
+    assert pte(mm, b) is None and not mm.handle_fault(b, PF_READ)
+
+
+def test_past_eof_shared_in_memory(mm):
+    src = InMemory(mm, PATTERN[:PAGE + 10])
+    a = mm.mmap(0, 3 * PAGE, RW, SHARED, 3, 0, file=MappedFile(src, "/tmp/f"))
+    assert mm.beyond_eof(a + 2 * PAGE, PF_WRITE_USER) and not mm.handle_fault(a + 2 * PAGE, PF_WRITE_USER)
+    assert src.backing.lookup(2) is None                   # nothing added to the page cache
+    src.size = 2 * PAGE + 1                                # ftruncate up
+    assert mm.handle_fault(a + 2 * PAGE, PF_WRITE_USER)
+    mm.copy_out(a + 2 * PAGE, b"Q")
+    assert src.read(2 * PAGE, 1) == b"Q"
+    # A page the cache still holds past a smaller EOF is not mapped into a new mapping.
+    src.size = PAGE + 10
+    b = mm.mmap(0, 3 * PAGE, R_, SHARED, 3, 0, file=MappedFile(src, "/tmp/f"))
+    assert pte(mm, b + PAGE) is not None and pte(mm, b + 2 * PAGE) is None
+    mm.munmap(a, 3 * PAGE)
+    mm.munmap(b, 3 * PAGE)
+    src.release()
 
 
 # --- MAP_SHARED of an in-memory file ------------------------------------------------------

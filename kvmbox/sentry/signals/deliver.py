@@ -41,7 +41,7 @@ SEGV_MAPERR, SEGV_ACCERR = 1, 2
 ILL_ILLOPN = 2
 FPE_INTDIV, FPE_FLTDIV, FPE_FLTOVF, FPE_FLTUND, FPE_FLTRES, FPE_FLTINV = 1, 3, 4, 5, 6, 7
 TRAP_TRACE = 2
-BUS_ADRALN = 1
+BUS_ADRALN, BUS_ADRERR = 1, 2
 
 
 class SignalExit(TaskExit):
@@ -325,6 +325,8 @@ def fault_siginfo(t: "Task", fault: "Fault") -> tuple[int, int, int]:
     """(signo, si_code, si_addr) Linux gives a user-mode CPU exception."""
     v, rip = fault.vector, fault.rip
     if v == 14:
+        if t.mm.beyond_eof(fault.address, fault.error_code):
+            return S.SIGBUS, BUS_ADRERR, fault.address    # a file mapping's page past EOF
         found = fault.address < (1 << 47) and t.mm.vmas.find(fault.address) is not None
         return S.SIGSEGV, SEGV_ACCERR if found else SEGV_MAPERR, fault.address
     if v == 0:
