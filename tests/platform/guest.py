@@ -1,7 +1,11 @@
-"""A bare guest for platform tests: keystone-assembled code, data and stack pages, one context."""
+"""A bare guest for platform tests: keystone-assembled code, data and stack pages, one context;
+and the fixture bodies that open a platform and make guests on it."""
 from __future__ import annotations
 
+import pytest
 from keystone import KS_ARCH_X86, KS_MODE_64, Ks
+
+import helpers
 
 from kvmbox.platform.base import PROT_EXEC, PROT_READ, PROT_WRITE
 
@@ -9,6 +13,14 @@ CODE = 0x400000
 DATA = 0x600000
 STACK_TOP = 0x800000
 ks = Ks(KS_ARCH_X86, KS_MODE_64)
+# Sets CF, PF, ZF, SF and OF (RFLAGS & 0x8d5 == 0x8c5): put before a syscall, then read RFLAGS.
+FLAGS_PROLOGUE = """
+    mov eax, 0x7fffffff
+    add eax, 1
+    mov al, 0
+    mov ah, 0xc5
+    sahf
+"""
 
 
 class Guest:
@@ -55,3 +67,18 @@ def guest_factory(platform, cls=Guest):
     yield make
     for g in made:
         g.close()
+
+
+def platform_fixture(name: str, memory: int = 128 << 20):
+    """A fixture body: yields an open `name` platform ("kvm" or "ptrace") and closes it.
+    Skips (only) a kvm test when /dev/kvm cannot be used."""
+    if name == "kvm":
+        if not helpers.kvm_usable():
+            pytest.skip("no usable /dev/kvm on this host")
+        from kvmbox.platform.kvm.platform import KvmPlatform
+        p = KvmPlatform(memory)
+    else:
+        from kvmbox.platform.ptrace.platform import PtracePlatform
+        p = PtracePlatform(memory)
+    yield p
+    p.close()

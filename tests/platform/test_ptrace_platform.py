@@ -1,20 +1,19 @@
-"""Platform tests for ptrace: hand-assembled (keystone) guest code in a stub process, then whole programs."""
+"""Ptrace-only platform tests: the stub process (seccomp, gadget, fds, lifetime), then the Sentry on it.
+Hand-assembled (keystone) guest code; behaviour shared with KVM: test_scenarios.py."""
 from __future__ import annotations
 
 import os
-import struct
 import subprocess
 import sys
 import threading
 import time
 
 import pytest
-from guest import CODE, DATA, Guest, guest_factory
-from guest import ks as _ks
+from guest import CODE, DATA, Guest, guest_factory, platform_fixture
 
 import helpers
 from kvmbox.guest_stub import layout as L
-from kvmbox.platform.base import INTERRUPTED, PROT_READ, PROT_WRITE, SYSCALL, Fault
+from kvmbox.platform.base import PROT_READ, PROT_WRITE, SYSCALL, Fault
 from kvmbox.platform.ptrace import stubcode
 
 GADGET = L.PTRACE_STUB_VIRT + stubcode.GADGET_OFF
@@ -28,10 +27,7 @@ class PtraceGuest(Guest):
 
 @pytest.fixture(scope="module")
 def platform():
-    from kvmbox.platform.ptrace.platform import PtracePlatform
-    p = PtracePlatform(256 << 20)
-    yield p
-    p.close()
+    yield from platform_fixture("ptrace", 256 << 20)
 
 
 @pytest.fixture
@@ -44,127 +40,12 @@ def test_platform_identity(platform):
     assert platform.user_range == (0x10000, L.USER_TOP)
 
 
-def test_syscall_preserves_registers_flags_and_red_zone(guest):
-    g = guest("""
-        mov rbx, 0x1111111111111111
-        mov rbp, 0x2222222222222222
-        mov r12, 0x3333333333333333
-        mov r15, 0x4444444444444444
-        mov qword ptr [rsp-8], 0x5555
-        mov qword ptr [rsp-128], 0x6666
-        std
-        mov eax, 39
-        syscall
-        mov rsi, [rsp-8]
-        mov rdi, [rsp-128]
-        pushfq
-        pop rdx
-        cld
-        mov eax, 60
-        syscall
-    """)
-    assert g.run() is SYSCALL
-    sp_before = g.ctx.get_regs()["rsp"]
-    g.ctx.set_return(0)
-    assert g.run() is SYSCALL
-    r = g.ctx.get_regs()
-    assert r["rbx"] == 0x1111111111111111 and r["rbp"] == 0x2222222222222222
-    assert r["r12"] == 0x3333333333333333 and r["r15"] == 0x4444444444444444
-    assert r["rdx"] & 0x400, "DF must survive the syscall"
-    assert (r["rsi"], r["rdi"]) == (0x5555, 0x6666), "the red zone must survive"
-    assert r["rsp"] == sp_before
-
-
-def test_rcx_r11_as_linux_leaves_them(guest):
-    g = guest("mov eax, 39\n syscall\n mov rdi, rcx\n mov rsi, r11\n mov eax, 60\n syscall\n")
-    assert g.run() is SYSCALL
-    ret = g.ctx.get_regs()["rip"]
-    g.ctx.set_return(0)
-    assert g.run() is SYSCALL
-    _, rcx, r11, *_ = g.ctx.syscall_args()
-    assert rcx == ret and r11 & 0x202 == 0x202
-
-
-def test_page_fault_then_resume_after_mapping(guest):
-    g = guest("mov rax, 0xa00000\n mov ebx, dword ptr [rax]\n mov eax, 60\n syscall\n")
-    ev = g.run()
-    assert isinstance(ev, Fault)
-    assert (ev.vector, ev.address, ev.error_code & 5) == (14, 0xA00000, 4)   # user, not present
-    assert ev.rip == CODE + len(_ks.asm("mov rax, 0xa00000", CODE)[0])
-    g.map(0xA00000, 0x1000, PROT_READ, struct.pack("<I", 0xCAFE))
-    assert g.run() is SYSCALL
-    assert g.ctx.get_regs()["rbx"] == 0xCAFE
-
-
 def test_fault_signal_is_not_delivered(guest):
     g = guest("ud2\n")
     for _ in range(3):                       # the Sentry decides; the stub is never killed by it
         ev = g.run()
         assert isinstance(ev, Fault) and ev.vector == 6 and ev.rip == CODE
     assert os.path.exists(f"/proc/{g.pid}")
-
-
-def test_interrupt_stops_a_spinning_guest(guest):
-    g = guest("spin: jmp spin\n")
-    threading.Timer(0.2, g.ctx.interrupt).start()
-    t0 = time.monotonic()
-    assert g.run() is INTERRUPTED
-    assert time.monotonic() - t0 < 5
-    g.ctx.clear_interrupt()
-    threading.Timer(0.1, g.ctx.interrupt).start()
-    assert g.run() is INTERRUPTED
-    g.ctx.clear_interrupt()
-
-
-def test_interrupt_before_switch_returns_at_once(guest):
-    g = guest("spin: jmp spin\n")
-    g.ctx.interrupt()
-    assert g.run() is INTERRUPTED
-    g.ctx.clear_interrupt()
-
-
-def test_fs_base_set_by_host_is_used_by_guest(guest):
-    g = guest("mov rax, qword ptr fs:[8]\n mov rdi, rax\n mov eax, 60\n syscall\n")
-    g.p.memfile.write(g.data_phys + 8, struct.pack("<Q", 0xFEEDFACE))
-    g.ctx.set_regs(fs_base=DATA)
-    assert g.run() is SYSCALL
-    assert g.ctx.syscall_args()[1] == 0xFEEDFACE
-    assert g.ctx.get_regs()["fs_base"] == DATA
-
-
-def test_host_mapping_edits_are_seen(guest, platform):
-    g = guest("""
-    again:
-        mov rax, 0xa00000
-        movzx ebx, byte ptr [rax]
-        mov eax, 39
-        syscall
-        cmp rdi, 1
-        jne again
-        mov rax, 0xa00000
-        mov byte ptr [rax], 7
-        mov eax, 60
-        syscall
-    """)
-    a = g.map(0xA00000, 0x1000, PROT_READ | PROT_WRITE, b"\xaa")
-    assert g.run() is SYSCALL and g.ctx.get_regs()["rbx"] == 0xAA
-    b_ext = platform.frames.alloc(1)
-    g.frames.append(b_ext[0])
-    platform.memfile.write(b_ext[0][0], b"\xbb")
-    g.aspace.map(0xA00000, 0x1000, b_ext[0][0], PROT_READ | PROT_WRITE)
-    g.ctx.set_return(0)
-    assert g.run() is SYSCALL and g.ctx.get_regs()["rbx"] == 0xBB
-    g.aspace.unmap(0xA00000, 0x1000)
-    ev = g.run()
-    assert isinstance(ev, Fault) and ev.vector == 14 and ev.address == 0xA00000
-    g.aspace.map(0xA00000, 0x1000, a, PROT_READ | PROT_WRITE)
-    g.aspace.protect(0xA00000, 0x1000, PROT_READ)
-    g.ctx.set_regs(rdi=1)
-    assert g.run() is SYSCALL and g.ctx.get_regs()["rbx"] == 0xAA
-    g.ctx.set_regs(rdi=1)
-    g.ctx.set_return(0)
-    ev = g.run()
-    assert isinstance(ev, Fault) and ev.vector == 14 and ev.error_code & 3 == 3   # write, present
 
 
 def test_protect_over_holes(guest):
@@ -325,18 +206,14 @@ def test_sandbox_runs_hello_on_ptrace(test_programs, ptrace_sandbox):
     helpers.assert_same_outcome(helpers.run_native(path), helpers.run_sandbox(path, sandbox=ptrace_sandbox))
 
 
-PROGRAMS = [("hello", []), ("io", []), ("mem", []), ("mremap", []), ("malloc", []), ("fpmath", []),
-            ("time", []), ("args", ["a", "b c"]), ("exit42", []), ("faults", ["segv_read"]),
-            ("ids", []), ("misc", [])]
-
-
-@pytest.mark.parametrize("build", ["glibc", "musl", "pie"])
-@pytest.mark.parametrize("name,args", PROGRAMS, ids=[n + "-" + "-".join(a) for n, a in PROGRAMS])
+# Every other program run this test once made is in tests/syscalls (test_programs.py,
+# test_faults_limits.py: every build, both platforms, against native); test_faults_limits.py
+# runs `faults` in the glibc and musl builds only, so its PIE build is still run here.
+@pytest.mark.parametrize("build,name,args", [("pie", "faults", ["segv_read"])], ids=["pie-faults-segv_read"])
 def test_programs_on_ptrace(test_programs, ptrace_sandbox, build, name, args):
     path = test_programs / build / name
-    if not path.exists():
-        pytest.skip(f"{path} not built")
     native = helpers.run_native(path, args)
+    assert native.signal, f"the native run did not die by a signal: {native.describe()}"
     boxed = helpers.run_sandbox(path, args, sandbox=ptrace_sandbox)
     helpers.assert_same_outcome(native, boxed, what=f"{build}/{name}")
 
@@ -357,13 +234,6 @@ def test_kvm_with_a_missing_device_is_an_error():
     from kvmbox.platform.registry import open_platform
     with pytest.raises(PlatformUnavailable, match="/nonexistent/kvm"):
         open_platform("kvm", 64 << 20, device="/nonexistent/kvm")
-
-
-def test_int80_is_a_gp_fault_not_a_syscall(guest):
-    g = guest("mov eax, 20\n int 0x80\n")
-    ev = g.run()
-    assert isinstance(ev, Fault) and ev.vector == 13 and ev.rip == CODE + 5
-    assert g.ctx.get_regs()["rip"] == CODE + 5
 
 
 def test_stub_page_is_not_readable_by_the_guest(guest):
