@@ -57,6 +57,106 @@ static void show(const char *path)
         close(fd);
 }
 
+/* openat2 from a directory fd under RESOLVE_*: d/{e/, f, rel->e, up->.., abs->/, dang->newfile, out->../top}. */
+static long o2(int dirfd, const char *path, unsigned long long flags, unsigned long long resolve)
+{
+    struct { unsigned long long flags, mode, resolve; } how = {flags, flags & O_CREAT ? 0644 : 0, resolve};
+    long fd = syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+    if (fd >= 0)
+        close((int)fd);
+    return fd;
+}
+
+#define R_NO_XDEV 0x01
+#define R_NO_MAGICLINKS 0x02
+#define R_NO_SYMLINKS 0x04
+#define R_BENEATH 0x08
+#define R_IN_ROOT 0x10
+
+static void openat2_resolve(void)
+{
+    mkdir("d", 0755);
+    mkdir("d/e", 0755);
+    put("d/f", "F");
+    put("top", "T");
+    check(symlink("e", "d/rel") == 0 && symlink("..", "d/up") == 0 && symlink("/", "d/abs") == 0
+          && symlink("newfile", "d/dang") == 0 && symlink("../top", "d/out") == 0, "resolve tree");
+    int d = open("d", O_RDONLY | O_DIRECTORY);
+    const int R = O_RDONLY, D = O_RDONLY | O_DIRECTORY;
+    /* BENEATH: stay under d */
+    check(o2(d, "e/../f", R, R_BENEATH) >= 0, "BENEATH e/../f");
+    check(o2(d, "rel/../rel/.", D, R_BENEATH) >= 0, "BENEATH relative symlink");
+    errno = 0; check_err(o2(d, "..", D, R_BENEATH), EXDEV, "BENEATH ..");
+    errno = 0; check_err(o2(d, "e/../../top", R, R_BENEATH), EXDEV, "BENEATH e/../..");
+    errno = 0; check_err(o2(d, "up/d/f", R, R_BENEATH), EXDEV, "BENEATH symlink to ..");
+    errno = 0; check_err(o2(d, "out", R, R_BENEATH), EXDEV, "BENEATH symlink ../top");
+    errno = 0; check_err(o2(d, "abs", D, R_BENEATH), EXDEV, "BENEATH absolute symlink");
+    errno = 0; check_err(o2(d, "/", D, R_BENEATH), EXDEV, "BENEATH absolute path");
+    check(o2(d, "abs", O_PATH | O_NOFOLLOW, R_BENEATH) >= 0, "BENEATH O_NOFOLLOW link itself");
+    /* IN_ROOT: d is "/" */
+    check(o2(d, "../../f", R, R_IN_ROOT) >= 0, "IN_ROOT ../../f clamps");
+    check(o2(d, "/f", R, R_IN_ROOT) >= 0, "IN_ROOT /f");
+    check(o2(d, "abs/e/../f", R, R_IN_ROOT) >= 0, "IN_ROOT absolute symlink");
+    check(o2(d, "up/up/f", R, R_IN_ROOT) >= 0, "IN_ROOT symlink to ..");
+    errno = 0; check_err(o2(d, "out", R, R_IN_ROOT), ENOENT, "IN_ROOT ../top is /top");
+    /* NO_SYMLINKS */
+    errno = 0; check_err(o2(d, "rel", D, R_NO_SYMLINKS), ELOOP, "NO_SYMLINKS last");
+    errno = 0; check_err(o2(d, "rel/../f", R, R_NO_SYMLINKS), ELOOP, "NO_SYMLINKS middle");
+    check(o2(d, "rel", O_PATH | O_NOFOLLOW, R_NO_SYMLINKS) >= 0, "NO_SYMLINKS O_PATH|O_NOFOLLOW");
+    errno = 0; check_err(o2(d, "rel", R | O_NOFOLLOW, R_NO_SYMLINKS), ELOOP, "NO_SYMLINKS O_NOFOLLOW");
+    check(o2(d, "e/../f", R, R_NO_SYMLINKS) >= 0, "NO_SYMLINKS no links");
+    /* magic links: /proc/self/fd/N */
+    int pfd = open("/proc/self/fd", O_RDONLY | O_DIRECTORY);
+    char n[16];
+    snprintf(n, sizeof n, "%d", d);
+    check(o2(pfd, n, D, 0) >= 0, "fd link followed");
+    check(o2(AT_FDCWD, "/proc/self/fd", D, R_NO_MAGICLINKS) >= 0, "NO_MAGICLINKS /proc/self");
+    errno = 0; check_err(o2(pfd, n, D, R_NO_MAGICLINKS), ELOOP, "NO_MAGICLINKS fd link");
+    errno = 0; check_err(o2(pfd, n, D, R_NO_MAGICLINKS | R_BENEATH), ELOOP, "NO_MAGICLINKS before BENEATH");
+    check(o2(pfd, n, O_PATH | O_NOFOLLOW, R_NO_MAGICLINKS) >= 0, "NO_MAGICLINKS O_PATH|O_NOFOLLOW");
+    errno = 0; check_err(o2(pfd, n, D, R_BENEATH), EXDEV, "BENEATH fd link");
+    errno = 0; check_err(o2(pfd, n, D, R_IN_ROOT), EXDEV, "IN_ROOT fd link");
+    errno = 0; check_err(o2(pfd, n, D, R_NO_XDEV), EXDEV, "NO_XDEV fd link to another mount");
+    errno = 0; check_err(o2(pfd, n, D, R_NO_SYMLINKS), ELOOP, "NO_SYMLINKS fd link");
+    check(o2(pfd, "../fd/.", D, R_NO_XDEV) >= 0, "NO_XDEV ../fd within /proc");
+    close(pfd);
+    /* NO_XDEV: /proc is another mount than / */
+    int root = open("/", O_PATH | O_DIRECTORY);
+    int proc = open("/proc", O_PATH | O_DIRECTORY);
+    errno = 0; check_err(o2(root, "proc/self", D, R_NO_XDEV), EXDEV, "NO_XDEV into /proc");
+    errno = 0; check_err(o2(proc, "..", D, R_NO_XDEV), EXDEV, "NO_XDEV .. out of /proc");
+    errno = 0; check_err(o2(proc, "/proc", D, R_NO_XDEV), EXDEV, "NO_XDEV absolute into /proc");
+    check(o2(proc, "/", D, R_NO_XDEV) >= 0, "NO_XDEV absolute / from /proc");
+    check(o2(proc, "self/fd", D, R_NO_XDEV) >= 0, "NO_XDEV within /proc");
+    check(o2(proc, "self/fd", D, R_BENEATH) >= 0, "BENEATH /proc/self is a plain link");
+    check(o2(proc, "..", D, R_IN_ROOT) >= 0, "IN_ROOT .. of /proc");
+    close(proc);
+    close(root);
+    /* O_CREAT under restrictions */
+    const int C = O_WRONLY | O_CREAT;
+    check(o2(d, "e/new", C, R_BENEATH) >= 0 && access("d/e/new", F_OK) == 0, "BENEATH O_CREAT");
+    errno = 0; check_err(o2(d, "../new", C, R_BENEATH), EXDEV, "BENEATH O_CREAT ..");
+    errno = 0; check_err(o2(d, "up/new", C, R_BENEATH), EXDEV, "BENEATH O_CREAT via symlink");
+    check(o2(d, "/rootnew", C, R_IN_ROOT) >= 0 && access("d/rootnew", F_OK) == 0, "IN_ROOT O_CREAT /x");
+    errno = 0; check_err(o2(d, "dang", C | O_EXCL, R_BENEATH), EEXIST, "O_EXCL on a dangling link");
+    errno = 0; check_err(o2(d, "dang", C, R_NO_SYMLINKS), ELOOP, "NO_SYMLINKS O_CREAT dangling");
+    errno = 0; check_err(o2(d, "dang", C | O_NOFOLLOW, R_BENEATH), ELOOP, "O_CREAT|O_NOFOLLOW link");
+    check(o2(d, "dang", C, R_BENEATH) >= 0 && access("d/newfile", F_OK) == 0, "O_CREAT through dangling link");
+    check(o2(d, "f", C | O_TRUNC, R_BENEATH) >= 0, "O_CREAT existing");
+    errno = 0; check_err(o2(d, "f", C | O_EXCL, R_BENEATH), EEXIST, "O_EXCL existing");
+    errno = 0; check_err(o2(d, "slash/", C, R_BENEATH), EISDIR, "O_CREAT trailing slash");
+    errno = 0; check_err(o2(d, "f/", C, R_BENEATH), EISDIR, "O_CREAT file/");
+    errno = 0; check_err(o2(d, "e/", C, R_BENEATH), EISDIR, "O_CREAT dir/");
+    errno = 0; check_err(o2(d, ".", C, R_BENEATH), EISDIR, "O_CREAT .");
+    errno = 0; check_err(o2(d, "..", C, R_BENEATH), EXDEV, "O_CREAT .. BENEATH");
+    errno = 0; check_err(o2(d, "nodir/x", C, R_BENEATH), ENOENT, "O_CREAT missing dir");
+    /* walk errors */
+    errno = 0; check_err(o2(d, "f/", R, R_BENEATH), ENOTDIR, "BENEATH file/");
+    errno = 0; check_err(o2(d, "f/x", R, R_BENEATH), ENOTDIR, "BENEATH file/x");
+    errno = 0; check_err(o2(d, "nope", R, R_BENEATH), ENOENT, "BENEATH missing");
+    close(d);
+}
+
 int main(int argc, char **argv)
 {
     scratch_enter(argc, argv, "files");
@@ -280,6 +380,8 @@ int main(int argc, char **argv)
     errno = 0; check_err(syscall(SYS_openat2, AT_FDCWD, "t", &how, sizeof how), EINVAL, "openat2 mode without O_CREAT");
     how.mode = 0;
     errno = 0; check_err(syscall(SYS_openat2, AT_FDCWD, "t", &how, 8), EINVAL, "openat2 small size");
+
+    openat2_resolve();
 
     scratch_leave();
     return finish();

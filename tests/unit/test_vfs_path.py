@@ -8,7 +8,7 @@ import pytest
 from kvmbox.errors import SyscallError
 from kvmbox.sentry.fsimpl.tmpfs import Tmpfs
 from kvmbox.sentry.vfs import perm
-from kvmbox.sentry.vfs.path import MountTable
+from kvmbox.sentry.vfs.path import MountTable, WalkRules
 from tests.unit.vfs_fixtures import Creds, mem, table, tmpfs  # noqa: F401
 
 
@@ -147,3 +147,133 @@ def test_check_writable(table):
     perm.check_writable(root)
     ro = MountTable(root.mount.fs, readonly=True)
     assert err(perm.check_writable, ro.root()) == errno.EROFS
+
+
+# --- the restricted walk (openat2's RESOLVE_*: WalkRules) ------------------------------------
+BENEATH = WalkRules(beneath=True)
+IN_ROOT = WalkRules(in_root=True)
+
+
+def magic_link(table, dirpath: str, name: str, to):
+    """A procfs-style magic link `name` in `dirpath`: its jump() goes straight to `to`."""
+    link = table.resolve(table.root(), dirpath).node.symlink(name, "/not/followed", 0, 0)
+    link.__class__ = type("MagicLink", (type(link),), {"__slots__": (), "jump": lambda self: to})
+    return link
+
+
+def test_rules_none_is_the_plain_walk(tree):
+    root = tree.root()
+    a = tree.resolve(root, "/a")
+    for path in ("b/f", "up/a/b", "../abs/f", "/escape"):
+        assert tree.resolve(a, path, rules=WalkRules()) == tree.resolve(a, path)
+
+
+def test_beneath(tree):
+    a = tree.resolve(tree.root(), "/a")
+    assert tree.resolve(a, "b/../b/f", rules=BENEATH).path == "/a/b/f"
+    assert tree.resolve(a, "b/..", rules=BENEATH).path == "/a"
+    assert err(tree.resolve, a, "..", rules=BENEATH) == errno.EXDEV
+    assert err(tree.resolve, a, "b/../..", rules=BENEATH) == errno.EXDEV
+    assert err(tree.resolve, a, "up", rules=BENEATH) == errno.EXDEV      # relative link to ..
+    assert err(tree.resolve, a, "/a/b", rules=BENEATH) == errno.EXDEV    # absolute path
+    a.node.symlink("abs", "/a/b", 0, 0)
+    assert err(tree.resolve, a, "abs", rules=BENEATH) == errno.EXDEV     # absolute link
+    assert tree.resolve(a, "abs", follow=False, rules=BENEATH).node.is_symlink()
+    b = tree.resolve(a, "b")
+    b.node.symlink("rel", "f", 0, 0)
+    assert tree.resolve(b, "rel", rules=BENEATH).path == "/a/b/f"
+
+
+def test_in_root_clamps(tree):
+    a = tree.resolve(tree.root(), "/a")
+    a.node.symlink("abs", "/b", 0, 0)
+    assert tree.resolve(a, "../../b/f", rules=IN_ROOT).path == "/a/b/f"
+    assert tree.resolve(a, "/b/f", rules=IN_ROOT).path == "/a/b/f"
+    assert tree.resolve(a, "abs/f", rules=IN_ROOT).path == "/a/b/f"     # "/" is /a
+    assert tree.resolve(a, "up/up/b", rules=IN_ROOT).path == "/a/b"
+    assert tree.resolve(a, "..", rules=IN_ROOT).path == "/a"
+    assert tree.resolve(a, "/abs", rules=IN_ROOT).path == "/a/b"          # /a/abs -> "/b"
+    assert tree.resolve(a, "/abs", rules=IN_ROOT, follow=False).path == "/a/abs"
+
+
+def test_no_symlinks(tree):
+    root = tree.root()
+    rules = WalkRules(no_symlinks=True)
+    assert err(tree.resolve, root, "/abs", rules=rules) == errno.ELOOP
+    assert err(tree.resolve, root, "/abs/f", rules=rules) == errno.ELOOP
+    assert err(tree.resolve, root, "/abs/", follow=False, rules=rules) == errno.ELOOP
+    assert tree.resolve(root, "/abs", follow=False, rules=rules).node.is_symlink()
+    assert tree.resolve(root, "/a/b/../b/f", rules=rules).path == "/a/b/f"
+
+
+def test_no_xdev(tree, mem):
+    mf, fa = mem
+    other = Tmpfs(2, mf, fa)
+    other.root.mkdir("sub", 0o755, 0, 0)
+    other.root.symlink("toroot", "/a", 0, 0)
+    other.root.symlink("rel", "sub", 0, 0)
+    tree.mount("/a/b", other)
+    root = tree.root()
+    rules = WalkRules(no_xdev=True)
+    assert err(tree.resolve, root, "/a/b", rules=rules) == errno.EXDEV            # down
+    assert err(tree.resolve, root, "/abs", rules=rules) == errno.EXDEV            # down via a link
+    assert tree.resolve(root, "/a", rules=rules).path == "/a"
+    b = tree.resolve(root, "/a/b")
+    assert err(tree.resolve, b, "..", rules=rules) == errno.EXDEV                 # up
+    assert err(tree.resolve, b, "sub/../..", rules=rules) == errno.EXDEV
+    assert tree.resolve(b, "sub/..", rules=rules).path == "/a/b"
+    assert tree.resolve(b, "rel", rules=rules).path == "/a/b/sub"
+    assert tree.resolve(b, "/a", rules=rules).path == "/a"       # an absolute path may start at /
+    assert err(tree.resolve, b, "toroot", rules=rules) == errno.EXDEV   # an absolute link may not
+
+
+def test_magic_links(tree):
+    root = tree.root()
+    f = tree.resolve(root, "/a/b/f")
+    magic = magic_link(tree, "/a", "fd3", f)
+    a = tree.resolve(root, "/a")
+    assert tree.resolve(a, "fd3") == f
+    assert err(tree.resolve, a, "fd3", rules=WalkRules(no_magiclinks=True)) == errno.ELOOP
+    assert err(tree.resolve, a, "fd3", rules=WalkRules(no_symlinks=True)) == errno.ELOOP
+    assert err(tree.resolve, a, "fd3", rules=BENEATH) == errno.EXDEV
+    assert err(tree.resolve, a, "fd3", rules=IN_ROOT) == errno.EXDEV
+    assert err(tree.resolve, a, "fd3", rules=WalkRules(no_magiclinks=True, beneath=True)) == errno.ELOOP
+    assert tree.resolve(a, "fd3", follow=False, rules=WalkRules(no_magiclinks=True)).node is magic
+    assert tree.resolve(a, "fd3", rules=WalkRules(no_xdev=True)) == f    # same mount
+
+
+def test_magic_link_across_a_mount(tree, mem):
+    mf, fa = mem
+    other = Tmpfs(2, mf, fa)
+    m = tree.mount("/a/b", other)
+    root = tree.root()
+    b = tree.resolve(root, "/a/b")
+    assert b.mount is m
+    magic_link(tree, "/a", "fd4", b)
+    a = tree.resolve(root, "/a")
+    assert tree.resolve(a, "fd4") == b
+    assert err(tree.resolve, a, "fd4", rules=WalkRules(no_xdev=True)) == errno.EXDEV
+
+
+def test_create_hook(tree):
+    root = tree.root()
+    made = []
+
+    def create(parent, name):
+        made.append((parent.path, name))
+        return tree.child(parent, name, parent.node.create(name, 0o644, 0, 0))
+
+    assert tree.resolve(root, "/a/b/new", create=create).path == "/a/b/new"
+    assert made == [("/a/b", "new")]
+    assert tree.resolve(root, "/a/b/new", create=create).path == "/a/b/new"      # exists now
+    assert tree.resolve(root, "/dangling", create=create).path == "/nowhere"     # via a link
+    assert made[-1] == ("/", "nowhere")
+    n = len(made)
+    assert err(tree.resolve, root, "/a/b/x/", create=create) == errno.EISDIR
+    assert err(tree.resolve, root, "/a/b/f/", create=create) == errno.EISDIR
+    assert err(tree.resolve, root, "/a/nodir/x", create=create) == errno.ENOENT
+    assert err(tree.resolve, root, "/a/b/f/x", create=create) == errno.ENOTDIR
+    assert err(tree.resolve, tree.resolve(root, "/a"), "../y", create=create, rules=BENEATH) == errno.EXDEV
+    assert len(made) == n
+    a = tree.resolve(root, "/a")
+    assert tree.resolve(a, "/z", create=create, rules=IN_ROOT).path == "/a/z"

@@ -1,19 +1,19 @@
-"""openat2's restricted path walk: RESOLVE_NO_XDEV, NO_MAGICLINKS, NO_SYMLINKS, BENEATH, IN_ROOT.
+"""openat2's restricted open: RESOLVE_NO_XDEV, NO_MAGICLINKS, NO_SYMLINKS, BENEATH, IN_ROOT.
 
-A component-at-a-time walk like MountTable.resolve, with the restrictions
-checked at each step: EXDEV for leaving the starting directory (BENEATH, an
-absolute path or symlink, a ".." above it) or crossing a mount (NO_XDEV),
-ELOOP for symlinks (NO_SYMLINKS) and procfs magic links (NO_MAGICLINKS).
-With IN_ROOT the starting directory acts as the root ("/" and ".." stop there).
+The walk itself is MountTable.resolve's, given WalkRules (EXDEV for leaving
+the starting directory or crossing a mount, ELOOP for symlinks and procfs
+magic links, IN_ROOT's clamped root).  What is left here is openat2's part:
+the RESOLVE_* bits turned into rules, where the walk starts, and O_CREAT
+(create a missing last component, through a dangling symlink too; O_EXCL
+never follows one and wants the name to be new).
 """
 from __future__ import annotations
 
 import errno
 
 from kvmbox.errors import SyscallError
-from kvmbox.sentry.vfs import at, perm
-from kvmbox.sentry.vfs.node import NAME_MAX, PATH_MAX
-from kvmbox.sentry.vfs.path import MAXSYMLINKS, Location
+from kvmbox.sentry.vfs import at
+from kvmbox.sentry.vfs.path import Location, WalkRules
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
@@ -21,93 +21,40 @@ if TYPE_CHECKING:  # pragma: no cover
 
 RESOLVE_NO_XDEV, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS = 0x01, 0x02, 0x04
 RESOLVE_BENEATH, RESOLVE_IN_ROOT = 0x08, 0x10
-O_CREAT, O_EXCL, O_NOFOLLOW, O_PATH = 0o100, 0o200, 0o400000, 0o10000000
+O_CREAT, O_EXCL, O_NOFOLLOW = 0o100, 0o200, 0o400000
+
+
+def walk_rules(rflags: int) -> WalkRules:
+    """The WalkRules for openat2's `resolve` bits."""
+    return WalkRules(beneath=bool(rflags & RESOLVE_BENEATH), in_root=bool(rflags & RESOLVE_IN_ROOT),
+                     no_xdev=bool(rflags & RESOLVE_NO_XDEV),
+                     no_symlinks=bool(rflags & RESOLVE_NO_SYMLINKS),
+                     no_magiclinks=bool(rflags & RESOLVE_NO_MAGICLINKS))
 
 
 def resolve_restricted(t: "Task", dirfd: int, path: str, flags: int, mode: int,
                        rflags: int) -> Location:
     """The Location openat2 opens (creating it for O_CREAT), under `rflags`."""
-    if len(path) >= PATH_MAX:
-        raise SyscallError(errno.ENAMETOOLONG)
+    if not path:
+        raise SyscallError(errno.ENOENT)
+    rules = walk_rules(rflags)
+    # As Linux's path_init: an absolute path never looks at dirfd, except under IN_ROOT
+    # (BENEATH refuses it, in the walk).
+    start = t.fs.root if path[0] == "/" and not rules.in_root else at.dir_of(t, dirfd)
     vfs = t.kernel.vfs
-    start = at.dir_of(t, dirfd)
-    in_root = bool(rflags & RESOLVE_IN_ROOT)
-    beneath = bool(rflags & RESOLVE_BENEATH)
-    root = start if in_root else t.fs.root
-    follow_last = not flags & O_NOFOLLOW
-    todo = [c for c in path.split("/") if c]
-    todo.reverse()
-    must_dir = path.endswith("/")
-    if path.startswith("/"):
-        if beneath:
-            raise SyscallError(errno.EXDEV)
-        cur = root
-    else:
-        cur = start
-    stack: list[Location] = []          # the walk from `start` (for ".." and BENEATH)
-    links = 0
-    while todo:
-        name = todo.pop()
-        if len(name) > NAME_MAX:
-            raise SyscallError(errno.ENAMETOOLONG)
-        node = cur.node
-        if not node.is_dir():
-            raise SyscallError(errno.ENOTDIR)
-        if not perm.may_access(node.attr(), t.creds, perm.MAY_EXEC):
-            raise SyscallError(errno.EACCES)
-        if name == ".":
-            continue
-        if name == "..":
-            if stack:
-                nxt = stack.pop()
-            elif beneath:
-                raise SyscallError(errno.EXDEV)
-            elif cur.path == root.path and cur.node is root.node:
-                nxt = cur
-            else:
-                nxt = vfs.parent_of(cur, root)
-            if rflags & RESOLVE_NO_XDEV and nxt.mount is not cur.mount:
-                raise SyscallError(errno.EXDEV)
-            cur = nxt
-            continue
-        last = not todo
-        try:
-            child = node.lookup(name)
-        except SyscallError as e:
-            if e.errno == errno.ENOENT and last and flags & O_CREAT and not must_dir:
-                from kvmbox.sentry.syscalls.sys_open import _create
-                return _create(t, cur, name, mode)
-            raise
-        nxt = vfs.child(cur, name, child)
-        if rflags & RESOLVE_NO_XDEV and nxt.mount is not cur.mount:
-            raise SyscallError(errno.EXDEV)
-        if child.is_symlink() and (not last or follow_last or must_dir):
-            if rflags & RESOLVE_NO_SYMLINKS:
-                raise SyscallError(errno.ELOOP)
-            links += 1
-            if links > MAXSYMLINKS:
-                raise SyscallError(errno.ELOOP)
-            jump = child.jump()
-            if jump is not None:
-                if rflags & RESOLVE_NO_MAGICLINKS:
-                    raise SyscallError(errno.ELOOP)
-                if beneath or in_root:
-                    raise SyscallError(errno.EXDEV)
-                cur, stack = jump, []
-                continue
-            target = child.readlink()
-            if target.startswith("/"):
-                if beneath:
-                    raise SyscallError(errno.EXDEV)
-                cur, stack = root, []
-            todo.extend(reversed([c for c in target.split("/") if c]))
-            if last and target.endswith("/"):
-                must_dir = True
-            continue
-        if last and flags & O_CREAT and flags & O_EXCL:
-            raise SyscallError(errno.EEXIST)
-        stack.append(cur)
-        cur = nxt
-    if must_dir and not cur.node.is_dir():
-        raise SyscallError(errno.ENOTDIR)
-    return cur
+    if not flags & O_CREAT:
+        return vfs.resolve(start, path, follow=not flags & O_NOFOLLOW, root=t.fs.root,
+                           creds=t.creds, rules=rules)
+    from kvmbox.sentry.syscalls.sys_open import _create
+    made: list[Location] = []
+
+    def create(parent: Location, name: str) -> Location:
+        made.append(_create(t, parent, name, mode))
+        return made[-1]
+
+    excl = flags & O_EXCL
+    loc = vfs.resolve(start, path, follow=not flags & (O_NOFOLLOW | O_EXCL), root=t.fs.root,
+                      creds=t.creds, rules=rules, create=create)
+    if excl and not made:
+        raise SyscallError(errno.EEXIST)
+    return loc

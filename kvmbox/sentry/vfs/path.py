@@ -4,11 +4,13 @@ Every guest path is walked here, one component at a time, on the Sentry's own
 mount table.  Symlinks are followed by the Sentry (at most 40 per walk, an
 absolute target restarting at the task's root), `..` never climbs above the
 root, and a walk that reaches a mount point continues at the mounted file
-system's root.  File systems behind the table never see a path, only names.
+system's root.  The same walk applies openat2's RESOLVE_* restrictions when
+given WalkRules.  File systems behind the table never see a path, only names.
 """
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from kvmbox.errors import SyscallError
@@ -35,6 +37,27 @@ class Location:
     mount: Mount
     node: Node
     path: str                   # canonical absolute guest path: no symlinks, no . or ..
+
+
+@dataclass(frozen=True, slots=True)
+class WalkRules:
+    """Restrictions on one walk: openat2's RESOLVE_* flags (the defaults restrict nothing).
+
+    `beneath` and `in_root` make the starting directory the walk's root.  With
+    `in_root`, "/", absolute symlinks and ".." stop there as at a chroot; with
+    `beneath`, leaving it (an absolute path or symlink, ".." above it) is EXDEV.
+    Both refuse procfs magic links (EXDEV).  `no_xdev`: EXDEV for crossing a mount
+    either way (a walk may still start at an absolute path's root); `no_symlinks`
+    and `no_magiclinks`: ELOOP for following one.
+    """
+    beneath: bool = False
+    in_root: bool = False
+    no_xdev: bool = False
+    no_symlinks: bool = False
+    no_magiclinks: bool = False
+
+
+NO_RULES = WalkRules()
 
 
 @dataclass
@@ -124,12 +147,16 @@ class MountTable:
 
     # --- walks ------------------------------------------------------------------------
     def resolve(self, start: Location, path: str, *, follow: bool = True,
-                root: Location | None = None, creds=None) -> Location:
+                root: Location | None = None, creds=None, rules: WalkRules | None = None,
+                create: Callable[[Location, str], Location] | None = None) -> Location:
         """The Location `path` names, relative to `start` (absolute paths start at `root`).
 
         `follow` governs only the last component (a trailing "/" always follows and
         requires a directory).  With `creds`, search (x) permission is checked on every
-        directory walked through (EACCES), as Linux does.
+        directory walked through (EACCES), as Linux does.  `rules` restricts the walk
+        (openat2); with `rules.beneath` or `rules.in_root`, `start` is the root.
+        `create` (O_CREAT) is called with (directory, name) when the last component is
+        missing, and its Location is the result; a trailing "/" there is EISDIR.
         """
         if root is None:
             root = self.root()
@@ -137,11 +164,21 @@ class MountTable:
             raise SyscallError(errno.ENOENT)
         if len(path) >= PATH_MAX:
             raise SyscallError(errno.ENAMETOOLONG)
-        cur = root if path[0] == "/" else start
+        if rules is None:
+            rules = NO_RULES
+        elif rules.beneath or rules.in_root:
+            root = start
+        if path[0] == "/":
+            if rules.beneath:
+                raise SyscallError(errno.EXDEV)
+            cur = root
+        else:
+            cur = start
         must_dir = path.endswith("/")
         todo = [c for c in path.split("/") if c]
         todo.reverse()                 # a stack: the next component is todo[-1]
         stack: list[Location] = []     # directories walked through, for cheap ".."
+        by_path = self._by_path        # mount point -> mount (see child())
         links = 0
         while todo:
             name = todo.pop()
@@ -155,16 +192,40 @@ class MountTable:
             if name == ".":
                 continue
             if name == "..":
-                cur = stack.pop() if stack else self.parent_of(cur, root)
+                if stack:
+                    nxt = stack.pop()
+                elif rules.beneath:
+                    # Under `beneath` nothing resets the stack, so an empty one means
+                    # `cur` is the starting directory: ".." would leave it.
+                    raise SyscallError(errno.EXDEV)
+                else:
+                    nxt = self.parent_of(cur, root)
+                if rules.no_xdev and nxt.mount is not cur.mount:
+                    raise SyscallError(errno.EXDEV)
+                cur = nxt
                 continue
-            nxt = self.child(cur, name, node.lookup(name))
-            nnode = nxt.node
+            try:
+                nnode = node.lookup(name)
+            except SyscallError as e:
+                if create is None or todo or e.errno != errno.ENOENT:
+                    raise
+                if must_dir:
+                    raise SyscallError(errno.EISDIR) from None
+                return create(cur, name)
             if nnode.is_symlink() and (todo or follow or must_dir):
+                if rules.no_symlinks:
+                    raise SyscallError(errno.ELOOP)
                 links += 1
                 if links > MAXSYMLINKS:
                     raise SyscallError(errno.ELOOP)
                 jump = nnode.jump()
-                if jump is not None:
+                if jump is not None:           # a procfs magic link: straight to its object
+                    if rules.no_magiclinks:
+                        raise SyscallError(errno.ELOOP)
+                    if rules.no_xdev and jump.mount is not cur.mount:
+                        raise SyscallError(errno.EXDEV)
+                    if rules.beneath or rules.in_root:
+                        raise SyscallError(errno.EXDEV)
                     cur, stack = jump, []
                     continue
                 target = nnode.readlink()
@@ -173,15 +234,28 @@ class MountTable:
                 if len(target) >= PATH_MAX:
                     raise SyscallError(errno.ENAMETOOLONG)
                 if target[0] == "/":
+                    if rules.beneath:
+                        raise SyscallError(errno.EXDEV)
+                    if rules.no_xdev and cur.mount is not root.mount:
+                        raise SyscallError(errno.EXDEV)
                     cur, stack = root, []
                 if not todo and target.endswith("/"):
                     must_dir = True          # the last component's target names a directory
                 todo.extend(reversed([c for c in target.split("/") if c]))
                 continue
+            # child(), inlined: this is every open's and stat's inner loop.
+            cpath = cur.path
+            npath = cpath + name if cpath == "/" else cpath + "/" + name
+            m = by_path.get(npath) if by_path else None
             stack.append(cur)
-            cur = nxt
+            if m is not None and m.point is nnode:
+                if rules.no_xdev:
+                    raise SyscallError(errno.EXDEV)
+                cur = Location(m, m.fs.root, npath)
+            else:
+                cur = Location(cur.mount, nnode, npath)
         if must_dir and not cur.node.is_dir():
-            raise SyscallError(errno.ENOTDIR)
+            raise SyscallError(errno.EISDIR if create is not None else errno.ENOTDIR)
         return cur
 
     def resolve_parent(self, start: Location, path: str, *, root: Location | None = None,
