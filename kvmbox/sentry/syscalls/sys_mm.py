@@ -137,7 +137,7 @@ ENTRIES = (
     Entry("brk", brk, SUPPORTED, "initial break = page-aligned end of bss; no randomization"),
     Entry("mmap", mmap, PARTIAL,
           "populated eagerly up to 64 MiB; MAP_PRIVATE of a file copies pages when populated "
-          "(zero pages past EOF, no SIGBUS); MAP_SHARED of in-memory files shares the page cache, "
+          "(SIGBUS on pages wholly past EOF); MAP_SHARED of in-memory files shares the page cache, "
           "of host files writes back on msync/munmap/exit; "
           "MAP_HUGETLB/MAP_LOCKED/MAP_32BIT accepted and ignored"),
     Entry("munmap", munmap, SUPPORTED, "frees the frames (punched back to the host)"),
