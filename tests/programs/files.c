@@ -6,6 +6,7 @@
  */
 #include "scratch.h"
 #include <sys/sendfile.h>
+#include <sys/mman.h>
 #include <sys/uio.h>
 #include <sys/statfs.h>
 #include <sys/time.h>
@@ -155,6 +156,27 @@ static void openat2_resolve(void)
     errno = 0; check_err(o2(d, "f/x", R, R_BENEATH), ENOTDIR, "BENEATH file/x");
     errno = 0; check_err(o2(d, "nope", R, R_BENEATH), ENOENT, "BENEATH missing");
     close(d);
+}
+
+/* An open file outlives its name: fstat, read and mmap still work after unlink. */
+static void unlinked_but_open(void)
+{
+    int fd = open("doomed", O_RDWR | O_CREAT | O_TRUNC, 0640);
+    check(fd >= 0 && write(fd, "still here", 10) == 10, "create doomed");
+    check(unlink("doomed") == 0, "unlink doomed while open");
+    struct stat st;
+    check(fstat(fd, &st) == 0, "fstat after unlink");
+    printf("unlinked: nlink %lu size %lld mode %o\n", (unsigned long)st.st_nlink,
+           (long long)st.st_size, st.st_mode);
+    char b[16] = {0};
+    check(pread(fd, b, 10, 0) == 10 && !memcmp(b, "still here", 10), "pread after unlink");
+    char *m = mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0);
+    check(m != MAP_FAILED && !memcmp(m, "still", 5), "mmap after unlink");
+    if (m != MAP_FAILED)
+        munmap(m, 4096);
+    check(ftruncate(fd, 4) == 0 && fstat(fd, &st) == 0 && st.st_size == 4, "ftruncate after unlink");
+    errno = 0; check_err(open("doomed", O_RDONLY), ENOENT, "name gone");
+    close(fd);
 }
 
 int main(int argc, char **argv)
@@ -382,6 +404,7 @@ int main(int argc, char **argv)
     errno = 0; check_err(syscall(SYS_openat2, AT_FDCWD, "t", &how, 8), EINVAL, "openat2 small size");
 
     openat2_resolve();
+    unlinked_but_open();
 
     scratch_leave();
     return finish();

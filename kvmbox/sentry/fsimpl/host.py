@@ -215,7 +215,10 @@ class HostNode(Node):
         return st
 
     def attr(self) -> Attr:
-        st = self._stat()
+        return self.attr_of(self._stat())
+
+    def attr_of(self, st: os.stat_result) -> Attr:
+        """The guest's view of a host stat result of this node."""
         return Attr(dev=self.fs.dev, ino=self.fs.ino_of(st.st_dev, st.st_ino), mode=st.st_mode,
                     nlink=st.st_nlink, uid=st.st_uid, gid=st.st_gid, size=st.st_size,
                     rdev=st.st_rdev, blksize=st.st_blksize, blocks=st.st_blocks,
@@ -259,7 +262,7 @@ class HostNode(Node):
         except BaseException:
             os.close(fd)
             raise
-        return RegularFile(self, HostData(fd, self), flags, loc)
+        return HostFile(self, HostData(fd, self), flags, loc)
 
     def setattr(self, *, mode: int | None = None, uid: int | None = None, gid: int | None = None,
                 size: int | None = None, atime_ns: int | None = None,
@@ -465,6 +468,24 @@ def _dtype(e: os.DirEntry) -> int:
         return dtype_of(e.stat(follow_symlinks=False).st_mode)
     except OSError:
         return DT_UNKNOWN
+
+
+class HostFile(RegularFile):
+    """An open host regular file: fstat goes to its own host fd, so a file unlinked
+    on a read-write mount while open still answers fstat (and mmap) as on Linux."""
+
+    @property
+    def mode(self) -> int:   # type: ignore[override]
+        return self.attr().mode
+
+    def attr(self) -> Attr:
+        node = self.node
+        if not isinstance(node, HostNode) or node.fs.readonly:
+            return node.attr()                         # overlay's own node; cached read-only stat
+        try:
+            return node.attr_of(os.fstat(self.data.fd))
+        except OSError as e:
+            raise _err(e) from None
 
 
 class HostData:
