@@ -5,7 +5,8 @@ PTEs when it is made (the host backs memfd pages lazily, without exits), up to
 layout.EAGER_POPULATE_LIMIT bytes; the rest is demand-paged in aligned
 layout.FAULT_AROUND chunks.  Every failure is a SyscallError with Linux's errno.
 File mappings (MAP_PRIVATE copies, MAP_SHARED page-cache views, msync) are
-described in kvmbox/mm/mapfile.py; mremap lives in kvmbox/mm/remap.py.
+described in kvmbox/mm/mapfile.py; mremap lives in kvmbox/mm/remap.py,
+madvise/msync/mincore in kvmbox/mm/advice.py.
 Lock order: callers' locks (Kernel, ThreadGroup) before MemoryManager.lock.
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ from kvmbox.mm import mapfile
 from kvmbox.mm.frames import FrameAllocator
 from kvmbox.mm.mapfile import MappedFile
 from kvmbox.mm.memfile import MemoryFile
+from kvmbox.mm import advice as advice_ops
 from kvmbox.mm import remap
 from kvmbox.mm.vma import VMA_FLAG_MASK, Backing, Vma, VmaSet
 from kvmbox.mm.vma import chargeable as _chargeable
@@ -34,10 +36,6 @@ _MAP_KNOWN = (L.MAP_TYPE | L.MAP_FIXED | L.MAP_ANONYMOUS | L.MAP_GROWSDOWN | L.M
               | L.MAP_EXECUTABLE | L.MAP_LOCKED | L.MAP_NORESERVE | L.MAP_POPULATE | L.MAP_NONBLOCK
               | L.MAP_STACK | L.MAP_HUGETLB | L.MAP_SYNC | L.MAP_FIXED_NOREPLACE | L.MAP_32BIT
               | L.MAP_HUGE_MASK)
-_MADV_NOOP = frozenset({L.MADV_NORMAL, L.MADV_RANDOM, L.MADV_SEQUENTIAL, L.MADV_DONTFORK,
-                        L.MADV_DOFORK, L.MADV_MERGEABLE, L.MADV_UNMERGEABLE, L.MADV_HUGEPAGE,
-                        L.MADV_NOHUGEPAGE, L.MADV_DONTDUMP, L.MADV_DODUMP, L.MADV_WIPEONFORK,
-                        L.MADV_KEEPONFORK, L.MADV_COLD, L.MADV_PAGEOUT})
 _REPEAT_FAULTS = 4          # the same fault this many times in a row is not spurious: SIGSEGV
 
 def _locked(fn: Callable) -> Callable:
@@ -369,67 +367,17 @@ class MemoryManager:
 
     @_locked
     def madvise(self, addr: int, length: int, advice: int) -> None:
-        if addr % PAGE or length < 0:
-            raise SyscallError(errno.EINVAL)
-        end = addr + _page_up(length)
-        if end > L.USER_TOP:
-            raise SyscallError(errno.EINVAL)
-        if advice not in _MADV_NOOP and advice not in (L.MADV_WILLNEED, L.MADV_DONTNEED,
-                                                        L.MADV_FREE, L.MADV_REMOVE):
-            raise SyscallError(errno.EINVAL)
-        if end == addr:
-            return
-        spans = self.vmas.overlapping(addr, end)
-        if advice in (L.MADV_FREE, L.MADV_REMOVE) and any(
-                v.shared != (advice == L.MADV_REMOVE) for v in spans):
-            raise SyscallError(errno.EINVAL)
-        for v in spans:
-            a, b = max(v.start, addr), min(v.end, end)
-            if advice == L.MADV_WILLNEED:
-                self._eager(v, a, b)
-            elif v.backing.pinned:
-                continue                                # never punch the vDSO's frames
-            elif advice == L.MADV_DONTNEED and v.file is not None and not v.shared:
-                # A private file page reads the file again on next touch: drop the copy.
-                self.aspace.unmap(a, b - a)
-                for _, phys, n in v.backing.take(v.pidx(a), v.pidx(b)):
-                    self.frames.free(phys, n)
-            elif advice in (L.MADV_FREE, L.MADV_REMOVE) or (advice == L.MADV_DONTNEED and not v.shared):
-                # Zero-fill on next touch: punching keeps the frames and PTEs but gives the
-                # memory back, and its mmu notifier drops any shadow entries.
-                for _, phys, n in v.runs(a, b):
-                    if phys is not None:
-                        self.memfile.punch(phys, n * PAGE)
-        if not self.vmas.covered(addr, end):
-            raise SyscallError(errno.ENOMEM)
+        advice_ops.madvise(self, addr, length, advice)
 
     @_locked
     def msync(self, addr: int, length: int, flags: int) -> None:
         """msync(2): write back the changed pages of shared host-file mappings in the range."""
-        if addr % PAGE or length < 0 or not mapfile.msync_flags_ok(flags):
-            raise SyscallError(errno.EINVAL)
-        end = addr + _page_up(length)
-        if end > L.USER_TOP:
-            raise SyscallError(errno.ENOMEM)
-        if flags & (mapfile.MS_SYNC | mapfile.MS_ASYNC):
-            for v in self.vmas.overlapping(addr, end):
-                mapfile.write_back(self.memfile, v, max(v.start, addr), min(v.end, end))
-        if not self.vmas.covered(addr, end):
-            raise SyscallError(errno.ENOMEM)
+        advice_ops.msync(self, addr, length, flags)
 
     @_locked
     def mincore(self, addr: int, length: int) -> bytes:
         """mincore(2): one byte per page, 1 where the page has a frame."""
-        if addr % PAGE:
-            raise SyscallError(errno.EINVAL)
-        end = addr + _page_up(length)
-        if end > L.USER_TOP or not self.vmas.covered(addr, end):
-            raise SyscallError(errno.ENOMEM)
-        out = bytearray()
-        for v in self.vmas.overlapping(addr, end):
-            for _, phys, n in v.runs(max(v.start, addr), min(v.end, end)):
-                out += (b"\1" if phys is not None else b"\0") * n
-        return bytes(out)
+        return advice_ops.mincore(self, addr, length)
 
     @_locked
     def map_special(self, addr: int, phys: int, npages: int, prot: int, name: str) -> None:

@@ -1,0 +1,90 @@
+"""madvise(2), msync(2) and mincore(2) for the MemoryManager.
+
+Called by the manager's methods of the same names with its lock held; they
+work through the manager's internals (VmaSet, frames, the MemoryFile) as its
+own methods would, like remap.py does for mremap.
+"""
+from __future__ import annotations
+
+import errno
+
+from kvmbox.errors import SyscallError
+from kvmbox.guest_stub import layout as L
+from kvmbox.mm import mapfile
+from kvmbox.mm.remap import page_up
+
+PAGE = L.PAGE_SIZE
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from kvmbox.mm.manager import MemoryManager
+
+MADV_NOOP = frozenset({L.MADV_NORMAL, L.MADV_RANDOM, L.MADV_SEQUENTIAL, L.MADV_DONTFORK,
+                        L.MADV_DOFORK, L.MADV_MERGEABLE, L.MADV_UNMERGEABLE, L.MADV_HUGEPAGE,
+                        L.MADV_NOHUGEPAGE, L.MADV_DONTDUMP, L.MADV_DODUMP, L.MADV_WIPEONFORK,
+                        L.MADV_KEEPONFORK, L.MADV_COLD, L.MADV_PAGEOUT})
+
+
+def madvise(mm: "MemoryManager", addr: int, length: int, advice: int) -> None:
+    """madvise(2): WILLNEED populates; DONTNEED/FREE/REMOVE give pages back; the rest no-ops."""
+    if addr % PAGE or length < 0:
+        raise SyscallError(errno.EINVAL)
+    end = addr + page_up(length)
+    if end > L.USER_TOP:
+        raise SyscallError(errno.EINVAL)
+    if advice not in MADV_NOOP and advice not in (L.MADV_WILLNEED, L.MADV_DONTNEED,
+                                                    L.MADV_FREE, L.MADV_REMOVE):
+        raise SyscallError(errno.EINVAL)
+    if end == addr:
+        return
+    spans = mm.vmas.overlapping(addr, end)
+    if advice in (L.MADV_FREE, L.MADV_REMOVE) and any(
+            v.shared != (advice == L.MADV_REMOVE) for v in spans):
+        raise SyscallError(errno.EINVAL)
+    for v in spans:
+        a, b = max(v.start, addr), min(v.end, end)
+        if advice == L.MADV_WILLNEED:
+            mm._eager(v, a, b)
+        elif v.backing.pinned:
+            continue                                # never punch the vDSO's frames
+        elif advice == L.MADV_DONTNEED and v.file is not None and not v.shared:
+            # A private file page reads the file again on next touch: drop the copy.
+            mm.aspace.unmap(a, b - a)
+            for _, phys, n in v.backing.take(v.pidx(a), v.pidx(b)):
+                mm.frames.free(phys, n)
+        elif advice in (L.MADV_FREE, L.MADV_REMOVE) or (advice == L.MADV_DONTNEED and not v.shared):
+            # Zero-fill on next touch: punching keeps the frames and PTEs but gives the
+            # memory back, and its mmu notifier drops any shadow entries.
+            for _, phys, n in v.runs(a, b):
+                if phys is not None:
+                    mm.memfile.punch(phys, n * PAGE)
+    if not mm.vmas.covered(addr, end):
+        raise SyscallError(errno.ENOMEM)
+
+
+def msync(mm: "MemoryManager", addr: int, length: int, flags: int) -> None:
+    """msync(2): write back the changed pages of shared host-file mappings in the range."""
+    if addr % PAGE or length < 0 or not mapfile.msync_flags_ok(flags):
+        raise SyscallError(errno.EINVAL)
+    end = addr + page_up(length)
+    if end > L.USER_TOP:
+        raise SyscallError(errno.ENOMEM)
+    if flags & (mapfile.MS_SYNC | mapfile.MS_ASYNC):
+        for v in mm.vmas.overlapping(addr, end):
+            mapfile.write_back(mm.memfile, v, max(v.start, addr), min(v.end, end))
+    if not mm.vmas.covered(addr, end):
+        raise SyscallError(errno.ENOMEM)
+
+
+def mincore(mm: "MemoryManager", addr: int, length: int) -> bytes:
+    """mincore(2): one byte per page, 1 where the page has a frame."""
+    if addr % PAGE:
+        raise SyscallError(errno.EINVAL)
+    end = addr + page_up(length)
+    if end > L.USER_TOP or not mm.vmas.covered(addr, end):
+        raise SyscallError(errno.ENOMEM)
+    out = bytearray()
+    for v in mm.vmas.overlapping(addr, end):
+        for _, phys, n in v.runs(max(v.start, addr), min(v.end, end)):
+            out += (b"\1" if phys is not None else b"\0") * n
+    return bytes(out)
