@@ -69,6 +69,7 @@ CASES = [
     Case("fdops", ("/tmp",)),
     Case("pipes"),
     Case("poll"),
+    Case("epoll"),
 ]
 
 # Every build also runs dynamically linked (bin/dynamic: through the host's ld.so and libc,
