@@ -45,6 +45,7 @@ int main(int argc, char **argv) {
         switch (nr) {
         case 0: case 17: case 19: case 295:        /* reads may block on stdin */
         case 7: case 23: case 270: case 271:       /* poll/select family */
+        case 232: case 281: case 441:              /* epoll_wait, epoll_pwait, epoll_pwait2 */
         case 34: case 35: case 230: case 202:      /* pause, sleeps, futex */
         case 60: case 231:                         /* exit, exit_group */
         case 56: case 57: case 58: case 59: case 322: case 435:  /* clone/fork/exec */
