@@ -22,6 +22,7 @@ import threading
 import time
 from collections import deque
 
+from kvmbox.abi.fcntl import O_ACCMODE, O_RDONLY, O_RDWR, O_WRONLY
 from kvmbox.errors import SyscallError
 from kvmbox.sentry.files import (ANON_INODE_DEV, anon_ino, POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDNORM,
                                  POLLWRNORM, FileDescription)
@@ -36,7 +37,6 @@ PAGE = 4096
 PIPE_BUF = 4096
 DEFAULT_SLOTS = 16
 PIPE_MAX_SIZE = 1 << 20          # /proc/sys/fs/pipe-max-size
-O_ACCMODE, O_RDONLY, O_WRONLY, O_RDWR = 3, 0, 1, 2
 O_NONBLOCK, O_DIRECT = 0o4000, 0o40000
 WAIT_SLICE = 0.05                # seconds between checks of the kernel's stop while blocked
 PIPEFS_DEV = ANON_INODE_DEV - 1  # pipefs's st_dev (0xc on Linux)

@@ -184,6 +184,12 @@ ARG_KINDS: dict[str, tuple[tuple[str, ...], str]] = {
     "listxattr": ((STR, PTR, ULONG), RET_INT),
     "llistxattr": ((STR, PTR, ULONG), RET_INT),
     "flistxattr": ((FD, PTR, ULONG), RET_INT),
+    "setxattr": ((STR, STR, OBUF, ULONG, HEX), RET_INT),
+    "lsetxattr": ((STR, STR, OBUF, ULONG, HEX), RET_INT),
+    "fsetxattr": ((FD, STR, OBUF, ULONG, HEX), RET_INT),
+    "removexattr": ((STR, STR), RET_INT),
+    "lremovexattr": ((STR, STR), RET_INT),
+    "fremovexattr": ((FD, STR), RET_INT),
     # memory, signals
     "msync": ((PTR, ULONG, HEX), RET_INT),
     "mincore": ((PTR, ULONG, PTR), RET_INT),

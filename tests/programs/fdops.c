@@ -1,7 +1,7 @@
 /*
  * The descriptor table: lowest-free numbering, dup/dup2/dup3, shared offsets,
  * close-on-exec flags, F_DUPFD, F_GETFL/F_SETFL, close_range, EMFILE at
- * RLIMIT_NOFILE, record locks (F_GETLK, OFD), flock, ioctl FIONREAD/FIOCLEX.
+ * RLIMIT_NOFILE, record locks (F_GETLK, OFD), flock, ioctl FIONREAD/FIOCLEX, access mode 3.
  * argv[1]: where to make scratch files.
  */
 #include "scratch.h"
@@ -68,6 +68,21 @@ int main(int argc, char **argv)
     check(ioctl(ro, FIONREAD, &nread) == 0, "FIONREAD on a file");
     printf("FIONREAD %d\n", nread);
     errno = 0; check_err(ioctl(ro, TIOCGWINSZ, &nread), ENOTTY, "TIOCGWINSZ on a file");
+
+    /* access mode 3: open asks for read and write permission, the file is neither readable nor writable */
+    int m3 = open("/dev/zero", 3);
+    check(m3 >= 0, "/dev/zero with access mode 3");
+    errno = 0; check_err(read(m3, &c, 1), EBADF, "read of access mode 3");
+    errno = 0; check_err(write(m3, "x", 1), EBADF, "write of access mode 3");
+    printf("F_GETFL access mode %d\n", fcntl(m3, F_GETFL) & O_ACCMODE);
+    close(m3);
+    m3 = open("/proc/self/status", 3);     /* root opens it (others: EACCES, it is 0444) */
+    printf("/proc/self/status mode 3 readable %d\n", m3 >= 0 && read(m3, &c, 1) == 1);
+    if (m3 >= 0)
+        close(m3);
+    /* /proc/sys files keep their mode even for root */
+    errno = 0; check_err(open("/proc/sys/kernel/ostype", O_WRONLY), EACCES, "/proc/sys/kernel/ostype for writing");
+    errno = 0; check_err(open("/proc/sys/kernel/ostype", 3), EACCES, "/proc/sys/kernel/ostype mode 3");
 
     /* locks */
     struct flock lk = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 5};

@@ -70,6 +70,9 @@ CASES = [
     Case("pipes"),
     Case("poll"),
     Case("epoll"),
+    Case("tmpfile", ("/dev/shm",)),
+    Case("tmpfile", ("/tmp",), name="tmpfile-tmp"),     # the root overlay's upper layer
+    Case("xattrs", ("/dev/shm",)),
 ]
 
 # Every build also runs dynamically linked (bin/dynamic: through the host's ld.so and libc,

@@ -95,6 +95,28 @@ def test_access_modes(fs):
     w = open_dev(fs, "zero", os.O_WRONLY)
     assert errno_of(w.read, 1) == errno.EBADF and w.write(b"x") == 1
     assert errno_of(fs.root.open, os.O_WRONLY, None) == errno.EISDIR
+    # Access mode 3 opens for neither reading nor writing (ioctl only), as on Linux.
+    for name in ("null", "zero", "full", "urandom"):
+        m3 = open_dev(fs, name, 3)
+        assert (m3.readable, m3.writable) == (False, False)
+        assert errno_of(m3.read, 1) == errno.EBADF and errno_of(m3.write, b"x") == errno.EBADF
+    assert errno_of(fs.root.open, 3, None) == errno.EISDIR
+
+
+def test_extended_attributes_as_devtmpfs(fs):
+    null, shm = fs.root.lookup("null"), fs.root.lookup("shm")
+    assert errno_of(null.getxattr, b"trusted.x") == errno.ENODATA and null.listxattr() == []
+    before = null.attr().ctime_ns
+    null.setxattr(b"trusted.x", b"v", 0)
+    shm.setxattr(b"user.y", b"w", 0)
+    assert null.getxattr(b"trusted.x") == b"v" and null.listxattr() == [b"trusted.x"]
+    assert shm.listxattr() == [b"user.y"] and fs.root.lookup("zero").listxattr() == []
+    assert null.attr().ctime_ns >= before
+    assert fs.xattr_space.used > 0
+    null.removexattr(b"trusted.x")
+    shm.removexattr(b"user.y")
+    assert fs.xattr_space.used == 0
+    assert errno_of(null.setxattr, b"system.posix_acl_access", b"", 0) == errno.EOPNOTSUPP
 
 
 def test_tty_without_controlling_terminal_is_enxio(monkeypatch):

@@ -306,8 +306,32 @@ def test_snapshot_file_semantics(env):
     w = node.open(os.O_WRONLY, None)
     assert errno_of(w.write, b"x") == errno.EINVAL and errno_of(w.read, 1) == errno.EBADF
     assert errno_of(walk(env.fs, "1").open, os.O_WRONLY, None) == errno.EISDIR
+    assert errno_of(walk(env.fs, "1").open, 3, None) == errno.EISDIR
     assert errno_of(walk(env.fs, "1/status").lookup, "x") == errno.ENOTDIR
     assert errno_of(walk(env.fs, "1/status").readlink) == errno.EINVAL
+    # Access mode 3: neither readable nor writable (Linux's FMODE bits are (3 + 1) & 3 == 0).
+    m3 = walk(env.fs, "1/status").open(3, None)
+    assert errno_of(m3.read, 1) == errno.EBADF and errno_of(m3.pread, 1, 0) == errno.EBADF
+    assert errno_of(m3.write, b"x") == errno.EBADF
+
+
+def test_sysctl_files_keep_their_mode_even_for_root(env):
+    """/proc/sys grants its owner bits to root (proc_sys_permission): no writing 0444 files."""
+    ostype, hostname = walk(env.fs, "sys/kernel/ostype"), walk(env.fs, "sys/kernel/hostname")
+    for flags in (os.O_WRONLY, os.O_RDWR, 3, os.O_RDONLY | os.O_TRUNC):
+        assert errno_of(ostype.open, flags, None) == errno.EACCES
+    assert ostype.open(os.O_RDONLY, None).read(100) == b"Linux\n"
+    w = hostname.open(os.O_WRONLY, None)                     # 0644: root may open it for writing
+    assert errno_of(w.write, b"x") == errno.EINVAL
+    assert walk(env.fs, "1/status").open(os.O_WRONLY, None).writable   # not /proc/sys: no such rule
+
+
+def test_no_extended_attributes(env):
+    node = walk(env.fs, "1/comm")
+    assert errno_of(node.getxattr, b"user.a") == errno.EOPNOTSUPP
+    assert errno_of(node.setxattr, b"user.a", b"x", 0) == errno.EOPNOTSUPP
+    assert errno_of(node.removexattr, b"user.a") == errno.EOPNOTSUPP
+    assert node.listxattr() == []
 
 
 # --- security ---------------------------------------------------------------------------------

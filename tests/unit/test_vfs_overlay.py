@@ -204,3 +204,48 @@ def test_symlink_and_fifo_in_overlay(ov):
     ln = t.resolve(t.root(), "/link", follow=False).node
     ln.setattr(uid=0)                     # copy-up of a symlink keeps its target
     assert ln.readlink() == "dir/a"
+
+
+def test_tmpfile_in_a_lower_directory(ov):
+    t, fs = ov
+    d = t.resolve(t.root(), "/dir").node
+    assert d.upper is None
+    node = d.tmpfile(0o600, 0, 0, linkable=True)
+    assert d.upper is not None                       # made in the copied-up directory
+    assert node.ino & UPPER_INO and node.attr().nlink == 0 and node.attr().dev == fs.dev
+    assert names(d) == {"a", "b", "sub"}
+    loc = t.resolve(t.root(), "/dir")
+    f = node.open(os.O_RDWR, loc)
+    f.write(b"unnamed")
+    assert f.attr().ino == node.ino                  # fstat shows the overlay's node
+    d.link("named", node)
+    f.release()
+    assert read(t, "/dir/named") == b"unnamed"
+    named = t.resolve(t.root(), "/dir/named").node
+    assert named.ino == node.ino and named.attr().nlink == 1
+    excl = fs.root.tmpfile(0o600, 0, 0, linkable=False)
+    g = excl.open(os.O_RDWR, t.root())
+    assert err(fs.root.link, "x", excl) == errno.ENOENT
+    g.release()
+
+
+def test_xattrs_live_in_the_upper_layer(ov):
+    t, fs = ov
+    a = t.resolve(t.root(), "/dir/a").node
+    assert err(a.getxattr, b"user.x") == errno.ENODATA and a.listxattr() == []
+    # nothing to remove or replace on a lower object: no copy-up for that
+    assert err(a.removexattr, b"user.x") == errno.ENODATA
+    assert err(a.setxattr, b"user.x", b"v", 2) == errno.ENODATA     # XATTR_REPLACE
+    assert err(a.setxattr, b"foo.x", b"v", 0) == errno.EOPNOTSUPP
+    assert a.upper is None
+    a.setxattr(b"user.x", b"v", 0)                   # copies up, bytes and all
+    assert a.upper is not None and read(t, "/dir/a") == b"lower a"
+    assert a.getxattr(b"user.x") == b"v" and a.listxattr() == [b"user.x"]
+    d = t.resolve(t.root(), "/dir/sub").node
+    d.setxattr(b"user.dir", b"1", 0)                 # directories copy up too
+    assert names(d) == {"deep"} and d.getxattr(b"user.dir") == b"1"
+    a.removexattr(b"user.x")
+    assert a.listxattr() == []
+    new = fs.root.create("new", 0o644, 0, 0)
+    new.setxattr(b"trusted.t", b"1", 0)
+    assert new.listxattr() == [b"trusted.t"]

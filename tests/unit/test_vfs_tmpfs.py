@@ -1,15 +1,28 @@
-"""tmpfs nodes and the open files over them (RegularFile, DirFile): Linux's rules, errno by errno."""
+"""tmpfs nodes and the open files over them (RegularFile, DirFile): Linux's rules, errno by errno;
+O_TMPFILE and extended attributes, in the store and through their syscalls."""
 from __future__ import annotations
 
 import errno
 import os
 import stat as S
 
+from types import SimpleNamespace
+
 import pytest
 
+from kvmbox.abi.fcntl import O_TMPFILE, O_TMPFILE_BIT
 from kvmbox.errors import SyscallError
+from kvmbox.sentry.files import FdTable
+from kvmbox.sentry.fsimpl.host import HostFilesystem
 from kvmbox.sentry.fsimpl.tmpfs import TMPFS_MAGIC, Tmpfs
+from kvmbox.sentry.pipe import make_pipe
+from kvmbox.sentry.syscalls import sys_dir, sys_open, sys_xattr as X
+from kvmbox.sentry.task import Credentials, default_rlimits
+from kvmbox.sentry.vfs import at
 from kvmbox.sentry.vfs.node import DT_DIR, DT_LNK, DT_REG, RENAME_EXCHANGE, RENAME_NOREPLACE
+from kvmbox.sentry.vfs.path import FsContext
+from kvmbox.sentry.vfs.xattr import XATTR_CREATE, XATTR_REPLACE
+from tests.unit.test_handlers import BASE, FakeMM
 from tests.unit.vfs_fixtures import mem, table, tmpfs  # noqa: F401
 
 RW = os.O_RDWR
@@ -190,3 +203,269 @@ def test_getdents(tmpfs):
     assert err(fd.read, 1) == errno.EISDIR
     assert err(r.open, os.O_RDWR, None) == errno.EISDIR
     assert err(tmpfs.root.lookup("f").open(0, None).getdents, 100) == errno.ENOTDIR
+
+
+# --- O_TMPFILE ----------------------------------------------------------------------------------
+def test_tmpfile_has_no_name_until_linked(tmpfs, mem):
+    _, frames = mem
+    r = tmpfs.root
+    used = frames.used_pages
+    node = r.tmpfile(0o600, 5, 6, linkable=True)
+    assert r.entries() == [] and node.attr().nlink == 0
+    f = node.open(RW, None)
+    f.write(b"x" * 10000)
+    assert frames.used_pages > used
+    r.link("named", node)
+    assert r.lookup("named") is node and node.attr().nlink == 1 and not node.linkable
+    f.release()                                  # the name keeps the bytes
+    g = node.open(os.O_RDONLY, None)
+    assert len(g.read(1 << 20)) == 10000
+    g.release()
+    r.unlink("named")
+    assert frames.used_pages == used
+    assert err(r.link, "again", node) == errno.ENOENT
+
+
+def test_tmpfile_goes_with_its_last_description(tmpfs, mem):
+    _, frames = mem
+    used = frames.used_pages
+    node = tmpfs.root.tmpfile(0o600, 0, 0, linkable=True)
+    f = node.open(RW, None)
+    dup_like = node.open(os.O_RDONLY, None)      # a second description of the same file
+    f.write(b"y" * 9000)
+    f.release()
+    assert dup_like.read(5) == b"yyyyy"
+    dup_like.release()
+    assert frames.used_pages == used and tmpfs.root.entries() == []
+
+
+def test_tmpfile_excl_is_never_linkable_and_readonly_fs(tmpfs, mem):
+    node = tmpfs.root.tmpfile(0o600, 0, 0, linkable=False)
+    f = node.open(RW, None)
+    assert err(tmpfs.root.link, "x", node) == errno.ENOENT
+    f.release()
+    ro = Tmpfs(9, *mem, readonly=True)
+    assert err(ro.root.tmpfile, 0o600, 0, 0, linkable=True) == errno.EROFS
+
+
+# --- extended attributes --------------------------------------------------------------------------
+def test_xattr_store(tmpfs):
+    f = tmpfs.root.create("f", 0o644, 0, 0)
+    assert err(f.getxattr, b"user.a") == errno.ENODATA and f.listxattr() == []
+    before = f.attr().ctime_ns
+    for name in (b"user.b", b"user.a", b"user.aa", b"trusted.t", b"user.B"):
+        f.setxattr(name, b"v", 0)
+    assert f.attr().ctime_ns >= before
+    # tmpfs lists in descending byte order
+    assert f.listxattr() == [b"user.b", b"user.aa", b"user.a", b"user.B", b"trusted.t"]
+    assert err(f.setxattr, b"user.a", b"x", XATTR_CREATE) == errno.EEXIST
+    assert err(f.setxattr, b"user.new", b"x", XATTR_REPLACE) == errno.ENODATA
+    f.setxattr(b"user.a", b"replaced", XATTR_REPLACE)
+    f.setxattr(b"user.empty", b"", 0)
+    assert f.getxattr(b"user.a") == b"replaced" and f.getxattr(b"user.empty") == b""
+    f.removexattr(b"user.a")
+    assert err(f.removexattr, b"user.a") == errno.ENODATA
+    assert err(f.setxattr, b"user.", b"x", 0) == errno.EINVAL
+    for bad in (b"foo.bar", b"user", b"system.posix_acl_access"):
+        assert err(f.setxattr, bad, b"x", 0) == errno.EOPNOTSUPP
+        assert err(f.getxattr, bad) == errno.EOPNOTSUPP
+    link = tmpfs.root.symlink("l", "f", 0, 0)
+    link.setxattr(b"trusted.on_link", b"1", 0)       # the VFS keeps user.* off symlinks, not the store
+    assert link.listxattr() == [b"trusted.on_link"] and b"trusted.on_link" not in f.listxattr()
+
+
+def test_xattr_space_is_charged_and_given_back(tmpfs):
+    import gc
+    space = tmpfs.xattr_space
+    space.limit = 1000
+    f = tmpfs.root.create("f", 0o644, 0, 0)
+    f.setxattr(b"user.a", b"x" * 400, 0)                 # 40 + 6 + 400
+    assert space.used == 446
+    assert err(f.setxattr, b"user.b", b"x" * 600, 0) == errno.ENOSPC
+    assert f.listxattr() == [b"user.a"] and space.used == 446
+    f.setxattr(b"user.a", b"x" * 10, 0)                  # replacing gives the old bytes back
+    assert space.used == 56
+    g = tmpfs.root.create("g", 0o644, 0, 0)
+    g.setxattr(b"user.g", b"y" * 100, 0)
+    assert space.used == 56 + 146
+    tmpfs.root.unlink("g")
+    del g
+    gc.collect()
+    assert space.used == 56                              # a node that is gone holds nothing
+    f.removexattr(b"user.a")
+    assert space.used == 0
+
+
+# --- the syscalls over a mount table (O_TMPFILE, xattrs): permissions, EROFS, host mounts ------------
+class FileTask:
+    """What the open/link/xattr handlers touch of a Task."""
+
+    def __init__(self, table, creds) -> None:
+        self.mm = FakeMM()
+        root = table.root()
+        self.fs = FsContext(root, root, 0o022)
+        self.creds = creds
+        self.kernel = SimpleNamespace(vfs=table, is_executing=lambda node: False)
+        self.fds = FdTable()
+        self.rlimits = default_rlimits(None)
+        self._next = BASE
+
+    def s(self, text: str | bytes) -> int:
+        """A NUL-terminated string in guest memory."""
+        raw = text.encode() if isinstance(text, str) else text
+        addr = self._next
+        self.mm.put(addr, raw + b"\0")
+        self._next += len(raw) + 1
+        return addr
+
+    def buf(self, n: int) -> int:
+        addr = self._next
+        self._next += n
+        return addr
+
+
+ROOT, USER = Credentials(0, 0, 0, 0), Credentials(1000, 1000, 1000, 1000)
+
+
+@pytest.fixture
+def world(tmpfs, table, mem, tmp_path):
+    """/ a tmpfs (1777), /d a root-owned 0755 directory with a 0644 file, /ro a read-only
+    tmpfs, /host a read-write host directory holding one file."""
+    r = tmpfs.root
+    r.mkdir("d", 0o755, 0, 0).create("f", 0o644, 0, 0)
+    r.mkdir("ro", 0o755, 0, 0)
+    r.mkdir("host", 0o755, 0, 0)
+    table.mount("/ro", Tmpfs(7, *mem, mode=0o777, readonly=True), readonly=True)
+    (tmp_path / "hf").write_bytes(b"host")
+    host = HostFilesystem(8, str(tmp_path), readonly=False)
+    table.mount("/host", host, readonly=False)
+    yield table
+    host.close()
+
+
+def fails_with(code: int, fn, *args) -> None:
+    with pytest.raises(SyscallError) as e:
+        fn(*args)
+    assert e.value.errno == code, (errno.errorcode.get(e.value.errno), errno.errorcode[code])
+
+
+def test_o_tmpfile_through_open_and_linkat(world):
+    t = FileTask(world, ROOT)
+    fd = sys_open.do_open(t, at.AT_FDCWD, "/d", O_TMPFILE | os.O_RDWR, 0o666)
+    f = t.fds.get(fd)
+    a = f.attr()
+    assert (S.S_IFMT(a.mode), a.mode & 0o777, a.nlink) == (S.S_IFREG, 0o644, 0)   # umask 022
+    assert f.flags & O_TMPFILE == O_TMPFILE and f.location.path == f"/d/#{a.ino}"
+    assert names(world, "/d") == {"f"}
+    f.write(b"data")
+    assert sys_dir.do_link(t, fd, t.s(""), at.AT_FDCWD, t.s("/d/named"), at.AT_EMPTY_PATH) == 0
+    loc = world.resolve(world.root(), "/d/named")
+    assert loc.node is f.location.node and loc.node.attr().nlink == 1
+    t.fds.close(fd)
+    assert loc.node.open(os.O_RDONLY, loc).read(10) == b"data"
+
+
+def test_o_tmpfile_checks(world):
+    t = FileTask(world, ROOT)
+    for flags in (O_TMPFILE | os.O_RDONLY, O_TMPFILE_BIT | os.O_RDWR, O_TMPFILE | os.O_RDWR | os.O_CREAT,
+                  os.O_DIRECTORY | os.O_CREAT | os.O_RDWR):
+        fails_with(errno.EINVAL, sys_open.do_open, t, at.AT_FDCWD, "/d", flags, 0o600)
+    rw = O_TMPFILE | os.O_RDWR
+    fails_with(errno.ENOENT, sys_open.do_open, t, at.AT_FDCWD, "/missing", rw, 0o600)
+    fails_with(errno.ENOTDIR, sys_open.do_open, t, at.AT_FDCWD, "/d/f", rw, 0o600)
+    fails_with(errno.EROFS, sys_open.do_open, t, at.AT_FDCWD, "/ro", rw, 0o600)
+    fails_with(errno.EOPNOTSUPP, sys_open.do_open, t, at.AT_FDCWD, "/host", rw, 0o600)
+    fails_with(errno.EACCES, sys_open.do_open, FileTask(world, USER), at.AT_FDCWD, "/d", rw, 0o600)
+    fd = sys_open.do_open(t, at.AT_FDCWD, "/d", rw | os.O_EXCL, 0o600)
+    fails_with(errno.ENOENT, sys_dir.do_link, t, fd, t.s(""), at.AT_FDCWD, t.s("/d/x"), at.AT_EMPTY_PATH)
+    # O_PATH drops O_TMPFILE: an O_PATH descriptor of the directory itself
+    fd = sys_open.do_open(t, at.AT_FDCWD, "/d", O_TMPFILE | os.O_RDWR | os.O_PATH, 0o600)
+    assert t.fds.get(fd).location.path == "/d" and names(world, "/d") == {"f"}
+
+
+def names(table, path: str) -> set[str]:
+    return {n for n, _, _ in table.resolve(table.root(), path).node.entries()}
+
+
+def xcall(t, fn, *args) -> int:
+    """A handler with raw argument registers."""
+    return fn(t, tuple(x & (1 << 64) - 1 for x in args + (0,) * (6 - len(args))))
+
+
+def test_xattr_permissions(world):
+    root, user = FileTask(world, ROOT), FileTask(world, USER)
+    f = root.s("/d/f")
+    assert xcall(root, X.setxattr, f, root.s("trusted.t"), root.s("T"), 1, 0) == 0
+    assert xcall(root, X.setxattr, f, root.s("user.u"), root.s("U"), 1, 0) == 0
+    fu = user.s("/d/f")
+    # trusted.*: root only (EPERM to change, ENODATA to read, hidden from lists)
+    fails_with(errno.EPERM, xcall, user, X.setxattr, fu, user.s("trusted.t"), user.s("x"), 1, 0)
+    fails_with(errno.ENODATA, xcall, user, X.getxattr, fu, user.s("trusted.t"), user.buf(8), 8)
+    lst = user.buf(64)
+    n = xcall(user, X.listxattr, fu, lst, 64)
+    assert user.mm.copy_in(lst, n) == b"user.u\0"
+    lst = root.buf(64)
+    n = xcall(root, X.listxattr, f, lst, 64)
+    assert root.mm.copy_in(lst, n) == b"user.u\0trusted.t\0"
+    # user.*: DAC on the file (0644 root: readable, not writable by others)
+    val = user.buf(8)
+    assert xcall(user, X.getxattr, fu, user.s("user.u"), val, 8) == 1 and user.mm.copy_in(val, 1) == b"U"
+    fails_with(errno.EACCES, xcall, user, X.setxattr, fu, user.s("user.v"), user.s("x"), 1, 0)
+    # security.*: changes need root
+    fails_with(errno.EPERM, xcall, user, X.removexattr, fu, user.s("security.s"))
+    # user.* on a sticky directory of another user: EPERM (root may)
+    top = user.s("/")
+    fails_with(errno.EPERM, xcall, user, X.setxattr, top, user.s("user.x"), user.s("x"), 1, 0)
+    assert xcall(root, X.setxattr, root.s("/"), root.s("user.x"), root.s("x"), 1, 0) == 0
+
+
+def test_xattr_where_they_cannot_live(world):
+    t = FileTask(world, ROOT)
+    for path in ("/ro", "/ro/"):
+        fails_with(errno.EROFS, xcall, t, X.setxattr, t.s(path), t.s("user.a"), t.s("x"), 1, 0)
+        fails_with(errno.EROFS, xcall, t, X.removexattr, t.s(path), t.s("user.a"))
+        fails_with(errno.ENODATA, xcall, t, X.getxattr, t.s(path), t.s("user.a"), 0, 0)
+    hf = t.s("/host/hf")
+    fails_with(errno.EOPNOTSUPP, xcall, t, X.setxattr, hf, t.s("user.a"), t.s("x"), 1, 0)
+    fails_with(errno.ENODATA, xcall, t, X.getxattr, hf, t.s("user.a"), 0, 0)
+    fails_with(errno.ENODATA, xcall, t, X.removexattr, hf, t.s("user.a"))
+    fails_with(errno.EOPNOTSUPP, xcall, t, X.getxattr, hf, t.s("foo.bar"), 0, 0)
+    assert xcall(t, X.listxattr, hf, 0, 0) == 0
+    # a pipe: a FIFO for the VFS's rules, no store behind it
+    r, w = make_pipe(None, 0)
+    fd = t.fds.alloc(r)
+    fails_with(errno.ENODATA, xcall, t, X.fgetxattr, fd, t.s("user.a"), 0, 0)
+    fails_with(errno.EPERM, xcall, t, X.fsetxattr, fd, t.s("user.a"), t.s("x"), 1, 0)
+    fails_with(errno.EOPNOTSUPP, xcall, t, X.fgetxattr, fd, t.s("trusted.a"), 0, 0)
+    fails_with(errno.EOPNOTSUPP, xcall, t, X.fsetxattr, fd, t.s("trusted.a"), t.s("x"), 1, 0)
+    assert xcall(t, X.flistxattr, fd, 0, 0) == 0
+    w.release()
+
+
+def test_xattr_argument_checks(world, tmpfs):
+    t = FileTask(world, ROOT)
+    f = t.s("/d/f")
+    fails_with(errno.EINVAL, xcall, t, X.setxattr, f, t.s("user.a"), t.s("x"), 1, 4)
+    fails_with(errno.ERANGE, xcall, t, X.setxattr, f, t.s(""), t.s("x"), 1, 0)
+    fails_with(errno.ERANGE, xcall, t, X.getxattr, f, t.s(b"user." + b"n" * 251), 0, 0)
+    fails_with(errno.E2BIG, xcall, t, X.setxattr, f, t.s("user.a"), t.s("x"), 65537, 0)
+    fails_with(errno.EFAULT, xcall, t, X.setxattr, f, t.s("user.a"), 0xDEAD_0000, 4, 0)
+    # the name is checked before the path (Linux 6.13+)
+    fails_with(errno.ERANGE, xcall, t, X.setxattr, t.s("/missing"), t.s(""), t.s("x"), 1, 0)
+    fails_with(errno.ENOENT, xcall, t, X.setxattr, t.s("/missing"), t.s("user.a"), t.s("x"), 1, 0)
+    caps = t.s("security.capability")
+    fails_with(errno.EINVAL, xcall, t, X.setxattr, f, caps, t.s("bad!"), 4, 0)
+    v2 = (0x02000000).to_bytes(4, "little") + bytes(16)
+    assert xcall(t, X.setxattr, f, caps, t.s(v2[:4] + b"\1" * 16), 20, 0) == 0
+    assert xcall(t, X.getxattr, f, caps, 0, 0) == 20
+    # sizes: query, too small, list E2BIG past 64 KiB
+    assert xcall(t, X.setxattr, f, t.s("user.v"), t.s("hello"), 5, 0) == 0
+    fails_with(errno.ERANGE, xcall, t, X.getxattr, f, t.s("user.v"), t.buf(2), 2)
+    node = world.resolve(world.root(), "/d/f").node
+    tmpfs.xattr_space.limit = 1 << 30
+    for i in range(300):
+        node.setxattr(b"user.%03d" % i + b"x" * 240, b"v", 0)
+    size = xcall(t, X.listxattr, f, 0, 0)
+    assert size > 65536
+    fails_with(errno.E2BIG, xcall, t, X.listxattr, f, t.buf(1), 70000)
+    fails_with(errno.ERANGE, xcall, t, X.listxattr, f, t.buf(1), 1000)

@@ -16,6 +16,8 @@ import time
 from kvmbox.errors import SyscallError
 from kvmbox.sentry.files import FileDescription, HostStream
 from kvmbox.sentry.vfs.node import Attr, Filesystem, Node, StatFs, dtype_of
+from kvmbox.sentry.vfs.regular import DirFile, access_of, opens_for_write
+from kvmbox.sentry.vfs.xattr import InMemoryXattrs, XattrSpace
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
@@ -23,7 +25,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from kvmbox.sentry.vfs.path import Location
 
 TMPFS_MAGIC = 0x01021994
-O_ACCMODE, O_WRONLY, O_RDWR = 3, 1, 2
 POLLIN, POLLOUT, POLLRDNORM, POLLWRNORM = 0x1, 0x4, 0x40, 0x100
 MAX_READ = 1 << 20          # one read of zero/random returns at most this much (the caller loops)
 
@@ -35,9 +36,7 @@ class DeviceFile(FileDescription):
         self.node = node
         self.flags = flags
         self.location = loc
-        acc = flags & O_ACCMODE
-        self.readable = acc != O_WRONLY
-        self.writable = acc in (O_WRONLY, O_RDWR)
+        self.readable, self.writable = access_of(flags)
         self.mode = node.mode
 
     def attr(self) -> Attr:
@@ -95,10 +94,14 @@ class RandomFile(DeviceFile):
         return os.urandom(n)
 
 
-class DevNode(Node):
-    """A node of /dev: a directory, a symlink, or a character device with its open()."""
+class DevNode(InMemoryXattrs, Node):
+    """A node of /dev: a directory, a symlink, or a character device with its open().
 
-    __slots__ = ("_mode", "rdev", "target", "children", "opener", "uid", "gid", "ctime_ns")
+    Like devtmpfs, nodes keep extended attributes (trusted.* and security.* for root on
+    anything; user.* only on the directories, by the VFS's rules)."""
+
+    __slots__ = ("_mode", "rdev", "target", "children", "opener", "uid", "gid", "ctime_ns",
+                 "xattrs")
 
     def __init__(self, fs: "DevFilesystem", ino: int, mode: int, *, rdev: int = 0, target: str = "",
                  opener=None) -> None:
@@ -109,6 +112,10 @@ class DevNode(Node):
         self.opener = opener
         self.children: dict[str, DevNode] = {}
         self.ctime_ns = fs.created_ns
+        self.xattrs = None
+
+    def xattr_changed(self) -> None:
+        self.ctime_ns = time.time_ns()
 
     @property
     def mode(self) -> int:
@@ -123,9 +130,8 @@ class DevNode(Node):
 
     def open(self, flags: int, loc: "Location") -> FileDescription:
         if self.is_dir():
-            if flags & O_ACCMODE != 0:
+            if opens_for_write(flags):
                 raise SyscallError(errno.EISDIR)
-            from kvmbox.sentry.vfs.regular import DirFile
             return DirFile(self, flags, loc)
         if self.opener is None:
             raise SyscallError(errno.ENXIO)
@@ -152,13 +158,13 @@ class DevNode(Node):
 
 def _open_tty(node: DevNode, flags: int, loc: "Location") -> FileDescription:
     """/dev/tty: the Sentry's controlling terminal, passed through as a host stream."""
-    acc = flags & O_ACCMODE
+    readable, writable = access_of(flags)
     try:
         fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError:
         raise SyscallError(errno.ENXIO) from None
     try:
-        f = HostStream(fd, readable=acc != O_WRONLY, writable=acc in (O_WRONLY, O_RDWR))
+        f = HostStream(fd, readable=readable, writable=writable)
     finally:
         os.close(fd)
     f.flags = flags
@@ -196,6 +202,7 @@ class DevFilesystem(Filesystem):
         super().__init__(dev)
         self.kernel = kernel
         self.created_ns = time.time_ns()
+        self.xattr_space = XattrSpace(1 << 20)
         self._next_ino = 1
         self.root = self._add(None, "", S.S_IFDIR | 0o755)
         for name, (major, minor, cls) in CHAR_DEVICES.items():

@@ -8,7 +8,9 @@ writing or with O_TRUNC, setattr, link, and creating or removing names in a
 lower-only directory.  A regular file's bytes are copied into the upper
 tmpfs's PageData.  unlink/rmdir/rename of a name the lower layer has leave a
 whiteout.  Renaming a directory that has a lower part gives EXDEV (as
-overlayfs without redirect_dir; mv falls back to copy and delete).
+overlayfs without redirect_dir; mv falls back to copy and delete).  Extended
+attributes live in the upper layer (setxattr copies up; lower objects report
+none), and O_TMPFILE files are made there too.
 
 Inode numbers: an object keeps its lower inode number, also after copy-up
 (as overlayfs with xino); objects born in the upper layer get the upper's
@@ -30,7 +32,8 @@ import weakref
 from kvmbox.errors import SyscallError
 from kvmbox.sentry.fsimpl.tmpfs import Tmpfs
 from kvmbox.sentry.vfs.node import RENAME_EXCHANGE, RENAME_NOREPLACE, Attr, Filesystem, Node, StatFs
-from kvmbox.sentry.vfs.regular import DirFile, access_of
+from kvmbox.sentry.vfs.regular import DirFile, access_of, opens_for_write
+from kvmbox.sentry.vfs.xattr import XATTR_REPLACE, check_handler
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
@@ -229,10 +232,33 @@ class OvNode(Node):
     def readlink(self) -> str:
         return self._top.readlink()
 
+    # --- extended attributes: the upper layer's (lower objects have none) ---------------
+    def getxattr(self, name: bytes) -> bytes:
+        check_handler(name)
+        if self.upper is None:
+            raise SyscallError(errno.ENODATA)
+        return self.upper.getxattr(name)                 # type: ignore[attr-defined]
+
+    def listxattr(self) -> list[bytes]:
+        return self.upper.listxattr() if self.upper is not None else []   # type: ignore[attr-defined]
+
+    def setxattr(self, name: bytes, value: bytes, flags: int) -> None:
+        check_handler(name)
+        if self.upper is None and flags & XATTR_REPLACE:
+            raise SyscallError(errno.ENODATA)           # nothing to replace: no copy-up
+        self.copy_up()
+        self.upper.setxattr(name, value, flags)          # type: ignore[union-attr]
+
+    def removexattr(self, name: bytes) -> None:
+        check_handler(name)
+        if self.upper is None:
+            raise SyscallError(errno.ENODATA)           # as overlayfs: no copy-up to remove nothing
+        self.upper.removexattr(name)                     # type: ignore[attr-defined]
+
     def open(self, flags: int, loc: "Location") -> "FileDescription":
         _, writable = access_of(flags)
         if self.is_dir():
-            if writable:
+            if opens_for_write(flags):
                 raise SyscallError(errno.EISDIR)
             return DirFile(self, flags, loc, self.parent.ino if self.parent is not None else None)
         if (writable or flags & os.O_TRUNC) and S.S_ISREG(self._top.mode):
@@ -316,6 +342,15 @@ class OvNode(Node):
 
     def symlink(self, name: str, target: str, uid: int, gid: int) -> Node:
         return self._new(name, lambda u: u.symlink(name, target, uid, gid))
+
+    def tmpfile(self, mode: int, uid: int, gid: int, *, linkable: bool) -> Node:
+        """O_TMPFILE: an unnamed file made in this directory's upper part (copied up first)."""
+        if not self.is_dir():
+            raise SyscallError(errno.ENOTDIR)
+        self.copy_up()
+        assert self.upper is not None
+        up = self.upper.tmpfile(mode, uid, gid, linkable=linkable)   # type: ignore[attr-defined]
+        return OvNode(self.fs, self, "", up, None)                 # in no directory's cache
 
     def link(self, name: str, target: Node) -> None:
         if not isinstance(target, OvNode) or target.fs is not self.fs:

@@ -17,9 +17,11 @@ import weakref
 from dataclasses import dataclass, field
 from collections.abc import Callable
 
+from kvmbox.abi.fcntl import O_ACCMODE, O_TRUNC, O_WRONLY
 from kvmbox.errors import SyscallError
 from kvmbox.sentry.files import FileDescription
 from kvmbox.sentry.vfs.node import DT_DIR, DT_LNK, DT_REG, Attr, Filesystem, Node, StatFs
+from kvmbox.sentry.vfs.regular import DirFile, access_of, opens_for_write
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
@@ -28,7 +30,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from kvmbox.sentry.vfs.path import Location
 
 PROC_SUPER_MAGIC = 0x9FA0
-O_ACCMODE, O_WRONLY, O_RDWR = 3, 1, 2
 SEEK_SET, SEEK_CUR, SEEK_END = 0, 1, 2
 POLLIN, POLLOUT, POLLRDNORM, POLLWRNORM = 0x1, 0x4, 0x40, 0x100
 
@@ -114,15 +115,29 @@ class ProcNode(Node):
     def open(self, flags: int, loc: "Location") -> FileDescription:
         spec = self.spec
         if isinstance(spec, DirSpec):
-            if flags & O_ACCMODE != 0:
+            if opens_for_write(flags):
                 raise SyscallError(errno.EISDIR)
             self.task()
-            from kvmbox.sentry.vfs.regular import DirFile
             return DirFile(self, flags, loc)
         if isinstance(spec, LinkSpec):        # O_PATH|O_NOFOLLOW opens are the caller's business
             raise SyscallError(errno.ELOOP)
+        if self.path[:1] == ("sys",):
+            _sysctl_permission(spec.perm, flags)
         data = spec.gen(self.fs, self.task(), *self._name(spec))
         return SnapshotFile(self, flags, loc, data)
+
+    # --- extended attributes: procfs has none and takes none -----------------------------
+    def getxattr(self, name: bytes) -> bytes:
+        raise SyscallError(errno.EOPNOTSUPP)
+
+    def setxattr(self, name: bytes, value: bytes, flags: int) -> None:
+        raise SyscallError(errno.EOPNOTSUPP)
+
+    def removexattr(self, name: bytes) -> None:
+        raise SyscallError(errno.EOPNOTSUPP)
+
+    def listxattr(self) -> list[bytes]:
+        return []
 
     # --- symlinks -------------------------------------------------------------------------
     def readlink(self) -> str:
@@ -166,6 +181,16 @@ class ProcNode(Node):
         return out
 
 
+def _sysctl_permission(perm: int, flags: int) -> None:
+    """Linux's proc_sys_permission: a /proc/sys file grants root only its owner bits (no
+    CAP_DAC_OVERRIDE), so opening a 0444 one for writing (or with access mode 3) gives EACCES
+    even to root.  Other users already met the ordinary check with the same bits."""
+    want_read = flags & O_ACCMODE != O_WRONLY
+    want_write = opens_for_write(flags) or flags & O_TRUNC
+    if (want_read and not perm & 0o400) or (want_write and not perm & 0o200):
+        raise SyscallError(errno.EACCES)
+
+
 class SnapshotFile(FileDescription):
     """An open generated file: its bytes fixed at open, then read/pread/seek over them."""
 
@@ -175,9 +200,7 @@ class SnapshotFile(FileDescription):
         self.location = loc
         self.data = data
         self.pos = 0
-        acc = flags & O_ACCMODE
-        self.readable = acc != O_WRONLY
-        self.writable = acc in (O_WRONLY, O_RDWR)
+        self.readable, self.writable = access_of(flags)
         self.mode = node.mode
 
     def attr(self) -> Attr:

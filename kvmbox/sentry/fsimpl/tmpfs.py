@@ -3,8 +3,10 @@
 It is /tmp and /dev/shm, and the writable upper layer of the root overlay.
 Regular files keep their bytes in MemoryFile frames (vfs/pagecache.py), so
 MAP_SHARED of a tmpfs file shares the file's own frames.  Hard links count in
-nlink; an unlinked file lives on while open or mapped.  Inode numbers are
-allocated per file system and never reused.
+nlink; an unlinked file lives on while open or mapped; O_TMPFILE makes one with
+no name (TmpDir.tmpfile) that linkat may name later.  Every object keeps
+extended attributes in memory (vfs/xattr.py).  Inode numbers are allocated per
+file system and never reused.
 """
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ from kvmbox.errors import SyscallError
 from kvmbox.sentry.vfs.node import (RENAME_EXCHANGE, RENAME_NOREPLACE, Attr, Filesystem, Node,
                                     StatFs, dtype_of)
 from kvmbox.sentry.vfs.pagecache import PageData
-from kvmbox.sentry.vfs.regular import DirFile, RegularFile, access_of
+from kvmbox.sentry.vfs.regular import DirFile, RegularFile, opens_for_write
+from kvmbox.sentry.vfs.xattr import InMemoryXattrs, XattrSpace
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
@@ -42,6 +45,7 @@ class Tmpfs(Filesystem):
         self.memfile = memfile
         self.frames = frames
         self.readonly = readonly
+        self.xattr_space = XattrSpace()
         self._next_ino = 1
         root = TmpDir(self, S.S_IFDIR | (mode & 0o7777), uid, gid, None)
         root.parent = root
@@ -59,18 +63,23 @@ class Tmpfs(Filesystem):
                       files=1 << 20, ffree=(1 << 20) - min(self._next_ino, 1 << 19))
 
 
-class TmpNode(Node):
-    """What every tmpfs object has: mode, owner, link count and times."""
+class TmpNode(InMemoryXattrs, Node):
+    """What every tmpfs object has: mode, owner, link count, times, extended attributes."""
 
-    __slots__ = ("_mode", "uid", "gid", "nlink", "atime_ns", "mtime_ns", "ctime_ns", "btime_ns")
+    __slots__ = ("_mode", "uid", "gid", "nlink", "atime_ns", "mtime_ns", "ctime_ns", "btime_ns",
+                 "xattrs")
 
     def __init__(self, fs: Tmpfs, mode: int, uid: int, gid: int) -> None:
         super().__init__(fs, fs.new_ino())
         self._mode = mode
         self.uid, self.gid = uid, gid
         self.nlink = 1
+        self.xattrs = None
         now = time.time_ns()
         self.atime_ns = self.mtime_ns = self.ctime_ns = self.btime_ns = now
+
+    def xattr_changed(self) -> None:
+        self.ctime_ns = time.time_ns()
 
     @property
     def mode(self) -> int:
@@ -119,13 +128,21 @@ class TmpNode(Node):
 
 
 class TmpFile(TmpNode):
-    """A regular file; its bytes live in a PageData."""
+    """A regular file; its bytes live in a PageData.
 
-    __slots__ = ("data",)
+    An O_TMPFILE file (TmpDir.tmpfile) starts with no name (nlink 0): its PageData's
+    creator hold passes to its first open description, so it goes with the last one
+    unless linkat names it first.  `linkable` says it may still get a first name (not
+    with O_EXCL; Linux's I_LINKABLE); once named, an nlink of 0 is final again.
+    """
+
+    __slots__ = ("data", "linkable", "unopened")
 
     def __init__(self, fs: Tmpfs, mode: int, uid: int, gid: int) -> None:
         super().__init__(fs, mode, uid, gid)
         self.data = PageData(fs.memfile, fs.frames)
+        self.linkable = False
+        self.unopened = False          # an O_TMPFILE file before its first open
 
     def size(self) -> int:
         return self.data.size
@@ -140,7 +157,16 @@ class TmpFile(TmpNode):
     def open(self, flags: int, loc: "Location") -> "FileDescription":
         if flags & O_TRUNC and self.data.size:
             self.set_size(0)
-        return RegularFile(self, self.data, flags, loc)
+        f = RegularFile(self, self.data, flags, loc)
+        if self.unopened:
+            self.unopened = False
+            self.data.release()        # the creator's hold is now the open description's
+        return f
+
+    def named(self) -> None:
+        """A link gave an O_TMPFILE file its first name: the name holds the data again."""
+        self.linkable = False
+        self.data.acquire()
 
     def unlinked(self) -> None:
         self.data.release()
@@ -198,7 +224,7 @@ class TmpDir(TmpNode):
         return (len(self.children) + 2) * BOGO_DIRENT_SIZE
 
     def open(self, flags: int, loc: "Location") -> "FileDescription":
-        if access_of(flags)[1]:
+        if opens_for_write(flags):
             raise SyscallError(errno.EISDIR)
         return DirFile(self, flags, loc, self.parent.ino if self.parent is not None else None)
 
@@ -247,15 +273,29 @@ class TmpDir(TmpNode):
         self._check_new(name)
         return self._add(name, TmpSymlink(self.fs, target, uid, gid))
 
+    def tmpfile(self, mode: int, uid: int, gid: int, *, linkable: bool) -> Node:
+        """O_TMPFILE: a regular file with no name (nlink 0) that the caller opens at once;
+        `linkable` False (O_EXCL) means linkat can never name it."""
+        if self.fs.readonly:
+            raise SyscallError(errno.EROFS)
+        f = TmpFile(self.fs, S.S_IFREG | (mode & 0o7777), uid, gid)
+        f.nlink = 0
+        f.linkable = linkable
+        f.unopened = True
+        return f
+
     def link(self, name: str, target: Node) -> None:
         if target.fs is not self.fs or not isinstance(target, TmpNode):
             raise SyscallError(errno.EXDEV)
         if isinstance(target, TmpDir):
             raise SyscallError(errno.EPERM)
         self._check_new(name)
-        if target.nlink == 0:
-            raise SyscallError(errno.ENOENT)
+        first = isinstance(target, TmpFile) and target.linkable
+        if target.nlink == 0 and not first:
+            raise SyscallError(errno.ENOENT)     # an unlinked file cannot get a name again
         self._add(name, target)
+        if first:
+            target.named()                       # type: ignore[union-attr]
         target.nlink += 1
         target.ctime_ns = time.time_ns()
 

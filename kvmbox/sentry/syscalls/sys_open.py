@@ -3,20 +3,24 @@
 One function, do_open, does what Linux's path_openat does: resolve (creating
 with O_CREAT), then the checks of may_open in Linux's order (ELOOP, EISDIR,
 ENOTDIR, EROFS, EACCES), then the node's own open(), then a descriptor.
+O_TMPFILE asks the directory's node for an unnamed file instead (open_tmpfile;
+directories of tmpfs and the overlay have a `tmpfile` method, others do not).
 """
 from __future__ import annotations
 
 import errno
-import os
 import stat as S
 import struct
 
+from kvmbox.abi.fcntl import (FASYNC, O_ACCMODE, O_APPEND, O_CLOEXEC, O_CREAT, O_DIRECT, O_DIRECTORY,
+                              O_DSYNC, O_EXCL, O_LARGEFILE, O_NOATIME, O_NOCTTY, O_NOFOLLOW,
+                              O_NONBLOCK, O_PATH, O_RDONLY, O_SYNC, O_TMPFILE_BIT, O_TRUNC, O_WRONLY)
 from kvmbox.errors import SyscallError
 from kvmbox.sentry.syscalls.args import s32, u32
 from kvmbox.sentry.syscalls.table import PARTIAL, SUPPORTED, Entry
 from kvmbox.sentry.vfs import at, perm
 from kvmbox.sentry.vfs.opath import PathFile
-from kvmbox.sentry.vfs.path import Location
+from kvmbox.sentry.vfs.path import Location, join
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
@@ -25,13 +29,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 Args = tuple[int, int, int, int, int, int]
 
-O_ACCMODE, O_RDONLY, O_WRONLY, O_RDWR = 3, 0, 1, 2
-O_CREAT, O_EXCL, O_NOCTTY, O_TRUNC, O_APPEND = 0o100, 0o200, 0o400, 0o1000, 0o2000
-O_NONBLOCK, O_DSYNC, O_DIRECT, O_LARGEFILE = 0o4000, 0o10000, 0o40000, 0o100000
-O_DIRECTORY, O_NOFOLLOW, O_NOATIME, O_CLOEXEC = 0o200000, 0o400000, 0o1000000, 0o2000000
-O_SYNC, O_PATH, O_TMPFILE_BIT = 0o4010000, 0o10000000, 0o20000000
-O_TMPFILE = O_TMPFILE_BIT | O_DIRECTORY
-FASYNC = 0o20000
 VALID_OPEN_FLAGS = (O_ACCMODE | O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_APPEND | O_NONBLOCK |
                     O_DSYNC | FASYNC | O_DIRECT | O_LARGEFILE | O_DIRECTORY | O_NOFOLLOW |
                     O_NOATIME | O_CLOEXEC | O_PATH | O_TMPFILE_BIT | O_SYNC)
@@ -139,9 +136,9 @@ def may_open(t: "Task", loc: Location, flags: int) -> None:
     m = node.mode
     acc = flags & O_ACCMODE
     want = 0
-    if acc in (O_RDONLY, O_RDWR) or acc == 3:
+    if acc != O_WRONLY:                      # O_RDONLY, O_RDWR and 3 ask for reading
         want |= perm.MAY_READ
-    if acc in (O_WRONLY, O_RDWR) or acc == 3 or flags & O_TRUNC:
+    if acc != O_RDONLY or flags & O_TRUNC:   # O_WRONLY, O_RDWR and 3 ask for writing
         want |= perm.MAY_WRITE
     if S.S_ISLNK(m):
         raise SyscallError(errno.ELOOP)
@@ -154,16 +151,51 @@ def may_open(t: "Task", loc: Location, flags: int) -> None:
         raise SyscallError(errno.ETXTBSY)     # a running program's image cannot be written
 
 
+def check_flags(flags: int) -> None:
+    """Linux's build_open_flags: O_DIRECTORY with O_CREAT is EINVAL (it once made regular
+    files), and O_TMPFILE needs O_DIRECTORY and an access mode that writes."""
+    if flags & (O_DIRECTORY | O_CREAT) == O_DIRECTORY | O_CREAT:
+        raise SyscallError(errno.EINVAL)
+    if flags & O_TMPFILE_BIT and (not flags & O_DIRECTORY or flags & O_ACCMODE == O_RDONLY):
+        raise SyscallError(errno.EINVAL)
+
+
+def open_tmpfile(t: "Task", dirloc: Location, flags: int, mode: int) -> "FileDescription":
+    """O_TMPFILE: an unnamed regular file in the directory `dirloc` (Linux's do_tmpfile):
+    EROFS, then write and search permission on the directory, then EOPNOTSUPP where the file
+    system cannot make one.  It has no name (nlink 0) until linkat gives it one, which
+    O_EXCL forbids; never linked, it goes with its last open description."""
+    if not dirloc.node.is_dir():
+        raise SyscallError(errno.ENOTDIR)
+    perm.check_writable(dirloc)
+    perm.check_access(dirloc.node.attr(), t.creds, perm.MAY_WRITE | perm.MAY_EXEC)
+    make = getattr(dirloc.node, "tmpfile", None)     # tmpfs and overlay directories
+    if make is None:
+        raise SyscallError(errno.EOPNOTSUPP)
+    node = make(mode & 0o7777 & ~t.fs.umask, t.creds.euid, _new_gid(t, dirloc),
+                linkable=not flags & O_EXCL)
+    loc = Location(dirloc.mount, node, join(dirloc.path, f"#{node.ino}"))
+    return node.open(flags & ~O_TRUNC, loc)
+
+
 def do_open(t: "Task", dirfd: int, path: str, flags: int, mode: int,
             resolve_flags: int = 0) -> int:
     """open(2) of guest `path` relative to `dirfd`; returns the new descriptor."""
-    if flags & O_TMPFILE_BIT:
-        raise SyscallError(errno.EOPNOTSUPP)
     if flags & O_PATH:
         flags &= O_PATH_FLAGS
+    check_flags(flags)
     _check_room(t)
     if not path:
         raise SyscallError(errno.ENOENT)
+    if flags & O_TMPFILE_BIT:
+        if resolve_flags:
+            from kvmbox.sentry.syscalls.resolve2 import resolve_restricted
+            dirloc = resolve_restricted(t, dirfd, path, flags, mode, resolve_flags)
+        else:
+            dirloc = at.resolve(t, dirfd, path, follow=not flags & O_NOFOLLOW)
+        f = open_tmpfile(t, dirloc, flags, mode)
+        f.flags = (flags & ~NOT_KEPT) | O_LARGEFILE
+        return install(t, f, bool(flags & O_CLOEXEC))
     created = False
     if resolve_flags:
         from kvmbox.sentry.syscalls.resolve2 import resolve_restricted
@@ -184,8 +216,8 @@ def do_open(t: "Task", dirfd: int, path: str, flags: int, mode: int,
         raise SyscallError(errno.ENOTDIR)
     if not created:
         may_open(t, loc, flags)
-    elif flags & O_ACCMODE == 3:
-        raise SyscallError(errno.EACCES)
+    elif flags & O_ACCMODE == O_ACCMODE:
+        raise SyscallError(errno.EACCES)     # a new file opened with access mode 3
     open_flags = flags
     if not S.S_ISREG(node.mode):
         open_flags &= ~O_TRUNC
@@ -240,10 +272,11 @@ def openat2(t: "Task", a: Args) -> int:
     return do_open(t, dirfd, path, flags, mode, resolve & ~RESOLVE_CACHED)
 
 
+_TMPFILE_NOTE = "O_TMPFILE on tmpfs and the root overlay; EOPNOTSUPP elsewhere (host mounts, /dev, /proc)"
 ENTRIES = (
-    Entry("open", open, PARTIAL, "O_TMPFILE gives EOPNOTSUPP"),
-    Entry("openat", openat, PARTIAL, "O_TMPFILE gives EOPNOTSUPP"),
+    Entry("open", open, PARTIAL, _TMPFILE_NOTE),
+    Entry("openat", openat, PARTIAL, _TMPFILE_NOTE),
     Entry("openat2", openat2, PARTIAL, "RESOLVE_* honoured; RESOLVE_CACHED always satisfied; "
-          "O_TMPFILE gives EOPNOTSUPP"),
+          + _TMPFILE_NOTE),
     Entry("creat", creat, SUPPORTED),
 )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import os
 
+from kvmbox.abi.fcntl import O_ACCMODE, O_APPEND, O_RDONLY, O_RDWR, O_WRONLY
 from kvmbox.errors import SyscallError
 from kvmbox.sentry.files import MAX_RW, FileDescription
 from kvmbox.sentry.vfs.node import DT_DIR, Attr, Node
@@ -26,17 +27,21 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from kvmbox.sentry.vfs.path import Location
 
-O_ACCMODE, O_RDONLY, O_WRONLY, O_RDWR = 3, 0, 1, 2
-O_APPEND = os.O_APPEND
 SEEK_SET, SEEK_CUR, SEEK_END = 0, 1, 2
 FALLOC_FL_KEEP_SIZE = 0x01
 MAX_OFFSET = (1 << 63) - 1
 
 
 def access_of(flags: int) -> tuple[bool, bool]:
-    """(readable, writable) for open(2) flags."""
+    """(readable, writable) for open(2) flags: access mode 3 is neither, as on Linux."""
     acc = flags & O_ACCMODE
     return acc in (O_RDONLY, O_RDWR), acc in (O_WRONLY, O_RDWR)
+
+
+def opens_for_write(flags: int) -> bool:
+    """Whether open(2) flags ask for write access (O_WRONLY, O_RDWR or mode 3): what makes
+    opening a directory EISDIR."""
+    return flags & O_ACCMODE != O_RDONLY
 
 
 class RegularFile(FileDescription):
