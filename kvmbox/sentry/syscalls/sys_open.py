@@ -169,11 +169,8 @@ def open_tmpfile(t: "Task", dirloc: Location, flags: int, mode: int) -> "FileDes
         raise SyscallError(errno.ENOTDIR)
     perm.check_writable(dirloc)
     perm.check_access(dirloc.node.attr(), t.creds, perm.MAY_WRITE | perm.MAY_EXEC)
-    make = getattr(dirloc.node, "tmpfile", None)     # tmpfs and overlay directories
-    if make is None:
-        raise SyscallError(errno.EOPNOTSUPP)
-    node = make(mode & 0o7777 & ~t.fs.umask, t.creds.euid, _new_gid(t, dirloc),
-                linkable=not flags & O_EXCL)
+    node = dirloc.node.tmpfile(mode & 0o7777 & ~t.fs.umask, t.creds.euid, _new_gid(t, dirloc),
+                               linkable=not flags & O_EXCL)   # EOPNOTSUPP but on tmpfs/overlay
     loc = Location(dirloc.mount, node, join(dirloc.path, f"#{node.ino}"))
     return node.open(flags & ~O_TRUNC, loc)
 

@@ -130,13 +130,10 @@ def _check_caps(value: bytes) -> None:
 # --- the four operations ------------------------------------------------------------------------------
 def _get(t: "Task", tgt: Target, name: bytes, value_addr: int, size: int) -> int:
     _permission(t, tgt, name, write=False)
-    get = getattr(tgt.node, "getxattr", None)          # tmpfs, /dev, overlay, /proc nodes
-    if get is not None:
-        value = get(name)
-    else:
+    if tgt.node is None:                               # path-less descriptions (pipes)
         check_handler(name)
-        # Host files report none; path-less descriptions (pipes) have no store at all.
-        raise SyscallError(errno.ENODATA if tgt.node is not None else errno.EOPNOTSUPP)
+        raise SyscallError(errno.EOPNOTSUPP)
+    value = tgt.node.getxattr(name)                    # host files: none (Node's default)
     if size == 0:
         return len(value)
     if len(value) > min(size, XATTR_SIZE_MAX):
@@ -150,16 +147,14 @@ def _set(t: "Task", tgt: Target, name: bytes, value: bytes, flags: int) -> int:
     _may_change(t, tgt, name)
     if name == XATTR_NAME_CAPS and value:
         _check_caps(value)
-    set_ = getattr(tgt.node, "setxattr", None)
-    if set_ is None:
+    if tgt.node is None:
         raise SyscallError(errno.EOPNOTSUPP)
-    set_(name, value, flags)
+    tgt.node.setxattr(name, value, flags)
     return 0
 
 
 def _list(t: "Task", tgt: Target, list_addr: int, size: int) -> int:
-    names = getattr(tgt.node, "listxattr", None)
-    found: list[bytes] = names() if names is not None else []
+    found: list[bytes] = tgt.node.listxattr() if tgt.node is not None else []
     if t.creds.euid != 0:
         found = [n for n in found if not n.startswith(b"trusted.")]
     data = b"".join(n + b"\0" for n in found)
@@ -174,11 +169,10 @@ def _list(t: "Task", tgt: Target, list_addr: int, size: int) -> int:
 
 def _remove(t: "Task", tgt: Target, name: bytes) -> int:
     _may_change(t, tgt, name)
-    remove = getattr(tgt.node, "removexattr", None)
-    if remove is None:
+    if tgt.node is None:
         check_handler(name)
-        raise SyscallError(errno.ENODATA if tgt.node is not None else errno.EOPNOTSUPP)
-    remove(name)
+        raise SyscallError(errno.EOPNOTSUPP)
+    tgt.node.removexattr(name)
     return 0
 
 

@@ -13,6 +13,7 @@ import stat as S
 from dataclasses import dataclass
 
 from kvmbox.errors import SyscallError
+from kvmbox.sentry.vfs.xattr import check_handler
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
@@ -183,3 +184,27 @@ class Node:
         """Move child `old` to `newdir`/`new` (same file system; EXDEV otherwise), replacing
         as rename(2) does; flags are renameat2's RENAME_NOREPLACE / RENAME_EXCHANGE."""
         raise SyscallError(errno.ENOTDIR if not self.is_dir() else errno.EPERM)
+
+    # --- optional abilities: a file system without one keeps these defaults ------------
+    def tmpfile(self, mode: int, uid: int, gid: int, *, linkable: bool) -> "Node":
+        """An unnamed regular file in this directory (O_TMPFILE); `linkable` False for
+        O_EXCL.  EOPNOTSUPP where the file system cannot make one (host, /proc, /dev)."""
+        raise SyscallError(errno.EOPNOTSUPP)
+
+    def getxattr(self, name: bytes) -> bytes:
+        """The value of extended attribute `name`; a node without a store has none."""
+        check_handler(name)
+        raise SyscallError(errno.ENODATA)
+
+    def listxattr(self) -> list[bytes]:
+        """The names of this node's extended attributes, in the file system's order."""
+        return []
+
+    def setxattr(self, name: bytes, value: bytes, flags: int) -> None:
+        """Set `name` (XATTR_CREATE / XATTR_REPLACE in flags); EOPNOTSUPP without a store."""
+        raise SyscallError(errno.EOPNOTSUPP)
+
+    def removexattr(self, name: bytes) -> None:
+        """Remove `name`; a node without a store has nothing to remove."""
+        check_handler(name)
+        raise SyscallError(errno.ENODATA)
