@@ -299,6 +299,24 @@ int main(int argc, char **argv)
     check(fd >= 0, "O_CREAT through dangling creates the target");
     close(fd);
     check(access("nowhere", F_OK) == 0, "target exists now");
+    /* O_CREAT of things that are not a new name */
+    errno = 0; check_err(open(".", O_WRONLY | O_CREAT, 0644), EISDIR, "O_CREAT .");
+    errno = 0; check_err(open("..", O_RDONLY | O_CREAT | O_EXCL, 0644), EEXIST, "O_CREAT|O_EXCL ..");
+    errno = 0; check_err(open("./", O_RDONLY | O_CREAT, 0644), EISDIR, "O_CREAT ./");
+    check(mkdir("cdir", 0755) == 0, "mkdir cdir");
+    errno = 0; check_err(open("cdir/", O_RDONLY | O_CREAT | O_EXCL, 0644), EISDIR, "O_CREAT|O_EXCL dir/");
+    errno = 0; check_err(open("cdir", O_RDONLY | O_CREAT | O_EXCL, 0644), EEXIST, "O_CREAT|O_EXCL dir");
+    errno = 0; check_err(open("cdir", O_RDONLY | O_CREAT, 0644), EISDIR, "O_CREAT dir");
+    rmdir("cdir");
+    errno = 0; check_err(open("/", O_RDONLY | O_CREAT, 0644), EISDIR, "O_CREAT /");
+    errno = 0; check_err(open("gone/.", O_RDONLY | O_CREAT, 0644), ENOENT, "O_CREAT missing/.");
+    errno = 0; check_err(open("newdir/", O_RDONLY | O_CREAT, 0644), EISDIR, "O_CREAT new name with /");
+    errno = 0; check_err(open("lt", O_RDONLY | O_CREAT | O_NOFOLLOW, 0644), ELOOP, "O_CREAT|O_NOFOLLOW on a link");
+    check(symlink("cloop2", "cloop1") == 0 && symlink("cloop1", "cloop2") == 0, "a symlink loop");
+    errno = 0; check_err(open("cloop1", O_WRONLY | O_CREAT, 0644), ELOOP, "O_CREAT through a loop");
+    check(symlink("chain/x", "into_missing") == 0, "link into a missing dir");
+    errno = 0; check_err(open("into_missing", O_WRONLY | O_CREAT, 0644), ENOENT, "O_CREAT via link into missing dir");
+    unlink("cloop1"); unlink("cloop2"); unlink("into_missing");
     ssize_t n = readlink("lt", buf, sizeof buf);
     printf("readlink lt -> %.*s (%zd)\n", (int)(n > 0 ? n : 0), buf, n);
     n = readlink("lt", buf, 0 + 1);

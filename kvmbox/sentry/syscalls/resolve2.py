@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 
+from kvmbox.abi.fcntl import O_CREAT, O_NOFOLLOW
 from kvmbox.errors import SyscallError
 from kvmbox.sentry.vfs import at
 from kvmbox.sentry.vfs.path import Location, WalkRules
@@ -21,7 +22,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 RESOLVE_NO_XDEV, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS = 0x01, 0x02, 0x04
 RESOLVE_BENEATH, RESOLVE_IN_ROOT = 0x08, 0x10
-O_CREAT, O_EXCL, O_NOFOLLOW = 0o100, 0o200, 0o400000
 
 
 def walk_rules(rflags: int) -> WalkRules:
@@ -33,28 +33,16 @@ def walk_rules(rflags: int) -> WalkRules:
 
 
 def resolve_restricted(t: "Task", dirfd: int, path: str, flags: int, mode: int,
-                       rflags: int) -> Location:
-    """The Location openat2 opens (creating it for O_CREAT), under `rflags`."""
+                       rflags: int) -> tuple[Location, bool]:
+    """(Location, created): what openat2 opens (creating it for O_CREAT), under `rflags`."""
     if not path:
         raise SyscallError(errno.ENOENT)
     rules = walk_rules(rflags)
     # As Linux's path_init: an absolute path never looks at dirfd, except under IN_ROOT
     # (BENEATH refuses it, in the walk).
     start = t.fs.root if path[0] == "/" and not rules.in_root else at.dir_of(t, dirfd)
-    vfs = t.kernel.vfs
     if not flags & O_CREAT:
-        return vfs.resolve(start, path, follow=not flags & O_NOFOLLOW, root=t.fs.root,
-                           creds=t.creds, rules=rules)
-    from kvmbox.sentry.syscalls.sys_open import _create
-    made: list[Location] = []
-
-    def create(parent: Location, name: str) -> Location:
-        made.append(_create(t, parent, name, mode))
-        return made[-1]
-
-    excl = flags & O_EXCL
-    loc = vfs.resolve(start, path, follow=not flags & (O_NOFOLLOW | O_EXCL), root=t.fs.root,
-                      creds=t.creds, rules=rules, create=create)
-    if excl and not made:
-        raise SyscallError(errno.EEXIST)
-    return loc
+        return t.kernel.vfs.resolve(start, path, follow=not flags & O_NOFOLLOW, root=t.fs.root,
+                                    creds=t.creds, rules=rules), False
+    from kvmbox.sentry.syscalls.sys_open import lookup_create
+    return lookup_create(t, start, path, flags, mode, rules)

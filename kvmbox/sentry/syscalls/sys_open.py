@@ -40,7 +40,6 @@ RESOLVE_NO_XDEV, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS = 0x01, 0x02, 0x04
 RESOLVE_BENEATH, RESOLVE_IN_ROOT, RESOLVE_CACHED = 0x08, 0x10, 0x20
 RESOLVE_ALL = 0x3F
 OPEN_HOW = struct.Struct("<QQQ")
-MAX_SYMLINK_CREATE = 40
 
 
 def nofile_limit(t: "Task") -> int:
@@ -87,47 +86,31 @@ def _new_gid(t: "Task", parent: Location) -> int:
     return a.gid if a.mode & S.S_ISGID else t.creds.egid
 
 
-def _lookup_create(t: "Task", dirfd: int, path: str, flags: int, mode: int,
-                   depth: int = 0) -> tuple[Location, bool]:
-    """(Location, created) for an O_CREAT open."""
-    parent, name = at.resolve_parent(t, dirfd, path)
-    if name in ("", ".", "..") or path.endswith("/"):
-        raise SyscallError(errno.EISDIR)
-    vfs = t.kernel.vfs
-    try:
-        node = parent.node.lookup(name)
-    except SyscallError as e:
-        if e.errno != errno.ENOENT:
-            raise
-        return _create(t, parent, name, mode), True
-    if flags & O_EXCL:
-        raise SyscallError(errno.EEXIST)
-    loc = vfs.child(parent, name, node)
-    if not node.is_symlink():
-        return loc, False
-    if flags & O_NOFOLLOW:
-        raise SyscallError(errno.ELOOP)
-    try:
-        return vfs.resolve(parent, name, follow=True, root=t.fs.root, creds=t.creds), False
-    except SyscallError as e:
-        if e.errno != errno.ENOENT or depth >= MAX_SYMLINK_CREATE:
-            raise SyscallError(errno.ELOOP if depth >= MAX_SYMLINK_CREATE else e.errno) from None
-    # A dangling symlink: create what it points at, as Linux does.
-    target = node.readlink()
-    start = t.fs.root if target.startswith("/") else parent
-    return _lookup_create_from(t, start, target, flags, mode, depth + 1)
+def lookup_create(t: "Task", start: Location, path: str, flags: int, mode: int,
+                  rules=None) -> tuple[Location, bool]:
+    """(Location, created) for an O_CREAT open of `path` from `start`: one walk whose
+    create hook makes a missing last component (also the target of a dangling
+    symlink, as Linux does); O_EXCL follows no final symlink and wants a new file."""
+    made: list[Location] = []
 
+    def create(parent: Location, name: str) -> Location:
+        made.append(_create(t, parent, name, mode))
+        return made[-1]
 
-def _lookup_create_from(t: "Task", start: Location, path: str, flags: int, mode: int,
-                        depth: int) -> tuple[Location, bool]:
-    saved = t.fs.cwd
-    # Resolve relative to `start` by borrowing the cwd slot for one call (no other thread
-    # shares this FsContext while a syscall of this task runs).
-    t.fs.cwd = start
-    try:
-        return _lookup_create(t, at.AT_FDCWD, path, flags & ~O_EXCL, mode, depth)
-    finally:
-        t.fs.cwd = saved
+    loc = t.kernel.vfs.resolve(start, path, follow=not flags & (O_NOFOLLOW | O_EXCL),
+                               root=t.fs.root, creds=t.creds, rules=rules, create=create)
+    if not made:
+        # Linux's order: a name with a trailing "/" is EISDIR, then O_EXCL's EEXIST,
+        # then EISDIR for ".", ".." and "/" (and for any directory, in do_open).
+        last = path.rstrip("/").rpartition("/")[2]
+        dots = last in ("", ".", "..")
+        if path.endswith("/") and not dots:
+            raise SyscallError(errno.EISDIR)
+        if flags & O_EXCL:
+            raise SyscallError(errno.EEXIST)
+        if dots:
+            raise SyscallError(errno.EISDIR)
+    return loc, bool(made)
 
 
 def may_open(t: "Task", loc: Location, flags: int) -> None:
@@ -187,7 +170,7 @@ def do_open(t: "Task", dirfd: int, path: str, flags: int, mode: int,
     if flags & O_TMPFILE_BIT:
         if resolve_flags:
             from kvmbox.sentry.syscalls.resolve2 import resolve_restricted
-            dirloc = resolve_restricted(t, dirfd, path, flags, mode, resolve_flags)
+            dirloc, _ = resolve_restricted(t, dirfd, path, flags, mode, resolve_flags)
         else:
             dirloc = at.resolve(t, dirfd, path, follow=not flags & O_NOFOLLOW)
         f = open_tmpfile(t, dirloc, flags, mode)
@@ -196,9 +179,10 @@ def do_open(t: "Task", dirfd: int, path: str, flags: int, mode: int,
     created = False
     if resolve_flags:
         from kvmbox.sentry.syscalls.resolve2 import resolve_restricted
-        loc = resolve_restricted(t, dirfd, path, flags, mode, resolve_flags)
+        loc, created = resolve_restricted(t, dirfd, path, flags, mode, resolve_flags)
     elif flags & O_CREAT and not flags & O_PATH:
-        loc, created = _lookup_create(t, dirfd, path, flags, mode)
+        start = t.fs.root if path[0] == "/" else at.dir_of(t, dirfd)
+        loc, created = lookup_create(t, start, path, flags, mode)
     else:
         loc = at.resolve(t, dirfd, path, follow=not flags & O_NOFOLLOW)
     node = loc.node
