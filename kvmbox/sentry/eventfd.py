@@ -44,6 +44,12 @@ class EventFd(FileDescription):
         self.cond = threading.Condition()
         self.watchers: set[threading.Event] = set()
         self._ino = anon_ino()
+        self.id = 0                        # /proc fdinfo's eventfd-id: the lowest free number
+        if kernel is not None:
+            used = kernel.eventfd_ids
+            while self.id in used:
+                self.id += 1
+            used.add(self.id)
 
     def attr(self) -> Attr:
         now = time.time_ns()
@@ -107,5 +113,10 @@ class EventFd(FileDescription):
         with self.cond:
             self.watchers.discard(ev)
 
+    def release(self) -> None:
+        if self.kernel is not None:
+            self.kernel.eventfd_ids.discard(self.id)
+
     def fdinfo(self) -> str:
-        return f"eventfd-count: {self.count:16x}\n"
+        return (f"eventfd-count: {self.count:16x}\neventfd-id: {self.id}\n"
+                f"eventfd-semaphore: {int(self.semaphore)}\n")

@@ -231,6 +231,16 @@ class BytesInput(FileDescription):
     def unread(self, data: bytes) -> None:
         self._pos -= len(data)
 
+    def poll(self, events: int) -> int:
+        """As the read end of a pipe whose writer has closed: POLLHUP, with POLLIN while
+        bytes remain (the native harness's stdin pipe once its writer is done)."""
+        more = POLLIN | POLLRDNORM if self._pos < len(self._data) else 0
+        return more | POLLHUP
+
+    def readable_bytes(self) -> int:
+        """FIONREAD."""
+        return len(self._data) - self._pos
+
 
 class CaptureOutput(FileDescription):
     """A pipe-like stdout/stderr captured in memory, keeping at most `limit` bytes."""

@@ -71,6 +71,7 @@ class Kernel:
         self._lock = threading.Lock()
         self._current: Task | None = None
         self._next_pid = 1
+        self.eventfd_ids: set[int] = set()   # eventfd-id numbers in use (Linux's eventfd_ida)
         self.syscall_counts = [0] * len(self.table)   # per syscall number, for the last run
         from kvmbox.sentry import vdso
         self.vdso = vdso.install(platform.memfile, platform.frames)

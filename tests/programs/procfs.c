@@ -9,6 +9,8 @@
 #include <limits.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/eventfd.h>
+#include <sys/epoll.h>
 
 static char buf[1 << 16];
 
@@ -169,6 +171,31 @@ static void check_status_stat_maps(const char *exe)
     check(slurp("/proc/meminfo") > 0 && strncmp(buf, "MemTotal:", 9) == 0, "/proc/meminfo starts with MemTotal");
 }
 
+/* The type-specific lines of fdinfo: eventfd's count and mode, epoll's watched fds
+ * (the eventfd-id and the inode/device parts differ between hosts: not printed). */
+static void fdinfo_extras(void)
+{
+    int e = eventfd(7, EFD_SEMAPHORE | EFD_CLOEXEC);
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fdinfo/%d", e);
+    check(slurp(path) > 0, "read eventfd fdinfo");
+    char *c = strstr(buf, "eventfd-count:"), *m = strstr(buf, "eventfd-semaphore:");
+    printf("eventfd fdinfo: %.*s", c ? (int)(strchr(c, '\n') - c + 1) : 0, c ? c : "");
+    printf("  %.*s", m ? (int)(strchr(m, '\n') - m + 1) : 0, m ? m : "");
+    check(strstr(buf, "\neventfd-id: ") != NULL, "eventfd fdinfo has an id");
+    int p[2];
+    check(pipe(p) == 0, "pipe");
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event ev = {EPOLLIN | EPOLLET, {.u64 = 0x1234}};
+    check(epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ev) == 0, "epoll_ctl add");
+    snprintf(path, sizeof path, "/proc/self/fdinfo/%d", ep);
+    check(slurp(path) > 0, "read epoll fdinfo");
+    char *t = strstr(buf, "tfd:");
+    char *ino = t ? strstr(t, " ino:") : NULL;
+    printf("epoll fdinfo: %.*s\n", t && ino ? (int)(ino - t) : 0, t ? t : "");
+    close(ep); close(p[0]); close(p[1]); close(e);
+}
+
 int main(int argc, char **argv)
 {
     static char exe[PATH_MAX];
@@ -176,5 +203,6 @@ int main(int argc, char **argv)
     check_fds();
     check_devices();
     check_status_stat_maps(exe);
+    fdinfo_extras();
     return finish();
 }

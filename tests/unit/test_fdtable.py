@@ -80,3 +80,11 @@ def test_select_ignores_bits_past_the_table_and_rejects_closed_fds_inside_it():
     with pytest.raises(SyscallError) as ei:
         _select(task, 101, [5, 100])
     assert ei.value.errno == errno.EBADF
+
+
+def test_in_memory_stdin_polls_as_a_pipe_whose_writer_closed():
+    from kvmbox.sentry.files import POLLHUP, POLLIN, POLLRDNORM, BytesInput
+    f = BytesInput(b"abc")
+    assert f.poll(POLLIN) == POLLIN | POLLRDNORM | POLLHUP and f.readable_bytes() == 3
+    assert f.read(10) == b"abc"
+    assert f.poll(POLLIN) == POLLHUP and f.readable_bytes() == 0     # EOF: hang-up only
