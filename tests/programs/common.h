@@ -70,6 +70,12 @@ static __attribute__((unused)) const char *errname(int e)
     case ETIMEDOUT: return "ETIMEDOUT";
     case EOVERFLOW: return "EOVERFLOW";
     case EOPNOTSUPP: return "EOPNOTSUPP";
+    case EXDEV: return "EXDEV";
+    case EROFS: return "EROFS";
+    case ENODATA: return "ENODATA";
+    case E2BIG: return "E2BIG";
+    case ENOSPC: return "ENOSPC";
+    case ELOOP: return "ELOOP";
     default: {
         static char buf[32];
         snprintf(buf, sizeof buf, "errno%d", e);

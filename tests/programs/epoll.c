@@ -9,6 +9,7 @@
  * mask (a pending signal it unblocks ends the wait with EINTR).
  */
 #include "common.h"
+#include "sigprobe.h"
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
@@ -442,32 +443,6 @@ static void nested(void)
     close(inner);
     show("outer after inner closed", outer, 8);
     close(outer);
-}
-
-static volatile int usr1_calls;
-static volatile int usr2_blocked_in_handler = -1;
-
-static void on_usr1(int sig)
-{
-    (void)sig;
-    sigset_t cur;
-    sigprocmask(SIG_BLOCK, NULL, &cur);
-    usr1_calls++;
-    usr2_blocked_in_handler = sigismember(&cur, SIGUSR2);
-}
-
-static int blocked(int sig)
-{
-    sigset_t cur;
-    sigprocmask(SIG_BLOCK, NULL, &cur);
-    return sigismember(&cur, sig);
-}
-
-static int pending(int sig)
-{
-    sigset_t set;
-    sigpending(&set);
-    return sigismember(&set, sig);
 }
 
 static void masked_waits(void)

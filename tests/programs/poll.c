@@ -6,6 +6,7 @@
  * handler runs under their mask, and the old mask is back afterwards).
  */
 #include "common.h"
+#include "sigprobe.h"
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -26,32 +27,6 @@ static void show(const char *what, int fd, short events)
     struct pollfd p = {fd, events, 0};
     int n = poll(&p, 1, 0);
     printf("%s: poll %d revents 0x%x\n", what, n, p.revents);
-}
-
-static volatile int usr1_calls;
-static volatile int usr2_blocked_in_handler = -1;
-
-static void on_usr1(int sig)
-{
-    (void)sig;
-    sigset_t cur;
-    sigprocmask(SIG_BLOCK, NULL, &cur);
-    usr1_calls++;
-    usr2_blocked_in_handler = sigismember(&cur, SIGUSR2);
-}
-
-static int blocked(int sig)
-{
-    sigset_t cur;
-    sigprocmask(SIG_BLOCK, NULL, &cur);
-    return sigismember(&cur, sig);
-}
-
-static int pending(int sig)
-{
-    sigset_t set;
-    sigpending(&set);
-    return sigismember(&set, sig);
 }
 
 static void masked_waits(void)

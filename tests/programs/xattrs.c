@@ -17,29 +17,6 @@
 /* A bad address the compiler cannot see through (no -Wstringop warnings). */
 static void *volatile bad_ptr = BADPTR;
 
-static const char *ename(int e)
-{
-    switch (e) {
-    case ENODATA: return "ENODATA";
-    case E2BIG: return "E2BIG";
-    case ENOSPC: return "ENOSPC";
-    case EROFS: return "EROFS";
-    default: return errname(e);
-    }
-}
-
-static void expect_err(long ret, int want, const char *label)
-{
-    int e = errno;
-    if (ret == -1) {
-        printf("%s -> %s", label, ename(e));
-        check(e == want, "");
-    } else {
-        printf("%s -> returned %ld", label, ret);
-        check(0, "");
-    }
-}
-
 /* The names listxattr gives, as one line. */
 static void show_list(const char *label, ssize_t n, const char *buf)
 {
@@ -54,7 +31,7 @@ static void show_value(const char *path, const char *name)
     char v[128];
     ssize_t n = getxattr(path, name, v, sizeof v - 1);
     if (n < 0) {
-        printf("%s %s: %s\n", path, name, ename(errno));
+        printf("%s %s: %s\n", path, name, errname(errno));
         return;
     }
     v[n] = 0;
@@ -69,7 +46,7 @@ int main(int argc, char **argv)
     char buf[4096];
 
     /* nothing yet */
-    errno = 0; expect_err(getxattr("f", "user.a", buf, sizeof buf), ENODATA, "get before any set");
+    errno = 0; check_err(getxattr("f", "user.a", buf, sizeof buf), ENODATA, "get before any set");
     printf("list before any set: %zd\n", listxattr("f", buf, sizeof buf));
 
     /* set and get */
@@ -77,16 +54,16 @@ int main(int argc, char **argv)
     check(setxattr("f", "user.a", "hello", 5, 0) == 0, "set user.a");
     show_value("f", "user.a");
     printf("size query: %zd\n", getxattr("f", "user.a", NULL, 0));
-    errno = 0; expect_err(getxattr("f", "user.a", buf, 2), ERANGE, "get into a short buffer");
+    errno = 0; check_err(getxattr("f", "user.a", buf, 2), ERANGE, "get into a short buffer");
     check(setxattr("f", "user.empty", "", 0, 0) == 0, "set an empty value");
     show_value("f", "user.empty");
-    errno = 0; expect_err(setxattr("f", "user.a", "x", 1, XATTR_CREATE), EEXIST, "XATTR_CREATE of an existing name");
-    errno = 0; expect_err(setxattr("f", "user.new", "x", 1, XATTR_REPLACE), ENODATA, "XATTR_REPLACE of a missing name");
+    errno = 0; check_err(setxattr("f", "user.a", "x", 1, XATTR_CREATE), EEXIST, "XATTR_CREATE of an existing name");
+    errno = 0; check_err(setxattr("f", "user.new", "x", 1, XATTR_REPLACE), ENODATA, "XATTR_REPLACE of a missing name");
     check(setxattr("f", "user.a", "replaced", 8, XATTR_REPLACE) == 0, "XATTR_REPLACE");
     show_value("f", "user.a");
     check(setxattr("f", "user.c", "c", 1, XATTR_CREATE) == 0, "XATTR_CREATE of a new name");
-    errno = 0; expect_err(setxattr("f", "user.a", "x", 1, 4), EINVAL, "unknown flag");
-    errno = 0; expect_err(setxattr("f", "user.a", "x", 1, XATTR_CREATE | XATTR_REPLACE), EEXIST,
+    errno = 0; check_err(setxattr("f", "user.a", "x", 1, 4), EINVAL, "unknown flag");
+    errno = 0; check_err(setxattr("f", "user.a", "x", 1, XATTR_CREATE | XATTR_REPLACE), EEXIST,
                           "XATTR_CREATE|XATTR_REPLACE of an existing name");
 
     /* listing */
@@ -94,52 +71,52 @@ int main(int argc, char **argv)
     printf("list size query: %zd\n", n);
     n = listxattr("f", buf, sizeof buf);
     show_list("list", n, buf);
-    errno = 0; expect_err(listxattr("f", buf, 5), ERANGE, "list into a short buffer");
+    errno = 0; check_err(listxattr("f", buf, 5), ERANGE, "list into a short buffer");
 
     /* names and sizes */
     char longname[300];
     memset(longname, 'n', sizeof longname);
     memcpy(longname, "user.", 5);
     longname[256] = 0;
-    errno = 0; expect_err(setxattr("f", longname, "x", 1, 0), ERANGE, "a 256-byte name");
+    errno = 0; check_err(setxattr("f", longname, "x", 1, 0), ERANGE, "a 256-byte name");
     longname[255] = 0;
     check(setxattr("f", longname, "x", 1, 0) == 0, "a 255-byte name");
     check(removexattr("f", longname) == 0, "remove it");
-    errno = 0; expect_err(setxattr("f", "", "x", 1, 0), ERANGE, "an empty name");
-    errno = 0; expect_err(getxattr("f", "", buf, sizeof buf), ERANGE, "get of an empty name");
-    errno = 0; expect_err(setxattr("f", "user.", "x", 1, 0), EINVAL, "the bare prefix user.");
-    errno = 0; expect_err(getxattr("f", "user.", buf, sizeof buf), EINVAL, "get of the bare prefix");
-    errno = 0; expect_err(setxattr("f", "foo.bar", "x", 1, 0), EOPNOTSUPP, "an unknown namespace");
-    errno = 0; expect_err(getxattr("f", "foo.bar", buf, sizeof buf), EOPNOTSUPP, "get in an unknown namespace");
-    errno = 0; expect_err(setxattr("f", "user", "x", 1, 0), EOPNOTSUPP, "no namespace at all");
+    errno = 0; check_err(setxattr("f", "", "x", 1, 0), ERANGE, "an empty name");
+    errno = 0; check_err(getxattr("f", "", buf, sizeof buf), ERANGE, "get of an empty name");
+    errno = 0; check_err(setxattr("f", "user.", "x", 1, 0), EINVAL, "the bare prefix user.");
+    errno = 0; check_err(getxattr("f", "user.", buf, sizeof buf), EINVAL, "get of the bare prefix");
+    errno = 0; check_err(setxattr("f", "foo.bar", "x", 1, 0), EOPNOTSUPP, "an unknown namespace");
+    errno = 0; check_err(getxattr("f", "foo.bar", buf, sizeof buf), EOPNOTSUPP, "get in an unknown namespace");
+    errno = 0; check_err(setxattr("f", "user", "x", 1, 0), EOPNOTSUPP, "no namespace at all");
     static char big[65537];
-    errno = 0; expect_err(setxattr("f", "user.big", big, sizeof big, 0), E2BIG, "a value over 64 KiB");
+    errno = 0; check_err(setxattr("f", "user.big", big, sizeof big, 0), E2BIG, "a value over 64 KiB");
     check(setxattr("f", "user.big", big, 65536, 0) == 0, "a 64 KiB value");
     printf("its size: %zd\n", getxattr("f", "user.big", NULL, 0));
     check(removexattr("f", "user.big") == 0, "remove it");
-    errno = 0; expect_err(setxattr("f", "user.a", bad_ptr, 4, 0), EFAULT, "value at a bad address");
-    errno = 0; expect_err(setxattr("f", bad_ptr, "x", 1, 0), EFAULT, "name at a bad address");
-    errno = 0; expect_err(getxattr("f", "user.a", bad_ptr, 64), EFAULT, "get into a bad buffer");
-    errno = 0; expect_err(listxattr("f", bad_ptr, 64), EFAULT, "list into a bad buffer");
-    errno = 0; expect_err(setxattr("missing", "user.a", "x", 1, 0), ENOENT, "a missing file");
+    errno = 0; check_err(setxattr("f", "user.a", bad_ptr, 4, 0), EFAULT, "value at a bad address");
+    errno = 0; check_err(setxattr("f", bad_ptr, "x", 1, 0), EFAULT, "name at a bad address");
+    errno = 0; check_err(getxattr("f", "user.a", bad_ptr, 64), EFAULT, "get into a bad buffer");
+    errno = 0; check_err(listxattr("f", bad_ptr, 64), EFAULT, "list into a bad buffer");
+    errno = 0; check_err(setxattr("missing", "user.a", "x", 1, 0), ENOENT, "a missing file");
 
     /* removing */
     check(removexattr("f", "user.c") == 0, "removexattr");
-    errno = 0; expect_err(removexattr("f", "user.c"), ENODATA, "remove a missing name");
-    errno = 0; expect_err(removexattr("f", "foo.bar"), EOPNOTSUPP, "remove in an unknown namespace");
+    errno = 0; check_err(removexattr("f", "user.c"), ENODATA, "remove a missing name");
+    errno = 0; check_err(removexattr("f", "foo.bar"), EOPNOTSUPP, "remove in an unknown namespace");
     n = listxattr("f", buf, sizeof buf);
     show_list("after removing", n, buf);
 
     /* symlinks, FIFOs, directories */
     show_value("l", "user.a");
-    errno = 0; expect_err(lgetxattr("l", "user.a", buf, sizeof buf), ENODATA, "lgetxattr of a symlink");
-    errno = 0; expect_err(lsetxattr("l", "user.a", "x", 1, 0), EPERM, "lsetxattr user.* on a symlink");
-    errno = 0; expect_err(lremovexattr("l", "user.a"), EPERM, "lremovexattr user.* on a symlink");
+    errno = 0; check_err(lgetxattr("l", "user.a", buf, sizeof buf), ENODATA, "lgetxattr of a symlink");
+    errno = 0; check_err(lsetxattr("l", "user.a", "x", 1, 0), EPERM, "lsetxattr user.* on a symlink");
+    errno = 0; check_err(lremovexattr("l", "user.a"), EPERM, "lremovexattr user.* on a symlink");
     printf("llistxattr of the symlink: %zd\n", llistxattr("l", buf, sizeof buf));
     check(setxattr("l", "user.via", "link", 4, 0) == 0, "setxattr follows the symlink");
     show_value("f", "user.via");
-    errno = 0; expect_err(setxattr("p", "user.a", "x", 1, 0), EPERM, "user.* on a FIFO");
-    errno = 0; expect_err(getxattr("p", "user.a", buf, sizeof buf), ENODATA, "get user.* on a FIFO");
+    errno = 0; check_err(setxattr("p", "user.a", "x", 1, 0), EPERM, "user.* on a FIFO");
+    errno = 0; check_err(getxattr("p", "user.a", buf, sizeof buf), ENODATA, "get user.* on a FIFO");
     check(setxattr("d", "user.dir", "yes", 3, 0) == 0, "user.* on a directory");
     show_value("d", "user.dir");
 
@@ -154,12 +131,12 @@ int main(int argc, char **argv)
     check(fsetxattr(ro, "user.ro", "r", 1, 0) == 0, "fsetxattr through a read-only descriptor");
     close(ro);
     int path = open("f", O_PATH);
-    errno = 0; expect_err(fsetxattr(path, "user.a", "x", 1, 0), EBADF, "fsetxattr through O_PATH");
-    errno = 0; expect_err(fgetxattr(path, "user.a", buf, sizeof buf), EBADF, "fgetxattr through O_PATH");
-    errno = 0; expect_err(flistxattr(path, buf, sizeof buf), EBADF, "flistxattr through O_PATH");
+    errno = 0; check_err(fsetxattr(path, "user.a", "x", 1, 0), EBADF, "fsetxattr through O_PATH");
+    errno = 0; check_err(fgetxattr(path, "user.a", buf, sizeof buf), EBADF, "fgetxattr through O_PATH");
+    errno = 0; check_err(flistxattr(path, buf, sizeof buf), EBADF, "flistxattr through O_PATH");
     close(path);
-    errno = 0; expect_err(fgetxattr(99, "user.a", buf, sizeof buf), EBADF, "fgetxattr of a bad fd");
-    errno = 0; expect_err(fremovexattr(99, "user.a"), EBADF, "fremovexattr of a bad fd");
+    errno = 0; check_err(fgetxattr(99, "user.a", buf, sizeof buf), EBADF, "fgetxattr of a bad fd");
+    errno = 0; check_err(fremovexattr(99, "user.a"), EBADF, "fremovexattr of a bad fd");
 
     /* an unlinked file keeps its attributes while open */
     check(unlink("f") == 0, "unlink f");
@@ -179,14 +156,14 @@ int main(int argc, char **argv)
     }
     printf("made %d long names, list size %zd\n", made, flistxattr(many, NULL, 0));
     static char huge[70000];
-    errno = 0; expect_err(flistxattr(many, huge, sizeof huge), E2BIG, "list over 64 KiB");
-    errno = 0; expect_err(flistxattr(many, huge, 1000), ERANGE, "list over a 1000-byte buffer");
+    errno = 0; check_err(flistxattr(many, huge, sizeof huge), E2BIG, "list over 64 KiB");
+    errno = 0; check_err(flistxattr(many, huge, 1000), ERANGE, "list over a 1000-byte buffer");
     close(many);
 
     /* file systems without extended attributes */
-    errno = 0; expect_err(setxattr("/proc/self/comm", "user.a", "x", 1, 0), EOPNOTSUPP, "setxattr on /proc");
-    errno = 0; expect_err(getxattr("/proc/self/comm", "user.a", buf, sizeof buf), EOPNOTSUPP, "getxattr on /proc");
-    errno = 0; expect_err(setxattr("/dev/null", "user.a", "x", 1, 0), EPERM, "user.* on /dev/null");
+    errno = 0; check_err(setxattr("/proc/self/comm", "user.a", "x", 1, 0), EOPNOTSUPP, "setxattr on /proc");
+    errno = 0; check_err(getxattr("/proc/self/comm", "user.a", buf, sizeof buf), EOPNOTSUPP, "getxattr on /proc");
+    errno = 0; check_err(setxattr("/dev/null", "user.a", "x", 1, 0), EPERM, "user.* on /dev/null");
     scratch_leave();
     return finish();
 }

@@ -22,8 +22,8 @@ from kvmbox.sentry.signals.deliver import ERESTARTNOHAND
 from kvmbox.sentry.syscalls import sys_epoll as SE
 from kvmbox.sentry.syscalls.table import build_table
 from kvmbox.sentry.task import default_rlimits
+from tests.unit.test_handlers import BASE, SIZE, A, FakeMM, fails   # memory at [BASE, BASE+SIZE)
 
-BASE, SIZE = 0x40_0000, 0x4000
 EV = struct.Struct("<IQ")
 
 
@@ -41,24 +41,6 @@ class FakeKernel:
         time.sleep(seconds)
 
 
-class FakeMM:
-    def __init__(self) -> None:
-        self.mem = bytearray(SIZE)
-
-    def _off(self, addr: int, n: int) -> int:
-        if addr < BASE or addr + n > BASE + SIZE:
-            raise SyscallError(errno.EFAULT)
-        return addr - BASE
-
-    def copy_in(self, addr: int, n: int) -> bytes:
-        o = self._off(addr, n)
-        return bytes(self.mem[o:o + n])
-
-    def copy_out(self, addr: int, data: bytes) -> None:
-        o = self._off(addr, len(data))
-        self.mem[o:o + len(data)] = data
-
-
 class FakeTask:
     def __init__(self) -> None:
         self.kernel = FakeKernel()
@@ -73,16 +55,6 @@ class FakeTask:
 @pytest.fixture
 def t() -> FakeTask:
     return FakeTask()
-
-
-def A(*args: int) -> tuple[int, ...]:
-    return tuple(x & 0xFFFF_FFFF_FFFF_FFFF for x in args + (0,) * (6 - len(args)))
-
-
-def fails(err: int, fn, t, *args: int) -> None:
-    with pytest.raises(SyscallError) as ei:
-        fn(t, A(*args))
-    assert ei.value.errno == err, (errno.errorcode.get(ei.value.errno), errno.errorcode[err])
 
 
 EVP = BASE + 0x100          # where the tests put one struct epoll_event for epoll_ctl
