@@ -206,18 +206,6 @@ def test_sandbox_runs_hello_on_ptrace(test_programs, ptrace_sandbox):
     helpers.assert_same_outcome(helpers.run_native(path), helpers.run_sandbox(path, sandbox=ptrace_sandbox))
 
 
-# Every other program run this test once made is in tests/syscalls (test_programs.py,
-# test_faults_limits.py: every build, both platforms, against native); test_faults_limits.py
-# runs `faults` in the glibc and musl builds only, so its PIE build is still run here.
-@pytest.mark.parametrize("build,name,args", [("pie", "faults", ["segv_read"])], ids=["pie-faults-segv_read"])
-def test_programs_on_ptrace(test_programs, ptrace_sandbox, build, name, args):
-    path = test_programs / build / name
-    native = helpers.run_native(path, args)
-    assert native.signal, f"the native run did not die by a signal: {native.describe()}"
-    boxed = helpers.run_sandbox(path, args, sandbox=ptrace_sandbox)
-    helpers.assert_same_outcome(native, boxed, what=f"{build}/{name}")
-
-
 def test_auto_falls_back_to_ptrace_with_a_notice():
     from kvmbox.platform import registry
     notes: list[str] = []

@@ -15,7 +15,7 @@ FAULT_CASES = ["segv_read", "segv_write", "segv_write_ro", "segv_exec_nx", "segv
                "wrmsr", "lidt", "jump_null"]
 
 
-@pytest.mark.parametrize("build", ["glibc", "musl"])
+@pytest.mark.parametrize("build", ["glibc", "musl", "pie"])
 @pytest.mark.parametrize("case", FAULT_CASES)
 def test_fault_kills_with_linux_signal(case, build, test_programs, sandbox):
     path = test_programs / build / "faults"
