@@ -24,7 +24,7 @@ set at the previous scan".  A nested epoll is both watched and polled.
 
 An item goes away with its file: Linux removes it when the file's last
 descriptor closes (epoll(7) Q6).  The Sentry notices lazily: an item whose
-description no fd table names any more (FdTable's reference count, `_fd_refs`,
+description no fd table names any more (its `fd_refs`, kept by FdTable,
 reached 0) is dropped at the next epoll_ctl, scan or poll of the instance.
 
 Lock order: Epoll.lock, then a nested epoll's lock, then a file's own lock
@@ -92,7 +92,7 @@ def _wake_key(f: FileDescription, old, new) -> int:
 
 def alive(f: FileDescription) -> bool:
     """Whether some fd table still names `f` (epoll items die with the last descriptor)."""
-    return getattr(f, "_fd_refs", 1) > 0
+    return f.fd_refs > 0
 
 
 def can_poll(f: FileDescription) -> bool:

@@ -53,6 +53,7 @@ class FileDescription:
     mode = stat_mod.S_IFREG | 0o600
     flags = 0                               # O_ACCMODE | status flags (F_GETFL / F_SETFL)
     location: "Location | None" = None      # where it was opened; None for pipes and streams
+    fd_refs = 0                             # fd-table slots naming it (FdTable keeps the count)
 
     def read(self, n: int) -> bytes:
         raise SyscallError(errno.EBADF)
@@ -286,7 +287,7 @@ class FdTable:
     """The guest's descriptor numbers -> (FileDescription, close-on-exec).
 
     Descriptions are shared by dup'd numbers (and, later, forked tables): each
-    counts the table slots naming it in `_fd_refs`, and is released when the last
+    counts the table slots naming it in `fd_refs`, and is released when the last
     slot goes.  New numbers are the lowest free ones (EMFILE at `limit`, or the
     caller's RLIMIT_NOFILE).
     """
@@ -301,12 +302,11 @@ class FdTable:
     # --- references ---------------------------------------------------------------
     @staticmethod
     def _ref(f: FileDescription) -> None:
-        f._fd_refs = getattr(f, "_fd_refs", 0) + 1          # type: ignore[attr-defined]
+        f.fd_refs += 1
 
     @staticmethod
     def _unref(f: FileDescription) -> None:
-        n = getattr(f, "_fd_refs", 1) - 1
-        f._fd_refs = n                                      # type: ignore[attr-defined]
+        n = f.fd_refs = f.fd_refs - 1
         if n <= 0:
             f.release()
 
