@@ -2,7 +2,9 @@
  * Directories and names: mkdir/rmdir, getdents64 over 300 entries (printed
  * sorted), rename (over existing, NOREPLACE, EXCHANGE, into itself, EXDEV),
  * hard links and their counts, unlink errors, FIFOs from mknod, chdir/getcwd/
- * fchdir.  argv[1]: where to make scratch files.
+ * fchdir; a deep path looked up again after the names on it were renamed,
+ * removed or re-pointed (the Sentry caches walked directories).
+ * argv[1]: where to make scratch files.
  */
 #include "scratch.h"
 #include <limits.h>
@@ -25,6 +27,50 @@ static unsigned long nlink(const char *p)
 {
     struct stat st;
     return lstat(p, &st) == 0 ? (unsigned long)st.st_nlink : 0;
+}
+
+static const char *stat_result(const char *p)
+{
+    struct stat st;
+    if (stat(p, &st) == 0)
+        return S_ISDIR(st.st_mode) ? "dir" : "file";
+    return errname(errno);
+}
+
+/* The same deep paths before and after each change to a name on them. */
+static void renamed_paths(void)
+{
+    check(mkdir("w", 0755) == 0 && mkdir("w/a", 0755) == 0 && mkdir("w/a/b", 0755) == 0, "mkdir w/a/b");
+    touch("w/a/b/f");
+    printf("w/a/b/f %s\n", stat_result("w/a/b/f"));
+    check(rename("w/a/b", "w/a/c") == 0, "rename b -> c");
+    printf("after rename: w/a/b/f %s, w/a/c/f %s\n", stat_result("w/a/b/f"), stat_result("w/a/c/f"));
+    check(rename("w/a", "w/z") == 0, "rename a -> z");
+    printf("after parent rename: w/a/c/f %s, w/z/c/f %s\n", stat_result("w/a/c/f"), stat_result("w/z/c/f"));
+    check(mkdir("w/a", 0755) == 0, "a new w/a");
+    printf("new w/a: w/a/c/f %s\n", stat_result("w/a/c/f"));
+    check(symlink("z/c", "w/l") == 0, "symlink w/l -> z/c");
+    printf("through link: w/l/f %s\n", stat_result("w/l/f"));
+    check(unlink("w/l") == 0 && symlink("a", "w/l") == 0, "re-point w/l -> a");
+    printf("re-pointed: w/l/f %s\n", stat_result("w/l/f"));
+    touch("w/a/f");
+    printf("re-pointed, new file: w/l/f %s\n", stat_result("w/l/f"));
+    check(unlink("w/z/c/f") == 0 && rmdir("w/z/c") == 0, "remove w/z/c");
+    printf("removed: w/z/c/f %s\n", stat_result("w/z/c/f"));
+    check(mkdir("w/z/c", 0755) == 0, "w/z/c again");
+    printf("recreated empty: w/z/c/f %s\n", stat_result("w/z/c/f"));
+    char cwd[PATH_MAX];
+    check(getcwd(cwd, sizeof cwd) != NULL, "getcwd");
+    check(chdir("w/z") == 0, "chdir w/z");
+    touch("c/g");
+    printf("relative: c/g %s\n", stat_result("c/g"));
+    check(rename("c", "d") == 0, "rename c -> d (relative)");
+    printf("relative after rename: c/g %s, d/g %s\n", stat_result("c/g"), stat_result("d/g"));
+    printf("/proc/self/cwd/d/g %s\n", stat_result("/proc/self/cwd/d/g"));
+    check(chdir(cwd) == 0, "chdir back");
+    printf("/proc/self/cwd/d/g after chdir back %s\n", stat_result("/proc/self/cwd/d/g"));
+    printf("/proc/self/cwd/w/z/d/g %s\n", stat_result("/proc/self/cwd/w/z/d/g"));
+    unlink("w/z/d/g"); rmdir("w/z/d"); rmdir("w/z"); unlink("w/a/f"); rmdir("w/a"); unlink("w/l"); rmdir("w");
 }
 
 int main(int argc, char **argv)
@@ -184,6 +230,7 @@ int main(int argc, char **argv)
     printf("getcwd is canonical %d\n", strcmp(cwd2 + strlen(cwd2) - 7, "/symdir") == 0);
     chdir("..");
 
+    renamed_paths();
     scratch_leave();
     return finish();
 }

@@ -68,6 +68,9 @@ class HostFilesystem(Filesystem):
         self.root_fd = fd
         self.host_root = host_root
         self.readonly = readonly
+        # A writable host tree can change behind the Sentry's back (other host processes);
+        # a read-only one is treated as a snapshot, as its cached lookups already do.
+        self.stable_names = readonly
         st = os.fstat(fd)
         self.host_dev = st.st_dev
         self._foreign: dict[tuple[int, int], int] = {}

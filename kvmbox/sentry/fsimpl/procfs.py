@@ -255,6 +255,7 @@ class ProcFilesystem(Filesystem):
     """One procfs instance for a Kernel (build.py mounts it at /proc)."""
 
     fstype = "proc"
+    stable_names = False       # /proc/<pid> and the magic links change with the tasks
 
     def __init__(self, kernel: "Kernel", dev: int) -> None:
         super().__init__(dev)

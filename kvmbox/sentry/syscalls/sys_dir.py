@@ -220,6 +220,7 @@ def do_rmdir(t: "Task", dirfd: int, path: str) -> int:
     if t.kernel.vfs.is_mount_point(child) or child.node is t.fs.root.node:
         raise SyscallError(errno.EBUSY)
     parent.node.rmdir(name)
+    t.kernel.vfs.names_changed()         # cached walks may pass through the old name
     return 0
 
 
@@ -237,6 +238,7 @@ def do_unlink(t: "Task", dirfd: int, path: str) -> int:
     if t.kernel.vfs.is_mount_point(child):
         raise SyscallError(errno.EBUSY)
     parent.node.unlink(name)
+    t.kernel.vfs.names_changed()         # cached walks may pass through the old name
     return 0
 
 
@@ -309,6 +311,7 @@ def do_rename(t: "Task", olddirfd: int, old_addr: int, newdirfd: int, new_addr: 
     if vfs.is_mount_point(src) or (dst is not None and vfs.is_mount_point(dst)):
         raise SyscallError(errno.EBUSY)
     oparent.node.rename(oname, nparent.node, nname, flags)
+    t.kernel.vfs.names_changed()         # cached walks may pass through the old name
     return 0
 
 

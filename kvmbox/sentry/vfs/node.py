@@ -82,6 +82,7 @@ class Filesystem:
 
     fstype = "none"            # the name /proc/mounts shows (tmpfs, proc, overlay, ...)
     readonly = False           # the file system itself cannot be written (mounts add their own flag)
+    stable_names = True        # names change only through the Sentry (path walks may be cached)
 
     def __init__(self, dev: int) -> None:
         self.dev = dev         # st_dev of every node in it; unique per instance in a Kernel

@@ -18,6 +18,7 @@ from kvmbox.sentry.vfs import perm
 from kvmbox.sentry.vfs.node import NAME_MAX, PATH_MAX, Filesystem, Node
 
 MAXSYMLINKS = 40
+DIR_CACHE_SIZE = 4096          # directory prefixes remembered by a MountTable (then cleared)
 
 
 @dataclass(eq=False)
@@ -84,6 +85,9 @@ class MountTable:
         self._root_mount = Mount(root_fs, "/", readonly, source)
         self._mounts: list[Mount] = [self._root_mount]
         self._by_path: dict[str, Mount] = {}     # mount point -> the topmost mount there
+        # Walked directory prefixes -> (root node, start node, Location, symlinks followed):
+        # a deep path's walk repeats only its last component.  Cleared by names_changed().
+        self._dirs: dict[tuple, tuple] = {}
 
     # --- the table ------------------------------------------------------------------
     def root(self) -> Location:
@@ -104,6 +108,7 @@ class MountTable:
         m = Mount(fs, loc.path, readonly, source, loc.mount, loc.node)
         self._mounts.append(m)
         self._by_path[loc.path] = m
+        self.names_changed()
         return m
 
     def is_mount_point(self, loc: Location) -> bool:
@@ -164,25 +169,60 @@ class MountTable:
             raise SyscallError(errno.ENOENT)
         if len(path) >= PATH_MAX:
             raise SyscallError(errno.ENAMETOOLONG)
+        # Search permission on a directory never fails for euid 0 (CAP_DAC_OVERRIDE), so the
+        # walk skips the attr() it would cost; a sandbox running as root walks much faster.
+        search_creds = creds if creds is not None and creds.euid != 0 else None
         if rules is None:
+            if create is None and search_creds is None:
+                head, _, last = path.rpartition("/")
+                if head and last and last != "." and last != "..":
+                    parent, links = self._dir_of(start, root, head)
+                    return self._walk(parent, last, follow, root, None, NO_RULES, None, links)[0]
             rules = NO_RULES
         elif rules.beneath or rules.in_root:
             root = start
         if path[0] == "/":
             if rules.beneath:
                 raise SyscallError(errno.EXDEV)
-            cur = root
-        else:
-            cur = start
+            start = root
+        return self._walk(start, path, follow, root, search_creds, rules, create, 0)[0]
+
+    def _dir_of(self, start: Location, root: Location, head: str) -> tuple[Location, int]:
+        """The directory `head` names (and the symlinks followed to it), from the cache of
+        earlier walks when it holds one (see names_changed)."""
+        absolute = head[0] == "/"
+        key = (id(root.node), head) if absolute else (id(root.node), id(start.node), start.path, head)
+        hit = self._dirs.get(key)
+        if hit is not None and hit[0] is root.node and (absolute or hit[1] is start.node):
+            return hit[2], hit[3]
+        loc, links, stable = self._walk(root if absolute else start, head + "/", True, root,
+                                        None, NO_RULES, None, 0, track=True)
+        if stable:
+            if len(self._dirs) >= DIR_CACHE_SIZE:
+                self._dirs.clear()
+            self._dirs[key] = (root.node, start.node, loc, links)
+        return loc, links
+
+    def names_changed(self) -> None:
+        """Forget cached directory walks: a name was removed or renamed (unlink, rmdir,
+        rename), so a cached path may now lead elsewhere or nowhere."""
+        self._dirs.clear()
+
+    def _walk(self, cur: Location, path: str, follow: bool, root: Location, search_creds,
+              rules: WalkRules, create: Callable[[Location, str], Location] | None,
+              links: int, track: bool = False) -> tuple[Location, int, bool]:
+        """resolve()'s component loop from `cur`: (Location, symlinks followed, stable).
+
+        With `track`, `stable` says whether the result may be cached: every directory
+        walked through is on a file system whose names change only through the Sentry,
+        and no procfs magic link was taken.
+        """
         must_dir = path.endswith("/")
         todo = [c for c in path.split("/") if c]
         todo.reverse()                 # a stack: the next component is todo[-1]
         stack: list[Location] = []     # directories walked through, for cheap ".."
         by_path = self._by_path        # mount point -> mount (see child())
-        # Search permission on a directory never fails for euid 0 (CAP_DAC_OVERRIDE), so the
-        # walk skips the attr() it would cost; a sandbox running as root walks much faster.
-        search_creds = creds if creds is not None and creds.euid != 0 else None
-        links = 0
+        stable = True
         while todo:
             name = todo.pop()
             if len(name) > NAME_MAX:
@@ -190,6 +230,8 @@ class MountTable:
             node = cur.node
             if not node.is_dir():
                 raise SyscallError(errno.ENOTDIR)
+            if track and not cur.mount.fs.stable_names:
+                stable = False
             if search_creds is not None and not perm.may_access(node.attr(), search_creds,
                                                                 perm.MAY_EXEC):
                 raise SyscallError(errno.EACCES)
@@ -215,7 +257,7 @@ class MountTable:
                     raise
                 if must_dir:
                     raise SyscallError(errno.EISDIR) from None
-                return create(cur, name)
+                return create(cur, name), links, False
             if nnode.is_symlink() and (todo or follow or must_dir):
                 if rules.no_symlinks:
                     raise SyscallError(errno.ELOOP)
@@ -230,7 +272,7 @@ class MountTable:
                         raise SyscallError(errno.EXDEV)
                     if rules.beneath or rules.in_root:
                         raise SyscallError(errno.EXDEV)
-                    cur, stack = jump, []
+                    cur, stack, stable = jump, [], False
                     continue
                 target = nnode.readlink()
                 if not target:
@@ -260,7 +302,9 @@ class MountTable:
                 cur = Location(cur.mount, nnode, npath)
         if must_dir and not cur.node.is_dir():
             raise SyscallError(errno.EISDIR if create is not None else errno.ENOTDIR)
-        return cur
+        if track and not cur.mount.fs.stable_names:
+            stable = False
+        return cur, links, stable
 
     def resolve_parent(self, start: Location, path: str, *, root: Location | None = None,
                        creds=None) -> tuple[Location, str]:
