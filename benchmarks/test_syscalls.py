@@ -12,7 +12,10 @@ from kvmbox.platform.base import SYSCALL
 # Loop lengths per mode, sized so each run takes well under a second here
 # (native getpid ~0.2 µs, KVM fast path ~3 µs, a KVM exit ~50 µs, ptrace ~10-60 µs).
 GETPID = {"native": 1_000_000, "kvm": 200_000, "ptrace": 20_000}
-CLOCK = {"native": 1_000_000, "kvm": 5_000, "ptrace": 5_000}
+# clock_gettime is a vDSO read (tens of ns) in all three modes: the loop must be long enough
+# (~0.1 s) that its difference stands well above run-to-run noise (the short loops it had
+# when the call still trapped gave negative per-call figures).
+CLOCK = {"native": 3_000_000, "kvm": 3_000_000, "ptrace": 3_000_000}
 N_FLOOR = 10_000
 
 
