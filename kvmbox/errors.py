@@ -30,11 +30,19 @@ class KvmboxError(Exception):
 
 class ProgramNotFound(KvmboxError):
     exit_status = EXIT_NOT_FOUND
+    errno = _errno.ENOENT           # what execve(2) returns for it
 
 
 class CannotExecute(KvmboxError):
-    """Not ELF, wrong architecture, truncated, absurd segments, no permission, a directory..."""
+    """Not ELF, wrong architecture, truncated, absurd segments, no permission, a directory...
+
+    `errno` is what execve(2) gives a program for it (ENOEXEC unless the raiser knows).
+    """
     exit_status = EXIT_CANNOT_EXECUTE
+
+    def __init__(self, message: str, *, err: int = _errno.ENOEXEC) -> None:
+        super().__init__(message)
+        self.errno = err
 
 
 class PlatformUnavailable(KvmboxError):

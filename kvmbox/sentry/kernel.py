@@ -23,7 +23,7 @@ from kvmbox.sentry import faults
 from kvmbox.sentry.files import FdTable, FileDescription
 from kvmbox.sentry.signals import deliver
 from kvmbox.sentry.syscalls.table import default_table
-from kvmbox.sentry.task import Task, TaskExit, default_rlimits
+from kvmbox.sentry.task import ImageReplaced, Task, TaskExit, default_rlimits
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
@@ -153,6 +153,7 @@ class Kernel:
         mm = MemoryManager(self.platform.memfile, self.platform.frames, aspace,
                            limit=self.memory_limit)
         ctx = None
+        task = None
         fds = FdTable()
         for i, f in enumerate(stdio):
             fds.install(i, f)
@@ -189,7 +190,7 @@ class Kernel:
             if ctx is not None:
                 ctx.release()
             fds.release()
-            mm.release()
+            (task.mm if task is not None else mm).release()   # execve may have replaced it
 
     def _loop(self, task: Task, aspace) -> RunOutcome:
         ctx = task.ctx
@@ -219,6 +220,16 @@ class Kernel:
                             if trace is not None:
                                 self._trace_call(task, rec, regs, None)
                             raise
+                        except ImageReplaced as e:      # execve: a new image in this task
+                            if trace is not None:
+                                self._trace_call(task, rec, regs, 0, mm=e.old_mm)
+                            e.old_mm.release()
+                            ctx = task.ctx
+                            switch, args_of, set_return = ctx.switch, ctx.syscall_args, ctx.set_return
+                            aspace = task.mm.aspace
+                            if task.pending_signals:
+                                deliver.deliver_pending(task)
+                            continue
                         except (Stopped, SandboxCrash):
                             raise
                         except Exception as e:  # a Sentry bug: end the sandbox, not the host
@@ -271,7 +282,8 @@ class Kernel:
             code = None
         return RunOutcome(128 + signo, signo, report=faults.describe(fault, signo, code), core=True)
 
-    def _trace_call(self, task: Task, rec, regs, ret) -> None:
+    def _trace_call(self, task: Task, rec, regs, ret, mm=None) -> None:
         from kvmbox.sentry.strace import format_call
         name = rec.name if rec is not None else f"syscall_{regs[0]}"
-        self.trace(format_call(rec if rec is not None else name, regs[1:], ret, task.mm))
+        self.trace(format_call(rec if rec is not None else name, regs[1:], ret,
+                               mm if mm is not None else task.mm))

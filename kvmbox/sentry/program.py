@@ -62,24 +62,25 @@ def open_executable(vfs: "MountTable", start: "Location", root: "Location", path
     except SyscallError as e:
         if e.errno in (errno.ENOENT, errno.ENOTDIR):
             raise ProgramNotFound(f"{what}: no such file or directory") from None
-        raise CannotExecute(f"{what}: {_reason(e.errno)}") from None
+        raise CannotExecute(f"{what}: {_reason(e.errno)}", err=e.errno) from None
     if S.S_ISDIR(attr.mode):
-        raise CannotExecute(f"{what}: is a directory")
+        raise CannotExecute(f"{what}: is a directory", err=errno.EACCES)
     if not S.S_ISREG(attr.mode):
-        raise CannotExecute(f"{what}: not a regular file")
+        raise CannotExecute(f"{what}: not a regular file", err=errno.EACCES)
     if not perm.may_access(attr, creds, perm.MAY_EXEC):
-        raise CannotExecute(f"{what}: permission denied")
+        raise CannotExecute(f"{what}: permission denied", err=errno.EACCES)
     try:
         f = loc.node.open(os.O_RDONLY, loc)
     except SyscallError as e:
-        raise CannotExecute(f"{what}: {_reason(e.errno)}") from None
+        raise CannotExecute(f"{what}: {_reason(e.errno)}", err=e.errno) from None
     opened.append(f)
 
     def pread(offset: int, n: int) -> bytes:
         try:
             return f.pread(n, offset)
         except (SyscallError, OSError) as e:
-            raise CannotExecute(f"{what}: read error: {_reason(getattr(e, 'errno', 0) or errno.EIO)}") from None
+            raise CannotExecute(f"{what}: read error: {_reason(getattr(e, 'errno', 0) or errno.EIO)}",
+                                err=errno.EIO) from None
 
     try:
         mapping: MappedFile | None = MappedFile(f.mmap_source(), loc.path, attr.dev, attr.ino,
@@ -195,4 +196,5 @@ def _open_script_chain(vfs: "MountTable", cwd: "Location", root: "Location", pat
         # then the script as it was named, then the rest.
         argv = [interp, *([arg] if arg is not None else []), name, *argv[1:]]
         what, name = f"{path}: interpreter {interp}", interp
-    raise CannotExecute(f"{path}: {_reason(errno.ELOOP)} (interpreters nested too deeply)")
+    raise CannotExecute(f"{path}: {_reason(errno.ELOOP)} (interpreters nested too deeply)",
+                        err=errno.ELOOP)

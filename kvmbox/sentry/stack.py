@@ -20,6 +20,8 @@ random offset is left out, so runs are deterministic.
 """
 from __future__ import annotations
 
+import errno
+
 import struct
 from dataclasses import dataclass
 
@@ -63,7 +65,7 @@ def _checked_cstring(s: bytes, what: str) -> bytes:
     if b"\0" in s:
         raise CannotExecute(f"{what} contains a NUL byte")
     if len(s) + 1 > MAX_ARG_STRLEN:
-        raise CannotExecute("argument list too long")
+        raise CannotExecute("argument list too long", err=errno.E2BIG)
     return s + b"\0"
 
 
@@ -91,7 +93,7 @@ def plan_stack(top: int, argv: list[bytes], envp: list[bytes], auxv: list[tuple[
     platform_z = _checked_cstring(platform, "platform string")
     arg_bytes = sum(map(len, argv_z)) + sum(map(len, envp_z)) + _PTR * (len(argv) + len(envp))
     if arg_bytes > arg_space_limit(stack_max):
-        raise CannotExecute("argument list too long")
+        raise CannotExecute("argument list too long", err=errno.E2BIG)
 
     # Strings, from the top down.
     p = top - _PTR                                    # end marker

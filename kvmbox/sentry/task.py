@@ -20,6 +20,18 @@ if TYPE_CHECKING:  # pragma: no cover
 RLIM_INFINITY = (1 << 64) - 1
 
 
+class ImageReplaced(Exception):
+    """Raised by a successful execve: the task runs a new image from its next entry.
+
+    The run loop re-reads the task's context and address space, traces the call
+    with `old_mm` (where its arguments were) and then releases `old_mm`.
+    """
+
+    def __init__(self, old_mm) -> None:
+        super().__init__("execve")
+        self.old_mm = old_mm
+
+
 class TaskExit(Exception):
     """Raised by exit/exit_group (and fatal signals) to leave the run loop."""
 
@@ -93,6 +105,7 @@ class Task:
         self.fs = fs               # root, cwd, umask (shared by CLONE_FS threads)
         self.rlimits = rlimits
         self.sigmask = 0
+        self.nice = 0                  # getpriority/setpriority (recorded; the host does not see it)
         self.sigactions: dict[int, bytes] = {}   # signo -> raw struct sigaction as set by the guest
         self.clear_child_tid = 0
         self.robust_list = (0, 0)

@@ -76,6 +76,7 @@ static __attribute__((unused)) const char *errname(int e)
     case E2BIG: return "E2BIG";
     case ENOSPC: return "ENOSPC";
     case ELOOP: return "ELOOP";
+    case ENOEXEC: return "ENOEXEC";
     default: {
         static char buf[32];
         snprintf(buf, sizeof buf, "errno%d", e);

@@ -70,6 +70,7 @@ CASES = [
     Case("pipes"),
     Case("poll"),
     Case("epoll"),
+    Case("exec"),
     Case("tmpfile", ("/dev/shm",)),
     Case("tmpfile", ("/tmp",), name="tmpfile-tmp"),     # the root overlay's upper layer
     Case("xattrs", ("/dev/shm",)),

@@ -269,7 +269,7 @@ def stat(fs: "ProcFilesystem", t: "Task") -> bytes:
         visible_ppid(fs, t), t.pgid, t.sid, 0, -1, 0x400000,       # tty_nr, tpgid, PF_RANDOMIZE... flags
         0, 0, 0, 0,                                                   # minflt cminflt majflt cmajflt
         int(cpu.user * CLK_TCK), int(cpu.system * CLK_TCK), 0, 0,    # utime stime cutime cstime
-        20, 0, thread_count(fs, t), 0, start,                         # priority nice threads itreal start
+        20 + t.nice, t.nice, thread_count(fs, t), 0, start,           # priority nice threads itreal start
         m["size"] * 1024, m["rss"] // 4, t.rlimits[5][0],             # vsize rss rsslim
         start_code, end_code, 0, 0, 0,                                # startcode endcode startstack esp eip
         pend, blk, ign, cgt,                                          # signal blocked sigignore sigcatch

@@ -137,6 +137,39 @@ def sched_yield(t: "Task", a: Args) -> int:
     return 0
 
 
+PRIO_PROCESS, PRIO_PGRP, PRIO_USER = 0, 1, 2
+
+
+def _prio_target(t: "Task", which: int, who: int) -> None:
+    """The one task there is must be the one named (ESRCH otherwise)."""
+    if which == PRIO_PROCESS:
+        ok = who in (0, t.tgid)
+    elif which == PRIO_PGRP:
+        ok = who in (0, t.pgid)
+    elif which == PRIO_USER:
+        ok = who in (0, t.creds.uid)
+    else:
+        raise SyscallError(errno.EINVAL)
+    if not ok:
+        raise SyscallError(errno.ESRCH)
+
+
+def getpriority(t: "Task", a: Args) -> int:
+    """Implements Linux syscall getpriority(2)."""
+    _prio_target(t, s32(a[0]), s32(a[1]))
+    return 20 - t.nice                   # the raw call returns 40..1; libc turns it into the nice value
+
+
+def setpriority(t: "Task", a: Args) -> int:
+    """Implements Linux syscall setpriority(2)."""
+    _prio_target(t, s32(a[0]), s32(a[1]))
+    nice = min(max(s32(a[2]), -20), 19)
+    if nice < t.nice and t.creds.euid != 0:
+        raise SyscallError(errno.EACCES)  # raising priority needs CAP_SYS_NICE (RLIMIT_NICE 0)
+    t.nice = nice
+    return 0
+
+
 def getcpu(t: "Task", a: Args) -> int:
     """Implements Linux syscall getcpu(2)."""
     cpu, node, _tcache = a[0], a[1], a[2]
@@ -240,6 +273,9 @@ ENTRIES = (
     Entry("sched_setaffinity", sched_setaffinity, PARTIAL, "accepted and ignored"),
     Entry("sched_yield", sched_yield, SUPPORTED),
     Entry("getcpu", getcpu, PARTIAL, "always cpu 0, node 0"),
+    Entry("getpriority", getpriority, SUPPORTED, "the one task's nice value"),
+    Entry("setpriority", setpriority, PARTIAL, "recorded (and shown in /proc); the host scheduler "
+          "does not see it"),
     Entry("sysinfo", sysinfo, PARTIAL, "plausible values: no load, half the memory free"),
     Entry("prctl", prctl, PARTIAL, "names, dumpable, pdeathsig (recorded), no_new_privs, "
           "subreaper (recorded); others EINVAL"),
