@@ -217,3 +217,19 @@ def test_exceptions_and_privileged_instructions(guest, insn, vector):
     ev = g.run()
     assert isinstance(ev, Fault), ev
     assert ev.vector == vector
+
+
+def test_a_new_guest_starts_with_a_clean_fpu(guest):
+    """No host (Sentry) register contents reach a guest: at its first instruction every XMM
+    register is zero, MXCSR and the x87 control word hold their reset values.  (A ptrace stub
+    is forked from the Sentry's thread, whose SSE registers hold whatever Python last did.)"""
+    x = [i * 1.000001 for i in range(1000)]            # leave doubles in the Sentry's XMMs
+    assert sum(x) > 0
+    stores = "".join(f"movdqu [{DATA + 16 * i:#x}], xmm{i}\n" for i in range(16))
+    g = guest(stores + f"stmxcsr [{DATA + 256:#x}]\n fnstcw [{DATA + 260:#x}]\n"
+                       "mov eax, 39\n syscall\n")
+    assert g.run() is SYSCALL
+    raw = g.p.memfile.read(g.data_phys, 264)
+    assert raw[:256] == bytes(256), "XMM registers carried data into the guest"
+    mxcsr, fcw = struct.unpack_from("<IH", raw, 256)
+    assert (mxcsr, fcw) == (0x1F80, 0x37F)

@@ -12,6 +12,7 @@ from kvmbox.kvm_ioctls import (KVM_SYNC_X86_REGS, KVM_SYNC_X86_SREGS, R8, R9, R1
                                R13, R14, R15, RAX, RBP, RBX, RCX, RDI, RDX, RFLAGS, RIP, RSI, RSP,
                                SREGS_CR_OFF, Vcpu, VcpuExit)
 from kvmbox.platform.base import INTERRUPTED, SYSCALL, AddressSpace, Context, Event, Fault, VEC_PF
+from kvmbox.platform.fpu import reset_xsave
 from kvmbox.platform.kvm import cpu
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -114,6 +115,8 @@ class KvmContext(Context):
         # with (a task killed right after a syscall).  KVM would load those stale sync regs
         # over the fresh configuration below at the first entry: drop them.
         self.vcpu.clear_dirty()
+        # ... and the FPU/SIMD registers of its previous guest: a new thread starts from reset.
+        self.vcpu.set_xsave(reset_xsave(self.vcpu.get_xsave()))
         cpu.configure(self.vcpu, self.platform.cpuid, self.platform.flavour, root,
                       p.get("rip", 0), p.get("rsp", 0))
         self.vcpu.enable_sync_regs(KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS)

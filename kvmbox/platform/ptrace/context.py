@@ -48,6 +48,7 @@ TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 
 from kvmbox.platform.base import (INTERRUPTED, PF_INSTR, PF_PRESENT, PF_USER, PF_WRITE, SYSCALL,
                                   AddressSpace, Context, Event, Fault)
+from kvmbox.platform.fpu import reset_xsave
 from kvmbox.platform.ptrace import consts as C
 from kvmbox.platform.ptrace import host
 
@@ -92,6 +93,12 @@ class PtraceContext(Context):
             return INTERRUPTED
         regs = self.regs
         pid = stub.pid
+        if not stub.fpu_reset:
+            # The stub was forked from a Sentry thread: its XMM/x87 registers hold whatever
+            # Python last computed.  A guest must never see host data, so it starts from the
+            # reset state, as a new Linux process does.
+            host.set_xstate(pid, reset_xsave(host.get_xstate(pid)))
+            stub.fpu_reset = True
         if not self._loaded:
             self._first_frame(stub)
         self._stub_pid = pid

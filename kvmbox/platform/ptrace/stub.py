@@ -89,6 +89,7 @@ class StubProcess:
             raise PlatformUnavailable(f"kvmbox: cannot create a ptrace stub: {e.strerror}") from None
         self.alive = True
         self.owner: object | None = None
+        self.fpu_reset = False   # its FPU/SSE state still holds the Sentry thread's (fork)
         self.pidfd = -1
         try:
             status = self.wait()
