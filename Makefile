@@ -52,6 +52,9 @@ demo: install programs
 	'sha256': hashlib.sha256(b'kvmbox').hexdigest()[:16], 'uname': os.uname().release, \
 	'in sandbox': open('/etc/kvmbox-demo').read()}))"
 	@echo "on the host: /etc/kvmbox-demo exists? $$(test -e /etc/kvmbox-demo && echo yes || echo no)"
+	@echo; echo '$$ kvmbox run env sh -c "exec /usr/bin/env python3 -c ..."   (execve in place: env, sh and #!/usr/bin/env chains)'
+	@$(PY) -m kvmbox run env LANG=C sh -c 'exec /usr/bin/env python3 -c "import os, sys; \
+	print(\"pid\", os.getpid(), \"after three execs:\", os.path.basename(sys.executable), os.environ[\"LANG\"])"'
 	@echo; echo '$$ kvmbox run --platform ptrace /usr/bin/sha256sum /etc/passwd   (same Sentry, ptrace platform)'
 	@$(PY) -m kvmbox run --platform ptrace /usr/bin/sha256sum /etc/passwd
 	@echo; echo '$$ kvmbox run tests/programs/bin/glibc/fpmath'
