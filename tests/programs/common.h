@@ -77,6 +77,7 @@ static __attribute__((unused)) const char *errname(int e)
     case ENOSPC: return "ENOSPC";
     case ELOOP: return "ELOOP";
     case ENOEXEC: return "ENOEXEC";
+    case ETXTBSY: return "ETXTBSY";
     default: {
         static char buf[32];
         snprintf(buf, sizeof buf, "errno%d", e);

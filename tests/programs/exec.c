@@ -62,6 +62,17 @@ static int stage1(const char *self)
                          ELOOP, "execveat AT_SYMLINK_NOFOLLOW on a link");
     errno = 0; check_err(syscall(SYS_execveat, AT_FDCWD, "", args, environ, 0), ENOENT,
                          "execveat empty path");
+    char copy[128];
+    scratch(copy, sizeof copy, "copy", NULL, 0755);
+    int src = open("/bin/true", O_RDONLY), dst = open(copy, O_WRONLY | O_TRUNC);
+    char chunk[65536];
+    ssize_t got;
+    while ((got = read(src, chunk, sizeof chunk)) > 0)
+        write(dst, chunk, (size_t)got);
+    close(src);
+    errno = 0; check_err(execve(copy, args, environ), ETXTBSY, "execve of a file open for writing");
+    close(dst);
+    unlink(copy);
     unlink(junk);
     unlink(link);
     printf("still running after the failures\n");

@@ -79,6 +79,11 @@ def _reset_signals(t: "Task") -> None:
     t.saved_sigmask = None
 
 
+def _open_for_writing(t: "Task", node) -> bool:
+    """Whether an open file of the (one) process writes to `node`: exec then gives ETXTBSY."""
+    return any(f.writable and getattr(f, "node", None) is node for _fd, f in t.fds.items())
+
+
 def do_execve(t: "Task", dirfd: int, path: str, argv_addr: int, envp_addr: int, flags: int) -> int:
     if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
         raise SyscallError(errno.EINVAL)
@@ -109,6 +114,8 @@ def do_execve(t: "Task", dirfd: int, path: str, argv_addr: int, envp_addr: int, 
         image = load_program(path, mm, argv=argv, envp=envp, vdso_base=kernel.vdso.map_into(mm),
                              vfs=vfs, fs=fsctx, creds=t.creds)
         exe_node = vfs.resolve(t.fs.root, image.exe_path, root=t.fs.root).node
+        if _open_for_writing(t, exe_node):
+            raise SyscallError(errno.ETXTBSY)      # deny_write_access() at exec
     except (ProgramNotFound, CannotExecute) as e:
         mm.release()
         raise SyscallError(e.errno) from None
@@ -143,8 +150,8 @@ def execveat(t: "Task", a: Args) -> int:
 
 ENTRIES = (
     Entry("execve", execve, PARTIAL,
-          "replaces the image in place (ELF, PT_INTERP, #! scripts); no setuid/capabilities; "
-          "a file open for writing is not refused (no ETXTBSY)"),
+          "replaces the image in place (ELF, PT_INTERP, #! scripts); ETXTBSY for a program "
+          "open for writing; no setuid/capabilities"),
     Entry("execveat", execveat, PARTIAL,
           "as execve; AT_EMPTY_PATH runs the open file by its path, AT_SYMLINK_NOFOLLOW"),
 )
