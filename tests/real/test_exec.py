@@ -51,3 +51,35 @@ def test_env_shebang_script(sandbox, tmp_path):
     boxed = run_sandbox(script, ["a", "b c"], timeout=120, sandbox=sandbox)
     assert native.exit_code == 0, native.describe()
     assert_same_outcome(native, boxed, what="#!/usr/bin/env python3")
+
+
+def test_exec_loops_leak_no_memory_or_stubs(platform_name, tmp_path):
+    """A shell script that execs itself 100 times: the right answer, the same number of
+    guest frames in use after a second run as after the first, and no new child process
+    (ptrace stubs) left once the Sandbox closes."""
+    import os
+
+    import kvmbox
+    script = tmp_path / "selfexec.sh"
+    script.write_text('#!/bin/sh\nn=${N:-0}\nif [ $n -lt 100 ]; then N=$((n+1)) exec "$0"; fi\n'
+                      'echo done $n\n')
+    script.chmod(0o755)
+    me = str(os.getpid())
+    before = {p for p in os.listdir("/proc") if p.isdigit() and _ppid(p) == me}
+    with kvmbox.Sandbox(platform=platform_name, timeout=120) as sb:
+        frames = sb._platform.frames
+        first = sb.run([str(script)], env=dict(TEST_ENV))
+        used = frames.used_pages
+        second = sb.run([str(script)], env=dict(TEST_ENV))
+        assert (first.stdout, second.stdout) == (b"done 100\n", b"done 100\n"), second.stderr
+        assert frames.used_pages == used
+    after = {p for p in os.listdir("/proc") if p.isdigit() and _ppid(p) == me}
+    assert after <= before, f"left behind: {sorted(after - before)}"   # e.g. session fixtures' stubs
+
+
+def _ppid(pid: str) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(") ", 1)[1].split()[1]
+    except OSError:
+        return ""
