@@ -522,6 +522,28 @@ class MemoryManager:
                 view[p:p + k] = src[done:done + k]
                 done += k
 
+    def writable_prefix(self, addr: int, n: int) -> int:
+        """How many bytes from `addr` (at most `n`) lie in mappings the guest may write, before
+        the first hole or read-only one: what a short read(2) into a bad buffer delivers."""
+        end = min(addr + n, L.USER_TOP)
+        a = addr
+        with self.lock:
+            while a < end:
+                v = self.vmas.find(a)
+                if v is None or not v.prot & PROT_WRITE:
+                    break
+                a = v.end
+        return max(0, min(a, end) - addr)
+
+    def fill(self, addr: int, n: int, writer: Callable[[list[memoryview]], int]) -> int:
+        """Let writer(views) write up to `n` bytes straight into guest memory at `addr` (a host
+        preadv, say) and return what it returns; EFAULT unless all of it is mapped writable."""
+        if n == 0:
+            return writer([])
+        view = self.memfile.view
+        with self.lock:
+            return writer([view[p:p + k] for p, k in self._segments(addr, n, PROT_WRITE)])
+
     @_locked
     def read_cstring(self, addr: int, maxlen: int = 4096) -> bytes:
         out = bytearray()

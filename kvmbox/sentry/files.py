@@ -64,6 +64,23 @@ class FileDescription:
     def unread(self, data: bytes) -> None:
         """Give back bytes a read() returned but the guest could not receive (EFAULT)."""
 
+    def read_to(self, mm, addr: int, n: int, offset: int | None = None) -> int:
+        """read(2) (offset None) or pread(2) of up to `n` bytes into guest memory at `addr`.
+
+        This default reads the bytes, then copies them out, all or nothing: bytes the
+        guest could not receive go back (unread), as Linux leaves them in a pipe.
+        RegularFile overrides it (short reads, and host files straight into guest memory).
+        """
+        data = self.read(n) if offset is None else self.pread(n, offset)
+        if data:
+            try:
+                mm.copy_out(addr, data)
+            except SyscallError:
+                if offset is None:
+                    self.unread(data)          # a pipe keeps it all (pipe_read's EFAULT)
+                raise
+        return len(data)
+
     def pread(self, n: int, offset: int) -> bytes:
         raise SyscallError(errno.ESPIPE)
 

@@ -158,6 +158,37 @@ static void openat2_resolve(void)
     close(d);
 }
 
+/* read(2) into a buffer that ends early: Linux delivers what fits (a short count) and
+ * keeps the rest in the file or pipe; EFAULT only when nothing fits. */
+static void short_reads(void)
+{
+    char *m = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    munmap(m + 4096, 4096);
+    char *tail = m + 4096 - 100;
+    int fd = open("shortread", O_RDWR | O_CREAT | O_TRUNC, 0644);
+    static char block[5000];
+    memset(block, 'x', sizeof block);
+    write(fd, block, sizeof block);
+    lseek(fd, 0, SEEK_SET);
+    long r = read(fd, tail, 4096);
+    printf("file into a 100-byte tail: %ld, position %ld\n", r, (long)lseek(fd, 0, SEEK_CUR));
+    r = pread(fd, tail, 4096, 10);
+    printf("pread into the tail: %ld\n", r);
+    errno = 0; check_err(read(fd, m + 4096, 10), EFAULT, "read into an unmapped page");
+    lseek(fd, 4998, SEEK_SET);
+    printf("2 bytes left into the tail: %ld\n", (long)read(fd, tail, 4096));
+    close(fd);
+    unlink("shortread");
+    int p[2];
+    pipe(p);
+    write(p[1], block, 300);
+    r = read(p[0], tail, 4096);
+    printf("pipe into the tail: %ld, then %ld left\n", r, (long)read(p[0], block, sizeof block));
+    close(p[0]);
+    close(p[1]);
+    munmap(m, 4096);
+}
+
 /* An open file outlives its name: fstat, read and mmap still work after unlink. */
 static void unlinked_but_open(void)
 {
@@ -423,6 +454,7 @@ int main(int argc, char **argv)
 
     openat2_resolve();
     unlinked_but_open();
+    short_reads();
 
     scratch_leave();
     return finish();

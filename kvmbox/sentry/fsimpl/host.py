@@ -510,6 +510,13 @@ class HostData:
         except OSError as e:
             raise _err(e) from None
 
+    def readinto(self, offset: int, views: list) -> int:
+        """Read from `offset` straight into `views` (guest memory); the count read."""
+        try:
+            return os.preadv(self.fd, views, offset) if views else 0
+        except OSError as e:
+            raise _err(e) from None
+
     def write(self, offset: int, data: bytes) -> int:
         try:
             return os.pwrite(self.fd, data, offset)

@@ -57,17 +57,7 @@ def _write_chunks(t, f, addr: int, count: int, offset: int | None = None) -> int
 
 
 def _read_into(t, f, addr: int, count: int, offset: int | None = None) -> int:
-    count = min(count, MAX_RW, CHUNK)
-    data = f.read(count) if offset is None else f.pread(count, offset)
-    if data:
-        try:
-            t.mm.copy_out(addr, data)
-        except SyscallError:
-            # Linux leaves data it could not copy in the pipe; so does the Sentry.
-            if offset is None:
-                f.unread(data)
-            raise
-    return len(data)
+    return f.read_to(t.mm, addr, min(count, MAX_RW, CHUNK), offset)
 
 
 def _iovecs(t, iov: int, iovcnt: int) -> list[tuple[int, int]]:
