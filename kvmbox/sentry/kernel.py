@@ -127,11 +127,27 @@ class Kernel:
             return self._current
 
     # --- running a program ----------------------------------------------------
+    def load_image(self, path: str, argv: Sequence[str], envp: Sequence[str], fs, *,
+                   creds=None, limit: int | None = None):
+        """A new address space holding the program `path` (resolved in `fs`), ready to run:
+        (MemoryManager, StartedImage).  What a run starts with and what execve switches to;
+        raises ProgramNotFound / CannotExecute (or SyscallError) with nothing left behind."""
+        from kvmbox.sentry.program import load_program  # local: pulls in ELF parsing
+        mm = MemoryManager(self.platform.memfile, self.platform.frames,
+                           self.platform.new_address_space(), limit=limit)
+        try:
+            image = load_program(path, mm, argv=list(argv), envp=list(envp),
+                                 vdso_base=self.vdso.map_into(mm), vfs=self.vfs, fs=fs,
+                                 creds=creds)
+        except BaseException:
+            mm.release()
+            raise
+        return mm, image
+
     def run(self, path: str, argv: Sequence[str], envp: Sequence[str],
             stdio: Sequence[FileDescription], timeout: float | None = None, *,
             cwd: str = "/") -> RunOutcome:
         """Load the static ELF at `path` and run it to completion, in directory `cwd`."""
-        from kvmbox.sentry.program import load_program  # local: pulls in ELF parsing
         from kvmbox.sentry.vfs.path import FsContext
 
         root = self.vfs.root()
@@ -149,26 +165,20 @@ class Kernel:
         # With --strace every syscall must reach the Sentry, so no in-guest answers then.
         in_guest = self.fast_path and self.trace is None
         self.vdso.timekeeper.allow(in_guest)
-        aspace = self.platform.new_address_space()
-        mm = MemoryManager(self.platform.memfile, self.platform.frames, aspace,
-                           limit=self.memory_limit)
-        ctx = None
-        task = None
+        mm = ctx = task = None
         fds = FdTable()
         for i, f in enumerate(stdio):
             fds.install(i, f)
         try:
             pid = self._next_pid
-            vdso_base = self.vdso.map_into(mm)
-            image = load_program(path, mm, argv=list(argv), envp=list(envp), vdso_base=vdso_base,
-                                 vfs=self.vfs, fs=fsctx)
+            mm, image = self.load_image(path, argv, envp, fsctx, limit=self.memory_limit)
             ctx = self.platform.new_context()
             ctx.set_regs(rip=image.entry, rsp=image.initial_sp)
             task = Task(self, ctx, mm, fds, pid, image.exe_path, list(image.argv or argv),
                         default_rlimits(self.memory_limit), fs=fsctx)
             task.envp = list(envp)
             task.auxv = image.auxv
-            task.exe_node = self.vfs.resolve(fsctx.root, image.exe_path, root=fsctx.root).node
+            task.exe_node = image.exe_node
             c = task.creds
             ctx.set_identity(enabled=in_guest, pid=task.tgid, tid=task.tid, ppid=task.ppid,
                              uid=c.uid, euid=c.euid, gid=c.gid, egid=c.egid)
@@ -180,7 +190,7 @@ class Kernel:
                 timer.daemon = True
                 timer.start()
             try:
-                return self._loop(task, aspace)
+                return self._loop(task, mm.aspace)
             finally:
                 if timer is not None:
                     timer.cancel()
@@ -190,7 +200,10 @@ class Kernel:
             if ctx is not None:
                 ctx.release()
             fds.release()
-            (task.mm if task is not None else mm).release()   # execve may have replaced it
+            if task is not None:
+                task.mm.release()                 # execve may have replaced the first one
+            elif mm is not None:
+                mm.release()
 
     def _loop(self, task: Task, aspace) -> RunOutcome:
         ctx = task.ctx

@@ -42,6 +42,7 @@ class StartedImage:
     exe_path: str           # canonical guest path of the executable, for /proc/self/exe
     auxv: bytes = b""       # the auxiliary vector as the stack holds it (/proc/self/auxv)
     argv: tuple[str, ...] = ()   # the argv the program got (a script's interpreter line prepended)
+    exe_node: object = None      # the executable's VFS node (None when loaded from a host path)
 
 
 def _reason(err: int) -> str:
@@ -154,6 +155,7 @@ def load_program(path: str, mm, *, argv: list[str], envp: list[str], vdso_base: 
     cap, cap2 = hwcap.hwcaps()
     opened: list = []
     try:
+        exe_node = None
         if vfs is None:
             data: ElfFile | bytes = read_executable(path)
             exe = os.path.abspath(path)
@@ -162,7 +164,7 @@ def load_program(path: str, mm, *, argv: list[str], envp: list[str], vdso_base: 
             root = fs.root if fs is not None else vfs.root()
             cwd = fs.cwd if fs is not None else root
             loc, data, argv = _open_script_chain(vfs, cwd, root, path, argv, creds, opened)
-            exe = loc.path
+            exe, exe_node = loc.path, loc.node
 
             def open_interp(interp: str) -> ElfFile:
                 return open_executable(vfs, root, root, interp, creds,
@@ -175,7 +177,8 @@ def load_program(path: str, mm, *, argv: list[str], envp: list[str], vdso_base: 
     finally:
         for f in opened:
             f.release()
-    return StartedImage(image.entry, image.initial_sp, exe, pack_auxv(image.auxv), tuple(argv))
+    return StartedImage(image.entry, image.initial_sp, exe, pack_auxv(image.auxv), tuple(argv),
+                        exe_node)
 
 
 def _open_script_chain(vfs: "MountTable", cwd: "Location", root: "Location", path: str,

@@ -21,7 +21,6 @@ from kvmbox.abi import signals as S
 from kvmbox.abi.structs import SIGACTION, U64
 from kvmbox.errors import CannotExecute, ProgramNotFound, SyscallError
 from kvmbox.guest_stub import layout as L
-from kvmbox.mm.manager import MemoryManager
 from kvmbox.sentry.signals.frame import init_fpu_image
 from kvmbox.sentry.stack import MAX_ARG_STRLEN, arg_space_limit
 from kvmbox.sentry.syscalls.args import s32
@@ -106,27 +105,18 @@ def do_execve(t: "Task", dirfd: int, path: str, argv_addr: int, envp_addr: int, 
         if vfs.resolve(start, path, follow=False, root=t.fs.root, creds=t.creds).node.is_symlink():
             raise SyscallError(errno.ELOOP)
     fsctx = FsContext(t.fs.root, start, t.fs.umask)
-    from kvmbox.sentry.program import load_program  # local: ELF parsing is not on every path
-    platform = kernel.platform
-    mm = MemoryManager(platform.memfile, platform.frames, platform.new_address_space(),
-                       limit=t.mm.limit)
     try:
-        image = load_program(path, mm, argv=argv, envp=envp, vdso_base=kernel.vdso.map_into(mm),
-                             vfs=vfs, fs=fsctx, creds=t.creds)
-        exe_node = vfs.resolve(t.fs.root, image.exe_path, root=t.fs.root).node
-        if _open_for_writing(t, exe_node):
-            raise SyscallError(errno.ETXTBSY)      # deny_write_access() at exec
+        mm, image = kernel.load_image(path, argv, envp, fsctx, creds=t.creds, limit=t.mm.limit)
     except (ProgramNotFound, CannotExecute) as e:
-        mm.release()
         raise SyscallError(e.errno) from None
-    except BaseException:
+    if _open_for_writing(t, image.exe_node):
         mm.release()
-        raise
+        raise SyscallError(errno.ETXTBSY)          # deny_write_access() at exec
     # --- the point of no return ---------------------------------------------------
     old_mm, t.mm = t.mm, mm
     t.fds.close_on_exec()
     _reset_signals(t)
-    t.exe_path, t.exe_node = image.exe_path, exe_node
+    t.exe_path, t.exe_node = image.exe_path, image.exe_node
     t.argv, t.envp, t.auxv = list(image.argv or argv), envp, image.auxv
     t.clear_child_tid, t.robust_list, t.fs_base, t.fault_regs = 0, (0, 0), 0, (0, 0, 0)
     ctx = t.ctx
