@@ -329,6 +329,8 @@ class MountTable:
             parent = start
         elif not head:
             parent = root
+        elif creds is None or creds.euid == 0:
+            parent = self._dir_of(start, root, head)[0]     # no search check: the walk cache
         else:
             parent = self.resolve(start, head + "/", root=root, creds=creds)
         if not parent.node.is_dir():
