@@ -64,6 +64,11 @@ class FileDescription:
     def unread(self, data: bytes) -> None:
         """Give back bytes a read() returned but the guest could not receive (EFAULT)."""
 
+    def fdinfo(self) -> str:
+        """Lines /proc/<pid>/fdinfo/<fd> adds after pos/flags/mnt_id/ino for this kind of
+        file (eventfd's count, epoll's watched fds); none by default."""
+        return ""
+
     def read_to(self, mm, addr: int, n: int, offset: int | None = None) -> int:
         """read(2) (offset None) or pread(2) of up to `n` bytes into guest memory at `addr`.
 

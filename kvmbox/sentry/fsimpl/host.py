@@ -59,6 +59,12 @@ class HostFilesystem(Filesystem):
 
     fstype = "hostfs"
 
+    @property
+    def stable_names(self) -> bool:  # type: ignore[override]
+        """A writable host tree can change behind the Sentry's back (other host processes);
+        a read-only one is treated as a snapshot, as its cached lookups already do."""
+        return self.readonly
+
     def __init__(self, dev: int, host_root: str, *, readonly: bool = True) -> None:
         super().__init__(dev)
         try:
@@ -68,9 +74,6 @@ class HostFilesystem(Filesystem):
         self.root_fd = fd
         self.host_root = host_root
         self.readonly = readonly
-        # A writable host tree can change behind the Sentry's back (other host processes);
-        # a read-only one is treated as a snapshot, as its cached lookups already do.
-        self.stable_names = readonly
         st = os.fstat(fd)
         self.host_dev = st.st_dev
         self._foreign: dict[tuple[int, int], int] = {}

@@ -334,6 +334,5 @@ def fdinfo(fs: "ProcFilesystem", t: "Task", fd: int) -> bytes:
     flags = f.flags | (O_CLOEXEC if fd_cloexec(t, fd) else 0)
     loc = f.location
     mnt = mount_ids(fs).get(id(loc.mount), 0) if loc is not None else 0
-    extra = f.fdinfo() if hasattr(f, "fdinfo") else ""   # eventfd-count, epoll's tfd lines
     return (f"pos:\t{pos}\nflags:\t0{flags:o}\nmnt_id:\t{mnt}\nino:\t{f.attr().ino}\n"
-            + extra).encode()
+            + f.fdinfo()).encode()
