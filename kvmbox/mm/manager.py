@@ -36,7 +36,9 @@ _MAP_KNOWN = (L.MAP_TYPE | L.MAP_FIXED | L.MAP_ANONYMOUS | L.MAP_GROWSDOWN | L.M
               | L.MAP_EXECUTABLE | L.MAP_LOCKED | L.MAP_NORESERVE | L.MAP_POPULATE | L.MAP_NONBLOCK
               | L.MAP_STACK | L.MAP_HUGETLB | L.MAP_SYNC | L.MAP_FIXED_NOREPLACE | L.MAP_32BIT
               | L.MAP_HUGE_MASK)
-_REPEAT_FAULTS = 4          # the same fault this many times in a row is not spurious: SIGSEGV
+# The same fault this many times in a row, with no change to the mappings in between, is
+# not spurious (the guest cannot see a page the Sentry mapped): SIGSEGV rather than a loop.
+_REPEAT_FAULTS = 4
 
 def _locked(fn: Callable) -> Callable:
     """Run the method under the MemoryManager's lock."""
@@ -45,6 +47,20 @@ def _locked(fn: Callable) -> Callable:
         with self.lock:
             return fn(self, *args, **kwargs)
     return wrapper  # type: ignore[return-value]
+
+
+def _relayout(fn: Callable) -> Callable:
+    """Run a method that changes the mappings under the lock, and forget the last fault:
+    a fault at the same page after an munmap/mmap (say) is a new fault, not a repeat."""
+    @functools.wraps(fn)
+    def wrapper(self: "MemoryManager", *args, **kwargs):
+        with self.lock:
+            self._last_fault = _NO_FAULT
+            return fn(self, *args, **kwargs)
+    return wrapper  # type: ignore[return-value]
+
+
+_NO_FAULT = (-1, -1, 0)
 
 
 def _access(error_code: int) -> int:
@@ -72,7 +88,7 @@ class MemoryManager:
         self.committed = 0
         self.brk_base = self.brk_cur = 0
         self.lock = threading.RLock()
-        self._last_fault: tuple[int, int, int] = (-1, -1, 0)
+        self._last_fault: tuple[int, int, int] = _NO_FAULT   # (page, error code, times in a row)
 
     # --- internals ---------------------------------------------------------------
     def _check_charge(self, delta: int) -> None:
@@ -254,7 +270,7 @@ class MemoryManager:
         return out
 
     # --- mmap family ---------------------------------------------------------------
-    @_locked
+    @_relayout
     def mmap(self, addr: int, length: int, prot: int, flags: int, fd: int = -1, offset: int = 0,
              *, file: MappedFile | None = None) -> int:
         """mmap(2); a file mapping (no MAP_ANONYMOUS) needs `file` (sys_mm builds it from fd)."""
@@ -311,7 +327,7 @@ class MemoryManager:
             raise SyscallError(errno.ENOMEM)
         return start
 
-    @_locked
+    @_relayout
     def munmap(self, addr: int, length: int) -> None:
         if addr % PAGE or length <= 0:
             raise SyscallError(errno.EINVAL)
@@ -320,7 +336,7 @@ class MemoryManager:
             raise SyscallError(errno.EINVAL)
         self._unmap_range(addr, end)
 
-    @_locked
+    @_relayout
     def mprotect(self, addr: int, length: int, prot: int) -> None:
         grows = prot & (L.PROT_GROWSDOWN | L.PROT_GROWSUP)
         prot &= ~grows
@@ -361,11 +377,11 @@ class MemoryManager:
                 self._eager(v, v.start, v.end, downward=bool(v.flags & L.MAP_GROWSDOWN))
         self._merge_range(addr, end)
 
-    @_locked
+    @_relayout
     def mremap(self, old_addr: int, old_len: int, new_len: int, flags: int, new_addr: int = 0) -> int:
         return remap.mremap(self, old_addr, old_len, new_len, flags, new_addr)
 
-    @_locked
+    @_relayout
     def madvise(self, addr: int, length: int, advice: int) -> None:
         advice_ops.madvise(self, addr, length, advice)
 
@@ -379,7 +395,7 @@ class MemoryManager:
         """mincore(2): one byte per page, 1 where the page has a frame."""
         return advice_ops.mincore(self, addr, length)
 
-    @_locked
+    @_relayout
     def map_special(self, addr: int, phys: int, npages: int, prot: int, name: str) -> None:
         """Map existing frames [phys, +npages) at `addr` as a special VMA ("[vdso]", "[vvar]").
 
@@ -400,7 +416,7 @@ class MemoryManager:
     def set_brk_base(self, addr: int) -> None:
         self.brk_base = self.brk_cur = _page_up(addr)
 
-    @_locked
+    @_relayout
     def brk(self, addr: int) -> int:
         if addr < self.brk_base or addr > L.USER_TOP:
             return self.brk_cur
@@ -418,7 +434,7 @@ class MemoryManager:
         self.brk_cur = addr
         return addr
 
-    @_locked
+    @_relayout
     def map_stack(self, top: int, size: int, max_size: int) -> None:
         start = top - _page_up(size)
         if top % PAGE or size <= 0 or start < self.user_low or top > L.USER_TOP \
