@@ -2,7 +2,10 @@
 
 The native run defines the truth. Both sides get the same argv (argv[0] is
 the program path), the same explicit environment and the same stdin bytes;
-stdin, stdout and stderr are pipes on the native side.
+stdin, stdout and stderr are pipes on the native side. A native program starts
+as a sandboxed one does: every signal at its default disposition and none
+blocked, whatever the test runner inherited (a background job of a
+non-interactive shell ignores SIGINT and SIGQUIT; nohup ignores SIGHUP).
 
     native = run_native(path, ["a"], stdin=b"x")
     boxed = run_sandbox(path, ["a"], stdin=b"x", sandbox=sb)
@@ -46,7 +49,17 @@ class Outcome:
         return how
 
 
-def _native_preexec() -> None:
+def native_preexec() -> None:
+    """subprocess preexec_fn for every native run a test compares: default signal
+    dispositions and an empty signal mask, as the sandbox starts its programs."""
+    for sig in range(1, _signal.NSIG):
+        if sig in (_signal.SIGKILL, _signal.SIGSTOP):
+            continue
+        try:
+            _signal.signal(sig, _signal.SIG_DFL)
+        except (OSError, ValueError):      # numbers with no signal behind them (32, 33)
+            pass
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, ())
     soft, hard = resource.getrlimit(resource.RLIMIT_STACK)
     if hard == resource.RLIM_INFINITY or hard >= STACK_SOFT_LIMIT:
         resource.setrlimit(resource.RLIMIT_STACK, (STACK_SOFT_LIMIT, hard))
@@ -63,7 +76,7 @@ def run_native(path: str | os.PathLike, args: Sequence[str] = (), stdin: bytes =
     argv = [str(path), *args]
     proc = subprocess.run(argv, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           env=dict(TEST_ENV if env is None else env), timeout=timeout,
-                          preexec_fn=_native_preexec, check=False, cwd=cwd)
+                          preexec_fn=native_preexec, check=False, cwd=cwd)
     rc = proc.returncode
     if rc < 0:
         return Outcome(128 - rc, -rc, proc.stdout, proc.stderr)
