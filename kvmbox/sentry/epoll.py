@@ -238,15 +238,16 @@ class Epoll(FileDescription):
                            f"ino:{a.ino:x} sdev:{sdev:x}\n")
         return "".join(out)
 
-    def host_streams(self, seen: set | None = None) -> list[HostStream]:
-        """The host streams in this interest list and nested ones (waits poll them in slices)."""
+    def host_streams(self, seen: set | None = None) -> list[tuple[HostStream, int]]:
+        """The host streams in this interest list and nested ones, with the events watched
+        (a wait polls their fds)."""
         seen = set() if seen is None else seen
         seen.add(id(self))
-        out: list[HostStream] = []
+        out: list[tuple[HostStream, int]] = []
         for it in list(self.items.values()):
             f = it.file
             if isinstance(f, HostStream):
-                out.append(f)
+                out.append((f, it.events & 0xFFFF))
             elif isinstance(f, Epoll) and id(f) not in seen:
                 out += f.host_streams(seen)
         return out

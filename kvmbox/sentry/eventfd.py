@@ -1,7 +1,8 @@
 """eventfd: a 64-bit counter read and written as 8-byte values (EFD_SEMAPHORE, EFD_NONBLOCK).
 
-Blocking reads (counter 0) and writes (counter would pass 2^64-2) wait like
-pipe ends do (pipe.wait_slice): in slices, ending on the kernel's stop.
+A read of a zero counter, or a write that would pass 2^64-2, raises EAGAIN;
+for a blocking descriptor the syscall layer waits on `watchers` and retries
+(kvmbox/sentry/waiter.py), as for pipes.
 """
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ import time
 from kvmbox.errors import SyscallError
 from kvmbox.sentry.files import (ANON_INODE_DEV, anon_ino, POLLERR, POLLIN, POLLOUT, POLLRDNORM, POLLWRNORM,
                                  FileDescription)
-from kvmbox.sentry.pipe import wait_slice
 from kvmbox.sentry.vfs.node import Attr
 
 TYPE_CHECKING = False
@@ -41,8 +41,8 @@ class EventFd(FileDescription):
         self.count = initval
         self.semaphore = bool(flags & EFD_SEMAPHORE)
         self.flags = O_RDWR | (flags & EFD_NONBLOCK)
-        self.cond = threading.Condition()
-        self.watchers: set[threading.Event] = set()
+        self.cond = threading.Lock()
+        self.watchers: set = set()         # objects with set(): task Wakers, poll/epoll events
         self._ino = anon_ino()
         self.id = 0                        # /proc fdinfo's eventfd-id: the lowest free number
         if kernel is not None:
@@ -57,8 +57,7 @@ class EventFd(FileDescription):
                     gid=os.getgid(), size=0, atime_ns=now, mtime_ns=now, ctime_ns=now)
 
     def _changed(self) -> None:
-        self.cond.notify_all()
-        for ev in self.watchers:
+        for ev in list(self.watchers):
             ev.set()
 
     def read(self, n: int) -> bytes:
@@ -66,9 +65,7 @@ class EventFd(FileDescription):
             raise SyscallError(errno.EINVAL)
         with self.cond:
             if not self.count:
-                if self.flags & EFD_NONBLOCK:
-                    raise SyscallError(errno.EAGAIN)
-                wait_slice(self.kernel, self.cond, lambda: self.count)
+                raise SyscallError(errno.EAGAIN)
             value = 1 if self.semaphore else self.count
             self.count -= value
             self._changed()
@@ -87,9 +84,7 @@ class EventFd(FileDescription):
             raise SyscallError(errno.EINVAL)
         with self.cond:
             if self.count + value > COUNTER_MAX:
-                if self.flags & EFD_NONBLOCK:
-                    raise SyscallError(errno.EAGAIN)
-                wait_slice(self.kernel, self.cond, lambda: self.count + value <= COUNTER_MAX)
+                raise SyscallError(errno.EAGAIN)
             self.count += value
             self._changed()
         return 8
@@ -105,11 +100,11 @@ class EventFd(FileDescription):
                 r |= POLLERR
             return r
 
-    def watch(self, ev: threading.Event) -> None:
+    def watch(self, ev) -> None:
         with self.cond:
             self.watchers.add(ev)
 
-    def unwatch(self, ev: threading.Event) -> None:
+    def unwatch(self, ev) -> None:
         with self.cond:
             self.watchers.discard(ev)
 

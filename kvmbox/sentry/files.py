@@ -11,6 +11,7 @@ import errno
 import fcntl
 import itertools
 import os
+import select as _select
 import stat as stat_mod
 import termios
 import time
@@ -26,6 +27,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 # Largest chunk the Sentry moves per read/write call (Linux's MAX_RW_COUNT is ~2 GiB).
 MAX_RW = 0x7FFFF000
+# Bytes one host write to a pipe-like stream may carry: a pipe that polls writable takes
+# this much without blocking (a free page slot).
+HOST_PIPE_BUF = 4096
 
 # poll(2) bits; what a file without its own poll reports (DEFAULT_POLLMASK).
 POLLIN, POLLPRI, POLLOUT, POLLERR, POLLHUP, POLLNVAL = 0x1, 0x2, 0x4, 0x8, 0x10, 0x20
@@ -142,6 +146,11 @@ class FileDescription:
         """FIONREAD."""
         raise SyscallError(errno.ENOTTY)
 
+    def host_wait(self, events: int) -> tuple[int, int] | None:
+        """(host fd, poll events) a blocked wait for `events` on this file must poll, for a
+        file that is a host descriptor; None for the Sentry's own files (they notify)."""
+        return None
+
     def mmap_source(self) -> "MapSource":
         """What mmap(2) maps from this file."""
         raise SyscallError(errno.ENODEV)
@@ -154,7 +163,13 @@ class HostStream(FileDescription):
     """One of the Sentry's own standard streams passed through (the CLI's stdin/stdout/stderr).
 
     The Sentry duplicates the host fd and makes only read/write/pread/pwrite/
-    fstat and the TCGETS/TIOCGWINSZ queries on it, with buffers it owns.
+    fstat/poll and the TCGETS/TIOCGWINSZ queries on it, with buffers it owns.
+    It never blocks in the host: on a stream that can block (a pipe, FIFO, socket,
+    tty) a read or write first asks a zero-timeout host poll and raises EAGAIN when
+    the stream is not ready, so the syscall layer waits in waiter.block, polling the
+    fd (host_wait) with the task's Waker: a kill, a timeout or a signal ends it.
+    A write to such a stream then moves at most PIPE_BUF bytes per host call, which
+    a ready pipe always takes without blocking.
     """
 
     def __init__(self, host_fd: int, readable: bool, writable: bool) -> None:
@@ -165,6 +180,8 @@ class HostStream(FileDescription):
         st = os.fstat(self.fd)
         self.mode = st.st_mode
         self.seekable = stat_mod.S_ISREG(st.st_mode)
+        # Regular files and block devices never block; nor do the memory devices.
+        self.may_block = not (stat_mod.S_ISREG(st.st_mode) or stat_mod.S_ISBLK(st.st_mode))
         self._pushback = b""
 
     def unread(self, data: bytes) -> None:
@@ -179,6 +196,8 @@ class HostStream(FileDescription):
         if self._pushback:
             data, self._pushback = self._pushback[:n], self._pushback[n:]
             return data
+        if self.may_block and not self._host_ready(_select.POLLIN):
+            raise SyscallError(errno.EAGAIN)
         try:
             return os.read(self.fd, min(n, MAX_RW))
         except OSError as e:
@@ -187,12 +206,48 @@ class HostStream(FileDescription):
     def write(self, data: bytes) -> int:
         if not self.writable:
             raise SyscallError(errno.EBADF)
+        if self.may_block:
+            if not self._host_ready(_select.POLLOUT):
+                raise SyscallError(errno.EAGAIN)
+            data = data[:HOST_PIPE_BUF]
         try:
             return os.write(self.fd, data)
         except BrokenPipeError:
             raise SyscallError(errno.EPIPE) from None
+        except BlockingIOError:
+            raise SyscallError(errno.EAGAIN) from None
         except OSError as e:
             raise SyscallError(e.errno or errno.EIO) from None
+
+    def _host_ready(self, event: int) -> bool:
+        """Would a read (POLLIN) or write (POLLOUT) of the host stream proceed now?
+        Errors and hang-ups count as ready: the call then reports them."""
+        p = _select.poll()
+        p.register(self.fd, event)
+        try:
+            return bool(p.poll(0))
+        except OSError:
+            return True
+
+    def poll(self, events: int) -> int:
+        """Readiness from a zero-timeout host poll, limited to the stream's direction."""
+        if self.fd < 0:
+            return POLLNVAL
+        p = _select.poll()
+        p.register(self.fd, events)
+        try:
+            got = p.poll(0)
+        except OSError:
+            return POLLERR
+        r = got[0][1] if got else 0
+        if not self.readable:
+            r &= ~(POLLIN | POLLRDNORM)
+        if not self.writable:
+            r &= ~(POLLOUT | POLLWRNORM)
+        return r
+
+    def host_wait(self, events: int) -> tuple[int, int] | None:
+        return (self.fd, events) if self.fd >= 0 else None
 
     def pread(self, n: int, offset: int) -> bytes:
         if not self.seekable:

@@ -24,6 +24,9 @@ from kvmbox.sentry.files import FdTable, FileDescription
 from kvmbox.sentry.signals import deliver
 from kvmbox.sentry.syscalls.table import default_table
 from kvmbox.sentry.task import ImageReplaced, Task, TaskExit, default_rlimits
+from kvmbox.sentry.waiter import Stopped
+
+__all__ = ["Kernel", "RunOutcome", "Stopped"]
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
@@ -31,10 +34,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 KERNEL_RELEASE = "6.1.0-kvmbox"
 KERNEL_VERSION = "#1 SMP PREEMPT_DYNAMIC kvmbox"
-
-
-class Stopped(Exception):
-    """The run was stopped from outside (timeout or kill) while a task was blocked."""
 
 
 @dataclass
@@ -94,22 +93,17 @@ class Kernel:
     def notice(self, msg: str) -> None:
         self._notice(msg)
 
-    def sleep(self, t: Task, seconds: float) -> None:
-        """Block the task for `seconds`; raises Stopped if the run is stopped meanwhile."""
-        if self._stop.wait(max(seconds, 0.0)):
-            raise Stopped()
-
-    def wait_forever(self, t: Task) -> None:
-        """Block until the run is stopped (a wait nothing can satisfy); then raise Stopped."""
-        self._stop.wait()
-        raise Stopped()
+    @property
+    def stopping(self) -> bool:
+        """Has the current run been stopped (kill, timeout)?  Blocked waits then end."""
+        return self._stop.is_set()
 
     def stop(self) -> None:
-        """Stop the current run (kill or timeout); thread-safe."""
+        """Stop the current run (kill or timeout); thread-safe.  A task running guest code
+        is interrupted, a blocked one woken (kvmbox/sentry/waiter.py raises Stopped)."""
         self._stop.set()
-        with self._lock:
-            task = self._current
-        if task is not None:
+        for task in self.live_tasks():
+            task.waker.set()
             task.ctx.interrupt()
 
     def is_executing(self, node) -> bool:
@@ -202,6 +196,7 @@ class Kernel:
             fds.release()
             if task is not None:
                 task.mm.release()                 # execve may have replaced the first one
+                task.release()
             elif mm is not None:
                 mm.release()
 
@@ -259,6 +254,8 @@ class Kernel:
                     ctx.clear_interrupt()
                     if self._stop.is_set():
                         return self._stopped()
+                    if task.pending_signals:      # sent from another thread (a timer)
+                        deliver.deliver_pending(task)
                 else:
                     assert isinstance(ev, Fault)
                     if ev.vector == 14 and task.mm.handle_fault(ev.address, ev.error_code):

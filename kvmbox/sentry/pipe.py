@@ -6,13 +6,16 @@ merged into the last page when it fits, a write of at most PIPE_BUF bytes is
 atomic, a read takes what is there.  With no writers a read sees EOF; with no
 readers a write fails with EPIPE (the write handler raises SIGPIPE).
 
-Blocking: a read on an empty pipe (or a write to a full one) waits on the
-pipe's Condition in short slices, checking the kernel's stop between them, so
-a timeout or kill always ends it (in a single-threaded guest nothing else
-could ever satisfy such a wait).  poll(2) registers threading.Events in
-`watchers`; every state change sets them.
+Blocking: an end never blocks.  A read of an empty pipe (or a write to a full
+one) raises EAGAIN; for a blocking descriptor the syscall layer then waits on
+the buffer's `watchers` until poll() says the end is ready, and tries again
+(kvmbox/sentry/waiter.py; kvmbox/sentry/syscalls/blocking.py), so a signal, a
+timeout or a kill ends any wait at once.  Every state change sets the
+watchers (task Wakers, epoll's and poll's).  A blocking FIFO open waits the
+same way for its peer (`open_wait`), as Linux's fifo_open does on the
+reader/writer open counters.
 
-Lock order: PipeBuffer.cond only (never held while calling out).
+Lock order: PipeBuffer.cond only (its watchers' set() take no other lock).
 """
 from __future__ import annotations
 
@@ -30,7 +33,6 @@ from kvmbox.sentry.vfs.node import Attr
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
-    from kvmbox.sentry.kernel import Kernel
     from kvmbox.sentry.vfs.path import Location
 
 PAGE = 4096
@@ -38,25 +40,7 @@ PIPE_BUF = 4096
 DEFAULT_SLOTS = 16
 PIPE_MAX_SIZE = 1 << 20          # /proc/sys/fs/pipe-max-size
 O_NONBLOCK, O_DIRECT = 0o4000, 0o40000
-WAIT_SLICE = 0.05                # seconds between checks of the kernel's stop while blocked
 PIPEFS_DEV = ANON_INODE_DEV - 1  # pipefs's st_dev (0xc on Linux)
-
-
-def wait_slice(kernel: "Kernel | None", cond: threading.Condition, ready, deadline: float | None = None
-               ) -> bool:
-    """With `cond` held: wait until ready() (True) or the monotonic `deadline` passes (False);
-    raises kernel.Stopped when the run is stopped (timeout or kill)."""
-    while not ready():
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            cond.wait(min(left, WAIT_SLICE))
-        else:
-            cond.wait(WAIT_SLICE)
-        if kernel is not None:
-            kernel.sleep(None, 0)      # raises Stopped once the run is stopped
-    return True
 
 
 class PipeBuffer:
@@ -69,8 +53,10 @@ class PipeBuffer:
         self.slots = DEFAULT_SLOTS
         self.readers = 0
         self.writers = 0
+        self.r_counter = 0                  # opens for reading ever (a blocking FIFO open waits
+        self.w_counter = 0                  # for the other counter to move, as Linux's fifo_open)
         self.cond = threading.Condition()
-        self.watchers: set[threading.Event] = set()
+        self.watchers: set = set()          # objects with set(): task Wakers, poll/epoll events
         now = time.time_ns()
         self.atime_ns = self.mtime_ns = self.ctime_ns = now
 
@@ -80,8 +66,7 @@ class PipeBuffer:
 
     def changed(self) -> None:
         """With cond held: wake blocked readers/writers and pollers."""
-        self.cond.notify_all()
-        for ev in self.watchers:
+        for ev in list(self.watchers):
             ev.set()
 
     # --- with cond held ---------------------------------------------------------------
@@ -142,11 +127,10 @@ class PipeEnd(FileDescription):
 
     mode = S.S_IFIFO | 0o600
 
-    def __init__(self, buf: PipeBuffer, flags: int, kernel: "Kernel | None" = None,
-                 loc: "Location | None" = None, node=None) -> None:
+    def __init__(self, buf: PipeBuffer, flags: int, loc: "Location | None" = None,
+                 node=None) -> None:
         self.buf = buf
         self.flags = flags
-        self.kernel = kernel
         self.location = loc
         self.node = node                   # the FIFO's node (stat), None for pipe(2)
         acc = flags & O_ACCMODE
@@ -156,8 +140,10 @@ class PipeEnd(FileDescription):
         with buf.cond:
             if self.readable:
                 buf.readers += 1
+                buf.r_counter += 1
             if self.writable:
                 buf.writers += 1
+                buf.w_counter += 1
             buf.changed()
 
     @property
@@ -174,6 +160,7 @@ class PipeEnd(FileDescription):
 
     # --- bytes ------------------------------------------------------------------------
     def read(self, n: int) -> bytes:
+        """What is buffered (up to n), b"" at EOF (no writers), else EAGAIN (never blocks)."""
         if not self.readable:
             raise SyscallError(errno.EBADF)
         if n == 0:
@@ -183,9 +170,7 @@ class PipeEnd(FileDescription):
             if not b.count:
                 if not b.writers:
                     return b""
-                if self.nonblocking:
-                    raise SyscallError(errno.EAGAIN)
-                wait_slice(self.kernel, b.cond, lambda: b.count or not b.writers)
+                raise SyscallError(errno.EAGAIN)
             data = b.take(n)
             if data:
                 b.atime_ns = time.time_ns()
@@ -198,6 +183,8 @@ class PipeEnd(FileDescription):
             self.buf.changed()
 
     def write(self, data: bytes) -> int:
+        """Take what fits now (all of a write of at most PIPE_BUF bytes, or none of it);
+        EAGAIN when nothing fits, EPIPE with no readers (never blocks)."""
         if not self.writable:
             raise SyscallError(errno.EBADF)
         b = self.buf
@@ -208,32 +195,14 @@ class PipeEnd(FileDescription):
                 raise SyscallError(errno.EPIPE)
             if total == 0:
                 return 0
-            done = 0
-            while True:
-                if not b.readers:
-                    if done:
-                        break
-                    raise SyscallError(errno.EPIPE)
-                rest = view[done:]
-                if total <= PIPE_BUF and not b.room_for(total):
-                    n = 0
-                else:
-                    n = b.put(rest)
-                if n:
-                    done += n
-                    b.mtime_ns = b.ctime_ns = time.time_ns()
-                    b.changed()
-                if done == total:
-                    break
-                if self.nonblocking:
-                    if done:
-                        break
-                    raise SyscallError(errno.EAGAIN)
-                need = total - done if total <= PIPE_BUF else 1
-                wait_slice(self.kernel, b.cond,
-                           lambda: not b.readers or (b.room_for(need) if need <= PIPE_BUF
-                                                     else len(b.pages) < b.slots))
-            return done
+            if total <= PIPE_BUF and not b.room_for(total):
+                raise SyscallError(errno.EAGAIN)
+            n = b.put(view)
+            if not n:
+                raise SyscallError(errno.EAGAIN)
+            b.mtime_ns = b.ctime_ns = time.time_ns()
+            b.changed()
+            return n
 
     # --- the rest ---------------------------------------------------------------------
     def poll(self, events: int) -> int:
@@ -278,14 +247,23 @@ class PipeEnd(FileDescription):
             self.buf.set_slots(slots)
         return slots * PAGE
 
-    def wait_for_peer(self) -> None:
-        """A blocking FIFO open: wait until the other side is open too (or the run stops)."""
+    def open_wait(self):
+        """What a blocking open of this FIFO end waits for, as a predicate (None: nothing).
+        A reader waits until some writer has opened (now or since), a writer for a reader;
+        an O_RDWR open never waits (Linux's fifo_open on the r/w counters)."""
+        if self.node is None or self.nonblocking or (self.readable and self.writable):
+            return None
         b = self.buf
         with b.cond:
-            if self.readable and not self.writable:
-                wait_slice(self.kernel, b.cond, lambda: b.writers)
-            elif self.writable and not self.readable:
-                wait_slice(self.kernel, b.cond, lambda: b.readers)
+            if self.readable:
+                if b.writers:
+                    return None
+                start = b.w_counter
+                return lambda: b.w_counter != start
+            if b.readers:
+                return None
+            start = b.r_counter
+            return lambda: b.r_counter != start
 
     def release(self) -> None:
         if self._released:
@@ -313,17 +291,17 @@ def _gid() -> int:
     return os.getgid()
 
 
-def make_pipe(kernel: "Kernel", flags: int) -> tuple[PipeEnd, PipeEnd]:
+def make_pipe(flags: int) -> tuple[PipeEnd, PipeEnd]:
     """pipe2(2): a new buffer and its (read, write) ends; flags: O_NONBLOCK, O_DIRECT."""
     buf = PipeBuffer(0)
     buf.ino = anon_ino()
     extra = flags & (O_NONBLOCK | O_DIRECT)
-    return PipeEnd(buf, O_RDONLY | extra, kernel), PipeEnd(buf, O_WRONLY | extra, kernel)
+    return PipeEnd(buf, O_RDONLY | extra), PipeEnd(buf, O_WRONLY | extra)
 
 
 def open_fifo(node, flags: int, loc: "Location | None") -> PipeEnd:
     """Open a FIFO node (its buffer lives in node.pipe).  Never blocks: a blocking open
-    waits afterwards in the syscall layer (PipeEnd.wait_for_peer).  A non-blocking
+    waits afterwards in the syscall layer (PipeEnd.open_wait).  A non-blocking
     write-only open with no reader gives ENXIO."""
     buf = getattr(node, "pipe", None)
     if buf is None:
@@ -336,4 +314,4 @@ def open_fifo(node, flags: int, loc: "Location | None") -> PipeEnd:
         with buf.cond:
             if not buf.readers:
                 raise SyscallError(errno.ENXIO)
-    return PipeEnd(buf, flags, None, loc, node)
+    return PipeEnd(buf, flags, loc, node)

@@ -1,11 +1,17 @@
 """Task: one guest thread (registers via its Context, signal mask) in a thread group.
 
-Lock order: none yet (one task per Sandbox run); when threads arrive, Kernel.lock
-before ThreadGroup.lock before MemoryManager.lock.
+Signals may be sent to a task from other host threads (timers, the kernel's
+stop): `send_signal` queues under `sig_lock`, wakes the task's Waker if it is
+blocked (kvmbox/sentry/waiter.py) and interrupts its Context if it runs guest
+code, so delivery is prompt either way.
+
+Lock order: Kernel.lock before ThreadGroup.lock (when threads arrive) before
+Task.sig_lock before MemoryManager.lock.
 """
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
@@ -111,16 +117,42 @@ class Task:
         self.robust_list = (0, 0)
         self.fs_base = 0
         self.exited: TaskExit | None = None
-        self.pending_signals: list[tuple[int, int, int]] = []   # (signo, si_code, si_addr) queued
+        # Queued signals: (signo, si_code, si_addr, info); info is None or the whole 128-byte
+        # siginfo (or a callable making it at delivery: a POSIX timer's overrun count).
+        self.pending_signals: list[tuple] = []
+        self.sig_lock = threading.Lock()   # guards pending_signals against other threads' senders
+        from kvmbox.sentry.waiter import Waker
+        self.waker = Waker()               # what a blocked wait sleeps on (waiter.block)
+        self.blocked = False               # inside waiter.block (for /proc's state letter)
         self.altstack = (0, 2, 0)          # sigaltstack (ss_sp, ss_flags, ss_size); 2 = SS_DISABLE
         self.saved_sigmask: int | None = None   # rt_sigsuspend's mask to put back after delivery
         self.fault_regs = (0, 0, 0)        # (trapno, err, cr2) of the last fault, for sigcontext
 
-    def queue_signal(self, signo: int, *, code: int = 0, addr: int = 0) -> None:
+    def queue_signal(self, signo: int, *, code: int = 0, addr: int = 0, info=None) -> None:
         """Make `signo` pending for this task; delivered before it next returns to the guest.
 
-        The contract for code that raises signals (SIGPIPE on a pipe write, kill(2)):
-        call this, then return/raise the syscall's own result as usual.
+        The contract for code that raises signals on the task's own thread (SIGPIPE on a
+        pipe write, kill(2)): call this, then return/raise the syscall's own result as usual.
+        From another thread use send_signal.
         """
         from kvmbox.sentry.signals.deliver import queue
-        queue(self, signo, code, addr)
+        queue(self, signo, code, addr, info)
+
+    def send_signal(self, signo: int, *, code: int = 0, addr: int = 0, info=None) -> None:
+        """Queue `signo` from any thread (a timer, another task) and make the task notice:
+        a blocked wait ends with its restart code, guest code is interrupted for delivery."""
+        from kvmbox.sentry.signals.deliver import queue
+        if not queue(self, signo, code, addr, info):
+            return
+        self.waker.set()          # a wait re-checks (sigtimedwait also wants blocked ones)
+        if self.signal_pending():
+            self.ctx.interrupt()
+
+    def signal_pending(self) -> bool:
+        """Is a signal pending that the task does not block (it would interrupt a wait)?"""
+        from kvmbox.sentry.signals.deliver import deliverable_mask
+        return bool(deliverable_mask(self))
+
+    def release(self) -> None:
+        """The task is gone: close what it holds of the host (its Waker)."""
+        self.waker.close()

@@ -86,6 +86,8 @@ PARAMS = [pytest.param(c, b, id=f"{c.id}-{b}") for c in CASES for b in PROGRAM_B
 OTHER_MODULES = {"faults", "spin", "memhog", "sysfuzz", "vdso_clock"}
 # Signal default actions, one outcome per run (test_signals.py).
 OTHER_MODULES |= {"sigdefault"}
+# Waits that only a timeout or kill can end (test_blocking.py).
+OTHER_MODULES |= {"block"}
 # File-system escape attempts, run only in the sandbox (tests/security/test_fs_escape.py).
 OTHER_MODULES |= {"escape_dev", "escape_links", "escape_paths", "escape_proc", "escape_race",
                   "escape_ro", "escape_root"}

@@ -18,7 +18,8 @@ from kvmbox.sentry import epoll as EP
 from kvmbox.sentry.eventfd import EventFd
 from kvmbox.sentry.files import FdTable, HostStream
 from kvmbox.sentry.pipe import make_pipe
-from kvmbox.sentry.signals.deliver import ERESTARTNOHAND
+from kvmbox.sentry.signals.deliver import ERESTARTNOHAND, deliverable_mask
+from kvmbox.sentry.waiter import Stopped, Waker
 from kvmbox.sentry.syscalls import sys_epoll as SE
 from kvmbox.sentry.syscalls.table import build_table
 from kvmbox.sentry.task import default_rlimits
@@ -27,18 +28,9 @@ from tests.unit.test_handlers import BASE, SIZE, A, FakeMM, fails   # memory at 
 EV = struct.Struct("<IQ")
 
 
-class Stopped(Exception):
-    pass
-
-
 class FakeKernel:
     def __init__(self) -> None:
-        self.stopped = False
-
-    def sleep(self, t, seconds: float) -> None:
-        if self.stopped:
-            raise Stopped()
-        time.sleep(seconds)
+        self.stopping = False          # what waiter.block checks (Kernel.stopping)
 
 
 class FakeTask:
@@ -49,7 +41,18 @@ class FakeTask:
         self.rlimits = default_rlimits(None)
         self.sigmask = 0
         self.saved_sigmask = None
-        self.pending_signals: list[tuple[int, int, int]] = []
+        self.pending_signals: list[tuple] = []
+        self.sig_lock = threading.Lock()
+        self.waker = Waker()
+        self.blocked = False
+
+    def signal_pending(self) -> bool:
+        return bool(deliverable_mask(self))
+
+    def stop(self) -> None:
+        """What Kernel.stop does for a blocked task."""
+        self.kernel.stopping = True
+        self.waker.set()
 
 
 @pytest.fixture
@@ -72,7 +75,7 @@ def wait(t, epfd: int, maxevents: int = 8, timeout: int = 0) -> list[tuple[int, 
 
 
 def pipe_fds(t) -> tuple[int, int, object, object]:
-    r, w = make_pipe(t.kernel, 0)
+    r, w = make_pipe(0)
     return t.fds.alloc(r), t.fds.alloc(w), r, w
 
 
@@ -142,7 +145,7 @@ def test_timeout_expires_and_a_stopped_run_ends_an_endless_wait(t):
     t0 = time.monotonic()
     assert wait(t, ep, timeout=80) == []
     assert time.monotonic() - t0 >= 0.07
-    threading.Timer(0.1, lambda: setattr(t.kernel, "stopped", True)).start()
+    threading.Timer(0.1, t.stop).start()
     with pytest.raises(Stopped):
         wait(t, ep, timeout=-1)
 
@@ -247,7 +250,7 @@ def test_closing_the_last_descriptor_leaves_the_interest_list_and_unwatches(t):
 
 
 def test_wake_keys_follow_linux_pipe_and_eventfd():
-    r, w = make_pipe(None, 0)
+    r, w = make_pipe(0)
     key = lambda f, a, b: EP._wake_key(f, a, b)       # noqa: E731
     # (count, readers, writers, slots, full)
     assert key(r, (0, 1, 1, 16, False), (3, 1, 1, 16, False)) == EP.EPOLLIN | EP.EPOLLRDNORM

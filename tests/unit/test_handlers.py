@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import errno
 import struct
+import threading
 import time
 from types import SimpleNamespace
 
@@ -14,8 +15,8 @@ from kvmbox.sentry.syscalls import (sys_dir as D, sys_identity as I, sys_misc as
 from kvmbox.sentry.task import RLIM_INFINITY, Credentials, default_rlimits
 
 
-class Stopped(Exception):
-    """What the real Kernel raises from sleep/wait_forever when the run is stopped."""
+from kvmbox.sentry.signals.deliver import deliverable_mask
+from kvmbox.sentry.waiter import Stopped, Waker
 
 BASE = 0x40_0000
 SIZE = 0x4000
@@ -64,20 +65,10 @@ class FakeKernel:
 
     def __init__(self) -> None:
         self.boot_monotonic_ns = time.monotonic_ns() - 5_000_000_000
-        self.waited = 0
-        self.stopped = False
-
-    def sleep(self, t, seconds: float) -> None:
-        if self.stopped:
-            raise Stopped()
-        time.sleep(seconds)
+        self.stopping = False          # what waiter.block checks (Kernel.stopping)
 
     def clock_ns(self, clock: int) -> int:
         return time.clock_gettime_ns(clock)
-
-    def wait_forever(self, t) -> None:
-        self.waited += 1
-        raise Stopped()
 
     def notice(self, msg: str) -> None:
         pass
@@ -110,6 +101,12 @@ class FakeTask:
         self.clear_child_tid = 0
         self.robust_list = (0, 0)
         self.exited = None
+        self.sig_lock = threading.Lock()
+        self.waker = Waker()
+        self.blocked = False
+
+    def signal_pending(self) -> bool:
+        return bool(deliverable_mask(self))
 
 
 @pytest.fixture
@@ -225,7 +222,7 @@ def test_nanosleep_rejects_bad_timespec(t, sec, nsec):
 def test_nanosleep_faults_and_kill(t):
     fails(errno.EFAULT, TM.nanosleep, t, BAD, 0)
     t.mm.put(BASE, struct.pack("<qq", 100, 0))
-    t.kernel.stopped = True
+    t.kernel.stopping = True
     start = time.monotonic()
     with pytest.raises(Stopped):
         TM.nanosleep(t, A(BASE, 0))
@@ -473,8 +470,26 @@ def test_futex_errors_and_wake(t):
     fails(errno.EFAULT, TH.futex, t, uaddr, 0, 5, BAD)
 
 
-def test_futex_wait_forever_defers_to_the_kernel(t):
+def test_futex_wait_forever_ends_when_the_run_stops(t):
     uaddr = t.mm.put(BASE, struct.pack("<I", 0))
+
+    def stop():
+        t.kernel.stopping = True
+        t.waker.set()
+    threading.Timer(0.1, stop).start()
+    start = time.monotonic()
     with pytest.raises(Stopped):
         TH.futex(t, A(uaddr, 128, 0, 0))
-    assert t.kernel.waited == 1
+    assert time.monotonic() - start < 5
+
+
+def test_futex_wait_forever_ends_with_a_signal(t):
+    """A signal sent from another thread (a timer) ends the endless wait with ERESTARTSYS."""
+    from kvmbox.sentry.signals.deliver import ERESTARTSYS, queue
+    uaddr = t.mm.put(BASE, struct.pack("<I", 0))
+
+    def send():
+        queue(t, 10)
+        t.waker.set()
+    threading.Timer(0.1, send).start()
+    fails(ERESTARTSYS, TH.futex, t, uaddr, 128, 0, 0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import struct
+import threading
 import subprocess
 
 import pytest
@@ -117,7 +118,8 @@ class BareTask:
     def __init__(self) -> None:
         self.sigmask = 0
         self.sigactions: dict[int, bytes] = {}
-        self.pending_signals: list[tuple[int, int, int]] = []
+        self.pending_signals: list[tuple] = []
+        self.sig_lock = threading.Lock()
 
 
 def _act(t, signo, handler):
@@ -133,7 +135,7 @@ def test_queue_rules():
     t.sigmask = S.sigbit(S.SIGUSR1)
     D.queue(t, S.SIGUSR1)                      # blocked signals are never ignored at queue time
     D.queue(t, S.SIGUSR1)                      # standard signals pend once
-    assert t.pending_signals == [(S.SIGUSR1, 0, 0)]
+    assert t.pending_signals == [(S.SIGUSR1, 0, 0, None)]
     D.queue(t, 40)
     D.queue(t, 40)                             # real-time signals queue
     assert [p[0] for p in t.pending_signals] == [S.SIGUSR1, 40, 40]
@@ -148,7 +150,7 @@ def test_dequeue_order_and_force():
         D.queue(t, s)
     t.sigmask = S.sigbit(S.SIGHUP)
     D.force(t, S.SIGSEGV, 1, 0x10)             # synchronous first
-    assert D.dequeue(t, ~t.sigmask) == (S.SIGSEGV, 1, 0x10)
+    assert D.dequeue(t, ~t.sigmask) == (S.SIGSEGV, 1, 0x10, None)
     assert D.dequeue(t, ~t.sigmask)[0] == S.SIGUSR2   # then the lowest unblocked
     assert D.dequeue(t, ~t.sigmask)[0] == S.SIGTERM
     assert D.dequeue(t, ~t.sigmask) is None           # SIGHUP stays pending while blocked

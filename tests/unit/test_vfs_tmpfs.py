@@ -432,7 +432,7 @@ def test_xattr_where_they_cannot_live(world):
     fails_with(errno.EOPNOTSUPP, xcall, t, X.getxattr, hf, t.s("foo.bar"), 0, 0)
     assert xcall(t, X.listxattr, hf, 0, 0) == 0
     # a pipe: a FIFO for the VFS's rules, no store behind it
-    r, w = make_pipe(None, 0)
+    r, w = make_pipe(0)
     fd = t.fds.alloc(r)
     fails_with(errno.ENODATA, xcall, t, X.fgetxattr, fd, t.s("user.a"), 0, 0)
     fails_with(errno.EPERM, xcall, t, X.fsetxattr, fd, t.s("user.a"), t.s("x"), 1, 0)

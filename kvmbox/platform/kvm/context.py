@@ -36,7 +36,8 @@ class KvmContext(Context):
         self.vcpu = vcpu
         self.regs = vcpu.regs
         base = L.STUB_VIRT
-        self._syscall_exit_rip = base + L.user_trampoline(vcpu.index) + platform.stub.syscall_exit_offset
+        self._tramp_lo = base + L.user_trampoline(vcpu.index)
+        self._syscall_exit_rip = self._tramp_lo + platform.stub.syscall_exit_offset
         self._fast = L.fast_data(vcpu.index)
         self._restore_flags = platform.flavour == "pvm-native"
         self._handlers = (base + L.HANDLERS_OFF, base + L.HANDLERS_OFF + 32 * L.HANDLER_STRIDE)
@@ -47,6 +48,7 @@ class KvmContext(Context):
         self._pending: dict[str, int] = {}      # registers set before the first entry
         self._cr3 = -1
         self.in_exception = False               # the vCPU sits in a ring-0 handler after a Fault
+        self._parked_rip = -1                   # ...at this RIP (right after the handler's `out`)
         self._thread: int | None = None
         self._interrupt = threading.Event()
 
@@ -64,14 +66,27 @@ class KvmContext(Context):
             # PVM reports RSP as 0 while the vCPU is in ring 0; if the registers
             # were edited (dirty), the handler's real RSP must go back with them.
             self.regs[RSP] = self._frame_virt
+        was_in_exception = self.in_exception
         self._thread = threading.get_ident()
         if self._interrupt.is_set():
             vcpu.set_immediate_exit(True)
         try:
-            reason = vcpu.run()
+            while True:
+                reason = vcpu.run()
+                if reason is not VcpuExit.INTERRUPTED or self._at_boundary(was_in_exception):
+                    break
+                # Interrupted inside ring-0 stub code (an exception entry on its way to its
+                # exit, or its iretq): no user state to deliver a signal on.  Let it run on
+                # and interrupt again shortly; a trap on the way serves as well.
+                vcpu.set_immediate_exit(False)
+                was_in_exception = False
+                self._rekick()
         finally:
             self._thread = None
         self.in_exception = False
+        if reason is VcpuExit.INTERRUPTED:
+            self.in_exception = was_in_exception   # still parked after its `out`
+            return INTERRUPTED
         if reason is VcpuExit.IO:
             port = vcpu.io_port()
             if port == L.PORT_SYSCALL:
@@ -88,14 +103,32 @@ class KvmContext(Context):
             if port == L.PORT_EXCEPTION:
                 return self._exception()
             raise SandboxCrash(f"guest exit on unexpected port {port:#x} at rip {self.regs[RIP]:#x}")
-        if reason is VcpuExit.INTERRUPTED:
-            return INTERRUPTED
         if reason is VcpuExit.SHUTDOWN:
             ev = vcpu.get_vcpu_events()
             raise SandboxCrash(f"guest triple fault (stub bug): last exception vector {ev[1]} "
                                f"at rip {self.regs[RIP]:#x}")
         raise SandboxCrash(f"unexpected KVM exit {reason.name} ({vcpu.raw_exit_reason()}) "
                            f"at rip {self.regs[RIP]:#x}")
+
+    def _at_boundary(self, was_in_exception: bool) -> bool:
+        """After an interrupted KVM_RUN: is the vCPU where user registers are well defined?
+        In user code (the pvm-native trampoline is user code too), or still parked after
+        the `out` of the exception exit it was resumed from; not elsewhere in ring 0."""
+        rip = self.regs[RIP]
+        if was_in_exception and rip == self._parked_rip:
+            return True
+        lo, hi = self._handlers
+        if lo <= rip < hi:
+            return False
+        if not self._restore_flags and self._tramp_lo <= rip < self._tramp_lo + L.PAGE_SIZE:
+            return rip == self._syscall_exit_rip   # hw: the ring-0 syscall entry
+        return True
+
+    def _rekick(self) -> None:
+        """Interrupt again in about a millisecond (from a timer thread)."""
+        timer = threading.Timer(0.001, self.interrupt)
+        timer.daemon = True
+        timer.start()
 
     def _exception(self) -> Event:
         rip_now = self.regs[RIP]
@@ -106,6 +139,7 @@ class KvmContext(Context):
         if cs & 3 != 3:
             raise SandboxCrash(f"ring-0 exception {vector} at rip {rip:#x} (stub bug); sandbox torn down")
         self.in_exception = True
+        self._parked_rip = rip_now
         address = self.vcpu.sync_cr(1) if vector == VEC_PF else rip
         return Fault(vector, address, err, rip)
 

@@ -73,18 +73,22 @@ def ignored(signo: int, handler: int) -> bool:
 
 def flush(t: "Task", signo: int) -> None:
     """Drop every pending instance of signo (sigaction set it to be ignored)."""
-    t.pending_signals[:] = [p for p in t.pending_signals if p[0] != signo]
+    with t.sig_lock:
+        t.pending_signals[:] = [p for p in t.pending_signals if p[0] != signo]
 
 
-def queue(t: "Task", signo: int, code: int = 0, addr: int = 0) -> None:
-    """Make signo pending (Task.queue_signal).  An ignored, unblocked signal is discarded
-    now; a standard signal already pending is not queued twice; real-time ones queue."""
+def queue(t: "Task", signo: int, code: int = 0, addr: int = 0, info=None) -> bool:
+    """Make signo pending (Task.queue_signal / send_signal; any thread).  An ignored,
+    unblocked signal is discarded now; a standard signal already pending is not queued
+    twice; real-time ones queue.  False when the signal was dropped."""
     if signo == S.SIGKILL or not t.sigmask & S.sigbit(signo):
         if signo != S.SIGKILL and ignored(signo, action(t, signo)[0]):
-            return
-    if signo < S.SIGRTMIN and any(p[0] == signo for p in t.pending_signals):
-        return
-    t.pending_signals.append((signo, code, addr))
+            return False
+    with t.sig_lock:
+        if signo < S.SIGRTMIN and any(p[0] == signo for p in t.pending_signals):
+            return False
+        t.pending_signals.append((signo, code, addr, info))
+    return True
 
 
 def force(t: "Task", signo: int, code: int, addr: int = 0) -> None:
@@ -95,34 +99,46 @@ def force(t: "Task", signo: int, code: int, addr: int = 0) -> None:
     if t.sigmask & bit or handler == S.SIG_IGN:
         _set_handler(t, signo, S.SIG_DFL)
         t.sigmask &= ~bit
-    t.pending_signals[:] = [p for p in t.pending_signals if p[0] != signo]
-    t.pending_signals.insert(0, (signo, code, addr))
+    with t.sig_lock:
+        t.pending_signals[:] = [p for p in t.pending_signals if p[0] != signo]
+        t.pending_signals.insert(0, (signo, code, addr, None))
+
+
+def pending_mask(t: "Task") -> int:
+    """Every pending signal, blocked or not, as a mask."""
+    m = 0
+    for p in list(t.pending_signals):
+        m |= S.sigbit(p[0])
+    return m
 
 
 def deliverable_mask(t: "Task") -> int:
     """Pending signals that are not blocked, as a mask."""
-    m = 0
-    for signo, _c, _a in t.pending_signals:
-        m |= S.sigbit(signo)
-    return m & ~t.sigmask
+    return pending_mask(t) & ~t.sigmask
 
 
-def dequeue(t: "Task", allowed: int) -> tuple[int, int, int] | None:
+def dequeue(t: "Task", allowed: int) -> tuple | None:
     """Remove and return the signal Linux would take next among `allowed` (a mask):
-    synchronous (fault) signals first, then the lowest number, oldest first."""
+    synchronous (fault) signals first, then the lowest number, oldest first.
+    Returns (signo, code, addr, info)."""
     best, best_key = -1, (2, 0)
-    for i, (signo, _c, _a) in enumerate(t.pending_signals):
-        bit = S.sigbit(signo)
-        if allowed & bit:
-            key = (0 if bit & SYNCHRONOUS_MASK else 1, signo)
-            if key < best_key:
-                best, best_key = i, key
-    if best < 0:
-        return None
-    return t.pending_signals.pop(best)
+    with t.sig_lock:
+        for i, p in enumerate(t.pending_signals):
+            bit = S.sigbit(p[0])
+            if allowed & bit:
+                key = (0 if bit & SYNCHRONOUS_MASK else 1, p[0])
+                if key < best_key:
+                    best, best_key = i, key
+        if best < 0:
+            return None
+        return t.pending_signals.pop(best)
 
 
-def siginfo_for(t: "Task", signo: int, code: int, addr: int) -> bytes:
+def siginfo_for(t: "Task", signo: int, code: int, addr: int, info=None) -> bytes:
+    """The siginfo_t delivered for a dequeued signal: `info` when its sender built one
+    (a callable is asked now, e.g. for a timer's overrun count), else from code/addr."""
+    if info is not None:
+        return info() if callable(info) else info
     return F.siginfo(signo, code, addr=addr, pid=t.tgid, uid=t.creds.uid)
 
 
@@ -184,7 +200,7 @@ def deliver_pending(t: "Task", restart: int = 0, nr: int = 0) -> None:
         item = dequeue(t, ~t.sigmask)
         if item is None:
             break
-        signo, code, addr = item
+        signo, code, addr, info = item
         handler, flags, restorer, smask = action(t, signo)
         if handler == S.SIG_IGN:
             continue
@@ -199,7 +215,7 @@ def deliver_pending(t: "Task", restart: int = 0, nr: int = 0) -> None:
             else:
                 t.ctx.set_return(-errno.EINTR)
             restart = 0
-        setup_frame(t, signo, code, addr, handler, flags, restorer, smask)
+        setup_frame(t, signo, code, addr, handler, flags, restorer, smask, info)
     if restart:                                   # no handler ran: the call starts over
         if restart == ERESTART_RESTARTBLOCK:
             t.ctx.set_return(-errno.EINTR)
@@ -217,7 +233,7 @@ def _rewind(t: "Task", nr: int) -> None:
 
 
 def setup_frame(t: "Task", signo: int, code: int, addr: int, handler: int, flags: int,
-                restorer: int, smask: int) -> None:
+                restorer: int, smask: int, info=None) -> None:
     """Push the rt_sigframe and enter the handler (x64_setup_rt_frame + signal_delivered)."""
     ctx = t.ctx
     regs = ctx.get_regs()
@@ -243,7 +259,7 @@ def setup_frame(t: "Task", signo: int, code: int, addr: int, handler: int, flags
         t.mm.copy_out(frame, F.pack_frame(
             restorer=restorer, regs=regs, uc_stack=uc_stack, err=err, trapno=trapno,
             oldmask=mask, cr2=cr2, fpstate=fpstate, sigmask=mask,
-            info=siginfo_for(t, signo, code, addr)))
+            info=siginfo_for(t, signo, code, addr, info)))
     except SyscallError:
         return _setup_failed(t, signo)
     if entering and t.altstack[1] & S.SS_AUTODISARM:

@@ -2,7 +2,7 @@
 
 The instance and its lists live in kvmbox/sentry/epoll.py.  Waiting reuses
 poll(2)'s machinery (sys_poll.wait_ready: the Epoll's watchers wake it, host
-streams are polled in slices), with Linux's ep_poll order: events first, a zero
+streams' fds are polled with the task's Waker), with Linux's ep_poll order: events first, a zero
 timeout returns at once, then a pending unblocked signal ends the wait with
 EINTR (epoll waits are never restarted, whatever SA_RESTART says).
 epoll_pwait/epoll_pwait2 install their signal mask for the wait as ppoll does.
@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 
 from kvmbox.errors import SyscallError
+from kvmbox.sentry.files import POLLIN
 from kvmbox.sentry.signals.deliver import ERESTARTNOHAND
 from kvmbox.sentry.syscalls.args import s32
 from kvmbox.sentry.syscalls.sys_open import install
@@ -114,7 +115,7 @@ def _wait(t: "Task", epfd: int, evp: int, maxevents: int, timeout_ns: int | None
     if timeout_ns == 0:
         check()
     else:
-        wait_ready(t, [ep, *ep.host_streams()], check, _deadline(timeout_ns))
+        wait_ready(t, [(ep, POLLIN), *ep.host_streams()], check, _deadline(timeout_ns))
     if got[0] < 0:
         raise SyscallError(-got[0])
     return got[0]
@@ -170,7 +171,7 @@ ENTRIES = (
           "pipes, eventfds, epolls, host streams, pollable proc/dev files; edge-triggered exact for "
           "pipes and eventfds, for host streams a bit not set at the previous scan; closed files "
           "leave the interest list at its next use; no EPOLLEXCLUSIVE wake-one or wake-up path limits"),
-    Entry("epoll_wait", epoll_wait, PARTIAL, "as poll: waits wake in 50 ms slices with host streams"),
+    Entry("epoll_wait", epoll_wait, PARTIAL, "as poll"),
     Entry("epoll_pwait", epoll_pwait, PARTIAL, "as epoll_wait, with the signal mask applied during the wait"),
     Entry("epoll_pwait2", epoll_pwait2, PARTIAL, "as epoll_pwait, with a timespec timeout"),
 )

@@ -184,7 +184,7 @@ def _lock(t: "Task", f: "FileDescription", cmd: int, arg: int) -> int:
         raise SyscallError(errno.EBADF)
     if ltype != F_UNLCK and _conflict(t, f, ofd, ltype, begin, end) is not None:
         if cmd in (F_SETLKW, F_OFD_SETLKW):
-            t.kernel.wait_forever(t)                 # only this process could release it
+            _wait_forever(t)                         # only this process could release it
         raise SyscallError(errno.EAGAIN)
     node = _node_of(f)
     if ofd:
@@ -273,10 +273,18 @@ def flock(t: "Task", a: Args) -> int:
         held = getattr(other, "_flock", 0)
         if held and (held == LOCK_EX or kind == LOCK_EX):
             if not op & LOCK_NB:
-                t.kernel.wait_forever(t)                 # nothing else could unlock it
+                _wait_forever(t)                         # nothing else could unlock it
             raise SyscallError(errno.EWOULDBLOCK)
     f._flock = kind                                      # type: ignore[attr-defined]
     return 0
+
+
+def _wait_forever(t: "Task") -> None:
+    """A lock wait nothing in a one-process sandbox can satisfy: it ends by a signal
+    (ERESTARTSYS: EINTR, or a restart under SA_RESTART) or a stop."""
+    from kvmbox.sentry.signals.deliver import ERESTARTSYS
+    from kvmbox.sentry.waiter import block
+    block(t, lambda: False, interrupt=ERESTARTSYS)
 
 
 # --- pipes and eventfds --------------------------------------------------------------------
@@ -284,7 +292,7 @@ def _pipe(t: "Task", addr: int, flags: int) -> int:
     from kvmbox.sentry.pipe import make_pipe
     if flags & ~(O_CLOEXEC | O_NONBLOCK | O_DIRECT):
         raise SyscallError(errno.EINVAL)
-    r, w = make_pipe(t.kernel, flags)
+    r, w = make_pipe(flags)
     cloexec = bool(flags & O_CLOEXEC)
     try:
         rfd = install(t, r, cloexec)

@@ -3,6 +3,11 @@ sendfile / copy_file_range, fadvise64.
 
 A write that fails with EPIPE also raises SIGPIPE, as Linux's pipe and socket
 writes do (the signal is queued; the errno still returns if it is ignored).
+
+Files never block: on a blocking descriptor an EAGAIN is waited out here
+(kvmbox/sentry/syscalls/blocking.py).  A blocking write goes on until every
+byte is taken, as a pipe write does; interrupted by a signal after some bytes
+it returns their count, before any it restarts or fails with EINTR.
 """
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import errno
 from kvmbox.abi.structs import IOVEC, S32, S64, U32
 from kvmbox.errors import SyscallError
 from kvmbox.sentry.files import MAX_RW
+from kvmbox.sentry.syscalls.blocking import read_blocking, write_blocking
 from kvmbox.sentry.syscalls.args import s32, s64, u32
 from kvmbox.sentry.syscalls.table import ERROR, PARTIAL, SUPPORTED, Entry
 
@@ -45,7 +51,7 @@ def _write_chunks(t, f, addr: int, count: int, offset: int | None = None) -> int
         n = min(CHUNK, count - done)
         data = t.mm.copy_in(addr + done, n)
         try:
-            w = f.write(data) if offset is None else f.pwrite(data, offset + done)
+            w = _write_data(t, f, data, None if offset is None else offset + done)
         except SyscallError:
             if done:
                 return done
@@ -56,8 +62,30 @@ def _write_chunks(t, f, addr: int, count: int, offset: int | None = None) -> int
     return done
 
 
+def _write_data(t, f, data: bytes, offset: int | None) -> int:
+    """Write all of `data` (waiting on a blocking descriptor between partial writes); a
+    count short of len(data) when an error or a signal came after some bytes."""
+    done, n = 0, len(data)
+    while True:
+        try:
+            if offset is None:
+                w = write_blocking(t, f, lambda: f.write(data[done:] if done else data))
+            else:
+                w = f.pwrite(data[done:] if done else data, offset + done)
+        except SyscallError:
+            if done:
+                return done
+            raise
+        done += w
+        if done >= n or w <= 0 or offset is not None:
+            return done
+
+
 def _read_into(t, f, addr: int, count: int, offset: int | None = None) -> int:
-    return f.read_to(t.mm, addr, min(count, MAX_RW, CHUNK), offset)
+    n = min(count, MAX_RW, CHUNK)
+    if offset is not None:
+        return f.read_to(t.mm, addr, n, offset)
+    return read_blocking(t, f, lambda: f.read_to(t.mm, addr, n, None))
 
 
 def _iovecs(t, iov: int, iovcnt: int) -> list[tuple[int, int]]:
@@ -131,7 +159,7 @@ def _writev(t, f, vecs: list[tuple[int, int]], offset: int | None) -> int:
         if not data:
             return 0
         try:
-            return f.write(data) if offset is None else f.pwrite(data, offset)
+            return _write_data(t, f, data, offset)
         except SyscallError as e:
             _epipe(t, e)
             raise
@@ -254,11 +282,17 @@ def _transfer(t, src, dst, count: int, in_off: int | None, out_off: int | None) 
     count = min(count, MAX_RW)
     while done < count:
         n = min(CHUNK, count - done)
-        data = src.read(n) if in_off is None else src.pread(n, in_off + done)
+        try:
+            data = (read_blocking(t, src, lambda: src.read(n)) if in_off is None
+                    else src.pread(n, in_off + done))
+        except SyscallError:
+            if done:
+                break
+            raise
         if not data:
             break
         try:
-            w = dst.write(data) if out_off is None else dst.pwrite(data, out_off + done)
+            w = _write_data(t, dst, data, out_off if out_off is None else out_off + done)
         except SyscallError as e:
             if in_off is None:
                 src.unread(data)

@@ -204,7 +204,23 @@ def do_open(t: "Task", dirfd: int, path: str, flags: int, mode: int,
         open_flags &= ~O_TRUNC
     f = node.open(open_flags, loc)
     f.flags = (flags & ~NOT_KEPT) | O_LARGEFILE
+    _wait_open(t, f)
     return install(t, f, bool(flags & O_CLOEXEC))
+
+
+def _wait_open(t: "Task", f: "FileDescription") -> None:
+    """A blocking FIFO open waits for its peer (ERESTARTSYS when a signal comes first)."""
+    wait_for = getattr(f, "open_wait", None)
+    ready = wait_for() if wait_for is not None else None
+    if ready is None:
+        return
+    from kvmbox.sentry.signals.deliver import ERESTARTSYS
+    from kvmbox.sentry.waiter import block
+    try:
+        block(t, ready, sources=[f], interrupt=ERESTARTSYS)
+    except BaseException:
+        f.release()
+        raise
 
 
 def open(t: "Task", a: Args) -> int:  # noqa: A001 - the syscall's name

@@ -1,11 +1,10 @@
 """Handlers for readiness waits: poll, ppoll, select, pselect6.
 
-Readiness comes from FileDescription.poll(events) (pipes, eventfds, files);
-the Sentry's own standard streams (HostStream) are asked with a host poll on
-the Sentry's dup of the fd, timeout 0.  A wait registers one threading.Event
-with every object that can announce changes (`watch`/`unwatch`) and sleeps on
-it in slices, checking the kernel's stop in between (a timeout or kill ends
-it); with host streams in the set, each slice is a short host poll instead.
+Readiness comes from FileDescription.poll(events) (pipes, eventfds, files;
+the Sentry's own standard streams ask the host with a zero-timeout poll).  A
+wait goes through kvmbox/sentry/waiter.block: the task's Waker is registered
+with every object that can announce changes (`watch`/`unwatch`), host streams'
+fds are polled with it, and a timeout, kill or signal ends it at once.
 
 As in Linux, a wait that finds nothing ready while a signal the task does not
 block is pending ends with ERESTARTNOHAND: the dispatcher then runs the handler
@@ -16,17 +15,16 @@ one, which an interrupting handler's frame records and sigreturn restores).
 from __future__ import annotations
 
 import errno
-import select as _select
 import struct
-import threading
 import time
 
 from kvmbox.abi import signals as S
 from kvmbox.abi.structs import POLLFD, SIGSET
 from kvmbox.errors import SyscallError
 from kvmbox.sentry.files import (POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT, POLLPRI, POLLRDNORM,
-                                 POLLWRNORM, HostStream)
-from kvmbox.sentry.signals.deliver import ERESTARTNOHAND, deliverable_mask
+                                 POLLWRNORM)
+from kvmbox.sentry.signals.deliver import ERESTARTNOHAND
+from kvmbox.sentry.waiter import block
 from kvmbox.sentry.syscalls.args import s32
 from kvmbox.sentry.syscalls.table import PARTIAL, Entry
 
@@ -39,73 +37,30 @@ Args = tuple[int, int, int, int, int, int]
 
 TIMESPEC = struct.Struct("<qq")
 SIGSET_SIZE = SIGSET.size
-SLICE = 0.05
 POLLRDBAND, POLLWRBAND = 0x80, 0x200
 POLLIN_SET = POLLRDNORM | POLLRDBAND | POLLIN | POLLHUP | POLLERR
 POLLOUT_SET = POLLWRBAND | POLLWRNORM | POLLOUT | POLLERR
 POLLEX_SET = POLLPRI
 
 
-def _host_poll(f: HostStream, events: int, timeout_ms: int = 0) -> int:
-    if f.fd < 0:
-        return POLLNVAL
-    p = _select.poll()
-    p.register(f.fd, events)
-    try:
-        got = p.poll(timeout_ms)
-    except OSError:
-        return POLLERR
-    r = got[0][1] if got else 0
-    if not f.readable:
-        r &= ~(POLLIN | POLLRDNORM)
-    if not f.writable:
-        r &= ~(POLLOUT | POLLWRNORM)
-    return r
-
-
 def _ready(f: "FileDescription", events: int) -> int:
-    if isinstance(f, HostStream):
-        return _host_poll(f, events)
     return f.poll(events)
 
 
-def wait_ready(t: "Task", files: list["FileDescription"], check, deadline: float | None) -> None:
+def wait_ready(t: "Task", files: list[tuple["FileDescription", int]], check,
+               deadline: float | None) -> None:
     """Call check() until it reports something ready (True) or `deadline` passes; blocks in
-    slices, raising kernel.Stopped when the run is stopped, and ERESTARTNOHAND when an
-    unblocked signal is pending and nothing is ready (Linux checks it before the timeout)."""
+    waiter.block, woken by the files' changes (host streams: their fds are polled), raising
+    Stopped when the run is stopped, and ERESTARTNOHAND when an unblocked signal is pending
+    and nothing is ready (Linux checks it before the timeout).  files: (file, the poll
+    events the wait is for), which say what to poll a host stream's fd for."""
     if check():
         return
-    if deliverable_mask(t):
+    if t.signal_pending():
         raise SyscallError(ERESTARTNOHAND)
-    if deadline is not None and deadline <= time.monotonic():
-        return
-    ev = threading.Event()
-    watched = [f for f in files if hasattr(f, "watch")]
-    hosts = [f for f in files if isinstance(f, HostStream)]
-    for f in watched:
-        f.watch(ev)
-    try:
-        while True:
-            left = SLICE if deadline is None else min(SLICE, deadline - time.monotonic())
-            if left <= 0:
-                return
-            if hosts:
-                p = _select.poll()
-                for h in hosts:
-                    if h.fd >= 0:
-                        p.register(h.fd, _select.POLLIN | _select.POLLOUT)
-                p.poll(int(left * 1000) or 1)
-            else:
-                ev.wait(left)
-            ev.clear()
-            t.kernel.sleep(t, 0)                 # raises Stopped once the run is stopped
-            if check():
-                return
-            if deliverable_mask(t):
-                raise SyscallError(ERESTARTNOHAND)
-    finally:
-        for f in watched:
-            f.unwatch(ev)
+    host = [h for h in (f.host_wait(ev) for f, ev in files) if h is not None]
+    block(t, check, sources=[f for f, _ in files], host=host, deadline=deadline,
+          interrupt=ERESTARTNOHAND)
 
 
 def _deadline(timeout_ns: int | None) -> float | None:
@@ -141,7 +96,8 @@ def do_poll(t: "Task", addr: int, nfds: int, timeout_ns: int | None) -> int:
             n += bool(r)
         return n > 0
 
-    wait_ready(t, [f for f in files if f is not None], check, _deadline(timeout_ns))
+    wait_ready(t, [(f, ev & 0xFFFF) for f, (_fd, ev, _r) in zip(files, entries) if f is not None],
+               check, _deadline(timeout_ns))
     out = b"".join(POLLFD.pack(fd, ev, revents[i] if revents[i] < 0x8000 else revents[i] - 0x10000)
                    for i, (fd, ev, _r) in enumerate(entries))
     if out:
@@ -253,7 +209,12 @@ def do_select(t: "Task", nfds: int, rp: int, wp: int, xp: int, timeout_ns: int |
         result[:] = res
         return any(res)
 
-    wait_ready(t, list(files.values()), check, _deadline(timeout_ns))
+    def events_of(fd: int) -> int:
+        bit = 1 << fd
+        return ((POLLIN if sets[0] & bit else 0) | (POLLOUT if sets[1] & bit else 0)
+                | (POLLPRI if sets[2] & bit else 0))
+
+    wait_ready(t, [(f, events_of(fd)) for fd, f in files.items()], check, _deadline(timeout_ns))
     for p, bits in zip((rp, wp, xp), result):
         if p and nbytes:
             t.mm.copy_out(p, bits.to_bytes(nbytes, "little"))
@@ -300,7 +261,7 @@ def pselect6(t: "Task", a: Args) -> int:
 
 
 ENTRIES = (
-    Entry("poll", poll, PARTIAL, "pipes, eventfds, files, host streams; waits wake in 50 ms slices"),
+    Entry("poll", poll, PARTIAL, "pipes, eventfds, files, host streams"),
     Entry("ppoll", ppoll, PARTIAL, "as poll, with the signal mask applied during the wait"),
     Entry("select", select, PARTIAL, "as poll"),
     Entry("pselect6", pselect6, PARTIAL, "as poll, with the signal mask applied during the wait"),

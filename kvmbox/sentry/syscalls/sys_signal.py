@@ -2,9 +2,9 @@
 
 Delivery itself (frames, default actions, restarts) is kvmbox.sentry.signals.deliver,
 run by the kernel before each return to the guest.  The sandbox runs one process
-of one thread, so every signal comes from the task itself (kill/tgkill/raise,
-SIGPIPE, faults): a wait for a signal that is not already pending can only end by
-its timeout or by the run being stopped (timeout or kill from outside).
+of one thread; signals come from the task itself (kill/tgkill/raise, SIGPIPE,
+faults) and from timers on other host threads (Task.send_signal).  Waits for a
+signal (pause, rt_sigsuspend, rt_sigtimedwait) block in kvmbox/sentry/waiter.py.
 
 A stop signal's default action ends the run (exit status 128+N, report "stopped
 by ..."): nothing in the sandbox could ever send SIGCONT, and a shell's wait
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import struct
+import time
 TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 
 from kvmbox.abi import signals, structs
@@ -22,6 +23,7 @@ from kvmbox.sentry.signals import deliver
 from kvmbox.sentry.signals.frame import SI_TKILL, SI_USER
 from kvmbox.sentry.syscalls.args import s32
 from kvmbox.sentry.syscalls.table import PARTIAL, SUPPORTED, Entry
+from kvmbox.sentry.waiter import block
 
 if TYPE_CHECKING:  # pragma: no cover
     from kvmbox.sentry.task import Task
@@ -119,24 +121,9 @@ def rt_sigpending(t: "Task", a: Args) -> int:
     uset, sigsetsize = a[0], a[1]
     if sigsetsize > signals.SIGSET_SIZE:
         raise SyscallError(errno.EINVAL)
-    pending = 0
-    for signo, _c, _a in t.pending_signals:
-        pending |= signals.sigbit(signo)
+    pending = deliver.pending_mask(t)
     t.mm.copy_out(uset, structs.SIGSET.pack(pending & t.sigmask)[:sigsetsize])
     return 0
-
-
-def _wait_for_signal(t: "Task") -> None:
-    """Discard pending signals that would be ignored; raise EINTR once one would act, or
-    block until the run is stopped (no other signal source exists)."""
-    while True:
-        allowed = deliver.deliverable_mask(t)
-        if not allowed:
-            t.kernel.wait_forever(t)
-        for signo, _c, _a in t.pending_signals:
-            if allowed & signals.sigbit(signo) and not deliver.ignored(signo, deliver.action(t, signo)[0]):
-                raise SyscallError(errno.EINTR)
-        deliver.dequeue(t, allowed)
 
 
 def rt_sigsuspend(t: "Task", a: Args) -> int:
@@ -146,37 +133,44 @@ def rt_sigsuspend(t: "Task", a: Args) -> int:
     mask = _read_set(t, uset)
     t.saved_sigmask = t.sigmask
     t.sigmask = mask
-    _wait_for_signal(t)
+    block(t, _never, interrupt=deliver.ERESTARTNOHAND)   # only a signal (or a stop) ends it
     return 0  # not reached
 
 
 def pause(t: "Task", a: Args) -> int:
     """Implements Linux syscall pause(2)."""
-    _wait_for_signal(t)
+    block(t, _never, interrupt=deliver.ERESTARTNOHAND)
     return 0  # not reached
+
+
+def _never() -> bool:
+    return False
 
 
 def rt_sigtimedwait(t: "Task", a: Args) -> int:
     """Implements Linux syscall rt_sigtimedwait(2)."""
     uthese, uinfo, uts, sigsetsize = a[0], a[1], a[2], a[3]
     _check_sigsetsize(sigsetsize)
-    these = _read_set(t, uthese)
-    timeout = None
+    these = _read_set(t, uthese) & ~signals.UNBLOCKABLE_MASK
+    deadline = None
     if uts:
         sec, nsec = TIMESPEC.unpack(t.mm.copy_in(uts, TIMESPEC.size))
         if sec < 0 or not 0 <= nsec < 1_000_000_000:
             raise SyscallError(errno.EINVAL)
-        timeout = sec + nsec / 1e9
+        deadline = time.monotonic() + sec + nsec / 1e9
     item = deliver.dequeue(t, these)
     if item is None:
-        if timeout is None:
-            t.kernel.wait_forever(t)
-        if timeout > 0:
-            t.kernel.sleep(t, timeout)
-        raise SyscallError(errno.EAGAIN)
-    signo, code, addr = item
+        if deadline is None or deadline > time.monotonic():
+            # As do_sigtimedwait: `these` are unblocked for the wait, so one of them
+            # arriving ends it, and so does any other signal the task does not block (EINTR).
+            block(t, lambda: deliver.pending_mask(t) & these, deadline=deadline,
+                  on_signal=lambda: bool(deliver.deliverable_mask(t) & ~these))
+        item = deliver.dequeue(t, these)
+        if item is None:
+            raise SyscallError(errno.EAGAIN)
+    signo, code, addr, info = item
     if uinfo:
-        t.mm.copy_out(uinfo, deliver.siginfo_for(t, signo, code, addr))
+        t.mm.copy_out(uinfo, deliver.siginfo_for(t, signo, code, addr, info))
     return signo
 
 

@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import errno
+import time
 TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 
 from kvmbox.abi import structs
 from kvmbox.errors import SyscallError
 from kvmbox.sentry.syscalls.args import s32, u32
+from kvmbox.sentry.signals.deliver import ERESTARTSYS
+from kvmbox.sentry.waiter import block
 from kvmbox.sentry.syscalls.sys_time import (CLOCK_MONOTONIC, CLOCK_REALTIME, now_ns,
-                                             read_timespec, sleep_ns)
+                                             read_timespec)
 from kvmbox.sentry.syscalls.table import ERROR, PARTIAL, SUPPORTED, Entry
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -57,12 +60,16 @@ def _futex_wait(t: "Task", uaddr: int, val: int, timeout: int, bitset_abs: bool,
     (current,) = structs.U32.unpack(t.mm.copy_in(uaddr, 4))
     if current != val:
         raise SyscallError(errno.EAGAIN)
+    # Nothing can wake it (one thread): it ends by its timeout, a signal or a stop.
     if remaining is None:
-        t.kernel.wait_forever(t)           # raises when the task is killed or times out
-        raise SyscallError(errno.EINTR)
-    if remaining > 0:
-        sleep_ns(t, remaining)
+        block(t, _never, interrupt=ERESTARTSYS)
+    elif remaining > 0:
+        block(t, _never, deadline=time.monotonic() + remaining / 1e9, interrupt=errno.EINTR)
     raise SyscallError(errno.ETIMEDOUT)
+
+
+def _never() -> bool:
+    return False
 
 
 def futex(t: "Task", a: Args) -> int:

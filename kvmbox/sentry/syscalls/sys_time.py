@@ -9,7 +9,9 @@ TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 from kvmbox.abi import structs
 from kvmbox.errors import SyscallError
 from kvmbox.sentry.syscalls.args import s32, u32
+from kvmbox.sentry.signals.deliver import ERESTART_RESTARTBLOCK
 from kvmbox.sentry.syscalls.table import PARTIAL, SUPPORTED, Entry
+from kvmbox.sentry.waiter import block
 
 if TYPE_CHECKING:  # pragma: no cover
     from kvmbox.sentry.task import Task
@@ -55,11 +57,22 @@ def guest_now_ns(t: "Task", clock: int) -> int:
     return t.kernel.clock_ns(clock)
 
 
-def sleep_ns(t: "Task", duration_ns: int) -> None:
-    """Block this task for at least duration_ns through the kernel's interruptible sleep."""
+def sleep_ns(t: "Task", duration_ns: int, rem: int = 0) -> None:
+    """Block this task for at least duration_ns (waiter.block: a kill or timeout ends it).
+    A signal the task does not block ends it early: the time left goes to the timespec at
+    `rem` (if any) and the call fails with ERESTART_RESTARTBLOCK (EINTR after a handler)."""
     deadline = _time.monotonic_ns() + duration_ns
-    while (left := deadline - _time.monotonic_ns()) > 0:
-        t.kernel.sleep(t, left / NSEC_PER_SEC)
+    try:
+        block(t, _never, deadline=deadline / NSEC_PER_SEC, interrupt=ERESTART_RESTARTBLOCK)
+    except SyscallError:
+        if rem:
+            left = max(0, deadline - _time.monotonic_ns())
+            write_timespec(t, rem, left)
+        raise
+
+
+def _never() -> bool:
+    return False
 
 
 def clock_gettime(t: "Task", a: Args) -> int:
@@ -104,19 +117,19 @@ def time_(t: "Task", a: Args) -> int:
 
 def nanosleep(t: "Task", a: Args) -> int:
     """Implements Linux syscall nanosleep(2)."""
-    req, _rem = a[0], a[1]
-    sleep_ns(t, read_timespec(t, req))
-    return 0        # rem is written only when interrupted, which cannot happen yet
+    req, rem = a[0], a[1]
+    sleep_ns(t, read_timespec(t, req), rem)
+    return 0
 
 
 def clock_nanosleep(t: "Task", a: Args) -> int:
     """Implements Linux syscall clock_nanosleep(2)."""
-    clock, flags, req, _rem = s32(a[0]), u32(a[1]), a[2], a[3]
+    clock, flags, req, rem = s32(a[0]), u32(a[1]), a[2], a[3]
     if clock not in SLEEP_CLOCKS:
         raise SyscallError(errno.EOPNOTSUPP if clock in NO_SLEEP_CLOCKS else errno.EINVAL)
     ns = read_timespec(t, req)
     if not flags & TIMER_ABSTIME:
-        sleep_ns(t, ns)
+        sleep_ns(t, ns, rem)
         return 0
     # Absolute: wake only once the guest's clock (the vDSO's line) has reached the target.
     while (left := ns - guest_now_ns(t, clock)) > 0:
@@ -161,7 +174,7 @@ ENTRIES = (
     Entry("clock_getres", clock_getres, SUPPORTED),
     Entry("gettimeofday", gettimeofday, SUPPORTED, "timezone is always UTC"),
     Entry("time", time_, SUPPORTED),
-    Entry("nanosleep", nanosleep, SUPPORTED, "host sleep; only this task blocks; ends early only when the run stops"),
+    Entry("nanosleep", nanosleep, SUPPORTED, "a signal ends it with EINTR and the time left"),
     Entry("clock_nanosleep", clock_nanosleep, PARTIAL, "CLOCK_PROCESS_CPUTIME_ID gives EINVAL"),
     Entry("times", times, PARTIAL, "reports the whole Sentry process's CPU time"),
     Entry("getrusage", getrusage, PARTIAL,
