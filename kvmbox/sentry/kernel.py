@@ -293,7 +293,6 @@ class Kernel:
         return RunOutcome(128 + signo, signo, report=faults.describe(fault, signo, code), core=True)
 
     def _trace_call(self, task: Task, rec, regs, ret, mm=None) -> None:
-        from kvmbox.sentry.strace import format_call
-        name = rec.name if rec is not None else f"syscall_{regs[0]}"
-        self.trace(format_call(rec if rec is not None else name, regs[1:], ret,
+        from kvmbox.sentry.strace import format_call, syscall_name
+        self.trace(format_call(syscall_name(regs[0], rec), regs[1:], ret,
                                mm if mm is not None else task.mm))
