@@ -7,7 +7,7 @@ import threading
 from dataclasses import dataclass, field
 from collections.abc import Mapping, Sequence
 
-from kvmbox.errors import KvmboxError, ProgramNotFound
+from kvmbox.errors import KvmboxError, ProgramNotFound, SandboxCrash
 from kvmbox.sentry.files import BytesInput, CaptureOutput, FileDescription
 
 DEFAULT_MEMORY = 2 << 30
@@ -145,9 +145,15 @@ class Sandbox:
                 raise KvmboxError("kvmbox: the sandbox is closed")
             self._notices.clear()
             self._kernel.trace = trace
-            outcome = self._kernel.run(path, list(argv), envp, files,
-                                       timeout if timeout is not None else self.timeout,
-                                       cwd=cwd if cwd is not None else self.cwd)
+            try:
+                outcome = self._kernel.run(path, list(argv), envp, files,
+                                           timeout if timeout is not None else self.timeout,
+                                           cwd=cwd if cwd is not None else self.cwd)
+            except KvmboxError:
+                raise
+            except Exception as e:   # a platform or Sentry failure: a KvmboxError, one line
+                raise SandboxCrash(f"kvmbox: internal error: {type(e).__name__}: "
+                                   f"{' '.join(str(e).split())}") from e
             notices = list(self._notices)
         return Result(outcome.exit_code, outcome.signal,
                       out.getvalue() if out is not None else b"",
