@@ -55,6 +55,7 @@ CASES = [
     Case("signals"),
     Case("sigs"),
     Case("sigfault"),
+    Case("gpfault"),
     Case("futex"),
     Case("misc"),
     Case("fpmath"),
