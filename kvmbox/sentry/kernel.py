@@ -58,7 +58,7 @@ class Kernel:
         self.hostname = hostname
         self.release = KERNEL_RELEASE
         self.version = KERNEL_VERSION
-        self.cpu_count = 1
+        self.cpu_count = max(1, len(platform.allowed_cpus()))   # the guest's CPUs: 0..n-1
         self.boot_monotonic_ns = time.monotonic_ns()
         self.sentry_pid = os.getpid()
         self.table = default_table()

@@ -18,7 +18,7 @@ from kvmbox.platform.ptrace import consts as C
 from kvmbox.platform.ptrace import host
 from kvmbox.platform.ptrace.address_space import PtraceAddressSpace
 from kvmbox.platform.ptrace.context import PtraceContext
-from kvmbox.platform.ptrace.stub import StubProcess
+from kvmbox.platform.ptrace.stub import StubProcess, thread_affinity
 
 # MemoryFile beyond the program's memory limit: the allocator's reserved low
 # region and its page-table reserve (unused here, kept for one FrameAllocator).
@@ -55,6 +55,9 @@ class PtracePlatform(Platform):
     @property
     def user_range(self) -> tuple[int, int]:
         return (0x10000, L.USER_TOP)
+
+    def allowed_cpus(self) -> frozenset[int]:
+        return thread_affinity()          # not the one CPU a live stub pins its tracer to
 
     def new_address_space(self) -> AddressSpace:
         return PtraceAddressSpace(self)

@@ -74,6 +74,14 @@ def _pin_tracer() -> int:
     return cpu
 
 
+def thread_affinity() -> frozenset[int]:
+    """The calling thread's CPU affinity as it was before _pin_tracer narrowed it."""
+    state = getattr(_pins, "state", None)
+    if state is not None and state[0]:
+        return frozenset(state[1])
+    return frozenset(os.sched_getaffinity(0))
+
+
 def _unpin_tracer() -> None:
     state = getattr(_pins, "state", None)
     if state is None or state[0] == 0:
