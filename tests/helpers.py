@@ -32,9 +32,6 @@ BUILDS = ("glibc", "pie", "musl")
 # The environment both sides get unless a test passes its own.
 TEST_ENV: dict[str, str] = {"PATH": "/usr/bin:/bin", "LC_ALL": "C"}
 
-# The sandbox reports an 8 MiB soft stack limit; the native side is given the same.
-STACK_SOFT_LIMIT = 8 << 20
-
 
 @dataclass(frozen=True)
 class Outcome:
@@ -49,9 +46,10 @@ class Outcome:
         return how
 
 
-def native_preexec() -> None:
+def native_preexec(rlimits: Mapping[int, tuple[int, int]] | None = None) -> None:
     """subprocess preexec_fn for every native run a test compares: default signal
-    dispositions and an empty signal mask, as the sandbox starts its programs."""
+    dispositions and an empty signal mask, as the sandbox starts its programs.  Resource
+    limits are inherited on both sides (the Sentry is this process), or set to `rlimits`."""
     for sig in range(1, _signal.NSIG):
         if sig in (_signal.SIGKILL, _signal.SIGSTOP):
             continue
@@ -60,15 +58,15 @@ def native_preexec() -> None:
         except (OSError, ValueError):      # numbers with no signal behind them (32, 33)
             pass
     _signal.pthread_sigmask(_signal.SIG_SETMASK, ())
-    soft, hard = resource.getrlimit(resource.RLIMIT_STACK)
-    if hard == resource.RLIM_INFINITY or hard >= STACK_SOFT_LIMIT:
-        resource.setrlimit(resource.RLIMIT_STACK, (STACK_SOFT_LIMIT, hard))
+    for res, pair in (rlimits or {}).items():
+        resource.setrlimit(res, pair)
 
 
 def run_native(path: str | os.PathLike, args: Sequence[str] = (), stdin: bytes = b"",
                env: Mapping[str, str] | None = None, timeout: float = 30,
-               cwd: str | os.PathLike | None = None) -> Outcome:
-    """Run path natively with pipes for stdin/stdout/stderr.
+               cwd: str | os.PathLike | None = None,
+               rlimits: Mapping[int, tuple[int, int]] | None = None) -> Outcome:
+    """Run path natively with pipes for stdin/stdout/stderr (and `rlimits` set, if given).
 
     env=None means TEST_ENV (never the caller's own environment), so that the
     native and sandboxed runs see the same variables.
@@ -76,7 +74,7 @@ def run_native(path: str | os.PathLike, args: Sequence[str] = (), stdin: bytes =
     argv = [str(path), *args]
     proc = subprocess.run(argv, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           env=dict(TEST_ENV if env is None else env), timeout=timeout,
-                          preexec_fn=native_preexec, check=False, cwd=cwd)
+                          preexec_fn=lambda: native_preexec(rlimits), check=False, cwd=cwd)
     rc = proc.returncode
     if rc < 0:
         return Outcome(128 - rc, -rc, proc.stdout, proc.stderr)

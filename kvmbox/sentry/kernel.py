@@ -140,8 +140,9 @@ class Kernel:
 
     def run(self, path: str, argv: Sequence[str], envp: Sequence[str],
             stdio: Sequence[FileDescription], timeout: float | None = None, *,
-            cwd: str = "/") -> RunOutcome:
-        """Load the static ELF at `path` and run it to completion, in directory `cwd`."""
+            cwd: str = "/", rlimits: dict[int, list[int]] | None = None) -> RunOutcome:
+        """Load the static ELF at `path` and run it to completion, in directory `cwd`, with
+        resource limits `rlimits` (default: Linux's own defaults; see rlimits.start_rlimits)."""
         from kvmbox.sentry.vfs.path import FsContext
 
         root = self.vfs.root()
@@ -169,7 +170,8 @@ class Kernel:
             ctx = self.platform.new_context()
             ctx.set_regs(rip=image.entry, rsp=image.initial_sp)
             task = Task(self, ctx, mm, fds, pid, image.exe_path, list(image.argv or argv),
-                        default_rlimits(self.memory_limit), fs=fsctx)
+                        rlimits if rlimits is not None else default_rlimits(self.memory_limit),
+                        fs=fsctx)
             task.envp = list(envp)
             task.auxv = image.auxv
             task.exe_node = image.exe_node

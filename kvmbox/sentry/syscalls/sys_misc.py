@@ -10,6 +10,7 @@ TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 from kvmbox.abi import structs
 from kvmbox.abi.signals import NSIG
 from kvmbox.errors import SyscallError
+from kvmbox.sentry.rlimits import NR_OPEN, RLIMIT_NOFILE
 from kvmbox.sentry.syscalls.args import s32, u32
 from kvmbox.sentry.syscalls.table import PARTIAL, SUPPORTED, Entry
 
@@ -63,6 +64,8 @@ def _set_rlimit(t: "Task", resource: int, soft: int, hard: int) -> None:
     if soft > hard:
         raise SyscallError(errno.EINVAL)
     if hard > t.rlimits[resource][1]:
+        raise SyscallError(errno.EPERM)
+    if resource == RLIMIT_NOFILE and hard > NR_OPEN:
         raise SyscallError(errno.EPERM)
     t.rlimits[resource] = [soft, hard]
 
