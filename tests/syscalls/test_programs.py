@@ -47,6 +47,7 @@ CASES = [
     Case("mem"),
     Case("mremap"),
     Case("ids"),
+    Case("caps"),
     Case("time"),
     Case("random"),
     Case("tty"),
