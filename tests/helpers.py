@@ -46,6 +46,14 @@ class Outcome:
         return how
 
 
+def _raw_default(sig: int) -> None:
+    """rt_sigaction(sig, SIG_DFL) as a raw syscall, for the numbers libc's sigaction refuses."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    action = (ctypes.c_ulong * 4)()          # struct kernel_sigaction, all zero: SIG_DFL
+    libc.syscall(13, sig, ctypes.byref(action), None, 8)       # x86-64 rt_sigaction
+
+
 def native_preexec(rlimits: Mapping[int, tuple[int, int]] | None = None) -> None:
     """subprocess preexec_fn for every native run a test compares: default signal
     dispositions and an empty signal mask, as the sandbox starts its programs.  Resource
@@ -55,8 +63,8 @@ def native_preexec(rlimits: Mapping[int, tuple[int, int]] | None = None) -> None
             continue
         try:
             _signal.signal(sig, _signal.SIG_DFL)
-        except (OSError, ValueError):      # numbers with no signal behind them (32, 33)
-            pass
+        except (OSError, ValueError):      # 32 and 33: glibc keeps them for itself
+            _raw_default(sig)
     _signal.pthread_sigmask(_signal.SIG_SETMASK, ())
     for res, pair in (rlimits or {}).items():
         resource.setrlimit(res, pair)
