@@ -7,7 +7,7 @@ import threading
 from dataclasses import dataclass, field
 from collections.abc import Mapping, Sequence
 
-from kvmbox.errors import KvmboxError, ProgramNotFound
+from kvmbox.errors import KvmboxError, ProgramNotFound, SandboxCrash
 from kvmbox.sentry.files import BytesInput, CaptureOutput, FileDescription
 
 DEFAULT_MEMORY = 2 << 30
@@ -96,15 +96,20 @@ class Sandbox:
     def __init__(self, platform: str = "auto", memory: int | str = DEFAULT_MEMORY,
                  timeout: float | None = None, hostname: str = "kvmbox",
                  kvm_device: str = "/dev/kvm", fast_path: bool = True, *,
-                 rootfs: str | None = None, mounts: Sequence = (), cwd: str = "/") -> None:
+                 rootfs: str | None = None, mounts: Sequence = (), cwd: str = "/",
+                 ulimits=None) -> None:
         """rootfs: host directory used as / (default the host's /), read-only under an
         in-memory overlay.  mounts: MountSpec objects or 'HOST:GUEST[:ro|rw]' strings.
-        cwd: the programs' working directory inside the sandbox."""
+        cwd: the programs' working directory inside the sandbox.  ulimits: resource
+        limits replacing the inherited ones, as {'nofile': 4096, 'core': 'unlimited',
+        'stack': (8 << 20, 'unlimited')} or ['nofile=4096:8192', ...] (sentry/rlimits.py)."""
+        from kvmbox.sentry.rlimits import parse_ulimits
         from kvmbox.platform.registry import open_platform
         from kvmbox.sentry.kernel import Kernel
         from kvmbox.sentry.vfs.build import FsOptions
 
         self.memory = parse_size(memory)
+        self._ulimits = parse_ulimits(ulimits)
         self.timeout = timeout
         self.cwd = cwd
         fs = FsOptions(rootfs=rootfs, mounts=[parse_mount(m) if isinstance(m, str) else m for m in mounts])
@@ -126,10 +131,15 @@ class Sandbox:
 
     def run(self, argv: Sequence[str], stdin: bytes = b"", env: Mapping[str, str] | None = None,
             timeout: float | None = None, *, stdio: Sequence[FileDescription] | None = None,
-            trace=None, cwd: str | None = None) -> Result:
-        """Run argv[0] with argv; returns its Result.  Bad programs raise a KvmboxError."""
+            trace=None, cwd: str | None = None, ulimits=None) -> Result:
+        """Run argv[0] with argv; returns its Result.  Bad programs raise a KvmboxError.
+
+        The program starts with this process's resource limits, replaced by the
+        Sandbox's `ulimits` and then by this run's (same forms as for Sandbox)."""
+        from kvmbox.sentry.rlimits import parse_ulimits, start_rlimits
         if not argv:
             raise KvmboxError("kvmbox: empty argv")
+        rlimits = start_rlimits(self.memory, self._ulimits, parse_ulimits(ulimits))
         env = dict(DEFAULT_ENV if env is None else env)
         path = resolve_program(argv[0], env, getattr(self._kernel, "vfs", None),
                                cwd if cwd is not None else self.cwd)
@@ -145,9 +155,16 @@ class Sandbox:
                 raise KvmboxError("kvmbox: the sandbox is closed")
             self._notices.clear()
             self._kernel.trace = trace
-            outcome = self._kernel.run(path, list(argv), envp, files,
-                                       timeout if timeout is not None else self.timeout,
-                                       cwd=cwd if cwd is not None else self.cwd)
+            try:
+                outcome = self._kernel.run(path, list(argv), envp, files,
+                                           timeout if timeout is not None else self.timeout,
+                                           cwd=cwd if cwd is not None else self.cwd,
+                                           rlimits=rlimits)
+            except KvmboxError:
+                raise
+            except Exception as e:   # a platform or Sentry failure: a KvmboxError, one line
+                raise SandboxCrash(f"kvmbox: internal error: {type(e).__name__}: "
+                                   f"{' '.join(str(e).split())}") from e
             notices = list(self._notices)
         return Result(outcome.exit_code, outcome.signal,
                       out.getvalue() if out is not None else b"",

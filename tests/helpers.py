@@ -2,7 +2,10 @@
 
 The native run defines the truth. Both sides get the same argv (argv[0] is
 the program path), the same explicit environment and the same stdin bytes;
-stdin, stdout and stderr are pipes on the native side.
+stdin, stdout and stderr are pipes on the native side. A native program starts
+as a sandboxed one does: every signal at its default disposition and none
+blocked, whatever the test runner inherited (a background job of a
+non-interactive shell ignores SIGINT and SIGQUIT; nohup ignores SIGHUP).
 
     native = run_native(path, ["a"], stdin=b"x")
     boxed = run_sandbox(path, ["a"], stdin=b"x", sandbox=sb)
@@ -29,9 +32,6 @@ BUILDS = ("glibc", "pie", "musl")
 # The environment both sides get unless a test passes its own.
 TEST_ENV: dict[str, str] = {"PATH": "/usr/bin:/bin", "LC_ALL": "C"}
 
-# The sandbox reports an 8 MiB soft stack limit; the native side is given the same.
-STACK_SOFT_LIMIT = 8 << 20
-
 
 @dataclass(frozen=True)
 class Outcome:
@@ -46,16 +46,35 @@ class Outcome:
         return how
 
 
-def _native_preexec() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_STACK)
-    if hard == resource.RLIM_INFINITY or hard >= STACK_SOFT_LIMIT:
-        resource.setrlimit(resource.RLIMIT_STACK, (STACK_SOFT_LIMIT, hard))
+def _raw_default(sig: int) -> None:
+    """rt_sigaction(sig, SIG_DFL) as a raw syscall, for the numbers libc's sigaction refuses."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    action = (ctypes.c_ulong * 4)()          # struct kernel_sigaction, all zero: SIG_DFL
+    libc.syscall(13, sig, ctypes.byref(action), None, 8)       # x86-64 rt_sigaction
+
+
+def native_preexec(rlimits: Mapping[int, tuple[int, int]] | None = None) -> None:
+    """subprocess preexec_fn for every native run a test compares: default signal
+    dispositions and an empty signal mask, as the sandbox starts its programs.  Resource
+    limits are inherited on both sides (the Sentry is this process), or set to `rlimits`."""
+    for sig in range(1, _signal.NSIG):
+        if sig in (_signal.SIGKILL, _signal.SIGSTOP):
+            continue
+        try:
+            _signal.signal(sig, _signal.SIG_DFL)
+        except (OSError, ValueError):      # 32 and 33: glibc keeps them for itself
+            _raw_default(sig)
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, ())
+    for res, pair in (rlimits or {}).items():
+        resource.setrlimit(res, pair)
 
 
 def run_native(path: str | os.PathLike, args: Sequence[str] = (), stdin: bytes = b"",
                env: Mapping[str, str] | None = None, timeout: float = 30,
-               cwd: str | os.PathLike | None = None) -> Outcome:
-    """Run path natively with pipes for stdin/stdout/stderr.
+               cwd: str | os.PathLike | None = None,
+               rlimits: Mapping[int, tuple[int, int]] | None = None) -> Outcome:
+    """Run path natively with pipes for stdin/stdout/stderr (and `rlimits` set, if given).
 
     env=None means TEST_ENV (never the caller's own environment), so that the
     native and sandboxed runs see the same variables.
@@ -63,7 +82,7 @@ def run_native(path: str | os.PathLike, args: Sequence[str] = (), stdin: bytes =
     argv = [str(path), *args]
     proc = subprocess.run(argv, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           env=dict(TEST_ENV if env is None else env), timeout=timeout,
-                          preexec_fn=_native_preexec, check=False, cwd=cwd)
+                          preexec_fn=lambda: native_preexec(rlimits), check=False, cwd=cwd)
     rc = proc.returncode
     if rc < 0:
         return Outcome(128 - rc, -rc, proc.stdout, proc.stderr)

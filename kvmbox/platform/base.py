@@ -160,5 +160,11 @@ class Platform(ABC):
     def user_range(self) -> tuple[int, int]:
         """[lowest, highest) guest-virtual address the application may use."""
 
+    def allowed_cpus(self) -> frozenset[int]:
+        """The host CPUs the sandbox may run on: the Sentry's CPU affinity (the guest sees
+        that many CPUs, numbered from 0)."""
+        import os
+        return frozenset(os.sched_getaffinity(0))
+
     @abstractmethod
     def close(self) -> None: ...

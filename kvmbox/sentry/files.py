@@ -18,6 +18,7 @@ import time
 
 from kvmbox.abi.structs import TERMIOS, WINSIZE
 from kvmbox.errors import SyscallError
+from kvmbox.sentry.rlimits import NR_OPEN
 from kvmbox.sentry.vfs.node import Attr, stat_bytes
 
 TYPE_CHECKING = False
@@ -365,14 +366,14 @@ class FdTable:
 
     Descriptions are shared by dup'd numbers (and, later, forked tables): each
     counts the table slots naming it in `fd_refs`, and is released when the last
-    slot goes.  New numbers are the lowest free ones (EMFILE at `limit`, or the
-    caller's RLIMIT_NOFILE).
+    slot goes.  New numbers are the lowest free ones, below the `limit` the caller
+    gives: its RLIMIT_NOFILE (syscalls/sys_open.nofile_limit); the table has none of
+    its own but Linux's fs.nr_open.
     """
 
-    def __init__(self, limit: int = 1024) -> None:
+    def __init__(self) -> None:
         self._files: dict[int, FileDescription] = {}
         self._cloexec: set[int] = set()
-        self.limit = limit
         self.posix_locks: dict[object, list] = {}   # node -> the process's fcntl record locks
         self.capacity = FD_TABLE_INITIAL               # Linux's fdtable max_fds (select's cap)
 
@@ -405,7 +406,7 @@ class FdTable:
     def alloc(self, f: FileDescription, *, cloexec: bool = False, lowest: int = 0,
               limit: int | None = None) -> int:
         """Install `f` at the lowest free number >= `lowest`; EMFILE past the limit."""
-        lim = self.limit if limit is None else limit
+        lim = NR_OPEN if limit is None else limit
         fd = max(lowest, 0)
         files = self._files
         while fd in files:
@@ -467,7 +468,7 @@ class FdTable:
 
     def copy(self) -> "FdTable":
         """fork: a new table naming the same descriptions (shared offsets and flags)."""
-        t = FdTable(self.limit)
+        t = FdTable()
         for fd, f in self._files.items():
             t.install(fd, f, fd in self._cloexec)
         return t

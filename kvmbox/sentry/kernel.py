@@ -58,7 +58,7 @@ class Kernel:
         self.hostname = hostname
         self.release = KERNEL_RELEASE
         self.version = KERNEL_VERSION
-        self.cpu_count = 1
+        self.cpu_count = max(1, len(platform.allowed_cpus()))   # the guest's CPUs: 0..n-1
         self.boot_monotonic_ns = time.monotonic_ns()
         self.sentry_pid = os.getpid()
         self.table = default_table()
@@ -140,8 +140,9 @@ class Kernel:
 
     def run(self, path: str, argv: Sequence[str], envp: Sequence[str],
             stdio: Sequence[FileDescription], timeout: float | None = None, *,
-            cwd: str = "/") -> RunOutcome:
-        """Load the static ELF at `path` and run it to completion, in directory `cwd`."""
+            cwd: str = "/", rlimits: dict[int, list[int]] | None = None) -> RunOutcome:
+        """Load the static ELF at `path` and run it to completion, in directory `cwd`, with
+        resource limits `rlimits` (default: Linux's own defaults; see rlimits.start_rlimits)."""
         from kvmbox.sentry.vfs.path import FsContext
 
         root = self.vfs.root()
@@ -169,7 +170,8 @@ class Kernel:
             ctx = self.platform.new_context()
             ctx.set_regs(rip=image.entry, rsp=image.initial_sp)
             task = Task(self, ctx, mm, fds, pid, image.exe_path, list(image.argv or argv),
-                        default_rlimits(self.memory_limit), fs=fsctx)
+                        rlimits if rlimits is not None else default_rlimits(self.memory_limit),
+                        fs=fsctx)
             task.envp = list(envp)
             task.auxv = image.auxv
             task.exe_node = image.exe_node
@@ -293,7 +295,6 @@ class Kernel:
         return RunOutcome(128 + signo, signo, report=faults.describe(fault, signo, code), core=True)
 
     def _trace_call(self, task: Task, rec, regs, ret, mm=None) -> None:
-        from kvmbox.sentry.strace import format_call
-        name = rec.name if rec is not None else f"syscall_{regs[0]}"
-        self.trace(format_call(rec if rec is not None else name, regs[1:], ret,
+        from kvmbox.sentry.strace import format_call, syscall_name
+        self.trace(format_call(syscall_name(regs[0], rec), regs[1:], ret,
                                mm if mm is not None else task.mm))

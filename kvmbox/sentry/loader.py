@@ -15,6 +15,7 @@ non-fixed mapping.  There is no ASLR yet: runs are deterministic.
 """
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from dataclasses import dataclass, field, replace
@@ -230,15 +231,8 @@ def parse_elf(data: bytes | ElfFile, path: str = "<elf>", *, page_size: int = la
             if p_memsz == 0 and p_filesz == 0:
                 continue                      # Linux skips empty PT_LOADs
             segments.append(Segment(i, p_offset, p_vaddr, p_filesz, p_memsz, p_flags))
-        elif p_type == elf.PT_INTERP:
-            if interp is not None:
-                fail("more than one PT_INTERP")
-            if p_filesz < 2 or p_filesz > elf.MAX_INTERP_LEN or p_offset + p_filesz > size:
-                fail("bad PT_INTERP")
-            raw = f.pread(p_offset, p_filesz)
-            if len(raw) != p_filesz or raw[-1] != 0 or b"\0" in raw[:-1]:
-                fail("bad PT_INTERP (not a NUL-terminated path)")
-            interp = os.fsdecode(raw[:-1])
+        elif p_type == elf.PT_INTERP and interp is None:
+            interp = _interp_path(f, p_offset, p_filesz, path, fail)   # Linux reads the first only
         elif p_type == elf.PT_GNU_STACK:
             exec_stack = bool(p_flags & elf.PF_X)
         elif p_type == elf.PT_TLS:
@@ -273,6 +267,20 @@ def parse_elf(data: bytes | ElfFile, path: str = "<elf>", *, page_size: int = la
                     phentsize=e_phentsize, phnum=e_phnum, segments=tuple(ordered),
                     load_bias=bias, phdr_vaddr=phdr_vaddr, interp=interp,
                     exec_stack=exec_stack, has_tls=has_tls)
+
+
+def _interp_path(f: ElfFile, offset: int, filesz: int, path: str, fail: Fail) -> str:
+    """The interpreter a PT_INTERP names, by binfmt_elf's rules: 2..PATH_MAX bytes, all
+    readable (else EIO), the last one NUL; the path is the C string at the start (NUL
+    padding or anything after the first NUL is ignored; an empty path fails later, ENOENT)."""
+    if filesz < 2 or filesz > elf.MAX_INTERP_LEN:
+        fail(f"bad PT_INTERP (size {filesz})")
+    raw = f.pread(offset, filesz) if offset + filesz <= f.size else b""
+    if len(raw) != filesz:
+        raise CannotExecute(f"{path}: truncated PT_INTERP", err=errno.EIO)
+    if raw[-1] != 0:
+        fail("bad PT_INTERP (not NUL-terminated)")
+    return os.fsdecode(raw[:raw.index(b"\0")])
 
 
 def _check_segment(s: Segment, bias: int, e_type: int, file_size: int, page_size: int,

@@ -167,8 +167,10 @@ def load_program(path: str, mm, *, argv: list[str], envp: list[str], vdso_base: 
             exe, exe_node = loc.path, loc.node
 
             def open_interp(interp: str) -> ElfFile:
-                return open_executable(vfs, root, root, interp, creds,
-                                       f"{path}: interpreter {interp}", opened)[1]
+                # As binfmt_elf's open_exec: from the caller's cwd; an empty path names the
+                # cwd itself (a directory, so EACCES).
+                return open_executable(vfs, cwd, root, interp or ".", creds,
+                                       f"{path}: interpreter {interp or repr(interp)}", opened)[1]
         image = load_elf(data, mm, argv=[os.fsencode(a) for a in argv],
                          envp=[os.fsencode(e) for e in envp], execfn=os.fsencode(path),
                          hwcap=cap, hwcap2=cap2, random_bytes=os.urandom(16), uid=creds.uid,

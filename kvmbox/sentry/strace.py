@@ -381,6 +381,15 @@ def format_return(ret: int | None, kind: str) -> str:
     return hex(r & 0xFFFF_FFFF_FFFF_FFFF) if kind == RET_HEX else str(r)
 
 
+def syscall_name(nr: int, record: object | None = None) -> str:
+    """The name strace prints for syscall `nr`: the table record's, else Linux's own name for
+    the number (an unimplemented call such as vfork), else `syscall_<nr>` (no such call)."""
+    if record is not None:
+        return record.name  # type: ignore[attr-defined]
+    from kvmbox.abi.syscall_numbers import NAME_BY_NR
+    return NAME_BY_NR.get(nr, f"syscall_{nr}")
+
+
 def format_call(record_or_name: object, args: Sequence[int], ret: int | None,
                 mm_reader: MemoryReader) -> str:
     """One strace line (without newline) for a finished call; ret None = did not return."""

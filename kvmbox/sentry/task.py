@@ -49,11 +49,23 @@ class TaskExit(Exception):
 
 @dataclass
 class Credentials:
-    """Ids the guest sees: the host's real ids of the Sentry (as runsc --rootless reports)."""
+    """Ids the guest sees: the host's real ids of the Sentry (as runsc --rootless reports),
+    and the capability sets those ids give a program natively (sentry/caps.py; -1: fill in)."""
     uid: int = field(default_factory=os.getuid)
     gid: int = field(default_factory=os.getgid)
     euid: int = field(default_factory=os.geteuid)
     egid: int = field(default_factory=os.getegid)
+    cap_inheritable: int = -1
+    cap_permitted: int = -1
+    cap_effective: int = -1
+    cap_bset: int = -1
+    cap_ambient: int = -1
+
+    def __post_init__(self) -> None:
+        if self.cap_permitted < 0:
+            from kvmbox.sentry import caps
+            (self.cap_inheritable, self.cap_permitted, self.cap_effective, self.cap_bset,
+             self.cap_ambient) = caps.initial(self.uid, self.euid)
 
 
 def default_rlimits(memory_limit: int | None, nofile: int = 1024) -> dict[int, list[int]]:

@@ -13,10 +13,11 @@ from guest import CODE, DATA, Guest, guest_factory, platform_fixture
 
 import helpers
 from kvmbox.guest_stub import layout as L
-from kvmbox.platform.base import PROT_READ, PROT_WRITE, SYSCALL, Fault
-from kvmbox.platform.ptrace import stubcode
+from kvmbox.platform.base import PF_INSTR, PF_PRESENT, PROT_READ, PROT_WRITE, SYSCALL, Fault
+from kvmbox.platform.ptrace import host, stubcode
 
-GADGET = L.PTRACE_STUB_VIRT + stubcode.GADGET_OFF
+PAGE = host.stub_page()                      # the stub code page (L.PTRACE_STUB_VIRT if it was free)
+GADGET = PAGE + stubcode.GADGET_OFF
 
 
 class PtraceGuest(Guest):
@@ -121,7 +122,7 @@ def test_stub_has_only_the_memfd_own_pgid_and_one_page(guest, platform):
     assert os.getpgid(g.pid) == g.pid != os.getpgid(0)
     ranges = [line.split()[0] for line in open(f"/proc/{g.pid}/maps")
               if "memfd:kvmbox-guest" not in line]
-    assert ranges == [f"{L.PTRACE_STUB_VIRT:x}-{L.PTRACE_STUB_VIRT + 0x1000:x}",
+    assert ranges == [f"{PAGE:x}-{PAGE + 0x1000:x}",
                       "ffffffffff600000-ffffffffff601000"]
     status = open(f"/proc/{g.pid}/status").read()
     assert "Seccomp:\t2" in status and "NoNewPrivs:\t1" in status
@@ -224,10 +225,49 @@ def test_kvm_with_a_missing_device_is_an_error():
         open_platform("kvm", 64 << 20, device="/nonexistent/kvm")
 
 
-def test_stub_page_is_not_readable_by_the_guest(guest):
-    g = guest(f"mov rax, {L.PTRACE_STUB_VIRT}\n mov rbx, [rax]\n")
+@pytest.fixture(params=["probed", "no-pku"])
+def hiding_guest(request):
+    """A guest on a platform that hides the stub page as this CPU needs ("probed": with
+    protection keys, execute-only suffices), or as a CPU without protection keys needs."""
+    from kvmbox.platform.ptrace.platform import PtracePlatform
+    p = PtracePlatform(64 << 20, assume_no_pku=request.param == "no-pku")
+    try:
+        yield from guest_factory(p, PtraceGuest)
+    finally:
+        p.close()
+
+
+@pytest.mark.parametrize("how", ["read", "fetch"])
+def test_stub_page_is_not_there_for_the_guest(hiding_guest, how):
+    """Reading the stub code page faults as an unmapped address on every CPU, and so does
+    jumping to it where the page is hidden (execute-only with protection keys: the jump runs
+    the gadget, whose syscall is the guest's own, emulated).  Injections work before and after."""
+    access = "mov rbx, [rax]" if how == "read" else "jmp rax"
+    g = hiding_guest(f"mov rax, {PAGE}\n {access}\n")
+    g.map(0xB00000, 0x1000, PROT_READ | PROT_WRITE)          # an injected mmap
     ev = g.run()
-    assert isinstance(ev, Fault) and ev.vector == 14 and ev.address == L.PTRACE_STUB_VIRT
+    if how == "fetch" and not g.aspace.stub.hide_code:
+        assert ev is SYSCALL and g.ctx.get_regs()["rip"] == GADGET + 2
+    else:
+        assert isinstance(ev, Fault) and ev.vector == 14 and ev.address == PAGE
+        assert not ev.error_code & PF_PRESENT
+        assert bool(ev.error_code & PF_INSTR) == (how == "fetch")
+    g.map(0xB01000, 0x1000, PROT_READ)                        # and after the guest ran
+    assert g.aspace.stub.mapped_ranges(0xB00000, 0xB02000) == [(0xB00000, 0xB01000),
+                                                                (0xB01000, 0xB02000)]
+
+
+def test_no_pku_mode_really_makes_the_page_readable():
+    """The no-PKU path is exercised for real: the page is readable there until hidden."""
+    from kvmbox.platform.ptrace.platform import PtracePlatform
+    p = PtracePlatform(64 << 20, assume_no_pku=True)
+    try:
+        a = p.new_address_space()
+        a.map(0x400000, 0x1000, p.frames.alloc(1)[0][0], PROT_READ)
+        assert a.stub.hide_code and a.stub.probe_readable()
+        a.release()
+    finally:
+        p.close()
 
 
 def test_vsyscall_call_is_a_fault_not_a_host_syscall(guest):
@@ -236,3 +276,15 @@ def test_vsyscall_call_is_a_fault_not_a_host_syscall(guest):
     ev = g.run()
     assert isinstance(ev, Fault) and ev.vector == 14 and ev.address == 0xFFFFFFFFFF600400
     assert g.aspace.stub.alive
+
+
+def test_probe_agrees_with_the_cpu_flags(platform):
+    """Execute-only hides the page exactly where the OS enabled protection keys (ospke);
+    elsewhere (no PKU, as on some CI machines) the page is emptied while the guest runs."""
+    from kvmbox.sentry.hwcap import cpuinfo_flags
+    a = platform.new_address_space()
+    try:
+        a.map(0x400000, 0x1000, platform.frames.alloc(1)[0][0], PROT_READ)
+        assert a.stub.hide_code == ("ospke" not in cpuinfo_flags())
+    finally:
+        a.release()

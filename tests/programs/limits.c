@@ -1,7 +1,7 @@
 /*
  * prlimit64, getrlimit, setrlimit: lower RLIMIT_NOFILE's soft limit and read
- * it back both ways; RLIMIT_STACK's soft limit is 8 MiB (the harness sets
- * it natively; the sandbox reports it); error cases.
+ * it back both ways; whether RLIMIT_STACK's soft limit is 8 MiB (both sides
+ * inherit the test runner's); error cases.
  */
 #include "common.h"
 #include <sys/resource.h>

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+import helpers
 from helpers import TEST_ENV, assert_same_outcome, run_native, run_sandbox
 
 HEADERS = {
@@ -69,7 +70,8 @@ def test_interpreter_may_itself_be_a_script(sandbox, tmp_path):
 
 def _native_exec_errno(path: str) -> int:
     try:
-        subprocess.run([path], env=dict(TEST_ENV), capture_output=True, check=False)
+        subprocess.run([path], env=dict(TEST_ENV), capture_output=True, check=False,
+                       preexec_fn=helpers.native_preexec)
     except OSError as e:
         return e.errno
     return 0

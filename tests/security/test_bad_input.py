@@ -145,3 +145,51 @@ def test_api_raises_typed_errors(tmp_path, kvm_available):
         kvmbox.Sandbox(platform="kvm", kvm_device="/nonexistent/kvm")
     with kvmbox.Sandbox(kvm_device="/nonexistent/kvm") as sb:
         assert sb.platform_name == "ptrace" and len(sb.setup_notices) == 1
+
+
+# --- PT_INTERP by binfmt_elf's rules: compared with native through execve(2) ---------------
+_LDSO = b"/lib64/ld-linux-x86-64.so.2"
+_EXECV = ("import os, sys\n"
+          "try:\n    os.execv(sys.argv[1], [sys.argv[1]])\n"
+          "except OSError as e:\n    print('execv errno', e.errno)\n")
+
+
+def _with_interp_segment(elf: bytes, payload: bytes, *, filesz: int | None = None,
+                         second: bool = False) -> bytes:
+    """`elf` with its PT_INTERP (or, with second=True, a later header turned into a second
+    PT_INTERP) reading `payload` appended at the end of the file.  p_vaddr is kept: ld.so
+    reads the path from memory there, the kernel from p_offset."""
+    data = bytearray(elf)
+    phoff, = struct.unpack_from("<Q", data, 32)
+    phnum, = struct.unpack_from("<H", data, 56)
+    kinds = [struct.unpack_from("<I", data, phoff + 56 * i)[0] for i in range(phnum)]
+    first = kinds.index(3)
+    i = first if not second else next(i for i in range(first + 1, phnum) if kinds[i] == 4)  # a PT_NOTE
+    at = phoff + 56 * i
+    struct.pack_into("<I", data, at, 3)
+    struct.pack_into("<Q", data, at + 8, len(data))                          # p_offset
+    struct.pack_into("<Q", data, at + 32, len(payload) if filesz is None else filesz)
+    return bytes(data + payload)
+
+
+@pytest.mark.parametrize("name,payload,filesz,second", [
+    ("nul_padded", _LDSO + b"\0" * 100, None, False),
+    ("text_after_nul", _LDSO + b"\0not a path\0", None, False),
+    ("not_nul_terminated", _LDSO + b"\0xy", None, False),
+    ("empty_path", b"\0\0", None, False),                   # the cwd: a directory, EACCES
+    ("relative_path", _LDSO[1:] + b"\0", None, False),        # from the cwd (here /)
+    ("one_byte", b"\0", None, False),
+    ("longer_than_path_max", _LDSO + b"\0" * 4096, None, False),
+    ("past_end_of_file", _LDSO + b"\0", 64, False),
+    ("second_interp_ignored", b"garbage without a nul", None, True),
+])
+def test_pt_interp_as_linux_reads_it(name, payload, filesz, second, tmp_path, test_programs, sandbox):
+    exe = _exe(tmp_path, name, _with_interp_segment(
+        (test_programs / "dynamic" / "hello").read_bytes(), payload, filesz=filesz, second=second))
+    native = helpers.run_native("/usr/bin/python3", ["-c", _EXECV, exe], cwd="/")
+    boxed = helpers.run_sandbox("/usr/bin/python3", ["-c", _EXECV, exe], sandbox=sandbox, cwd="/")
+    helpers.assert_same_outcome(native, boxed, what=f"execv of a PT_INTERP {name}")
+    if name == "nul_padded":
+        assert b"execv errno" not in native.stdout
+        direct = helpers.run_sandbox(exe, sandbox=sandbox)
+        helpers.assert_same_outcome(helpers.run_native(exe), direct, what="PT_INTERP nul_padded")

@@ -25,6 +25,21 @@ def test_fault_kills_with_linux_signal(case, build, test_programs, sandbox):
     assert_same_outcome(native, boxed, what=f"faults {case}")
 
 
+@pytest.mark.parametrize("build", ["glibc", "musl", "pie"])
+def test_stub_region_as_on_a_cpu_without_protection_keys(build, test_programs, monkeypatch):
+    """ptrace: where execute-only pages are readable (no PKU) the stub's code page is emptied
+    while the guest runs; forced here so that this path runs on every machine."""
+    import kvmbox
+    from kvmbox.platform.ptrace.platform import ASSUME_NO_PKU_ENV
+    monkeypatch.setenv(ASSUME_NO_PKU_ENV, "1")
+    path = test_programs / build / "faults"
+    native = run_native(path, ("stub_region",))
+    with kvmbox.Sandbox(platform="ptrace") as sb:
+        boxed = run_sandbox(path, ("stub_region",), sandbox=sb)
+        assert sb._platform.assume_no_pku
+    assert_same_outcome(native, boxed, what="faults stub_region (no PKU)")
+
+
 def test_int80_is_not_a_syscall_gate(test_programs, sandbox):
     """Departure from Linux (no IA-32 emulation): `int 0x80` kills the program.
 

@@ -44,14 +44,14 @@ def test_capacity_starts_at_64_and_only_grows():
 
 
 def test_alloc_is_lowest_free_and_emfile_at_limit():
-    table = FdTable(limit=3)
+    table = FdTable()                  # the limit is the caller's RLIMIT_NOFILE
     f = Ready()
-    assert [table.alloc(f) for _ in range(3)] == [0, 1, 2]
+    assert [table.alloc(f, limit=3) for _ in range(3)] == [0, 1, 2]
     with pytest.raises(SyscallError) as ei:
-        table.alloc(f)
+        table.alloc(f, limit=3)
     assert ei.value.errno == errno.EMFILE
     table.close(1)
-    assert table.alloc(f) == 1
+    assert table.alloc(f, limit=3) == 1
 
 
 def _select(task, nfds: int, fds: list[int]) -> tuple[int, int]:

@@ -285,11 +285,17 @@ def test_rlimits(t):
     fails(errno.EFAULT, M.getrlimit, t, 7, BAD)
     t.mm.put(BASE, struct.pack("<QQ", 256, 512))
     assert M.setrlimit(t, A(7, BASE)) == 0 and t.rlimits[7] == [256, 512]
-    t.mm.put(BASE, struct.pack("<QQ", 256, 1024))                 # raise hard: no CAP
+    t.creds.cap_effective &= ~(1 << 24)                            # no CAP_SYS_RESOURCE
+    t.mm.put(BASE, struct.pack("<QQ", 256, 1024))                 # raise hard: EPERM
     fails(errno.EPERM, M.setrlimit, t, 7, BASE)
     t.mm.put(BASE, struct.pack("<QQ", 600, 512))                  # soft > hard
     fails(errno.EINVAL, M.setrlimit, t, 7, BASE)
     assert t.rlimits[7] == [256, 512]
+    t.creds.cap_effective |= 1 << 24                               # with it the hard limit goes up
+    t.mm.put(BASE, struct.pack("<QQ", 256, 1024))
+    assert M.setrlimit(t, A(7, BASE)) == 0 and t.rlimits[7] == [256, 1024]
+    t.mm.put(BASE, struct.pack("<QQ", 256, (1 << 20) + 1))        # but never past fs.nr_open
+    fails(errno.EPERM, M.setrlimit, t, 7, BASE)
 
 
 def test_prlimit64(t):

@@ -10,10 +10,13 @@ from kvmbox.platform.ptrace import consts as C
 from kvmbox.platform.ptrace import stubcode
 
 
-def test_stub_code_is_the_assembled_source():
+def test_stub_code_is_the_assembled_source_at_any_address():
     ks = Ks(KS_ARCH_X86, KS_MODE_64)
-    assert bytes(ks.asm(stubcode.STUB_ASM, L.PTRACE_STUB_VIRT)[0]) == stubcode.STUB_CODE
+    for page in (L.PTRACE_STUB_VIRT, L.USER_TOP + 0x1234000, 0):     # position-independent
+        assert bytes(ks.asm(stubcode.STUB_ASM, page)[0]) == stubcode.STUB_CODE
     assert len(stubcode.STUB_CODE) <= L.PAGE_SIZE
+    probe = stubcode.STUB_ASM[:stubcode.STUB_ASM.index("probe:")]
+    assert len(ks.asm(probe, 0)[0]) == stubcode.PROBE_OFF
 
 
 def test_stub_entry_points_are_where_the_offsets_say():
@@ -52,8 +55,9 @@ def _run_bpf(prog: bytes, nr: int, ip: int, args=(0,) * 6) -> int:
 
 def test_seccomp_filter_allows_only_gadget_memory_calls():
     memfd = 7
-    prog = stubcode.seccomp_filter(memfd)
-    gadget = L.PTRACE_STUB_VIRT + stubcode.GADGET_RET_OFF
+    page = L.USER_TOP + 0x5000
+    prog = stubcode.seccomp_filter(memfd, page)
+    gadget = page + stubcode.GADGET_RET_OFF
     ok, kill = C.SECCOMP_RET_ALLOW, C.SECCOMP_RET_KILL_PROCESS
     mmap_args = (0x400000, 0x1000, 5, C.MAP_SHARED | C.MAP_FIXED, memfd, 0)
     assert _run_bpf(prog, C.NR_mmap, gadget, mmap_args) == ok

@@ -9,6 +9,8 @@ import subprocess
 
 import pytest
 
+import helpers
+
 from kvmbox.abi import signals as S
 from kvmbox.abi.structs import SIGACTION
 from kvmbox.sentry.signals import deliver as D
@@ -107,7 +109,8 @@ int main(void) {
 """)
     exe = tmp_path / "off"
     subprocess.run(["gcc", "-o", str(exe), str(src)], check=True, capture_output=True)
-    vals = [int(x) for x in subprocess.run([str(exe)], capture_output=True, check=True).stdout.split()]
+    vals = [int(x) for x in subprocess.run([str(exe)], capture_output=True, check=True,
+                                                   preexec_fn=helpers.native_preexec).stdout.split()]
     assert vals == [F.UC_MCONTEXT, F.UC_STACK, F.UC_MCONTEXT + F.SC_OFF["fpstate"], 128, 16, 16]
 
 

@@ -113,3 +113,32 @@ def test_clock_signal_and_unknown():
     assert format_call("futex", (0x5000, 128 | 0, 1, 0, 0, 0), NEG(-errno.EAGAIN), Mem(b"")) == \
         "futex(0x5000, FUTEX_WAIT_PRIVATE, 1, NULL, NULL, 0) = -1 EAGAIN " \
         "(Resource temporarily unavailable)"
+
+
+def test_every_syscall_number_is_traced_by_name():
+    """--strace names each call as Linux does: implemented or not (vfork was `syscall_58`)."""
+    from kvmbox.abi.syscall_numbers import NAME_BY_NR, SYSCALLS
+    from kvmbox.sentry.kernel import Kernel
+    from kvmbox.sentry.syscalls.table import default_table
+
+    table = default_table()
+
+    class Tracer:
+        def __init__(self) -> None:
+            self.lines: list[str] = []
+            self.trace = self.lines.append
+
+    class Task:
+        mm = Mem(b"")
+
+    for nr, name in SYSCALLS:
+        rec = table[nr] if nr < len(table) else None
+        assert rec is None or rec.name == name, (nr, rec.name, name)
+        tracer = Tracer()
+        Kernel._trace_call(tracer, Task(), rec, (nr, 0, 0, 0, 0, 0, 0), NEG(-errno.ENOSYS))
+        assert tracer.lines[0].startswith(f"{name}("), (nr, tracer.lines)
+    for nr in (335, 423, 1000, 4096):                 # no such call on x86-64
+        assert nr not in NAME_BY_NR
+        tracer = Tracer()
+        Kernel._trace_call(tracer, Task(), None, (nr, 0, 0, 0, 0, 0, 0), NEG(-errno.ENOSYS))
+        assert tracer.lines[0].startswith(f"syscall_{nr}("), tracer.lines

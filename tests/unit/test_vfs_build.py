@@ -48,7 +48,8 @@ def test_layout(kernel, rootfs):
             ("/", "overlay", False), ("/proc", "proc", False), ("/dev", "devtmpfs", False),
             ("/dev/shm", "tmpfs", False), ("/sys", "tmpfs", True), ("/tmp", "tmpfs", False),
             ("/mnt/ro", "hostfs", True), ("/tmp/rw", "hostfs", False)]
-        assert names(t, "/sys") == set()
+        assert names(t, "/sys") == {"devices"}                # only the CPU files (sysfs.py)
+        assert names(t, "/sys/devices/system/cpu") == {"online", "possible", "present"}
         assert "1" not in names(t, "/proc")                 # no live task, and no host /proc
         assert "hostfile" not in names(t, "/tmp")
         assert perm.is_readonly(t.resolve(t.root(), "/sys"))

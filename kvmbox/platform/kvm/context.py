@@ -11,7 +11,8 @@ from kvmbox.guest_stub import layout as L
 from kvmbox.kvm_ioctls import (KVM_SYNC_X86_REGS, KVM_SYNC_X86_SREGS, R8, R9, R10, R11, R12,
                                R13, R14, R15, RAX, RBP, RBX, RCX, RDI, RDX, RFLAGS, RIP, RSI, RSP,
                                SREGS_CR_OFF, Vcpu, VcpuExit)
-from kvmbox.platform.base import INTERRUPTED, SYSCALL, AddressSpace, Context, Event, Fault, VEC_PF
+from kvmbox.platform.base import (INTERRUPTED, SYSCALL, VEC_PF, VEC_UD, AddressSpace, Context, Event,
+                                  Fault)
 from kvmbox.platform.fpu import reset_xsave
 from kvmbox.platform.kvm import cpu
 
@@ -101,7 +102,7 @@ class KvmContext(Context):
                 # instruction as far as Linux is concerned.
                 return Fault(13, rip, 0, rip)
             if port == L.PORT_EXCEPTION:
-                return self._exception()
+                return self._exception(aspace)
             raise SandboxCrash(f"guest exit on unexpected port {port:#x} at rip {self.regs[RIP]:#x}")
         if reason is VcpuExit.SHUTDOWN:
             ev = vcpu.get_vcpu_events()
@@ -130,7 +131,7 @@ class KvmContext(Context):
         timer.daemon = True
         timer.start()
 
-    def _exception(self) -> Event:
+    def _exception(self, aspace: AddressSpace) -> Event:
         rip_now = self.regs[RIP]
         lo, hi = self._handlers
         if not lo <= rip_now < hi:
@@ -141,7 +142,27 @@ class KvmContext(Context):
         self.in_exception = True
         self._parked_rip = rip_now
         address = self.vcpu.sync_cr(1) if vector == VEC_PF else rip
-        return Fault(vector, address, err, rip)
+        fault = Fault(vector, address, err, rip)
+        if self._restore_flags and vector in (VEC_UD, VEC_PF):     # pvm-native: see pvm_gp.py
+            from kvmbox.platform.kvm.pvm_gp import reclassify
+            fault = reclassify(fault, lambda a, n: self._read_user(aspace, a, n), self.get_regs)
+        return fault
+
+    def _read_user(self, aspace: AddressSpace, addr: int, n: int) -> bytes:
+        """Up to `n` bytes of user memory from `addr`, as far as it is mapped (for decoding)."""
+        out = b""
+        while len(out) < n:
+            page, off = addr & ~(L.PAGE_SIZE - 1), addr & (L.PAGE_SIZE - 1)
+            try:
+                hit = aspace.lookup(page)  # type: ignore[attr-defined]
+            except ValueError:
+                break
+            if hit is None:
+                break
+            take = min(n - len(out), L.PAGE_SIZE - off)
+            out += bytes(self._mem[hit[0] + off:hit[0] + off + take])
+            addr += take
+        return out
 
     def _first_entry(self, root: int) -> None:
         p = self._pending

@@ -34,6 +34,7 @@ class PtraceAddressSpace(AddressSpace):
         stub = self.stub
         if stub is None:
             stub = self.stub = StubProcess(self.platform.memfile.fd, pin=self.platform.pin)
+            stub.hide_code = self.platform.stub_needs_hiding(stub)
         else:
             stub.check_thread()
         return stub

@@ -17,7 +17,7 @@ RSEQ_AREA_MIN = 32                    # glibc registers max(__rseq_size, 32) byt
 TASK_SIZE = 0x7FFF_FFFF_F000          # end of a 4-level-paging user address space
 
 # --- mmap(2) ------------------------------------------------------------------
-PROT_NONE, PROT_EXEC = 0, 4
+PROT_NONE, PROT_READ, PROT_WRITE, PROT_EXEC = 0, 1, 2, 4
 MAP_SHARED, MAP_FIXED, MAP_PRIVATE, MAP_ANONYMOUS = 0x01, 0x10, 0x02, 0x20
 MAP_FIXED_NOREPLACE = 0x100000
 
@@ -53,7 +53,7 @@ SIGINFO_SIZE = 128
 SI_SIGNO, SI_CODE, SI_ADDR = 0, 8, 16         # byte offsets of si_signo, si_code, si_addr
 SI_USER, SI_KERNEL = 0, 0x80
 SEGV_MAPERR, SEGV_ACCERR, SEGV_PKUERR = 1, 2, 4
-BUS_ADRALN = 1
+BUS_ADRALN, BUS_ADRERR = 1, 2
 FPE_INTDIV, FPE_INTOVF = 1, 2
 TRAP_BRKPT, TRAP_TRACE = 1, 2
 SYS_SECCOMP = 1

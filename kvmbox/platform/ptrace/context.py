@@ -24,13 +24,16 @@ Fault translation (x86 vector, address, error code):
       without read permission, so an access violation on a present page that is
       not a fetch is a write.  A not-present write is reported as a read; if the
       VMA is read-only the retry then faults ACCERR and is refused as a write.
-  SIGSEGV SEGV_PKUERR -> 14 with PF_PK (a read of the execute-only stub page).
+  SIGSEGV SEGV_PKUERR -> 14 with PF_PK (a read of the execute-only stub page where
+      protection keys make execute-only unreadable).
   SIGSEGV other kernel codes (SI_KERNEL: privileged instruction, non-canonical
       address, #GP in general) -> 13 at rip.
   SIGILL -> 6; SIGFPE integer divide/overflow -> 0, other FP codes -> 19 (#XM:
       x87 and SSE exceptions are not told apart, both end in SIGFPE);
   SIGTRAP TRAP_TRACE -> 1, other (int3 gives SI_KERNEL / TRAP_BRKPT) -> 3;
-  SIGBUS -> 17 (#AC; it is what BUS_ADRALN means, and any SIGBUS ends as SIGBUS).
+  SIGBUS BUS_ADRERR -> 14 not present at si_addr (the hidden stub code page, see
+      stub.py: the guest touched an address where Linux would have nothing);
+      SIGBUS SI_KERNEL -> 12 (#SS); other SIGBUS -> 17 (#AC, what BUS_ADRALN means).
   SIGSYS SYS_SECCOMP (the filter's TRAP: the vsyscall page) -> 14 instruction
       fetch at the call address, so the guest gets SIGSEGV as on KVM.
 Signals sent by a process (si_code <= 0) are not faults and are swallowed.
@@ -101,6 +104,8 @@ class PtraceContext(Context):
             stub.fpu_reset = True
         if not self._loaded:
             self._first_frame(stub)
+        if stub.hide_code and not stub.hidden:
+            stub.hide()
         self._stub_pid = pid
         load = stub.owner is not self or self._dirty
         stub.owner = self
@@ -153,7 +158,7 @@ class PtraceContext(Context):
             if code == C.SEGV_MAPERR:
                 return Fault(14, addr, PF_USER | (PF_INSTR if addr == rip else 0), rip)
             if code == C.SEGV_PKUERR:               # the execute-only stub page
-                return Fault(14, addr, PF_USER | PF_PRESENT | C.PF_PK, rip)
+                return Fault(14, addr, PF_USER | C.PF_PK, rip)        # to the guest: nothing there
             if code == C.SEGV_ACCERR:
                 return Fault(14, addr, PF_USER | PF_PRESENT | (PF_INSTR if addr == rip else PF_WRITE), rip)
             return Fault(13, rip, 0, rip)
@@ -164,6 +169,11 @@ class PtraceContext(Context):
         if sig == signal.SIGTRAP:
             return Fault(1 if code == C.TRAP_TRACE else 3, rip, 0, rip)
         if sig == signal.SIGBUS:
+            if code == C.BUS_ADRERR:            # the hidden stub code page: nothing is there
+                addr, = struct.unpack_from("<Q", info, C.SI_ADDR)
+                return Fault(14, addr, PF_USER | (PF_INSTR if addr == rip else 0), rip)
+            if code == C.SI_KERNEL:             # #SS: a stack-segment access (non-canonical via rsp/rbp)
+                return Fault(12, rip, 0, rip)
             return Fault(17, rip, 0, rip)
         if sig == signal.SIGSYS and code == C.SYS_SECCOMP:
             # A host syscall the filter refused from outside the gadget (the vsyscall

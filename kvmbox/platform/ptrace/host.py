@@ -1,7 +1,7 @@
 """The raw host calls of the ptrace platform (ctypes stays in here).
 
-ptrace(2) requests on a stub, the one-time mapping of the stub code page into
-the Sentry, and spawn(): a ctypes call into that page that forks a stub.
+ptrace(2) requests on a stub, the stub code page the Sentry maps once for its
+whole life (reserve_stub_page), and spawn(): a ctypes call into that page that forks a stub.
 Everything here must be called from the thread that spawned the stub (ptrace
 requests are only accepted from the tracer thread).
 """
@@ -26,6 +26,9 @@ _mmap.restype = ctypes.c_void_p
 _mprotect = _libc.mprotect
 _mprotect.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
 _mprotect.restype = ctypes.c_int
+_munmap = _libc.munmap
+_munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+_munmap.restype = ctypes.c_int
 
 Regs = ctypes.c_uint64 * C.NUM_REGS      # struct user_regs_struct
 SigInfo = ctypes.c_uint8 * C.SIGINFO_SIZE
@@ -38,8 +41,7 @@ class _SockFprog(ctypes.Structure):
 
 
 _SPAWN_PROTO = ctypes.CFUNCTYPE(ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_long,
-                                ctypes.c_long, ctypes.c_long)
-_spawn_fn = None
+                                ctypes.c_long, ctypes.c_long, ctypes.c_long)
 _lock = threading.Lock()
 
 
@@ -108,22 +110,78 @@ def xstate_features(size: int) -> int:
     return 0x7 if size > 576 else 0x3
 
 
-def _map_stub_page():
-    """Map the stub code page at PTRACE_STUB_VIRT in this process, once; returns spawn()."""
-    global _spawn_fn
+class _StubPage:
+    """The process's one stub code page: where, or why there is none (set once, under _lock)."""
+    address = 0
+    error = ""
+    spawn = None                      # spawn() in the page, as a ctypes function
+
+
+def _free_page_above(low: int) -> int:
+    """The lowest address >= `low` with a free page in this process (from /proc/self/maps)."""
+    spans = []
+    with open("/proc/self/maps") as f:
+        for line in f:
+            lo_s, hi_s = line.split(" ", 1)[0].split("-")
+            spans.append((int(lo_s, 16), int(hi_s, 16)))
+    candidate = low
+    for lo, hi in sorted(spans):
+        if hi <= candidate:
+            continue
+        if lo >= candidate + L.PAGE_SIZE:
+            break
+        candidate = hi
+    return candidate
+
+
+def _map_at(addr: int) -> int:
+    """A private read-write page at exactly `addr` if it is free, else 0."""
+    flags = C.MAP_PRIVATE | C.MAP_ANONYMOUS | C.MAP_FIXED_NOREPLACE
+    got = _mmap(addr, L.PAGE_SIZE, C.PROT_READ | C.PROT_WRITE, flags, -1, 0)
+    if got in (None, ctypes.c_void_p(-1).value):
+        return 0
+    if got != addr:                  # a kernel without MAP_FIXED_NOREPLACE took it as a hint
+        _munmap(got, L.PAGE_SIZE)
+        return 0
+    return addr
+
+
+def reserve_stub_page() -> None:
+    """Map the stub code page in this process, for its whole life (kvmbox/__init__ calls this
+    at import, before any guest memory exists, so no later mapping can take the address).
+
+    The page goes at layout.PTRACE_STUB_VIRT, or, if something was there already, at the
+    lowest free page above the guest's range (the code is position-independent).  Never
+    raises: a failure is reported by stub_page() when a ptrace platform is wanted."""
     with _lock:
-        if _spawn_fn is None:
-            prot_rw, prot_rx = 3, 5                      # PROT_READ|PROT_WRITE, PROT_READ|PROT_EXEC
-            flags = C.MAP_PRIVATE | C.MAP_ANONYMOUS | C.MAP_FIXED_NOREPLACE
-            addr = _mmap(L.PTRACE_STUB_VIRT, L.PAGE_SIZE, prot_rw, flags, -1, 0)
-            if addr != L.PTRACE_STUB_VIRT:
-                raise PlatformUnavailable(f"kvmbox: cannot map the ptrace stub page at "
-                                          f"{L.PTRACE_STUB_VIRT:#x} ({os.strerror(ctypes.get_errno())})")
-            ctypes.memmove(addr, stubcode.STUB_CODE, len(stubcode.STUB_CODE))
-            if _mprotect(addr, L.PAGE_SIZE, prot_rx):
-                raise PlatformUnavailable("kvmbox: the host refuses an executable page for the ptrace stub")
-            _spawn_fn = _SPAWN_PROTO(L.PTRACE_STUB_VIRT + stubcode.SPAWN_OFF)
-        return _spawn_fn
+        if _StubPage.address or _StubPage.error:
+            return
+        addr = _map_at(L.PTRACE_STUB_VIRT)
+        for _attempt in range(3):                     # another thread may take a gap meanwhile
+            if addr:
+                break
+            free = _free_page_above(L.USER_TOP)
+            addr = _map_at(free) if free + L.PAGE_SIZE <= C.TASK_SIZE else 0
+        if not addr:
+            _StubPage.error = (f"kvmbox: no room for the ptrace stub page above "
+                               f"{L.USER_TOP:#x} in this process")
+            return
+        ctypes.memmove(addr, stubcode.STUB_CODE, len(stubcode.STUB_CODE))
+        if _mprotect(addr, L.PAGE_SIZE, C.PROT_READ | C.PROT_EXEC):
+            _munmap(addr, L.PAGE_SIZE)
+            _StubPage.error = "kvmbox: the host refuses an executable page for the ptrace stub"
+            return
+        _StubPage.spawn = _SPAWN_PROTO(addr + stubcode.SPAWN_OFF)
+        _StubPage.address = addr
+
+
+def stub_page() -> int:
+    """The address of this process's stub code page; PlatformUnavailable if there is none."""
+    if not _StubPage.address:
+        reserve_stub_page()
+        if not _StubPage.address:
+            raise PlatformUnavailable(_StubPage.error)
+    return _StubPage.address
 
 
 def _rseq() -> tuple[int, int]:
@@ -136,12 +194,15 @@ def _rseq() -> tuple[int, int]:
     return (offset, max(size, C.RSEQ_AREA_MIN)) if size else (0, 0)
 
 
-def spawn(memfd: int, filter_prog: bytes) -> int:
-    """Fork a stub process (see stubcode); returns its pid.  The caller becomes its tracer."""
-    fn = _map_stub_page()
+def spawn(memfd: int, code_fd: int, filter_prog: bytes) -> int:
+    """Fork a stub process (see stubcode); returns its pid.  The caller becomes its tracer.
+
+    `code_fd` holds the stub code page's bytes; the child maps it over its copy of the page."""
+    stub_page()
+    fn = _StubPage.spawn
     filt = ctypes.create_string_buffer(filter_prog, len(filter_prog))
     fprog = _SockFprog(len(filter_prog) // 8, ctypes.addressof(filt))
-    pid = fn(memfd, ctypes.addressof(fprog), os.getpid(), *_rseq())
+    pid = fn(memfd, ctypes.addressof(fprog), os.getpid(), *_rseq(), code_fd)
     if pid < 0:
         raise OSError(-pid, f"fork (ptrace stub): {os.strerror(-pid)}")
     return pid

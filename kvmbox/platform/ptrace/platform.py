@@ -8,31 +8,56 @@ but the Sentry's injected mmap/munmap/mprotect reaches the host kernel.
 """
 from __future__ import annotations
 
+import os
+
 from kvmbox.guest_stub import layout as L
 from kvmbox.mm.frames import FrameAllocator
 from kvmbox.mm.memfile import MemoryFile
 from kvmbox.platform.base import AddressSpace, Context, Platform
+from kvmbox.platform.ptrace import consts as C
+from kvmbox.platform.ptrace import host
 from kvmbox.platform.ptrace.address_space import PtraceAddressSpace
 from kvmbox.platform.ptrace.context import PtraceContext
+from kvmbox.platform.ptrace.stub import StubProcess, thread_affinity
 
 # MemoryFile beyond the program's memory limit: the allocator's reserved low
 # region and its page-table reserve (unused here, kept for one FrameAllocator).
 OVERHEAD = 64 << 20
+# Set (to anything but "" or "0"): behave as on a CPU without protection keys, where an
+# execute-only page is readable, so the stub's code page is hidden while the guest runs.
+# Tests use it to run that path on machines with protection keys.
+ASSUME_NO_PKU_ENV = "KVMBOX_PTRACE_ASSUME_NO_PKU"
 
 
 class PtracePlatform(Platform):
     name = "ptrace"
     flavour = "ptrace-sysemu"
 
-    def __init__(self, memory: int, *, pin: bool = True) -> None:
+    def __init__(self, memory: int, *, pin: bool = True, assume_no_pku: bool | None = None) -> None:
+        host.stub_page()          # PlatformUnavailable now, not at the first run, if there is none
         size = (memory + OVERHEAD + 0x1FFFFF) & ~0x1FFFFF
         self.memfile: MemoryFile | None = MemoryFile(size)
         self.frames = FrameAllocator(self.memfile)
         self.pin = pin            # keep each stub on its tracer thread's CPU (8 µs vs 60 µs a trap)
+        if assume_no_pku is None:
+            assume_no_pku = os.environ.get(ASSUME_NO_PKU_ENV, "") not in ("", "0")
+        self.assume_no_pku = assume_no_pku
+        self._hide_stub: bool | None = None    # learnt from the first stub (probe_readable)
+
+    def stub_needs_hiding(self, stub: StubProcess) -> bool:
+        """Must `stub` empty its code page while the guest runs (execute-only does not hide it)?"""
+        if self.assume_no_pku:       # make the page readable, as execute-only is without PKU
+            stub.syscall(C.NR_mprotect, stub.page, L.PAGE_SIZE, C.PROT_READ | C.PROT_EXEC)
+        if self._hide_stub is None:
+            self._hide_stub = stub.probe_readable()
+        return self._hide_stub
 
     @property
     def user_range(self) -> tuple[int, int]:
         return (0x10000, L.USER_TOP)
+
+    def allowed_cpus(self) -> frozenset[int]:
+        return thread_affinity()          # not the one CPU a live stub pins its tracer to
 
     def new_address_space(self) -> AddressSpace:
         return PtraceAddressSpace(self)

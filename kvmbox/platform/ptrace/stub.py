@@ -6,6 +6,16 @@ guest addresses) and runs guest code under PTRACE_SYSEMU (see context.py).
 (`syscall; jmp r15`, the only place the seccomp filter accepts a syscall from)
 with r15 at the trap, PTRACE_CONT, and the int3 right after hands it back.
 
+The guest must not read the stub's code page, which lies above its address
+range where Linux has nothing mapped.  The page is execute-only; with protection
+keys a read faults (SEGV_PKUERR).  Without them (probe_readable() asks the CPU
+once per platform) execute-only pages are readable, so the page is hidden
+instead: it is a shared mapping of the stub's own memfd (`code_fd`), which the
+Sentry truncates to nothing before guest code runs (any access is then SIGBUS
+BUS_ADRERR, reported as a not-present page) and refills before it injects a
+syscall (hide() / reveal(); about 13 µs per guest switch that followed
+injections, and only on such CPUs).
+
 Rule: every method must run on the thread that created the stub (Linux accepts
 ptrace requests only from the tracer thread); `check_thread()` enforces it.
 The stub dies with that thread (PR_SET_PDEATHSIG) and with the Sentry
@@ -23,8 +33,6 @@ from kvmbox.guest_stub import layout as L
 from kvmbox.platform.ptrace import consts as C
 from kvmbox.platform.ptrace import host, stubcode
 
-_GADGET = L.PTRACE_STUB_VIRT + stubcode.GADGET_OFF
-_TRAP = L.PTRACE_STUB_VIRT + stubcode.TRAP_OFF
 _R = C.REG
 _MASK64 = (1 << 64) - 1
 
@@ -66,6 +74,14 @@ def _pin_tracer() -> int:
     return cpu
 
 
+def thread_affinity() -> frozenset[int]:
+    """The calling thread's CPU affinity as it was before _pin_tracer narrowed it."""
+    state = getattr(_pins, "state", None)
+    if state is not None and state[0]:
+        return frozenset(state[1])
+    return frozenset(os.sched_getaffinity(0))
+
+
 def _unpin_tracer() -> None:
     state = getattr(_pins, "state", None)
     if state is None or state[0] == 0:
@@ -83,14 +99,24 @@ class StubProcess:
 
     def __init__(self, memfd: int, *, pin: bool = True) -> None:
         self.tracer = threading.get_ident()
+        self.page = host.stub_page()
+        self._gadget = self.page + stubcode.GADGET_OFF
+        self._trap = self.page + stubcode.TRAP_OFF
+        self.hide_code = False     # keep the code page empty while guest code runs
+        self.hidden = False        # it is empty now
+        self.pid = -1
+        self.pidfd = -1
+        self.cpu = -1
+        self.code_fd = os.memfd_create("kvmbox-stub-code", os.MFD_CLOEXEC)
         try:
-            self.pid = host.spawn(memfd, stubcode.seccomp_filter(memfd))
+            self._fill_code()
+            self.pid = host.spawn(memfd, self.code_fd, stubcode.seccomp_filter(memfd, self.page))
         except OSError as e:
+            os.close(self.code_fd)
             raise PlatformUnavailable(f"kvmbox: cannot create a ptrace stub: {e.strerror}") from None
         self.alive = True
         self.owner: object | None = None
         self.fpu_reset = False   # its FPU/SSE state still holds the Sentry thread's (fork)
-        self.pidfd = -1
         try:
             status = self.wait()
             if not os.WIFSTOPPED(status) or os.WSTOPSIG(status) != signal.SIGTRAP:
@@ -109,6 +135,33 @@ class StubProcess:
         self._inj = host.Regs()
         self._inj[:] = self.base[:]
         self._out = host.Regs()
+
+    # --- the code page: execute-only, or emptied while the guest runs -------
+    def _fill_code(self) -> None:
+        os.ftruncate(self.code_fd, L.PAGE_SIZE)
+        os.pwrite(self.code_fd, stubcode.STUB_CODE, 0)
+
+    def hide(self) -> None:
+        """Empty the code page (the guest is about to run): any access is now SIGBUS."""
+        os.ftruncate(self.code_fd, 0)
+        self.hidden = True
+
+    def reveal(self) -> None:
+        """Give the code page its bytes back, for an injected syscall."""
+        self._fill_code()
+        self.hidden = False
+
+    def probe_readable(self) -> bool:
+        """Does a read of the execute-only code page succeed on this CPU (no protection keys)?"""
+        r = self._inj
+        r[_R["rip"]], r[_R["orig_rax"]] = self.page + stubcode.PROBE_OFF, _MASK64
+        self.owner = None
+        host.set_regs(self.pid, r)
+        host.resume(C.PTRACE_CONT, self.pid)
+        status = self.wait()
+        if not os.WIFSTOPPED(status):
+            raise self.died(status, "probing its code page")
+        return os.WSTOPSIG(status) == signal.SIGTRAP
 
     def check_thread(self) -> None:
         if threading.get_ident() != self.tracer:
@@ -129,11 +182,13 @@ class StubProcess:
         """Make the stub execute host syscall `nr` for real; returns its (signed) result."""
         if not self.alive:
             raise SandboxCrash(f"kvmbox: ptrace stub {self.pid} is dead")
+        if self.hidden:
+            self.reveal()
         r = self._inj
         r[_R["rax"]], r[_R["rdi"]], r[_R["rsi"]], r[_R["rdx"]] = nr, a0 & _MASK64, a1 & _MASK64, a2 & _MASK64
         r[_R["r10"]], r[_R["r8"]], r[_R["r9"]] = a3 & _MASK64, a4 & _MASK64, a5 & _MASK64
-        r[_R["rip"]], r[_R["r15"]], r[_R["orig_rax"]] = _GADGET, _TRAP, _MASK64
-        r[_R["rcx"]], r[_R["r11"]] = _GADGET, r[_R["eflags"]]
+        r[_R["rip"]], r[_R["r15"]], r[_R["orig_rax"]] = self._gadget, self._trap, _MASK64
+        r[_R["rcx"]], r[_R["r11"]] = self._gadget, r[_R["eflags"]]
         self.owner = None                    # the guest's registers are no longer loaded
         host.set_regs(self.pid, r)
         while True:
@@ -146,7 +201,7 @@ class StubProcess:
             # Any other stop (an interrupt's SIGSTOP, a stray signal) is swallowed.
         out = self._out
         host.get_regs(self.pid, out)
-        if out[_R["rip"]] != _TRAP + 1:
+        if out[_R["rip"]] != self._trap + 1:
             raise SandboxCrash(f"kvmbox: ptrace stub {self.pid} trapped at {out[_R['rip']]:#x} "
                                f"during injected syscall {nr}")
         ret = out[_R["rax"]]
@@ -186,6 +241,9 @@ class StubProcess:
             self.pid = -1
         self.alive = False
         self.owner = None
+        if self.code_fd >= 0:
+            os.close(self.code_fd)
+            self.code_fd = -1
         if self.cpu >= 0 and threading.get_ident() == self.tracer:
             _unpin_tracer()
             self.cpu = -1

@@ -1,24 +1,28 @@
 """The host stub's machine code (pre-assembled) and its seccomp filter.
 
-The code page lives at layout.PTRACE_STUB_VIRT in the Sentry and in every stub.
-It holds three things, at fixed offsets:
+The code page lives at one address for the Sentry's whole life (host.stub_page():
+layout.PTRACE_STUB_VIRT unless something held it before kvmbox was imported),
+in the Sentry and in every stub.  It holds, at fixed offsets:
 
   GADGET_OFF  `syscall; jmp r15`: the only instruction the seccomp filter lets
               make a host syscall; the Sentry injects mmap/munmap/mprotect here
               with r15 = the trap, so the stub stops right after the syscall.
   TRAP_OFF    `int3`: a SIGTRAP stop that hands the stub back to the tracer.
-  SPAWN_OFF   spawn(memfd, fprog, sentry_pid, rseq_offset, rseq_len): raw
+  SPAWN_OFF   spawn(memfd, fprog, sentry_pid, rseq_offset, rseq_len, code_fd): raw
               fork(); the parent returns the pid (or -errno) to ctypes; the child
               never runs Python or libc: it unregisters the rseq area glibc
               registered for the calling thread (at fs:0 + __rseq_offset; the
               kernel would write to it, unmapped, on every return to user and
-              SIGSEGV the stub), sets PR_SET_PDEATHSIG(SIGKILL), its own process group, closes
-              every fd but the memfd, PTRACE_TRACEME, no_new_privs, installs the
-              filter, unmaps everything but this page (from here on only through
-              the gadget), makes this page execute-only (mprotect PROT_EXEC: with
-              protection keys the guest cannot read it; a courtesy, not a boundary,
-              since WRPKRU is unprivileged and the page holds nothing secret) and
-              stops on the trap waiting for its tracer.
+              SIGSEGV the stub), sets PR_SET_PDEATHSIG(SIGKILL), its own process
+              group, replaces its copy of this page by a shared mapping of
+              `code_fd` (the same bytes: the stub's own memfd, which the Sentry can
+              empty to hide the page, see stub.py), closes every fd but the memfd,
+              PTRACE_TRACEME, no_new_privs, installs the filter, unmaps everything
+              but this page (from here on only through the gadget), makes the page
+              execute-only (mprotect PROT_EXEC: with protection keys a read faults)
+              and stops on the trap waiting for its tracer.
+  PROBE_OFF   `mov al, [page]; jmp trap`: run once to learn whether execute-only
+              really hides the page on this CPU (no protection keys: it does not).
 
 The child stops with int3 rather than kill(getpid(), SIGSTOP), so `kill` need
 not be on the filter's allow-list.  Any failure during set-up: exit_group(127).
@@ -35,8 +39,11 @@ from kvmbox.platform.ptrace import consts as C
 GADGET_OFF = 0            # syscall; jmp r15
 GADGET_RET_OFF = 2        # the RIP after the gadget's syscall (what seccomp sees)
 TRAP_OFF = 5              # int3
-SPAWN_OFF = 6             # spawn(memfd, &sock_fprog, sentry pid, rseq offset, rseq len) -> rax
+SPAWN_OFF = 6             # spawn(memfd, &sock_fprog, sentry pid, rseq offset, rseq len, code fd)
+PROBE_OFF = 402           # `mov al, [page]; jmp trap`: does reading the execute-only page fault?
 
+# Position-independent (every reference to the page is RIP-relative): the page goes wherever
+# host.reserve_stub_page() found room (tests/unit/test_ptrace_stub.py checks STUB_CODE).
 STUB_ASM = f"""
 gadget:
     syscall
@@ -61,7 +68,7 @@ spawn:
 child:
     test esi, esi
     jz norseq
-    add rdi, qword ptr fs:[0]
+    add rdi, qword ptr fs:[rax]
     mov edx, {C.RSEQ_FLAG_UNREGISTER}
     mov r10d, {C.RSEQ_SIG:#x}
     mov eax, {C.NR_rseq}
@@ -81,6 +88,18 @@ norseq:
     xor edi, edi
     xor esi, esi
     syscall
+    mov r12, r8
+    lea rdi, [rip + gadget]
+    mov esi, {L.PAGE_SIZE:#x}
+    mov edx, {C.PROT_READ | C.PROT_EXEC}
+    mov r10d, {C.MAP_SHARED | C.MAP_FIXED:#x}
+    mov r8, r9
+    xor r9d, r9d
+    mov eax, {C.NR_mmap}
+    syscall
+    mov r8, r12
+    cmp rax, rdi
+    jne die
     test r8, r8
     jz above
     mov eax, {C.NR_close_range}
@@ -120,18 +139,20 @@ above:
     jnz die
     mov eax, {C.NR_munmap}
     xor edi, edi
-    mov rsi, {L.PTRACE_STUB_VIRT:#x}
+    lea rsi, [rip + gadget]
     lea r15, [rip + high]
     jmp gadget
 high:
     mov eax, {C.NR_munmap}
-    mov rdi, {L.PTRACE_STUB_VIRT + L.PAGE_SIZE:#x}
-    mov rsi, {C.TASK_SIZE - L.PTRACE_STUB_VIRT - L.PAGE_SIZE:#x}
+    lea rdi, [rip + gadget]
+    add rdi, {L.PAGE_SIZE:#x}
+    mov rsi, {C.TASK_SIZE:#x}
+    sub rsi, rdi
     lea r15, [rip + xonly]
     jmp gadget
 xonly:
     mov eax, {C.NR_mprotect}
-    mov rdi, {L.PTRACE_STUB_VIRT:#x}
+    lea rdi, [rip + gadget]
     mov esi, {L.PAGE_SIZE:#x}
     mov edx, {C.PROT_EXEC}
     lea r15, [rip + trap]
@@ -141,20 +162,23 @@ die:
     mov edi, 127
     syscall
     hlt
+probe:
+    mov al, byte ptr [rip + gadget]
+    jmp trap
 """
-# STUB_ASM assembled at L.PTRACE_STUB_VIRT (tests/unit/test_ptrace_stub.py checks it).
 STUB_CODE = bytes.fromhex(
-    "0f0541ffe7cc5341544889f34989d44c89c64989f84889cfb8390000000f054885c07404415c5bc385f674246448033c"
-    "2500000000ba0100000041ba53300553b84e0100000f054885c00f8506010000b89d000000bf01000000be090000000f"
-    "05b86e0000000f054c39e00f85e5000000b86d00000031ff31f60f054d85c0740fb8b401000031ff498d70ff31d20f05"
-    "b8b4010000498d7801beffffffff31d20f05b86500000031ff31f631d24531d20f054885c00f859b000000b89d000000"
-    "bf26000000be0100000031d24531d24531c00f054885c0757db83d010000bf0100000031f64889da0f054885c07567b8"
-    "0b00000031ff48be00000000807f00004c8d3d05000000e9f4feffffb80b00000048bf00100000807f000048be00e0ff"
-    "ff7f0000004c8d3d05000000e9cffeffffb80a00000048bf00000000807f0000be00100000ba040000004c8d3db4feff"
-    "ffe9aafeffffb8e7000000bf7f0000000f05f4")
+    "0f0541ffe7cc5341544889f34989d44c89c64989f84889cfb8390000000f054885c07404415c5bc385f6741f64480338"
+    "ba0100000041ba53300553b84e0100000f054885c00f853a010000b89d000000bf01000000be090000000f05b86e0000"
+    "000f054c39e00f8519010000b86d00000031ff31f60f054d89c4488d3d7fffffffbe00100000ba0500000041ba110000"
+    "004d89c84531c9b8090000000f054d89e04839f80f85db0000004d85c0740fb8b401000031ff498d70ff31d20f05b8b4"
+    "010000498d7801beffffffff31d20f05b86500000031ff31f631d24531d20f054885c00f859c000000b89d000000bf26"
+    "000000be0100000031d24531d24531c00f054885c0757eb83d010000bf0100000031f64889da0f054885c07568b80b00"
+    "000031ff488d35d5feffff4c8d3d05000000e9c9feffffb80b000000488d3dbdfeffff4881c70010000048be00f0ffff"
+    "ff7f00004829fe4c8d3d05000000e99dfeffffb80a000000488d3d91feffffbe00100000ba040000004c8d3d85feffff"
+    "e97bfeffffb8e7000000bf7f0000000f05f48a0568feffffe968feffff")
 
 
-def seccomp_filter(memfd: int) -> bytes:
+def seccomp_filter(memfd: int, page: int) -> bytes:
     """The stub's BPF program (struct sock_filter[]): allow mmap/munmap/mprotect from the gadget only.
 
     mmap must also be MAP_SHARED|MAP_FIXED of the MemoryFile's memfd; any other
@@ -165,7 +189,7 @@ def seccomp_filter(memfd: int) -> bytes:
     and the Sentry then kills the guest with SIGSEGV, as on KVM, instead of
     losing the whole stub.
     """
-    ip = L.PTRACE_STUB_VIRT + GADGET_RET_OFF
+    ip = page + GADGET_RET_OFF
     # (code, k, jump-if-true label, jump-if-false label); None = fall through.
     prog: list[tuple[int, int, str | None, str | None]] = [
         (C.BPF_LD_W_ABS, C.SD_ARCH, None, None),

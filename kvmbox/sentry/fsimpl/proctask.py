@@ -28,7 +28,6 @@ RLIM_INFINITY = (1 << 64) - 1
 O_CLOEXEC = 0o2000000
 TASK_COMM_LEN = 16
 SIG_DFL, SIG_IGN = 0, 1
-CAP_FULL_SET = (1 << 41) - 1          # CAP_LAST_CAP 40 (Linux 6.x): the bounding set
 
 _LIMIT_NAMES = (
     ("Max cpu time", "seconds"), ("Max file size", "bytes"), ("Max data size", "bytes"),
@@ -232,11 +231,11 @@ def status(fs: "ProcFilesystem", t: "Task") -> bytes:
         f"SigBlk:\t{blk:016x}\n"
         f"SigIgn:\t{ign:016x}\n"
         f"SigCgt:\t{cgt:016x}\n"
-        f"CapInh:\t{0:016x}\n"
-        f"CapPrm:\t{0:016x}\n"
-        f"CapEff:\t{0:016x}\n"
-        f"CapBnd:\t{CAP_FULL_SET:016x}\n"
-        f"CapAmb:\t{0:016x}\n"
+        f"CapInh:\t{c.cap_inheritable:016x}\n"
+        f"CapPrm:\t{c.cap_permitted:016x}\n"
+        f"CapEff:\t{c.cap_effective:016x}\n"
+        f"CapBnd:\t{c.cap_bset:016x}\n"
+        f"CapAmb:\t{c.cap_ambient:016x}\n"
         f"NoNewPrivs:\t0\n"
         f"Seccomp:\t0\n"
         f"Seccomp_filters:\t0\n"

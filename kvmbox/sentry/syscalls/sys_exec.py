@@ -21,6 +21,7 @@ from kvmbox.abi import signals as S
 from kvmbox.abi.structs import SIGACTION, U64
 from kvmbox.errors import CannotExecute, ProgramNotFound, SyscallError
 from kvmbox.guest_stub import layout as L
+from kvmbox.sentry import caps
 from kvmbox.sentry.signals.frame import init_fpu_image
 from kvmbox.sentry.stack import MAX_ARG_STRLEN, arg_space_limit
 from kvmbox.sentry.syscalls.args import s32
@@ -118,6 +119,7 @@ def do_execve(t: "Task", dirfd: int, path: str, argv_addr: int, envp_addr: int, 
     _reset_signals(t)
     t.exe_path, t.exe_node = image.exe_path, image.exe_node
     t.argv, t.envp, t.auxv = list(image.argv or argv), envp, image.auxv
+    caps.exec_creds(t.creds)                       # set-id bits and file capabilities ignored
     t.clear_child_tid, t.robust_list, t.fs_base, t.fault_regs = 0, (0, 0), 0, (0, 0, 0)
     ctx = t.ctx
     ctx.restore_regs(**dict.fromkeys(GPRS, 0), rip=image.entry, rsp=image.initial_sp,
@@ -141,7 +143,8 @@ def execveat(t: "Task", a: Args) -> int:
 ENTRIES = (
     Entry("execve", execve, PARTIAL,
           "replaces the image in place (ELF, PT_INTERP, #! scripts); ETXTBSY for a program "
-          "open for writing; no setuid/capabilities"),
+          "open for writing; capability sets recomputed as for a file without set-id bits or "
+          "file capabilities (those are ignored)"),
     Entry("execveat", execveat, PARTIAL,
           "as execve; AT_EMPTY_PATH runs the open file by its path, AT_SYMLINK_NOFOLLOW"),
 )

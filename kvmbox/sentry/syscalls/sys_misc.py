@@ -10,6 +10,10 @@ TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 from kvmbox.abi import structs
 from kvmbox.abi.signals import NSIG
 from kvmbox.errors import SyscallError
+from kvmbox.abi.capability import CAP_SYS_RESOURCE
+from kvmbox.sentry import caps
+from kvmbox.sentry.rlimits import NR_OPEN, RLIMIT_NOFILE
+from kvmbox.sentry.syscalls import sys_caps
 from kvmbox.sentry.syscalls.args import s32, u32
 from kvmbox.sentry.syscalls.table import PARTIAL, SUPPORTED, Entry
 
@@ -25,10 +29,9 @@ RLIM_NLIMITS = 16
 TASK_COMM_LEN = 16
 # prctl options handled.
 PR_SET_PDEATHSIG, PR_GET_PDEATHSIG, PR_GET_DUMPABLE, PR_SET_DUMPABLE = 1, 2, 3, 4
-PR_SET_NAME, PR_GET_NAME, PR_GET_SECCOMP, PR_CAPBSET_READ = 15, 16, 21, 23
+PR_SET_NAME, PR_GET_NAME, PR_GET_SECCOMP = 15, 16, 21
 PR_GET_TIMERSLACK, PR_SET_CHILD_SUBREAPER, PR_GET_CHILD_SUBREAPER = 30, 36, 37
 PR_SET_NO_NEW_PRIVS, PR_GET_NO_NEW_PRIVS = 38, 39
-CAP_LAST_CAP = 40
 DEFAULT_TIMERSLACK_NS = 50_000
 
 
@@ -59,10 +62,12 @@ def _check_resource(resource: int) -> None:
 
 
 def _set_rlimit(t: "Task", resource: int, soft: int, hard: int) -> None:
-    """Apply a new limit with Linux's checks (no CAP_SYS_RESOURCE in the sandbox)."""
+    """Apply a new limit with Linux's checks (a hard limit goes up only with CAP_SYS_RESOURCE)."""
     if soft > hard:
         raise SyscallError(errno.EINVAL)
-    if hard > t.rlimits[resource][1]:
+    if hard > t.rlimits[resource][1] and not caps.capable(t.creds, CAP_SYS_RESOURCE):
+        raise SyscallError(errno.EPERM)
+    if resource == RLIMIT_NOFILE and hard > NR_OPEN:
         raise SyscallError(errno.EPERM)
     t.rlimits[resource] = [soft, hard]
 
@@ -249,10 +254,8 @@ def prctl(t: "Task", a: Args) -> int:
         return getattr(t, "no_new_privs", 0)
     if option == PR_GET_SECCOMP:
         return 0
-    if option == PR_CAPBSET_READ:
-        if arg2 > CAP_LAST_CAP:
-            raise SyscallError(errno.EINVAL)
-        return 0
+    if option in sys_caps.PRCTL_OPTIONS:
+        return sys_caps.cap_prctl(t, option, arg2, arg3, arg4, arg5)
     if option == PR_GET_TIMERSLACK:
         return DEFAULT_TIMERSLACK_NS
     if option == PR_SET_CHILD_SUBREAPER:
@@ -266,9 +269,9 @@ def prctl(t: "Task", a: Args) -> int:
 
 ENTRIES = (
     Entry("getrandom", getrandom, SUPPORTED, "host os.urandom; at most 32 MiB per call"),
-    Entry("prlimit64", prlimit64, PARTIAL, "own process only; no CAP_SYS_RESOURCE; not enforced here"),
+    Entry("prlimit64", prlimit64, PARTIAL, "own process only; not enforced here"),
     Entry("getrlimit", getrlimit, SUPPORTED),
-    Entry("setrlimit", setrlimit, PARTIAL, "no CAP_SYS_RESOURCE; not enforced here"),
+    Entry("setrlimit", setrlimit, PARTIAL, "not enforced here"),
     Entry("sched_getaffinity", sched_getaffinity, SUPPORTED),
     Entry("sched_setaffinity", sched_setaffinity, PARTIAL, "accepted and ignored"),
     Entry("sched_yield", sched_yield, SUPPORTED),
@@ -278,5 +281,5 @@ ENTRIES = (
           "does not see it"),
     Entry("sysinfo", sysinfo, PARTIAL, "plausible values: no load, half the memory free"),
     Entry("prctl", prctl, PARTIAL, "names, dumpable, pdeathsig (recorded), no_new_privs, "
-          "subreaper (recorded); others EINVAL"),
+          "subreaper (recorded), capability bounding/ambient sets, keepcaps; others EINVAL"),
 )

@@ -16,6 +16,7 @@ from kvmbox.abi.fcntl import (FASYNC, O_ACCMODE, O_APPEND, O_CLOEXEC, O_CREAT, O
                               O_DSYNC, O_EXCL, O_LARGEFILE, O_NOATIME, O_NOCTTY, O_NOFOLLOW,
                               O_NONBLOCK, O_PATH, O_RDONLY, O_SYNC, O_TMPFILE_BIT, O_TRUNC, O_WRONLY)
 from kvmbox.errors import SyscallError
+from kvmbox.sentry.rlimits import NR_OPEN, RLIMIT_NOFILE
 from kvmbox.sentry.syscalls.args import s32, u32
 from kvmbox.sentry.syscalls.table import PARTIAL, SUPPORTED, Entry
 from kvmbox.sentry.vfs import at, perm
@@ -44,7 +45,7 @@ OPEN_HOW = struct.Struct("<QQQ")
 
 def nofile_limit(t: "Task") -> int:
     """RLIMIT_NOFILE's soft limit: new descriptors must be below it."""
-    return min(t.rlimits[7][0], 1 << 20)
+    return min(t.rlimits[RLIMIT_NOFILE][0], NR_OPEN)
 
 
 def install(t: "Task", f: "FileDescription", cloexec: bool) -> int:

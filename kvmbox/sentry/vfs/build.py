@@ -3,7 +3,7 @@
     /          overlay: the host rootfs (default the host's /) read-only, a tmpfs upper
     /proc      procfs (generated from Sentry state)
     /dev       devfs, with a tmpfs on /dev/shm
-    /sys       an empty read-only tmpfs (the host's /sys never shows)
+    /sys       a read-only tmpfs with the CPU files (fsimpl/sysfs.py; the host's /sys never shows)
     /tmp       with --rootfs: an empty tmpfs; with the host's / as root: the host's /tmp,
                read-only, under the same in-memory overlay as the rest of /
     user mounts: host directories passed through at their guest paths, ro or rw
@@ -81,6 +81,7 @@ def build_mounts(kernel: "Kernel", opts: FsOptions) -> MountTable:
     """The mount table of a new Kernel (see the module docstring)."""
     from kvmbox.sentry.fsimpl.devfs import DevFilesystem
     from kvmbox.sentry.fsimpl.procfs import ProcFilesystem
+    from kvmbox.sentry.fsimpl.sysfs import build_sysfs
 
     check_options(opts)
     memfile, frames = kernel.platform.memfile, kernel.platform.frames
@@ -98,7 +99,7 @@ def build_mounts(kernel: "Kernel", opts: FsOptions) -> MountTable:
     table.mount("/proc", ProcFilesystem(kernel, dev()), source="proc")
     table.mount("/dev", DevFilesystem(kernel, dev()), source="devtmpfs")
     table.mount("/dev/shm", Tmpfs(dev(), memfile, frames, mode=0o1777), source="tmpfs")
-    table.mount("/sys", Tmpfs(dev(), memfile, frames, mode=0o555, readonly=True),
+    table.mount("/sys", build_sysfs(dev(), memfile, frames, kernel.cpu_count),
                 readonly=True, source="none")
     if own_tmp:
         table.mount("/tmp", Tmpfs(dev(), memfile, frames, mode=0o1777), source="tmpfs")
