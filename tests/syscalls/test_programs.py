@@ -68,6 +68,7 @@ CASES = [
     Case("dirs", ("/tmp",)),
     Case("fdops", ("/tmp",)),
     Case("pipes"),
+    Case("reopen", stdin=b"hello there stdin\n"),
     Case("poll"),
     Case("epoll"),
     Case("exec"),
@@ -88,9 +89,13 @@ OTHER_MODULES = {"faults", "spin", "memhog", "sysfuzz", "vdso_clock"}
 OTHER_MODULES |= {"sigdefault"}
 # Waits that only a timeout or kill can end (test_blocking.py).
 OTHER_MODULES |= {"block"}
+# The standard streams as host files, pipes, ttys ... through the CLI (test_stdio.py).
+OTHER_MODULES |= {"stdio"}
 # File-system escape attempts, run only in the sandbox (tests/security/test_fs_escape.py).
 OTHER_MODULES |= {"escape_dev", "escape_links", "escape_paths", "escape_proc", "escape_race",
                   "escape_ro", "escape_root"}
+# The standard streams as a way out (tests/security/test_stream_reopen.py).
+OTHER_MODULES |= {"escape_stdio"}
 
 
 def test_every_program_has_a_case():

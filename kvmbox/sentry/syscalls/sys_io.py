@@ -29,6 +29,7 @@ SIGPIPE = 13
 RWF_HIPRI, RWF_DSYNC, RWF_SYNC, RWF_NOWAIT, RWF_APPEND = 1, 2, 4, 8, 16
 RWF_ALL = 0x3F
 POSIX_FADV_MAX = 5
+SEEK_MAX = 4               # SEEK_HOLE
 
 
 def _epipe(t, e: SyscallError) -> None:
@@ -71,7 +72,8 @@ def _write_data(t, f, data: bytes, offset: int | None) -> int:
             if offset is None:
                 w = write_blocking(t, f, lambda: f.write(data[done:] if done else data))
             else:
-                w = f.pwrite(data[done:] if done else data, offset + done)
+                w = write_blocking(t, f, lambda: f.pwrite(data[done:] if done else data,
+                                                          offset + done))
         except SyscallError:
             if done:
                 return done
@@ -83,9 +85,7 @@ def _write_data(t, f, data: bytes, offset: int | None) -> int:
 
 def _read_into(t, f, addr: int, count: int, offset: int | None = None) -> int:
     n = min(count, MAX_RW, CHUNK)
-    if offset is not None:
-        return f.read_to(t.mm, addr, n, offset)
-    return read_blocking(t, f, lambda: f.read_to(t.mm, addr, n, None))
+    return read_blocking(t, f, lambda: f.read_to(t.mm, addr, n, offset))
 
 
 def _iovecs(t, iov: int, iovcnt: int) -> list[tuple[int, int]]:
@@ -241,8 +241,11 @@ def pwritev2(t, a) -> int:
 
 def lseek(t, a) -> int:
     """Implements Linux syscall lseek(2)."""
-    fd, offset, whence = s32(a[0]), s64(a[1]), s32(a[2])
-    return t.fds.get(fd).seek(offset, whence)
+    fd, offset, whence = s32(a[0]), s64(a[1]), u32(a[2])
+    f = t.fds.get(fd)
+    if whence > SEEK_MAX:
+        raise SyscallError(errno.EINVAL)         # before the file's own ESPIPE, as ksys_lseek
+    return f.seek(offset, whence)
 
 
 def ioctl(t, a) -> int:
@@ -384,15 +387,16 @@ def fadvise64(t, a) -> int:
 ENTRIES = (
     Entry("read", read, SUPPORTED),
     Entry("write", write, SUPPORTED, "EPIPE raises SIGPIPE"),
-    Entry("pread64", pread64, SUPPORTED, "ESPIPE on pipes and ttys"),
-    Entry("pwrite64", pwrite64, SUPPORTED, "ESPIPE on pipes and ttys"),
+    Entry("pread64", pread64, SUPPORTED, "ESPIPE on pipes, sockets and ttys"),
+    Entry("pwrite64", pwrite64, SUPPORTED, "ESPIPE on pipes, sockets and ttys"),
     Entry("readv", readv, SUPPORTED, ""),
     Entry("writev", writev, SUPPORTED, "small vectors are written as one piece"),
     Entry("preadv", preadv, SUPPORTED),
     Entry("pwritev", pwritev, SUPPORTED),
     Entry("preadv2", preadv2, PARTIAL, "RWF_* flags accepted and ignored"),
     Entry("pwritev2", pwritev2, PARTIAL, "RWF_* flags accepted and ignored"),
-    Entry("lseek", lseek, SUPPORTED, "pipes and streams give ESPIPE"),
+    Entry("lseek", lseek, SUPPORTED, "ESPIPE on pipes, sockets and ttys; host-file streams "
+          "move the offset they share with the invoking shell"),
     Entry("ioctl", ioctl, PARTIAL, "FIONREAD, FIONBIO, FIOCLEX, FIONCLEX, TCGETS, TIOCGWINSZ; "
           "others ENOTTY"),
     Entry("sendfile", sendfile, SUPPORTED, "a copy through the Sentry"),
