@@ -152,6 +152,12 @@ class FileDescription:
         """What mmap(2) maps from this file."""
         raise SyscallError(errno.ENODEV)
 
+    def write_position(self, offset: int | None) -> int | None:
+        """Where a write (offset None) or pwrite at `offset` would start, for the
+        RLIMIT_FSIZE check Linux makes on regular files (the file size under O_APPEND);
+        None for files the limit does not apply to (pipes, devices, procfs ...)."""
+        return None
+
     def reopen(self, flags: int) -> "FileDescription":
         """open(2) through the magic link /proc/self/fd/N (or /dev/stdin) of a file that
         has no path (location None): a new open file description of the same object.

@@ -91,6 +91,8 @@ OTHER_MODULES |= {"sigdefault"}
 OTHER_MODULES |= {"block"}
 # The standard streams as host files, pipes, ttys ... through the CLI (test_stdio.py).
 OTHER_MODULES |= {"stdio"}
+# RLIMIT_FSIZE on each kind of file, SIGXFSZ caught, ignored or fatal (test_fsize.py).
+OTHER_MODULES |= {"fsize"}
 # File-system escape attempts, run only in the sandbox (tests/security/test_fs_escape.py).
 OTHER_MODULES |= {"escape_dev", "escape_links", "escape_paths", "escape_proc", "escape_race",
                   "escape_ro", "escape_root"}

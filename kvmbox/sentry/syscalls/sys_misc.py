@@ -266,9 +266,10 @@ def prctl(t: "Task", a: Args) -> int:
 
 ENTRIES = (
     Entry("getrandom", getrandom, SUPPORTED, "host os.urandom; at most 32 MiB per call"),
-    Entry("prlimit64", prlimit64, PARTIAL, "own process only; no CAP_SYS_RESOURCE; not enforced here"),
+    Entry("prlimit64", prlimit64, PARTIAL, "own process only; no CAP_SYS_RESOURCE; RLIMIT_FSIZE enforced, others not here"),
     Entry("getrlimit", getrlimit, SUPPORTED),
-    Entry("setrlimit", setrlimit, PARTIAL, "no CAP_SYS_RESOURCE; not enforced here"),
+    Entry("setrlimit", setrlimit, PARTIAL, "no CAP_SYS_RESOURCE; RLIMIT_FSIZE enforced, "
+          "others not here"),
     Entry("sched_getaffinity", sched_getaffinity, SUPPORTED),
     Entry("sched_setaffinity", sched_setaffinity, PARTIAL, "accepted and ignored"),
     Entry("sched_yield", sched_yield, SUPPORTED),
