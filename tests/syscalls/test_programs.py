@@ -96,8 +96,8 @@ OTHER_MODULES |= {"fsize"}
 # File-system escape attempts, run only in the sandbox (tests/security/test_fs_escape.py).
 OTHER_MODULES |= {"escape_dev", "escape_links", "escape_paths", "escape_proc", "escape_race",
                   "escape_ro", "escape_root"}
-# The standard streams as a way out (tests/security/test_stream_reopen.py).
-OTHER_MODULES |= {"escape_stdio"}
+# The standard streams as a way out, and random calls on them (tests/security/test_stream_*.py).
+OTHER_MODULES |= {"escape_stdio", "streamfuzz"}
 
 
 def test_every_program_has_a_case():
