@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from collections.abc import Mapping, Sequence
 
 from kvmbox.errors import KvmboxError, ProgramNotFound
-from kvmbox.sentry.files import BytesInput, CaptureOutput, FileDescription
+from kvmbox.sentry.files import CAPTURE_LIMIT, BytesInput, CaptureOutput, FileDescription
 
 DEFAULT_MEMORY = 2 << 30
 DEFAULT_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root"}
@@ -37,6 +37,14 @@ class Result:
     report: str | None = None   # one-line description of a fatal fault
     notices: list[str] = field(default_factory=list)   # kvmbox's own messages (unsupported syscalls ...)
     core: bool = False          # the killing signal's default action dumps core (SIGABRT, SIGSEGV ...)
+    truncated: list[str] = field(default_factory=list)  # captured streams cut at the capture limit
+
+
+def _capture_limit(value: int | str) -> int:
+    limit = parse_size(value)
+    if limit < 0:
+        raise KvmboxError(f"kvmbox: bad capture limit {value!r}")
+    return limit
 
 
 def parse_mount(spec: str):
@@ -96,15 +104,19 @@ class Sandbox:
     def __init__(self, platform: str = "auto", memory: int | str = DEFAULT_MEMORY,
                  timeout: float | None = None, hostname: str = "kvmbox",
                  kvm_device: str = "/dev/kvm", fast_path: bool = True, *,
-                 rootfs: str | None = None, mounts: Sequence = (), cwd: str = "/") -> None:
+                 rootfs: str | None = None, mounts: Sequence = (), cwd: str = "/",
+                 capture_limit: int | str = CAPTURE_LIMIT) -> None:
         """rootfs: host directory used as / (default the host's /), read-only under an
         in-memory overlay.  mounts: MountSpec objects or 'HOST:GUEST[:ro|rw]' strings.
-        cwd: the programs' working directory inside the sandbox."""
+        cwd: the programs' working directory inside the sandbox.  capture_limit: bytes of
+        stdout and of stderr run() keeps (e.g. "64M", the default); past it the program's
+        writes still succeed, the bytes are dropped and the Result says `truncated`."""
         from kvmbox.platform.registry import open_platform
         from kvmbox.sentry.kernel import Kernel
         from kvmbox.sentry.vfs.build import FsOptions
 
         self.memory = parse_size(memory)
+        self.capture_limit = _capture_limit(capture_limit)
         self.timeout = timeout
         self.cwd = cwd
         fs = FsOptions(rootfs=rootfs, mounts=[parse_mount(m) if isinstance(m, str) else m for m in mounts])
@@ -125,9 +137,10 @@ class Sandbox:
         return self._platform.flavour
 
     def run(self, argv: Sequence[str], stdin: bytes = b"", env: Mapping[str, str] | None = None,
-            timeout: float | None = None, *, stdio: Sequence[FileDescription] | None = None,
-            trace=None, cwd: str | None = None) -> Result:
-        """Run argv[0] with argv; returns its Result.  Bad programs raise a KvmboxError."""
+            timeout: float | None = None, *, stdio: Sequence[FileDescription | None] | None = None,
+            trace=None, cwd: str | None = None, capture_limit: int | str | None = None) -> Result:
+        """Run argv[0] with argv; returns its Result.  Bad programs raise a KvmboxError.
+        capture_limit: this run's instead of the Sandbox's (see __init__)."""
         if not argv:
             raise KvmboxError("kvmbox: empty argv")
         env = dict(DEFAULT_ENV if env is None else env)
@@ -135,8 +148,9 @@ class Sandbox:
                                cwd if cwd is not None else self.cwd)
         envp = [f"{k}={v}" for k, v in env.items()]
         if stdio is None:
-            out, err = CaptureOutput(), CaptureOutput()
-            files: Sequence[FileDescription] = (BytesInput(stdin), out, err)
+            limit = self.capture_limit if capture_limit is None else _capture_limit(capture_limit)
+            out, err = CaptureOutput(limit), CaptureOutput(limit)
+            files: Sequence[FileDescription | None] = (BytesInput(stdin), out, err)
         else:
             out = err = None
             files = stdio
@@ -149,10 +163,16 @@ class Sandbox:
                                        timeout if timeout is not None else self.timeout,
                                        cwd=cwd if cwd is not None else self.cwd)
             notices = list(self._notices)
+        truncated = []
+        for name, f in (("stdout", out), ("stderr", err)):
+            if f is not None and f.truncated:
+                truncated.append(name)
+                notices.append(f"kvmbox: {name} passed the capture limit of {f.limit} bytes: "
+                               f"{f.dropped} more bytes were dropped")
         return Result(outcome.exit_code, outcome.signal,
                       out.getvalue() if out is not None else b"",
                       err.getvalue() if err is not None else b"",
-                      outcome.timed_out, outcome.report, notices, outcome.core)
+                      outcome.timed_out, outcome.report, notices, outcome.core, truncated)
 
     def write_file(self, path: str, data: bytes, mode: int = 0o644) -> None:
         """Create or replace the file at guest `path` (parents must exist) with `data`.

@@ -239,26 +239,35 @@ class BytesInput(_InMemoryStream):
         return len(self._data) - self._pos
 
 
+CAPTURE_LIMIT = 64 << 20      # bytes of each captured stream Sandbox.run keeps by default
+
+
 class CaptureOutput(_InMemoryStream):
-    """A pipe-like stdout/stderr captured in memory, keeping at most `limit` bytes."""
+    """A pipe-like stdout/stderr captured in memory, keeping at most `limit` bytes; past it
+    the bytes are dropped (counted in `dropped`) but reported written, as to a reader that
+    discards them."""
 
     writable = True
     mode = stat_mod.S_IFIFO | 0o600
     flags = os.O_WRONLY
 
-    def __init__(self, limit: int = 64 << 20) -> None:
+    def __init__(self, limit: int = CAPTURE_LIMIT) -> None:
         self.buffer = bytearray()
         self.limit = limit
-        self.truncated = False
+        self.dropped = 0
+
+    @property
+    def truncated(self) -> bool:
+        return self.dropped > 0
 
     def write(self, data: bytes) -> int:
         room = self.limit - len(self.buffer)
         if room < len(data):
-            self.truncated = True
-            self.buffer += data[:max(room, 0)]
+            keep = max(room, 0)
+            self.buffer += data[:keep]
+            self.dropped += len(data) - keep
         else:
             self.buffer += data
-        # Past the limit the bytes are dropped but reported written, as a reader that discards them.
         return len(data)
 
     def getvalue(self) -> bytes:
