@@ -64,7 +64,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def _cmd_run(ns: argparse.Namespace) -> int:
     from kvmbox.sandbox import DEFAULT_ENV, Sandbox
-    from kvmbox.sentry.files import HostStream
 
     env = dict(DEFAULT_ENV)
     if "TERM" in os.environ:
@@ -74,7 +73,7 @@ def _cmd_run(ns: argparse.Namespace) -> int:
             raise KvmboxError(f"kvmbox: --env wants K=V, got {item!r}")
         k, v = item.split("=", 1)
         env[k] = v
-    stdio = [HostStream(0, True, False), HostStream(1, False, True), HostStream(2, False, True)]
+    stdio = _host_stdio()
     trace = (lambda line: print(line, file=sys.stderr, flush=True)) if ns.strace else None
     try:
         cwd = ns.cwd if ns.cwd is not None else ("/" if ns.rootfs else os.getcwd())
@@ -89,7 +88,8 @@ def _cmd_run(ns: argparse.Namespace) -> int:
             r = sb.run([ns.program, *ns.args], env=env, stdio=stdio, trace=trace)
     finally:
         for f in stdio:
-            f.release()
+            if f is not None:
+                f.release()
     for line in r.notices:
         print(line, file=sys.stderr)
     if r.timed_out:
@@ -98,6 +98,25 @@ def _cmd_run(ns: argparse.Namespace) -> int:
     if r.report:
         print(f"kvmbox: {ns.program}: {r.report}", file=sys.stderr)
     return r.exit_code
+
+
+def _host_stdio() -> list:
+    """kvmbox's own descriptors 0, 1, 2 as the program's (None where one is closed: it stays
+    closed), each a dup of the same open file, so offsets and flags are the shell's."""
+    import fcntl
+
+    from kvmbox.sentry.hoststream import HostStream
+
+    out = []
+    for fd in range(3):
+        try:
+            # A descriptor kvmbox inherited cannot be close-on-exec (the exec would have
+            # closed it): one that is was opened by this Python after a closed one's place.
+            inherited = not fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC
+            out.append(HostStream(fd) if inherited else None)
+        except OSError:
+            out.append(None)
+    return out
 
 
 def _cmd_syscalls() -> int:

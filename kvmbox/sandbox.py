@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from collections.abc import Mapping, Sequence
 
 from kvmbox.errors import KvmboxError, ProgramNotFound, SandboxCrash
-from kvmbox.sentry.files import BytesInput, CaptureOutput, FileDescription
+from kvmbox.sentry.files import CAPTURE_LIMIT, BytesInput, CaptureOutput, FileDescription
 
 DEFAULT_MEMORY = 2 << 30
 DEFAULT_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root"}
@@ -37,6 +37,14 @@ class Result:
     report: str | None = None   # one-line description of a fatal fault
     notices: list[str] = field(default_factory=list)   # kvmbox's own messages (unsupported syscalls ...)
     core: bool = False          # the killing signal's default action dumps core (SIGABRT, SIGSEGV ...)
+    truncated: list[str] = field(default_factory=list)  # captured streams cut at the capture limit
+
+
+def _capture_limit(value: int | str) -> int:
+    limit = parse_size(value)
+    if limit < 0:
+        raise KvmboxError(f"kvmbox: bad capture limit {value!r}")
+    return limit
 
 
 def parse_mount(spec: str):
@@ -97,12 +105,15 @@ class Sandbox:
                  timeout: float | None = None, hostname: str = "kvmbox",
                  kvm_device: str = "/dev/kvm", fast_path: bool = True, *,
                  rootfs: str | None = None, mounts: Sequence = (), cwd: str = "/",
-                 ulimits=None) -> None:
+                 ulimits=None, capture_limit: int | str = CAPTURE_LIMIT) -> None:
         """rootfs: host directory used as / (default the host's /), read-only under an
         in-memory overlay.  mounts: MountSpec objects or 'HOST:GUEST[:ro|rw]' strings.
         cwd: the programs' working directory inside the sandbox.  ulimits: resource
         limits replacing the inherited ones, as {'nofile': 4096, 'core': 'unlimited',
-        'stack': (8 << 20, 'unlimited')} or ['nofile=4096:8192', ...] (sentry/rlimits.py)."""
+        'stack': (8 << 20, 'unlimited')} or ['nofile=4096:8192', ...] (sentry/rlimits.py).
+        capture_limit: bytes of stdout and of stderr run() keeps (e.g. "64M", the default);
+        past it the program's writes still succeed, the bytes are dropped and the Result
+        says `truncated`."""
         from kvmbox.sentry.rlimits import parse_ulimits
         from kvmbox.platform.registry import open_platform
         from kvmbox.sentry.kernel import Kernel
@@ -110,6 +121,7 @@ class Sandbox:
 
         self.memory = parse_size(memory)
         self._ulimits = parse_ulimits(ulimits)
+        self.capture_limit = _capture_limit(capture_limit)
         self.timeout = timeout
         self.cwd = cwd
         fs = FsOptions(rootfs=rootfs, mounts=[parse_mount(m) if isinstance(m, str) else m for m in mounts])
@@ -130,12 +142,14 @@ class Sandbox:
         return self._platform.flavour
 
     def run(self, argv: Sequence[str], stdin: bytes = b"", env: Mapping[str, str] | None = None,
-            timeout: float | None = None, *, stdio: Sequence[FileDescription] | None = None,
-            trace=None, cwd: str | None = None, ulimits=None) -> Result:
+            timeout: float | None = None, *, stdio: Sequence[FileDescription | None] | None = None,
+            trace=None, cwd: str | None = None, ulimits=None,
+            capture_limit: int | str | None = None) -> Result:
         """Run argv[0] with argv; returns its Result.  Bad programs raise a KvmboxError.
 
         The program starts with this process's resource limits, replaced by the
-        Sandbox's `ulimits` and then by this run's (same forms as for Sandbox)."""
+        Sandbox's `ulimits` and then by this run's (same forms as for Sandbox).
+        capture_limit: this run's instead of the Sandbox's (see __init__)."""
         from kvmbox.sentry.rlimits import parse_ulimits, start_rlimits
         if not argv:
             raise KvmboxError("kvmbox: empty argv")
@@ -145,8 +159,9 @@ class Sandbox:
                                cwd if cwd is not None else self.cwd)
         envp = [f"{k}={v}" for k, v in env.items()]
         if stdio is None:
-            out, err = CaptureOutput(), CaptureOutput()
-            files: Sequence[FileDescription] = (BytesInput(stdin), out, err)
+            limit = self.capture_limit if capture_limit is None else _capture_limit(capture_limit)
+            out, err = CaptureOutput(limit), CaptureOutput(limit)
+            files: Sequence[FileDescription | None] = (BytesInput(stdin), out, err)
         else:
             out = err = None
             files = stdio
@@ -166,10 +181,16 @@ class Sandbox:
                 raise SandboxCrash(f"kvmbox: internal error: {type(e).__name__}: "
                                    f"{' '.join(str(e).split())}") from e
             notices = list(self._notices)
+        truncated = []
+        for name, f in (("stdout", out), ("stderr", err)):
+            if f is not None and f.truncated:
+                truncated.append(name)
+                notices.append(f"kvmbox: {name} passed the capture limit of {f.limit} bytes: "
+                               f"{f.dropped} more bytes were dropped")
         return Result(outcome.exit_code, outcome.signal,
                       out.getvalue() if out is not None else b"",
                       err.getvalue() if err is not None else b"",
-                      outcome.timed_out, outcome.report, notices, outcome.core)
+                      outcome.timed_out, outcome.report, notices, outcome.core, truncated)
 
     def write_file(self, path: str, data: bytes, mode: int = 0o644) -> None:
         """Create or replace the file at guest `path` (parents must exist) with `data`.

@@ -122,6 +122,25 @@ def run_cli(args: Sequence[str], stdin: bytes = b"", timeout: float = 120,
                           env=full_env, timeout=timeout, check=False)
 
 
+def kvmbox_command(platform: str, *opts: str) -> str:
+    """`python -m kvmbox run --platform P OPTS...` as a shell command prefix (run_shell)."""
+    import shlex
+    return " ".join([shlex.quote(sys.executable), "-m", "kvmbox", "run", "--platform", platform,
+                     *opts])
+
+
+def run_shell(cmd: str, cwd: str | os.PathLike, tty: bool = False, stdin: bytes = b"",
+              timeout: float = 120) -> subprocess.CompletedProcess:
+    """`cmd` through bash, with TEST_ENV and kvmbox importable, output captured; with `tty`
+    inside `script -qec`, whose pty is every standard stream of cmd (stdin: /dev/null)."""
+    env = dict(TEST_ENV)
+    env["PYTHONPATH"] = str(REPO)
+    argv = ["script", "-qec", cmd, "/dev/null"] if tty else ["bash", "-c", cmd]
+    return subprocess.run(argv, input=None if tty else stdin,
+                          stdin=subprocess.DEVNULL if tty else None, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, cwd=cwd, env=env, timeout=timeout, check=False)
+
+
 def kvm_usable() -> bool:
     """True when /dev/kvm opens read-write."""
     try:

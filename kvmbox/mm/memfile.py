@@ -22,6 +22,26 @@ _fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int6
 _fallocate.restype = ctypes.c_int
 
 
+def _size_memfd(fd: int, size: int) -> None:
+    """ftruncate the memfd to `size` beyond the process's soft RLIMIT_FSIZE, which is the
+    guest's to meet (the Sentry enforces it on the guest's files), not guest RAM's: the soft
+    limit is raised to the hard one for this one call.  Past the hard limit: KvmboxError."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    if soft == resource.RLIM_INFINITY or soft >= size:
+        os.ftruncate(fd, size)
+        return
+    if hard != resource.RLIM_INFINITY and hard < size:
+        from kvmbox.errors import KvmboxError
+        raise KvmboxError(f"kvmbox: the file-size limit (ulimit -f, hard {hard} bytes) is below "
+                          f"the sandbox's memory ({size} bytes); raise it or lower --memory")
+    resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
+    try:
+        os.ftruncate(fd, size)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
 class MemoryFile:
     """Guest RAM: one memfd of `size` bytes (one KVM memslot), mapped MAP_SHARED read-write."""
 
@@ -31,7 +51,7 @@ class MemoryFile:
         self.size = size
         self.fd = os.memfd_create("kvmbox-guest", os.MFD_CLOEXEC)
         try:
-            os.ftruncate(self.fd, size)
+            _size_memfd(self.fd, size)
             self._map = mmap.mmap(self.fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         except BaseException:
             os.close(self.fd)

@@ -44,8 +44,9 @@ from collections import deque
 
 from kvmbox.errors import SyscallError
 from kvmbox.sentry.eventfd import EventFd
-from kvmbox.sentry.files import (ANON_INODE_DEV, BytesInput, CaptureOutput, FileDescription, HostStream,
-                                 anon_ino)
+from kvmbox.sentry.files import (ANON_INODE_DEV, BytesInput, CaptureOutput, FileDescription,
+                                 StreamAlias, anon_ino)
+from kvmbox.sentry.hoststream import HostStream
 from kvmbox.sentry.pipe import PipeEnd
 from kvmbox.sentry.syscalls.sys_poll import _ready
 from kvmbox.sentry.vfs.node import Attr
@@ -97,7 +98,8 @@ def alive(f: FileDescription) -> bool:
 
 def can_poll(f: FileDescription) -> bool:
     """Whether Linux's file_can_poll() holds for `f` (else epoll_ctl gives EPERM)."""
-    if isinstance(f, (Epoll, PipeEnd, EventFd, BytesInput, CaptureOutput)) or hasattr(f, "watch"):
+    if isinstance(f, (Epoll, PipeEnd, EventFd, BytesInput, CaptureOutput, StreamAlias)) \
+            or hasattr(f, "watch"):
         return True
     if isinstance(f, HostStream):
         if f.fd < 0:

@@ -1,22 +1,19 @@
-"""File descriptions, the fd table, and the standard streams (host passthrough or in-memory).
+"""File descriptions, the fd table, and the in-memory standard streams of the API.
 
 A FileDescription's default methods return the errno Linux gives for an
 object that cannot do the operation.  Host fds are never handed to the guest:
 the guest only ever sees small integers naming entries of its FdTable.
-Files of the VFS (kvmbox/sentry/vfs/regular.py) and pipes subclass it.
+Files of the VFS (kvmbox/sentry/vfs/regular.py), pipes and the host streams
+(kvmbox/sentry/hoststream.py) subclass it.
 """
 from __future__ import annotations
 
 import errno
-import fcntl
 import itertools
 import os
-import select as _select
 import stat as stat_mod
-import termios
 import time
 
-from kvmbox.abi.structs import TERMIOS, WINSIZE
 from kvmbox.errors import SyscallError
 from kvmbox.sentry.rlimits import NR_OPEN
 from kvmbox.sentry.vfs.node import Attr, stat_bytes
@@ -156,143 +153,65 @@ class FileDescription:
         """What mmap(2) maps from this file."""
         raise SyscallError(errno.ENODEV)
 
+    def write_position(self, offset: int | None) -> int | None:
+        """Where a write (offset None) or pwrite at `offset` would start, for the
+        RLIMIT_FSIZE check Linux makes on regular files (the file size under O_APPEND);
+        None for files the limit does not apply to (pipes, devices, procfs ...)."""
+        return None
+
+    def reopen(self, flags: int) -> "FileDescription":
+        """open(2) through the magic link /proc/self/fd/N (or /dev/stdin) of a file that
+        has no path (location None): a new open file description of the same object.
+        Anonymous inodes and sockets cannot be reopened: ENXIO, as on Linux."""
+        raise SyscallError(errno.ENXIO)
+
     def release(self) -> None:
         pass
 
 
-class HostStream(FileDescription):
-    """One of the Sentry's own standard streams passed through (the CLI's stdin/stdout/stderr).
+class _InMemoryStream(FileDescription):
+    """What the API's in-memory streams share: a reopen (/dev/stdin, /proc/self/fd/1)."""
 
-    The Sentry duplicates the host fd and makes only read/write/pread/pwrite/
-    fstat/poll and the TCGETS/TIOCGWINSZ queries on it, with buffers it owns.
-    It never blocks in the host: on a stream that can block (a pipe, FIFO, socket,
-    tty) a read or write first asks a zero-timeout host poll and raises EAGAIN when
-    the stream is not ready, so the syscall layer waits in waiter.block, polling the
-    fd (host_wait) with the task's Waker: a kill, a timeout or a signal ends it.
-    A write to such a stream then moves at most PIPE_BUF bytes per host call, which
-    a ready pipe always takes without blocking.
-    """
+    def reopen(self, flags: int) -> "FileDescription":
+        """Another open of the stream, as of a pipe: the same bytes through a description
+        with flags of its own; no access the stream lacks (EACCES)."""
+        acc = flags & os.O_ACCMODE
+        if (acc != os.O_WRONLY and not self.readable) or (acc != os.O_RDONLY and not self.writable):
+            raise SyscallError(errno.EACCES)
+        return StreamAlias(self)
 
-    def __init__(self, host_fd: int, readable: bool, writable: bool) -> None:
-        self.fd = os.dup(host_fd)
-        os.set_inheritable(self.fd, False)
-        self.readable, self.writable = readable, writable
-        self.flags = os.O_RDWR if readable and writable else os.O_WRONLY if writable else os.O_RDONLY
-        st = os.fstat(self.fd)
-        self.mode = st.st_mode
-        self.seekable = stat_mod.S_ISREG(st.st_mode)
-        # Regular files and block devices never block; nor do the memory devices.
-        self.may_block = not (stat_mod.S_ISREG(st.st_mode) or stat_mod.S_ISBLK(st.st_mode))
-        self._pushback = b""
 
-    def unread(self, data: bytes) -> None:
-        if self.seekable:
-            os.lseek(self.fd, -len(data), os.SEEK_CUR)
-        else:
-            self._pushback = data + self._pushback
+class StreamAlias(FileDescription):
+    """A reopened in-memory stream: reads, writes and readiness go to the stream itself."""
+
+    def __init__(self, target: FileDescription) -> None:
+        self.target = target
+        self.mode = target.mode
+        self.readable, self.writable = target.readable, target.writable
 
     def read(self, n: int) -> bytes:
-        if not self.readable:
-            raise SyscallError(errno.EBADF)
-        if self._pushback:
-            data, self._pushback = self._pushback[:n], self._pushback[n:]
-            return data
-        if self.may_block and not self._host_ready(_select.POLLIN):
-            raise SyscallError(errno.EAGAIN)
-        try:
-            return os.read(self.fd, min(n, MAX_RW))
-        except OSError as e:
-            raise SyscallError(e.errno or errno.EIO) from None
+        return self.target.read(n)
+
+    def unread(self, data: bytes) -> None:
+        self.target.unread(data)
 
     def write(self, data: bytes) -> int:
-        if not self.writable:
-            raise SyscallError(errno.EBADF)
-        if self.may_block:
-            if not self._host_ready(_select.POLLOUT):
-                raise SyscallError(errno.EAGAIN)
-            data = data[:HOST_PIPE_BUF]
-        try:
-            return os.write(self.fd, data)
-        except BrokenPipeError:
-            raise SyscallError(errno.EPIPE) from None
-        except BlockingIOError:
-            raise SyscallError(errno.EAGAIN) from None
-        except OSError as e:
-            raise SyscallError(e.errno or errno.EIO) from None
-
-    def _host_ready(self, event: int) -> bool:
-        """Would a read (POLLIN) or write (POLLOUT) of the host stream proceed now?
-        Errors and hang-ups count as ready: the call then reports them."""
-        p = _select.poll()
-        p.register(self.fd, event)
-        try:
-            return bool(p.poll(0))
-        except OSError:
-            return True
+        return self.target.write(data)
 
     def poll(self, events: int) -> int:
-        """Readiness from a zero-timeout host poll, limited to the stream's direction."""
-        if self.fd < 0:
-            return POLLNVAL
-        p = _select.poll()
-        p.register(self.fd, events)
-        try:
-            got = p.poll(0)
-        except OSError:
-            return POLLERR
-        r = got[0][1] if got else 0
-        if not self.readable:
-            r &= ~(POLLIN | POLLRDNORM)
-        if not self.writable:
-            r &= ~(POLLOUT | POLLWRNORM)
-        return r
+        return self.target.poll(events)
 
-    def host_wait(self, events: int) -> tuple[int, int] | None:
-        return (self.fd, events) if self.fd >= 0 else None
-
-    def pread(self, n: int, offset: int) -> bytes:
-        if not self.seekable:
-            raise SyscallError(errno.ESPIPE)
-        if not self.readable:
-            raise SyscallError(errno.EBADF)
-        return os.pread(self.fd, min(n, MAX_RW), offset)
-
-    def pwrite(self, data: bytes, offset: int) -> int:
-        if not self.seekable:
-            raise SyscallError(errno.ESPIPE)
-        if not self.writable:
-            raise SyscallError(errno.EBADF)
-        return os.pwrite(self.fd, data, offset)
-
-    def _tty_query(self, request: int, size: int) -> bytes:
-        """A read-only tty ioctl on the host stream into a buffer the Sentry owns."""
-        buf = bytearray(size)
-        try:
-            fcntl.ioctl(self.fd, request, buf, True)
-        except OSError as e:
-            raise SyscallError(e.errno or errno.ENOTTY) from None
-        return bytes(buf)
-
-    def ioctl_termios(self) -> bytes:
-        return self._tty_query(termios.TCGETS, TERMIOS.size)
-
-    def ioctl_winsize(self) -> bytes:
-        return self._tty_query(termios.TIOCGWINSZ, WINSIZE.size)
+    def readable_bytes(self) -> int:
+        return self.target.readable_bytes()
 
     def attr(self) -> Attr:
-        st = os.fstat(self.fd)
-        return Attr(dev=st.st_dev, ino=st.st_ino, mode=st.st_mode, nlink=st.st_nlink,
-                    uid=st.st_uid, gid=st.st_gid, size=st.st_size, rdev=st.st_rdev,
-                    blksize=st.st_blksize, blocks=st.st_blocks, atime_ns=st.st_atime_ns,
-                    mtime_ns=st.st_mtime_ns, ctime_ns=st.st_ctime_ns)
+        return self.target.attr()
 
-    def release(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+    def reopen(self, flags: int) -> "FileDescription":
+        return self.target.reopen(flags)
 
 
-class BytesInput(FileDescription):
+class BytesInput(_InMemoryStream):
     """A pipe-like stdin fed from bytes given to Sandbox.run()."""
 
     readable = True
@@ -321,26 +240,35 @@ class BytesInput(FileDescription):
         return len(self._data) - self._pos
 
 
-class CaptureOutput(FileDescription):
-    """A pipe-like stdout/stderr captured in memory, keeping at most `limit` bytes."""
+CAPTURE_LIMIT = 64 << 20      # bytes of each captured stream Sandbox.run keeps by default
+
+
+class CaptureOutput(_InMemoryStream):
+    """A pipe-like stdout/stderr captured in memory, keeping at most `limit` bytes; past it
+    the bytes are dropped (counted in `dropped`) but reported written, as to a reader that
+    discards them."""
 
     writable = True
     mode = stat_mod.S_IFIFO | 0o600
     flags = os.O_WRONLY
 
-    def __init__(self, limit: int = 64 << 20) -> None:
+    def __init__(self, limit: int = CAPTURE_LIMIT) -> None:
         self.buffer = bytearray()
         self.limit = limit
-        self.truncated = False
+        self.dropped = 0
+
+    @property
+    def truncated(self) -> bool:
+        return self.dropped > 0
 
     def write(self, data: bytes) -> int:
         room = self.limit - len(self.buffer)
         if room < len(data):
-            self.truncated = True
-            self.buffer += data[:max(room, 0)]
+            keep = max(room, 0)
+            self.buffer += data[:keep]
+            self.dropped += len(data) - keep
         else:
             self.buffer += data
-        # Past the limit the bytes are dropped but reported written, as a reader that discards them.
         return len(data)
 
     def getvalue(self) -> bytes:

@@ -21,6 +21,7 @@ from kvmbox.mm.manager import MemoryManager
 from kvmbox.platform.base import INTERRUPTED, SYSCALL, Fault, Platform
 from kvmbox.sentry import faults
 from kvmbox.sentry.files import FdTable, FileDescription
+from kvmbox.sentry.hoststream import HostStream
 from kvmbox.sentry.signals import deliver
 from kvmbox.sentry.syscalls.table import default_table
 from kvmbox.sentry.task import ImageReplaced, Task, TaskExit, default_rlimits
@@ -139,10 +140,11 @@ class Kernel:
         return mm, image
 
     def run(self, path: str, argv: Sequence[str], envp: Sequence[str],
-            stdio: Sequence[FileDescription], timeout: float | None = None, *,
+            stdio: Sequence[FileDescription | None], timeout: float | None = None, *,
             cwd: str = "/", rlimits: dict[int, list[int]] | None = None) -> RunOutcome:
         """Load the static ELF at `path` and run it to completion, in directory `cwd`, with
-        resource limits `rlimits` (default: Linux's own defaults; see rlimits.start_rlimits)."""
+        resource limits `rlimits` (default: Linux's own defaults; see rlimits.start_rlimits).
+        stdio: the files of descriptors 0, 1, 2 ... (None: that one is closed)."""
         from kvmbox.sentry.vfs.path import FsContext
 
         root = self.vfs.root()
@@ -163,6 +165,10 @@ class Kernel:
         mm = ctx = task = None
         fds = FdTable()
         for i, f in enumerate(stdio):
+            if f is None:
+                continue                      # a closed standard stream stays closed
+            if isinstance(f, HostStream):
+                f.place(self.vfs)             # its name and identity in this sandbox
             fds.install(i, f)
         try:
             pid = self._next_pid

@@ -265,6 +265,14 @@ class PipeEnd(FileDescription):
             start = b.r_counter
             return lambda: b.r_counter != start
 
+    def reopen(self, flags: int) -> "PipeEnd":
+        """open(2) of /proc/self/fd/N naming this pipe: another end of the same pipe, as
+        Linux's fifo_open on a pipefs inode (EINVAL for access mode 3; unlike a FIFO's,
+        it neither waits for a peer nor gives ENXIO without one)."""
+        if flags & O_ACCMODE == 3:
+            raise SyscallError(errno.EINVAL)
+        return PipeEnd(self.buf, flags, None, self.node)
+
     def release(self) -> None:
         if self._released:
             return

@@ -61,3 +61,29 @@ def test_no_host_pid_is_visible(sandbox):
     assert os.getpid() not in (pid, ppid, pgrp, sid)
     assert ppid == 0                       # the parent is outside the sandbox, as across a pid namespace
     assert pgrp == sid == pid
+
+
+def test_output_past_the_capture_limit_is_reported(sandbox):
+    """Past the capture limit the bytes are dropped (the writes still succeed, as into a
+    reader that discards them), and the Result says which streams were cut, in a notice too."""
+    script = ("import os, sys; os.write(1, b'o' * 300000); os.write(2, b'e' * 1000); "
+              "print(sys.stdout.write('tail'))")
+    r = sandbox.run(["/usr/bin/python3", "-c", script], capture_limit="100K")
+    assert r.exit_code == 0, r
+    assert r.stdout == b"o" * 102400 and r.stderr == b"e" * 1000
+    assert r.truncated == ["stdout"]
+    assert [n for n in r.notices if "capture limit" in n] == [
+        "kvmbox: stdout passed the capture limit of 102400 bytes: 197606 more bytes were dropped"]
+    r = sandbox.run(["/usr/bin/python3", "-c", script])           # the default: 64 MiB
+    assert r.truncated == [] and len(r.stdout) == 300006 and not r.notices
+
+
+def test_capture_limit_of_a_sandbox(test_programs, platform_name):
+    import kvmbox
+    import pytest
+    with kvmbox.Sandbox(platform=platform_name, capture_limit=8) as sb:
+        r = sb.run([str(test_programs / "glibc" / "hello")])
+        assert r.stdout == b"hello fr" and r.truncated == ["stdout"] and r.exit_code == 0
+        assert sb.run([str(test_programs / "glibc" / "hello")], capture_limit="1M").truncated == []
+    with pytest.raises(kvmbox.KvmboxError):
+        kvmbox.Sandbox(platform=platform_name, capture_limit="lots")

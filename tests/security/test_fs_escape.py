@@ -24,11 +24,9 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -36,19 +34,9 @@ import pytest
 
 import helpers
 from security.escape_harness import (BUILD, DECOY_PASSWD, ESCAPE_ENV, HARMLESS, INSIDE_FILE, RO_FILE,
-                                     SCRATCH, SENTRY_WORDS, Layout, Verdict, before_state, boxed,
+                                     SENTRY_WORDS, Verdict, before_state, boxed,
                                      diff_snapshots, dumps, host_fds_under, host_unchanged, install,
-                                     make_layout, rooted, sentry_pids, snapshot, snapshot_files)
-
-
-@pytest.fixture
-def layout(test_programs) -> Layout:
-    SCRATCH.mkdir(exist_ok=True)
-    base = Path(tempfile.mkdtemp(prefix="fs-escape-", dir=SCRATCH))
-    try:
-        yield make_layout(base)
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+                                     rooted, sentry_pids, snapshot, snapshot_files)
 
 
 # ---------------------------------------------------------------- the programs refuse the host

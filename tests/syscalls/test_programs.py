@@ -70,6 +70,7 @@ CASES = [
     Case("dirs", ("/tmp",)),
     Case("fdops", ("/tmp",)),
     Case("pipes"),
+    Case("reopen", stdin=b"hello there stdin\n"),
     Case("poll"),
     Case("epoll"),
     Case("exec"),
@@ -90,9 +91,15 @@ OTHER_MODULES = {"faults", "spin", "memhog", "sysfuzz", "vdso_clock"}
 OTHER_MODULES |= {"sigdefault"}
 # Waits that only a timeout or kill can end (test_blocking.py).
 OTHER_MODULES |= {"block"}
+# The standard streams as host files, pipes, ttys ... through the CLI (test_stdio.py).
+OTHER_MODULES |= {"stdio"}
+# RLIMIT_FSIZE on each kind of file, SIGXFSZ caught, ignored or fatal (test_fsize.py).
+OTHER_MODULES |= {"fsize"}
 # File-system escape attempts, run only in the sandbox (tests/security/test_fs_escape.py).
 OTHER_MODULES |= {"escape_dev", "escape_links", "escape_paths", "escape_proc", "escape_race",
                   "escape_ro", "escape_root"}
+# The standard streams as a way out, and random calls on them (tests/security/test_stream_*.py).
+OTHER_MODULES |= {"escape_stdio", "streamfuzz"}
 
 
 def test_every_program_has_a_case():

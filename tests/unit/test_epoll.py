@@ -16,7 +16,8 @@ from kvmbox.abi import signals as S
 from kvmbox.errors import SyscallError
 from kvmbox.sentry import epoll as EP
 from kvmbox.sentry.eventfd import EventFd
-from kvmbox.sentry.files import FdTable, HostStream
+from kvmbox.sentry.files import FdTable
+from kvmbox.sentry.hoststream import HostStream
 from kvmbox.sentry.pipe import make_pipe
 from kvmbox.sentry.signals.deliver import ERESTARTNOHAND, deliverable_mask
 from kvmbox.sentry.waiter import Stopped, Waker
@@ -210,11 +211,11 @@ def test_ctl_errors(t):
     fails(errno.EINVAL, SE.epoll_ctl, t, ep, EP.EPOLL_CTL_MOD, r, EVP)
     fails(errno.EINVAL, SE.epoll_ctl, t, ep, 9, r, EVP)
     with tempfile.TemporaryFile() as tmp:               # a regular file cannot be polled: EPERM
-        hs = HostStream(tmp.fileno(), True, True)
+        hs = HostStream(tmp.fileno())
         fails(errno.EPERM, SE.epoll_ctl, t, ep, EP.EPOLL_CTL_ADD, t.fds.alloc(hs), EVP)
     hr, hw = os.pipe()
     try:
-        hs = HostStream(hr, True, False)              # a host pipe can
+        hs = HostStream(hr)              # a host pipe can
         assert EP.can_poll(hs)
         hs.release()
     finally:

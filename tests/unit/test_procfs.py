@@ -240,7 +240,10 @@ def test_fd_links_and_fdinfo(env):
     names = [n for n, _, d in walk(env.fs, "1/fd").entries()]
     assert names == ["0", "1", "2"]
     assert re.fullmatch(r"pipe:\[\d+\]", walk(env.fs, "1/fd/1").readlink())
-    assert walk(env.fs, "1/fd/1").jump() is None
+    # A file with no path: the walk goes on at a node of the file itself (stat, reopen).
+    jump = walk(env.fs, "1/fd/1").jump()
+    assert jump.path == walk(env.fs, "1/fd/1").readlink() and jump.node.file is env.t.fds.get(1)
+    assert jump.node.attr().ino == env.t.fds.get(1).attr().ino
     f = CaptureOutput()
     f.location = SimpleNamespace(mount=env.kernel.vfs.tmp, node=None, path="/my dir/file")
     f.flags = 0o100001

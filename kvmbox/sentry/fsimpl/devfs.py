@@ -14,7 +14,8 @@ import stat as S
 import time
 
 from kvmbox.errors import SyscallError
-from kvmbox.sentry.files import FileDescription, HostStream
+from kvmbox.sentry.files import FileDescription
+from kvmbox.sentry.hoststream import HostStream
 from kvmbox.sentry.vfs.node import Attr, Filesystem, Node, StatFs, dtype_of
 from kvmbox.sentry.vfs.regular import DirFile, access_of, opens_for_write
 from kvmbox.sentry.vfs.xattr import InMemoryXattrs, XattrSpace

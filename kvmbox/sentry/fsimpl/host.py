@@ -196,7 +196,10 @@ class HostNode(Node):
     def _parent_fd_name(self) -> tuple[int, str]:
         """(an O_PATH fd of the parent directory, this node's name); "." for the root."""
         if not self.relpath:
-            return os.dup(self.fs.root_fd), "."
+            try:
+                return os.dup(self.fs.root_fd), "."
+            except OSError as e:             # EMFILE: the Sentry's own descriptors ran out
+                raise _err(e) from None
         head, _, name = self.relpath.rpartition("/")
         return self.fs.open_rel(head, O_PATH | os.O_DIRECTORY), name
 
@@ -208,14 +211,17 @@ class HostNode(Node):
     def _stat(self) -> os.stat_result:
         if self._st is not None:
             return self._st
-        if not self.relpath:
-            st = os.fstat(self.fs.root_fd)
-        else:
-            fd = self.fs.open_rel(self.relpath, O_PATH | os.O_NOFOLLOW)
-            try:
-                st = os.fstat(fd)
-            finally:
-                os.close(fd)
+        try:
+            if not self.relpath:
+                st = os.fstat(self.fs.root_fd)
+            else:
+                fd = self.fs.open_rel(self.relpath, O_PATH | os.O_NOFOLLOW)
+                try:
+                    st = os.fstat(fd)
+                finally:
+                    os.close(fd)
+        except OSError as e:
+            raise _err(e) from None
         if self.fs.readonly:
             self._st = st
         return st
@@ -265,6 +271,9 @@ class HostNode(Node):
             st = os.fstat(fd)
             if not S.S_ISREG(st.st_mode):         # swapped on the host since the lookup
                 raise SyscallError(errno.ENXIO)
+        except OSError as e:
+            os.close(fd)
+            raise _err(e) from None
         except BaseException:
             os.close(fd)
             raise
@@ -307,6 +316,8 @@ class HostNode(Node):
         fd = self.fs.open_rel(self.relpath, O_PATH | os.O_NOFOLLOW)
         try:
             os.chmod(f"/proc/self/fd/{fd}", mode & 0o7777)
+        except OSError as e:
+            raise _err(e) from None
         finally:
             os.close(fd)
 
@@ -505,7 +516,10 @@ class HostData:
 
     @property
     def size(self) -> int:
-        return os.fstat(self.fd).st_size
+        try:
+            return os.fstat(self.fd).st_size
+        except OSError as e:
+            raise _err(e) from None
 
     def read(self, offset: int, n: int) -> bytes:
         try:

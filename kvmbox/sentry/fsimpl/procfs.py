@@ -148,8 +148,6 @@ class ProcNode(Node):
     def jump(self) -> "Location | None":
         if not isinstance(self.spec, LinkSpec) or self.spec.jump is None:
             return None
-        # None (an fd with no path: a pipe) lets the walk follow the readlink text, as Linux
-        # would not either reach an object by it: "pipe:[ino]" names nothing in /proc/<pid>/fd.
         return self.spec.jump(self.fs, self.task(), *self._name(self.spec))
 
     def _name(self, spec: FileSpec | LinkSpec) -> tuple[str, ...]:
@@ -266,6 +264,8 @@ class ProcFilesystem(Filesystem):
         self._inos: dict[tuple[int | None, tuple[str, ...]], int] = {}
         self._nodes: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
         self.root = self.node(proctree.ROOT, None, ())
+        from kvmbox.sentry.fsimpl.procfd import OpenFilesFs
+        self.open_files = OpenFilesFs()           # where fd/N of a file without a path leads
 
     def statfs(self) -> StatFs:
         return StatFs(f_type=PROC_SUPER_MAGIC, bsize=4096)

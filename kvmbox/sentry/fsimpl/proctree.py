@@ -57,8 +57,13 @@ def _fd_target(fs: "ProcFilesystem", t: "Task", name: str) -> str:
     return T.file_path(_fd_file(t, name))
 
 
-def _fd_jump(fs: "ProcFilesystem", t: "Task", name: str) -> "Location | None":
-    return getattr(_fd_file(t, name), "location", None)
+def _fd_jump(fs: "ProcFilesystem", t: "Task", name: str) -> "Location":
+    """The file's own Location, or for a file without a path (a pipe, a standard stream)
+    a node of the file itself, which stat follows and open(2) reopens (procfd.py)."""
+    f = _fd_file(t, name)
+    if f.location is not None:
+        return f.location
+    return fs.open_files.location(f, T.file_path(f))
 
 
 def _fdinfo(fs: "ProcFilesystem", t: "Task", name: str) -> bytes:

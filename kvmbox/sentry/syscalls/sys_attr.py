@@ -15,6 +15,7 @@ import time
 
 from kvmbox.errors import SyscallError
 from kvmbox.sentry.syscalls.args import s32, s64, u32
+from kvmbox.sentry.syscalls.fsize import check_allocate, check_growth
 from kvmbox.sentry.syscalls.table import PARTIAL, SUPPORTED, Entry
 from kvmbox.sentry.vfs import at, perm
 from kvmbox.sentry.vfs.opath import is_path_only
@@ -246,7 +247,9 @@ def truncate(t: "Task", a: Args) -> int:
     if not S.S_ISREG(m):
         raise SyscallError(errno.EINVAL)
     perm.check_writable(loc)
-    perm.check_access(loc.node.attr(), t.creds, perm.MAY_WRITE)
+    attr = loc.node.attr()
+    perm.check_access(attr, t.creds, perm.MAY_WRITE)
+    check_growth(t, attr.size, length)
     loc.node.setattr(size=length)
     return 0
 
@@ -261,6 +264,7 @@ def ftruncate(t: "Task", a: Args) -> int:
         raise SyscallError(errno.EBADF)
     if not f.writable or not S.S_ISREG(f.mode):
         raise SyscallError(errno.EINVAL)
+    check_growth(t, f.attr().size, length)
     f.truncate(length)
     return 0
 
@@ -286,6 +290,7 @@ def fallocate(t: "Task", a: Args) -> int:
         raise SyscallError(errno.EOPNOTSUPP)
     if offset + length > (1 << 63) - 1:
         raise SyscallError(errno.EFBIG)
+    check_allocate(t, f, bool(mode & FALLOC_FL_KEEP_SIZE), offset + length)
     f.allocate(mode, offset, length)
     return 0
 

@@ -8,6 +8,9 @@ Files never block: on a blocking descriptor an EAGAIN is waited out here
 (kvmbox/sentry/syscalls/blocking.py).  A blocking write goes on until every
 byte is taken, as a pipe write does; interrupted by a signal after some bytes
 it returns their count, before any it restarts or fails with EINTR.
+
+Writes to regular files honour RLIMIT_FSIZE (kvmbox/sentry/syscalls/fsize.py):
+one check per write call, as Linux's write_iter makes it, before any byte moves.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from kvmbox.abi.structs import IOVEC, S32, S64, U32
 from kvmbox.errors import SyscallError
 from kvmbox.sentry.files import MAX_RW
 from kvmbox.sentry.syscalls.blocking import read_blocking, write_blocking
+from kvmbox.sentry.syscalls.fsize import write_room
 from kvmbox.sentry.syscalls.args import s32, s64, u32
 from kvmbox.sentry.syscalls.table import ERROR, PARTIAL, SUPPORTED, Entry
 
@@ -29,6 +33,7 @@ SIGPIPE = 13
 RWF_HIPRI, RWF_DSYNC, RWF_SYNC, RWF_NOWAIT, RWF_APPEND = 1, 2, 4, 8, 16
 RWF_ALL = 0x3F
 POSIX_FADV_MAX = 5
+SEEK_MAX = 4               # SEEK_HOLE
 
 
 def _epipe(t, e: SyscallError) -> None:
@@ -36,8 +41,13 @@ def _epipe(t, e: SyscallError) -> None:
         t.queue_signal(SIGPIPE)
 
 
-def _write_all(t, f, addr: int, count: int, offset: int | None = None) -> int:
+def _write_all(t, f, addr: int, count: int, offset: int | None = None,
+               limited: bool = False) -> int:
+    """write/pwrite of `count` bytes at guest `addr`; `limited`: RLIMIT_FSIZE already
+    applied by the caller (one check per syscall)."""
     try:
+        if not limited and f.writable:
+            count = write_room(t, f, offset, min(count, MAX_RW))
         return _write_chunks(t, f, addr, count, offset)
     except SyscallError as e:
         _epipe(t, e)
@@ -71,7 +81,8 @@ def _write_data(t, f, data: bytes, offset: int | None) -> int:
             if offset is None:
                 w = write_blocking(t, f, lambda: f.write(data[done:] if done else data))
             else:
-                w = f.pwrite(data[done:] if done else data, offset + done)
+                w = write_blocking(t, f, lambda: f.pwrite(data[done:] if done else data,
+                                                          offset + done))
         except SyscallError:
             if done:
                 return done
@@ -83,9 +94,7 @@ def _write_data(t, f, data: bytes, offset: int | None) -> int:
 
 def _read_into(t, f, addr: int, count: int, offset: int | None = None) -> int:
     n = min(count, MAX_RW, CHUNK)
-    if offset is not None:
-        return f.read_to(t.mm, addr, n, offset)
-    return read_blocking(t, f, lambda: f.read_to(t.mm, addr, n, None))
+    return read_blocking(t, f, lambda: f.read_to(t.mm, addr, n, offset))
 
 
 def _iovecs(t, iov: int, iovcnt: int) -> list[tuple[int, int]]:
@@ -150,9 +159,25 @@ def _readv(t, f, vecs: list[tuple[int, int]], offset: int | None) -> int:
     return total
 
 
+def _clip(vecs: list[tuple[int, int]], n: int) -> list[tuple[int, int]]:
+    """The first `n` bytes of an iovec list."""
+    out = []
+    for base, length in vecs:
+        if n <= 0:
+            break
+        out.append((base, min(length, n)))
+        n -= length
+    return out
+
+
 def _writev(t, f, vecs: list[tuple[int, int]], offset: int | None) -> int:
+    total = sum(length for _, length in vecs)
+    if f.writable:
+        room = write_room(t, f, offset, min(total, MAX_RW))
+        if room < total:
+            vecs, total = _clip(vecs, room), room
     # Gather into one write so a line written as several pieces stays whole.
-    if sum(length for _, length in vecs) <= CHUNK:
+    if total <= CHUNK:
         data = b"".join(t.mm.copy_in(base, length) for base, length in vecs if length)
         if not f.writable:
             raise SyscallError(errno.EBADF)
@@ -168,7 +193,8 @@ def _writev(t, f, vecs: list[tuple[int, int]], offset: int | None) -> int:
         if length == 0:
             continue
         try:
-            n = _write_all(t, f, base, length, None if offset is None else offset + total)
+            n = _write_all(t, f, base, length, None if offset is None else offset + total,
+                           limited=True)
         except SyscallError:
             if total:
                 return total
@@ -241,8 +267,11 @@ def pwritev2(t, a) -> int:
 
 def lseek(t, a) -> int:
     """Implements Linux syscall lseek(2)."""
-    fd, offset, whence = s32(a[0]), s64(a[1]), s32(a[2])
-    return t.fds.get(fd).seek(offset, whence)
+    fd, offset, whence = s32(a[0]), s64(a[1]), u32(a[2])
+    f = t.fds.get(fd)
+    if whence > SEEK_MAX:
+        raise SyscallError(errno.EINVAL)         # before the file's own ESPIPE, as ksys_lseek
+    return f.seek(offset, whence)
 
 
 def ioctl(t, a) -> int:
@@ -292,6 +321,12 @@ def _transfer(t, src, dst, count: int, in_off: int | None, out_off: int | None) 
         if not data:
             break
         try:
+            room = write_room(t, dst, out_off if out_off is None else out_off + done, len(data))
+            clipped = room < len(data)
+            if clipped:
+                if in_off is None:
+                    src.unread(data[room:])
+                data = data[:room]
             w = _write_data(t, dst, data, out_off if out_off is None else out_off + done)
         except SyscallError as e:
             if in_off is None:
@@ -303,6 +338,14 @@ def _transfer(t, src, dst, count: int, in_off: int | None, out_off: int | None) 
         if w < len(data) and in_off is None:
             src.unread(data[w:])
         done += w
+        if clipped and w == room:
+            # Cut short at RLIMIT_FSIZE: Linux's splice writes the rest again and that
+            # write, at the limit, raises SIGXFSZ (the count stays what was written).
+            try:
+                write_room(t, dst, out_off if out_off is None else out_off + done, 1)
+            except SyscallError:
+                pass
+            break
         if w < len(data):
             break
     return done, done
@@ -357,6 +400,8 @@ def copy_file_range(t, a) -> int:
     if src is dst or getattr(src, "node", None) is getattr(dst, "node", 0):
         if start_in < start_out + length and start_out < start_in + length:
             raise SyscallError(errno.EINVAL)
+    # One RLIMIT_FSIZE check for the whole copy, before it starts (generic_copy_file_checks).
+    length = write_room(t, dst, start_out, min(length, MAX_RW))
     n, _ = _transfer(t, src, dst, length, start_in, start_out)
     if off_in is None:
         src.seek(start_in + n, 0)
@@ -383,16 +428,17 @@ def fadvise64(t, a) -> int:
 
 ENTRIES = (
     Entry("read", read, SUPPORTED),
-    Entry("write", write, SUPPORTED, "EPIPE raises SIGPIPE"),
-    Entry("pread64", pread64, SUPPORTED, "ESPIPE on pipes and ttys"),
-    Entry("pwrite64", pwrite64, SUPPORTED, "ESPIPE on pipes and ttys"),
+    Entry("write", write, SUPPORTED, "EPIPE raises SIGPIPE; RLIMIT_FSIZE raises SIGXFSZ"),
+    Entry("pread64", pread64, SUPPORTED, "ESPIPE on pipes, sockets and ttys"),
+    Entry("pwrite64", pwrite64, SUPPORTED, "ESPIPE on pipes, sockets and ttys"),
     Entry("readv", readv, SUPPORTED, ""),
     Entry("writev", writev, SUPPORTED, "small vectors are written as one piece"),
     Entry("preadv", preadv, SUPPORTED),
     Entry("pwritev", pwritev, SUPPORTED),
     Entry("preadv2", preadv2, PARTIAL, "RWF_* flags accepted and ignored"),
     Entry("pwritev2", pwritev2, PARTIAL, "RWF_* flags accepted and ignored"),
-    Entry("lseek", lseek, SUPPORTED, "pipes and streams give ESPIPE"),
+    Entry("lseek", lseek, SUPPORTED, "ESPIPE on pipes, sockets and ttys; host-file streams "
+          "move the offset they share with the invoking shell"),
     Entry("ioctl", ioctl, PARTIAL, "FIONREAD, FIONBIO, FIOCLEX, FIONCLEX, TCGETS, TIOCGWINSZ; "
           "others ENOTTY"),
     Entry("sendfile", sendfile, SUPPORTED, "a copy through the Sentry"),

@@ -269,9 +269,9 @@ def prctl(t: "Task", a: Args) -> int:
 
 ENTRIES = (
     Entry("getrandom", getrandom, SUPPORTED, "host os.urandom; at most 32 MiB per call"),
-    Entry("prlimit64", prlimit64, PARTIAL, "own process only; not enforced here"),
+    Entry("prlimit64", prlimit64, PARTIAL, "own process only; RLIMIT_FSIZE enforced, others not here"),
     Entry("getrlimit", getrlimit, SUPPORTED),
-    Entry("setrlimit", setrlimit, PARTIAL, "not enforced here"),
+    Entry("setrlimit", setrlimit, PARTIAL, "RLIMIT_FSIZE enforced, others not here"),
     Entry("sched_getaffinity", sched_getaffinity, SUPPORTED),
     Entry("sched_setaffinity", sched_setaffinity, PARTIAL, "accepted and ignored"),
     Entry("sched_yield", sched_yield, SUPPORTED),

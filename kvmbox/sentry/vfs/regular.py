@@ -119,6 +119,11 @@ class RegularFile(FileDescription):
             self.node.modified()
         return n
 
+    def write_position(self, offset: int | None) -> int | None:
+        if self.flags & O_APPEND:
+            return self.data.size
+        return self.pos if offset is None else offset
+
     def pread(self, n: int, offset: int) -> bytes:
         if not self.readable:
             raise SyscallError(errno.EBADF)
