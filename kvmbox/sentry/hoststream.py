@@ -266,12 +266,15 @@ class HostStream(FileDescription):
         host_call(hostcalls.fallocate, self.fd, mode, offset, length)
 
     def mmap_source(self) -> "MapSource":
-        """A host regular file maps as a host mount's file does (private copies filled by
-        pread, MAP_SHARED written back by pwrite); other kinds have nothing to map."""
-        if not S.S_ISREG(self.mode):
-            raise SyscallError(errno.ENODEV)
-        from kvmbox.sentry.fsimpl.host import HostData, HostMapSource
-        return HostMapSource(HostData(self.fd))
+        """A host regular file or block device maps as a host mount's file does (private
+        copies filled by pread, MAP_SHARED written back by pwrite); other kinds have
+        nothing to map."""
+        from kvmbox.sentry.fsimpl.host import BlockDeviceData, HostData, HostMapSource
+        if S.S_ISREG(self.mode):
+            return HostMapSource(HostData(self.fd))
+        if S.S_ISBLK(self.mode):
+            return HostMapSource(BlockDeviceData(self.fd))
+        raise SyscallError(errno.ENODEV)
 
     def poll(self, events: int) -> int:
         """Readiness from a zero-timeout host poll, limited to the stream's direction."""
@@ -385,3 +388,4 @@ def _same_object(a: Attr, st: os.stat_result) -> bool:
     if S.S_ISCHR(st.st_mode) or S.S_ISBLK(st.st_mode):
         return a.rdev == st.st_rdev
     return (a.size, a.mtime_ns, a.ctime_ns) == (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+

@@ -15,6 +15,7 @@ never handed to the guest.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import stat as S
 import weakref
@@ -505,6 +506,9 @@ class HostFile(RegularFile):
             raise _err(e) from None
 
 
+BLKGETSIZE64 = 0x80081272            # _IOR(0x12, 114, size_t): a block device's size in bytes
+
+
 class HostData:
     """A host regular file's bytes through the open file's private host fd (see regular.py)."""
 
@@ -574,6 +578,23 @@ class HostData:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+
+class BlockDeviceData(HostData):
+    """A host block device's bytes (a standard stream redirected from one): its size is
+    the device's (BLKGETSIZE64), not st_size, which is 0 for devices."""
+
+    __slots__ = ()
+
+    @property
+    def size(self) -> int:
+        buf = bytearray(8)
+        try:
+            fcntl.ioctl(self.fd, BLKGETSIZE64, buf, True)
+        except OSError as e:
+            raise _err(e) from None
+        return int.from_bytes(buf, "little")
 
 
 class HostMapSource(MapSource):
