@@ -46,6 +46,7 @@ CASES = [
     Case("stdin_sum", stdin=_STDIN_BINARY, name="stdin_sum-binary"),
     Case("mem"),
     Case("mremap"),
+    Case("mmtail"),
     Case("ids"),
     Case("time"),
     Case("random"),
