@@ -1,0 +1,577 @@
+/*
+ * memfuzz's model of the address space and its probes (see memfuzz.c).
+ *
+ * Areas: 0 is R (the reserved region), 1..NFLOAT the floating slots, B the
+ * brk area.  Each page records its kind, protection, segment (the mmap,
+ * move or protection change that made it: a run of one segment lies inside one
+ * VMA on any kernel, while whether two runs merge into one VMA depends on
+ * Linux's anon_vma history, which the model does not follow), and where its content
+ * lives: inline for private pages, in a shared-anonymous object, or in the
+ * shared file.  Nothing here allocates: malloc could move the break.
+ */
+#ifndef MEMFUZZ_H
+#define MEMFUZZ_H
+#include "common.h"
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <sys/mman.h>
+
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+#ifndef MADV_FREE
+#define MADV_FREE 8
+#endif
+#ifndef MREMAP_FIXED
+#define MREMAP_FIXED 2
+#endif
+
+#define PG 4096L
+#define EAGER_PAGES 16384L       /* the sandbox's eager-population limit, in pages */
+#define R_PAGES 40960L           /* R: 160 MiB */
+#define NFLOAT 4
+#define F_CAP 20000L             /* pages a floating slot may hold */
+#define B (NFLOAT + 1)
+#define B_PAGES 16400L
+#define NOBJ 6                   /* shared anonymous objects alive at once */
+#define OBJ_CAP 20000L
+#define FP_PAGES 600L            /* the private file: 600 pages less 100 bytes */
+#define FS_PAGES 600L            /* the shared file: exactly 600 pages */
+
+enum { K_HOLE, K_ANON, K_SHANON, K_FPRIV, K_FSHARED };
+
+struct pg {
+    uint8_t kind, prot, freed, written;   /* freed: MADV_FREE'd, reads old or zero */
+    int16_t obj;
+    uint32_t seg;
+    long idx;                             /* file page, or page of the shared object */
+    uint64_t val;                         /* private content (both probed words) */
+};
+
+struct area {
+    char *base;
+    long npages, probe_pages;
+    int live;
+    struct pg *pg;
+};
+
+static long step, misses;
+
+/* On stderr (not compared): what the model held, for whoever debugs a miss. */
+static void explain(const char *what, int area, long page, const struct pg *p)
+{
+    fprintf(stderr, "s%ld %s area %d page %ld: kind %d prot %d freed %d written %d obj %d seg %u idx %ld\n",
+            step, what, area, page, p->kind, p->prot, p->freed, p->written, p->obj, p->seg, p->idx);
+}
+
+static struct pg pg_r[R_PAGES], pg_f[NFLOAT][F_CAP], pg_b[B_PAGES];
+static struct area A[NFLOAT + 2];
+static uint64_t objval[NOBJ][OBJ_CAP];
+static long objrefs[NOBJ], objsize[NOBJ];
+static int objlive[NOBJ];
+static uint64_t fsval[FS_PAGES];
+static int fd_priv, fd_shared;
+static char *brk_base;
+static uint32_t segc;
+static uint64_t rng, seed0;
+
+/* --- randomness and output -------------------------------------------------- */
+static uint64_t rnd64(void)
+{
+    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+    return rng * 0x2545F4914F6CDD1DULL;
+}
+static long rnd(long n) { return n > 0 ? (long)(rnd64() % (uint64_t)n) : 0; }
+
+static void out(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+}
+static void endline(void) { putchar('\n'); }
+static void miss(void) { putchar('!'); misses++; }
+static void say(const char *fmt, ...)
+{
+    va_list ap;
+    printf("s%ld ", step);
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+}
+
+static const char *kind_name(int k)
+{
+    static const char *n[] = {"hole", "anon", "shanon", "fpriv", "fshared"};
+    return n[k];
+}
+static const char *prot_name(int p)
+{
+    static char s[4];
+    s[0] = p & PROT_READ ? 'r' : '-';
+    s[1] = p & PROT_WRITE ? 'w' : '-';
+    s[2] = p & PROT_EXEC ? 'x' : '-';
+    s[3] = 0;
+    return s;
+}
+static const char *area_name(int s)
+{
+    static char n[4];
+    n[0] = s == 0 ? 'R' : s == B ? 'B' : 'F';
+    n[1] = s == 0 || s == B ? 0 : (char)('0' + s);
+    n[2] = 0;
+    return n;
+}
+
+static char *r_base;
+/* On stderr, with MEMFUZZ_MAPS set: the VMAs in R, in pages from its start. */
+static void dump_maps(void)
+{
+    if (!getenv("MEMFUZZ_MAPS"))
+        return;
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[512];
+    while (f && fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        char perms[8];
+        if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) == 3 && hi > (unsigned long)r_base
+            && lo < (unsigned long)r_base + R_PAGES * PG)
+            fprintf(stderr, "  R+%ld..%ld %s %s", (long)(lo - (unsigned long)r_base) / PG,
+                    (long)(hi - (unsigned long)r_base) / PG, perms, line + strcspn(line, " ") + 1);
+    }
+    if (f)
+        fclose(f);
+}
+
+/* A call's outcome: " -> ok" or " -> ERRNO", "!" when the model expected otherwise
+ * (`placed_ok`: a successful call returned the address the model expects).
+ * Returns 0 for success, else the errno. */
+static int result(long r, int expect, int placed_ok)
+{
+    int e = r == -1 ? errno : 0;
+    out(" -> %s", e ? errname(e) : placed_ok ? "ok" : "misplaced");
+    if (e != expect || (!e && !placed_ok)) {
+        miss();
+        dump_maps();
+    }
+    endline();
+    return e;
+}
+
+/* --- the model ------------------------------------------------------------------ */
+static char *at_r(long page) { return A[0].base + page * PG; }
+static int in_r(long addr) { return addr >= (long)A[0].base && addr < (long)(A[0].base + R_PAGES * PG); }
+
+static int same_run(struct area *ar, long i, long j)
+{
+    struct pg *p = &ar->pg[i], *q = &ar->pg[j];
+    return p->kind != K_HOLE && p->kind == q->kind && p->prot == q->prot && p->seg == q->seg;
+}
+
+static int obj_new(long pages)
+{
+    for (int o = 0; o < NOBJ; o++)
+        if (!objlive[o]) {
+            objlive[o] = 1;
+            objrefs[o] = 0;
+            objsize[o] = pages;
+            memset(objval[o], 0, sizeof objval[o]);
+            return o;
+        }
+    return -1;
+}
+static void obj_drop_if_unused(int o)
+{
+    if (o >= 0 && objrefs[o] == 0)
+        objlive[o] = 0;
+}
+
+static void unmap_pages(struct area *ar, long a, long n)
+{
+    for (long i = a; i < a + n; i++) {
+        struct pg *p = &ar->pg[i];
+        if (p->kind == K_SHANON && --objrefs[p->obj] == 0)
+            objlive[p->obj] = 0;
+        memset(p, 0, sizeof *p);
+    }
+}
+
+/* Pages [a, a+n) become a new segment of `kind`; file/object pages count from `idx`. */
+static void map_pages(struct area *ar, long a, long n, int kind, int prot, int obj, long idx)
+{
+    if (obj >= 0)
+        objrefs[obj] += n;               /* before unmapping: the object may be replaced by itself */
+    unmap_pages(ar, a, n);
+    segc++;
+    for (long i = 0; i < n; i++) {
+        struct pg *p = &ar->pg[a + i];
+        p->kind = (uint8_t)kind;
+        p->prot = (uint8_t)prot;
+        p->seg = segc;
+        p->obj = (int16_t)obj;
+        p->idx = idx + i;
+    }
+}
+
+static uint64_t fp_pat(long i) { return 0xF11E000000000000ULL | (uint64_t)i << 8 | 0x11; }
+static uint64_t fs_pat(long i) { return 0x5AED000000000000ULL | (uint64_t)i << 8 | 0x22; }
+
+/* 0: readable content; else the signal a touch past the object's end gives. */
+static int beyond_end(const struct pg *p)
+{
+    if ((p->kind == K_FPRIV && p->idx >= FP_PAGES) || (p->kind == K_FSHARED && p->idx >= FS_PAGES)
+        || (p->kind == K_SHANON && p->idx >= objsize[p->obj]))
+        return SIGBUS;
+    return 0;
+}
+
+/* The two probed words (offsets 0 and 4088) the model expects. */
+static void expected_words(const struct pg *p, uint64_t w[2])
+{
+    switch (p->kind) {
+    case K_FPRIV:
+        if (!p->written) {
+            w[0] = fp_pat(p->idx);
+            w[1] = p->idx == FP_PAGES - 1 ? 0 : w[0];     /* past EOF in the last page */
+            return;
+        }
+        /* fall through */
+    case K_ANON: w[0] = w[1] = p->val; return;
+    case K_SHANON: w[0] = w[1] = objval[p->obj][p->idx]; return;
+    case K_FSHARED: w[0] = w[1] = fsval[p->idx]; return;
+    }
+    w[0] = w[1] = 0;
+}
+
+static void store(struct pg *p, uint64_t tag)
+{
+    switch (p->kind) {
+    case K_ANON: case K_FPRIV: p->val = tag; p->written = 1; p->freed = 0; break;
+    case K_SHANON: objval[p->obj][p->idx] = tag; break;
+    case K_FSHARED: fsval[p->idx] = tag; break;
+    }
+}
+
+/* --- probes ------------------------------------------------------------------- */
+static sigjmp_buf probe_env;
+static volatile int armed, fault_sig, fault_code;
+static volatile uintptr_t fault_addr;
+
+static void on_fault(int sig, siginfo_t *si, void *uc)
+{
+    (void)uc;
+    if (!armed) {
+        static const char msg[] = "memfuzz: fault outside a probe\n";
+        write(1, msg, sizeof msg - 1);
+        _exit(3);
+    }
+    fault_sig = sig;
+    fault_code = si->si_code;
+    fault_addr = (uintptr_t)si->si_addr;
+    armed = 0;
+    siglongjmp(probe_env, 1);
+}
+
+struct probe_at { int area; long page; int write; };
+
+/* Read (or write `tag` to) words 0 and 511 of the page at w; fault_sig says how it ended. */
+static __attribute__((noinline)) void touch(volatile uint64_t *w, int write, uint64_t tag,
+                                            uint64_t *got)
+{
+    fault_sig = 0;
+    if (sigsetjmp(probe_env, 0))
+        return;
+    armed = 1;
+    if (write) {
+        w[0] = tag;
+        w[511] = tag;
+    } else {
+        got[0] = w[0];
+        got[1] = w[511];
+    }
+    armed = 0;
+}
+
+static void probe_one(const struct probe_at *at)
+{
+    struct area *ar = &A[at->area];
+    struct pg *p = &ar->pg[at->page];
+    volatile uint64_t *w = (volatile uint64_t *)(ar->base + at->page * PG);
+    uint64_t tag = (seed0 * 0x9E3779B97F4A7C15ULL) ^ (uint64_t)step << 24 ^ (uint64_t)at->page << 3 ^ 1;
+    uint64_t got[2] = {0, 0}, want[2];
+    /* what Linux does: no page, no right, or past the end of the object */
+    int esig = SIGSEGV, ecode = 1;
+    if (p->kind != K_HOLE) {
+        ecode = 2;
+        if (!(at->write ? p->prot & PROT_WRITE : p->prot != PROT_NONE))
+            esig = SIGSEGV;
+        else if (beyond_end(p))
+            esig = SIGBUS;
+        else
+            esig = 0;
+    }
+    touch(w, at->write, tag, got);
+    out(" %s.%ld:%c", area_name(at->area), at->page, at->write ? 'w' : 'r');
+    if (fault_sig) {
+        out("%s%d%s", fault_sig == SIGBUS ? "BUS" : "SEGV", fault_code,
+            fault_addr == (uintptr_t)w ? "" : "@?");
+        if (fault_sig != esig || fault_code != ecode || fault_addr != (uintptr_t)w) {
+            miss();
+            explain("fault", at->area, at->page, p);
+        }
+        return;
+    }
+    if (esig) {
+        miss();
+        explain("no fault", at->area, at->page, p);
+    }
+    if (at->write) {
+        out("+");
+        store(p, tag);
+        return;
+    }
+    expected_words(p, want);
+    int match = got[0] == want[0] && got[1] == want[1];
+    if (!match && p->freed && p->kind == K_ANON && !got[0] && !got[1])
+        match = 1;                                 /* MADV_FREE: old content or zeros */
+    out("%s", match ? "=" : !got[0] && !got[1] ? "Z" : "?");
+    if (!match) {
+        miss();
+        explain("content", at->area, at->page, p);
+        fprintf(stderr, "  got %llx %llx want %llx %llx\n", (unsigned long long)got[0],
+                (unsigned long long)got[1], (unsigned long long)want[0], (unsigned long long)want[1]);
+    }
+}
+
+static void run_probes(struct probe_at *list, int n)
+{
+    for (int i = n - 1; i > 0; i--) {                /* random order */
+        int j = (int)rnd(i + 1);
+        struct probe_at t = list[i];
+        list[i] = list[j];
+        list[j] = t;
+    }
+    for (int i = 0; i < n; i++)
+        probe_one(&list[i]);
+    endline();
+}
+
+/* May page i of area s be probed?  Not a floating slot's holes (anything may be there). */
+static int probeable(int s, long i)
+{
+    if (i < 0)
+        return 0;
+    if (s == B)
+        return i < A[B].probe_pages;
+    if (i >= A[s].npages)
+        return 0;
+    return s == 0 || A[s].pg[i].kind != K_HOLE;
+}
+
+/* Probe the first and last pages of [a, a+n), two inside, and one on each side. */
+static void probe_range(int s, long a, long n)
+{
+    struct probe_at list[8];
+    long cand[6] = {a, a + n - 1, a + rnd(n), a + rnd(n), a - 1, a + n};
+    int k = 0;
+    out("  probe");
+    for (int i = 0; i < 6; i++)
+        if (probeable(s, cand[i])) {
+            list[k].area = s;
+            list[k].page = cand[i];
+            list[k].write = (int)rnd(2);
+            k++;
+        }
+    run_probes(list, k);
+}
+
+/* --- mappings -------------------------------------------------------------------- */
+/* The calls themselves, raw: C libraries check or round arguments differently (musl's
+ * mprotect rounds the address down). */
+static long do_mmap_raw(void *addr, long len, int prot, int flags, int fd, long off)
+{
+    return syscall(SYS_mmap, addr, len, prot, flags, fd, off);
+}
+#define sys_munmap(a, n) syscall(SYS_munmap, (a), (n))
+#define sys_mprotect(a, n, p) syscall(SYS_mprotect, (a), (n), (p))
+#define sys_madvise(a, n, adv) syscall(SYS_madvise, (a), (n), (adv))
+#define sys_mremap(a, n, m, f, d) syscall(SYS_mremap, (a), (n), (m), (f), (d))
+
+static long do_mmap(void *addr, long npages, int prot, int kind, long fpage, int flags)
+{
+    int fd = -1;
+    flags |= kind == K_ANON ? MAP_PRIVATE | MAP_ANONYMOUS : kind == K_SHANON ? MAP_SHARED | MAP_ANONYMOUS
+             : kind == K_FPRIV ? MAP_PRIVATE : MAP_SHARED;
+    if (kind == K_FPRIV)
+        fd = fd_priv;
+    if (kind == K_FSHARED)
+        fd = fd_shared;
+    return do_mmap_raw(addr, npages * PG, prot, flags, fd, fpage * PG);
+}
+
+/* Fill every hole of R with PROT_NONE, so that nothing floating can be placed there. */
+static void plug_holes(void)
+{
+    long runs = 0, bad = 0;
+    for (long i = 0; i < R_PAGES;) {
+        if (A[0].pg[i].kind != K_HOLE) {
+            i++;
+            continue;
+        }
+        long j = i;
+        while (j < R_PAGES && A[0].pg[j].kind == K_HOLE)
+            j++;
+        if (do_mmap(at_r(i), j - i, PROT_NONE, K_ANON, 0, MAP_FIXED_NOREPLACE | MAP_NORESERVE) != (long)at_r(i))
+            bad++;
+        map_pages(&A[0], i, j - i, K_ANON, PROT_NONE, -1, 0);
+        runs++;
+        i = j;
+    }
+    if (runs) {
+        say("plug %ld", runs);
+        out(bad ? " -> failed" : " -> ok");
+        if (bad)
+            miss();
+        endline();
+    }
+}
+
+static int free_slot(void)
+{
+    for (int s = 1; s <= NFLOAT; s++)
+        if (!A[s].live)
+            return s;
+    return -1;
+}
+static void open_slot(int s, char *base, long n)
+{
+    A[s].base = base;
+    A[s].npages = n;
+    A[s].live = 1;
+    memset(A[s].pg, 0, sizeof(struct pg) * F_CAP);
+}
+static void close_slot_if_empty(int s)
+{
+    for (long i = 0; i < A[s].npages; i++)
+        if (A[s].pg[i].kind != K_HOLE)
+            return;
+    A[s].live = 0;
+    A[s].npages = 0;
+}
+
+/* --- madvise as Linux walks it: VMA by VMA, the first VMA's error ends it, holes give
+ * ENOMEM at the end.  Returns the errno; -1 when kernels differ (MADV_REMOVE of a shared
+ * mapping without PROT_WRITE: EACCES since 6.7, done before).  apply: change the model. */
+static int madvise_model(struct area *ar, long a, long n, int adv, int apply)
+{
+    int hole = 0;
+    for (long i = a; i < a + n; i++) {
+        struct pg *p = &ar->pg[i];
+        if (p->kind == K_HOLE) {
+            hole = 1;
+            continue;
+        }
+        int shared = p->kind == K_SHANON || p->kind == K_FSHARED;
+        if (adv == MADV_FREE && p->kind != K_ANON)
+            return EINVAL;
+        if (adv == MADV_REMOVE) {
+            if (p->kind == K_ANON)
+                return EINVAL;
+            if (p->kind == K_FPRIV)
+                return EACCES;
+            if (!(p->prot & PROT_WRITE))
+                return -1;
+        }
+        if (!apply)
+            continue;
+        if (adv == MADV_DONTNEED && !shared) {
+            p->val = 0;
+            p->written = 0;
+            p->freed = 0;
+        } else if (adv == MADV_FREE) {
+            p->freed = 1;
+        } else if (adv == MADV_REMOVE && !beyond_end(p)) {
+            if (p->kind == K_SHANON)
+                objval[p->obj][p->idx] = 0;
+            else
+                fsval[p->idx] = 0;
+        }
+    }
+    return hole ? ENOMEM : 0;
+}
+
+/* --- start and end ------------------------------------------------------------------ */
+static int make_file(const char *dir, const char *what, long size, uint64_t (*pat)(long))
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/memfuzz-%llu-%s", dir, (unsigned long long)seed0, what);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0) {
+        printf("open %s: %s\n", what, errname(errno));
+        exit(2);
+    }
+    unlink(path);
+    static char page[PG];
+    for (long i = 0; i * PG < size; i++) {
+        uint64_t v = pat(i);
+        memset(page, 0, sizeof page);
+        memcpy(page, &v, 8);
+        memcpy(page + PG - 8, &v, 8);
+        long k = size - i * PG < PG ? size - i * PG : PG;
+        if (pwrite(fd, page, (size_t)k, i * PG) != k) {
+            printf("write %s: %s\n", what, errname(errno));
+            exit(2);
+        }
+    }
+    return fd;
+}
+
+static void setup(uint64_t seed, const char *dir)
+{
+    seed0 = seed;
+    rng = seed * 0x9E3779B97F4A7C15ULL + 0x1234567;
+    printf("memfuzz seed %llu\n", (unsigned long long)seed);   /* stdio's buffer exists from here */
+    fflush(stdout);
+    fd_priv = make_file(dir, "priv", FP_PAGES * PG - 100, fp_pat);
+    fd_shared = make_file(dir, "shared", FS_PAGES * PG, fs_pat);
+    for (long i = 0; i < FS_PAGES; i++)
+        fsval[i] = fs_pat(i);
+    A[0].pg = pg_r;
+    A[B].pg = pg_b;
+    for (int s = 1; s <= NFLOAT; s++)
+        A[s].pg = pg_f[s - 1];
+    long r = do_mmap(NULL, R_PAGES, PROT_NONE, K_ANON, 0, MAP_NORESERVE);
+    if (r == -1) {
+        printf("reserving R: %s\n", errname(errno));
+        exit(2);
+    }
+    A[0].base = r_base = (char *)r;
+    A[0].npages = A[0].probe_pages = R_PAGES;
+    A[0].live = 1;
+    map_pages(&A[0], 0, R_PAGES, K_ANON, PROT_NONE, -1, 0);
+    char *cur = (char *)syscall(SYS_brk, 0);
+    char *aligned = (char *)(((uintptr_t)cur + PG - 1) & ~(uintptr_t)(PG - 1));
+    brk_base = (char *)syscall(SYS_brk, aligned) == aligned ? aligned : cur;
+    A[B].base = brk_base;
+    A[B].live = 1;
+    A[B].probe_pages = 2;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_fault;
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+    sigaction(SIGSEGV, &sa, NULL);
+    sigaction(SIGBUS, &sa, NULL);
+}
+
+static int finish_fuzz(void)
+{
+    syscall(SYS_brk, brk_base);
+    printf("steps: %ld\nmodel misses: %ld\n", step - 1, misses);
+    fflush(stdout);
+    return misses ? 1 : 0;
+}
+
+#endif
