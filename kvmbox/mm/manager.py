@@ -68,6 +68,14 @@ def _access(error_code: int) -> int:
     return PROT_WRITE if error_code & PF_WRITE else PROT_EXEC if error_code & PF_INSTR else PROT_READ
 
 
+def _allows(prot: int, need: int) -> bool:
+    """Whether a mapping with `prot` allows an access needing `need`: x86 page tables cannot
+    express write-only, so PROT_WRITE reads as Linux's does (faults and copy_from_user)."""
+    if prot & PROT_WRITE:
+        prot |= PROT_READ
+    return prot & need == need
+
+
 def _page_up(x: int) -> int:
     return (x + PAGE - 1) & ~(PAGE - 1)
 
@@ -240,7 +248,7 @@ class MemoryManager:
             raise SyscallError(errno.EFAULT)
         # Fast path (the hot one: a small struct or buffer): one VMA, one populated extent.
         v = self.vmas.find(addr)
-        if v is not None and end <= v.end and (v.prot & need) == need:
+        if v is not None and end <= v.end and _allows(v.prot, need):
             b = v.backing
             first = v.pidx(addr)
             i = bisect_right(b.keys, first) - 1
@@ -252,7 +260,7 @@ class MemoryManager:
         a = addr
         while a < end:
             v = self.vmas.find(a)
-            if v is None or (v.prot & need) != need:
+            if v is None or not _allows(v.prot, need):
                 raise SyscallError(errno.EFAULT)
             stop = min(v.end, end)
             spans.append((v, a, stop))
@@ -473,7 +481,7 @@ class MemoryManager:
         v = self.vmas.find(addr) or self._grow_stack(addr)
         if v is None:
             return False
-        if not v.prot & _access(error_code):
+        if not _allows(v.prot, _access(error_code)):
             return False
         page = addr & ~(PAGE - 1)
         if v.file is not None and v.translate(page) is None and page >= mapfile.eof_addr(v):
@@ -502,7 +510,7 @@ class MemoryManager:
         v = self.vmas.find(addr) if 0 <= addr < L.USER_TOP else None
         if v is None or v.file is None or v.translate(addr) is not None:
             return False
-        return bool(v.prot & _access(error_code)) and addr & ~(PAGE - 1) >= mapfile.eof_addr(v)
+        return _allows(v.prot, _access(error_code)) and addr & ~(PAGE - 1) >= mapfile.eof_addr(v)
 
     # --- copying ----------------------------------------------------------------------
     # copy_in/copy_out are on every syscall's path: the lock is taken inline (no

@@ -47,6 +47,7 @@ CASES = [
     Case("mem"),
     Case("mremap"),
     Case("mmtail"),
+    Case("mmedge", ("/dev/shm",)),
     Case("ids"),
     Case("time"),
     Case("random"),
@@ -83,8 +84,9 @@ PROGRAM_BUILDS = (*BUILDS, "dynamic")
 PARAMS = [pytest.param(c, b, id=f"{c.id}-{b}") for c in CASES for b in PROGRAM_BUILDS]
 
 
-# Programs exercised by other modules (fatal faults, timeouts and limits: test_faults_limits.py).
-OTHER_MODULES = {"faults", "spin", "memhog", "sysfuzz", "vdso_clock"}
+# Programs exercised by other modules (fatal faults, timeouts and limits: test_faults_limits.py;
+# the memory fuzzer: test_memfuzz.py).
+OTHER_MODULES = {"faults", "spin", "memhog", "sysfuzz", "vdso_clock", "memfuzz"}
 # Signal default actions, one outcome per run (test_signals.py).
 OTHER_MODULES |= {"sigdefault"}
 # File-system escape attempts, run only in the sandbox (tests/security/test_fs_escape.py).
