@@ -74,11 +74,57 @@ static void write_only(void)
     munmap(p, 4 * PG);
 }
 
+/* madvise's answer for each kind of mapping, and VMA by VMA over a range of several. */
+static void madvise_kinds(const char *dir)
+{
+    int fd = make_file(dir, "madv", 2 * PG);
+    int ro = -1;
+    char path[512];
+    snprintf(path, sizeof path, "%s/mmedge-madv-ro", dir);
+    int w = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    if (w >= 0 && ftruncate(w, 2 * PG) == 0)
+        ro = open(path, O_RDONLY);
+    unlink(path);
+    struct { const char *name; int prot, flags, fd; } kinds[] = {
+        {"private anon rw", PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1},
+        {"private anon none", PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1},
+        {"private file rw", PROT_READ | PROT_WRITE, MAP_PRIVATE, fd},
+        {"shared anon r", PROT_READ, MAP_SHARED | MAP_ANONYMOUS, -1},
+        {"shared file r", PROT_READ, MAP_SHARED, fd},
+        {"shared file rw", PROT_READ | PROT_WRITE, MAP_SHARED, fd},
+        {"shared read-only file r", PROT_READ, MAP_SHARED, ro},
+    };
+    static const int advs[] = {MADV_DONTNEED, MADV_FREE, MADV_REMOVE, MADV_WILLNEED, MADV_NORMAL};
+    static const char *names[] = {"DONTNEED", "FREE", "REMOVE", "WILLNEED", "NORMAL"};
+    for (unsigned i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+        for (int k = 0; k < 5; k++) {
+            char *p = mmap(NULL, 2 * PG, kinds[i].prot, kinds[i].flags, kinds[i].fd, 0);
+            printf("madvise %s %s -> %s\n", kinds[i].name, names[k],
+                   p == MAP_FAILED ? "mmap failed" : ret(madvise(p, 2 * PG, advs[k])));
+            munmap(p, 2 * PG);
+        }
+    /* [shared anon][private anon][shared anon], then [shared][hole][shared]: REMOVE does the
+     * VMAs before the first it refuses, and all around a hole, then fails. */
+    char *r = mmap(NULL, 3 * PG, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    mmap(r, PG, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+    mmap(r + PG, PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+    mmap(r + 2 * PG, PG, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+    r[0] = r[PG] = r[2 * PG] = 7;
+    printf("madvise REMOVE shared|private|shared -> %s", ret(madvise(r, 3 * PG, MADV_REMOVE)));
+    printf(", left %d %d %d\n", r[0], r[PG], r[2 * PG]);
+    r[0] = 7;
+    munmap(r + PG, PG);
+    printf("madvise REMOVE shared|hole|shared -> %s", ret(madvise(r, 3 * PG, MADV_REMOVE)));
+    printf(", left %d %d\n", r[0], r[2 * PG]);
+    munmap(r, 3 * PG);
+    close(fd);
+    close(ro);
+    close(w);
+}
+
 int main(int argc, char **argv)
 {
     const char *dir = argc > 1 ? argv[1] : "/tmp";
-    (void)dir;
-    (void)make_file;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = on_fault;
@@ -86,5 +132,6 @@ int main(int argc, char **argv)
     sigaction(SIGSEGV, &sa, NULL);
     sigaction(SIGBUS, &sa, NULL);
     write_only();
+    madvise_kinds(dir);
     return finish();
 }
