@@ -261,8 +261,10 @@ class Kernel:
                         return self._stopped()
                 else:
                     assert isinstance(ev, Fault)
-                    if ev.vector == 14 and task.mm.handle_fault(ev.address, ev.error_code):
-                        continue
+                    if ev.vector == 14:
+                        if task.mm.handle_fault(ev.address, ev.error_code):
+                            continue
+                        ev = faults.resolve_access(ev, task)    # ptrace: read or write?
                     if deliver.deliver_fault(task, ev):
                         continue
                     return self._fatal_fault(task, ev)

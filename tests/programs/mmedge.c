@@ -122,6 +122,26 @@ static void madvise_kinds(const char *dir)
     close(w);
 }
 
+/* Past the end of the file: an access the mapping allows is SIGBUS, one it does not SIGSEGV,
+ * whichever comes first (the first touch of the page, or after a read populated nothing). */
+static void past_eof(const char *dir)
+{
+    int fd = make_file(dir, "eof", PG);
+    static const int prots[] = {PROT_READ, PROT_WRITE, PROT_READ | PROT_WRITE, PROT_NONE};
+    static const char *pn[] = {"r", "w", "rw", "none"};
+    for (int shared = 0; shared < 2; shared++)
+        for (int i = 0; i < 4; i++)
+            for (int order = 0; order < 2; order++) {
+                char *p = mmap(NULL, 3 * PG, prots[i], shared ? MAP_SHARED : MAP_PRIVATE, fd, 0);
+                const char *first = touch(p + PG, order);
+                printf("past EOF %s %s: %s first -> %s", shared ? "shared" : "private", pn[i],
+                       order ? "write" : "read", first);
+                printf(", then %s -> %s\n", order ? "read" : "write", touch(p + PG, !order));
+                munmap(p, 3 * PG);
+            }
+    close(fd);
+}
+
 int main(int argc, char **argv)
 {
     const char *dir = argc > 1 ? argv[1] : "/tmp";
@@ -133,5 +153,6 @@ int main(int argc, char **argv)
     sigaction(SIGBUS, &sa, NULL);
     write_only();
     madvise_kinds(dir);
+    past_eof(dir);
     return finish();
 }
