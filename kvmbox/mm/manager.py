@@ -117,17 +117,17 @@ class MemoryManager:
 
     def _populate(self, v: Vma, a: int, b: int) -> bool:
         """Give frames to the holes of [a, b) in `v` and map them; False if frames ran out.
-        Pages of a file mapping wholly past the file's end stay holes (touching them is SIGBUS)."""
+        Pages wholly past the end of the file (or shared anonymous object) the mapping views
+        stay holes (touching them is SIGBUS)."""
         eof = -1
         for va, phys, n in list(v.runs(a, b)):
             if phys is not None:
                 continue
-            if v.file is not None:
-                if eof < 0:
-                    eof = mapfile.eof_addr(v)
-                if va >= eof:
-                    break
-                n = min(n, (eof - va) // PAGE)
+            if eof < 0:
+                eof = mapfile.eof_addr(v)
+            if va >= eof:
+                break
+            n = min(n, (eof - va) // PAGE)
             try:
                 extents = self.frames.alloc(n)
             except SyscallError:
@@ -221,7 +221,8 @@ class MemoryManager:
         shared = (flags & L.MAP_TYPE) != L.MAP_PRIVATE
         flags = (flags & VMA_FLAG_MASK & ~L.MAP_TYPE) | (L.MAP_SHARED if shared else L.MAP_PRIVATE)
         if file is None:
-            backing, pgoff = Backing(shared=shared), 0
+            # A shared anonymous object is as big as its first mapping (Linux's shmem file).
+            backing, pgoff = Backing(shared=shared, npages=(end - start) // PAGE if shared else None), 0
         else:
             backing = mapfile.backing_for(file, shared, prot)
         v = Vma(start, end, prot, flags, name, backing, pgoff, grow_limit, file)
@@ -484,8 +485,8 @@ class MemoryManager:
         if not _allows(v.prot, _access(error_code)):
             return False
         page = addr & ~(PAGE - 1)
-        if v.file is not None and v.translate(page) is None and page >= mapfile.eof_addr(v):
-            return False                                # wholly past the file's end: SIGBUS
+        if v.translate(page) is None and page >= mapfile.eof_addr(v):
+            return False                                # wholly past the object's end: SIGBUS
         last_addr, last_code, times = self._last_fault
         times = times + 1 if (last_addr, last_code) == (page, error_code) else 1
         self._last_fault = (page, error_code, times)
@@ -506,9 +507,10 @@ class MemoryManager:
     @_locked
     def beyond_eof(self, addr: int, error_code: int) -> bool:
         """Whether a refused fault at `addr` is Linux's SIGBUS (BUS_ADRERR): an access the
-        mapping allows to a page of a file mapping that starts at or past the file's end."""
+        mapping allows to a page that starts at or past the end of the file (or shared
+        anonymous object) it views."""
         v = self.vmas.find(addr) if 0 <= addr < L.USER_TOP else None
-        if v is None or v.file is None or v.translate(addr) is not None:
+        if v is None or v.translate(addr) is not None:
             return False
         return _allows(v.prot, _access(error_code)) and addr & ~(PAGE - 1) >= mapfile.eof_addr(v)
 

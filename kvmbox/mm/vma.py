@@ -34,6 +34,7 @@ class Backing:
     shared: bool = False
     refs: int = 1
     pinned: bool = False            # frames owned elsewhere (the vDSO): never freed or punched
+    npages: int | None = None       # a shared anonymous object's size: pages past it are SIGBUS
     keys: list[int] = field(default_factory=list)                  # start page index of each extent
     extents: list[tuple[int, int, int]] = field(default_factory=list)
 

@@ -142,6 +142,41 @@ static void past_eof(const char *dir)
     close(fd);
 }
 
+/* A shared anonymous object is as big as the mapping that made it: pages mremap adds past
+ * it are SIGBUS, and a page given up by shrinking comes back with its content. */
+static void shared_anon_size(void)
+{
+    char *p = mmap(NULL, 4 * PG, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    p[3 * PG] = 7;
+    char *q = mremap(p, 4 * PG, 2 * PG, 0);
+    printf("shared anon: shrink -> %s\n", q == MAP_FAILED ? errname(errno) : q == p ? "in place" : "moved");
+    q = mremap(p, 2 * PG, 4 * PG, 0);
+    printf("shared anon: grow back -> %s", q == MAP_FAILED ? errname(errno) : q == p ? "in place" : "moved");
+    if (q != MAP_FAILED)
+        printf(", page 3 holds %d\n", p[3 * PG]);
+    else
+        printf("\n");
+    q = mremap(p, 4 * PG, 6 * PG, MREMAP_MAYMOVE);
+    printf("shared anon: grown to 6 pages -> %s\n", q == MAP_FAILED ? errname(errno) : "ok");
+    if (q != MAP_FAILED) {
+        printf("  page 3 read -> %s, page 4 read -> %s, page 5 write -> %s\n", touch(q + 3 * PG, 0),
+               touch(q + 4 * PG, 0), touch(q + 5 * PG, 1));
+        char *d = mremap(q + 2 * PG, 0, 4 * PG, MREMAP_MAYMOVE);
+        printf("shared anon: second view of pages 2.. -> %s\n", d == MAP_FAILED ? errname(errno) : "ok");
+        if (d != MAP_FAILED) {
+            printf("  its page 1 holds %d; page 2 read -> %s\n", d[PG], touch(d + 2 * PG, 0));
+            int fds[2];
+            if (pipe(fds) == 0) {
+                printf("  write(2) from past the end -> %s\n", ret(write(fds[1], d + 2 * PG, 8)));
+                close(fds[0]);
+                close(fds[1]);
+            }
+            munmap(d, 4 * PG);
+        }
+        munmap(q, 6 * PG);
+    }
+}
+
 int main(int argc, char **argv)
 {
     const char *dir = argc > 1 ? argv[1] : "/tmp";
@@ -154,5 +189,6 @@ int main(int argc, char **argv)
     write_only();
     madvise_kinds(dir);
     past_eof(dir);
+    shared_anon_size();
     return finish();
 }
