@@ -5,8 +5,8 @@ PTEs when it is made (the host backs memfd pages lazily, without exits), up to
 layout.EAGER_POPULATE_LIMIT bytes; the rest is demand-paged in aligned
 layout.FAULT_AROUND chunks.  Every failure is a SyscallError with Linux's errno.
 File mappings (MAP_PRIVATE copies, MAP_SHARED page-cache views, msync) are
-described in kvmbox/mm/mapfile.py; mremap lives in kvmbox/mm/remap.py,
-madvise/msync/mincore in kvmbox/mm/advice.py.
+described in kvmbox/mm/mapfile.py; mremap lives in kvmbox/mm/remap.py, mprotect in
+kvmbox/mm/protect.py, madvise/msync/mincore in kvmbox/mm/advice.py.
 Lock order: callers' locks (Kernel, ThreadGroup) before MemoryManager.lock.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ from kvmbox.mm.frames import FrameAllocator
 from kvmbox.mm.mapfile import MappedFile
 from kvmbox.mm.memfile import MemoryFile
 from kvmbox.mm import advice as advice_ops
-from kvmbox.mm import remap
+from kvmbox.mm import protect, remap
 from kvmbox.mm.vma import VMA_FLAG_MASK, Backing, Vma, VmaSet
 from kvmbox.mm.vma import chargeable as _chargeable
 from kvmbox.platform.base import (PF_INSTR, PF_PRESENT, PF_WRITE, PROT_EXEC, PROT_READ,
@@ -347,44 +347,7 @@ class MemoryManager:
 
     @_relayout
     def mprotect(self, addr: int, length: int, prot: int) -> None:
-        grows = prot & (L.PROT_GROWSDOWN | L.PROT_GROWSUP)
-        prot &= ~grows
-        if addr % PAGE or prot & ~PROT_ALL or grows == L.PROT_GROWSDOWN | L.PROT_GROWSUP:
-            raise SyscallError(errno.EINVAL)
-        if length < 0:
-            raise SyscallError(errno.ENOMEM)
-        end = addr + _page_up(length)
-        if end == addr:
-            return
-        if end > L.USER_TOP:
-            raise SyscallError(errno.ENOMEM)
-        if grows:
-            first = self.vmas.find(addr)
-            if first is None or grows == L.PROT_GROWSUP or not first.flags & L.MAP_GROWSDOWN:
-                raise SyscallError(errno.EINVAL)
-            addr = first.start
-        if not self.vmas.covered(addr, end):
-            raise SyscallError(errno.ENOMEM)
-        if prot & PROT_WRITE:
-            for v in self.vmas.overlapping(addr, end):
-                if v.backing.pinned and v.file is None:
-                    raise SyscallError(errno.EACCES)   # shared special frames ([vdso]) stay read-only
-                if v.file is not None:
-                    mapfile.check_prot(v.file, prot, v.shared)
-        self._charge(self._charge_of(addr, end, prot) - self._charge_of(addr, end))
-        self.vmas.split_at(addr)
-        self.vmas.split_at(end)
-        if prot & PROT_WRITE:
-            for v in self.vmas.overlapping(addr, end):
-                if v.backing.pinned and v.file is not None:
-                    self._unshare(v)               # copy-on-write out of the shared page cache
-        for v in self.vmas.overlapping(addr, end):
-            was = v.prot
-            v.prot = prot
-            self._remap(v)
-            if not was & PROT_ALL:
-                self._eager(v, v.start, v.end, downward=bool(v.flags & L.MAP_GROWSDOWN))
-        self._merge_range(addr, end)
+        protect.mprotect(self, addr, length, prot)
 
     @_relayout
     def mremap(self, old_addr: int, old_len: int, new_len: int, flags: int, new_addr: int = 0) -> int:

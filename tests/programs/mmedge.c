@@ -177,6 +177,34 @@ static void shared_anon_size(void)
     }
 }
 
+/* mprotect changes the VMAs up to the first hole, then fails; from a hole it changes nothing;
+ * a VMA that refuses (shared, file not open for writing) stops it after the ones before. */
+static void mprotect_partial(const char *dir)
+{
+    char *r = mmap(NULL, 5 * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    munmap(r + 3 * PG, PG);
+    printf("mprotect over a hole -> %s", ret(mprotect(r, 5 * PG, PROT_READ)));
+    printf("; write page 0 -> %s, page 2 -> %s, page 4 -> %s\n", touch(r, 1), touch(r + 2 * PG, 1),
+           touch(r + 4 * PG, 1));
+    printf("mprotect from a hole -> %s", ret(mprotect(r + 3 * PG, 2 * PG, PROT_NONE)));
+    printf("; read page 4 -> %s\n", touch(r + 4 * PG, 0));
+    munmap(r, 5 * PG);
+    char path[512];
+    snprintf(path, sizeof path, "%s/mmedge-prot", dir);
+    int w = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    int ro = -1;
+    if (w >= 0 && ftruncate(w, PG) == 0)
+        ro = open(path, O_RDONLY);
+    unlink(path);
+    r = mmap(NULL, 2 * PG, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    mmap(r + PG, PG, PROT_READ, MAP_SHARED | MAP_FIXED, ro, 0);
+    printf("mprotect rw over [anon][shared read-only file] -> %s", ret(mprotect(r, 2 * PG, PROT_READ | PROT_WRITE)));
+    printf("; write page 0 -> %s, page 1 -> %s\n", touch(r, 1), touch(r + PG, 1));
+    munmap(r, 2 * PG);
+    close(w);
+    close(ro);
+}
+
 int main(int argc, char **argv)
 {
     const char *dir = argc > 1 ? argv[1] : "/tmp";
@@ -190,5 +218,6 @@ int main(int argc, char **argv)
     madvise_kinds(dir);
     past_eof(dir);
     shared_anon_size();
+    mprotect_partial(dir);
     return finish();
 }

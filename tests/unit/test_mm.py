@@ -168,8 +168,10 @@ def test_mprotect_errors(mm):
     a = mm.mmap(0x1000_0000, 2 * PAGE, RW, FIXED)
     assert errno_of(mm.mprotect, a + 1, PAGE, R_) == errno.EINVAL
     assert errno_of(mm.mprotect, a, PAGE, 0x40) == errno.EINVAL
-    assert errno_of(mm.mprotect, a, 3 * PAGE, R_) == errno.ENOMEM          # runs into a hole
+    assert errno_of(mm.mprotect, a - PAGE, 2 * PAGE, R_) == errno.ENOMEM   # starts in a hole
     assert spans(mm) == [(a, a + 2 * PAGE, RW)]                             # unchanged
+    assert errno_of(mm.mprotect, a, 3 * PAGE, R_) == errno.ENOMEM          # runs into a hole
+    assert spans(mm) == [(a, a + 2 * PAGE, R_)]                             # changed up to it
     mm.mprotect(a, 0, R_)
 
 
