@@ -66,19 +66,23 @@ def _extent(mm: "MemoryManager", addr: int, end: int, prot: int) -> tuple[int, i
 
 
 def _apply(mm: "MemoryManager", addr: int, end: int, prot: int) -> None:
-    """Give [addr, end) (all mapped) protection `prot`: charge, split, copy out of a shared
-    page cache before it may be written, rewrite the PTEs, populate what was PROT_NONE."""
+    """Give [addr, end) (all mapped) protection `prot`: charge, and for each VMA whose
+    protection changes (only those: Linux leaves the others whole), split, copy out of a
+    shared page cache before it may be written, rewrite the PTEs, populate what was PROT_NONE."""
     mm._charge(mm._charge_of(addr, end, prot) - mm._charge_of(addr, end))
-    mm.vmas.split_at(addr)
-    mm.vmas.split_at(end)
-    if prot & PROT_WRITE:
-        for v in mm.vmas.overlapping(addr, end):
-            if v.backing.pinned and v.file is not None:
-                mm._unshare(v)               # copy-on-write out of the shared page cache
     for v in mm.vmas.overlapping(addr, end):
-        was = v.prot
-        v.prot = prot
-        mm._remap(v)
+        if v.prot == prot:
+            continue
+        lo, hi = max(v.start, addr), min(v.end, end)
+        mm.vmas.split_at(lo)
+        mm.vmas.split_at(hi)
+        piece = mm.vmas.find(lo)
+        assert piece is not None and piece.end == hi
+        if prot & PROT_WRITE and piece.backing.pinned and piece.file is not None:
+            mm._unshare(piece)                  # copy-on-write out of the shared page cache
+        was = piece.prot
+        piece.prot = prot
+        mm._remap(piece)
         if not was & PROT_ALL:
-            mm._eager(v, v.start, v.end, downward=bool(v.flags & L.MAP_GROWSDOWN))
+            mm._eager(piece, lo, hi, downward=bool(piece.flags & L.MAP_GROWSDOWN))
     mm._merge_range(addr, end)

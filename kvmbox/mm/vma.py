@@ -195,14 +195,24 @@ class Vma:
         return upper
 
     def mergeable(self, nxt: Vma) -> bool:
-        return (self.end == nxt.start and self.prot == nxt.prot and self.flags == nxt.flags
-                and self.name == nxt.name and not self.backing.shared and not nxt.backing.shared
-                and not self.flags & L.MAP_GROWSDOWN and self.file is nxt.file
-                and (self.file is None or self.pidx(self.end) == nxt.pgoff))
+        """Whether `nxt` may join self as one VMA: adjacent, alike, and for shared memory the
+        same object at the next page (so pieces that mprotect split rejoin, as on Linux)."""
+        if not (self.end == nxt.start and self.prot == nxt.prot and self.flags == nxt.flags
+                and self.name == nxt.name and not self.flags & L.MAP_GROWSDOWN
+                and self.file is nxt.file and self.backing.shared == nxt.backing.shared):
+            return False
+        if self.backing.shared:
+            return self.backing is nxt.backing and not self.backing.pinned \
+                and self.pidx(self.end) == nxt.pgoff
+        return self.file is None or self.pidx(self.end) == nxt.pgoff
 
     def absorb(self, nxt: Vma) -> None:
-        """Append the adjacent private `nxt` to self (its frames move into self's Backing)."""
-        nxt.backing.move(nxt.pgoff, nxt.pidx(nxt.end), self.backing, self.pidx(nxt.start) - nxt.pgoff)
+        """Append the adjacent `nxt` to self: a private one's frames move into self's Backing;
+        a shared one views the same Backing, which loses a reference."""
+        if self.backing.shared:
+            self.backing.refs -= 1
+        else:
+            nxt.backing.move(nxt.pgoff, nxt.pidx(nxt.end), self.backing, self.pidx(nxt.start) - nxt.pgoff)
         self.end = nxt.end
 
 

@@ -27,10 +27,12 @@ static void on_fault(int sig, siginfo_t *si, void *uc)
 /* "ok", "SEGV<code>" or "BUS<code>" for a one-byte read (write=0) or write at p. */
 static const char *touch(volatile char *p, int write)
 {
-    static char buf[16];
+    static char bufs[8][16];               /* several may appear in one printf */
+    static int next;
     int r = sigsetjmp(env, 0);
     if (r) {
-        snprintf(buf, sizeof buf, "%s%d", r >> 8 == SIGBUS ? "BUS" : "SEGV", r & 0xff);
+        char *buf = bufs[next++ % 8];
+        snprintf(buf, sizeof bufs[0], "%s%d", r >> 8 == SIGBUS ? "BUS" : "SEGV", r & 0xff);
         return buf;
     }
     armed = 1;
@@ -205,6 +207,43 @@ static void mprotect_partial(const char *dir)
     close(ro);
 }
 
+/* How many VMAs /proc/self/maps shows in [p, p+n). */
+static int vmas_in(char *p, long n)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[512];
+    int count = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx", &lo, &hi) == 2 && hi > (unsigned long)p && lo < (unsigned long)(p + n))
+            count++;
+    }
+    if (f)
+        fclose(f);
+    return count;
+}
+
+/* mprotect to the same protection splits nothing, and pieces given their old protection
+ * back rejoin (shared memory too): mremap of the whole then still sees one VMA. */
+static void mprotect_rejoin(void)
+{
+    for (int shared = 0; shared < 2; shared++) {
+        const char *k = shared ? "shared" : "private";
+        char *p = mmap(NULL, 6 * PG, PROT_READ | PROT_WRITE, (shared ? MAP_SHARED : MAP_PRIVATE) | MAP_ANONYMOUS, -1, 0);
+        memset(p, 1, 6 * PG);
+        const char *r1 = ret(mprotect(p + 2 * PG, PG, PROT_READ | PROT_WRITE));
+        printf("%s: mprotect to the same -> %s, VMAs %d\n", k, r1, vmas_in(p, 6 * PG));
+        r1 = ret(mprotect(p + 2 * PG, 2 * PG, PROT_READ));
+        int n1 = vmas_in(p, 6 * PG);
+        const char *r2 = ret(mprotect(p + 2 * PG, 2 * PG, PROT_READ | PROT_WRITE));
+        printf("%s: mprotect away -> %s, VMAs %d, and back -> %s, VMAs %d\n", k, r1, n1, r2,
+               vmas_in(p, 6 * PG));
+        char *q = mremap(p, 6 * PG, 8 * PG, MREMAP_MAYMOVE);
+        printf("%s: mremap of the whole -> %s\n", k, q == MAP_FAILED ? errname(errno) : "ok");
+        munmap(q == MAP_FAILED ? p : q, q == MAP_FAILED ? 6 * PG : 8 * PG);
+    }
+}
+
 int main(int argc, char **argv)
 {
     const char *dir = argc > 1 ? argv[1] : "/tmp";
@@ -219,5 +258,6 @@ int main(int argc, char **argv)
     past_eof(dir);
     shared_anon_size();
     mprotect_partial(dir);
+    mprotect_rejoin();
     return finish();
 }
