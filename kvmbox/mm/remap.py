@@ -36,12 +36,18 @@ def mremap(mm: "MemoryManager", old_addr: int, old_len: int, new_len: int, flags
         if new_addr < old_addr + max(old_len, 1) and old_addr < new_addr + new_len:
             raise SyscallError(errno.EINVAL)
     v = mm.vmas.find(old_addr)
-    if v is None or old_addr + old_len > v.end:
+    if v is None:
         raise SyscallError(errno.EFAULT)
-    if v.backing.pinned and v.file is None and new_len > old_len:
-        raise SyscallError(errno.EINVAL)           # a special mapping cannot grow
     if old_len == 0:
         return _mremap_dup(mm, v, old_addr, new_len, flags, new_addr)
+    if not flags & L.MREMAP_FIXED and new_len <= old_len:
+        # Shrinking only unmaps the tail, whatever it holds (Linux checks nothing else).
+        mm._unmap_range(old_addr + new_len, old_addr + old_len)
+        return old_addr
+    if old_addr + min(old_len, new_len) > v.end:
+        raise SyscallError(errno.EFAULT)           # what moves or grows lies in one VMA
+    if v.backing.pinned and v.file is None and new_len > old_len:
+        raise SyscallError(errno.EINVAL)           # a special mapping cannot grow
     old_end = old_addr + old_len
     if flags & L.MREMAP_FIXED:
         if new_len < old_len:
@@ -52,9 +58,6 @@ def mremap(mm: "MemoryManager", old_addr: int, old_len: int, new_len: int, flags
         mm._unmap_range(new_addr, new_addr + new_len)
         mm.committed += charge
         return _move(mm, old_addr, old_end, new_addr, new_len)
-    if new_len <= old_len:
-        mm._unmap_range(old_addr + new_len, old_end)
-        return old_addr
     charge = new_len - old_len if chargeable(v.prot, v.flags) else 0
     if old_end == v.end and old_addr + new_len <= L.USER_TOP \
             and mm.vmas.is_free(old_end, old_addr + new_len):

@@ -244,6 +244,27 @@ static void mprotect_rejoin(void)
     }
 }
 
+/* mremap that shrinks unmaps the tail whatever it holds (holes, other VMAs); one that grows
+ * or moves needs the old range inside one VMA (EFAULT); the first page must be mapped. */
+static void mremap_ranges(void)
+{
+    char *r = mmap(NULL, 8 * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    munmap(r + 3 * PG, PG);
+    mprotect(r + 5 * PG, 3 * PG, PROT_READ);
+    char *q = mremap(r, 7 * PG, 2 * PG, 0);
+    printf("mremap shrink across a hole and another VMA -> %s", q == MAP_FAILED ? errname(errno) : q == r ? "in place" : "moved");
+    printf("; page 1 -> %s, page 2 -> %s, page 5 -> %s, page 7 -> %s\n", touch(r + PG, 0),
+           touch(r + 2 * PG, 0), touch(r + 5 * PG, 0), touch(r + 7 * PG, 0));
+    q = mremap(r + 2 * PG, 2 * PG, PG, 0);
+    printf("mremap shrink from a hole -> %s\n", q == MAP_FAILED ? errname(errno) : "ok");
+    mmap(r + 2 * PG, 2 * PG, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+    q = mremap(r, 4 * PG, 6 * PG, MREMAP_MAYMOVE);
+    printf("mremap grow across two VMAs -> %s\n", q == MAP_FAILED ? errname(errno) : "ok");
+    q = mremap(r, 2 * PG, 2 * PG, 0);
+    printf("mremap to the same size -> %s\n", q == MAP_FAILED ? errname(errno) : q == r ? "in place" : "moved");
+    munmap(r, 8 * PG);
+}
+
 int main(int argc, char **argv)
 {
     const char *dir = argc > 1 ? argv[1] : "/tmp";
@@ -259,5 +280,6 @@ int main(int argc, char **argv)
     shared_anon_size();
     mprotect_partial(dir);
     mprotect_rejoin();
+    mremap_ranges();
     return finish();
 }
