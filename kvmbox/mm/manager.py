@@ -207,6 +207,8 @@ class MemoryManager:
             self.committed -= v.length
 
     def _unmap_range(self, start: int, end: int) -> None:
+        if start >= end:
+            return                                      # nothing to cut (and no VMA to split)
         self.vmas.split_at(start)
         self.vmas.split_at(end)
         for v in self.vmas.overlapping(start, end):
