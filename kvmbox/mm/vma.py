@@ -222,6 +222,12 @@ class VmaSet:
     def __init__(self) -> None:
         self._starts: list[int] = []
         self._vmas: list[Vma] = []
+        # find_gap's memory (Linux's old free_area_cache): every gap wholly above _gap_top
+        # (a VMA start, or _gap_ceiling) is at most _gap_small bytes, so a longer request
+        # need not look there.  Removing a VMA may raise _gap_top over the space it frees.
+        self._gap_ceiling = -1
+        self._gap_top = 0
+        self._gap_small = 0
 
     def __iter__(self) -> Iterator[Vma]:
         return iter(list(self._vmas))
@@ -282,6 +288,9 @@ class VmaSet:
         i = bisect_left(self._starts, vma.start)
         assert self._vmas[i] is vma
         del self._starts[i], self._vmas[i]
+        if self._gap_ceiling >= 0:              # the freed space joins the gap up to the next VMA
+            top = self._starts[i] if i < len(self._starts) else self._gap_ceiling
+            self._gap_top = max(self._gap_top, min(top, self._gap_ceiling))
 
     def rekey(self, vma: Vma, old_start: int) -> None:
         """`vma.start` changed from `old_start` (stack growth); keep the index right."""
@@ -313,16 +322,32 @@ class VmaSet:
         return vma
 
     def find_gap(self, length: int, floor: int, ceiling: int) -> int | None:
-        """Highest page-aligned start with [start, start+length) free inside [floor, ceiling)."""
-        hi = ceiling
-        i = bisect_left(self._starts, ceiling) - 1
+        """Highest page-aligned start with [start, start+length) free inside [floor, ceiling).
+
+        Top-down allocation walks down from where the last search ended when every gap
+        above that point is too small for `length`, so placing n mappings one below the
+        other costs O(log n) each, not O(n)."""
+        if ceiling == self._gap_ceiling and length > self._gap_small:
+            found, small = self._search(length, floor, self._gap_top, self._gap_small)
+        else:
+            found = None
+        if found is None:
+            found, small = self._search(length, floor, ceiling, 0)
+        if found is not None:
+            self._gap_ceiling, self._gap_top, self._gap_small = ceiling, found + length, small
+        return found
+
+    def _search(self, length: int, floor: int, top: int, small: int) -> tuple[int | None, int]:
+        """(highest fitting start below `top`, largest gap passed over, counting `small`)."""
+        hi = top
+        i = bisect_left(self._starts, top) - 1
         while hi - floor >= length:
-            below_end = self._vmas[i].end if i >= 0 else floor
-            lo = max(below_end, floor)
-            if hi - lo >= length and hi <= ceiling:
-                return hi - length
+            lo = max(self._vmas[i].end if i >= 0 else floor, floor)
+            if hi - lo >= length:
+                return hi - length, small
+            small = max(small, hi - lo)
             if i < 0:
-                return None
+                break
             hi = min(hi, self._vmas[i].start)
             i -= 1
-        return None
+        return None, small
