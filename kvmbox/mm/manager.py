@@ -17,6 +17,7 @@ import functools
 import threading
 from collections.abc import Callable
 
+from kvmbox.abi.resource import RLIM_INFINITY, RLIMIT_STACK
 from kvmbox.errors import SyscallError
 from kvmbox.guest_stub import layout as L
 from kvmbox.mm import mapfile
@@ -80,6 +81,10 @@ def _page_up(x: int) -> int:
     return (x + PAGE - 1) & ~(PAGE - 1)
 
 
+def _unlimited(resource: int) -> int:
+    return RLIM_INFINITY
+
+
 
 class MemoryManager:
     """The only way the Sentry touches a guest process's memory."""
@@ -97,6 +102,9 @@ class MemoryManager:
         self.brk_base = self.brk_cur = 0
         self.lock = threading.RLock()
         self._last_fault: tuple[int, int, int] = _NO_FAULT   # (page, error code, times in a row)
+        # The soft limit of a resource (RLIMIT_STACK) for the process using this
+        # address space, asked at each check as Linux reads current's; its Task sets it.
+        self.rlimit: Callable[[int], int] = _unlimited
 
     # --- internals ---------------------------------------------------------------
     def _check_charge(self, delta: int) -> None:
@@ -262,7 +270,7 @@ class MemoryManager:
         spans: list[tuple[Vma, int, int]] = []
         a = addr
         while a < end:
-            v = self.vmas.find(a)
+            v = self.vmas.find(a) or self._grow_stack(a)   # Linux's copy_to_user grows stacks
             if v is None or not _allows(v.prot, need):
                 raise SyscallError(errno.EFAULT)
             stop = min(v.end, end)
@@ -420,12 +428,15 @@ class MemoryManager:
                       populate_all=True, grow_limit=max(self.user_low, top - max_size))
 
     def _grow_stack(self, addr: int) -> Vma | None:
-        """Grow the MAP_GROWSDOWN Vma just above `addr` down over it (to a FAULT_AROUND boundary)."""
+        """Grow the MAP_GROWSDOWN Vma just above `addr` down over it: to a FAULT_AROUND
+        boundary, but no further than RLIMIT_STACK (the Vma's size) allows;
+        None when even the page of `addr` is past them (Linux: SIGSEGV, or EFAULT)."""
         v = self.vmas.first_above(addr)
         if v is None or not v.flags & L.MAP_GROWSDOWN or addr < v.grow_limit:
             return None
         below = self.vmas.last_below(addr)
-        new_start = max(addr & ~(L.FAULT_AROUND - 1), v.grow_limit, below.end if below else 0)
+        new_start = max(addr & ~(L.FAULT_AROUND - 1), v.grow_limit, below.end if below else 0,
+                        v.end - self.rlimit(RLIMIT_STACK))
         new_start = _page_up(new_start)
         if new_start > addr or not self.vmas.is_free(new_start, v.start):
             return None

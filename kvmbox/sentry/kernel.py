@@ -176,6 +176,7 @@ class Kernel:
             ctx.set_regs(rip=image.entry, rsp=image.initial_sp)
             task = Task(self, ctx, mm, fds, pid, image.exe_path, list(image.argv or argv),
                         default_rlimits(self.memory_limit), fs=fsctx)
+            mm.rlimit = task.soft_rlimit
             task.envp = list(envp)
             task.auxv = image.auxv
             task.exe_node = image.exe_node

@@ -116,6 +116,11 @@ class Task:
         self.saved_sigmask: int | None = None   # rt_sigsuspend's mask to put back after delivery
         self.fault_regs = (0, 0, 0)        # (trapno, err, cr2) of the last fault, for sigcontext
 
+    def soft_rlimit(self, resource: int) -> int:
+        """The soft limit of `resource` now: the MemoryManager asks at each check
+        (RLIMIT_AS, RLIMIT_STACK), as Linux reads current's."""
+        return self.rlimits[resource][0]
+
     def queue_signal(self, signo: int, *, code: int = 0, addr: int = 0) -> None:
         """Make `signo` pending for this task; delivered before it next returns to the guest.
 

@@ -49,6 +49,7 @@ CASES = [
     Case("mmtail"),
     Case("mmedge", ("/dev/shm",)),
     Case("mapmany", ("2000",)),
+    Case("sigstack"),
     Case("ids"),
     Case("time"),
     Case("random"),

@@ -361,6 +361,21 @@ def test_stack_growth_stops_at_a_neighbour(mm):
     assert not mm.handle_fault(top - 9 * PAGE, PF_USER | PF_WRITE)
 
 
+def test_copies_grow_the_stack_within_rlimit_stack(mm):
+    """copy_out/copy_in below the stack grow it as Linux's copy_to_user does (signal frames,
+    syscall buffers), never past RLIMIT_STACK read at that moment."""
+    top = L.STACK_TOP
+    mm.map_stack(top, 32 * PAGE, L.STACK_MAX)
+    limit = 256 * PAGE
+    mm.rlimit = lambda resource: limit if resource == 3 else (1 << 64) - 1
+    mm.copy_out(top - 100 * PAGE, b"frame")
+    assert mm.copy_in(top - 100 * PAGE, 5) == b"frame"
+    assert top - limit <= mm.maps()[0].start <= top - 100 * PAGE      # grown, clipped to the limit
+    assert errno_of(mm.copy_out, top - 300 * PAGE, b"x") == errno.EFAULT
+    assert not mm.handle_fault(top - 300 * PAGE, PF_USER | PF_WRITE)
+    mm.copy_out(top - 256 * PAGE, b"x")                    # the last page within the limit
+
+
 # --- madvise ----------------------------------------------------------------------------------
 def test_madvise(mm):
     a = mm.mmap(0x1000_0000, 3 * PAGE, RW, FIXED)
