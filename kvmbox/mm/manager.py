@@ -17,7 +17,7 @@ import functools
 import threading
 from collections.abc import Callable
 
-from kvmbox.abi.resource import RLIM_INFINITY, RLIMIT_STACK
+from kvmbox.abi.resource import RLIM_INFINITY, RLIMIT_AS, RLIMIT_STACK
 from kvmbox.errors import SyscallError
 from kvmbox.guest_stub import layout as L
 from kvmbox.mm import mapfile
@@ -102,13 +102,19 @@ class MemoryManager:
         self.brk_base = self.brk_cur = 0
         self.lock = threading.RLock()
         self._last_fault: tuple[int, int, int] = _NO_FAULT   # (page, error code, times in a row)
-        # The soft limit of a resource (RLIMIT_STACK) for the process using this
+        # The soft limit of a resource (RLIMIT_AS, RLIMIT_STACK) for the process using this
         # address space, asked at each check as Linux reads current's; its Task sets it.
         self.rlimit: Callable[[int], int] = _unlimited
 
     # --- internals ---------------------------------------------------------------
     def _check_charge(self, delta: int) -> None:
         if delta > 0 and self.limit is not None and self.committed + delta > self.limit:
+            raise SyscallError(errno.ENOMEM)
+
+    def _check_vm(self, grow: int) -> None:
+        """ENOMEM when mapping `grow` more bytes would pass RLIMIT_AS: Linux's may_expand_vm
+        counts everything mapped (PROT_NONE too), not what is committed."""
+        if grow > 0 and self.vmas.mapped + grow > self.rlimit(RLIMIT_AS):
             raise SyscallError(errno.ENOMEM)
 
     def _charge(self, delta: int) -> None:
@@ -327,6 +333,7 @@ class MemoryManager:
             addr = self._place(addr, length)
         end = addr + length
         new = length if _chargeable(prot, flags) else 0
+        self._check_vm(length - self.vmas.mapped_in(addr, end))
         self._check_charge(new - self._charge_of(addr, end))
         self._unmap_range(addr, end)                   # uncharges what it replaces
         self.committed += new
@@ -409,6 +416,7 @@ class MemoryManager:
             if not self.vmas.is_free(old_top, new_top):
                 return self.brk_cur
             try:
+                self._check_vm(new_top - old_top)
                 self._charge(new_top - old_top)
             except SyscallError:
                 return self.brk_cur
@@ -429,14 +437,15 @@ class MemoryManager:
 
     def _grow_stack(self, addr: int) -> Vma | None:
         """Grow the MAP_GROWSDOWN Vma just above `addr` down over it: to a FAULT_AROUND
-        boundary, but no further than RLIMIT_STACK (the Vma's size) allows;
+        boundary, but no further than RLIMIT_STACK (the Vma's size) and RLIMIT_AS allow;
         None when even the page of `addr` is past them (Linux: SIGSEGV, or EFAULT)."""
         v = self.vmas.first_above(addr)
         if v is None or not v.flags & L.MAP_GROWSDOWN or addr < v.grow_limit:
             return None
         below = self.vmas.last_below(addr)
+        stack_limit, as_limit = self.rlimit(RLIMIT_STACK), self.rlimit(RLIMIT_AS)
         new_start = max(addr & ~(L.FAULT_AROUND - 1), v.grow_limit, below.end if below else 0,
-                        v.end - self.rlimit(RLIMIT_STACK))
+                        v.end - stack_limit, v.start - max(0, as_limit - self.vmas.mapped))
         new_start = _page_up(new_start)
         if new_start > addr or not self.vmas.is_free(new_start, v.start):
             return None

@@ -228,6 +228,7 @@ class VmaSet:
         self._gap_ceiling = -1
         self._gap_top = 0
         self._gap_small = 0
+        self.mapped = 0                 # bytes mapped in all (Linux's total_vm, for RLIMIT_AS)
 
     def __iter__(self) -> Iterator[Vma]:
         return iter(list(self._vmas))
@@ -283,11 +284,13 @@ class VmaSet:
         i = bisect_left(self._starts, vma.start)
         self._starts.insert(i, vma.start)
         self._vmas.insert(i, vma)
+        self.mapped += vma.length
 
     def remove(self, vma: Vma) -> None:
         i = bisect_left(self._starts, vma.start)
         assert self._vmas[i] is vma
         del self._starts[i], self._vmas[i]
+        self.mapped -= vma.length
         if self._gap_ceiling >= 0:              # the freed space joins the gap up to the next VMA
             top = self._starts[i] if i < len(self._starts) else self._gap_ceiling
             self._gap_top = max(self._gap_top, min(top, self._gap_ceiling))
@@ -297,6 +300,16 @@ class VmaSet:
         i = bisect_left(self._starts, old_start)
         assert self._vmas[i] is vma
         self._starts[i] = vma.start
+        self.mapped += old_start - vma.start
+
+    def extend(self, vma: Vma, new_end: int) -> None:
+        """Grow `vma` in place up to `new_end` (free space: mremap)."""
+        self.mapped += new_end - vma.end
+        vma.end = new_end
+
+    def mapped_in(self, start: int, end: int) -> int:
+        """Bytes of [start, end) inside some Vma."""
+        return sum(min(v.end, end) - max(v.start, start) for v in self.overlapping(start, end))
 
     def split_at(self, addr: int) -> None:
         """Make `addr` a Vma boundary if a Vma straddles it."""

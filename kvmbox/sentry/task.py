@@ -53,7 +53,6 @@ class Credentials:
 def default_rlimits(memory_limit: int | None, nofile: int = 1024) -> dict[int, list[int]]:
     """RLIMIT_* -> [soft, hard], Linux's defaults with the sandbox's own limits folded in."""
     inf = RLIM_INFINITY
-    mem = memory_limit if memory_limit else inf
     return {
         0: [inf, inf],            # CPU
         1: [inf, inf],            # FSIZE
@@ -64,7 +63,7 @@ def default_rlimits(memory_limit: int | None, nofile: int = 1024) -> dict[int, l
         6: [4096, 4096],          # NPROC
         7: [nofile, nofile],      # NOFILE
         8: [8 << 20, 8 << 20],    # MEMLOCK
-        9: [mem, mem],            # AS
+        9: [inf, inf],            # AS: counts address space, not memory (--memory is not it)
         10: [inf, inf],           # LOCKS
         11: [4096, 4096],         # SIGPENDING
         12: [819200, 819200],     # MSGQUEUE

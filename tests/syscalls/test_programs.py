@@ -50,6 +50,7 @@ CASES = [
     Case("mmedge", ("/dev/shm",)),
     Case("mapmany", ("2000",)),
     Case("sigstack"),
+    Case("aslimit"),
     Case("ids"),
     Case("time"),
     Case("random"),

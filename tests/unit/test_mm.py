@@ -463,3 +463,22 @@ def test_eager_population_leaves_frames_for_faults(mm):
     last = a + 48 * MIB - PAGE
     assert pte(mm, a) is not None and pte(mm, last) is None
     assert mm.handle_fault(last, PF_USER | PF_WRITE) and pte(mm, last) is not None
+
+
+def test_rlimit_as_counts_every_mapped_byte(mm):
+    """RLIMIT_AS (Linux's may_expand_vm): PROT_NONE counts, replacing in place needs no room,
+    and the running total stays the sum of the VMAs through splits, merges, moves, growth."""
+    limit = 64 * PAGE
+    mm.rlimit = lambda resource: limit if resource == 9 else (1 << 64) - 1
+    a = mm.mmap(0x1000_0000, 32 * PAGE, RW, FIXED)
+    assert errno_of(mm.mmap, 0, 40 * PAGE, 0, ANON) == errno.ENOMEM          # PROT_NONE too
+    mm.mmap(a, 32 * PAGE, R_, FIXED)                                        # in place: fits
+    assert errno_of(mm.mremap, a, 32 * PAGE, 80 * PAGE, L.MREMAP_MAYMOVE) == errno.ENOMEM
+    mm.mprotect(a + 4 * PAGE, 4 * PAGE, RW)
+    b = mm.mremap(a + 8 * PAGE, 8 * PAGE, 16 * PAGE, L.MREMAP_MAYMOVE)
+    mm.munmap(a, 2 * PAGE)
+    mm.set_brk_base(0x2000_0000)
+    assert mm.brk(0x2000_0000 + 40 * PAGE) == 0x2000_0000                  # refused
+    assert mm.brk(0x2000_0000 + 10 * PAGE) == 0x2000_0000 + 10 * PAGE
+    assert mm.vmas.mapped == sum(v.length for v in mm.maps()) <= limit
+    assert b != a + 8 * PAGE or mm.vmas.find(b) is not None
