@@ -41,6 +41,12 @@ _MAP_KNOWN = (L.MAP_TYPE | L.MAP_FIXED | L.MAP_ANONYMOUS | L.MAP_GROWSDOWN | L.M
 # not spurious (the guest cannot see a page the Sentry mapped): SIGSEGV rather than a loop.
 _REPEAT_FAULTS = 4
 
+class OutOfFrames(Exception):
+    """A fault the mapping allows found no free frame: guest memory is exhausted by what the
+    memory limit does not charge (file pages).  Linux's OOM killer would kill; so does the
+    Kernel, saying why, rather than deliver a SIGSEGV the program did not earn."""
+
+
 def _locked(fn: Callable) -> Callable:
     """Run the method under the MemoryManager's lock."""
     @functools.wraps(fn)
@@ -479,8 +485,9 @@ class MemoryManager:
             return False
         had = v.translate(page)
         chunk = page & ~(L.FAULT_AROUND - 1)
-        if not self._populate(v, max(v.start, chunk), min(v.end, chunk + L.FAULT_AROUND)):
-            return False
+        if not self._populate(v, max(v.start, chunk), min(v.end, chunk + L.FAULT_AROUND)) \
+                and not self._populate(v, page, page + PAGE):
+            raise OutOfFrames(f"no free frame for {page:#x}")
         if had is not None or error_code & PF_PRESENT:
             # Populated already, so the guest saw a stale (shadow) entry: rewrite and invalidate.
             phys = v.translate(page)

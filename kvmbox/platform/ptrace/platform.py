@@ -9,15 +9,12 @@ but the Sentry's injected mmap/munmap/mprotect reaches the host kernel.
 from __future__ import annotations
 
 from kvmbox.guest_stub import layout as L
-from kvmbox.mm.frames import FrameAllocator
+from kvmbox.mm.frames import FrameAllocator, memfile_layout
 from kvmbox.mm.memfile import MemoryFile
 from kvmbox.platform.base import AddressSpace, Context, Platform
 from kvmbox.platform.ptrace.address_space import PtraceAddressSpace
 from kvmbox.platform.ptrace.context import PtraceContext
 
-# MemoryFile beyond the program's memory limit: the allocator's reserved low
-# region and its page-table reserve (unused here, kept for one FrameAllocator).
-OVERHEAD = 64 << 20
 
 
 class PtracePlatform(Platform):
@@ -25,9 +22,9 @@ class PtracePlatform(Platform):
     flavour = "ptrace-sysemu"
 
     def __init__(self, memory: int, *, pin: bool = True) -> None:
-        size = (memory + OVERHEAD + 0x1FFFFF) & ~0x1FFFFF
+        size, reserve = memfile_layout(memory, tables=False)     # no guest page tables here
         self.memfile: MemoryFile | None = MemoryFile(size)
-        self.frames = FrameAllocator(self.memfile)
+        self.frames = FrameAllocator(self.memfile, table_reserve=reserve)
         self.pin = pin            # keep each stub on its tracer thread's CPU (8 µs vs 60 µs a trap)
 
     @property
