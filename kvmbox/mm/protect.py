@@ -12,6 +12,7 @@ import errno
 
 from kvmbox.errors import SyscallError
 from kvmbox.guest_stub import layout as L
+from kvmbox.mm.remap import page_up
 from kvmbox.platform.base import PROT_EXEC, PROT_READ, PROT_WRITE
 
 PAGE = L.PAGE_SIZE
@@ -20,10 +21,6 @@ PROT_ALL = PROT_READ | PROT_WRITE | PROT_EXEC
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from kvmbox.mm.manager import MemoryManager
-
-
-def page_up(x: int) -> int:
-    return (x + PAGE - 1) & ~(PAGE - 1)
 
 
 def mprotect(mm: "MemoryManager", addr: int, length: int, prot: int) -> None:

@@ -6,6 +6,7 @@
  * from /proc/self/maps), so the layouts of Linux and the sandbox need not agree.
  */
 #include "common.h"
+#include "maps.h"
 #include <setjmp.h>
 #include <signal.h>
 #include <stdint.h>
@@ -14,18 +15,16 @@
 
 #define MIB (1L << 20)
 
+static void add_size(unsigned long lo, unsigned long hi, const char *rest, void *ctx)
+{
+    (void)rest;
+    *(long *)ctx += (long)(hi - lo);
+}
+
 static long mapped_now(void)
 {
-    FILE *f = fopen("/proc/self/maps", "r");
-    char line[512];
     long total = 0;
-    while (f && fgets(line, sizeof line, f)) {
-        unsigned long lo, hi;
-        if (sscanf(line, "%lx-%lx", &lo, &hi) == 2)
-            total += (long)(hi - lo);
-    }
-    if (f)
-        fclose(f);
+    maps_each(add_size, &total);
     return total;
 }
 

@@ -13,6 +13,7 @@
 #ifndef MEMFUZZ_H
 #define MEMFUZZ_H
 #include "common.h"
+#include "maps.h"
 #include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -128,23 +129,20 @@ static const char *area_name(int s)
 }
 
 static char *r_base;
+
+static void dump_one(unsigned long lo, unsigned long hi, const char *rest, void *ctx)
+{
+    (void)ctx;
+    if (hi > (unsigned long)r_base && lo < (unsigned long)r_base + R_PAGES * PG)
+        fprintf(stderr, "  R+%ld..%ld%s", (long)(lo - (unsigned long)r_base) / PG,
+                (long)(hi - (unsigned long)r_base) / PG, rest);
+}
+
 /* On stderr, with MEMFUZZ_MAPS set: the VMAs in R, in pages from its start. */
 static void dump_maps(void)
 {
-    if (!getenv("MEMFUZZ_MAPS"))
-        return;
-    FILE *f = fopen("/proc/self/maps", "r");
-    char line[512];
-    while (f && fgets(line, sizeof line, f)) {
-        unsigned long lo, hi;
-        char perms[8];
-        if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) == 3 && hi > (unsigned long)r_base
-            && lo < (unsigned long)r_base + R_PAGES * PG)
-            fprintf(stderr, "  R+%ld..%ld %s %s", (long)(lo - (unsigned long)r_base) / PG,
-                    (long)(hi - (unsigned long)r_base) / PG, perms, line + strcspn(line, " ") + 1);
-    }
-    if (f)
-        fclose(f);
+    if (getenv("MEMFUZZ_MAPS"))
+        maps_each(dump_one, NULL);
 }
 
 /* A call's outcome: " -> ok" or " -> ERRNO", "!" when the model expected otherwise

@@ -4,6 +4,7 @@
  * argv[1]: a directory for the files mapped (the harness gives /dev/shm).
  */
 #include "common.h"
+#include "maps.h"
 #include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -207,20 +208,22 @@ static void mprotect_partial(const char *dir)
     close(ro);
 }
 
+struct span { unsigned long lo, hi; int count; };
+
+static void count_in(unsigned long lo, unsigned long hi, const char *rest, void *ctx)
+{
+    struct span *s = ctx;
+    (void)rest;
+    if (hi > s->lo && lo < s->hi)
+        s->count++;
+}
+
 /* How many VMAs /proc/self/maps shows in [p, p+n). */
 static int vmas_in(char *p, long n)
 {
-    FILE *f = fopen("/proc/self/maps", "r");
-    char line[512];
-    int count = 0;
-    while (f && fgets(line, sizeof line, f)) {
-        unsigned long lo, hi;
-        if (sscanf(line, "%lx-%lx", &lo, &hi) == 2 && hi > (unsigned long)p && lo < (unsigned long)(p + n))
-            count++;
-    }
-    if (f)
-        fclose(f);
-    return count;
+    struct span s = {(unsigned long)p, (unsigned long)(p + n), 0};
+    maps_each(count_in, &s);
+    return s.count;
 }
 
 /* mprotect to the same protection splits nothing, and pieces given their old protection

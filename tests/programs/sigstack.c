@@ -10,6 +10,7 @@
  * Only outcomes are printed: frame sizes differ with the CPU's XSAVE area.
  */
 #include "common.h"
+#include "maps.h"
 #include <setjmp.h>
 #include <signal.h>
 #include <stdint.h>
@@ -44,17 +45,18 @@ static void on_segv(int sig, siginfo_t *si, void *uc)
     siglongjmp(back, 1);
 }
 
+static void find_stack(unsigned long lo, unsigned long hi, const char *rest, void *ctx)
+{
+    (void)hi;
+    if (strstr(rest, "[stack]"))
+        *(uintptr_t *)ctx = lo;
+}
+
 /* Where the [stack] mapping starts, from /proc/self/maps. */
 static uintptr_t stack_start(void)
 {
-    FILE *f = fopen("/proc/self/maps", "r");
-    char line[512];
-    uintptr_t lo = 0, hi;
-    while (f && fgets(line, sizeof line, f))
-        if (strstr(line, "[stack]"))
-            sscanf(line, "%lx-%lx", &lo, &hi);
-    if (f)
-        fclose(f);
+    uintptr_t lo = 0;
+    maps_each(find_stack, &lo);
     return lo;
 }
 
