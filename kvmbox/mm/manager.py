@@ -41,6 +41,7 @@ _MAP_KNOWN = (L.MAP_TYPE | L.MAP_FIXED | L.MAP_ANONYMOUS | L.MAP_GROWSDOWN | L.M
 # not spurious (the guest cannot see a page the Sentry mapped): SIGSEGV rather than a loop.
 _REPEAT_FAULTS = 4
 
+
 class OutOfFrames(Exception):
     """A fault the mapping allows found no free frame: guest memory is exhausted by what the
     memory limit does not charge (file pages).  Linux's OOM killer would kill; so does the
