@@ -127,6 +127,8 @@ EAGER_POPULATE_LIMIT = 64 << 20      # a new mapping gets PTEs for at most this 
 FAULT_AROUND = 2 << 20               # a demand fault populates this aligned chunk (clipped to the VMA)
 TABLE_RESERVE_MIN = 1 << 20          # page-table frames: bump region at the top of RAM, at least this big...
 TABLE_RESERVE_DIV = 32               # ...or 1/32 of the MemoryFile, whichever is larger
+DATA_SLACK = 128 << 20               # data frames beyond the memory limit, for what it does not charge
+                                     # (the shared read-only page cache, at most 64 MiB; the vDSO)
 # x86-64 page-table entry bits (4 KiB leaves only).
 PTE_P, PTE_W, PTE_U, PTE_A, PTE_D = 0x1, 0x2, 0x4, 0x20, 0x40
 PTE_NX = 1 << 63

@@ -18,6 +18,7 @@ PAGE = L.PAGE_SIZE
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from kvmbox.mm.manager import MemoryManager
+    from kvmbox.mm.vma import Vma
 
 MADV_NOOP = frozenset({L.MADV_NORMAL, L.MADV_RANDOM, L.MADV_SEQUENTIAL, L.MADV_DONTFORK,
                         L.MADV_DOFORK, L.MADV_MERGEABLE, L.MADV_UNMERGEABLE, L.MADV_HUGEPAGE,
@@ -26,7 +27,11 @@ MADV_NOOP = frozenset({L.MADV_NORMAL, L.MADV_RANDOM, L.MADV_SEQUENTIAL, L.MADV_D
 
 
 def madvise(mm: "MemoryManager", addr: int, length: int, advice: int) -> None:
-    """madvise(2): WILLNEED populates; DONTNEED/FREE/REMOVE give pages back; the rest no-ops."""
+    """madvise(2): WILLNEED populates; DONTNEED/FREE/REMOVE give pages back; the rest no-ops.
+
+    As Linux walks it: VMA by VMA in address order, the first VMA the advice does not
+    suit ends the call with its errno (the VMAs before it keep the advice), and a hole
+    anywhere in the range gives ENOMEM once the rest is done."""
     if addr % PAGE or length < 0:
         raise SyscallError(errno.EINVAL)
     end = addr + page_up(length)
@@ -37,29 +42,49 @@ def madvise(mm: "MemoryManager", addr: int, length: int, advice: int) -> None:
         raise SyscallError(errno.EINVAL)
     if end == addr:
         return
-    spans = mm.vmas.overlapping(addr, end)
-    if advice in (L.MADV_FREE, L.MADV_REMOVE) and any(
-            v.shared != (advice == L.MADV_REMOVE) for v in spans):
-        raise SyscallError(errno.EINVAL)
-    for v in spans:
-        a, b = max(v.start, addr), min(v.end, end)
-        if advice == L.MADV_WILLNEED:
-            mm._eager(v, a, b)
-        elif v.backing.pinned:
-            continue                                # never punch the vDSO's frames
-        elif advice == L.MADV_DONTNEED and v.file is not None and not v.shared:
-            # A private file page reads the file again on next touch: drop the copy.
-            mm.aspace.unmap(a, b - a)
-            for _, phys, n in v.backing.take(v.pidx(a), v.pidx(b)):
-                mm.frames.free(phys, n)
-        elif advice in (L.MADV_FREE, L.MADV_REMOVE) or (advice == L.MADV_DONTNEED and not v.shared):
-            # Zero-fill on next touch: punching keeps the frames and PTEs but gives the
-            # memory back, and its mmu notifier drops any shadow entries.
-            for _, phys, n in v.runs(a, b):
-                if phys is not None:
-                    mm.memfile.punch(phys, n * PAGE)
-    if not mm.vmas.covered(addr, end):
+    covered = addr
+    hole = False
+    for v in mm.vmas.overlapping(addr, end):
+        hole = hole or v.start > covered
+        covered = v.end
+        refused = _refusal(v, advice)
+        if refused:
+            raise SyscallError(refused)
+        _advise(mm, v, max(v.start, addr), min(v.end, end), advice)
+    if hole or covered < end:
         raise SyscallError(errno.ENOMEM)
+
+
+def _refusal(v: "Vma", advice: int) -> int:
+    """The errno Linux gives `advice` on this VMA, or 0: MADV_FREE is for private anonymous
+    memory only; MADV_REMOVE for shared mappings the open file lets write."""
+    if advice == L.MADV_FREE and (v.shared or v.file is not None):
+        return errno.EINVAL
+    if advice == L.MADV_REMOVE:
+        if not v.shared:
+            return errno.EACCES if v.file is not None else errno.EINVAL
+        if v.file is not None and not v.file.may_write:
+            return errno.EACCES
+    return 0
+
+
+def _advise(mm: "MemoryManager", v: "Vma", a: int, b: int, advice: int) -> None:
+    """Carry out `advice` on [a, b) of `v`."""
+    if advice == L.MADV_WILLNEED:
+        mm._eager(v, a, b)
+    elif v.backing.pinned:
+        return                                  # never punch the vDSO's frames
+    elif advice == L.MADV_DONTNEED and v.file is not None and not v.shared:
+        # A private file page reads the file again on next touch: drop the copy.
+        mm.aspace.unmap(a, b - a)
+        for _, phys, n in v.backing.take(v.pidx(a), v.pidx(b)):
+            mm.frames.free(phys, n)
+    elif advice in (L.MADV_FREE, L.MADV_REMOVE) or (advice == L.MADV_DONTNEED and not v.shared):
+        # Zero-fill on next touch: punching keeps the frames and PTEs but gives the
+        # memory back, and its mmu notifier drops any shadow entries.
+        for _, phys, n in v.runs(a, b):
+            if phys is not None:
+                mm.memfile.punch(phys, n * PAGE)
 
 
 def msync(mm: "MemoryManager", addr: int, length: int, flags: int) -> None:

@@ -37,6 +37,18 @@ def default_table_reserve(size: int) -> int:
     return want & ~(PAGE - 1)
 
 
+def memfile_layout(memory: int, *, tables: bool) -> tuple[int, int]:
+    """(MemoryFile size, page-table reserve) for a guest memory limit of `memory` bytes.
+
+    The data pool always holds the whole limit plus DATA_SLACK, whatever the reserve
+    for page tables (KVM: on top; ptrace keeps none), so a page the limit let a
+    program commit finds a frame: mmap fails at the limit, a later touch never does."""
+    data = memory + layout.DATA_SLACK
+    reserve = default_table_reserve(data) if tables else 0
+    size = layout.STUB_RESERVED + data + reserve
+    return (size + 0x1FFFFF) & ~0x1FFFFF, reserve
+
+
 class FrameAllocator:
     """Allocates frames of one MemoryFile; shared by every address space, so it locks itself."""
 

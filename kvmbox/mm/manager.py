@@ -5,8 +5,8 @@ PTEs when it is made (the host backs memfd pages lazily, without exits), up to
 layout.EAGER_POPULATE_LIMIT bytes; the rest is demand-paged in aligned
 layout.FAULT_AROUND chunks.  Every failure is a SyscallError with Linux's errno.
 File mappings (MAP_PRIVATE copies, MAP_SHARED page-cache views, msync) are
-described in kvmbox/mm/mapfile.py; mremap lives in kvmbox/mm/remap.py,
-madvise/msync/mincore in kvmbox/mm/advice.py.
+described in kvmbox/mm/mapfile.py; mremap lives in kvmbox/mm/remap.py, mprotect in
+kvmbox/mm/protect.py, madvise/msync/mincore in kvmbox/mm/advice.py.
 Lock order: callers' locks (Kernel, ThreadGroup) before MemoryManager.lock.
 """
 from __future__ import annotations
@@ -17,6 +17,7 @@ import functools
 import threading
 from collections.abc import Callable
 
+from kvmbox.abi.resource import RLIM_INFINITY, RLIMIT_AS, RLIMIT_STACK
 from kvmbox.errors import SyscallError
 from kvmbox.guest_stub import layout as L
 from kvmbox.mm import mapfile
@@ -24,7 +25,7 @@ from kvmbox.mm.frames import FrameAllocator
 from kvmbox.mm.mapfile import MappedFile
 from kvmbox.mm.memfile import MemoryFile
 from kvmbox.mm import advice as advice_ops
-from kvmbox.mm import remap
+from kvmbox.mm import protect, remap
 from kvmbox.mm.vma import VMA_FLAG_MASK, Backing, Vma, VmaSet
 from kvmbox.mm.vma import chargeable as _chargeable
 from kvmbox.platform.base import (PF_INSTR, PF_PRESENT, PF_WRITE, PROT_EXEC, PROT_READ,
@@ -39,6 +40,13 @@ _MAP_KNOWN = (L.MAP_TYPE | L.MAP_FIXED | L.MAP_ANONYMOUS | L.MAP_GROWSDOWN | L.M
 # The same fault this many times in a row, with no change to the mappings in between, is
 # not spurious (the guest cannot see a page the Sentry mapped): SIGSEGV rather than a loop.
 _REPEAT_FAULTS = 4
+
+
+class OutOfFrames(Exception):
+    """A fault the mapping allows found no free frame: guest memory is exhausted by what the
+    memory limit does not charge (file pages).  Linux's OOM killer would kill; so does the
+    Kernel, saying why, rather than deliver a SIGSEGV the program did not earn."""
+
 
 def _locked(fn: Callable) -> Callable:
     """Run the method under the MemoryManager's lock."""
@@ -68,8 +76,20 @@ def _access(error_code: int) -> int:
     return PROT_WRITE if error_code & PF_WRITE else PROT_EXEC if error_code & PF_INSTR else PROT_READ
 
 
+def _allows(prot: int, need: int) -> bool:
+    """Whether a mapping with `prot` allows an access needing `need`: x86 page tables cannot
+    express write-only, so PROT_WRITE reads as Linux's does (faults and copy_from_user)."""
+    if prot & PROT_WRITE:
+        prot |= PROT_READ
+    return prot & need == need
+
+
 def _page_up(x: int) -> int:
     return (x + PAGE - 1) & ~(PAGE - 1)
+
+
+def _unlimited(resource: int) -> int:
+    return RLIM_INFINITY
 
 
 
@@ -89,10 +109,19 @@ class MemoryManager:
         self.brk_base = self.brk_cur = 0
         self.lock = threading.RLock()
         self._last_fault: tuple[int, int, int] = _NO_FAULT   # (page, error code, times in a row)
+        # The soft limit of a resource (RLIMIT_AS, RLIMIT_STACK) for the process using this
+        # address space, asked at each check as Linux reads current's; its Task sets it.
+        self.rlimit: Callable[[int], int] = _unlimited
 
     # --- internals ---------------------------------------------------------------
     def _check_charge(self, delta: int) -> None:
         if delta > 0 and self.limit is not None and self.committed + delta > self.limit:
+            raise SyscallError(errno.ENOMEM)
+
+    def _check_vm(self, grow: int) -> None:
+        """ENOMEM when mapping `grow` more bytes would pass RLIMIT_AS: Linux's may_expand_vm
+        counts everything mapped (PROT_NONE too), not what is committed."""
+        if grow > 0 and self.vmas.mapped + grow > self.rlimit(RLIMIT_AS):
             raise SyscallError(errno.ENOMEM)
 
     def _charge(self, delta: int) -> None:
@@ -109,17 +138,17 @@ class MemoryManager:
 
     def _populate(self, v: Vma, a: int, b: int) -> bool:
         """Give frames to the holes of [a, b) in `v` and map them; False if frames ran out.
-        Pages of a file mapping wholly past the file's end stay holes (touching them is SIGBUS)."""
+        Pages wholly past the end of the file (or shared anonymous object) the mapping views
+        stay holes (touching them is SIGBUS)."""
         eof = -1
         for va, phys, n in list(v.runs(a, b)):
             if phys is not None:
                 continue
-            if v.file is not None:
-                if eof < 0:
-                    eof = mapfile.eof_addr(v)
-                if va >= eof:
-                    break
-                n = min(n, (eof - va) // PAGE)
+            if eof < 0:
+                eof = mapfile.eof_addr(v)
+            if va >= eof:
+                break
+            n = min(n, (eof - va) // PAGE)
             try:
                 extents = self.frames.alloc(n)
             except SyscallError:
@@ -199,6 +228,8 @@ class MemoryManager:
             self.committed -= v.length
 
     def _unmap_range(self, start: int, end: int) -> None:
+        if start >= end:
+            return                                      # nothing to cut (and no VMA to split)
         self.vmas.split_at(start)
         self.vmas.split_at(end)
         for v in self.vmas.overlapping(start, end):
@@ -213,7 +244,8 @@ class MemoryManager:
         shared = (flags & L.MAP_TYPE) != L.MAP_PRIVATE
         flags = (flags & VMA_FLAG_MASK & ~L.MAP_TYPE) | (L.MAP_SHARED if shared else L.MAP_PRIVATE)
         if file is None:
-            backing, pgoff = Backing(shared=shared), 0
+            # A shared anonymous object is as big as its first mapping (Linux's shmem file).
+            backing, pgoff = Backing(shared=shared, npages=(end - start) // PAGE if shared else None), 0
         else:
             backing = mapfile.backing_for(file, shared, prot)
         v = Vma(start, end, prot, flags, name, backing, pgoff, grow_limit, file)
@@ -240,7 +272,7 @@ class MemoryManager:
             raise SyscallError(errno.EFAULT)
         # Fast path (the hot one: a small struct or buffer): one VMA, one populated extent.
         v = self.vmas.find(addr)
-        if v is not None and end <= v.end and (v.prot & need) == need:
+        if v is not None and end <= v.end and _allows(v.prot, need):
             b = v.backing
             first = v.pidx(addr)
             i = bisect_right(b.keys, first) - 1
@@ -251,8 +283,8 @@ class MemoryManager:
         spans: list[tuple[Vma, int, int]] = []
         a = addr
         while a < end:
-            v = self.vmas.find(a)
-            if v is None or (v.prot & need) != need:
+            v = self.vmas.find(a) or self._grow_stack(a)   # Linux's copy_to_user grows stacks
+            if v is None or not _allows(v.prot, need):
                 raise SyscallError(errno.EFAULT)
             stop = min(v.end, end)
             spans.append((v, a, stop))
@@ -308,6 +340,7 @@ class MemoryManager:
             addr = self._place(addr, length)
         end = addr + length
         new = length if _chargeable(prot, flags) else 0
+        self._check_vm(length - self.vmas.mapped_in(addr, end))
         self._check_charge(new - self._charge_of(addr, end))
         self._unmap_range(addr, end)                   # uncharges what it replaces
         self.committed += new
@@ -338,44 +371,7 @@ class MemoryManager:
 
     @_relayout
     def mprotect(self, addr: int, length: int, prot: int) -> None:
-        grows = prot & (L.PROT_GROWSDOWN | L.PROT_GROWSUP)
-        prot &= ~grows
-        if addr % PAGE or prot & ~PROT_ALL or grows == L.PROT_GROWSDOWN | L.PROT_GROWSUP:
-            raise SyscallError(errno.EINVAL)
-        if length < 0:
-            raise SyscallError(errno.ENOMEM)
-        end = addr + _page_up(length)
-        if end == addr:
-            return
-        if end > L.USER_TOP:
-            raise SyscallError(errno.ENOMEM)
-        if grows:
-            first = self.vmas.find(addr)
-            if first is None or grows == L.PROT_GROWSUP or not first.flags & L.MAP_GROWSDOWN:
-                raise SyscallError(errno.EINVAL)
-            addr = first.start
-        if not self.vmas.covered(addr, end):
-            raise SyscallError(errno.ENOMEM)
-        if prot & PROT_WRITE:
-            for v in self.vmas.overlapping(addr, end):
-                if v.backing.pinned and v.file is None:
-                    raise SyscallError(errno.EACCES)   # shared special frames ([vdso]) stay read-only
-                if v.file is not None:
-                    mapfile.check_prot(v.file, prot, v.shared)
-        self._charge(self._charge_of(addr, end, prot) - self._charge_of(addr, end))
-        self.vmas.split_at(addr)
-        self.vmas.split_at(end)
-        if prot & PROT_WRITE:
-            for v in self.vmas.overlapping(addr, end):
-                if v.backing.pinned and v.file is not None:
-                    self._unshare(v)               # copy-on-write out of the shared page cache
-        for v in self.vmas.overlapping(addr, end):
-            was = v.prot
-            v.prot = prot
-            self._remap(v)
-            if not was & PROT_ALL:
-                self._eager(v, v.start, v.end, downward=bool(v.flags & L.MAP_GROWSDOWN))
-        self._merge_range(addr, end)
+        protect.mprotect(self, addr, length, prot)
 
     @_relayout
     def mremap(self, old_addr: int, old_len: int, new_len: int, flags: int, new_addr: int = 0) -> int:
@@ -427,6 +423,7 @@ class MemoryManager:
             if not self.vmas.is_free(old_top, new_top):
                 return self.brk_cur
             try:
+                self._check_vm(new_top - old_top)
                 self._charge(new_top - old_top)
             except SyscallError:
                 return self.brk_cur
@@ -446,12 +443,16 @@ class MemoryManager:
                       populate_all=True, grow_limit=max(self.user_low, top - max_size))
 
     def _grow_stack(self, addr: int) -> Vma | None:
-        """Grow the MAP_GROWSDOWN Vma just above `addr` down over it (to a FAULT_AROUND boundary)."""
+        """Grow the MAP_GROWSDOWN Vma just above `addr` down over it: to a FAULT_AROUND
+        boundary, but no further than RLIMIT_STACK (the Vma's size) and RLIMIT_AS allow;
+        None when even the page of `addr` is past them (Linux: SIGSEGV, or EFAULT)."""
         v = self.vmas.first_above(addr)
         if v is None or not v.flags & L.MAP_GROWSDOWN or addr < v.grow_limit:
             return None
         below = self.vmas.last_below(addr)
-        new_start = max(addr & ~(L.FAULT_AROUND - 1), v.grow_limit, below.end if below else 0)
+        stack_limit, as_limit = self.rlimit(RLIMIT_STACK), self.rlimit(RLIMIT_AS)
+        new_start = max(addr & ~(L.FAULT_AROUND - 1), v.grow_limit, below.end if below else 0,
+                        v.end - stack_limit, v.start - max(0, as_limit - self.vmas.mapped))
         new_start = _page_up(new_start)
         if new_start > addr or not self.vmas.is_free(new_start, v.start):
             return None
@@ -473,11 +474,11 @@ class MemoryManager:
         v = self.vmas.find(addr) or self._grow_stack(addr)
         if v is None:
             return False
-        if not v.prot & _access(error_code):
+        if not _allows(v.prot, _access(error_code)):
             return False
         page = addr & ~(PAGE - 1)
-        if v.file is not None and v.translate(page) is None and page >= mapfile.eof_addr(v):
-            return False                                # wholly past the file's end: SIGBUS
+        if v.translate(page) is None and page >= mapfile.eof_addr(v):
+            return False                                # wholly past the object's end: SIGBUS
         last_addr, last_code, times = self._last_fault
         times = times + 1 if (last_addr, last_code) == (page, error_code) else 1
         self._last_fault = (page, error_code, times)
@@ -485,8 +486,9 @@ class MemoryManager:
             return False
         had = v.translate(page)
         chunk = page & ~(L.FAULT_AROUND - 1)
-        if not self._populate(v, max(v.start, chunk), min(v.end, chunk + L.FAULT_AROUND)):
-            return False
+        if not self._populate(v, max(v.start, chunk), min(v.end, chunk + L.FAULT_AROUND)) \
+                and not self._populate(v, page, page + PAGE):
+            raise OutOfFrames(f"no free frame for {page:#x}")
         if had is not None or error_code & PF_PRESENT:
             # Populated already, so the guest saw a stale (shadow) entry: rewrite and invalidate.
             phys = v.translate(page)
@@ -498,11 +500,12 @@ class MemoryManager:
     @_locked
     def beyond_eof(self, addr: int, error_code: int) -> bool:
         """Whether a refused fault at `addr` is Linux's SIGBUS (BUS_ADRERR): an access the
-        mapping allows to a page of a file mapping that starts at or past the file's end."""
+        mapping allows to a page that starts at or past the end of the file (or shared
+        anonymous object) it views."""
         v = self.vmas.find(addr) if 0 <= addr < L.USER_TOP else None
-        if v is None or v.file is None or v.translate(addr) is not None:
+        if v is None or v.translate(addr) is not None:
             return False
-        return bool(v.prot & _access(error_code)) and addr & ~(PAGE - 1) >= mapfile.eof_addr(v)
+        return _allows(v.prot, _access(error_code)) and addr & ~(PAGE - 1) >= mapfile.eof_addr(v)
 
     # --- copying ----------------------------------------------------------------------
     # copy_in/copy_out are on every syscall's path: the lock is taken inline (no

@@ -96,13 +96,18 @@ def backing_for(file: MappedFile, shared: bool, prot: int = 0) -> Backing:
 
 
 def eof_addr(v: Vma) -> int:
-    """The first address of file mapping `v` whose page starts at or past the file's end
-    (v.end when none does; v.start when all do).  An unreadable size counts as no end."""
-    assert v.file is not None
-    try:
-        size = v.file.source.size
-    except (SyscallError, OSError):
-        return v.end
+    """The first address of `v` whose page starts at or past the end of what it maps: the
+    file's end, or a shared anonymous object's size (v.end when none does, or for private
+    anonymous memory; v.start when all do).  An unreadable size counts as no end."""
+    if v.file is None:
+        if v.backing.npages is None:
+            return v.end
+        size = v.backing.npages * PAGE
+    else:
+        try:
+            size = v.file.source.size
+        except (SyscallError, OSError):
+            return v.end
     limit = v.start + ((size + PAGE - 1) // PAGE - v.pgoff) * PAGE
     return min(v.end, max(v.start, limit))
 

@@ -36,30 +36,34 @@ def mremap(mm: "MemoryManager", old_addr: int, old_len: int, new_len: int, flags
         if new_addr < old_addr + max(old_len, 1) and old_addr < new_addr + new_len:
             raise SyscallError(errno.EINVAL)
     v = mm.vmas.find(old_addr)
-    if v is None or old_addr + old_len > v.end:
+    if v is None:
         raise SyscallError(errno.EFAULT)
-    if v.backing.pinned and v.file is None and new_len > old_len:
-        raise SyscallError(errno.EINVAL)           # a special mapping cannot grow
     if old_len == 0:
         return _mremap_dup(mm, v, old_addr, new_len, flags, new_addr)
+    if not flags & L.MREMAP_FIXED and new_len <= old_len:
+        # Shrinking only unmaps the tail, whatever it holds (Linux checks nothing else).
+        mm._unmap_range(old_addr + new_len, old_addr + old_len)
+        return old_addr
+    if old_addr + min(old_len, new_len) > v.end:
+        raise SyscallError(errno.EFAULT)           # what moves or grows lies in one VMA
+    if v.backing.pinned and v.file is None and new_len > old_len:
+        raise SyscallError(errno.EINVAL)           # a special mapping cannot grow
     old_end = old_addr + old_len
     if flags & L.MREMAP_FIXED:
-        if new_len < old_len:
-            mm._unmap_range(old_addr + new_len, old_end)
-            old_len, old_end = new_len, old_addr + new_len
-        charge = (new_len - old_len) if chargeable(v.prot, v.flags) else 0
+        kept = min(old_len, new_len)
+        charge = (new_len - kept) if chargeable(v.prot, v.flags) else 0
+        mm._check_vm(new_len - kept - mm.vmas.mapped_in(new_addr, new_addr + new_len))
         mm._check_charge(charge - mm._charge_of(new_addr, new_addr + new_len))
+        mm._unmap_range(old_addr + kept, old_end)
         mm._unmap_range(new_addr, new_addr + new_len)
         mm.committed += charge
-        return _move(mm, old_addr, old_end, new_addr, new_len)
-    if new_len <= old_len:
-        mm._unmap_range(old_addr + new_len, old_end)
-        return old_addr
+        return _move(mm, old_addr, old_addr + kept, new_addr, new_len)
+    mm._check_vm(new_len - old_len)
     charge = new_len - old_len if chargeable(v.prot, v.flags) else 0
     if old_end == v.end and old_addr + new_len <= L.USER_TOP \
             and mm.vmas.is_free(old_end, old_addr + new_len):
         mm._charge(charge)
-        v.end = old_addr + new_len
+        mm.vmas.extend(v, old_addr + new_len)
         mm._eager(v, old_end, v.end)
         mm.vmas.merge_around(v)
         return old_addr
@@ -95,13 +99,16 @@ def _mremap_dup(mm: "MemoryManager", v: Vma, addr: int, new_len: int, flags: int
         raise SyscallError(errno.EINVAL if not v.shared else errno.ENOMEM)
     if flags & L.MREMAP_FIXED:
         dest = new_addr
-        mm._unmap_range(dest, dest + new_len)
     else:
         found = mm.vmas.find_gap(new_len, mm.user_low, mm.mmap_base)
         if found is None:
             raise SyscallError(errno.ENOMEM)
         dest = found
-    mm._charge(new_len)
+    charge = new_len if chargeable(v.prot, v.flags) else 0
+    mm._check_vm(new_len - mm.vmas.mapped_in(dest, dest + new_len))
+    mm._check_charge(charge - mm._charge_of(dest, dest + new_len))
+    mm._unmap_range(dest, dest + new_len)
+    mm.committed += charge
     v.backing.refs += 1
     dup = Vma(dest, dest + new_len, v.prot, v.flags, v.name, v.backing, v.pidx(addr), 0, v.file)
     mm.vmas.insert(dup)

@@ -34,6 +34,7 @@ class Backing:
     shared: bool = False
     refs: int = 1
     pinned: bool = False            # frames owned elsewhere (the vDSO): never freed or punched
+    npages: int | None = None       # a shared anonymous object's size: pages past it are SIGBUS
     keys: list[int] = field(default_factory=list)                  # start page index of each extent
     extents: list[tuple[int, int, int]] = field(default_factory=list)
 
@@ -194,14 +195,24 @@ class Vma:
         return upper
 
     def mergeable(self, nxt: Vma) -> bool:
-        return (self.end == nxt.start and self.prot == nxt.prot and self.flags == nxt.flags
-                and self.name == nxt.name and not self.backing.shared and not nxt.backing.shared
-                and not self.flags & L.MAP_GROWSDOWN and self.file is nxt.file
-                and (self.file is None or self.pidx(self.end) == nxt.pgoff))
+        """Whether `nxt` may join self as one VMA: adjacent, alike, and for shared memory the
+        same object at the next page (so pieces that mprotect split rejoin, as on Linux)."""
+        if not (self.end == nxt.start and self.prot == nxt.prot and self.flags == nxt.flags
+                and self.name == nxt.name and not self.flags & L.MAP_GROWSDOWN
+                and self.file is nxt.file and self.backing.shared == nxt.backing.shared):
+            return False
+        if self.backing.shared:
+            return self.backing is nxt.backing and not self.backing.pinned \
+                and self.pidx(self.end) == nxt.pgoff
+        return self.file is None or self.pidx(self.end) == nxt.pgoff
 
     def absorb(self, nxt: Vma) -> None:
-        """Append the adjacent private `nxt` to self (its frames move into self's Backing)."""
-        nxt.backing.move(nxt.pgoff, nxt.pidx(nxt.end), self.backing, self.pidx(nxt.start) - nxt.pgoff)
+        """Append the adjacent `nxt` to self: a private one's frames move into self's Backing;
+        a shared one views the same Backing, which loses a reference."""
+        if self.backing.shared:
+            self.backing.refs -= 1
+        else:
+            nxt.backing.move(nxt.pgoff, nxt.pidx(nxt.end), self.backing, self.pidx(nxt.start) - nxt.pgoff)
         self.end = nxt.end
 
 
@@ -211,6 +222,13 @@ class VmaSet:
     def __init__(self) -> None:
         self._starts: list[int] = []
         self._vmas: list[Vma] = []
+        # find_gap's memory (Linux's old free_area_cache): every gap wholly above _gap_top
+        # (a VMA start, or _gap_ceiling) is at most _gap_small bytes, so a longer request
+        # need not look there.  Removing a VMA may raise _gap_top over the space it frees.
+        self._gap_ceiling = -1
+        self._gap_top = 0
+        self._gap_small = 0
+        self.mapped = 0                 # bytes mapped in all (Linux's total_vm, for RLIMIT_AS)
 
     def __iter__(self) -> Iterator[Vma]:
         return iter(list(self._vmas))
@@ -266,17 +284,32 @@ class VmaSet:
         i = bisect_left(self._starts, vma.start)
         self._starts.insert(i, vma.start)
         self._vmas.insert(i, vma)
+        self.mapped += vma.length
 
     def remove(self, vma: Vma) -> None:
         i = bisect_left(self._starts, vma.start)
         assert self._vmas[i] is vma
         del self._starts[i], self._vmas[i]
+        self.mapped -= vma.length
+        if self._gap_ceiling >= 0:              # the freed space joins the gap up to the next VMA
+            top = self._starts[i] if i < len(self._starts) else self._gap_ceiling
+            self._gap_top = max(self._gap_top, min(top, self._gap_ceiling))
 
     def rekey(self, vma: Vma, old_start: int) -> None:
         """`vma.start` changed from `old_start` (stack growth); keep the index right."""
         i = bisect_left(self._starts, old_start)
         assert self._vmas[i] is vma
         self._starts[i] = vma.start
+        self.mapped += old_start - vma.start
+
+    def extend(self, vma: Vma, new_end: int) -> None:
+        """Grow `vma` in place up to `new_end` (free space: mremap)."""
+        self.mapped += new_end - vma.end
+        vma.end = new_end
+
+    def mapped_in(self, start: int, end: int) -> int:
+        """Bytes of [start, end) inside some Vma."""
+        return sum(min(v.end, end) - max(v.start, start) for v in self.overlapping(start, end))
 
     def split_at(self, addr: int) -> None:
         """Make `addr` a Vma boundary if a Vma straddles it."""
@@ -302,16 +335,32 @@ class VmaSet:
         return vma
 
     def find_gap(self, length: int, floor: int, ceiling: int) -> int | None:
-        """Highest page-aligned start with [start, start+length) free inside [floor, ceiling)."""
-        hi = ceiling
-        i = bisect_left(self._starts, ceiling) - 1
+        """Highest page-aligned start with [start, start+length) free inside [floor, ceiling).
+
+        Top-down allocation walks down from where the last search ended when every gap
+        above that point is too small for `length`, so placing n mappings one below the
+        other costs O(log n) each, not O(n)."""
+        if ceiling == self._gap_ceiling and length > self._gap_small:
+            found, small = self._search(length, floor, self._gap_top, self._gap_small)
+        else:
+            found = None
+        if found is None:
+            found, small = self._search(length, floor, ceiling, 0)
+        if found is not None:
+            self._gap_ceiling, self._gap_top, self._gap_small = ceiling, found + length, small
+        return found
+
+    def _search(self, length: int, floor: int, top: int, small: int) -> tuple[int | None, int]:
+        """(highest fitting start below `top`, largest gap passed over, counting `small`)."""
+        hi = top
+        i = bisect_left(self._starts, top) - 1
         while hi - floor >= length:
-            below_end = self._vmas[i].end if i >= 0 else floor
-            lo = max(below_end, floor)
-            if hi - lo >= length and hi <= ceiling:
-                return hi - length
+            lo = max(self._vmas[i].end if i >= 0 else floor, floor)
+            if hi - lo >= length:
+                return hi - length, small
+            small = max(small, hi - lo)
             if i < 0:
-                return None
+                break
             hi = min(hi, self._vmas[i].start)
             i -= 1
-        return None
+        return None, small

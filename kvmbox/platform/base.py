@@ -80,6 +80,10 @@ VEC_DE, VEC_DB, VEC_BP, VEC_OF, VEC_BR, VEC_UD, VEC_NM = 0, 1, 3, 4, 5, 6, 7
 VEC_GP, VEC_PF, VEC_MF, VEC_AC, VEC_XM = 13, 14, 16, 17, 19
 # Page-fault error code bits.
 PF_PRESENT, PF_WRITE, PF_USER, PF_RSVD, PF_INSTR = 1, 2, 4, 8, 16
+# Not a hardware bit: the platform could not tell a read from a write (ptrace's SEGV_MAPERR
+# says neither).  The Sentry handles the fault as a read, and decodes the instruction when
+# the difference decides the signal (kvmbox/sentry/faults.py resolve_access).
+PF_ACCESS_UNKNOWN = 1 << 32
 
 
 class Context(ABC):

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import signal as _signal
 
-from kvmbox.platform.base import Fault
+from kvmbox.errors import SyscallError
+from kvmbox.platform.base import PF_ACCESS_UNKNOWN, PF_WRITE, Fault
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from kvmbox.mm.manager import MemoryManager
+    from kvmbox.sentry.task import Task
 
 # x86 exception vector -> the signal Linux delivers for it from user mode.
 VECTOR_SIGNAL = {
@@ -65,3 +67,79 @@ def describe(fault: Fault, signo: int, code: bytes | None) -> str:
     elif fault.error_code:
         detail += f" error code {fault.error_code:#x}"
     return f"killed by {name} at rip {fault.rip:#x} ({insn}): {detail}"
+
+
+# Instructions whose first (memory) operand is only read.
+_READ_FIRST = frozenset({
+    "cmp", "test", "bt", "ptest", "vptest", "ucomiss", "ucomisd", "comiss", "comisd", "vucomiss",
+    "vucomisd", "vcomiss", "vcomisd", "nop", "prefetch", "prefetchw", "prefetcht0", "prefetcht1",
+    "prefetcht2", "prefetchnta", "clflush", "clflushopt", "clwb", "cmpsb", "cmpsw", "cmpsd",
+    "cmpsq", "scasb", "scasw", "scasd", "scasq", "lodsb", "lodsw", "lodsd", "lodsq",
+    "push", "call", "jmp"})      # (their memory operand is read; the stack write is implicit)
+
+
+def writes_page(code: bytes, rip: int, regs: dict[str, int], address: int) -> bool:
+    """Whether the instruction at `rip` writes the page holding `address`: a memory operand
+    it writes (capstone's access flags, or the first operand of anything not in _READ_FIRST,
+    since capstone marks some stores as reads) whose effective address lies on that page, or
+    an implicit push.  When no operand's address can be matched, any written one counts."""
+    from capstone import CS_AC_WRITE, CS_ARCH_X86, CS_MODE_64, Cs
+    from capstone.x86 import X86_OP_MEM
+
+    md = Cs(CS_ARCH_X86, CS_MODE_64)
+    md.detail = True
+    insn = next(md.disasm(code, rip, 1), None)
+    if insn is None:
+        return False
+    name = insn.mnemonic.split()[-1]
+    page = address >> 12
+    if name.startswith(("push", "call", "enter")) and (regs.get("rsp", 0) - 8) >> 12 == page:
+        return True
+    written_any = False
+    for i, op in enumerate(insn.operands):
+        if op.type != X86_OP_MEM:
+            continue
+        written = bool(op.access & CS_AC_WRITE) or (i == 0 and name not in _READ_FIRST)
+        written_any |= written
+        ea = _effective_address(insn, op, regs)
+        if ea is not None and ea >> 12 <= page <= (ea + max(op.size, 1) - 1) >> 12:
+            return written
+    return written_any
+
+
+def _effective_address(insn, op, regs: dict[str, int]) -> int | None:
+    """base + index * scale + disp (+ FS/GS base) of memory operand `op`, or None."""
+    mem = op.mem
+    total = mem.disp
+    for reg, scale in ((mem.base, 1), (mem.index, mem.scale)):
+        if not reg:
+            continue
+        name = insn.reg_name(reg)
+        if name == "rip":
+            total += insn.address + insn.size
+        elif name in regs:
+            total += regs[name] * scale
+        else:
+            return None                          # 32-bit or odd registers: no guess
+    if mem.segment:
+        seg = insn.reg_name(mem.segment)
+        total += regs.get(f"{seg}_base", 0) if seg in ("fs", "gs") else 0
+    return total & ((1 << 64) - 1)
+
+
+def resolve_access(fault: Fault, t: "Task") -> Fault:
+    """`fault` with PF_ACCESS_UNKNOWN replaced by what the instruction at its rip does
+    (PF_WRITE when it writes the faulting page); unreadable code counts as a read."""
+    if not fault.error_code & PF_ACCESS_UNKNOWN:
+        return fault
+    code = fault.error_code & ~PF_ACCESS_UNKNOWN
+    text = b""
+    for n in (16, 4096 - fault.rip % 4096):       # the longest instruction, else to the page end
+        try:
+            text = t.mm.copy_in(fault.rip, min(n, 16))
+            break
+        except SyscallError:
+            continue
+    if text and writes_page(text, fault.rip, t.ctx.get_regs(), fault.address):
+        code |= PF_WRITE
+    return Fault(fault.vector, fault.address, code, fault.rip)

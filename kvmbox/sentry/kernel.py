@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from collections.abc import Callable, Sequence
 
 from kvmbox.errors import KvmboxError, SandboxCrash, SyscallError
-from kvmbox.mm.manager import MemoryManager
+from kvmbox.mm.manager import MemoryManager, OutOfFrames
 from kvmbox.platform.base import INTERRUPTED, SYSCALL, Fault, Platform
 from kvmbox.sentry import faults
 from kvmbox.sentry.files import FdTable, FileDescription
@@ -178,6 +178,7 @@ class Kernel:
             task = Task(self, ctx, mm, fds, pid, image.exe_path, list(image.argv or argv),
                         rlimits if rlimits is not None else default_rlimits(self.memory_limit),
                         fs=fsctx)
+            mm.rlimit = task.soft_rlimit
             task.envp = list(envp)
             task.auxv = image.auxv
             task.exe_node = image.exe_node
@@ -266,8 +267,13 @@ class Kernel:
                         deliver.deliver_pending(task)
                 else:
                     assert isinstance(ev, Fault)
-                    if ev.vector == 14 and task.mm.handle_fault(ev.address, ev.error_code):
-                        continue
+                    if ev.vector == 14:
+                        try:
+                            if task.mm.handle_fault(ev.address, ev.error_code):
+                                continue
+                        except OutOfFrames:
+                            return self._out_of_memory()
+                        ev = faults.resolve_access(ev, task)    # ptrace: read or write?
                     if deliver.deliver_fault(task, ev):
                         continue
                     return self._fatal_fault(task, ev)
@@ -278,6 +284,14 @@ class Kernel:
             return RunOutcome(e.status, 0)
         except Stopped:
             return self._stopped()
+
+    def _out_of_memory(self) -> RunOutcome:
+        """Guest memory ran out under a page the program may use: killed, as Linux's OOM
+        killer would (SIGKILL), with a report instead of a SIGSEGV it did not earn."""
+        limit = f" (--memory {self.memory_limit >> 20}M)" if self.memory_limit else ""
+        return RunOutcome(128 + _signal.SIGKILL, _signal.SIGKILL,
+                          report=f"killed by SIGKILL: out of memory{limit}: no free guest page "
+                                 "for memory the program had mapped (files in memory use it too)")
 
     def _stopped(self) -> RunOutcome:
         return RunOutcome(128 + _signal.SIGKILL, _signal.SIGKILL, timed_out=True)

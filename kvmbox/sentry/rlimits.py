@@ -3,8 +3,9 @@
 As a native exec would, the program inherits the limits of the process that invoked
 kvmbox (resource.getrlimit of each, read at every run).  --ulimit NAME=SOFT[:HARD]
 (docker's names, plus `as`) and Sandbox(ulimits=...) / Sandbox.run(ulimits=...) replace
-some of them, and the sandbox's memory limit is folded into RLIMIT_AS, which cannot
-exceed it.  Values are in setrlimit(2)'s units (bytes, seconds, counts); `unlimited`
+some of them.  RLIMIT_AS is not tied to --memory: it counts address space (PROT_NONE
+reservations included, which Go and Java make by the GiB), while --memory bounds the
+memory a program commits.  Values are in setrlimit(2)'s units (bytes, seconds, counts); `unlimited`
 or -1 is RLIM_INFINITY; a soft limit alone sets the hard one too, as docker does.
 """
 from __future__ import annotations
@@ -107,14 +108,12 @@ def host_rlimits() -> Limits:
 
 
 def start_rlimits(memory_limit: int | None, *overrides: Mapping[int, tuple[int, int]]) -> Limits:
-    """The limits a run starts with: the host's, then each override in turn, then the
-    memory limit folded into RLIMIT_AS."""
+    """The limits a run starts with: the host's, then each override in turn (RLIMIT_NOFILE
+    no higher than fs.nr_open).  `memory_limit` is not folded in (see the module note)."""
     limits = host_rlimits()
     for extra in overrides:
         for r, (soft, hard) in extra.items():
             limits[r] = [soft, hard]
-    if memory_limit:
-        limits[RLIMIT_AS] = [min(v, memory_limit) for v in limits[RLIMIT_AS]]
     soft, hard = limits[RLIMIT_NOFILE]
     limits[RLIMIT_NOFILE] = [min(soft, NR_OPEN), min(hard, NR_OPEN)]
     return limits

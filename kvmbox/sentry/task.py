@@ -71,7 +71,6 @@ class Credentials:
 def default_rlimits(memory_limit: int | None, nofile: int = 1024) -> dict[int, list[int]]:
     """RLIMIT_* -> [soft, hard], Linux's defaults with the sandbox's own limits folded in."""
     inf = RLIM_INFINITY
-    mem = memory_limit if memory_limit else inf
     return {
         0: [inf, inf],            # CPU
         1: [inf, inf],            # FSIZE
@@ -82,7 +81,7 @@ def default_rlimits(memory_limit: int | None, nofile: int = 1024) -> dict[int, l
         6: [4096, 4096],          # NPROC
         7: [nofile, nofile],      # NOFILE
         8: [8 << 20, 8 << 20],    # MEMLOCK
-        9: [mem, mem],            # AS
+        9: [inf, inf],            # AS: counts address space, not memory (--memory is not it)
         10: [inf, inf],           # LOCKS
         11: [4096, 4096],         # SIGPENDING
         12: [819200, 819200],     # MSGQUEUE
@@ -139,6 +138,11 @@ class Task:
         self.altstack = (0, 2, 0)          # sigaltstack (ss_sp, ss_flags, ss_size); 2 = SS_DISABLE
         self.saved_sigmask: int | None = None   # rt_sigsuspend's mask to put back after delivery
         self.fault_regs = (0, 0, 0)        # (trapno, err, cr2) of the last fault, for sigcontext
+
+    def soft_rlimit(self, resource: int) -> int:
+        """The soft limit of `resource` now: the MemoryManager asks at each check
+        (RLIMIT_AS, RLIMIT_STACK), as Linux reads current's."""
+        return self.rlimits[resource][0]
 
     def queue_signal(self, signo: int, *, code: int = 0, addr: int = 0, info=None) -> None:
         """Make `signo` pending for this task; delivered before it next returns to the guest.

@@ -86,6 +86,44 @@ def test_api_timeout_and_sandbox_reuse(test_programs, sandbox):
     assert again.exit_code == 0 and again.stdout
 
 
+def _up_to_the_limit(test_programs, platform: str, memory: str, near: int) -> None:
+    """Up to the limit mmap succeeds and every page can be touched; at it, ENOMEM: as Linux
+    with strict overcommit, never a later SIGSEGV."""
+    import kvmbox
+    hog = str(test_programs / "glibc" / "memhog")
+    limit_mb = int(memory[:-1]) << (10 if memory.endswith("G") else 0)
+    with kvmbox.Sandbox(platform=platform, memory=memory, timeout=120) as sb:
+        near_run = sb.run([hog, str(near), "0"])
+        at_run = sb.run([hog, str(limit_mb), "0"])
+    assert (near_run.exit_code, near_run.report) == (0, None), near_run
+    assert near_run.stdout == f"mmap {near}M: ok\nbrk +0M: ok\n".encode()
+    assert at_run.stdout == f"mmap {limit_mb}M: ENOMEM\nbrk +0M: ok\n".encode()
+
+
+def test_mapping_up_to_the_limit_is_backed(test_programs, platform_name):
+    _up_to_the_limit(test_programs, platform_name, "256M", 250)
+
+
+def test_mapping_up_to_a_3g_limit_is_backed_on_ptrace(test_programs):
+    """ptrace's MemoryFile held fewer data frames than --memory 3G allowed to commit: the
+    touch past them was SIGSEGV 'not mapped'.  KVM shares the sizing (tests/unit/test_frames.py);
+    765,000 first touches take seconds on ptrace but minutes on PVM, so this one is ptrace's."""
+    _up_to_the_limit(test_programs, "ptrace", "3G", 3060)
+
+
+def test_guest_memory_exhausted_by_files_is_an_oom_kill(test_programs, platform_name):
+    """Files in memory (tmpfs) are not charged to --memory yet take guest frames: when a
+    page the program mapped then finds none, the run ends as Linux's OOM killer ends it
+    (SIGKILL, 137) with a report, not with an unearned SIGSEGV 'not mapped'."""
+    import kvmbox
+    hog = str(test_programs / "glibc" / "memhog")
+    with kvmbox.Sandbox(platform=platform_name, memory="64M", timeout=120) as sb:
+        r = sb.run([hog, "60", "0", "150"])
+    assert r.stdout.startswith(b"filled 150 MiB\n"), r
+    assert r.signal == signal.SIGKILL and r.exit_code == 137, r
+    assert "out of memory" in (r.report or ""), r
+
+
 def test_memory_limit_gives_enomem(test_programs, platform_name):
     import kvmbox
     hog = str(test_programs / "glibc" / "memhog")

@@ -58,3 +58,43 @@ int main(int argc, char **argv) {
     data = (host_dir / "data").read_bytes()
     assert len(data) == 5000 and data[4096:4116] == b"written by the guest"
     assert data[:4096] == b"." * 4096 and data[4116:] == b"." * (5000 - 4116)
+
+
+def _sentry_fds() -> int:
+    import os
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.parametrize("mode", ["private", "shared"])
+def test_mapping_a_file_20000_times_holds_one_host_fd(mode, tmp_path, test_programs, platform_name):
+    """20,000 mappings of one host file at once (mapmany.c): the Sentry (this process) holds
+    one host descriptor for them, not one each; the run matches native, with no traceback."""
+    import threading
+    prog = test_programs / "glibc" / "mapmany"
+    host_dir = tmp_path / "mounted"
+    host_dir.mkdir()
+    (host_dir / "data").write_bytes(bytes(range(256)) * 16)
+    args = ["20000", "DATA", mode]
+    native = run_native(prog, [a.replace("DATA", str(host_dir / "data")) for a in args], timeout=120)
+    assert native.exit_code == 0, native.stdout
+    with kvmbox.Sandbox(platform=platform_name, timeout=300, mounts=[f"{host_dir}:/mnt/h:rw"]) as sb:
+        sb.run([str(prog), "1", "/mnt/h/data", mode])          # vCPUs and stubs exist from here
+        before = _sentry_fds()
+        most, done = [before], threading.Event()
+
+        def sample() -> None:
+            while not done.wait(0.02):
+                most.append(_sentry_fds())
+        t = threading.Thread(target=sample, daemon=True)
+        t.start()
+        try:
+            r = sb.run([str(prog), *[a.replace("DATA", "/mnt/h/data") for a in args]])
+        finally:
+            done.set()
+            t.join()
+        after = _sentry_fds()
+    boxed = type(native)(r.exit_code, r.signal, r.stdout, r.stderr)
+    assert_same_outcome(native, boxed, what=f"mapmany 20000 {mode}")
+    assert b"Traceback" not in r.stderr
+    assert max(most) - before < 16, f"the Sentry's descriptors grew from {before} to {max(most)}"
+    assert after <= before

@@ -46,6 +46,11 @@ CASES = [
     Case("stdin_sum", stdin=_STDIN_BINARY, name="stdin_sum-binary"),
     Case("mem"),
     Case("mremap"),
+    Case("mmtail"),
+    Case("mmedge", ("/dev/shm",)),
+    Case("mapmany", ("2000",)),
+    Case("sigstack"),
+    Case("aslimit"),
     Case("ids"),
     Case("caps"),
     Case("time"),
@@ -85,8 +90,9 @@ PROGRAM_BUILDS = (*BUILDS, "dynamic")
 PARAMS = [pytest.param(c, b, id=f"{c.id}-{b}") for c in CASES for b in PROGRAM_BUILDS]
 
 
-# Programs exercised by other modules (fatal faults, timeouts and limits: test_faults_limits.py).
-OTHER_MODULES = {"faults", "spin", "memhog", "sysfuzz", "vdso_clock"}
+# Programs exercised by other modules (fatal faults, timeouts and limits: test_faults_limits.py;
+# the memory fuzzer: test_memfuzz.py).
+OTHER_MODULES = {"faults", "spin", "memhog", "sysfuzz", "vdso_clock", "memfuzz"}
 # Signal default actions, one outcome per run (test_signals.py).
 OTHER_MODULES |= {"sigdefault"}
 # Waits that only a timeout or kill can end (test_blocking.py).

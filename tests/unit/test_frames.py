@@ -110,3 +110,20 @@ def test_free_table_of_data_frame_refused(mf):
     (p, _), = fa.alloc(1)
     with pytest.raises(ValueError):
         fa.free_table(p)
+
+
+@pytest.mark.parametrize("tables", [False, True])
+@pytest.mark.parametrize("memory", [64 * MIB, 2 << 30, 3 << 30, 8 << 30, 64 << 30])
+def test_memfile_layout_holds_the_whole_limit(memory, tables):
+    """Whatever the limit, the data pool holds it and DATA_SLACK more (it once held less than
+    --memory on ptrace past 2 GiB, and on KVM past 8 GiB: mmap succeeded, the touch failed)."""
+    from kvmbox.mm.frames import memfile_layout
+    size, reserve = memfile_layout(memory, tables=tables)
+    mf = MemoryFile(size)
+    try:
+        fa = FrameAllocator(mf, table_reserve=reserve)
+        pool = (fa.table_limit - fa.low) // PAGE
+        assert pool * PAGE >= memory + layout.DATA_SLACK
+        assert (reserve > 0) == tables
+    finally:
+        mf.close()

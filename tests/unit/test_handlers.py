@@ -62,6 +62,7 @@ class FakeKernel:
     version = "#1 SMP kvmbox"
     cpu_count = 2
     sentry_pid = 7
+    memory_limit = 64 << 20       # what sysinfo reports as totalram
 
     def __init__(self) -> None:
         self.boot_monotonic_ns = time.monotonic_ns() - 5_000_000_000
@@ -347,7 +348,7 @@ def test_umask_getcpu_sysinfo(t):
     uptime, = struct.unpack_from("<q", t.mm.copy_in(BASE, 8))
     assert 4 <= uptime <= 10
     totalram, freeram = struct.unpack_from("<QQ", t.mm.copy_in(BASE + 32, 16))
-    assert 0 < freeram <= totalram
+    assert 0 < freeram <= totalram == 64 << 20                      # the sandbox's memory limit
     assert struct.unpack_from("<I", t.mm.copy_in(BASE + 104, 4))[0] == 1   # mem_unit
     fails(errno.EFAULT, M.sysinfo, t, EDGE)
 

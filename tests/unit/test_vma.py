@@ -106,3 +106,49 @@ def test_find_gap_top_down():
     assert s.find_gap(0x60000, 0x10000, 0x90000) is None
     assert s.find_gap(0x50000, 0x10000, 0x90000) == 0x10000
     assert s.find_gap(0x8000, 0x10000, 0x88000) == 0x78000        # ceiling inside a Vma
+
+
+def _gap_by_scan(s: VmaSet, length: int, floor: int, ceiling: int) -> int | None:
+    """The highest fitting start by looking at every gap (what find_gap must agree with)."""
+    vmas = sorted(s, key=lambda v: v.start)
+    edges = [(floor, floor)] + [(v.start, v.end) for v in vmas] + [(ceiling, ceiling)]
+    best = None
+    for (_, lo), (hi, _) in zip(edges, edges[1:]):
+        lo, hi = max(lo, floor), min(hi, ceiling)
+        if hi - lo >= length:
+            best = hi - length
+    return best
+
+
+def test_find_gap_remembers_where_it_stopped_and_stays_exact():
+    """Random top-down mmaps, fixed mappings and munmaps: the remembered search point
+    never changes the answer a full scan gives."""
+    import random
+    rng = random.Random(7)
+    s, floor, ceiling = VmaSet(), 0x10000, 0x10000 + 4096 * PAGE
+    for _ in range(3000):
+        op = rng.random()
+        if op < 0.55:
+            length = rng.choice([1, 1, 2, 3, 8, 40]) * PAGE
+            want = _gap_by_scan(s, length, floor, ceiling)
+            assert s.find_gap(length, floor, ceiling) == want
+            if want is not None:
+                s.insert(Vma(want, want + length, RW, PRIV))
+        elif op < 0.65:
+            start = floor + rng.randrange(4096) * PAGE
+            end = min(start + rng.choice([1, 4, 16]) * PAGE, ceiling)
+            if s.is_free(start, end):
+                s.insert(Vma(start, end, RW, PRIV))
+        elif len(s):
+            s.remove(rng.choice(list(s)))
+
+
+def test_find_gap_many_mappings_is_fast():
+    """20,000 one-page mappings placed top-down: each search starts where the last ended."""
+    import time
+    s = VmaSet()
+    t0 = time.perf_counter()
+    for _ in range(20_000):
+        a = s.find_gap(PAGE, 0x10000, 1 << 40)
+        s.insert(Vma(a, a + PAGE, RW, PRIV))
+    assert time.perf_counter() - t0 < 5          # O(n) each would be ~10^8 steps

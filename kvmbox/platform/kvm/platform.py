@@ -11,7 +11,7 @@ from kvmbox.guest_stub import layout as L
 from kvmbox.guest_stub import stub
 from kvmbox.guest_stub.image import write_stub_region
 from kvmbox.kvm_ioctls import KVM_CAP_SYNC_REGS, KVM_SYNC_X86_REGS, KVM_SYNC_X86_SREGS, Kvm, KvmError, Vcpu
-from kvmbox.mm.frames import FrameAllocator
+from kvmbox.mm.frames import FrameAllocator, memfile_layout
 from kvmbox.mm.memfile import MemoryFile
 from kvmbox.mm.pagetables import PageTables
 from kvmbox.platform.base import AddressSpace, Context, Platform
@@ -21,8 +21,6 @@ from kvmbox.platform.kvm.context import KvmContext
 DEFAULT_DEVICE = "/dev/kvm"
 # Signal used to kick a vCPU thread out of KVM_RUN (timeouts, kill); a no-op handler is installed.
 KICK_SIGNAL = signal.SIGRTMIN + 7
-# Guest RAM beyond the program's memory limit: page tables and the stub region.
-OVERHEAD = 256 << 20
 
 
 def detect_flavour() -> str:
@@ -64,11 +62,11 @@ class KvmPlatform(Platform):
             self.cpuid = bytes(self.kvm.supported_cpuid())
             self.xsave_size, self.xcr0 = cpu.xsave_layout(self.cpuid)   # the signal frame's FPU area
             self.vm = self.kvm.create_vm()
-            size = (memory + OVERHEAD + 0x1FFFFF) & ~0x1FFFFF
+            size, reserve = memfile_layout(memory, tables=True)
             self.memfile = MemoryFile(size)
             self.vm.set_user_memory_region(0, 0, size, self.memfile.host_address)
             self.stub_pdpt = write_stub_region(self.memfile.view, self.stub, max_vcpus)
-            self.frames = FrameAllocator(self.memfile)
+            self.frames = FrameAllocator(self.memfile, table_reserve=reserve)
         except KvmError as e:
             self.close()
             raise PlatformUnavailable(f"kvmbox: KVM setup failed: {e}") from None

@@ -17,13 +17,16 @@ switch over the stop:
                 signal is never delivered: the next resume passes signal 0.
 
 Fault translation (x86 vector, address, error code):
-  SIGSEGV SEGV_MAPERR -> 14, si_addr, PF_USER (+PF_INSTR when si_addr == rip).
+  SIGSEGV SEGV_MAPERR -> 14, si_addr, PF_USER plus PF_INSTR when si_addr == rip,
+      else PF_ACCESS_UNKNOWN (read or write: the Sentry decodes it if it matters).
   SIGSEGV SEGV_ACCERR -> 14, si_addr, PF_USER|PF_PRESENT plus PF_INSTR when
       si_addr == rip, else PF_WRITE.  siginfo does not carry the hardware
       error code, so the write bit is inferred: the Sentry never maps a page
       without read permission, so an access violation on a present page that is
       not a fetch is a write.  A not-present write is reported as a read; if the
       VMA is read-only the retry then faults ACCERR and is refused as a write.
+      A refused not-present access (past a file's end: SIGBUS for a read,
+      SIGSEGV for a write to a read-only mapping) is decoded by the Sentry.
   SIGSEGV SEGV_PKUERR -> 14 with PF_PK (a read of the execute-only stub page where
       protection keys make execute-only unreadable).
   SIGSEGV other kernel codes (SI_KERNEL: privileged instruction, non-canonical
@@ -49,8 +52,8 @@ import struct
 import threading
 TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 
-from kvmbox.platform.base import (INTERRUPTED, PF_INSTR, PF_PRESENT, PF_USER, PF_WRITE, SYSCALL,
-                                  AddressSpace, Context, Event, Fault)
+from kvmbox.platform.base import (INTERRUPTED, PF_ACCESS_UNKNOWN, PF_INSTR, PF_PRESENT, PF_USER,
+                                  PF_WRITE, SYSCALL, AddressSpace, Context, Event, Fault)
 from kvmbox.platform.fpu import reset_xsave
 from kvmbox.platform.ptrace import consts as C
 from kvmbox.platform.ptrace import host
@@ -156,7 +159,7 @@ class PtraceContext(Context):
         if sig == signal.SIGSEGV:
             addr, = struct.unpack_from("<Q", info, C.SI_ADDR)
             if code == C.SEGV_MAPERR:
-                return Fault(14, addr, PF_USER | (PF_INSTR if addr == rip else 0), rip)
+                return Fault(14, addr, PF_USER | (PF_INSTR if addr == rip else PF_ACCESS_UNKNOWN), rip)
             if code == C.SEGV_PKUERR:               # the execute-only stub page
                 return Fault(14, addr, PF_USER | C.PF_PK, rip)        # to the guest: nothing there
             if code == C.SEGV_ACCERR:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 from kvmbox.guest_stub import layout as L
-from kvmbox.mm.frames import FrameAllocator
+from kvmbox.mm.frames import FrameAllocator, memfile_layout
 from kvmbox.mm.memfile import MemoryFile
 from kvmbox.platform.base import AddressSpace, Context, Platform
 from kvmbox.platform.ptrace import consts as C
@@ -20,9 +20,6 @@ from kvmbox.platform.ptrace.address_space import PtraceAddressSpace
 from kvmbox.platform.ptrace.context import PtraceContext
 from kvmbox.platform.ptrace.stub import StubProcess, thread_affinity
 
-# MemoryFile beyond the program's memory limit: the allocator's reserved low
-# region and its page-table reserve (unused here, kept for one FrameAllocator).
-OVERHEAD = 64 << 20
 # Set (to anything but "" or "0"): behave as on a CPU without protection keys, where an
 # execute-only page is readable, so the stub's code page is hidden while the guest runs.
 # Tests use it to run that path on machines with protection keys.
@@ -35,9 +32,9 @@ class PtracePlatform(Platform):
 
     def __init__(self, memory: int, *, pin: bool = True, assume_no_pku: bool | None = None) -> None:
         host.stub_page()          # PlatformUnavailable now, not at the first run, if there is none
-        size = (memory + OVERHEAD + 0x1FFFFF) & ~0x1FFFFF
+        size, reserve = memfile_layout(memory, tables=False)     # no guest page tables here
         self.memfile: MemoryFile | None = MemoryFile(size)
-        self.frames = FrameAllocator(self.memfile)
+        self.frames = FrameAllocator(self.memfile, table_reserve=reserve)
         self.pin = pin            # keep each stub on its tracer thread's CPU (8 µs vs 60 µs a trap)
         if assume_no_pku is None:
             assume_no_pku = os.environ.get(ASSUME_NO_PKU_ENV, "") not in ("", "0")

@@ -80,6 +80,9 @@ class HostFilesystem(Filesystem):
         self._foreign: dict[tuple[int, int], int] = {}
         self._nodes: "weakref.WeakValueDictionary[str, HostNode]" = weakref.WeakValueDictionary()
         self._page_cache: dict[tuple[int, int, int, int], Backing] = {}
+        # One host descriptor per mapped file (and access), shared by all its mappings.
+        self._map_sources: "weakref.WeakValueDictionary[tuple[int, int, bool], HostMapSource]" = \
+            weakref.WeakValueDictionary()
         # Read-only trees also keep the most recently used nodes alive (their remembered
         # stat results and lookups with them), so the next run of a program finds them.
         self._recent: "OrderedDict[str, HostNode]" = OrderedDict()
@@ -120,6 +123,22 @@ class HostFilesystem(Filesystem):
                 return None
             b = self._page_cache[key] = Backing(shared=True, pinned=True)
         return b
+
+    def map_source(self, data: "HostData") -> "HostMapSource":
+        """The MapSource every mapping of the host file open as `data` shares: one host
+        descriptor per file (and per need to write back), however many mappings there are;
+        it closes when the last mapping lets it go."""
+        try:
+            st = os.fstat(data.fd)
+            writable = fcntl.fcntl(data.fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDWR
+        except OSError as e:
+            raise _err(e) from None
+        for key in ((st.st_dev, st.st_ino, True), (st.st_dev, st.st_ino, writable)):
+            found = self._map_sources.get(key)
+            if found is not None:
+                return found
+        src = self._map_sources[(st.st_dev, st.st_ino, writable)] = HostMapSource(data)
+        return src
 
     def cached_frames(self) -> list[tuple[int, int]]:
         """(phys, npages) of every page-cache frame, for whoever frees them at close."""
@@ -569,7 +588,9 @@ class HostData:
             raise _err(e) from None
 
     def map_source(self) -> "HostMapSource":
-        return HostMapSource(self)
+        if self.node is None:
+            return HostMapSource(self)
+        return self.node.fs.map_source(self)
 
     def acquire(self) -> None:
         pass                              # one HostData per open file description
@@ -601,13 +622,15 @@ class HostMapSource(MapSource):
     """mmap of a host file: private copies filled by pread; write-back by pwrite.
 
     A mapping outlives the open file (mmap, then close), so the source holds a
-    host fd of its own, closed when the last mapping lets the source go."""
+    host fd of its own, closed when the last mapping lets the source go.  Every
+    mapping of one file shares one source (HostFilesystem.map_source)."""
 
     __slots__ = ("data",)
 
     def __init__(self, data: HostData) -> None:
+        self.data = HostData(-1, data.node)
         try:
-            self.data = HostData(os.dup(data.fd), data.node)
+            self.data.fd = os.dup(data.fd)
         except OSError as e:
             raise _err(e) from None
 

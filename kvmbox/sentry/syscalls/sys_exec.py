@@ -115,6 +115,7 @@ def do_execve(t: "Task", dirfd: int, path: str, argv_addr: int, envp_addr: int, 
         raise SyscallError(errno.ETXTBSY)          # deny_write_access() at exec
     # --- the point of no return ---------------------------------------------------
     old_mm, t.mm = t.mm, mm
+    mm.rlimit = t.soft_rlimit
     t.fds.close_on_exec()
     _reset_signals(t)
     t.exe_path, t.exe_node = image.exe_path, image.exe_node

@@ -186,9 +186,9 @@ def getcpu(t: "Task", a: Args) -> int:
 
 
 def _total_ram(t: "Task") -> int:
-    limit = t.rlimits[9][0]       # RLIMIT_AS: the sandbox's memory limit when it has one
+    limit = t.kernel.memory_limit     # the sandbox's memory limit when it has one
     host = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    return min(limit, host)
+    return min(limit, host) if limit else host
 
 
 def sysinfo(t: "Task", a: Args) -> int:
