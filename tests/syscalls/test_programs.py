@@ -74,6 +74,8 @@ CASES = [
     Case("tmpfile", ("/dev/shm",)),
     Case("tmpfile", ("/tmp",), name="tmpfile-tmp"),     # the root overlay's upper layer
     Case("xattrs", ("/dev/shm",)),
+    Case("timestamps", ("/dev/shm",)),
+    Case("timestamps", ("/tmp",), name="timestamps-tmp"),   # entries born in the overlay's upper
 ]
 
 # Every build also runs dynamically linked (bin/dynamic: through the host's ld.so and libc,

@@ -272,7 +272,7 @@ class HostNode(Node):
 
     def setattr(self, *, mode: int | None = None, uid: int | None = None, gid: int | None = None,
                 size: int | None = None, atime_ns: int | None = None,
-                mtime_ns: int | None = None) -> None:
+                mtime_ns: int | None = None, now: int | None = None) -> None:
         self._check_rw()
         try:
             if size is not None:
@@ -294,7 +294,8 @@ class HostNode(Node):
                         os.chown(name, -1 if uid is None else uid, -1 if gid is None else gid,
                                  dir_fd=pfd, follow_symlinks=False)
                     if atime_ns is not None or mtime_ns is not None:
-                        hostcalls.utimens_nofollow(pfd, name, atime_ns, mtime_ns)
+                        hostcalls.utimens_nofollow(pfd, name, _host_time(atime_ns, now),
+                                                   _host_time(mtime_ns, now))
                 finally:
                     os.close(pfd)
         except OSError as e:
@@ -376,20 +377,24 @@ class HostNode(Node):
         self._in_dir(name, fn)
         return self.lookup(name)
 
+    # New objects get their mode at birth; a chmod follows only when the host's umask took
+    # bits off (then ctime lags the birth by a moment).
     def create(self, name: str, mode: int, uid: int, gid: int) -> Node:
+        want = mode & 0o7777
+
         def mk(dfd: int, n: str) -> None:
             fd = os.open(n, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK
-                         | os.O_CLOEXEC, mode & 0o7777, dir_fd=dfd)
+                         | os.O_CLOEXEC, want, dir_fd=dfd)
             try:
-                os.fchmod(fd, mode & 0o7777)       # the Sentry's own umask must not apply
+                if S.S_IMODE(os.fstat(fd).st_mode) != want:
+                    os.fchmod(fd, want)            # the Sentry's own umask must not apply
             finally:
                 os.close(fd)
         return self._make(name, mk)
 
     def mkdir(self, name: str, mode: int, uid: int, gid: int) -> Node:
-        node = self._make(name, lambda dfd, n: os.mkdir(n, 0o700, dir_fd=dfd))
-        node._chmod(mode)
-        return node
+        return self._made(self._make(name, lambda dfd, n: os.mkdir(n, mode & 0o1777, dir_fd=dfd)),
+                          mode & 0o7777)
 
     def mknod(self, name: str, mode: int, rdev: int, uid: int, gid: int) -> Node:
         kind = S.S_IFMT(mode) or S.S_IFREG
@@ -397,8 +402,15 @@ class HostNode(Node):
             return self.create(name, mode, uid, gid)
         if kind not in (S.S_IFIFO, S.S_IFSOCK):
             raise SyscallError(errno.EPERM)
-        node = self._make(name, lambda dfd, n: os.mknod(n, kind | 0o600, 0, dir_fd=dfd))
-        node._chmod(mode)
+        want = mode & 0o7777
+        return self._made(self._make(name, lambda dfd, n: os.mknod(n, kind | want, 0, dir_fd=dfd)),
+                          want)
+
+    @staticmethod
+    def _made(node: "HostNode", want: int) -> "HostNode":
+        """`node`, just made, with exactly the permission bits `want`."""
+        if S.S_IMODE(node.attr().mode) != want:
+            node._chmod(want)
         return node
 
     def symlink(self, name: str, target: str, uid: int, gid: int) -> Node:
@@ -461,6 +473,11 @@ class HostNode(Node):
         else:
             self.fs.forget(dst)
             self.fs.moved(src, dst)
+
+
+def _host_time(t: int | None, now: int | None):
+    """A time for utimens_nofollow: the caller's "now" becomes the host's own (UTIME_NOW)."""
+    return hostcalls.NOW if t is not None and t == now else t
 
 
 def _dtype(e: os.DirEntry) -> int:

@@ -102,9 +102,11 @@ class TmpNode(InMemoryXattrs, Node):
 
     def setattr(self, *, mode: int | None = None, uid: int | None = None, gid: int | None = None,
                 size: int | None = None, atime_ns: int | None = None,
-                mtime_ns: int | None = None) -> None:
+                mtime_ns: int | None = None, now: int | None = None) -> None:
+        if now is None:
+            now = time.time_ns()
         if size is not None:
-            self.set_size(size)
+            self.set_size(size, now)
         if mode is not None:
             self._mode = S.S_IFMT(self._mode) | (mode & 0o7777)
         if uid is not None:
@@ -115,13 +117,21 @@ class TmpNode(InMemoryXattrs, Node):
             self.atime_ns = atime_ns
         if mtime_ns is not None:
             self.mtime_ns = mtime_ns
-        self.ctime_ns = time.time_ns()
+        self.ctime_ns = now
 
-    def set_size(self, size: int) -> None:
+    def set_size(self, size: int, now: int | None = None) -> None:
         raise SyscallError(errno.EISDIR if S.S_ISDIR(self._mode) else errno.EINVAL)
 
-    def modified(self) -> None:
-        self.mtime_ns = self.ctime_ns = time.time_ns()
+    def modified(self, now: int | None = None) -> None:
+        self.mtime_ns = self.ctime_ns = time.time_ns() if now is None else now
+
+    def times(self) -> tuple[int, int, int]:
+        """(atime, mtime, ctime): what put_times() restores (the overlay's copy-up)."""
+        return self.atime_ns, self.mtime_ns, self.ctime_ns
+
+    def put_times(self, times: tuple[int, int, int]) -> None:
+        """Set all three times as they were: no change a guest can see happened."""
+        self.atime_ns, self.mtime_ns, self.ctime_ns = times
 
     def unlinked(self) -> None:
         """The last name went (nlink 0): drop what only the name kept alive."""
@@ -150,13 +160,13 @@ class TmpFile(TmpNode):
     def blocks(self) -> int:
         return self.data.blocks
 
-    def set_size(self, size: int) -> None:
+    def set_size(self, size: int, now: int | None = None) -> None:
         self.data.truncate(size)
-        self.modified()
+        self.modified(now)
 
     def open(self, flags: int, loc: "Location") -> "FileDescription":
-        if flags & O_TRUNC and self.data.size:
-            self.set_size(0)
+        if flags & O_TRUNC:
+            self.set_size(0)                   # stamps mtime and ctime even when already empty
         f = RegularFile(self, self.data, flags, loc)
         if self.unopened:
             self.unopened = False

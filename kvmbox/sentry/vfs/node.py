@@ -123,8 +123,12 @@ class Node:
 
     def setattr(self, *, mode: int | None = None, uid: int | None = None, gid: int | None = None,
                 size: int | None = None, atime_ns: int | None = None,
-                mtime_ns: int | None = None) -> None:
-        """chmod/chown/truncate/utimensat on the node (mode: permission bits only)."""
+                mtime_ns: int | None = None, now: int | None = None) -> None:
+        """chmod/chown/truncate/utimensat on the node (mode: permission bits only).
+
+        Every change sets ctime.  `now` is the instant of the change when the caller
+        took one (utimensat's UTIME_NOW): ctime gets exactly that value, and a time
+        equal to it means "now", so mtime == ctime afterwards as on Linux."""
         raise SyscallError(errno.EPERM)
 
     def modified(self) -> None:
