@@ -55,7 +55,7 @@ def layout(test_programs) -> Layout:
 
 def test_escape_programs_refuse_to_run_natively(test_programs):
     for name in ("escape_paths", "escape_links", "escape_race", "escape_ro", "escape_root",
-                 "escape_dev", "escape_proc"):
+                 "escape_dev", "escape_proc", "escape_setid"):
         r = helpers.run_native(test_programs / BUILD / name, ("/nonexistent", "/nonexistent", "/x"))
         assert r.exit_code == 2 and r.stdout == b"", (name, r)
     if socket.gethostname() != "kvmbox":

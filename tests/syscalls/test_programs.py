@@ -90,7 +90,7 @@ OTHER_MODULES = {"faults", "spin", "memhog", "sysfuzz", "vdso_clock"}
 OTHER_MODULES |= {"sigdefault"}
 # File-system escape attempts, run only in the sandbox (tests/security/test_fs_escape.py).
 OTHER_MODULES |= {"escape_dev", "escape_links", "escape_paths", "escape_proc", "escape_race",
-                  "escape_ro", "escape_root"}
+                  "escape_ro", "escape_root", "escape_setid"}
 
 
 def test_every_program_has_a_case():

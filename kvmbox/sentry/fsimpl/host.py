@@ -11,6 +11,16 @@ Nodes are cached by relative path, so a name keeps its Node; inode numbers are
 the host's (files of other host devices below the root get numbers of their
 own, stable for the file system's life).  Open files hold a private host fd,
 never handed to the guest.
+
+Host mounts are nosuid,nodev, and the guest acts on them with the host rights of
+the user who ran kvmbox, without root's powers over ownership: set-id bits never
+reach a host file from the guest (S_ISUID nowhere, S_ISGID only on directories,
+where it means group inheritance), a host file with set-id bits loses them when
+the guest opens it for writing or truncates it, device nodes cannot be made or
+opened, files the guest creates belong to that user, and a chown to another owner
+is EPERM unless the mount allows it (`allow_chown`, --mount HOST:GUEST:rw,chown).
+/proc/self/mountinfo shows such a mount as gVisor shows a gofer mount (fstype 9p,
+source "none"), never the host path.
 """
 from __future__ import annotations
 
@@ -25,7 +35,8 @@ from kvmbox.mm.vma import Backing
 from kvmbox.sentry.fsimpl import hostcalls
 from kvmbox.sentry.files import MAX_RW
 from kvmbox.sentry.vfs.node import (DT_DIR, DT_LNK, DT_REG, DT_UNKNOWN, RENAME_EXCHANGE,
-                                    RENAME_NOREPLACE, Attr, Filesystem, Node, StatFs, dtype_of)
+                                    RENAME_NOREPLACE, ST_NODEV, ST_NOSUID, ST_RDONLY, Attr,
+                                    Filesystem, Node, StatFs, dtype_of)
 from kvmbox.sentry.vfs.pagecache import MapSource
 from kvmbox.sentry.vfs.regular import DirFile, RegularFile, access_of
 
@@ -46,6 +57,19 @@ def _err(e: OSError) -> SyscallError:
     return SyscallError(code)
 
 
+def _nosuid(mode: int, kind: int) -> int:
+    """The permission bits of `mode` a host object of type `kind` may get from the guest:
+    never S_ISUID, and S_ISGID only on a directory (group inheritance, no privilege)."""
+    mode &= 0o7777 & ~S.S_ISUID
+    return mode if kind == S.S_IFDIR else mode & ~S.S_ISGID
+
+
+def _is_setid(mode: int) -> bool:
+    """Whether a regular file's mode makes it run with other ids (as Linux's should_remove_suid:
+    S_ISGID counts only with group execute)."""
+    return bool(mode & S.S_ISUID or (mode & S.S_ISGID and mode & S.S_IXGRP))
+
+
 def _check_name(name: str) -> None:
     if not name or name in (".", "..") or "/" in name or "\0" in name:
         raise SyscallError(errno.ENOENT)
@@ -55,9 +79,11 @@ RECENT_NODES = 8192          # nodes of a read-only host tree kept alive between
 PAGE_CACHE_PAGES = 16384     # at most 64 MiB of read-only file pages shared between mappings
 
 class HostFilesystem(Filesystem):
-    """The host directory `host_root`, read-only unless `readonly=False`."""
+    """The host directory `host_root`, read-only unless `readonly=False`; `allow_chown` lets
+    the guest give its files to other owners (as far as the Sentry itself may)."""
 
-    fstype = "hostfs"
+    fstype = "9p"              # what gVisor shows for a gofer mount
+    mount_flags = "nosuid,nodev"
 
     @property
     def stable_names(self) -> bool:  # type: ignore[override]
@@ -65,7 +91,8 @@ class HostFilesystem(Filesystem):
         a read-only one is treated as a snapshot, as its cached lookups already do."""
         return self.readonly
 
-    def __init__(self, dev: int, host_root: str, *, readonly: bool = True) -> None:
+    def __init__(self, dev: int, host_root: str, *, readonly: bool = True,
+                 allow_chown: bool = False) -> None:
         super().__init__(dev)
         try:
             fd = os.open(host_root, O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -74,6 +101,9 @@ class HostFilesystem(Filesystem):
         self.root_fd = fd
         self.host_root = host_root
         self.readonly = readonly
+        self.allow_chown = allow_chown
+        self.uid, self.gid = os.getuid(), os.getgid()
+        self.groups = frozenset(os.getgroups()) | {self.gid}
         st = os.fstat(fd)
         self.host_dev = st.st_dev
         self._foreign: dict[tuple[int, int], int] = {}
@@ -154,13 +184,30 @@ class HostFilesystem(Filesystem):
         self._nodes.pop(relpath, None)
 
     def statfs(self) -> StatFs:
+        flags = ST_NOSUID | ST_NODEV | (ST_RDONLY if self.readonly else 0)
         try:
             v = os.statvfs(self.root_fd)
         except OSError:
-            return StatFs(f_type=V9FS_MAGIC, flags=1 if self.readonly else 0)
+            return StatFs(f_type=V9FS_MAGIC, flags=flags)
         return StatFs(f_type=V9FS_MAGIC, bsize=v.f_bsize, blocks=v.f_blocks, bfree=v.f_bfree,
                       bavail=v.f_bavail, files=v.f_files, ffree=v.f_ffree, namelen=v.f_namemax,
-                      frsize=v.f_frsize, flags=1 if self.readonly else 0)
+                      frsize=v.f_frsize, flags=flags)
+
+    def super_options(self) -> str:
+        """gVisor's gofer options, minus its descriptor numbers; a read-only tree is cached
+        as a snapshot (fscache), a writable one asked each time (remote_revalidating)."""
+        cache = "fscache" if self.readonly else "remote_revalidating"
+        return f"trans=fd,aname=/,cache={cache}"
+
+    def check_chown(self, st: os.stat_result, uid: int | None, gid: int | None) -> None:
+        """EPERM for an ownership change the user who ran kvmbox could not make natively
+        (another owner; a group not theirs, or of a file not theirs), unless allowed."""
+        if self.allow_chown:
+            return
+        if uid is not None and uid != st.st_uid:
+            raise SyscallError(errno.EPERM)
+        if gid is not None and gid != st.st_gid and (st.st_uid != self.uid or gid not in self.groups):
+            raise SyscallError(errno.EPERM)
 
 
 class HostNode(Node):
@@ -265,6 +312,11 @@ class HostNode(Node):
             st = os.fstat(fd)
             if not S.S_ISREG(st.st_mode):         # swapped on the host since the lookup
                 raise SyscallError(errno.ENXIO)
+            if (writable or flags & os.O_TRUNC) and _is_setid(st.st_mode):
+                _drop_setid(fd, st.st_mode)       # the guest may change what it runs
+        except OSError as e:
+            os.close(fd)
+            raise _err(e) from None
         except BaseException:
             os.close(fd)
             raise
@@ -275,18 +327,23 @@ class HostNode(Node):
                 mtime_ns: int | None = None, now: int | None = None) -> None:
         self._check_rw()
         try:
+            if uid is not None or gid is not None:
+                self.fs.check_chown(self._stat(), uid, gid)
             if size is not None:
                 if self.kind != S.S_IFREG:
                     raise SyscallError(errno.EISDIR if self.kind == S.S_IFDIR else errno.EINVAL)
                 fd = self.fs.open_rel(self.relpath, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
                 try:
-                    if not S.S_ISREG(os.fstat(fd).st_mode):
+                    st = os.fstat(fd)
+                    if not S.S_ISREG(st.st_mode):
                         raise SyscallError(errno.EINVAL)
+                    if _is_setid(st.st_mode):
+                        _drop_setid(fd, st.st_mode)
                     os.ftruncate(fd, size)
                 finally:
                     os.close(fd)
             if mode is not None:
-                self._chmod(mode)
+                self._chmod(_nosuid(mode, self.kind))
             if uid is not None or gid is not None or atime_ns is not None or mtime_ns is not None:
                 pfd, name = self._parent_fd_name()
                 try:
@@ -377,10 +434,11 @@ class HostNode(Node):
         self._in_dir(name, fn)
         return self.lookup(name)
 
-    # New objects get their mode at birth; a chmod follows only when the host's umask took
-    # bits off (then ctime lags the birth by a moment).
+    # New objects belong to the user who ran kvmbox (the Sentry's own ids: `uid` and `gid`,
+    # the guest's, are not given to host files) and get their mode at birth; a chmod follows
+    # only when the host's umask took bits off (then ctime lags the birth by a moment).
     def create(self, name: str, mode: int, uid: int, gid: int) -> Node:
-        want = mode & 0o7777
+        want = _nosuid(mode, S.S_IFREG)
 
         def mk(dfd: int, n: str) -> None:
             fd = os.open(n, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK
@@ -394,15 +452,15 @@ class HostNode(Node):
 
     def mkdir(self, name: str, mode: int, uid: int, gid: int) -> Node:
         return self._made(self._make(name, lambda dfd, n: os.mkdir(n, mode & 0o1777, dir_fd=dfd)),
-                          mode & 0o7777)
+                          _nosuid(mode, S.S_IFDIR))
 
     def mknod(self, name: str, mode: int, rdev: int, uid: int, gid: int) -> Node:
         kind = S.S_IFMT(mode) or S.S_IFREG
         if kind == S.S_IFREG:
             return self.create(name, mode, uid, gid)
         if kind not in (S.S_IFIFO, S.S_IFSOCK):
-            raise SyscallError(errno.EPERM)
-        want = mode & 0o7777
+            raise SyscallError(errno.EPERM)        # nodev: no device nodes on the host
+        want = _nosuid(mode, kind)
         return self._made(self._make(name, lambda dfd, n: os.mknod(n, kind | want, 0, dir_fd=dfd)),
                           want)
 
@@ -473,6 +531,12 @@ class HostNode(Node):
         else:
             self.fs.forget(dst)
             self.fs.moved(src, dst)
+
+
+def _drop_setid(fd: int, mode: int) -> None:
+    """Clear S_ISUID and S_ISGID (with group execute) of the open host file `fd`, as Linux does
+    when a process without CAP_FSETID writes to it: the Sentry, root, would keep them."""
+    os.fchmod(fd, S.S_IMODE(mode) & ~(S.S_ISUID | (S.S_ISGID if mode & S.S_IXGRP else 0)))
 
 
 def _host_time(t: int | None, now: int | None):

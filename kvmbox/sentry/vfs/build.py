@@ -7,6 +7,8 @@
     /tmp       with --rootfs: an empty tmpfs; with the host's / as root: the host's /tmp,
                read-only, under the same in-memory overlay as the rest of /
     user mounts: host directories passed through at their guest paths, ro or rw
+               (nosuid,nodev; shown in /proc/self/mountinfo as gVisor shows gofer
+               mounts, fstype 9p and source "none", never the host path)
 
 /proc, /dev, /sys (and /tmp under --rootfs) are opaque directories of the overlay,
 so the host's own contents there cannot show even under a mount that is later covered.
@@ -38,10 +40,12 @@ FIRST_DEV = 0x20          # st_dev of the first file system (anonymous block dev
 
 @dataclass
 class MountSpec:
-    """A host directory `host` seen at guest path `guest`."""
+    """A host directory `host` seen at guest path `guest`; `chown`: the guest may give
+    files there to other owners (otherwise EPERM: see fsimpl/host.py)."""
     host: str
     guest: str
     readonly: bool = True
+    chown: bool = False
 
 
 @dataclass
@@ -75,6 +79,9 @@ def check_options(opts: FsOptions) -> None:
                               "(use --rootfs)")
         if not os.path.isdir(m.host):
             raise KvmboxError(f"kvmbox: --mount {m.host}:{m.guest}: {m.host} is not a directory")
+        if m.chown and m.readonly:
+            raise KvmboxError(f"kvmbox: --mount {m.host}:{m.guest}: chown needs a read-write "
+                              "mount (rw,chown)")
 
 
 def build_mounts(kernel: "Kernel", opts: FsOptions) -> MountTable:
@@ -106,8 +113,9 @@ def build_mounts(kernel: "Kernel", opts: FsOptions) -> MountTable:
         guest = os.path.normpath(m.guest)
         try:
             make_dirs(table, guest)
-            fs = HostFilesystem(dev(), os.path.abspath(m.host), readonly=m.readonly)
-            table.mount(guest, fs, readonly=m.readonly, source=os.path.abspath(m.host))
+            fs = HostFilesystem(dev(), os.path.abspath(m.host), readonly=m.readonly,
+                                allow_chown=m.chown)
+            table.mount(guest, fs, readonly=m.readonly, source="none")   # never the host path
         except SyscallError as e:
             raise KvmboxError(f"kvmbox: --mount {m.host}:{m.guest}: {os.strerror(e.errno)}") from None
     return table
