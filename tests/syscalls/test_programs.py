@@ -86,6 +86,8 @@ PARAMS = [pytest.param(c, b, id=f"{c.id}-{b}") for c in CASES for b in PROGRAM_B
 
 # Programs exercised by other modules (fatal faults, timeouts and limits: test_faults_limits.py).
 OTHER_MODULES = {"faults", "spin", "memhog", "sysfuzz", "vdso_clock"}
+# File systems bounded by --memory, against a private native tmpfs (test_fsspace.py).
+OTHER_MODULES |= {"fsspace"}
 # Signal default actions, one outcome per run (test_signals.py).
 OTHER_MODULES |= {"sigdefault"}
 # File-system escape attempts, run only in the sandbox (tests/security/test_fs_escape.py).

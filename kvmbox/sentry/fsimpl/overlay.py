@@ -180,7 +180,12 @@ class OvNode(Node):
         elif kind == S.S_IFREG:
             up = pu.create(self.name, a.mode, a.uid, a.gid)
             if data and a.size:
-                self._copy_bytes(lo, up)
+                try:
+                    self._copy_bytes(lo, up)
+                except BaseException:           # ENOSPC: no half copy may show
+                    pu.unlink(self.name)
+                    pu.put_times(parent_times)
+                    raise
         elif kind == S.S_IFLNK:
             up = pu.symlink(self.name, lo.readlink(), a.uid, a.gid)
         elif kind in (S.S_IFIFO, S.S_IFSOCK):
@@ -201,11 +206,13 @@ class OvNode(Node):
             pages = up.data                          # type: ignore[attr-defined]
             off = 0
             while True:
-                chunk = src.pread(COPY_CHUNK, off)
+                chunk = memoryview(src.pread(COPY_CHUNK, off))
                 if not chunk:
                     break
-                pages.write(off, chunk)
-                off += len(chunk)
+                while chunk:                         # a short write means the space is full:
+                    n = pages.write(off, chunk)      # the next one raises ENOSPC
+                    off += n
+                    chunk = chunk[n:]
         finally:
             src.release()
 

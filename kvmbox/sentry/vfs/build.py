@@ -10,6 +10,9 @@
                (nosuid,nodev; shown in /proc/self/mountinfo as gVisor shows gofer
                mounts, fstype 9p and source "none", never the host path)
 
+Every tmpfs (the overlay's upper, /dev/shm, /sys, /tmp) shares one FsSpace of the
+sandbox's memory limit (vfs/space.py).
+
 /proc, /dev, /sys (and /tmp under --rootfs) are opaque directories of the overlay,
 so the host's own contents there cannot show even under a mount that is later covered.
 
@@ -30,6 +33,7 @@ from kvmbox.sentry.fsimpl.host import HostFilesystem
 from kvmbox.sentry.fsimpl.overlay import OverlayFs
 from kvmbox.sentry.fsimpl.tmpfs import Tmpfs
 from kvmbox.sentry.vfs.path import MountTable
+from kvmbox.sentry.vfs.space import FsSpace
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
@@ -91,10 +95,12 @@ def build_mounts(kernel: "Kernel", opts: FsOptions) -> MountTable:
 
     check_options(opts)
     memfile, frames = kernel.platform.memfile, kernel.platform.frames
+    # One space for every in-memory file system, as large as the sandbox's memory.
+    space = FsSpace.for_memory(getattr(kernel, "memory_limit", None), frames)
     dev = _Devs()
     rootfs = os.path.abspath(opts.rootfs) if opts.rootfs is not None else "/"
     lower = HostFilesystem(dev(), rootfs, readonly=True)
-    upper = Tmpfs(dev(), memfile, frames, mode=0o755)
+    upper = Tmpfs(dev(), memfile, frames, mode=0o755, space=space)
     overlay = OverlayFs(dev(), lower, upper)
     table = MountTable(overlay, source="overlay")
     top = overlay.root
@@ -104,11 +110,12 @@ def build_mounts(kernel: "Kernel", opts: FsOptions) -> MountTable:
             top.opaque_dir(name, mode)
     table.mount("/proc", ProcFilesystem(kernel, dev()), source="proc")
     table.mount("/dev", DevFilesystem(kernel, dev()), source="devtmpfs")
-    table.mount("/dev/shm", Tmpfs(dev(), memfile, frames, mode=0o1777), source="tmpfs")
-    table.mount("/sys", Tmpfs(dev(), memfile, frames, mode=0o555, readonly=True),
+    table.mount("/dev/shm", Tmpfs(dev(), memfile, frames, mode=0o1777, space=space),
+                source="tmpfs")
+    table.mount("/sys", Tmpfs(dev(), memfile, frames, mode=0o555, readonly=True, space=space),
                 readonly=True, source="none")
     if own_tmp:
-        table.mount("/tmp", Tmpfs(dev(), memfile, frames, mode=0o1777), source="tmpfs")
+        table.mount("/tmp", Tmpfs(dev(), memfile, frames, mode=0o1777, space=space), source="tmpfs")
     for m in opts.mounts:
         guest = os.path.normpath(m.guest)
         try:
