@@ -12,13 +12,10 @@ the host's (files of other host devices below the root get numbers of their
 own, stable for the file system's life).  Open files hold a private host fd,
 never handed to the guest.
 
-Host mounts are nosuid,nodev, and the guest acts on them with the host rights of
-the user who ran kvmbox, without root's powers over ownership: set-id bits never
-reach a host file from the guest (S_ISUID nowhere, S_ISGID only on directories,
-where it means group inheritance), a host file with set-id bits loses them when
-the guest opens it for writing or truncates it, device nodes cannot be made or
-opened, files the guest creates belong to that user, and a chown to another owner
-is EPERM unless the mount allows it (`allow_chown`, --mount HOST:GUEST:rw,chown).
+Host mounts are nosuid,nodev (the rules: fsimpl/hostpolicy.py): set-id bits never
+reach a host file from the guest, device nodes cannot be made or opened, files
+the guest creates belong to the user who ran kvmbox, and a chown to another owner
+is EPERM unless the mount allows it (--mount HOST:GUEST:rw,chown).
 /proc/self/mountinfo shows such a mount as gVisor shows a gofer mount (fstype 9p,
 source "none"), never the host path.
 """
@@ -33,6 +30,7 @@ from collections import OrderedDict
 from kvmbox.errors import KvmboxError, SyscallError
 from kvmbox.mm.vma import Backing
 from kvmbox.sentry.fsimpl import hostcalls
+from kvmbox.sentry.fsimpl.hostpolicy import HostOwner, drop_setid, is_setid, nosuid_mode
 from kvmbox.sentry.files import MAX_RW
 from kvmbox.sentry.vfs.node import (DT_DIR, DT_LNK, DT_REG, DT_UNKNOWN, RENAME_EXCHANGE,
                                     RENAME_NOREPLACE, ST_NODEV, ST_NOSUID, ST_RDONLY, Attr,
@@ -55,19 +53,6 @@ def _err(e: OSError) -> SyscallError:
     if code == errno.EXDEV:          # RESOLVE_BENEATH refused a step out: the name is not there
         code = errno.ENOENT
     return SyscallError(code)
-
-
-def _nosuid(mode: int, kind: int) -> int:
-    """The permission bits of `mode` a host object of type `kind` may get from the guest:
-    never S_ISUID, and S_ISGID only on a directory (group inheritance, no privilege)."""
-    mode &= 0o7777 & ~S.S_ISUID
-    return mode if kind == S.S_IFDIR else mode & ~S.S_ISGID
-
-
-def _is_setid(mode: int) -> bool:
-    """Whether a regular file's mode makes it run with other ids (as Linux's should_remove_suid:
-    S_ISGID counts only with group execute)."""
-    return bool(mode & S.S_ISUID or (mode & S.S_ISGID and mode & S.S_IXGRP))
 
 
 def _check_name(name: str) -> None:
@@ -101,9 +86,7 @@ class HostFilesystem(Filesystem):
         self.root_fd = fd
         self.host_root = host_root
         self.readonly = readonly
-        self.allow_chown = allow_chown
-        self.uid, self.gid = os.getuid(), os.getgid()
-        self.groups = frozenset(os.getgroups()) | {self.gid}
+        self.owner = HostOwner(allow_chown)      # whose files these are (hostpolicy.py)
         st = os.fstat(fd)
         self.host_dev = st.st_dev
         self._foreign: dict[tuple[int, int], int] = {}
@@ -198,16 +181,6 @@ class HostFilesystem(Filesystem):
         as a snapshot (fscache), a writable one asked each time (remote_revalidating)."""
         cache = "fscache" if self.readonly else "remote_revalidating"
         return f"trans=fd,aname=/,cache={cache}"
-
-    def check_chown(self, st: os.stat_result, uid: int | None, gid: int | None) -> None:
-        """EPERM for an ownership change the user who ran kvmbox could not make natively
-        (another owner; a group not theirs, or of a file not theirs), unless allowed."""
-        if self.allow_chown:
-            return
-        if uid is not None and uid != st.st_uid:
-            raise SyscallError(errno.EPERM)
-        if gid is not None and gid != st.st_gid and (st.st_uid != self.uid or gid not in self.groups):
-            raise SyscallError(errno.EPERM)
 
 
 class HostNode(Node):
@@ -312,8 +285,8 @@ class HostNode(Node):
             st = os.fstat(fd)
             if not S.S_ISREG(st.st_mode):         # swapped on the host since the lookup
                 raise SyscallError(errno.ENXIO)
-            if (writable or flags & os.O_TRUNC) and _is_setid(st.st_mode):
-                _drop_setid(fd, st.st_mode)       # the guest may change what it runs
+            if (writable or flags & os.O_TRUNC) and is_setid(st.st_mode):
+                drop_setid(fd, st.st_mode)       # the guest may change what it runs
         except OSError as e:
             os.close(fd)
             raise _err(e) from None
@@ -328,7 +301,7 @@ class HostNode(Node):
         self._check_rw()
         try:
             if uid is not None or gid is not None:
-                self.fs.check_chown(self._stat(), uid, gid)
+                self.fs.owner.check_chown(self._stat(), uid, gid)
             if size is not None:
                 if self.kind != S.S_IFREG:
                     raise SyscallError(errno.EISDIR if self.kind == S.S_IFDIR else errno.EINVAL)
@@ -337,13 +310,13 @@ class HostNode(Node):
                     st = os.fstat(fd)
                     if not S.S_ISREG(st.st_mode):
                         raise SyscallError(errno.EINVAL)
-                    if _is_setid(st.st_mode):
-                        _drop_setid(fd, st.st_mode)
+                    if is_setid(st.st_mode):
+                        drop_setid(fd, st.st_mode)
                     os.ftruncate(fd, size)
                 finally:
                     os.close(fd)
             if mode is not None:
-                self._chmod(_nosuid(mode, self.kind))
+                self._chmod(nosuid_mode(mode, self.kind))
             if uid is not None or gid is not None or atime_ns is not None or mtime_ns is not None:
                 pfd, name = self._parent_fd_name()
                 try:
@@ -438,7 +411,7 @@ class HostNode(Node):
     # the guest's, are not given to host files) and get their mode at birth; a chmod follows
     # only when the host's umask took bits off (then ctime lags the birth by a moment).
     def create(self, name: str, mode: int, uid: int, gid: int) -> Node:
-        want = _nosuid(mode, S.S_IFREG)
+        want = nosuid_mode(mode, S.S_IFREG)
 
         def mk(dfd: int, n: str) -> None:
             fd = os.open(n, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK
@@ -452,7 +425,7 @@ class HostNode(Node):
 
     def mkdir(self, name: str, mode: int, uid: int, gid: int) -> Node:
         return self._made(self._make(name, lambda dfd, n: os.mkdir(n, mode & 0o1777, dir_fd=dfd)),
-                          _nosuid(mode, S.S_IFDIR))
+                          nosuid_mode(mode, S.S_IFDIR))
 
     def mknod(self, name: str, mode: int, rdev: int, uid: int, gid: int) -> Node:
         kind = S.S_IFMT(mode) or S.S_IFREG
@@ -460,7 +433,7 @@ class HostNode(Node):
             return self.create(name, mode, uid, gid)
         if kind not in (S.S_IFIFO, S.S_IFSOCK):
             raise SyscallError(errno.EPERM)        # nodev: no device nodes on the host
-        want = _nosuid(mode, kind)
+        want = nosuid_mode(mode, kind)
         return self._made(self._make(name, lambda dfd, n: os.mknod(n, kind | want, 0, dir_fd=dfd)),
                           want)
 
@@ -531,12 +504,6 @@ class HostNode(Node):
         else:
             self.fs.forget(dst)
             self.fs.moved(src, dst)
-
-
-def _drop_setid(fd: int, mode: int) -> None:
-    """Clear S_ISUID and S_ISGID (with group execute) of the open host file `fd`, as Linux does
-    when a process without CAP_FSETID writes to it: the Sentry, root, would keep them."""
-    os.fchmod(fd, S.S_IMODE(mode) & ~(S.S_ISUID | (S.S_ISGID if mode & S.S_IXGRP else 0)))
 
 
 def _host_time(t: int | None, now: int | None):
