@@ -25,6 +25,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
+    from kvmbox.sandbox import MOUNT_SYNTAX
+
     p = _Parser(prog="kvmbox", description="Run x86-64 Linux programs in a KVM sandbox "
                 "whose kernel is written in Python.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -40,8 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--rootfs", default=None, metavar="DIR",
                    help="host directory to use as / (read-only, with an in-memory overlay; "
                         "default: the host's /)")
-    r.add_argument("--mount", action="append", default=[], metavar="HOST:GUEST[:ro|rw]",
-                   help="mount a host directory in the sandbox (default ro; repeatable)")
+    r.add_argument("--mount", action="append", default=[], metavar=MOUNT_SYNTAX,
+                   help="mount a host directory in the sandbox (default ro; repeatable); "
+                        "nosuid,nodev; files made there belong to you, and a chown to another "
+                        "owner is refused unless 'rw,chown' is given")
     r.add_argument("--cwd", default=None, metavar="DIR",
                    help="working directory inside the sandbox (default: the current directory "
                         "when the root is the host's /, else /)")

@@ -47,18 +47,28 @@ def _capture_limit(value: int | str) -> int:
     return limit
 
 
+MOUNT_SYNTAX = "HOST:GUEST[:ro|rw[,chown]]"
+
+
 def parse_mount(spec: str):
-    """'HOST:GUEST[:ro|rw]' -> MountSpec (read-only unless ':rw' is given)."""
+    """'HOST:GUEST[:OPTIONS]' -> MountSpec.  OPTIONS is a comma-separated list: 'ro' (the
+    default) or 'rw', and 'chown' (with rw: the guest may give files to other owners)."""
     from kvmbox.sentry.vfs.build import MountSpec
 
     parts = spec.split(":")
-    readonly = True
-    if len(parts) == 3 and parts[2] in ("ro", "rw"):
-        readonly = parts[2] == "ro"
+    opts: list[str] = []
+    if len(parts) == 3:
+        opts = parts[2].split(",")
         parts = parts[:2]
-    if len(parts) != 2 or not parts[0] or not parts[1]:
-        raise KvmboxError(f"kvmbox: bad mount {spec!r} (use HOST:GUEST, HOST:GUEST:ro or HOST:GUEST:rw)")
-    return MountSpec(host=parts[0], guest=parts[1], readonly=readonly)
+    known = {"ro", "rw", "chown"}
+    if len(parts) != 2 or not parts[0] or not parts[1] or not set(opts) <= known or \
+            len(opts) != len(set(opts)) or {"ro", "rw"} <= set(opts):
+        raise KvmboxError(f"kvmbox: bad mount {spec!r} (use {MOUNT_SYNTAX}, e.g. "
+                          "/data:/data:rw or /data:/data:rw,chown)")
+    readonly = "rw" not in opts
+    if "chown" in opts and readonly:
+        raise KvmboxError(f"kvmbox: bad mount {spec!r} (chown needs rw: HOST:GUEST:rw,chown)")
+    return MountSpec(host=parts[0], guest=parts[1], readonly=readonly, chown="chown" in opts)
 
 
 def resolve_program(name: str, env: Mapping[str, str], vfs=None, cwd: str = "/") -> str:
@@ -107,7 +117,8 @@ class Sandbox:
                  rootfs: str | None = None, mounts: Sequence = (), cwd: str = "/",
                  ulimits=None, capture_limit: int | str = CAPTURE_LIMIT) -> None:
         """rootfs: host directory used as / (default the host's /), read-only under an
-        in-memory overlay.  mounts: MountSpec objects or 'HOST:GUEST[:ro|rw]' strings.
+        in-memory overlay.  mounts: MountSpec objects or 'HOST:GUEST[:ro|rw[,chown]]'
+        strings (host mounts are nosuid,nodev; 'chown' lets the guest give files away).
         cwd: the programs' working directory inside the sandbox.  ulimits: resource
         limits replacing the inherited ones, as {'nofile': 4096, 'core': 'unlimited',
         'stack': (8 << 20, 'unlimited')} or ['nofile=4096:8192', ...] (sentry/rlimits.py).

@@ -43,7 +43,7 @@ from security.escape_harness import (BUILD, DECOY_PASSWD, ESCAPE_ENV, HARMLESS, 
 
 def test_escape_programs_refuse_to_run_natively(test_programs):
     for name in ("escape_paths", "escape_links", "escape_race", "escape_ro", "escape_root",
-                 "escape_dev", "escape_proc"):
+                 "escape_dev", "escape_proc", "escape_setid"):
         r = helpers.run_native(test_programs / BUILD / name, ("/nonexistent", "/nonexistent", "/x"))
         assert r.exit_code == 2 and r.stdout == b"", (name, r)
     if socket.gethostname() != "kvmbox":

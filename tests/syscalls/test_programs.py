@@ -82,6 +82,8 @@ CASES = [
     Case("tmpfile", ("/dev/shm",)),
     Case("tmpfile", ("/tmp",), name="tmpfile-tmp"),     # the root overlay's upper layer
     Case("xattrs", ("/dev/shm",)),
+    Case("timestamps", ("/dev/shm",)),
+    Case("timestamps", ("/tmp",), name="timestamps-tmp"),   # entries born in the overlay's upper
 ]
 
 # Every build also runs dynamically linked (bin/dynamic: through the host's ld.so and libc,
@@ -93,6 +95,8 @@ PARAMS = [pytest.param(c, b, id=f"{c.id}-{b}") for c in CASES for b in PROGRAM_B
 # Programs exercised by other modules (fatal faults, timeouts and limits: test_faults_limits.py;
 # the memory fuzzer: test_memfuzz.py).
 OTHER_MODULES = {"faults", "spin", "memhog", "sysfuzz", "vdso_clock", "memfuzz"}
+# File systems bounded by --memory, against a private native tmpfs (test_fsspace.py).
+OTHER_MODULES |= {"fsspace"}
 # Signal default actions, one outcome per run (test_signals.py).
 OTHER_MODULES |= {"sigdefault"}
 # Waits that only a timeout or kill can end (test_blocking.py).
@@ -103,7 +107,7 @@ OTHER_MODULES |= {"stdio"}
 OTHER_MODULES |= {"fsize"}
 # File-system escape attempts, run only in the sandbox (tests/security/test_fs_escape.py).
 OTHER_MODULES |= {"escape_dev", "escape_links", "escape_paths", "escape_proc", "escape_race",
-                  "escape_ro", "escape_root"}
+                  "escape_ro", "escape_root", "escape_setid"}
 # The standard streams as a way out, and random calls on them (tests/security/test_stream_*.py).
 OTHER_MODULES |= {"escape_stdio", "streamfuzz"}
 

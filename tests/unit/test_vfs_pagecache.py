@@ -76,12 +76,16 @@ def test_release_frees_after_last_holder(mem):
     assert fa.used_pages == 0
 
 
-def test_enomem_when_frames_run_out(mem):
+def test_short_write_then_enospc_when_frames_run_out(mem):
+    """As a full tmpfs: what fits is written, the next write gets ENOSPC."""
     mf, fa = mem
     d = PageData(mf, fa)
+    n = d.write(0, b"\1" * (32 << 20))
+    assert 0 < n < 32 << 20 and n % 4096 == 0 and d.size == n
+    assert d.read(n - 1, 2) == b"\1"
     with pytest.raises(SyscallError) as e:
-        d.write(0, bytes(32 << 20))
-    assert e.value.errno == errno.ENOMEM
+        d.write(n, b"x")
+    assert e.value.errno == errno.ENOSPC
 
 
 def test_map_source(mem):

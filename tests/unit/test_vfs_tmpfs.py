@@ -275,25 +275,29 @@ def test_xattr_store(tmpfs):
 
 
 def test_xattr_space_is_charged_and_given_back(tmpfs):
+    """Attributes are charged to the inode space, as Linux 6.6+ tmpfs does."""
     import gc
     space = tmpfs.xattr_space
-    space.limit = 1000
+    assert space is tmpfs.space
     f = tmpfs.root.create("f", 0o644, 0, 0)
+    space.max_inodes = 3                                 # root, f, and 1024 bytes to spare
+    base = space.ispace
     f.setxattr(b"user.a", b"x" * 400, 0)                 # 40 + 6 + 400
-    assert space.used == 446
+    assert space.ispace == base + 446
     assert err(f.setxattr, b"user.b", b"x" * 600, 0) == errno.ENOSPC
-    assert f.listxattr() == [b"user.a"] and space.used == 446
+    assert f.listxattr() == [b"user.a"] and space.ispace == base + 446
     f.setxattr(b"user.a", b"x" * 10, 0)                  # replacing gives the old bytes back
-    assert space.used == 56
+    assert space.ispace == base + 56
+    assert err(tmpfs.root.create, "g", 0o644, 0, 0) == errno.ENOSPC   # no room for an inode
+    space.max_inodes = 4
     g = tmpfs.root.create("g", 0o644, 0, 0)
     g.setxattr(b"user.g", b"y" * 100, 0)
-    assert space.used == 56 + 146
     tmpfs.root.unlink("g")
     del g
     gc.collect()
-    assert space.used == 56                              # a node that is gone holds nothing
+    assert space.ispace == base + 56                     # a node that is gone holds nothing
     f.removexattr(b"user.a")
-    assert space.used == 0
+    assert space.ispace == base
 
 
 # --- the syscalls over a mount table (O_TMPFILE, xattrs): permissions, EROFS, host mounts ------------
@@ -462,7 +466,7 @@ def test_xattr_argument_checks(world, tmpfs):
     assert xcall(t, X.setxattr, f, t.s("user.v"), t.s("hello"), 5, 0) == 0
     fails_with(errno.ERANGE, xcall, t, X.getxattr, f, t.s("user.v"), t.buf(2), 2)
     node = world.resolve(world.root(), "/d/f").node
-    tmpfs.xattr_space.limit = 1 << 30
+    tmpfs.space.max_inodes = 1 << 20
     for i in range(300):
         node.setxattr(b"user.%03d" % i + b"x" * 240, b"v", 0)
     size = xcall(t, X.listxattr, f, 0, 0)

@@ -11,6 +11,13 @@ Nodes are cached by relative path, so a name keeps its Node; inode numbers are
 the host's (files of other host devices below the root get numbers of their
 own, stable for the file system's life).  Open files hold a private host fd,
 never handed to the guest.
+
+Host mounts are nosuid,nodev (the rules: fsimpl/hostpolicy.py): set-id bits never
+reach a host file from the guest, device nodes cannot be made or opened, files
+the guest creates belong to the user who ran kvmbox, and a chown to another owner
+is EPERM unless the mount allows it (--mount HOST:GUEST:rw,chown).
+/proc/self/mountinfo shows such a mount as gVisor shows a gofer mount (fstype 9p,
+source "none"), never the host path.
 """
 from __future__ import annotations
 
@@ -24,9 +31,11 @@ from collections import OrderedDict
 from kvmbox.errors import KvmboxError, SyscallError
 from kvmbox.mm.vma import Backing
 from kvmbox.sentry.fsimpl import hostcalls
+from kvmbox.sentry.fsimpl.hostpolicy import HostOwner, drop_setid, is_setid, nosuid_mode
 from kvmbox.sentry.files import MAX_RW
 from kvmbox.sentry.vfs.node import (DT_DIR, DT_LNK, DT_REG, DT_UNKNOWN, RENAME_EXCHANGE,
-                                    RENAME_NOREPLACE, Attr, Filesystem, Node, StatFs, dtype_of)
+                                    RENAME_NOREPLACE, ST_NODEV, ST_NOSUID, ST_RDONLY, Attr,
+                                    Filesystem, Node, StatFs, dtype_of)
 from kvmbox.sentry.vfs.pagecache import MapSource
 from kvmbox.sentry.vfs.regular import DirFile, RegularFile, access_of
 
@@ -56,9 +65,11 @@ RECENT_NODES = 8192          # nodes of a read-only host tree kept alive between
 PAGE_CACHE_PAGES = 16384     # at most 64 MiB of read-only file pages shared between mappings
 
 class HostFilesystem(Filesystem):
-    """The host directory `host_root`, read-only unless `readonly=False`."""
+    """The host directory `host_root`, read-only unless `readonly=False`; `allow_chown` lets
+    the guest give its files to other owners (as far as the Sentry itself may)."""
 
-    fstype = "hostfs"
+    fstype = "9p"              # what gVisor shows for a gofer mount
+    mount_flags = "nosuid,nodev"
 
     @property
     def stable_names(self) -> bool:  # type: ignore[override]
@@ -66,7 +77,8 @@ class HostFilesystem(Filesystem):
         a read-only one is treated as a snapshot, as its cached lookups already do."""
         return self.readonly
 
-    def __init__(self, dev: int, host_root: str, *, readonly: bool = True) -> None:
+    def __init__(self, dev: int, host_root: str, *, readonly: bool = True,
+                 allow_chown: bool = False) -> None:
         super().__init__(dev)
         try:
             fd = os.open(host_root, O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -75,6 +87,7 @@ class HostFilesystem(Filesystem):
         self.root_fd = fd
         self.host_root = host_root
         self.readonly = readonly
+        self.owner = HostOwner(allow_chown)      # whose files these are (hostpolicy.py)
         st = os.fstat(fd)
         self.host_dev = st.st_dev
         self._foreign: dict[tuple[int, int], int] = {}
@@ -174,13 +187,20 @@ class HostFilesystem(Filesystem):
         self._nodes.pop(relpath, None)
 
     def statfs(self) -> StatFs:
+        flags = ST_NOSUID | ST_NODEV | (ST_RDONLY if self.readonly else 0)
         try:
             v = os.statvfs(self.root_fd)
         except OSError:
-            return StatFs(f_type=V9FS_MAGIC, flags=1 if self.readonly else 0)
+            return StatFs(f_type=V9FS_MAGIC, flags=flags)
         return StatFs(f_type=V9FS_MAGIC, bsize=v.f_bsize, blocks=v.f_blocks, bfree=v.f_bfree,
                       bavail=v.f_bavail, files=v.f_files, ffree=v.f_ffree, namelen=v.f_namemax,
-                      frsize=v.f_frsize, flags=1 if self.readonly else 0)
+                      frsize=v.f_frsize, flags=flags)
+
+    def super_options(self) -> str:
+        """gVisor's gofer options, minus its descriptor numbers; a read-only tree is cached
+        as a snapshot (fscache), a writable one asked each time (remote_revalidating)."""
+        cache = "fscache" if self.readonly else "remote_revalidating"
+        return f"trans=fd,aname=/,cache={cache}"
 
 
 class HostNode(Node):
@@ -291,6 +311,8 @@ class HostNode(Node):
             st = os.fstat(fd)
             if not S.S_ISREG(st.st_mode):         # swapped on the host since the lookup
                 raise SyscallError(errno.ENXIO)
+            if (writable or flags & os.O_TRUNC) and is_setid(st.st_mode):
+                drop_setid(fd, st.st_mode)       # the guest may change what it runs
         except OSError as e:
             os.close(fd)
             raise _err(e) from None
@@ -301,21 +323,26 @@ class HostNode(Node):
 
     def setattr(self, *, mode: int | None = None, uid: int | None = None, gid: int | None = None,
                 size: int | None = None, atime_ns: int | None = None,
-                mtime_ns: int | None = None) -> None:
+                mtime_ns: int | None = None, now: int | None = None) -> None:
         self._check_rw()
         try:
+            if uid is not None or gid is not None:
+                self.fs.owner.check_chown(self._stat(), uid, gid)
             if size is not None:
                 if self.kind != S.S_IFREG:
                     raise SyscallError(errno.EISDIR if self.kind == S.S_IFDIR else errno.EINVAL)
                 fd = self.fs.open_rel(self.relpath, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
                 try:
-                    if not S.S_ISREG(os.fstat(fd).st_mode):
+                    st = os.fstat(fd)
+                    if not S.S_ISREG(st.st_mode):
                         raise SyscallError(errno.EINVAL)
+                    if is_setid(st.st_mode):
+                        drop_setid(fd, st.st_mode)
                     os.ftruncate(fd, size)
                 finally:
                     os.close(fd)
             if mode is not None:
-                self._chmod(mode)
+                self._chmod(nosuid_mode(mode, self.kind))
             if uid is not None or gid is not None or atime_ns is not None or mtime_ns is not None:
                 pfd, name = self._parent_fd_name()
                 try:
@@ -323,7 +350,8 @@ class HostNode(Node):
                         os.chown(name, -1 if uid is None else uid, -1 if gid is None else gid,
                                  dir_fd=pfd, follow_symlinks=False)
                     if atime_ns is not None or mtime_ns is not None:
-                        hostcalls.utimens_nofollow(pfd, name, atime_ns, mtime_ns)
+                        hostcalls.utimens_nofollow(pfd, name, _host_time(atime_ns, now),
+                                                   _host_time(mtime_ns, now))
                 finally:
                     os.close(pfd)
         except OSError as e:
@@ -407,29 +435,41 @@ class HostNode(Node):
         self._in_dir(name, fn)
         return self.lookup(name)
 
+    # New objects belong to the user who ran kvmbox (the Sentry's own ids: `uid` and `gid`,
+    # the guest's, are not given to host files) and get their mode at birth; a chmod follows
+    # only when the host's umask took bits off (then ctime lags the birth by a moment).
     def create(self, name: str, mode: int, uid: int, gid: int) -> Node:
+        want = nosuid_mode(mode, S.S_IFREG)
+
         def mk(dfd: int, n: str) -> None:
             fd = os.open(n, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK
-                         | os.O_CLOEXEC, mode & 0o7777, dir_fd=dfd)
+                         | os.O_CLOEXEC, want, dir_fd=dfd)
             try:
-                os.fchmod(fd, mode & 0o7777)       # the Sentry's own umask must not apply
+                if S.S_IMODE(os.fstat(fd).st_mode) != want:
+                    os.fchmod(fd, want)            # the Sentry's own umask must not apply
             finally:
                 os.close(fd)
         return self._make(name, mk)
 
     def mkdir(self, name: str, mode: int, uid: int, gid: int) -> Node:
-        node = self._make(name, lambda dfd, n: os.mkdir(n, 0o700, dir_fd=dfd))
-        node._chmod(mode)
-        return node
+        return self._made(self._make(name, lambda dfd, n: os.mkdir(n, mode & 0o1777, dir_fd=dfd)),
+                          nosuid_mode(mode, S.S_IFDIR))
 
     def mknod(self, name: str, mode: int, rdev: int, uid: int, gid: int) -> Node:
         kind = S.S_IFMT(mode) or S.S_IFREG
         if kind == S.S_IFREG:
             return self.create(name, mode, uid, gid)
         if kind not in (S.S_IFIFO, S.S_IFSOCK):
-            raise SyscallError(errno.EPERM)
-        node = self._make(name, lambda dfd, n: os.mknod(n, kind | 0o600, 0, dir_fd=dfd))
-        node._chmod(mode)
+            raise SyscallError(errno.EPERM)        # nodev: no device nodes on the host
+        want = nosuid_mode(mode, kind)
+        return self._made(self._make(name, lambda dfd, n: os.mknod(n, kind | want, 0, dir_fd=dfd)),
+                          want)
+
+    @staticmethod
+    def _made(node: "HostNode", want: int) -> "HostNode":
+        """`node`, just made, with exactly the permission bits `want`."""
+        if S.S_IMODE(node.attr().mode) != want:
+            node._chmod(want)
         return node
 
     def symlink(self, name: str, target: str, uid: int, gid: int) -> Node:
@@ -492,6 +532,11 @@ class HostNode(Node):
         else:
             self.fs.forget(dst)
             self.fs.moved(src, dst)
+
+
+def _host_time(t: int | None, now: int | None):
+    """A time for utimens_nofollow: the caller's "now" becomes the host's own (UTIME_NOW)."""
+    return hostcalls.NOW if t is not None and t == now else t
 
 
 def _dtype(e: os.DirEntry) -> int:

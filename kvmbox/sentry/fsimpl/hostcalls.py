@@ -3,7 +3,7 @@
 openat2(2) with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS is
 how every host path is opened (with a component-by-component O_NOFOLLOW walk
 when the host kernel has no openat2), renameat2(2) for rename flags,
-utimensat(2) with UTIME_OMIT, fallocate(2).  This is the only module making
+utimensat(2) with UTIME_OMIT / UTIME_NOW, fallocate(2).  This is the only module making
 such calls; errors come back as OSError with the host errno.
 """
 from __future__ import annotations
@@ -21,7 +21,8 @@ NR_RENAMEAT2 = 316
 RESOLVE_NO_XDEV, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS, RESOLVE_BENEATH = 0x01, 0x02, 0x04, 0x08
 SAFE_RESOLVE = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS
 O_PATH = 0o10000000
-UTIME_OMIT = (1 << 30) - 2
+UTIME_NOW, UTIME_OMIT = (1 << 30) - 1, (1 << 30) - 2
+NOW = object()                  # utimens_nofollow: "the host's current time" (UTIME_NOW)
 AT_SYMLINK_NOFOLLOW = 0x100
 
 
@@ -106,12 +107,15 @@ def renameat2(olddirfd: int, old: str, newdirfd: int, new: str, flags: int) -> N
         _raise()
 
 
-def utimens_nofollow(dirfd: int, name: str, atime_ns: int | None, mtime_ns: int | None) -> None:
-    """utimensat(dirfd, name, {atime, mtime}, AT_SYMLINK_NOFOLLOW); None leaves a time as it is."""
+def utimens_nofollow(dirfd: int, name: str, atime_ns, mtime_ns) -> None:
+    """utimensat(dirfd, name, {atime, mtime}, AT_SYMLINK_NOFOLLOW); None leaves a time as it
+    is, NOW takes the host's current time (then mtime equals the ctime the host sets)."""
     ts = (_Timespec * 2)()
     for i, t in enumerate((atime_ns, mtime_ns)):
         if t is None:
             ts[i].tv_sec, ts[i].tv_nsec = 0, UTIME_OMIT
+        elif t is NOW:
+            ts[i].tv_sec, ts[i].tv_nsec = 0, UTIME_NOW
         else:
             ts[i].tv_sec, ts[i].tv_nsec = divmod(t, 10**9)
     if _utimensat(dirfd, os.fsencode(name), ts, AT_SYMLINK_NOFOLLOW):

@@ -30,7 +30,7 @@ import stat as S
 import weakref
 
 from kvmbox.errors import SyscallError
-from kvmbox.sentry.fsimpl.tmpfs import Tmpfs
+from kvmbox.sentry.fsimpl.tmpfs import TmpDir, Tmpfs, TmpNode
 from kvmbox.sentry.vfs.node import RENAME_EXCHANGE, RENAME_NOREPLACE, Attr, Filesystem, Node, StatFs
 from kvmbox.sentry.vfs.regular import DirFile, access_of, opens_for_write
 from kvmbox.sentry.vfs.xattr import XATTR_REPLACE, check_handler
@@ -56,8 +56,8 @@ class OverlayFs(Filesystem):
         self.upper = upper
         self._copied: "weakref.WeakKeyDictionary[Node, int]" = weakref.WeakKeyDictionary()
         la = lower.root.attr()
-        upper.root.setattr(mode=la.mode & 0o7777, uid=la.uid, gid=la.gid, atime_ns=la.atime_ns,
-                           mtime_ns=la.mtime_ns)
+        upper.root.setattr(mode=la.mode & 0o7777, uid=la.uid, gid=la.gid)
+        upper.root.put_times((la.atime_ns, la.mtime_ns, la.ctime_ns))
         self.root = OvNode(self, None, "", upper.root, lower.root)
 
     def ino_for(self, upper: Node | None, lower: Node | None) -> int:
@@ -160,7 +160,10 @@ class OvNode(Node):
 
     # --- copy-up --------------------------------------------------------------------------
     def copy_up(self, data: bool = True) -> None:
-        """Give this object an upper part (with its parents'); `data`: copy a file's bytes."""
+        """Give this object an upper part (with its parents'); `data`: copy a file's bytes.
+
+        A copy-up is invisible: the copy keeps the lower object's atime, mtime and ctime,
+        and the parent's upper directory keeps its times although a name was added."""
         if self.upper is not None:
             return
         parent = self.parent
@@ -169,22 +172,29 @@ class OvNode(Node):
         lo = self.lower
         a = lo.attr()
         pu = parent.upper
-        assert pu is not None
+        assert isinstance(pu, TmpDir)
+        parent_times = pu.times()
         kind = S.S_IFMT(a.mode)
         if kind == S.S_IFDIR:
             up = pu.mkdir(self.name, a.mode, a.uid, a.gid)
         elif kind == S.S_IFREG:
             up = pu.create(self.name, a.mode, a.uid, a.gid)
             if data and a.size:
-                self._copy_bytes(lo, up)
+                try:
+                    self._copy_bytes(lo, up)
+                except BaseException:           # ENOSPC: no half copy may show
+                    pu.unlink(self.name)
+                    pu.put_times(parent_times)
+                    raise
         elif kind == S.S_IFLNK:
             up = pu.symlink(self.name, lo.readlink(), a.uid, a.gid)
         elif kind in (S.S_IFIFO, S.S_IFSOCK):
             up = pu.mknod(self.name, a.mode, 0, a.uid, a.gid)
         else:
             raise SyscallError(errno.EPERM)          # device nodes are not copied up
-        if kind != S.S_IFLNK:
-            up.setattr(mode=a.mode & 0o7777, atime_ns=a.atime_ns, mtime_ns=a.mtime_ns)
+        assert isinstance(up, TmpNode)
+        up.put_times((a.atime_ns, a.mtime_ns, a.ctime_ns))
+        pu.put_times(parent_times)
         self.fs._copied[up] = self.ino
         self.upper = up
         parent._keep(self.name, self)
@@ -196,11 +206,13 @@ class OvNode(Node):
             pages = up.data                          # type: ignore[attr-defined]
             off = 0
             while True:
-                chunk = src.pread(COPY_CHUNK, off)
+                chunk = memoryview(src.pread(COPY_CHUNK, off))
                 if not chunk:
                     break
-                pages.write(off, chunk)
-                off += len(chunk)
+                while chunk:                         # a short write means the space is full:
+                    n = pages.write(off, chunk)      # the next one raises ENOSPC
+                    off += n
+                    chunk = chunk[n:]
         finally:
             src.release()
 
@@ -219,11 +231,11 @@ class OvNode(Node):
 
     def setattr(self, *, mode: int | None = None, uid: int | None = None, gid: int | None = None,
                 size: int | None = None, atime_ns: int | None = None,
-                mtime_ns: int | None = None) -> None:
+                mtime_ns: int | None = None, now: int | None = None) -> None:
         self.copy_up(data=size is None or size > 0)
         assert self.upper is not None
         self.upper.setattr(mode=mode, uid=uid, gid=gid, size=size, atime_ns=atime_ns,
-                           mtime_ns=mtime_ns)
+                           mtime_ns=mtime_ns, now=now)
 
     def modified(self) -> None:
         if self.upper is not None:
@@ -380,10 +392,11 @@ class OvNode(Node):
                 raise
         self._forget(name)
         self._whiteout(name)
-        before = self.upper.attr()
+        assert isinstance(self.upper, TmpDir)
+        before = self.upper.times()
         up = self.upper.mkdir(name, mode, uid, gid)
         # Setting up the sandbox is not a change the guest made: keep the parent's times.
-        self.upper.setattr(atime_ns=before.atime_ns, mtime_ns=before.mtime_ns)
+        self.upper.put_times(before)
         return self._keep(name, OvNode(self.fs, self, name, up, None))
 
     def unlink(self, name: str) -> None:
@@ -404,7 +417,9 @@ class OvNode(Node):
         self.copy_up()
         assert isinstance(c, OvNode)
         if c.upper is not None:
-            remove(self.upper)
+            remove(self.upper)                       # stamps the directory
+        elif self.upper is not None:
+            self.upper.modified()                    # only a whiteout: the name still went
         if self._lower_has(name):
             self._whiteout(name)
         self._forget(name)

@@ -23,7 +23,7 @@ PAGE = 4096
 CLK_TCK = 100
 PID_MAX = 4194304
 CAP_LAST_CAP = 40
-FILESYSTEMS = ("sysfs", "tmpfs", "proc", "devtmpfs", "overlay", "pipefs", "anon_inodefs")
+FILESYSTEMS = ("sysfs", "tmpfs", "proc", "devtmpfs", "overlay", "9p", "pipefs", "anon_inodefs")
 
 
 def uptime_ns(fs: "ProcFilesystem") -> int:

@@ -301,12 +301,23 @@ def _escape(path: str) -> str:
     return "".join(f"\\{ord(ch):03o}" if ch in " \t\n\\" else ch for ch in path)
 
 
+def _mount_opts(m) -> str:
+    """The per-mount options: ro/rw, the file system's fixed flags (nosuid,nodev), relatime."""
+    flags = m.fs.mount_flags
+    return f"{'ro' if m.readonly or m.fs.readonly else 'rw'},{flags + ',' if flags else ''}relatime"
+
+
+def _super_opts(m) -> str:
+    extra = m.fs.super_options()
+    return f"{'ro' if m.fs.readonly else 'rw'}{',' + extra if extra else ''}"
+
+
 def mounts(fs: "ProcFilesystem", t: "Task | None") -> bytes:
     out = []
     for m in fs.kernel.vfs.mounts():
-        ro = m.readonly or m.fs.readonly
+        extra = m.fs.super_options()
         out.append(f"{_escape(m.source)} {_escape(m.path)} {m.fs.fstype} "
-                   f"{'ro' if ro else 'rw'},relatime 0 0\n")
+                   f"{_mount_opts(m)}{',' + extra if extra else ''} 0 0\n")
     return "".join(out).encode()
 
 
@@ -317,10 +328,8 @@ def mountinfo(fs: "ProcFilesystem", t: "Task | None") -> bytes:
         mid = ids[id(m)]
         parent = ids.get(id(m.parent), mid) if m.parent is not None else mid
         dev = m.fs.dev
-        ro = m.readonly or m.fs.readonly
         out.append(f"{mid} {parent} {os.major(dev)}:{os.minor(dev)} / {_escape(m.path)} "
-                   f"{'ro' if ro else 'rw'},relatime - {m.fs.fstype} {_escape(m.source)} "
-                   f"{'ro' if m.fs.readonly else 'rw'}\n")
+                   f"{_mount_opts(m)} - {m.fs.fstype} {_escape(m.source)} {_super_opts(m)}\n")
     return "".join(out).encode()
 
 

@@ -21,8 +21,9 @@ def cpu_list(count: int) -> str:
     return "0" if count == 1 else f"0-{count - 1}"
 
 
-def build_sysfs(dev: int, memfile: "MemoryFile", frames: "FrameAllocator", cpu_count: int) -> Tmpfs:
-    fs = Tmpfs(dev, memfile, frames, mode=0o555)
+def build_sysfs(dev: int, memfile: "MemoryFile", frames: "FrameAllocator", cpu_count: int, *,
+                space=None) -> Tmpfs:
+    fs = Tmpfs(dev, memfile, frames, mode=0o555, space=space)
     cpu = fs.root
     for name in ("devices", "system", "cpu"):
         cpu = cpu.mkdir(name, 0o755, 0, 0)

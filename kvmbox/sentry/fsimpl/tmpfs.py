@@ -7,6 +7,13 @@ nlink; an unlinked file lives on while open or mapped; O_TMPFILE makes one with
 no name (TmpDir.tmpfile) that linkat may name later.  Every object keeps
 extended attributes in memory (vfs/xattr.py).  Inode numbers are allocated per
 file system and never reused.
+
+Space: every inode, every extra hard link and every extended attribute is charged
+to the FsSpace the Kernel's in-memory file systems share (vfs/space.py), and file
+pages and long symlink targets to its blocks; ENOSPC past either limit, as a
+tmpfs mounted with size= and nr_inodes=.  A regular file's inode goes back with
+its data (the last name and the last open file); other objects' with their last
+name.
 """
 from __future__ import annotations
 
@@ -20,7 +27,8 @@ from kvmbox.sentry.vfs.node import (RENAME_EXCHANGE, RENAME_NOREPLACE, Attr, Fil
                                     StatFs, dtype_of)
 from kvmbox.sentry.vfs.pagecache import PageData
 from kvmbox.sentry.vfs.regular import DirFile, RegularFile, opens_for_write
-from kvmbox.sentry.vfs.xattr import InMemoryXattrs, XattrSpace
+from kvmbox.sentry.vfs.space import BOGO_INODE_SIZE, SHORT_SYMLINK_LEN, FsSpace
+from kvmbox.sentry.vfs.xattr import InMemoryXattrs
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
@@ -35,17 +43,21 @@ O_TRUNC = os.O_TRUNC
 
 
 class Tmpfs(Filesystem):
-    """One tmpfs instance; its regular files' frames come from `frames` of `memfile`."""
+    """One tmpfs instance; its regular files' frames come from `frames` of `memfile`, and
+    everything it holds is charged to `space` (shared with the Kernel's other in-memory
+    file systems; by default a space of its own as large as the frame pool)."""
 
     fstype = "tmpfs"
 
     def __init__(self, dev: int, memfile: "MemoryFile", frames: "FrameAllocator", *,
-                 mode: int = 0o1777, uid: int = 0, gid: int = 0, readonly: bool = False) -> None:
+                 mode: int = 0o1777, uid: int = 0, gid: int = 0, readonly: bool = False,
+                 space: FsSpace | None = None) -> None:
         super().__init__(dev)
         self.memfile = memfile
         self.frames = frames
         self.readonly = readonly
-        self.xattr_space = XattrSpace()
+        self.space = space if space is not None else FsSpace.for_memory(None, frames)
+        self.xattr_space = self.space          # attributes are charged to the inode space
         self._next_ino = 1
         root = TmpDir(self, S.S_IFDIR | (mode & 0o7777), uid, gid, None)
         root.parent = root
@@ -57,10 +69,10 @@ class Tmpfs(Filesystem):
         return ino
 
     def statfs(self) -> StatFs:
-        f = self.frames
-        total = f.used_pages + f.free_pages
-        return StatFs(f_type=TMPFS_MAGIC, blocks=total, bfree=f.free_pages, bavail=f.free_pages,
-                      files=1 << 20, ffree=(1 << 20) - min(self._next_ino, 1 << 19))
+        return self.space.statfs(TMPFS_MAGIC)
+
+    def super_options(self) -> str:
+        return self.space.options()
 
 
 class TmpNode(InMemoryXattrs, Node):
@@ -70,6 +82,7 @@ class TmpNode(InMemoryXattrs, Node):
                  "xattrs")
 
     def __init__(self, fs: Tmpfs, mode: int, uid: int, gid: int) -> None:
+        fs.space.take_inode()                  # ENOSPC before anything exists
         super().__init__(fs, fs.new_ino())
         self._mode = mode
         self.uid, self.gid = uid, gid
@@ -102,9 +115,11 @@ class TmpNode(InMemoryXattrs, Node):
 
     def setattr(self, *, mode: int | None = None, uid: int | None = None, gid: int | None = None,
                 size: int | None = None, atime_ns: int | None = None,
-                mtime_ns: int | None = None) -> None:
+                mtime_ns: int | None = None, now: int | None = None) -> None:
+        if now is None:
+            now = time.time_ns()
         if size is not None:
-            self.set_size(size)
+            self.set_size(size, now)
         if mode is not None:
             self._mode = S.S_IFMT(self._mode) | (mode & 0o7777)
         if uid is not None:
@@ -115,16 +130,25 @@ class TmpNode(InMemoryXattrs, Node):
             self.atime_ns = atime_ns
         if mtime_ns is not None:
             self.mtime_ns = mtime_ns
-        self.ctime_ns = time.time_ns()
+        self.ctime_ns = now
 
-    def set_size(self, size: int) -> None:
+    def set_size(self, size: int, now: int | None = None) -> None:
         raise SyscallError(errno.EISDIR if S.S_ISDIR(self._mode) else errno.EINVAL)
 
-    def modified(self) -> None:
-        self.mtime_ns = self.ctime_ns = time.time_ns()
+    def modified(self, now: int | None = None) -> None:
+        self.mtime_ns = self.ctime_ns = time.time_ns() if now is None else now
+
+    def times(self) -> tuple[int, int, int]:
+        """(atime, mtime, ctime): what put_times() restores (the overlay's copy-up)."""
+        return self.atime_ns, self.mtime_ns, self.ctime_ns
+
+    def put_times(self, times: tuple[int, int, int]) -> None:
+        """Set all three times as they were: no change a guest can see happened."""
+        self.atime_ns, self.mtime_ns, self.ctime_ns = times
 
     def unlinked(self) -> None:
-        """The last name went (nlink 0): drop what only the name kept alive."""
+        """The last name went (nlink 0): drop what only the name kept alive (the inode)."""
+        self.fs.space.give_inode()
 
 
 class TmpFile(TmpNode):
@@ -140,7 +164,8 @@ class TmpFile(TmpNode):
 
     def __init__(self, fs: Tmpfs, mode: int, uid: int, gid: int) -> None:
         super().__init__(fs, mode, uid, gid)
-        self.data = PageData(fs.memfile, fs.frames)
+        # The data holds the inode's charge: it goes with the last name or open file.
+        self.data = PageData(fs.memfile, fs.frames, fs.space, BOGO_INODE_SIZE)
         self.linkable = False
         self.unopened = False          # an O_TMPFILE file before its first open
 
@@ -150,13 +175,13 @@ class TmpFile(TmpNode):
     def blocks(self) -> int:
         return self.data.blocks
 
-    def set_size(self, size: int) -> None:
+    def set_size(self, size: int, now: int | None = None) -> None:
         self.data.truncate(size)
-        self.modified()
+        self.modified(now)
 
     def open(self, flags: int, loc: "Location") -> "FileDescription":
-        if flags & O_TRUNC and self.data.size:
-            self.set_size(0)
+        if flags & O_TRUNC:
+            self.set_size(0)                   # stamps mtime and ctime even when already empty
         f = RegularFile(self, self.data, flags, loc)
         if self.unopened:
             self.unopened = False
@@ -173,17 +198,40 @@ class TmpFile(TmpNode):
 
 
 class TmpSymlink(TmpNode):
-    __slots__ = ("target",)
+    """A symlink: a short target is kept as it is, a longer one in a page of data (charged
+    to the blocks, as Linux's shmem_symlink keeps it in a page-cache page)."""
+
+    __slots__ = ("target", "data")
 
     def __init__(self, fs: Tmpfs, target: str, uid: int, gid: int) -> None:
         super().__init__(fs, S.S_IFLNK | 0o777, uid, gid)
+        raw = os.fsencode(target)
+        self.data: PageData | None = None
         self.target = target
+        if len(raw) > SHORT_SYMLINK_LEN:
+            data = PageData(fs.memfile, fs.frames, fs.space)
+            try:
+                if data.write(0, raw) != len(raw):
+                    raise SyscallError(errno.ENOSPC)
+            except BaseException:
+                data.release()
+                fs.space.give_inode()
+                raise
+            self.data, self.target = data, ""
 
     def size(self) -> int:
-        return len(os.fsencode(self.target))
+        return self.data.size if self.data is not None else len(os.fsencode(self.target))
 
     def readlink(self) -> str:
+        if self.data is not None:
+            return os.fsdecode(self.data.read(0, self.data.size))
         return self.target
+
+    def unlinked(self) -> None:
+        if self.data is not None:
+            self.data.release()
+            self.data = None
+        super().unlinked()
 
     def open(self, flags: int, loc: "Location") -> "FileDescription":
         raise SyscallError(errno.ELOOP)
@@ -240,12 +288,7 @@ class TmpDir(TmpNode):
 
     # --- making -----------------------------------------------------------------------
     def _add(self, name: str, node: TmpNode) -> TmpNode:
-        if self.fs.readonly:
-            raise SyscallError(errno.EROFS)
-        if name in self.children:
-            raise SyscallError(errno.EEXIST)
-        if self.nlink == 0:
-            raise SyscallError(errno.ENOENT)       # a removed directory stays empty
+        """Give `node` (made after _check_new passed) the name `name`."""
         self.children[name] = node
         self.modified()
         return node
@@ -293,6 +336,8 @@ class TmpDir(TmpNode):
         first = isinstance(target, TmpFile) and target.linkable
         if target.nlink == 0 and not first:
             raise SyscallError(errno.ENOENT)     # an unlinked file cannot get a name again
+        if not first:
+            self.fs.space.take_inode()           # as tmpfs: every extra link costs an inode
         self._add(name, target)
         if first:
             target.named()                       # type: ignore[union-attr]
@@ -300,10 +345,13 @@ class TmpDir(TmpNode):
         target.ctime_ns = time.time_ns()
 
     def _check_new(self, name: str) -> None:
+        """What must hold before a name is made here (and its inode charged)."""
         if self.fs.readonly:
             raise SyscallError(errno.EROFS)
         if name in self.children:
             raise SyscallError(errno.EEXIST)
+        if self.nlink == 0:
+            raise SyscallError(errno.ENOENT)       # a removed directory stays empty
 
     # --- removing ---------------------------------------------------------------------
     def _drop(self, node: TmpNode) -> None:
@@ -312,11 +360,14 @@ class TmpDir(TmpNode):
             node.nlink = 0
             self.nlink -= 1
             node.ctime_ns = time.time_ns()
+            node.unlinked()
             return
         node.nlink -= 1
         node.ctime_ns = time.time_ns()
         if node.nlink == 0:
             node.unlinked()
+        else:
+            self.fs.space.give_inode()           # an extra link went
 
     def unlink(self, name: str) -> None:
         if self.fs.readonly:

@@ -146,15 +146,16 @@ def fchownat(t: "Task", a: Args) -> int:
 
 # --- times -----------------------------------------------------------------------------------
 def set_times(t: "Task", loc: Location, atime: int | None, mtime: int | None,
-              explicit: bool) -> int:
-    """Set atime/mtime (ns; None: leave); `explicit`: given times rather than "now"."""
+              explicit: bool, now: int | None = None) -> int:
+    """Set atime/mtime (ns; None: leave); `explicit`: given times rather than "now";
+    `now`: the instant the UTIME_NOW values were taken (ctime gets the same one)."""
     perm.check_writable(loc)
     if explicit:
         if not _is_owner(t, loc):
             raise SyscallError(errno.EPERM)
     elif not _is_owner(t, loc) and not perm.may_access(loc.node.attr(), t.creds, perm.MAY_WRITE):
         raise SyscallError(errno.EACCES)
-    loc.node.setattr(atime_ns=atime, mtime_ns=mtime)
+    loc.node.setattr(atime_ns=atime, mtime_ns=mtime, now=now)
     return 0
 
 
@@ -195,13 +196,13 @@ def utimensat(t: "Task", a: Args) -> int:
         loc = x
     if atime is None and mtime is None:
         return 0
-    return set_times(t, loc, atime, mtime, explicit)
+    return set_times(t, loc, atime, mtime, explicit, now)
 
 
 def _timeval_times(t: "Task", addr: int) -> tuple[int, int, bool]:
     if not addr:
         now = time.time_ns()
-        return now, now, False
+        return now, now, False           # set_times gets now=atime: ctime the same instant
     asec, ausec, msec, musec = TIMEVAL2.unpack(t.mm.copy_in(addr, TIMEVAL2.size))
     if not (0 <= ausec < 10**6 and 0 <= musec < 10**6):
         raise SyscallError(errno.EINVAL)
@@ -213,13 +214,14 @@ def futimesat(t: "Task", a: Args) -> int:
     dirfd, path, times = s32(a[0]), a[1], a[2]
     atime, mtime, explicit = _timeval_times(t, times)
     loc = at.path_at(t, dirfd, path) if path else _fd_location(t, dirfd)
-    return set_times(t, loc, atime, mtime, explicit)
+    return set_times(t, loc, atime, mtime, explicit, None if explicit else atime)
 
 
 def utimes(t: "Task", a: Args) -> int:
     """Implements Linux syscall utimes(2)."""
     atime, mtime, explicit = _timeval_times(t, a[1])
-    return set_times(t, at.path_at(t, at.AT_FDCWD, a[0]), atime, mtime, explicit)
+    return set_times(t, at.path_at(t, at.AT_FDCWD, a[0]), atime, mtime, explicit,
+                     None if explicit else atime)
 
 
 def utime(t: "Task", a: Args) -> int:
@@ -231,7 +233,8 @@ def utime(t: "Task", a: Args) -> int:
     else:
         atime = mtime = time.time_ns()
         explicit = False
-    return set_times(t, at.path_at(t, at.AT_FDCWD, path), atime, mtime, explicit)
+    return set_times(t, at.path_at(t, at.AT_FDCWD, path), atime, mtime, explicit,
+                     None if explicit else atime)
 
 
 # --- size ------------------------------------------------------------------------------------

@@ -7,6 +7,11 @@
     /tmp       with --rootfs: an empty tmpfs; with the host's / as root: the host's /tmp,
                read-only, under the same in-memory overlay as the rest of /
     user mounts: host directories passed through at their guest paths, ro or rw
+               (nosuid,nodev; shown in /proc/self/mountinfo as gVisor shows gofer
+               mounts, fstype 9p and source "none", never the host path)
+
+Every tmpfs (the overlay's upper, /dev/shm, /sys, /tmp) shares one FsSpace of the
+sandbox's memory limit (vfs/space.py).
 
 /proc, /dev, /sys (and /tmp under --rootfs) are opaque directories of the overlay,
 so the host's own contents there cannot show even under a mount that is later covered.
@@ -28,6 +33,7 @@ from kvmbox.sentry.fsimpl.host import HostFilesystem
 from kvmbox.sentry.fsimpl.overlay import OverlayFs
 from kvmbox.sentry.fsimpl.tmpfs import Tmpfs
 from kvmbox.sentry.vfs.path import MountTable
+from kvmbox.sentry.vfs.space import FsSpace
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
@@ -38,10 +44,12 @@ FIRST_DEV = 0x20          # st_dev of the first file system (anonymous block dev
 
 @dataclass
 class MountSpec:
-    """A host directory `host` seen at guest path `guest`."""
+    """A host directory `host` seen at guest path `guest`; `chown`: the guest may give
+    files there to other owners (otherwise EPERM: see fsimpl/host.py)."""
     host: str
     guest: str
     readonly: bool = True
+    chown: bool = False
 
 
 @dataclass
@@ -75,6 +83,9 @@ def check_options(opts: FsOptions) -> None:
                               "(use --rootfs)")
         if not os.path.isdir(m.host):
             raise KvmboxError(f"kvmbox: --mount {m.host}:{m.guest}: {m.host} is not a directory")
+        if m.chown and m.readonly:
+            raise KvmboxError(f"kvmbox: --mount {m.host}:{m.guest}: chown needs a read-write "
+                              "mount (rw,chown)")
 
 
 def build_mounts(kernel: "Kernel", opts: FsOptions) -> MountTable:
@@ -85,10 +96,12 @@ def build_mounts(kernel: "Kernel", opts: FsOptions) -> MountTable:
 
     check_options(opts)
     memfile, frames = kernel.platform.memfile, kernel.platform.frames
+    # One space for every in-memory file system, as large as the sandbox's memory.
+    space = FsSpace.for_memory(getattr(kernel, "memory_limit", None), frames)
     dev = _Devs()
     rootfs = os.path.abspath(opts.rootfs) if opts.rootfs is not None else "/"
     lower = HostFilesystem(dev(), rootfs, readonly=True)
-    upper = Tmpfs(dev(), memfile, frames, mode=0o755)
+    upper = Tmpfs(dev(), memfile, frames, mode=0o755, space=space)
     overlay = OverlayFs(dev(), lower, upper)
     table = MountTable(overlay, source="overlay")
     top = overlay.root
@@ -98,17 +111,19 @@ def build_mounts(kernel: "Kernel", opts: FsOptions) -> MountTable:
             top.opaque_dir(name, mode)
     table.mount("/proc", ProcFilesystem(kernel, dev()), source="proc")
     table.mount("/dev", DevFilesystem(kernel, dev()), source="devtmpfs")
-    table.mount("/dev/shm", Tmpfs(dev(), memfile, frames, mode=0o1777), source="tmpfs")
-    table.mount("/sys", build_sysfs(dev(), memfile, frames, kernel.cpu_count),
+    table.mount("/dev/shm", Tmpfs(dev(), memfile, frames, mode=0o1777, space=space),
+                source="tmpfs")
+    table.mount("/sys", build_sysfs(dev(), memfile, frames, kernel.cpu_count, space=space),
                 readonly=True, source="none")
     if own_tmp:
-        table.mount("/tmp", Tmpfs(dev(), memfile, frames, mode=0o1777), source="tmpfs")
+        table.mount("/tmp", Tmpfs(dev(), memfile, frames, mode=0o1777, space=space), source="tmpfs")
     for m in opts.mounts:
         guest = os.path.normpath(m.guest)
         try:
             make_dirs(table, guest)
-            fs = HostFilesystem(dev(), os.path.abspath(m.host), readonly=m.readonly)
-            table.mount(guest, fs, readonly=m.readonly, source=os.path.abspath(m.host))
+            fs = HostFilesystem(dev(), os.path.abspath(m.host), readonly=m.readonly,
+                                allow_chown=m.chown)
+            table.mount(guest, fs, readonly=m.readonly, source="none")   # never the host path
         except SyscallError as e:
             raise KvmboxError(f"kvmbox: --mount {m.host}:{m.guest}: {os.strerror(e.errno)}") from None
     return table

@@ -29,6 +29,9 @@ RENAME_NOREPLACE, RENAME_EXCHANGE, RENAME_WHITEOUT = 1, 2, 4
 NAME_MAX = 255
 PATH_MAX = 4096
 
+# statfs f_flags (linux/statfs.h ST_*)
+ST_RDONLY, ST_NOSUID, ST_NODEV = 0x1, 0x2, 0x4
+
 
 def dtype_of(mode: int) -> int:
     """The d_type of a st_mode."""
@@ -83,6 +86,7 @@ class Filesystem:
     fstype = "none"            # the name /proc/mounts shows (tmpfs, proc, overlay, ...)
     readonly = False           # the file system itself cannot be written (mounts add their own flag)
     stable_names = True        # names change only through the Sentry (path walks may be cached)
+    mount_flags = ""           # per-mount options it always has, for mountinfo ("nosuid,nodev")
 
     def __init__(self, dev: int) -> None:
         self.dev = dev         # st_dev of every node in it; unique per instance in a Kernel
@@ -90,6 +94,10 @@ class Filesystem:
 
     def statfs(self) -> StatFs:
         return StatFs(f_type=0)
+
+    def super_options(self) -> str:
+        """File-system options for /proc/mounts and mountinfo ("size=...,nr_inodes=..."), or ""."""
+        return ""
 
 
 class Node:
@@ -123,8 +131,12 @@ class Node:
 
     def setattr(self, *, mode: int | None = None, uid: int | None = None, gid: int | None = None,
                 size: int | None = None, atime_ns: int | None = None,
-                mtime_ns: int | None = None) -> None:
-        """chmod/chown/truncate/utimensat on the node (mode: permission bits only)."""
+                mtime_ns: int | None = None, now: int | None = None) -> None:
+        """chmod/chown/truncate/utimensat on the node (mode: permission bits only).
+
+        Every change sets ctime.  `now` is the instant of the change when the caller
+        took one (utimensat's UTIME_NOW): ctime gets exactly that value, and a time
+        equal to it means "now", so mtime == ctime afterwards as on Linux."""
         raise SyscallError(errno.EPERM)
 
     def modified(self) -> None:

@@ -9,7 +9,12 @@ reference frees the frames, so a deleted file stays readable while open or
 mapped, as on Linux.
 
 Holes (pages never written) read as zeros and cost nothing; frames come from
-the platform's FrameAllocator, which raises ENOMEM when guest memory runs out.
+the platform's FrameAllocator.  Every page is charged to the file system's
+FsSpace first (vfs/space.py): a write that finds no room, or no free frame,
+writes what fits and then gives ENOSPC, as a full tmpfs does.  Pages a shared
+mapping filled (the MemoryManager adds them to the Backing itself) are counted
+at the file's next write, truncate or close.  The charge, and the inode space
+the file holds (`ispace`), go back when the last holder lets go.
 
 Truncation frees the frames past the new end of file only when the Backing
 has a single reference (no mapping views it).  Otherwise a mapping
@@ -24,6 +29,7 @@ import errno
 
 from kvmbox.errors import SyscallError
 from kvmbox.mm.vma import PAGE, Backing
+from kvmbox.sentry.vfs.space import FsSpace
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
@@ -66,14 +72,18 @@ class MapSource:
 class PageData:
     """File contents in MemoryFile frames: a shared Backing and a size."""
 
-    __slots__ = ("memfile", "frames", "backing", "size", "holders")
+    __slots__ = ("memfile", "frames", "backing", "size", "holders", "space", "charged", "ispace")
 
-    def __init__(self, memfile: "MemoryFile", frames: "FrameAllocator") -> None:
+    def __init__(self, memfile: "MemoryFile", frames: "FrameAllocator",
+                 space: FsSpace | None = None, ispace: int = 0) -> None:
         self.memfile = memfile
         self.frames = frames
         self.backing = Backing(shared=True)   # refs = 1: the holders' reference
         self.size = 0
         self.holders = 1                      # the creator's (the file's name)
+        self.space = space if space is not None else FsSpace.unbounded()
+        self.charged = 0                      # pages charged to `space`
+        self.ispace = ispace                  # inode space (bytes) the file holds in `space`
 
     # --- references ---------------------------------------------------------------
     def acquire(self) -> None:
@@ -81,14 +91,27 @@ class PageData:
         self.holders += 1
 
     def release(self) -> None:
-        """One holder fewer; the last one drops the holders' Backing reference."""
+        """One holder fewer; the last one drops the holders' Backing reference and gives
+        the space back (a mapping may keep the frames a while: they are no file's now)."""
         self.holders -= 1
         if self.holders == 0:
+            self.space.adjust_pages(-self.charged)
+            self.space.credit(self.ispace)
+            self.charged = self.ispace = 0
             b = self.backing
             b.refs -= 1
             if b.refs <= 0:
                 for _, phys, n in b.take(-(1 << 62), 1 << 62):
                     self.frames.free(phys, n)
+        else:
+            self._recount()
+
+    def _recount(self) -> None:
+        """Charge the pages a shared mapping added (or count those it no longer holds)."""
+        pages = self.backing.pages
+        if pages != self.charged:
+            self.space.adjust_pages(pages - self.charged)
+            self.charged = pages
 
     # --- bytes ----------------------------------------------------------------------
     def read(self, offset: int, n: int) -> bytes:
@@ -120,8 +143,16 @@ class PageData:
         end = offset + n
         if end > MAX_FILE_SIZE:
             raise SyscallError(errno.EFBIG)
+        if self.backing.refs > 1:
+            self._recount()
         p0, p1 = offset // PAGE, (end + PAGE - 1) // PAGE
-        self._populate(p0, p1)
+        filled = self._populate(p0, p1)
+        if filled < p1:                       # full: write the pages that got frames
+            end = min(end, filled * PAGE)
+            if end <= offset:
+                raise SyscallError(errno.ENOSPC)
+            n = end - offset
+            p1 = filled
         view = self.memfile.view
         src = memoryview(data)
         for pidx, phys, npages in self.backing.runs(p0, p1):
@@ -133,15 +164,34 @@ class PageData:
             self.size = end
         return n
 
-    def _populate(self, p0: int, p1: int) -> None:
-        """Give every hole in pages [p0, p1) frames (they read as zeros)."""
-        b = self.backing
-        for pidx, phys, npages in list(b.runs(p0, p1)):
+    def _populate(self, p0: int, p1: int) -> int:
+        """Give the holes in pages [p0, p1) frames (they read as zeros), in order, as far as
+        the space and the frame pool allow; the page index up to which all pages have one."""
+        for pidx, phys, npages in list(self.backing.runs(p0, p1)):
             if phys is None:
-                at = pidx
-                for fphys, fn in self.frames.alloc(npages):
-                    b.add(at, fphys, fn)
-                    at += fn
+                got = self._fill_hole(pidx, npages)
+                if got < npages:
+                    return pidx + got
+        return p1
+
+    def _fill_hole(self, pidx: int, npages: int) -> int:
+        """Frames for the first pages of the hole at `pidx`; how many it got (all of them,
+        or what the space has room for and the frame pool can give)."""
+        got, want = 0, npages
+        while True:
+            want = min(want, npages - got, self.space.room_pages())
+            if want <= 0:
+                return got
+            try:
+                extents = self.frames.alloc(want)
+            except SyscallError:              # guest memory is full: try for less
+                want //= 2
+                continue
+            self.space.take_pages(want)
+            self.charged += want
+            for fphys, fn in extents:
+                self.backing.add(pidx + got, fphys, fn)
+                got += fn
 
     def truncate(self, size: int) -> None:
         """Set the size; bytes past it are gone (and read as zeros if the file grows again)."""
@@ -151,6 +201,7 @@ class PageData:
             raise SyscallError(errno.EFBIG)
         if size < self.size:
             b = self.backing
+            self._recount()
             # Zero the tail of the last partial page.
             if size % PAGE:
                 phys = b.lookup(size // PAGE)
@@ -161,6 +212,8 @@ class PageData:
             if b.refs <= 1:
                 for _, phys, n in b.take(first, 1 << 62):
                     self.frames.free(phys, n)
+                    self.space.adjust_pages(-n)
+                    self.charged -= n
             else:   # a mapping may hold these frames: keep them, zeroed
                 for _, phys, n in b.runs(first, (self.size + PAGE - 1) // PAGE):
                     if phys is not None:
@@ -174,7 +227,12 @@ class PageData:
         end = offset + length
         if end > MAX_FILE_SIZE:
             raise SyscallError(errno.EFBIG)
-        self._populate(offset // PAGE, (end + PAGE - 1) // PAGE)
+        if self.backing.refs > 1:
+            self._recount()
+        p0, p1 = offset // PAGE, (end + PAGE - 1) // PAGE
+        holes = sum(n for _, phys, n in self.backing.runs(p0, p1) if phys is None)
+        if holes > self.space.room_pages() or self._populate(p0, p1) < p1:
+            raise SyscallError(errno.ENOSPC)  # as tmpfs: checked before anything is allocated
         if not keep_size and end > self.size:
             self.size = end
 

@@ -27,7 +27,7 @@ class Mount:
     fs: Filesystem
     path: str                   # mount point, canonical ("/" for the root)
     readonly: bool = False      # the mount's own flag (EROFS for writes through it)
-    source: str = "none"        # for /proc/mounts ("none", a host dir ...)
+    source: str = "none"        # for /proc/mounts ("none", "tmpfs" ...; never a host path)
     parent: "Mount | None" = None
     point: Node | None = None   # the directory this mount covers (in `parent`)
 
