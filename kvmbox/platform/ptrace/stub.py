@@ -6,6 +6,9 @@ guest addresses) and runs guest code under PTRACE_SYSEMU (see context.py).
 (`syscall; jmp r15`, the only place the seccomp filter accepts a syscall from)
 with r15 at the trap, PTRACE_CONT, and the int3 right after hands it back.
 
+CPU time: `cpu_ns()` reads the stub process's CPU clock (any thread may, as
+clock_gettime allows for any process), and after kill() the value it had.
+
 Rule: every method must run on the thread that created the stub (Linux accepts
 ptrace requests only from the tracer thread); `check_thread()` enforces it.
 The stub dies with that thread (PR_SET_PDEATHSIG) and with the Sentry
@@ -17,6 +20,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 
 from kvmbox.errors import PlatformUnavailable, SandboxCrash
 from kvmbox.guest_stub import layout as L
@@ -27,6 +31,7 @@ _GADGET = L.PTRACE_STUB_VIRT + stubcode.GADGET_OFF
 _TRAP = L.PTRACE_STUB_VIRT + stubcode.TRAP_OFF
 _R = C.REG
 _MASK64 = (1 << 64) - 1
+_CPUCLOCK_SCHED = 2                # clock ids of a process's CPU clock: (~pid << 3) | which
 
 
 def describe_status(status: int) -> str:
@@ -88,6 +93,8 @@ class StubProcess:
         except OSError as e:
             raise PlatformUnavailable(f"kvmbox: cannot create a ptrace stub: {e.strerror}") from None
         self.alive = True
+        self._cpu_clock = ((~self.pid) << 3) | _CPUCLOCK_SCHED    # its process CPU clock id
+        self._final_cpu_ns = 0
         self.owner: object | None = None
         self.fpu_reset = False   # its FPU/SSE state still holds the Sentry thread's (fork)
         self.pidfd = -1
@@ -163,8 +170,23 @@ class StubProcess:
                     out.append((lo, hi))
         return out
 
+    def cpu_ns(self) -> int:
+        """CPU time the stub process has used (what its guest code ran, and the host's work
+        on its faults and stops); the last value once it is killed.  Thread-safe."""
+        pid = self.pid
+        if pid > 0:
+            try:
+                ns = time.clock_gettime_ns(self._cpu_clock)
+            except OSError:
+                ns = -1
+            if ns >= 0 and self.pid == pid:     # not reaped meanwhile (its pid could be reused)
+                return ns
+        return self._final_cpu_ns
+
     def kill(self) -> None:
         """SIGKILL and reap the stub (idempotent)."""
+        if self.pid > 0:
+            self._final_cpu_ns = max(self._final_cpu_ns, self.cpu_ns())
         if self.pidfd >= 0:
             try:
                 signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
