@@ -48,6 +48,7 @@ CASES = [
     Case("mremap"),
     Case("ids"),
     Case("time"),
+    Case("timers"),
     Case("random"),
     Case("tty"),
     Case("stat"),

@@ -22,6 +22,7 @@ GRND_NONBLOCK, GRND_RANDOM, GRND_INSECURE = 1, 2, 4
 GETRANDOM_MAX = 32 << 20          # one call returns at most this many bytes
 _CHUNK = 1 << 20
 RLIM_NLIMITS = 16
+RLIMIT_CPU = 0
 TASK_COMM_LEN = 16
 # prctl options handled.
 PR_SET_PDEATHSIG, PR_GET_PDEATHSIG, PR_GET_DUMPABLE, PR_SET_DUMPABLE = 1, 2, 3, 4
@@ -65,6 +66,9 @@ def _set_rlimit(t: "Task", resource: int, soft: int, hard: int) -> None:
     if hard > t.rlimits[resource][1]:
         raise SyscallError(errno.EPERM)
     t.rlimits[resource] = [soft, hard]
+    if resource == RLIMIT_CPU:
+        from kvmbox.sentry.posixtimers import timers_of
+        timers_of(t).rlimit_changed()        # SIGXCPU / SIGKILL on the new limits
 
 
 def prlimit64(t: "Task", a: Args) -> int:
