@@ -30,7 +30,7 @@ struct ksigevent {                 /* the kernel's struct sigevent */
 };
 
 static volatile int hits, rt_hits, spin_stop;
-static volatile int last_code, last_tid, last_overrun;
+static volatile int last_code;
 static volatile long last_value;
 static int pipefd[2];
 
@@ -60,8 +60,6 @@ static void on_info(int s, siginfo_t *si, void *uc)
     (void)s; (void)uc;
     rt_hits++;
     last_code = si->si_code;
-    last_tid = *(int *)((char *)si + 16);          /* si_timerid */
-    last_overrun = *(int *)((char *)si + 20);      /* si_overrun */
     last_value = si->si_value.sival_int;
 }
 
@@ -173,9 +171,11 @@ static void itimers(void)
         while (!hits && now(CLOCK_MONOTONIC) - w0 < 20000 * MS)
             for (volatile int i = 0; i < 10000; i++) {}
         long long used = now(CLOCK_PROCESS_CPUTIME_ID) - c0;
-        printf("%s: fired %d, after >= 55 ms of CPU %s, within 2 s %s\n",
+        /* Linux charges itimers a whole tick per tick that finds the process running, so
+           on a busy machine they may fire before the precise CPU clock reaches 60 ms */
+        printf("%s: fired %d, after >= 30 ms of CPU %s, within 2 s %s\n",
                which == ITIMER_VIRTUAL ? "ITIMER_VIRTUAL" : "ITIMER_PROF", hits,
-               used >= 55 * MS ? "yes" : "no", used < 2000 * MS ? "yes" : "no");
+               used >= 30 * MS ? "yes" : "no", used < 2000 * MS ? "yes" : "no");
     }
 
     /* a periodic REAL timer: five signals, five returns from pause */
@@ -323,20 +323,30 @@ static void posix_timers(void)
     block(SIGRTMIN, SIG_BLOCK);
     ev.notify = SIGEV_SIGNAL; ev.signo = SIGRTMIN; ev.value.sival_int = 4242;
     check(tcreate(CLOCK_MONOTONIC, &ev, &id) == 0, "SIGEV_SIGNAL timer");
-    rt_hits = 0;
     tset(id, 0, 10 * MS, 10 * MS, NULL);
     sleep_ns(105 * MS);
-    block(SIGRTMIN, SIG_UNBLOCK);
-    int hits_now = rt_hits;
-    printf("blocked periodic timer: %d signal, SI_TIMER %s, si_timerid %s, si_value %ld, "
-           "si_overrun >= 5 %s, timer_getoverrun agrees %s\n", hits_now,
-           last_code == SI_TIMER_CODE ? "yes" : "no", last_tid == id ? "yes" : "no", last_value,
-           last_overrun >= 5 ? "yes" : "no",
-           syscall(SYS_timer_getoverrun, id) == last_overrun ? "yes" : "no");
+    sigset_t rtset;
+    sigemptyset(&rtset);
+    sigaddset(&rtset, SIGRTMIN);
+    siginfo_t first;
+    sigwaitinfo(&rtset, &first);
+    int first_overrun = *(int *)((char *)&first + 20);
+    long getoverrun = syscall(SYS_timer_getoverrun, id);
+    tset(id, 0, 0, 0, NULL);              /* anything queued after the dequeue is void now */
+    struct timespec none = {0, 0};
+    errno = 0;
+    int again = sigtimedwait(&rtset, &first, &none);
+    printf("blocked periodic timer: one signal %s, SI_TIMER %s, si_timerid %s, si_value %d, "
+           "si_overrun >= 5 %s, timer_getoverrun agrees %s\n", again < 0 && errno == EAGAIN ? "yes" : "no",
+           first.si_code == SI_TIMER_CODE ? "yes" : "no", *(int *)((char *)&first + 16) == id ? "yes" : "no",
+           first.si_value.sival_int, first_overrun >= 5 ? "yes" : "no",
+           getoverrun == first_overrun ? "yes" : "no");
     rt_hits = 0;
-    sleep_ns(35 * MS);
-    printf("then it runs on: several signals %s, no overrun %s\n", rt_hits >= 2 ? "yes" : "no",
-           last_overrun == 0 ? "yes" : "no");
+    tset(id, 0, 10 * MS, 10 * MS, NULL);
+    block(SIGRTMIN, SIG_UNBLOCK);
+    sleep_ns(45 * MS);
+    printf("unblocked it runs on: several signals %s, handler sees SI_TIMER %s and si_value %ld\n",
+           rt_hits >= 2 ? "yes" : "no", last_code == SI_TIMER_CODE ? "yes" : "no", last_value);
     tset(id, 0, 0, 0, NULL);
     syscall(SYS_timer_delete, id);
 
