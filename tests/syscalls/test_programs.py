@@ -49,6 +49,8 @@ CASES = [
     Case("ids"),
     Case("time"),
     Case("timers"),
+    Case("timerfd"),
+    Case("signalfd"),
     Case("random"),
     Case("tty"),
     Case("stat"),
