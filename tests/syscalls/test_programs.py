@@ -91,6 +91,8 @@ OTHER_MODULES = {"faults", "spin", "memhog", "sysfuzz", "vdso_clock"}
 OTHER_MODULES |= {"sigdefault"}
 # Waits that only a timeout or kill can end (test_blocking.py).
 OTHER_MODULES |= {"block"}
+# Timer signals that end a program, and the high-rate stress (test_timers.py).
+OTHER_MODULES |= {"timerdie", "timerstress"}
 # File-system escape attempts, run only in the sandbox (tests/security/test_fs_escape.py).
 OTHER_MODULES |= {"escape_dev", "escape_links", "escape_paths", "escape_proc", "escape_race",
                   "escape_ro", "escape_root"}
