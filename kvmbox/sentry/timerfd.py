@@ -23,6 +23,7 @@ from kvmbox.abi import clocks as C
 from kvmbox.errors import SyscallError
 from kvmbox.sentry.files import POLLIN, FileDescription
 from kvmbox.sentry.timers import Timer, forward, hrtimer_clock
+from kvmbox.sentry.waiter import WaitQueue
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
@@ -49,7 +50,7 @@ class TimerFd(FileDescription, Timer):
         self.flags = O_RDWR | (flags & C.TFD_NONBLOCK)
         self.clock = hrtimer_clock(kernel, _PLAIN.get(clockid, clockid), True)
         self.lock = threading.Lock()
-        self.watchers: set = set()   # objects with set(): task Wakers, poll/epoll items
+        self.waiters = WaitQueue()   # task Wakers, poll/epoll items: woken at each expiry
         self.ticks = 0
         self.expired = False
         self.interval = 0
@@ -65,9 +66,7 @@ class TimerFd(FileDescription, Timer):
             self.expires = 0
             self.expired = True
             self.ticks += 1
-            watchers = list(self.watchers)
-        for w in watchers:
-            w.set()
+        self.waiters.notify()
 
     def _forward(self) -> int:
         """A periodic timer that fired: forward it past now and arm it again; the
@@ -132,12 +131,10 @@ class TimerFd(FileDescription, Timer):
         return POLLIN if self.ticks else 0        # timerfd_poll: EPOLLIN alone
 
     def watch(self, ev) -> None:
-        with self.lock:
-            self.watchers.add(ev)
+        self.waiters.watch(ev)
 
     def unwatch(self, ev) -> None:
-        with self.lock:
-            self.watchers.discard(ev)
+        self.waiters.unwatch(ev)
 
     def release(self) -> None:
         self.kernel.timer_service().disarm(self)

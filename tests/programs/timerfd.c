@@ -76,15 +76,6 @@ static void show_fdinfo(int fd)
 
 static void on_alarm(int s) { (void)s; hits++; }
 
-static void handle(int sig, void (*fn)(int), int flags)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = fn;
-    sa.sa_flags = flags;
-    sigaction(sig, &sa, NULL);
-}
-
 static void errors(void)
 {
     errno = 0; check_err(timerfd_create(CLOCK_PROCESS_CPUTIME_ID, 0), EINVAL, "timerfd on a CPU clock");
@@ -166,14 +157,14 @@ static void counting(void)
     show_fdinfo(rfd);
     close(rfd);
     /* a signal during a blocking read: EINTR, or the read goes on under SA_RESTART */
-    handle(SIGALRM, on_alarm, 0);
+    set_handler(SIGALRM, on_alarm, 0);
     arm(fd, 0, 3600000 * MS, 0, NULL);
     alarm(0);
     struct itimerval a = {{0, 0}, {0, 20000}};
     setitimer(ITIMER_REAL, &a, NULL);
     n = ticks(fd);
     printf("blocking read and a signal: %s\n", n < 0 ? errname((int)-n) : "ticks");
-    handle(SIGALRM, on_alarm, SA_RESTART);
+    set_handler(SIGALRM, on_alarm, SA_RESTART);
     hits = 0;
     arm(fd, 0, 60 * MS, 0, NULL);
     setitimer(ITIMER_REAL, &a, NULL);

@@ -70,15 +70,6 @@ static void on_third(int s)
         write(pipefd[1], "x", 1);
 }
 
-static void handle(int sig, void (*fn)(int), int flags)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = fn;
-    sa.sa_flags = flags;
-    sigaction(sig, &sa, NULL);
-}
-
 static void handle_info(int sig)
 {
     struct sigaction sa;
@@ -164,7 +155,7 @@ static void itimers(void)
     /* VIRTUAL and PROF fire after that much CPU time, not before */
     for (int which = ITIMER_VIRTUAL; which <= ITIMER_PROF; which++) {
         int sig = which == ITIMER_VIRTUAL ? SIGVTALRM : SIGPROF;
-        handle(sig, on_sig, 0);
+        set_handler(sig, on_sig, 0);
         hits = 0;
         long long c0 = now(CLOCK_PROCESS_CPUTIME_ID), w0 = now(CLOCK_MONOTONIC);
         set_itimer(which, 60 * MS, 0);
@@ -179,7 +170,7 @@ static void itimers(void)
     }
 
     /* a periodic REAL timer: five signals, five returns from pause */
-    handle(SIGALRM, on_sig, 0);
+    set_handler(SIGALRM, on_sig, 0);
     hits = 0;
     set_itimer(ITIMER_REAL, 20 * MS, 20 * MS);
     int pauses = 0;
@@ -213,21 +204,21 @@ static void interrupts(void)
     char c;
     pipe(pipefd);
     /* SA_RESTART: a pipe read goes on after each signal; the third one writes a byte */
-    handle(SIGALRM, on_third, SA_RESTART);
+    set_handler(SIGALRM, on_third, SA_RESTART);
     hits = 0;
     set_itimer(ITIMER_REAL, 20 * MS, 20 * MS);
     long r = read(pipefd[0], &c, 1);
     set_itimer(ITIMER_REAL, 0, 0);
     printf("SA_RESTART read: returned %ld after %d signals\n", r, hits);
     /* without: EINTR at the first */
-    handle(SIGALRM, on_sig, 0);
+    set_handler(SIGALRM, on_sig, 0);
     hits = 0;
     set_itimer(ITIMER_REAL, 20 * MS, 0);
     errno = 0;
     check_err(read(pipefd[0], &c, 1), EINTR, "read without SA_RESTART");
     /* nanosleep: EINTR with the time left, even under SA_RESTART */
     for (int flags = 0; flags <= SA_RESTART; flags += SA_RESTART) {
-        handle(SIGALRM, on_sig, flags);
+        set_handler(SIGALRM, on_sig, flags);
         struct timespec req = {2, 0}, rem = {0, 0};
         set_itimer(ITIMER_REAL, 30 * MS, 0);
         errno = 0;
@@ -235,7 +226,7 @@ static void interrupts(void)
         printf("nanosleep%s: %s, time left in (1.5 s, 2 s) %s\n", flags ? " SA_RESTART" : "",
                rr ? errname(errno) : "0", ns(rem) > 1500 * MS && ns(rem) < 2000 * MS ? "yes" : "no");
     }
-    handle(SIGALRM, on_sig, SA_RESTART);
+    set_handler(SIGALRM, on_sig, SA_RESTART);
     struct timespec abs;
     clock_gettime(CLOCK_MONOTONIC, &abs);
     abs.tv_sec += 2;
@@ -254,12 +245,12 @@ static void interrupts(void)
     set_itimer(ITIMER_REAL, 30 * MS, 0);
     errno = 0; check_err(pause(), EINTR, "pause");
     /* a loop in user mode with no syscall, ended by the handler */
-    handle(SIGALRM, on_stop, 0);
+    set_handler(SIGALRM, on_stop, 0);
     spin_stop = 0;
     set_itimer(ITIMER_REAL, 50 * MS, 0);
     while (!spin_stop) {}
     printf("user-mode spin ended by SIGALRM\n");
-    handle(SIGVTALRM, on_stop, 0);
+    set_handler(SIGVTALRM, on_stop, 0);
     spin_stop = 0;
     set_itimer(ITIMER_VIRTUAL, 50 * MS, 0);
     while (!spin_stop) {}
@@ -398,7 +389,7 @@ static void posix_timers(void)
     /* CPU clocks: the process's, this thread's, and the encoding of clock_getcpuclockid(0) */
     clockid_t cpu_clocks[] = {CLOCK_PROCESS_CPUTIME_ID, CLOCK_THREAD_CPUTIME_ID, -6};
     for (int i = 0; i < 3; i++) {
-        handle(SIGUSR1, on_stop, 0);
+        set_handler(SIGUSR1, on_stop, 0);
         spin_stop = 0;
         ev.notify = SIGEV_SIGNAL; ev.signo = SIGUSR1;
         check(tcreate(cpu_clocks[i], &ev, &id) == 0, "timer on CPU clock %d", (int)cpu_clocks[i]);
@@ -443,7 +434,7 @@ static void cpu_time(void)
     long long thread_clock = (~(long long)syscall(SYS_gettid) << 3) | 4 | 2;
     check(now(thread_clock) >= th, "this thread's clock by tid");
     /* a sleep on the process CPU clock advances with CPU time only: a signal ends it */
-    handle(SIGALRM, on_sig, 0);
+    set_handler(SIGALRM, on_sig, 0);
     set_itimer(ITIMER_REAL, 50 * MS, 0);
     struct timespec req = {0, 10 * MS}, rem = {0, 0};
     errno = 0;
