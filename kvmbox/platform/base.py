@@ -87,7 +87,15 @@ PF_ACCESS_UNKNOWN = 1 << 32
 
 
 class Context(ABC):
-    """One guest thread's register state and the means to run it."""
+    """One guest thread's register state and the means to run it.
+
+    CPU time: `guest_cpu_ns()` is the time guest code has run through this
+    context, readable from any thread, advancing while the guest runs.  On a
+    platform whose guest runs on the thread that calls switch() (KVM:
+    `guest_on_caller_thread`), that thread's own CPU clock includes it.
+    """
+
+    guest_on_caller_thread = False
 
     @abstractmethod
     def switch(self, aspace: AddressSpace) -> Event:
@@ -137,6 +145,10 @@ class Context(ABC):
     @abstractmethod
     def fpu_layout(self) -> tuple[int, int]:
         """(size of the XSAVE image in bytes, XCR0 feature mask) of this thread's user state."""
+
+    def guest_cpu_ns(self) -> int:
+        """CPU time (ns) guest code has used through this context; thread-safe, live."""
+        return 0
 
     def set_identity(self, *, enabled: bool, pid: int, tid: int, ppid: int, uid: int, euid: int,
                      gid: int, egid: int) -> None:

@@ -24,7 +24,7 @@ from kvmbox.sentry.files import FdTable, FileDescription
 from kvmbox.sentry.hoststream import HostStream
 from kvmbox.sentry.signals import deliver
 from kvmbox.sentry.syscalls.table import default_table
-from kvmbox.sentry.task import ImageReplaced, Task, TaskExit, default_rlimits
+from kvmbox.sentry.task import RLIM_INFINITY, ImageReplaced, Task, TaskExit, default_rlimits
 from kvmbox.sentry.waiter import Stopped
 
 __all__ = ["Kernel", "RunOutcome", "Stopped"]
@@ -72,6 +72,8 @@ class Kernel:
         self._current: Task | None = None
         self._next_pid = 1
         self.eventfd_ids: set[int] = set()   # eventfd-id numbers in use (Linux's eventfd_ida)
+        from kvmbox.sentry.timers import TimerService
+        self._timers = TimerService()          # the current run's (replaced by each run)
         self.syscall_counts = [0] * len(self.table)   # per syscall number, for the last run
         from kvmbox.sentry import vdso
         self.vdso = vdso.install(platform.memfile, platform.frames)
@@ -106,6 +108,11 @@ class Kernel:
         for task in self.live_tasks():
             task.waker.set()
             task.ctx.interrupt()
+
+    def timer_service(self):
+        """The current run's TimerService (kvmbox/sentry/timers.py): its timers and their
+        thread end with the run."""
+        return self._timers
 
     def is_executing(self, node) -> bool:
         """Is `node` the executable image of a live task (open for writing: ETXTBSY)?"""
@@ -158,6 +165,8 @@ class Kernel:
 
         self._stop.clear()
         self._reported.clear()
+        from kvmbox.sentry.timers import TimerService
+        self._timers = TimerService(on_error=self._notice)
         self.syscall_counts = [0] * len(self.table)
         # With --strace every syscall must reach the Sentry, so no in-guest answers then.
         in_guest = self.fast_path and self.trace is None
@@ -187,6 +196,9 @@ class Kernel:
                              uid=c.uid, euid=c.euid, gid=c.gid, egid=c.egid)
             with self._lock:
                 self._current = task
+            if tuple(task.rlimits[0]) != (RLIM_INFINITY, RLIM_INFINITY):
+                from kvmbox.sentry.posixtimers import timers_of
+                timers_of(task).rlimit_changed()      # RLIMIT_CPU from the start
             timer = None
             if timeout is not None:
                 timer = threading.Timer(timeout, self.stop)
@@ -200,6 +212,7 @@ class Kernel:
                 with self._lock:
                     self._current = None
         finally:
+            self._timers.stop()               # no timer outlives the run (before its context goes)
             if ctx is not None:
                 ctx.release()
             fds.release()

@@ -5,8 +5,13 @@ stop): `send_signal` queues under `sig_lock`, wakes the task's Waker if it is
 blocked (kvmbox/sentry/waiter.py) and interrupts its Context if it runs guest
 code, so delivery is prompt either way.
 
+CPU time: `cpu` (kvmbox/sentry/cputime.py) accounts the guest's user time and
+the Sentry's system time for the task.  `timers` is the process's itimers,
+POSIX timers and RLIMIT_CPU watch (kvmbox/sentry/posixtimers.py), made at
+first use.
+
 Lock order: Kernel.lock before ThreadGroup.lock (when threads arrive) before
-Task.sig_lock before MemoryManager.lock.
+ProcessTimers.lock before Task.sig_lock before MemoryManager.lock.
 """
 from __future__ import annotations
 
@@ -134,6 +139,10 @@ class Task:
         self.sig_lock = threading.Lock()   # guards pending_signals against other threads' senders
         from kvmbox.sentry.waiter import Waker
         self.waker = Waker()               # what a blocked wait sleeps on (waiter.block)
+        self.signal_waiters = None         # WaitQueue of the signalfds reading this task's signals
+        self.timers = None                 # ProcessTimers (posixtimers.timers_of makes it)
+        from kvmbox.sentry.cputime import TaskCpu
+        self.cpu = TaskCpu(ctx)            # user and system time (its host thread is this one)
         self.blocked = False               # inside waiter.block (for /proc's state letter)
         self.altstack = (0, 2, 0)          # sigaltstack (ss_sp, ss_flags, ss_size); 2 = SS_DISABLE
         self.saved_sigmask: int | None = None   # rt_sigsuspend's mask to put back after delivery
@@ -158,9 +167,13 @@ class Task:
         """Queue `signo` from any thread (a timer, another task) and make the task notice:
         a blocked wait ends with its restart code, guest code is interrupted for delivery."""
         from kvmbox.sentry.signals.deliver import queue
-        if not queue(self, signo, code, addr, info):
-            return
-        self.waker.set()          # a wait re-checks (sigtimedwait also wants blocked ones)
+        if queue(self, signo, code, addr, info):
+            self.signalled()
+
+    def signalled(self) -> None:
+        """A signal was queued for this task from another thread: wake its wait (sigtimedwait
+        also wants blocked ones) and, if the signal is deliverable, interrupt guest code."""
+        self.waker.set()
         if self.signal_pending():
             self.ctx.interrupt()
 

@@ -130,4 +130,15 @@ static __attribute__((unused)) int finish(void)
 
 #define BADPTR ((void *)1)
 
+/* Install `fn` for `sig` with sa_flags `flags` (SA_RESTART ...), an empty sa_mask. */
+#include <signal.h>
+static __attribute__((unused)) void set_handler(int sig, void (*fn)(int), int flags)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = fn;
+    sa.sa_flags = flags;
+    sigaction(sig, &sa, NULL);
+}
+
 #endif

@@ -54,6 +54,9 @@ CASES = [
     Case("ids"),
     Case("caps"),
     Case("time"),
+    Case("timers"),
+    Case("timerfd"),
+    Case("signalfd"),
     Case("random"),
     Case("tty"),
     Case("stat"),
@@ -105,6 +108,8 @@ OTHER_MODULES |= {"block"}
 OTHER_MODULES |= {"stdio"}
 # RLIMIT_FSIZE on each kind of file, SIGXFSZ caught, ignored or fatal (test_fsize.py).
 OTHER_MODULES |= {"fsize"}
+# Timer signals that end a program, and the high-rate stress (test_timers.py).
+OTHER_MODULES |= {"timerdie", "timerstress"}
 # File-system escape attempts, run only in the sandbox (tests/security/test_fs_escape.py).
 OTHER_MODULES |= {"escape_dev", "escape_links", "escape_paths", "escape_proc", "escape_race",
                   "escape_ro", "escape_root", "escape_setid"}

@@ -13,6 +13,7 @@ from kvmbox.errors import SyscallError
 from kvmbox.sentry.syscalls import (sys_dir as D, sys_identity as I, sys_misc as M,
                                     sys_signal as S, sys_thread as TH, sys_time as TM)
 from kvmbox.sentry.task import RLIM_INFINITY, Credentials, default_rlimits
+from kvmbox.sentry.cputime import TaskCpu
 
 
 from kvmbox.sentry.signals.deliver import deliverable_mask
@@ -105,6 +106,9 @@ class FakeTask:
         self.sig_lock = threading.Lock()
         self.waker = Waker()
         self.blocked = False
+        self.signal_waiters = None
+        self.timers = None
+        self.cpu = TaskCpu(None)
 
     def signal_pending(self) -> bool:
         return bool(deliverable_mask(self))
@@ -245,7 +249,7 @@ def test_clock_nanosleep_relative_and_absolute(t):
     assert time.monotonic() - start < 0.05
     for clock in (3, 4, 5, 6, 8, 9):          # errnos observed natively (no RTC)
         fails(errno.EOPNOTSUPP, TM.clock_nanosleep, t, clock, 0, BASE, 0)
-    for clock in (2, 10, 77, -1):
+    for clock in (10, 77, -1, -2):            # -2: the caller's own thread CPU clock
         fails(errno.EINVAL, TM.clock_nanosleep, t, clock, 0, BASE, 0)
     t.mm.put(BASE, struct.pack("<qq", 0, 2_000_000_000))
     fails(errno.EINVAL, TM.clock_nanosleep, t, 1, 0, BASE, 0)

@@ -120,6 +120,8 @@ class BareTask:
         self.sigactions: dict[int, bytes] = {}
         self.pending_signals: list[tuple] = []
         self.sig_lock = threading.Lock()
+        self.signal_waiters = None
+        self.timers = None
 
 
 def _act(t, signo, handler):

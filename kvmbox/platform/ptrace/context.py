@@ -41,7 +41,11 @@ Fault translation (x86 vector, address, error code):
       fetch at the call address, so the guest gets SIGSEGV as on KVM.
 Signals sent by a process (si_code <= 0) are not faults and are swallowed.
 
-Not thread-safe except interrupt(); all else on the stub's tracer thread.
+Guest CPU time is the CPU clock of the stub process it runs in (its user code,
+and the host kernel's work on its page faults and ptrace stops), summed over
+the stubs it has used (execve moves it to a new address space's stub).
+
+Not thread-safe except interrupt() and guest_cpu_ns(); all else on the stub's tracer thread.
 """
 from __future__ import annotations
 
@@ -91,6 +95,8 @@ class PtraceContext(Context):
         self._stub_pid = -1                     # the stub last switched to (FPU state lives there)
         self._xstate_size = 0
         self._xfeatures: int | None = None
+        # (CPU ns of the stubs left behind, the current stub or None, its clock when first run)
+        self._cpu = (0, None, 0)
 
     # --- running ---------------------------------------------------------
     def switch(self, aspace: AddressSpace) -> Event:
@@ -109,6 +115,11 @@ class PtraceContext(Context):
             self._first_frame(stub)
         if stub.hide_code and not stub.hidden:
             stub.hide()
+        if self._cpu[1] is not stub:
+            done, old, base = self._cpu
+            if old is not None:
+                done += max(old.cpu_ns() - base, 0)
+            self._cpu = (done, stub, stub.cpu_ns())
         self._stub_pid = pid
         load = stub.owner is not self or self._dirty
         stub.owner = self
@@ -198,6 +209,10 @@ class PtraceContext(Context):
             self._set_one(name, value)
         self._pending.clear()
         self._dirty = True
+
+    def guest_cpu_ns(self) -> int:
+        done, stub, base = self._cpu
+        return done + max(stub.cpu_ns() - base, 0) if stub is not None else done
 
     def interrupt(self) -> None:
         self._interrupt.set()

@@ -16,6 +16,9 @@ BUS_ADRERR, reported as a not-present page) and refills before it injects a
 syscall (hide() / reveal(); about 13 µs per guest switch that followed
 injections, and only on such CPUs).
 
+CPU time: `cpu_ns()` reads the stub process's CPU clock (any thread may, as
+clock_gettime allows for any process), and after kill() the value it had.
+
 Rule: every method must run on the thread that created the stub (Linux accepts
 ptrace requests only from the tracer thread); `check_thread()` enforces it.
 The stub dies with that thread (PR_SET_PDEATHSIG) and with the Sentry
@@ -27,6 +30,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 
 from kvmbox.errors import PlatformUnavailable, SandboxCrash
 from kvmbox.guest_stub import layout as L
@@ -35,6 +39,7 @@ from kvmbox.platform.ptrace import host, stubcode
 
 _R = C.REG
 _MASK64 = (1 << 64) - 1
+_CPUCLOCK_SCHED = 2                # clock ids of a process's CPU clock: (~pid << 3) | which
 
 
 def describe_status(status: int) -> str:
@@ -115,6 +120,8 @@ class StubProcess:
             os.close(self.code_fd)
             raise PlatformUnavailable(f"kvmbox: cannot create a ptrace stub: {e.strerror}") from None
         self.alive = True
+        self._cpu_clock = ((~self.pid) << 3) | _CPUCLOCK_SCHED    # its process CPU clock id
+        self._final_cpu_ns = 0
         self.owner: object | None = None
         self.fpu_reset = False   # its FPU/SSE state still holds the Sentry thread's (fork)
         try:
@@ -218,8 +225,23 @@ class StubProcess:
                     out.append((lo, hi))
         return out
 
+    def cpu_ns(self) -> int:
+        """CPU time the stub process has used (what its guest code ran, and the host's work
+        on its faults and stops); the last value once it is killed.  Thread-safe."""
+        pid = self.pid
+        if pid > 0:
+            try:
+                ns = time.clock_gettime_ns(self._cpu_clock)
+            except OSError:
+                ns = -1
+            if ns >= 0 and self.pid == pid:     # not reaped meanwhile (its pid could be reused)
+                return ns
+        return self._final_cpu_ns
+
     def kill(self) -> None:
         """SIGKILL and reap the stub (idempotent)."""
+        if self.pid > 0:
+            self._final_cpu_ns = max(self._final_cpu_ns, self.cpu_ns())
         if self.pidfd >= 0:
             try:
                 signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)

@@ -254,7 +254,8 @@ def _ticks(ns: int) -> int:
 
 def stat(fs: "ProcFilesystem", t: "Task") -> bytes:
     running = fs.current() is t
-    cpu = os.times()
+    from kvmbox.sentry.cputime import process_times
+    user, system = (_ticks(ns) for ns in process_times(t))     # the guest's, not the Sentry's
     pend, blk, ign, cgt = signal_masks(t)
     m = memory(t)
     mm = t.mm
@@ -267,7 +268,7 @@ def stat(fs: "ProcFilesystem", t: "Task") -> bytes:
         t.tid, f"({comm(t).decode('utf-8', 'replace')})", "R" if running else "S",
         visible_ppid(fs, t), t.pgid, t.sid, 0, -1, 0x400000,       # tty_nr, tpgid, PF_RANDOMIZE... flags
         0, 0, 0, 0,                                                   # minflt cminflt majflt cmajflt
-        int(cpu.user * CLK_TCK), int(cpu.system * CLK_TCK), 0, 0,    # utime stime cutime cstime
+        user, system, 0, 0,                                           # utime stime cutime cstime
         20 + t.nice, t.nice, thread_count(fs, t), 0, start,           # priority nice threads itreal start
         m["size"] * 1024, m["rss"] // 4, t.rlimits[5][0],             # vsize rss rsslim
         start_code, end_code, 0, 0, 0,                                # startcode endcode startstack esp eip

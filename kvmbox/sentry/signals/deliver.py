@@ -2,11 +2,19 @@
 rt_sigreturn, synchronous faults, syscall restart (Linux kernel/signal.c and
 arch/x86/kernel/signal*.c, for one task).
 
-Everything here runs on the task's own thread, between a trap and the next
-switch into the guest.  Task state used: sigmask, sigactions (signo -> raw
-struct sigaction bytes), pending_signals [(signo, si_code, si_addr)],
-altstack (ss_sp, ss_flags, ss_size as sigaltstack stored them), saved_sigmask
-(rt_sigsuspend's mask to restore), fault_regs (trapno, err, cr2 of the last fault).
+Delivery runs on the task's own thread, between a trap and the next switch
+into the guest; queueing (`queue`, `enqueue`) may come from any thread.  Task
+state used: sigmask, sigactions (signo -> raw struct sigaction bytes),
+pending_signals [(signo, si_code, si_addr, info)], altstack (ss_sp, ss_flags,
+ss_size as sigaltstack stored them), saved_sigmask (rt_sigsuspend's mask to
+restore), fault_regs (trapno, err, cr2 of the last fault), timers (the
+process's ProcessTimers, or None), signal_waiters (signalfds watching).
+
+A pending entry's info may be a LateSiginfo (a POSIX timer's preallocated
+signal): it is queued at most once (a timer that fires again while its signal
+is pending counts an overrun instead), its siginfo is made when it is dequeued,
+and it may then say the signal is void (the timer was deleted or re-set since).
+Dequeueing SIGALRM re-arms a periodic ITIMER_REAL, as Linux's dequeue_signal.
 """
 from __future__ import annotations
 
@@ -74,21 +82,54 @@ def ignored(signo: int, handler: int) -> bool:
 def flush(t: "Task", signo: int) -> None:
     """Drop every pending instance of signo (sigaction set it to be ignored)."""
     with t.sig_lock:
+        gone = [p for p in t.pending_signals if p[0] == signo]
         t.pending_signals[:] = [p for p in t.pending_signals if p[0] != signo]
+    for p in gone:
+        if isinstance(p[3], LateSiginfo):
+            p[3].dropped()
+
+
+class LateSiginfo:
+    """A pending signal's siginfo made when it is dequeued (a POSIX timer's, with the
+    overrun count of that moment).  Queued at most once while pending."""
+
+    def __call__(self) -> bytes | None:
+        """The 128-byte siginfo, or None: the signal is void and is dropped unseen."""
+        raise NotImplementedError
+
+    def dropped(self) -> None:
+        """The pending signal was discarded unseen (its action became SIG_IGN)."""
+
+
+# What enqueue() did with a signal.
+QUEUED, ALREADY_PENDING, IGNORED = "queued", "already pending", "ignored"
+
+
+def enqueue(t: "Task", signo: int, code: int = 0, addr: int = 0, info=None) -> str:
+    """Make signo pending (any thread).  A LateSiginfo already pending is not queued again;
+    an ignored, unblocked signal is discarded now; a standard signal already pending is not
+    queued twice; real-time ones queue.  Returns QUEUED, ALREADY_PENDING or IGNORED."""
+    late = isinstance(info, LateSiginfo)
+    dropped = (signo != S.SIGKILL and not t.sigmask & S.sigbit(signo)
+               and ignored(signo, action(t, signo)[0]))
+    with t.sig_lock:
+        pending = t.pending_signals
+        if late and any(p[3] is info for p in pending):
+            return ALREADY_PENDING
+        if dropped:
+            return IGNORED
+        if not late and signo < S.SIGRTMIN and any(p[0] == signo for p in pending):
+            return ALREADY_PENDING
+        pending.append((signo, code, addr, info))
+    waiters = t.signal_waiters
+    if waiters:
+        waiters.notify()                          # signalfds reading this task
+    return QUEUED
 
 
 def queue(t: "Task", signo: int, code: int = 0, addr: int = 0, info=None) -> bool:
-    """Make signo pending (Task.queue_signal / send_signal; any thread).  An ignored,
-    unblocked signal is discarded now; a standard signal already pending is not queued
-    twice; real-time ones queue.  False when the signal was dropped."""
-    if signo == S.SIGKILL or not t.sigmask & S.sigbit(signo):
-        if signo != S.SIGKILL and ignored(signo, action(t, signo)[0]):
-            return False
-    with t.sig_lock:
-        if signo < S.SIGRTMIN and any(p[0] == signo for p in t.pending_signals):
-            return False
-        t.pending_signals.append((signo, code, addr, info))
-    return True
+    """enqueue(); False when the signal was not queued (ignored, or already pending)."""
+    return enqueue(t, signo, code, addr, info) is QUEUED
 
 
 def force(t: "Task", signo: int, code: int, addr: int = 0) -> None:
@@ -120,18 +161,29 @@ def deliverable_mask(t: "Task") -> int:
 def dequeue(t: "Task", allowed: int) -> tuple | None:
     """Remove and return the signal Linux would take next among `allowed` (a mask):
     synchronous (fault) signals first, then the lowest number, oldest first.
-    Returns (signo, code, addr, info)."""
-    best, best_key = -1, (2, 0)
-    with t.sig_lock:
-        for i, p in enumerate(t.pending_signals):
-            bit = S.sigbit(p[0])
-            if allowed & bit:
-                key = (0 if bit & SYNCHRONOUS_MASK else 1, p[0])
-                if key < best_key:
-                    best, best_key = i, key
-        if best < 0:
-            return None
-        return t.pending_signals.pop(best)
+    Returns (signo, code, addr, info), a LateSiginfo's info made now (void ones are
+    skipped); taking SIGALRM re-arms a periodic ITIMER_REAL."""
+    while True:
+        best, best_key = -1, (2, 0)
+        with t.sig_lock:
+            for i, p in enumerate(t.pending_signals):
+                bit = S.sigbit(p[0])
+                if allowed & bit:
+                    key = (0 if bit & SYNCHRONOUS_MASK else 1, p[0])
+                    if key < best_key:
+                        best, best_key = i, key
+            if best < 0:
+                return None
+            item = t.pending_signals.pop(best)
+        signo, code, addr, info = item
+        if signo == S.SIGALRM and code != F.SI_TKILL and t.timers is not None:
+            t.timers.sigalrm_dequeued()
+        if isinstance(info, LateSiginfo):
+            info = info()                         # outside sig_lock: it takes the timer's lock
+            if info is None:
+                continue
+            item = (signo, code, addr, info)
+        return item
 
 
 def siginfo_for(t: "Task", signo: int, code: int, addr: int, info=None) -> bytes:

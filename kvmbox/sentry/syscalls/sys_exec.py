@@ -118,6 +118,8 @@ def do_execve(t: "Task", dirfd: int, path: str, argv_addr: int, envp_addr: int, 
     mm.rlimit = t.soft_rlimit
     t.fds.close_on_exec()
     _reset_signals(t)
+    if t.timers is not None:
+        t.timers.on_exec()                         # POSIX timers go; itimers stay
     t.exe_path, t.exe_node = image.exe_path, image.exe_node
     t.argv, t.envp, t.auxv = list(image.argv or argv), envp, image.auxv
     caps.exec_creds(t.creds)                       # set-id bits and file capabilities ignored

@@ -26,6 +26,7 @@ GRND_NONBLOCK, GRND_RANDOM, GRND_INSECURE = 1, 2, 4
 GETRANDOM_MAX = 32 << 20          # one call returns at most this many bytes
 _CHUNK = 1 << 20
 RLIM_NLIMITS = 16
+RLIMIT_CPU = 0
 TASK_COMM_LEN = 16
 # prctl options handled.
 PR_SET_PDEATHSIG, PR_GET_PDEATHSIG, PR_GET_DUMPABLE, PR_SET_DUMPABLE = 1, 2, 3, 4
@@ -70,6 +71,9 @@ def _set_rlimit(t: "Task", resource: int, soft: int, hard: int) -> None:
     if resource == RLIMIT_NOFILE and hard > NR_OPEN:
         raise SyscallError(errno.EPERM)
     t.rlimits[resource] = [soft, hard]
+    if resource == RLIMIT_CPU:
+        from kvmbox.sentry.posixtimers import timers_of
+        timers_of(t).rlimit_changed()        # SIGXCPU / SIGKILL on the new limits
 
 
 def prlimit64(t: "Task", a: Args) -> int:
@@ -269,9 +273,10 @@ def prctl(t: "Task", a: Args) -> int:
 
 ENTRIES = (
     Entry("getrandom", getrandom, SUPPORTED, "host os.urandom; at most 32 MiB per call"),
-    Entry("prlimit64", prlimit64, PARTIAL, "own process only; RLIMIT_FSIZE enforced, others not here"),
+    Entry("prlimit64", prlimit64, PARTIAL, "own process only; enforced: CPU, FSIZE, STACK, "
+          "NOFILE, AS; the rest are recorded"),
     Entry("getrlimit", getrlimit, SUPPORTED),
-    Entry("setrlimit", setrlimit, PARTIAL, "RLIMIT_FSIZE enforced, others not here"),
+    Entry("setrlimit", setrlimit, PARTIAL, "as prlimit64"),
     Entry("sched_getaffinity", sched_getaffinity, SUPPORTED),
     Entry("sched_setaffinity", sched_setaffinity, PARTIAL, "accepted and ignored"),
     Entry("sched_yield", sched_yield, SUPPORTED),

@@ -72,6 +72,8 @@ def rt_sigaction(t: "Task", a: Args) -> int:
             handler, flags & KNOWN_SA_FLAGS, restorer, mask & ~signals.UNBLOCKABLE_MASK)
         if deliver.ignored(sig, handler):
             deliver.flush(t, sig)          # pending instances are discarded, blocked or not
+        elif t.timers is not None and structs.SIGACTION.unpack(old)[0] == signals.SIG_IGN:
+            t.timers.unignore(sig)         # periodic timers waiting while it was ignored
     if oact:
         t.mm.copy_out(oact, old)
     return 0

@@ -1,16 +1,24 @@
-"""Clock and sleep syscalls: clock_gettime, gettimeofday, nanosleep and friends."""
+"""Clock and sleep syscalls: clock_gettime, gettimeofday, nanosleep and friends; times and
+getrusage.
+
+The CPU-time clocks (CLOCK_PROCESS_CPUTIME_ID, CLOCK_THREAD_CPUTIME_ID and the
+per-pid encodings of the caller's own pid and tid), times(2) and getrusage
+report the guest's own CPU time as kvmbox/sentry/cputime.py accounts it, never
+the Sentry process's.
+"""
 from __future__ import annotations
 
 import errno
-import os
 import time as _time
 TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 
+from kvmbox.abi import clocks as C
 from kvmbox.abi import structs
 from kvmbox.errors import SyscallError
+from kvmbox.sentry import cputime
 from kvmbox.sentry.syscalls.args import s32, u32
-from kvmbox.sentry.signals.deliver import ERESTART_RESTARTBLOCK
-from kvmbox.sentry.syscalls.table import PARTIAL, SUPPORTED, Entry
+from kvmbox.sentry.signals.deliver import ERESTART_RESTARTBLOCK, ERESTARTNOHAND
+from kvmbox.sentry.syscalls.table import ERROR, PARTIAL, SUPPORTED, Entry
 from kvmbox.sentry.waiter import block
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -47,6 +55,23 @@ def write_timespec(t: "Task", addr: int, ns: int) -> None:
     t.mm.copy_out(addr, structs.TIMESPEC.pack(*divmod(ns, NSEC_PER_SEC)))
 
 
+def _timespec64_ns(sec: int, nsec: int) -> int:
+    """timespec64_to_ktime of a valid timespec (EINVAL otherwise), saturating at KTIME_MAX."""
+    if sec < 0 or not 0 <= nsec < NSEC_PER_SEC:
+        raise SyscallError(errno.EINVAL)
+    return min(sec * NSEC_PER_SEC + nsec, C.KTIME_MAX)
+
+
+def read_itimerspec(t: "Task", addr: int) -> tuple[int, int]:
+    """(value, interval) ns of the struct itimerspec at addr (EFAULT, EINVAL)."""
+    isec, insec, vsec, vnsec = C.ITIMERSPEC.unpack(t.mm.copy_in(addr, C.ITIMERSPEC.size))
+    return _timespec64_ns(vsec, vnsec), _timespec64_ns(isec, insec)
+
+
+def write_itimerspec(t: "Task", addr: int, value: int, interval: int) -> None:
+    t.mm.copy_out(addr, C.ITIMERSPEC.pack(*divmod(interval, NSEC_PER_SEC), *divmod(value, NSEC_PER_SEC)))
+
+
 def now_ns(clock: int) -> int:
     """The guest clock `clock` (already validated) read from the host."""
     return _time.clock_gettime_ns(clock)
@@ -78,6 +103,10 @@ def _never() -> bool:
 def clock_gettime(t: "Task", a: Args) -> int:
     """Implements Linux syscall clock_gettime(2)."""
     clock, tp = s32(a[0]), a[1]
+    cpu = cputime.decode(t, clock)
+    if cpu is not None:
+        write_timespec(t, tp, cputime.read(t, *cpu))
+        return 0
     if clock not in GETTIME_CLOCKS:
         raise SyscallError(errno.EINVAL)
     write_timespec(t, tp, guest_now_ns(t, clock))
@@ -87,10 +116,14 @@ def clock_gettime(t: "Task", a: Args) -> int:
 def clock_getres(t: "Task", a: Args) -> int:
     """Implements Linux syscall clock_getres(2)."""
     clock, res = s32(a[0]), a[1]
-    if clock not in GETTIME_CLOCKS:
+    cpu = cputime.decode(t, clock)
+    if cpu is None and clock not in GETTIME_CLOCKS:
         raise SyscallError(errno.EINVAL)
     if res:
-        ns = round(_time.clock_getres(clock) * NSEC_PER_SEC) if clock in COARSE_CLOCKS else 1
+        if cpu is not None:
+            ns = cputime.resolution_ns(cpu[0])
+        else:
+            ns = round(_time.clock_getres(clock) * NSEC_PER_SEC) if clock in COARSE_CLOCKS else 1
         write_timespec(t, res, ns)
     return 0
 
@@ -125,6 +158,8 @@ def nanosleep(t: "Task", a: Args) -> int:
 def clock_nanosleep(t: "Task", a: Args) -> int:
     """Implements Linux syscall clock_nanosleep(2)."""
     clock, flags, req, rem = s32(a[0]), u32(a[1]), a[2], a[3]
+    if clock < 0 or clock == CLOCK_PROCESS_CPUTIME_ID:
+        return _cpu_nanosleep(t, clock, flags, req, rem)
     if clock not in SLEEP_CLOCKS:
         raise SyscallError(errno.EOPNOTSUPP if clock in NO_SLEEP_CLOCKS else errno.EINVAL)
     ns = read_timespec(t, req)
@@ -137,14 +172,41 @@ def clock_nanosleep(t: "Task", a: Args) -> int:
     return 0
 
 
+def _cpu_nanosleep(t: "Task", clock: int, flags: int, req: int, rem: int) -> int:
+    """clock_nanosleep on the process's CPU clock: wait until it reaches the target (a
+    timer of the run's TimerService wakes the task).  A thread's CPU clock: EINVAL."""
+    from kvmbox.sentry.timers import Alarm, Clock
+    ns = read_timespec(t, req)
+    which, thread = cputime.decode(t, clock)
+    if thread:
+        raise SyscallError(errno.EINVAL)
+    now = cputime.read(t, which, False)
+    absolute = bool(flags & TIMER_ABSTIME)
+    target = ns if absolute else now + ns
+    if target <= now:
+        return 0
+    svc = t.kernel.timer_service()
+    alarm = Alarm(Clock(lambda: cputime.read(t, which, False), cpu=True), target, t.waker.set)
+    svc.arm(alarm)
+    try:
+        block(t, alarm.fired.is_set,
+              interrupt=ERESTARTNOHAND if absolute else ERESTART_RESTARTBLOCK)
+    except SyscallError:
+        if rem and not absolute:
+            write_timespec(t, rem, max(0, target - cputime.read(t, which, False)))
+        raise
+    finally:
+        svc.disarm(alarm)
+    return 0
+
+
 def times(t: "Task", a: Args) -> int:
     """Implements Linux syscall times(2)."""
     buf = a[0]
     if buf:
-        cpu = os.times()
-        ticks = [int(x * 100) for x in (cpu.user, cpu.system, cpu.children_user,
-                                        cpu.children_system)]
-        t.mm.copy_out(buf, structs.TMS.pack(*ticks))
+        user, system = cputime.process_times(t)
+        t.mm.copy_out(buf, structs.TMS.pack(user // CLOCKS_PER_TICK_NS,
+                                            system // CLOCKS_PER_TICK_NS, 0, 0))
     return _time.clock_gettime_ns(CLOCK_BOOTTIME) // CLOCKS_PER_TICK_NS
 
 
@@ -159,25 +221,27 @@ def getrusage(t: "Task", a: Args) -> int:
     fields = [0] * 18
     if who != RUSAGE_CHILDREN:                       # no children yet: theirs is all zero
         from kvmbox.sentry.fsimpl.proctask import memory   # local: procfs is not on this path
-        cpu = os.times()
-        for i, sec in enumerate((cpu.user, cpu.system)):
-            usec = int(sec * 1_000_000)
-            fields[2 * i], fields[2 * i + 1] = divmod(usec, 1_000_000)
+        times_ = t.cpu.times() if who == RUSAGE_THREAD else cputime.process_times(t)
+        for i, ns in enumerate(times_):
+            fields[2 * i], fields[2 * i + 1] = divmod(ns // 1000, 1_000_000)
         fields[4] = memory(t)["rss"]                 # ru_maxrss in KiB: the current RSS
     t.mm.copy_out(buf, structs.RUSAGE.pack(*fields))
     return 0
 
 
+_CPU_NOTE = ("CPU-time clocks count the guest's CPU time (user: its code; system: the "
+             "Sentry's work for it); other processes' CPU clocks EINVAL")
 ENTRIES = (
-    Entry("clock_gettime", clock_gettime, PARTIAL,
-          "CPU-time clocks report the Sentry's host CPU time; per-pid CPU clocks EINVAL"),
+    Entry("clock_gettime", clock_gettime, PARTIAL, _CPU_NOTE),
     Entry("clock_getres", clock_getres, SUPPORTED),
+    Entry("clock_settime", None, ERROR, "the sandbox's clocks cannot be set", errno=errno.EPERM),
     Entry("gettimeofday", gettimeofday, SUPPORTED, "timezone is always UTC"),
     Entry("time", time_, SUPPORTED),
     Entry("nanosleep", nanosleep, SUPPORTED, "a signal ends it with EINTR and the time left"),
-    Entry("clock_nanosleep", clock_nanosleep, PARTIAL, "CLOCK_PROCESS_CPUTIME_ID gives EINVAL"),
-    Entry("times", times, PARTIAL, "reports the whole Sentry process's CPU time"),
+    Entry("clock_nanosleep", clock_nanosleep, SUPPORTED,
+          "on the process CPU clock too (thread CPU clocks EINVAL, as Linux)"),
+    Entry("times", times, PARTIAL, "the guest's CPU time (see clock_gettime); children's 0"),
     Entry("getrusage", getrusage, PARTIAL,
-          "CPU times as times(2); ru_maxrss is the current resident size; fault, I/O and "
-          "context-switch counts are 0; RUSAGE_CHILDREN is all 0 (no children)"),
+          "CPU times the guest's, as times(2); ru_maxrss is the current resident size; fault, "
+          "I/O and context-switch counts are 0; RUSAGE_CHILDREN is all 0 (no children)"),
 )
