@@ -105,3 +105,16 @@ def test_stop_ends_a_run_full_of_timers(how, test_programs, sandbox):
     assert r.timed_out and r.signal == signal.SIGKILL, r
     assert took < 0.5 + PROMPT, f"the run ended {took:.1f} s after start"
     assert len(_timer_threads()) == before
+
+
+@pytest.mark.parametrize("soft,hard", [(1, 2), (1, 1)])
+def test_rlimit_cpu_from_the_start(soft, hard, test_programs, sandbox):
+    """RLIMIT_CPU given before the program starts (the invoker's, or ulimits=): a spinning
+    program ends as natively under `ulimit -t` (SIGXCPU at the soft limit; SIGKILL when the
+    hard limit is reached at the same time)."""
+    path = test_programs / "glibc" / "spin"
+    native = run_native(path, rlimits={0: (soft, hard)})
+    assert native.signal in (signal.SIGXCPU, signal.SIGKILL), native.describe()
+    r = sandbox.run([str(path)], ulimits={"cpu": (soft, hard)}, timeout=30)
+    assert not r.timed_out, r
+    assert (r.signal, r.exit_code, r.stdout) == (native.signal, native.exit_code, native.stdout), r
