@@ -57,6 +57,12 @@ demo: install programs
 	print(\"pid\", os.getpid(), \"after three execs:\", os.path.basename(sys.executable), os.environ[\"LANG\"])"'
 	@echo; echo '$$ kvmbox run --platform ptrace /usr/bin/sha256sum /etc/passwd   (same Sentry, ptrace platform)'
 	@$(PY) -m kvmbox run --platform ptrace /usr/bin/sha256sum /etc/passwd
+	@echo; echo '$$ kvmbox run wc -c < /etc/os-release   (stdin is the shell'"'"'s own open file: fstat, lseek)'
+	@$(PY) -m kvmbox run wc -c < /etc/os-release
+	@echo; echo '$$ kvmbox run python3 -c "... signal.alarm(1); signal.pause()"   (timers: the signal interrupts the wait)'
+	@$(PY) -m kvmbox run python3 -c "import signal, time; t = time.monotonic(); \
+	signal.signal(signal.SIGALRM, lambda *a: print('SIGALRM after %.1f s' % (time.monotonic() - t))); \
+	signal.alarm(1); signal.pause()"
 	@echo; echo '$$ kvmbox run tests/programs/bin/glibc/fpmath'
 	@$(PY) -m kvmbox run tests/programs/bin/glibc/fpmath
 
