@@ -14,7 +14,9 @@
 #include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/select.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <time.h>
 
 #ifndef F_OFD_SETLKW
@@ -120,6 +122,16 @@ int main(int argc, char **argv)
         struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
         if (fcntl(a, F_OFD_SETLKW, &fl)) return 2;
         returned("fcntl", fcntl(b, F_OFD_SETLKW, &fl));
+    } else if (!strcmp(k, "timerfd_read")) {
+        uint64_t n;
+        returned("read", read(timerfd_create(CLOCK_MONOTONIC, 0), &n, 8));   /* never armed */
+    } else if (!strcmp(k, "signalfd_read")) {
+        struct signalfd_siginfo si;
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGUSR1);
+        sigprocmask(SIG_BLOCK, &set, NULL);
+        returned("read", read(signalfd(-1, &set, 0), &si, sizeof si));
     } else if (!strcmp(k, "stdin")) {
         returned("read", read(0, buf, 1));
     } else {

@@ -22,7 +22,7 @@ from helpers import run_native
 KINDS = ["pipe_read", "pipe_write", "fifo_open_read", "fifo_open_write", "fifo_rdwr_read",
          "fifo_rdwr_write", "eventfd_read", "eventfd_write", "poll", "select", "epoll",
          "nanosleep", "clock_nanosleep_abs", "pause", "sigsuspend", "sigtimedwait", "futex",
-         "flock", "ofd_lock"]
+         "flock", "ofd_lock", "timerfd_read", "signalfd_read"]
 PROMPT = 3.0         # seconds a stopped run may take to end (it is ~0 plus the exit path)
 
 
