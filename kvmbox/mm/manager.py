@@ -21,6 +21,7 @@ from kvmbox.abi.resource import RLIM_INFINITY, RLIMIT_AS, RLIMIT_STACK
 from kvmbox.errors import SyscallError
 from kvmbox.guest_stub import layout as L
 from kvmbox.mm import mapfile
+from kvmbox.mm.account import MemoryAccount
 from kvmbox.mm.frames import FrameAllocator
 from kvmbox.mm.mapfile import MappedFile
 from kvmbox.mm.memfile import MemoryFile
@@ -97,15 +98,17 @@ class MemoryManager:
     """The only way the Sentry touches a guest process's memory."""
 
     def __init__(self, memfile: MemoryFile, frames: FrameAllocator, aspace: AddressSpace, *,
-                 limit: int | None = None, mmap_base: int = L.MMAP_BASE, user_low: int = 0x10000) -> None:
+                 limit: int | None = None, mmap_base: int = L.MMAP_BASE, user_low: int = 0x10000,
+                 account: MemoryAccount | None = None) -> None:
         self.memfile = memfile
         self.frames = frames
         self.aspace = aspace
         self.limit = limit
+        self.account = account      # the sandbox's --memory, shared with its file systems
+        self._committed = 0
         self.mmap_base = mmap_base
         self.user_low = user_low
         self.vmas = VmaSet()
-        self.committed = 0
         self.brk_base = self.brk_cur = 0
         self.lock = threading.RLock()
         self._last_fault: tuple[int, int, int] = _NO_FAULT   # (page, error code, times in a row)
@@ -114,8 +117,20 @@ class MemoryManager:
         self.rlimit: Callable[[int], int] = _unlimited
 
     # --- internals ---------------------------------------------------------------
+    @property
+    def committed(self) -> int:
+        """Bytes charged against the limit (and the sandbox's MemoryAccount)."""
+        return self._committed
+
+    @committed.setter
+    def committed(self, value: int) -> None:
+        if self.account is not None:
+            self.account.committed += value - self._committed
+        self._committed = value
+
     def _check_charge(self, delta: int) -> None:
-        if delta > 0 and self.limit is not None and self.committed + delta > self.limit:
+        if delta > 0 and ((self.limit is not None and self._committed + delta > self.limit)
+                          or (self.account is not None and not self.account.room(delta))):
             raise SyscallError(errno.ENOMEM)
 
     def _check_vm(self, grow: int) -> None:

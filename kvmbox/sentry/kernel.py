@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from collections.abc import Callable, Sequence
 
 from kvmbox.errors import KvmboxError, SandboxCrash, SyscallError
+from kvmbox.mm.account import MemoryAccount
 from kvmbox.mm.manager import MemoryManager, OutOfFrames
 from kvmbox.platform.base import INTERRUPTED, SYSCALL, Fault, Platform
 from kvmbox.sentry import faults
@@ -56,6 +57,8 @@ class Kernel:
                  fs: "FsOptions | None" = None) -> None:
         self.platform = platform
         self.memory_limit = memory_limit
+        # --memory, shared by the processes' commit charges and the in-memory file systems.
+        self.memory_account = MemoryAccount(memory_limit)
         self.hostname = hostname
         self.release = KERNEL_RELEASE
         self.version = KERNEL_VERSION
@@ -136,7 +139,8 @@ class Kernel:
         raises ProgramNotFound / CannotExecute (or SyscallError) with nothing left behind."""
         from kvmbox.sentry.program import load_program  # local: pulls in ELF parsing
         mm = MemoryManager(self.platform.memfile, self.platform.frames,
-                           self.platform.new_address_space(), limit=limit)
+                           self.platform.new_address_space(), limit=limit,
+                           account=self.memory_account)
         try:
             image = load_program(path, mm, argv=list(argv), envp=list(envp),
                                  vdso_base=self.vdso.map_into(mm), vfs=self.vfs, fs=fs,

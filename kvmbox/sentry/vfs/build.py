@@ -97,7 +97,8 @@ def build_mounts(kernel: "Kernel", opts: FsOptions) -> MountTable:
     check_options(opts)
     memfile, frames = kernel.platform.memfile, kernel.platform.frames
     # One space for every in-memory file system, as large as the sandbox's memory.
-    space = FsSpace.for_memory(getattr(kernel, "memory_limit", None), frames)
+    space = FsSpace.for_memory(getattr(kernel, "memory_limit", None), frames,
+                               getattr(kernel, "memory_account", None))
     dev = _Devs()
     rootfs = os.path.abspath(opts.rootfs) if opts.rootfs is not None else "/"
     lower = HostFilesystem(dev(), rootfs, readonly=True)

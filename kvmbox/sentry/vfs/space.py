@@ -14,6 +14,13 @@ with size= and nr_inodes= would be (docs/vfs.md "Memory of in-memory files"):
   "ispace"); `max_inodes` inodes' worth, ENOSPC past it.  It bounds the Sentry's
   own memory for names, nodes and short symlink targets.
 
+Blocks are also charged to the sandbox's MemoryAccount (kvmbox/mm/account.py), which
+the processes' committed memory draws on too: --memory bounds file pages and
+programs together, so a guest cannot hold more than --memory of guest memory
+through either (a full /dev/shm leaves less to mmap, and the reverse).  Inode space
+is the Sentry's own memory, not guest frames, and is bounded apart by the inode
+limit (at most --memory/8 of it), so that statfs's block counts move as a tmpfs's do.
+
 Counters only; the file systems charge before they allocate and give back when
 an object goes.  Not thread-safe beyond the GIL, as the rest of the VFS.
 """
@@ -26,6 +33,7 @@ from kvmbox.sentry.vfs.node import StatFs
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
+    from kvmbox.mm.account import MemoryAccount
     from kvmbox.mm.frames import FrameAllocator
 
 PAGE = 4096
@@ -37,21 +45,32 @@ RAM_PER_INODE = 2 * PAGE       # Linux's default nr_inodes: half the RAM pages
 class FsSpace:
     """Blocks and inode space of the in-memory file systems of one sandbox."""
 
-    __slots__ = ("max_pages", "pages", "max_inodes", "ispace", "frames")
+    __slots__ = ("max_pages", "pages", "max_inodes", "ispace", "frames", "account")
 
-    def __init__(self, size: int, max_inodes: int, frames: "FrameAllocator | None" = None) -> None:
+    def __init__(self, size: int, max_inodes: int, frames: "FrameAllocator | None" = None,
+                 account: "MemoryAccount | None" = None) -> None:
         self.max_pages = max(size // PAGE, 0)
         self.pages = 0
         self.max_inodes = max(max_inodes, 1)
         self.ispace = 0                     # bytes of inode space in use
         self.frames = frames                # the guest's frame pool (statfs's free blocks)
+        self.account = account              # the sandbox's --memory, shared with its programs
 
     @classmethod
-    def for_memory(cls, limit: int | None, frames: "FrameAllocator") -> "FsSpace":
+    def for_memory(cls, limit: int | None, frames: "FrameAllocator",
+                   account: "MemoryAccount | None" = None) -> "FsSpace":
         """The space of a sandbox with memory limit `limit` (bytes; None: the whole frame
-        pool): that many bytes of blocks, and an inode per RAM_PER_INODE of it."""
+        pool): that many bytes of blocks, and an inode per RAM_PER_INODE of it, charged
+        to `account` as well."""
         size = limit if limit else (frames.used_pages + frames.free_pages) * PAGE
-        return cls(size, size // RAM_PER_INODE, frames)
+        return cls(size, size // RAM_PER_INODE, frames, account)
+
+    def _fits(self, nbytes: int) -> bool:
+        return self.account is None or self.account.room(nbytes)
+
+    def _bill(self, nbytes: int) -> None:
+        if self.account is not None:
+            self.account.files = max(self.account.files + nbytes, 0)
 
     @classmethod
     def unbounded(cls) -> "FsSpace":
@@ -60,18 +79,24 @@ class FsSpace:
 
     # --- blocks --------------------------------------------------------------------------
     def room_pages(self) -> int:
-        return self.max_pages - self.pages
+        room = self.max_pages - self.pages
+        if self.account is not None:
+            room = min(room, self.account.free // PAGE)
+        return room
 
     def take_pages(self, n: int) -> None:
         """Charge `n` pages; ENOSPC (nothing charged) when they do not fit."""
-        if n > self.max_pages - self.pages:
+        if n > self.max_pages - self.pages or not self._fits(n * PAGE):
             raise SyscallError(errno.ENOSPC)
         self.pages += n
+        self._bill(n * PAGE)
 
     def adjust_pages(self, n: int) -> None:
         """Count `n` pages (may be negative) made or freed behind the file system's back
         (a shared mapping filled holes of a file): no limit applies, they exist already."""
+        before = self.pages
         self.pages = max(self.pages + n, 0)
+        self._bill((self.pages - before) * PAGE)
 
     # --- inode space (also the xattr store's budget: charge / credit) -----------------------
     def charge(self, n: int) -> None:
@@ -91,7 +116,7 @@ class FsSpace:
 
     # --- what statfs and /proc/mounts report --------------------------------------------------
     def statfs(self, f_type: int) -> StatFs:
-        free = self.max_pages - self.pages
+        free = self.room_pages()
         if self.frames is not None:
             free = min(free, self.frames.free_pages)
         free = max(free, 0)
