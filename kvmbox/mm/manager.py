@@ -7,6 +7,7 @@ layout.FAULT_AROUND chunks.  Every failure is a SyscallError with Linux's errno.
 File mappings (MAP_PRIVATE copies, MAP_SHARED page-cache views, msync) are
 described in kvmbox/mm/mapfile.py; mremap lives in kvmbox/mm/remap.py, mprotect in
 kvmbox/mm/protect.py, madvise/msync/mincore in kvmbox/mm/advice.py.
+Page faults and stack growth live in kvmbox/mm/fault.py.
 Lock order: callers' locks (Kernel, ThreadGroup) before MemoryManager.lock.
 """
 from __future__ import annotations
@@ -17,7 +18,7 @@ import functools
 import threading
 from collections.abc import Callable
 
-from kvmbox.abi.resource import RLIM_INFINITY, RLIMIT_AS, RLIMIT_STACK
+from kvmbox.abi.resource import RLIM_INFINITY, RLIMIT_AS
 from kvmbox.errors import SyscallError
 from kvmbox.guest_stub import layout as L
 from kvmbox.mm import mapfile
@@ -26,11 +27,12 @@ from kvmbox.mm.frames import FrameAllocator
 from kvmbox.mm.mapfile import MappedFile
 from kvmbox.mm.memfile import MemoryFile
 from kvmbox.mm import advice as advice_ops
+from kvmbox.mm import fault
+from kvmbox.mm.fault import _NO_FAULT, _allows
 from kvmbox.mm import protect, remap
 from kvmbox.mm.vma import VMA_FLAG_MASK, Backing, Vma, VmaSet
 from kvmbox.mm.vma import chargeable as _chargeable
-from kvmbox.platform.base import (PF_INSTR, PF_PRESENT, PF_WRITE, PROT_EXEC, PROT_READ,
-                                  PROT_WRITE, AddressSpace)
+from kvmbox.platform.base import PROT_EXEC, PROT_READ, PROT_WRITE, AddressSpace
 
 PAGE = L.PAGE_SIZE
 PROT_ALL = PROT_READ | PROT_WRITE | PROT_EXEC
@@ -38,17 +40,6 @@ _MAP_KNOWN = (L.MAP_TYPE | L.MAP_FIXED | L.MAP_ANONYMOUS | L.MAP_GROWSDOWN | L.M
               | L.MAP_EXECUTABLE | L.MAP_LOCKED | L.MAP_NORESERVE | L.MAP_POPULATE | L.MAP_NONBLOCK
               | L.MAP_STACK | L.MAP_HUGETLB | L.MAP_SYNC | L.MAP_FIXED_NOREPLACE | L.MAP_32BIT
               | L.MAP_HUGE_MASK)
-# The same fault this many times in a row, with no change to the mappings in between, is
-# not spurious (the guest cannot see a page the Sentry mapped): SIGSEGV rather than a loop.
-_REPEAT_FAULTS = 4
-
-
-class OutOfFrames(Exception):
-    """A fault the mapping allows found no free frame: guest memory is exhausted by what the
-    memory limit does not charge (file pages).  Linux's OOM killer would kill; so does the
-    Kernel, saying why, rather than deliver a SIGSEGV the program did not earn."""
-
-
 def _locked(fn: Callable) -> Callable:
     """Run the method under the MemoryManager's lock."""
     @functools.wraps(fn)
@@ -67,22 +58,6 @@ def _relayout(fn: Callable) -> Callable:
             self._last_fault = _NO_FAULT
             return fn(self, *args, **kwargs)
     return wrapper  # type: ignore[return-value]
-
-
-_NO_FAULT = (-1, -1, 0)
-
-
-def _access(error_code: int) -> int:
-    """The PROT_ bit a page fault's access needs."""
-    return PROT_WRITE if error_code & PF_WRITE else PROT_EXEC if error_code & PF_INSTR else PROT_READ
-
-
-def _allows(prot: int, need: int) -> bool:
-    """Whether a mapping with `prot` allows an access needing `need`: x86 page tables cannot
-    express write-only, so PROT_WRITE reads as Linux's does (faults and copy_from_user)."""
-    if prot & PROT_WRITE:
-        prot |= PROT_READ
-    return prot & need == need
 
 
 def _page_up(x: int) -> int:
@@ -458,69 +433,18 @@ class MemoryManager:
                       populate_all=True, grow_limit=max(self.user_low, top - max_size))
 
     def _grow_stack(self, addr: int) -> Vma | None:
-        """Grow the MAP_GROWSDOWN Vma just above `addr` down over it: to a FAULT_AROUND
-        boundary, but no further than RLIMIT_STACK (the Vma's size) and RLIMIT_AS allow;
-        None when even the page of `addr` is past them (Linux: SIGSEGV, or EFAULT)."""
-        v = self.vmas.first_above(addr)
-        if v is None or not v.flags & L.MAP_GROWSDOWN or addr < v.grow_limit:
-            return None
-        below = self.vmas.last_below(addr)
-        stack_limit, as_limit = self.rlimit(RLIMIT_STACK), self.rlimit(RLIMIT_AS)
-        new_start = max(addr & ~(L.FAULT_AROUND - 1), v.grow_limit, below.end if below else 0,
-                        v.end - stack_limit, v.start - max(0, as_limit - self.vmas.mapped))
-        new_start = _page_up(new_start)
-        if new_start > addr or not self.vmas.is_free(new_start, v.start):
-            return None
-        try:
-            self._charge(v.start - new_start if _chargeable(v.prot, v.flags) else 0)
-        except SyscallError:
-            return None
-        old = v.start
-        v.pgoff -= (old - new_start) // PAGE
-        v.start = new_start
-        self.vmas.rekey(v, old)
-        return v
+        return fault.grow_stack(self, addr)
 
     # --- faults ----------------------------------------------------------------------
     @_locked
     def handle_fault(self, addr: int, error_code: int) -> bool:
-        if not 0 <= addr < L.USER_TOP:
-            return False
-        v = self.vmas.find(addr) or self._grow_stack(addr)
-        if v is None:
-            return False
-        if not _allows(v.prot, _access(error_code)):
-            return False
-        page = addr & ~(PAGE - 1)
-        if v.translate(page) is None and page >= mapfile.eof_addr(v):
-            return False                                # wholly past the object's end: SIGBUS
-        last_addr, last_code, times = self._last_fault
-        times = times + 1 if (last_addr, last_code) == (page, error_code) else 1
-        self._last_fault = (page, error_code, times)
-        if times >= _REPEAT_FAULTS:
-            return False
-        had = v.translate(page)
-        chunk = page & ~(L.FAULT_AROUND - 1)
-        if not self._populate(v, max(v.start, chunk), min(v.end, chunk + L.FAULT_AROUND)) \
-                and not self._populate(v, page, page + PAGE):
-            raise OutOfFrames(f"no free frame for {page:#x}")
-        if had is not None or error_code & PF_PRESENT:
-            # Populated already, so the guest saw a stale (shadow) entry: rewrite and invalidate.
-            phys = v.translate(page)
-            assert phys is not None
-            self.aspace.map(page, PAGE, phys, v.prot)
-            self.memfile.invalidate(phys, PAGE)
-        return True
+        """Demand paging and stack growth (kvmbox/mm/fault.py); False: Linux would signal."""
+        return fault.handle_fault(self, addr, error_code)
 
     @_locked
     def beyond_eof(self, addr: int, error_code: int) -> bool:
-        """Whether a refused fault at `addr` is Linux's SIGBUS (BUS_ADRERR): an access the
-        mapping allows to a page that starts at or past the end of the file (or shared
-        anonymous object) it views."""
-        v = self.vmas.find(addr) if 0 <= addr < L.USER_TOP else None
-        if v is None or v.translate(addr) is not None:
-            return False
-        return _allows(v.prot, _access(error_code)) and addr & ~(PAGE - 1) >= mapfile.eof_addr(v)
+        """Whether a refused fault at `addr` is Linux's SIGBUS (BUS_ADRERR) (mm/fault.py)."""
+        return fault.beyond_eof(self, addr, error_code)
 
     # --- copying ----------------------------------------------------------------------
     # copy_in/copy_out are on every syscall's path: the lock is taken inline (no

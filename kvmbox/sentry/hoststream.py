@@ -269,7 +269,7 @@ class HostStream(FileDescription):
         """A host regular file or block device maps as a host mount's file does (private
         copies filled by pread, MAP_SHARED written back by pwrite); other kinds have
         nothing to map."""
-        from kvmbox.sentry.fsimpl.host import BlockDeviceData, HostData, HostMapSource
+        from kvmbox.sentry.fsimpl.hostfile import BlockDeviceData, HostData, HostMapSource
         if S.S_ISREG(self.mode):
             return HostMapSource(HostData(self.fd))
         if S.S_ISBLK(self.mode):

@@ -18,7 +18,8 @@ from collections.abc import Callable, Sequence
 
 from kvmbox.errors import KvmboxError, SandboxCrash, SyscallError
 from kvmbox.mm.account import MemoryAccount
-from kvmbox.mm.manager import MemoryManager, OutOfFrames
+from kvmbox.mm.fault import OutOfFrames
+from kvmbox.mm.manager import MemoryManager
 from kvmbox.platform.base import INTERRUPTED, SYSCALL, Fault, Platform
 from kvmbox.sentry import faults
 from kvmbox.sentry.files import FdTable, FileDescription

@@ -12,6 +12,8 @@ import ctypes
 import errno
 import os
 
+from kvmbox.errors import SyscallError
+
 _libc = ctypes.CDLL(None, use_errno=True)
 _syscall = _libc.syscall
 _syscall.restype = ctypes.c_long
@@ -125,3 +127,12 @@ def utimens_nofollow(dirfd: int, name: str, atime_ns, mtime_ns) -> None:
 def fallocate(fd: int, mode: int, offset: int, length: int) -> None:
     if _fallocate(fd, mode, offset, length):
         _raise()
+
+
+def guest_error(e: OSError) -> SyscallError:
+    """The guest's errno for a host call's OSError (EXDEV from RESOLVE_BENEATH, a refused
+    step out of the mount, is a name that is not there: ENOENT)."""
+    code = e.errno or errno.EIO
+    if code == errno.EXDEV:
+        code = errno.ENOENT
+    return SyscallError(code)
