@@ -30,7 +30,7 @@ reached 0) is dropped at the next epoll_ctl, scan or poll of the instance.
 Lock order: Epoll.lock, then a nested epoll's lock, then a file's own lock
 (PipeBuffer.cond, EventFd.cond).  Callbacks run under the file's lock and never
 take an Epoll.lock: they append to the `woken` deque and set waiters' events
-under the leaf lock `_wlock`.
+under the WaitQueue's leaf lock.
 """
 from __future__ import annotations
 
@@ -50,6 +50,7 @@ from kvmbox.sentry.hoststream import HostStream
 from kvmbox.sentry.pipe import PipeEnd
 from kvmbox.sentry.syscalls.sys_poll import _ready
 from kvmbox.sentry.vfs.node import Attr
+from kvmbox.sentry.waiter import WaitQueue
 
 EPOLLIN, EPOLLPRI, EPOLLOUT, EPOLLERR, EPOLLHUP = 0x1, 0x2, 0x4, 0x8, 0x10
 EPOLLRDNORM, EPOLLWRNORM, EPOLLRDHUP = 0x40, 0x100, 0x2000
@@ -166,8 +167,7 @@ class Epoll(FileDescription):
         self.items: dict[tuple[int, int], Item] = {}     # (id(file), fd) -> item; the item holds the file
         self.ready: dict[Item, None] = {}                # the ready list, in order
         self.woken: deque[Item] = deque()                # callbacks' queue, drained under lock
-        self.watchers: set = set()
-        self._wlock = threading.Lock()
+        self.waiters = WaitQueue()       # task Wakers and the items of epolls nesting this one
         self.parents: dict["Epoll", int] = {}            # epolls whose interest lists name this one
         self._ino = anon_ino()
         self._released = False
@@ -198,12 +198,10 @@ class Epoll(FileDescription):
         return 0
 
     def watch(self, ev) -> None:
-        with self._wlock:
-            self.watchers.add(ev)
+        self.waiters.watch(ev)
 
     def unwatch(self, ev) -> None:
-        with self._wlock:
-            self.watchers.discard(ev)
+        self.waiters.unwatch(ev)
 
     def wake(self, item: Item) -> None:
         """Queue `item` for the ready list and wake waiters and nesting epolls (no Epoll.lock)."""
@@ -211,10 +209,7 @@ class Epoll(FileDescription):
         self.wake_watchers()
 
     def wake_watchers(self) -> None:
-        with self._wlock:
-            ws = list(self.watchers)
-        for w in ws:
-            w.set()
+        self.waiters.notify()
 
     def release(self) -> None:
         if self._released:

@@ -1,7 +1,7 @@
 """eventfd: a 64-bit counter read and written as 8-byte values (EFD_SEMAPHORE, EFD_NONBLOCK).
 
 A read of a zero counter, or a write that would pass 2^64-2, raises EAGAIN;
-for a blocking descriptor the syscall layer waits on `watchers` and retries
+for a blocking descriptor the syscall layer waits on its WaitQueue and retries
 (kvmbox/sentry/waiter.py), as for pipes.
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ from kvmbox.errors import SyscallError
 from kvmbox.sentry.files import (ANON_INODE_DEV, anon_ino, POLLERR, POLLIN, POLLOUT, POLLRDNORM, POLLWRNORM,
                                  FileDescription)
 from kvmbox.sentry.vfs.node import Attr
+from kvmbox.sentry.waiter import WaitQueue
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
@@ -42,7 +43,7 @@ class EventFd(FileDescription):
         self.semaphore = bool(flags & EFD_SEMAPHORE)
         self.flags = O_RDWR | (flags & EFD_NONBLOCK)
         self.cond = threading.Lock()
-        self.watchers: set = set()         # objects with set(): task Wakers, poll/epoll events
+        self.waiters = WaitQueue()         # task Wakers, poll/epoll events
         self._ino = anon_ino()
         self.id = 0                        # /proc fdinfo's eventfd-id: the lowest free number
         if kernel is not None:
@@ -57,8 +58,7 @@ class EventFd(FileDescription):
                     gid=os.getgid(), size=0, atime_ns=now, mtime_ns=now, ctime_ns=now)
 
     def _changed(self) -> None:
-        for ev in list(self.watchers):
-            ev.set()
+        self.waiters.notify()
 
     def read(self, n: int) -> bytes:
         if n < 8:
@@ -101,12 +101,10 @@ class EventFd(FileDescription):
             return r
 
     def watch(self, ev) -> None:
-        with self.cond:
-            self.watchers.add(ev)
+        self.waiters.watch(ev)
 
     def unwatch(self, ev) -> None:
-        with self.cond:
-            self.watchers.discard(ev)
+        self.waiters.unwatch(ev)
 
     def release(self) -> None:
         if self.kernel is not None:
