@@ -49,6 +49,12 @@ class TaskCpu:
         self._prev = (0, 0)
         self._lock = threading.Lock()
 
+    def on_thread(self) -> None:
+        """The task now runs on the calling host thread (a new task's own): count its clock."""
+        done = sum(self._prev)
+        self._clock = time.pthread_getcpuclockid(threading.get_ident())
+        self._thread_base = time.clock_gettime_ns(self._clock) - done
+
     def times(self) -> tuple[int, int]:
         """(user ns, system ns) so far."""
         ctx = self._ctx

@@ -1,10 +1,10 @@
-"""Kernel: the Sentry's per-sandbox state and the run loop (trap -> dispatch -> resume).
+"""Kernel: the Sentry's per-sandbox state, and a run of the first program and its descendants.
 
-Data flows one way: the platform returns an Event, the loop dispatches a
-syscall through the table (one tuple index, no name lookups), a handler works
-on the Task, and the result goes back in the register frame.  Faults are
-offered to the MemoryManager (demand paging, stack growth) and otherwise end
-the program with the signal Linux would send.
+A run starts the first program (init, pid 1) on the calling thread; the
+processes it forks run on host threads of their own (kvmbox/sentry/lifecycle.py),
+each through the same run loop (kvmbox/sentry/runloop.py).  The run ends when
+init exits, as a container does: the processes left are killed and named in
+one notice, and their threads joined before run() returns.
 """
 from __future__ import annotations
 
@@ -18,16 +18,16 @@ from collections.abc import Callable, Sequence
 
 from kvmbox.errors import KvmboxError, SandboxCrash, SyscallError
 from kvmbox.mm.account import MemoryAccount
-from kvmbox.mm.fault import OutOfFrames
 from kvmbox.mm.manager import MemoryManager
-from kvmbox.platform.base import INTERRUPTED, SYSCALL, Fault, Platform
-from kvmbox.sentry import faults
+from kvmbox.platform.base import Platform
+from kvmbox.sentry import lifecycle
 from kvmbox.sentry.files import FdTable, FileDescription
 from kvmbox.sentry.hoststream import HostStream
-from kvmbox.sentry.signals import deliver
+from kvmbox.sentry.pidtable import PidTable
 from kvmbox.sentry.syscalls.table import default_table
-from kvmbox.sentry.task import RLIM_INFINITY, ImageReplaced, Task, TaskExit, default_rlimits
-from kvmbox.sentry.waiter import Stopped
+from kvmbox.sentry.task import RLIM_INFINITY, Task, default_rlimits
+from kvmbox.sentry.threadgroup import ThreadGroup
+from kvmbox.sentry.waiter import SentryLock, Stopped
 
 __all__ = ["Kernel", "RunOutcome", "Stopped"]
 
@@ -55,7 +55,7 @@ class Kernel:
     def __init__(self, platform: Platform, *, memory_limit: int | None, hostname: str = "kvmbox",
                  trace: Callable[[str], None] | None = None,
                  notice: Callable[[str], None] | None = None, fast_path: bool = True,
-                 fs: "FsOptions | None" = None) -> None:
+                 fs: "FsOptions | None" = None, pids_limit: int | None = 512) -> None:
         self.platform = platform
         self.memory_limit = memory_limit
         # --memory, shared by the processes' commit charges and the in-memory file systems.
@@ -71,10 +71,15 @@ class Kernel:
         self.fast_path = fast_path      # let the platform answer identity syscalls without a trap
         self._notice = notice or (lambda msg: None)
         self._reported: set[int] = set()
+        self._noticed: set[str] = set()
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._current: Task | None = None
-        self._next_pid = 1
+        self.bkl = SentryLock()          # the Sentry lock handlers run under (runloop.py)
+        self.pids_limit = pids_limit
+        self.pids = PidTable(pids_limit)     # the current run's processes (replaced by each run)
+        self.on_thread: dict[int, Task] = {} # host thread ident -> the task it runs now
+        self._crash: SandboxCrash | None = None
+        self.in_guest = False                # may the platform answer getpid & co. itself
         self.eventfd_ids: set[int] = set()   # eventfd-id numbers in use (Linux's eventfd_ida)
         from kvmbox.sentry.timers import TimerService
         self._timers = TimerService()          # the current run's (replaced by each run)
@@ -100,6 +105,12 @@ class Kernel:
     def notice(self, msg: str) -> None:
         self._notice(msg)
 
+    def notice_once(self, key: str, msg: str) -> None:
+        """A notice given once per run for `key` (an unsupported feature the guest uses)."""
+        if key not in self._noticed:
+            self._noticed.add(key)
+            self._notice(msg)
+
     @property
     def stopping(self) -> bool:
         """Has the current run been stopped (kill, timeout)?  Blocked waits then end."""
@@ -113,6 +124,15 @@ class Kernel:
             task.waker.set()
             task.ctx.interrupt()
 
+    def crashed(self, e: SandboxCrash) -> None:
+        """A Sentry error on a task thread: the whole run ends and run() raises it."""
+        if self._crash is None:
+            self._crash = e
+        self.stop()
+
+    def locks_process_exit(self, g: ThreadGroup) -> None:
+        """Process `g` is gone: its POSIX record locks go with it (kvmbox/sentry/locks.py)."""
+
     def timer_service(self):
         """The current run's TimerService (kvmbox/sentry/timers.py): its timers and their
         thread end with the run."""
@@ -123,14 +143,22 @@ class Kernel:
         return any(tk.exe_node is node for tk in self.live_tasks())
 
     def live_tasks(self) -> list[Task]:
-        """The tasks running now (one per run for now); /proc lists them."""
-        with self._lock:
-            return [self._current] if self._current is not None else []
+        """The tasks alive now (zombies excluded); /proc lists them."""
+        return self.pids.live_tasks()
 
     def current_task(self) -> Task | None:
-        """The task whose syscall the Sentry is handling (what /proc/self names), if any."""
-        with self._lock:
-            return self._current
+        """The task whose syscall this host thread is handling (what /proc/self names).
+
+        The VFS's path walk does not carry the caller, so /proc asks here; with one host
+        thread per task the answer is exact (a departure from gVisor, which passes the
+        task down: see docs/processes.md)."""
+        return self.on_thread.get(threading.get_ident())
+
+    def kill_task(self, task: Task) -> None:
+        """End `task` at once (SIGKILL): its wait ends, its guest code is interrupted."""
+        task.killed = True
+        task.waker.set()
+        task.ctx.interrupt()
 
     # --- running a program ----------------------------------------------------
     def load_image(self, path: str, argv: Sequence[str], envp: Sequence[str], fs, *,
@@ -170,11 +198,14 @@ class Kernel:
 
         self._stop.clear()
         self._reported.clear()
+        self._noticed.clear()
+        self._crash = None
+        self.pids = PidTable(self.pids_limit)
         from kvmbox.sentry.timers import TimerService
         self._timers = TimerService(on_error=self._notice)
         self.syscall_counts = [0] * len(self.table)
         # With --strace every syscall must reach the Sentry, so no in-guest answers then.
-        in_guest = self.fast_path and self.trace is None
+        self.in_guest = in_guest = self.fast_path and self.trace is None
         self.vdso.timekeeper.allow(in_guest)
         mm = ctx = task = None
         fds = FdTable()
@@ -184,135 +215,85 @@ class Kernel:
             if isinstance(f, HostStream):
                 f.place(self.vfs)             # its name and identity in this sandbox
             fds.install(i, f)
+        outcome = None
+        timer = None
+        self.bkl.acquire()
         try:
-            pid = self._next_pid
             mm, image = self.load_image(path, argv, envp, fsctx, limit=self.memory_limit)
             ctx = self.platform.new_context()
             ctx.set_regs(rip=image.entry, rsp=image.initial_sp)
-            task = Task(self, ctx, mm, fds, pid, image.exe_path, list(image.argv or argv),
-                        rlimits if rlimits is not None else default_rlimits(self.memory_limit),
+            pid = self.pids.allocate()
+            # init's process group and session are its invoker's, outside the sandbox:
+            # 0, as Linux shows ids across a pid namespace.  So it may setsid() and
+            # setpgid() as the same program run natively from a shell may.
+            tg = ThreadGroup(pid, None, rlimits if rlimits is not None
+                             else default_rlimits(self.memory_limit), 0, 0)
+            task = Task(self, ctx, mm, fds, pid, image.exe_path, list(image.argv or argv), tg,
                         fs=fsctx)
             mm.rlimit = task.soft_rlimit
             task.envp = list(envp)
             task.auxv = image.auxv
             task.exe_node = image.exe_node
-            c = task.creds
-            ctx.set_identity(enabled=in_guest, pid=task.tgid, tid=task.tid, ppid=task.ppid,
-                             uid=c.uid, euid=c.euid, gid=c.gid, egid=c.egid)
-            with self._lock:
-                self._current = task
+            self.publish_identity(task)
+            self.pids.add(task)
             if tuple(task.rlimits[0]) != (RLIM_INFINITY, RLIM_INFINITY):
                 from kvmbox.sentry.posixtimers import timers_of
                 timers_of(task).rlimit_changed()      # RLIMIT_CPU from the start
-            timer = None
             if timeout is not None:
                 timer = threading.Timer(timeout, self.stop)
                 timer.daemon = True
                 timer.start()
+            from kvmbox.sentry.runloop import run_task
             try:
-                return self._loop(task, mm.aspace)
+                outcome = run_task(self, task)
+            except SandboxCrash as e:
+                self.crashed(e)
             finally:
-                if timer is not None:
-                    timer.cancel()
-                with self._lock:
-                    self._current = None
+                lifecycle.finish(self, task, outcome)
+                mm = ctx = None
+            self._end_others()
+            if self._crash is not None:
+                raise self._crash
+            return outcome
         finally:
+            if timer is not None:
+                timer.cancel()
             self._timers.stop()               # no timer outlives the run (before its context goes)
-            if ctx is not None:
-                ctx.release()
-            fds.release()
-            if task is not None:
-                task.mm.release()                 # execve may have replaced the first one
-                task.release()
-            elif mm is not None:
-                mm.release()
+            if task is None:
+                if ctx is not None:
+                    ctx.release()
+                fds.release()
+                if mm is not None:
+                    mm.release()
+            self.bkl.release()
 
-    def _loop(self, task: Task, aspace) -> RunOutcome:
-        ctx = task.ctx
-        switch, args_of, set_return = ctx.switch, ctx.syscall_args, ctx.set_return
-        table = self.table
-        nslots = len(table)
-        trace = self.trace
-        counts = self.syscall_counts
-        try:
-            while True:
-                ev = switch(aspace)
-                if ev is SYSCALL:
-                    regs = args_of()
-                    nr = regs[0]
-                    if nr < nslots:
-                        rec = table[nr]
-                        counts[nr] += 1
-                    else:
-                        rec = None
-                    handler = rec.handler if rec is not None else None
-                    if handler is not None:
-                        try:
-                            ret = handler(task, regs[1:])
-                        except SyscallError as e:
-                            ret = -e.errno
-                        except TaskExit:
-                            if trace is not None:
-                                self._trace_call(task, rec, regs, None)
-                            raise
-                        except ImageReplaced as e:      # execve: a new image in this task
-                            if trace is not None:
-                                self._trace_call(task, rec, regs, 0, mm=e.old_mm)
-                            e.old_mm.release()
-                            ctx = task.ctx
-                            switch, args_of, set_return = ctx.switch, ctx.syscall_args, ctx.set_return
-                            aspace = task.mm.aspace
-                            if task.pending_signals:
-                                deliver.deliver_pending(task)
-                            continue
-                        except (Stopped, SandboxCrash):
-                            raise
-                        except Exception as e:  # a Sentry bug: end the sandbox, not the host
-                            raise SandboxCrash(f"kvmbox: internal error in {rec.name}(): "
-                                               f"{type(e).__name__}: {e}") from e
-                    else:
-                        ret = self._unsupported(nr, rec)
-                    set_return(ret)
-                    if trace is not None:
-                        self._trace_call(task, rec, regs, ret)
-                    if task.pending_signals or -516 <= ret <= -512:
-                        deliver.after_syscall(task, nr, ret)
-                elif ev is INTERRUPTED:
-                    ctx.clear_interrupt()
-                    if self._stop.is_set():
-                        return self._stopped()
-                    if task.pending_signals:      # sent from another thread (a timer)
-                        deliver.deliver_pending(task)
-                else:
-                    assert isinstance(ev, Fault)
-                    if ev.vector == 14:
-                        try:
-                            if task.mm.handle_fault(ev.address, ev.error_code):
-                                continue
-                        except OutOfFrames:
-                            return self._out_of_memory()
-                        ev = faults.resolve_access(ev, task)    # ptrace: read or write?
-                    if deliver.deliver_fault(task, ev):
-                        continue
-                    return self._fatal_fault(task, ev)
-        except TaskExit as e:
-            if e.signal:
-                return RunOutcome(128 + e.signal, e.signal, core=e.core,
-                                  report=getattr(e, "report", None))
-            return RunOutcome(e.status, 0)
-        except Stopped:
-            return self._stopped()
+    def publish_identity(self, task: Task) -> None:
+        """Tell the platform the ids it may answer without a trap (KVM's in-guest getpid)."""
+        c = task.creds
+        task.ctx.set_identity(enabled=self.in_guest, pid=task.tgid, tid=task.tid, ppid=task.ppid,
+                              uid=c.uid, euid=c.euid, gid=c.gid, egid=c.egid)
 
-    def _out_of_memory(self) -> RunOutcome:
-        """Guest memory ran out under a page the program may use: killed, as Linux's OOM
-        killer would (SIGKILL), with a report instead of a SIGSEGV it did not earn."""
-        limit = f" (--memory {self.memory_limit >> 20}M)" if self.memory_limit else ""
-        return RunOutcome(128 + _signal.SIGKILL, _signal.SIGKILL,
-                          report=f"killed by SIGKILL: out of memory{limit}: no free guest page "
-                                 "for memory the program had mapped (files in memory use it too)")
-
-    def _stopped(self) -> RunOutcome:
-        return RunOutcome(128 + _signal.SIGKILL, _signal.SIGKILL, timed_out=True)
+    def _end_others(self) -> None:
+        """init has exited: kill every other process (named in one notice, as a container's
+        leftovers) and wait for their host threads.  Called with the bkl held."""
+        left = [t for t in self.pids.live_tasks() if not t.killed]
+        if left:
+            names = ", ".join(f"{t.tgid} ({os.path.basename(t.exe_path)})" for t in left[:10])
+            more = f" and {len(left) - 10} more" if len(left) > 10 else ""
+            self._notice(f"kvmbox: the first process exited; killed {len(left)} left: {names}{more}")
+        while True:
+            threads = [t.host_thread for t in list(self.pids.tasks.values())
+                       if t.host_thread is not None and t.host_thread.is_alive()]
+            if not threads:
+                break
+            for t in self.pids.live_tasks():
+                self.kill_task(t)
+            self.bkl.release()
+            try:
+                for th in threads:
+                    th.join(0.5)
+            finally:
+                self.bkl.acquire()
 
     def _unsupported(self, nr: int, rec) -> int:
         if rec is not None and rec.errno:
@@ -324,15 +305,11 @@ class Kernel:
             self._notice(f"kvmbox: unsupported syscall {name} ({nr})")
         return -errno.ENOSYS
 
-    def _fatal_fault(self, task: Task, fault: Fault) -> RunOutcome:
-        signo = faults.signal_for(fault, task.mm)
-        try:
-            code = task.mm.copy_in(fault.rip, 16)
-        except SyscallError:
-            code = None
-        return RunOutcome(128 + signo, signo, report=faults.describe(fault, signo, code), core=True)
-
     def _trace_call(self, task: Task, rec, regs, ret, mm=None) -> None:
         from kvmbox.sentry.strace import format_call, syscall_name
-        self.trace(format_call(syscall_name(regs[0], rec), regs[1:], ret,
-                               mm if mm is not None else task.mm))
+        line = format_call(syscall_name(regs[0], rec), regs[1:], ret,
+                           mm if mm is not None else task.mm)
+        pids = getattr(self, "pids", None)
+        if pids is not None and pids.ever_forked:
+            line = f"[pid {task.tid:>5}] {line}"       # as strace -f, once there are two tasks
+        self.trace(line)

@@ -144,6 +144,15 @@ class ProcessTimers:
             for timer in list(self.posix.values()):
                 timer.delete()
 
+    def close(self) -> None:
+        """The process exited: every timer of it goes (none may signal a dead task)."""
+        svc = self.service()
+        with self.lock:
+            for timer in list(self.posix.values()):
+                timer.delete()
+            for timer in (self.real, *self.cpu_itimers.values(), self.rlimit):
+                svc.disarm(timer)
+
     # --- RLIMIT_CPU ----------------------------------------------------------------------
     def rlimit_changed(self) -> None:
         """RLIMIT_CPU was set (or the run starts with one): watch it, or stop watching."""

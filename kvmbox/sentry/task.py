@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from kvmbox.platform.base import Context
     from kvmbox.sentry.files import FdTable
     from kvmbox.sentry.kernel import Kernel
+    from kvmbox.sentry.threadgroup import SignalHandlers, ThreadGroup
     from kvmbox.sentry.vfs.path import FsContext
 
 RLIM_INFINITY = (1 << 64) - 1
@@ -100,19 +101,17 @@ class Task:
     """One guest thread.  Handlers receive it as `t` and reach everything through it."""
 
     def __init__(self, kernel: "Kernel", ctx: "Context", mm: "MemoryManager", fds: "FdTable",
-                 tid: int, exe_path: str, argv: list[str], rlimits: dict[int, list[int]], *,
-                 fs: "FsContext | None" = None) -> None:
+                 tid: int, exe_path: str, argv: list[str], tg: "ThreadGroup", *,
+                 fs: "FsContext | None" = None, sighand: "SignalHandlers | None" = None) -> None:
+        from kvmbox.sentry.threadgroup import SignalHandlers
         self.kernel = kernel
         self.ctx = ctx
         self.mm = mm
         self.fds = fds
         self.tid = tid
-        self.tgid = tid            # thread-group id == pid
-        # The first task is the sandbox's init: its parent lies outside the sandbox, which
-        # Linux reports as 0 across a pid namespace (never the Sentry's host pid).
-        self.ppid = 0
-        self.pgid = tid
-        self.sid = tid
+        self.tg = tg                # the process (kvmbox/sentry/threadgroup.py)
+        tg.tasks.append(self)
+        self.sighand = sighand if sighand is not None else SignalHandlers()
         self.creds = Credentials()
         self.exe_node = None       # the executable's VFS node (writes to it give ETXTBSY)
         self.exe_path = exe_path   # guest path of the executable (for /proc/self/exe)
@@ -125,10 +124,8 @@ class Task:
             root = kernel.vfs.root()
             fs = FsContext(root, root, 0o022)
         self.fs = fs               # root, cwd, umask (shared by CLONE_FS threads)
-        self.rlimits = rlimits
         self.sigmask = 0
         self.nice = 0                  # getpriority/setpriority (recorded; the host does not see it)
-        self.sigactions: dict[int, bytes] = {}   # signo -> raw struct sigaction as set by the guest
         self.clear_child_tid = 0
         self.robust_list = (0, 0)
         self.fs_base = 0
@@ -140,13 +137,57 @@ class Task:
         from kvmbox.sentry.waiter import Waker
         self.waker = Waker()               # what a blocked wait sleeps on (waiter.block)
         self.signal_waiters = None         # WaitQueue of the signalfds reading this task's signals
-        self.timers = None                 # ProcessTimers (posixtimers.timers_of makes it)
+        self.vfork_parent: Task | None = None   # the parent a vfork suspended, until exec or exit
+        self.pdeathsig = 0                 # PR_SET_PDEATHSIG
+        self.host_thread = None            # the threading.Thread running it (None: the caller's)
+        self.killed = False                # SIGKILL'd or its sandbox ends: waits end at once
         from kvmbox.sentry.cputime import TaskCpu
         self.cpu = TaskCpu(ctx)            # user and system time (its host thread is this one)
         self.blocked = False               # inside waiter.block (for /proc's state letter)
         self.altstack = (0, 2, 0)          # sigaltstack (ss_sp, ss_flags, ss_size); 2 = SS_DISABLE
         self.saved_sigmask: int | None = None   # rt_sigsuspend's mask to put back after delivery
         self.fault_regs = (0, 0, 0)        # (trapno, err, cr2) of the last fault, for sigcontext
+
+    # --- what belongs to the process, reached through the task --------------------------
+    @property
+    def tgid(self) -> int:
+        return self.tg.tgid
+
+    @property
+    def ppid(self) -> int:
+        """The parent's pid; 0 for init, whose parent lies outside the sandbox (as Linux
+        reports across a pid namespace; never the Sentry's host pid)."""
+        p = self.tg.parent
+        return p.tgid if p is not None else 0
+
+    @property
+    def pgid(self) -> int:
+        return self.tg.pgid
+
+    @property
+    def sid(self) -> int:
+        return self.tg.sid
+
+    @property
+    def rlimits(self) -> dict[int, list[int]]:
+        return self.tg.rlimits
+
+    @property
+    def sigactions(self) -> dict[int, bytes]:
+        return self.sighand.actions
+
+    @sigactions.setter
+    def sigactions(self, value: dict[int, bytes]) -> None:
+        self.sighand.actions = value
+
+    @property
+    def timers(self):
+        """The process's itimers, POSIX timers and RLIMIT_CPU watch (or None)."""
+        return self.tg.timers
+
+    @timers.setter
+    def timers(self, value) -> None:
+        self.tg.timers = value
 
     def soft_rlimit(self, resource: int) -> int:
         """The soft limit of `resource` now: the MemoryManager asks at each check

@@ -97,6 +97,35 @@ class Waker:
             os.close(fd)
 
 
+class SentryLock:
+    """The lock Sentry handlers run under (kvmbox/sentry/runloop.py), knowing its owner so
+    that a wait lets go of it only when its own thread holds it."""
+
+    __slots__ = ("_lock", "_owner")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._owner = 0
+
+    def acquire(self) -> None:
+        self._lock.acquire()
+        self._owner = threading.get_ident()
+
+    def release(self) -> None:
+        self._owner = 0
+        self._lock.release()
+
+    def owned(self) -> bool:
+        return self._owner == threading.get_ident()
+
+    def __enter__(self) -> "SentryLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
 class WaitQueue:
     """The Wakers waiting on one object; `notify()` wakes them all (they re-check)."""
 
@@ -148,7 +177,7 @@ def block(t: "Task", ready: Callable[[], object], *, sources: Iterable[object] =
             w.clear()
             if ready():
                 return True
-            if kernel.stopping:
+            if kernel.stopping or getattr(t, "killed", False):
                 raise Stopped()
             if on_signal is not None:
                 if on_signal():
@@ -161,7 +190,16 @@ def block(t: "Task", ready: Callable[[], object], *, sources: Iterable[object] =
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
-            w.wait(left, host)
+            bkl = getattr(kernel, "bkl", None)
+            if bkl is not None and bkl.owned():
+                # Let the other tasks' handlers run while this one sleeps (runloop.py).
+                bkl.release()
+                try:
+                    w.wait(left, host)
+                finally:
+                    bkl.acquire()
+            else:
+                w.wait(left, host)
     finally:
         t.blocked = False
         for s in watched:

@@ -12,6 +12,8 @@ import pytest
 from kvmbox.errors import SyscallError
 from kvmbox.sentry.syscalls import (sys_dir as D, sys_identity as I, sys_misc as M,
                                     sys_signal as S, sys_thread as TH, sys_time as TM)
+from kvmbox.sentry.pidtable import PidTable
+from kvmbox.sentry.syscalls import sys_pgrp as P
 from kvmbox.sentry.task import RLIM_INFINITY, Credentials, default_rlimits
 from kvmbox.sentry.cputime import TaskCpu
 
@@ -68,6 +70,7 @@ class FakeKernel:
     def __init__(self) -> None:
         self.boot_monotonic_ns = time.monotonic_ns() - 5_000_000_000
         self.stopping = False          # what waiter.block checks (Kernel.stopping)
+        self.pids = PidTable(None)     # no other process
 
     def clock_ns(self, clock: int) -> int:
         return time.clock_gettime_ns(clock)
@@ -88,6 +91,7 @@ class FakeTask:
         self.kernel = FakeKernel()
         self.mm = FakeMM()
         self.tid = self.tgid = self.pgid = self.sid = 100
+        self.tg = SimpleNamespace(tgid=100, pgid=100, sid=100)
         self.ppid = 7
         self.creds = Credentials(uid=1000, gid=1001, euid=1000, egid=1001)
         self.exe_path = "/usr/bin/app"
@@ -136,8 +140,8 @@ def test_ids(t):
     assert (I.getpid(t, A()), I.gettid(t, A()), I.getppid(t, A())) == (100, 100, 7)
     assert (I.getuid(t, A()), I.geteuid(t, A()), I.getgid(t, A()), I.getegid(t, A())) == \
         (1000, 1000, 1001, 1001)
-    assert I.getpgid(t, A(0)) == 100 and I.getsid(t, A(100)) == 100
-    fails(errno.ESRCH, I.getpgid, t, 55)
+    assert P.getpgid(t, A(0)) == 100 and P.getsid(t, A(0)) == 100
+    fails(errno.ESRCH, P.getpgid, t, 55)
     assert I.getgroups(t, A(0, 0)) == 0
     fails(errno.EINVAL, I.getgroups, t, -1, 0)
 

@@ -14,6 +14,7 @@ from kvmbox.errors import SyscallError
 from kvmbox.guest_stub import layout as L
 from kvmbox.sentry.files import CaptureOutput, FdTable
 from kvmbox.sentry.fsimpl.procfs import ProcFilesystem, ProcNode
+from kvmbox.sentry.threadgroup import ThreadGroup
 from kvmbox.sentry.task import Task, default_rlimits
 from kvmbox.sentry.vfs.node import DT_DIR, DT_LNK, DT_REG, Filesystem
 
@@ -67,7 +68,8 @@ def env():
     fds = FdTable()
     for i in range(3):
         fds.install(i, CaptureOutput())
-    t = Task(kernel, None, mm, fds, 1, "/usr/bin/prog", ["prog", "a b", ""], default_rlimits(32 * MIB),
+    tg = ThreadGroup(1, None, default_rlimits(32 * MIB), 1, 1)
+    t = Task(kernel, None, mm, fds, 1, "/usr/bin/prog", ["prog", "a b", ""], tg,
              fs=SimpleNamespace())
     t.envp = ["HOME=/root", "X="]
     t.auxv = b"\x06\0\0\0\0\0\0\0\0\x10\0\0\0\0\0\0" + bytes(16)

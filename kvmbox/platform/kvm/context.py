@@ -57,6 +57,7 @@ class KvmContext(Context):
         self._mem = platform.memfile.view
         self._configured = False
         self._pending: dict[str, int] = {}      # registers set before the first entry
+        self._pending_fpu: bytes | None = None  # an FPU image set before it (a forked child's)
         self._cr3 = -1
         self.in_exception = False               # the vCPU sits in a ring-0 handler after a Fault
         self._parked_rip = -1                   # ...at this RIP (right after the handler's `out`)
@@ -194,7 +195,9 @@ class KvmContext(Context):
         # over the fresh configuration below at the first entry: drop them.
         self.vcpu.clear_dirty()
         # ... and the FPU/SIMD registers of its previous guest: a new thread starts from reset.
-        self.vcpu.set_xsave(reset_xsave(self.vcpu.get_xsave()))
+        self.vcpu.set_xsave(reset_xsave(self.vcpu.get_xsave()) if self._pending_fpu is None
+                            else self._pending_fpu)
+        self._pending_fpu = None
         cpu.configure(self.vcpu, self.platform.cpuid, self.platform.flavour, root,
                       p.get("rip", 0), p.get("rsp", 0))
         self.vcpu.enable_sync_regs(KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS)
@@ -298,6 +301,9 @@ class KvmContext(Context):
         return bytes(self.vcpu.get_xsave()[:self.platform.xsave_size])
 
     def set_fpu(self, image: bytes) -> None:
+        if not self._configured:
+            self._pending_fpu = bytes(image)
+            return
         try:
             self.vcpu.set_xsave(image)
         except OSError as e:

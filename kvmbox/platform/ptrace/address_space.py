@@ -4,9 +4,11 @@ map() injects mmap(vaddr, length, prot, MAP_SHARED|MAP_FIXED, memfd, phys) into
 the stub, so the guest sees exactly the MemoryFile pages the Sentry reads and
 writes through its own mapping; unmap() is munmap, protect() mprotect.
 
-The stub is created lazily, by the first call that needs it, on the calling
-thread, which becomes its tracer: the Sentry creates an address space and runs
-its guest on one thread (Kernel.run), and every later call must come from it.
+The stub is created by the first switch() into the address space, on the
+thread that runs its guest, which becomes its tracer; every later call must
+come from that thread.  Changes made before then (execve building a new image
+on a vfork parent's thread, say) are recorded and replayed into the stub when
+it is made, so whichever host thread runs the task first owns its stub.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ class PtraceAddressSpace(AddressSpace):
     def __init__(self, platform: "PtracePlatform") -> None:
         self.platform = platform
         self.stub: StubProcess | None = None
+        self._early: list[tuple] = []      # (method, args) made before the stub existed
 
     def stub_for_tracer(self) -> StubProcess:
         """The stub (made now if needed); raises unless called on its tracer thread."""
@@ -35,6 +38,9 @@ class PtraceAddressSpace(AddressSpace):
         if stub is None:
             stub = self.stub = StubProcess(self.platform.memfile.fd, pin=self.platform.pin)
             stub.hide_code = self.platform.stub_needs_hiding(stub)
+            early, self._early = self._early, []
+            for method, args in early:
+                method(*args)
         else:
             stub.check_thread()
         return stub
@@ -46,6 +52,9 @@ class PtraceAddressSpace(AddressSpace):
         return ret
 
     def map(self, vaddr: int, length: int, phys: int, prot: int) -> None:
+        if self.stub is None:
+            self._early.append((self.map, (vaddr, length, phys, prot)))
+            return
         if not prot & _PROT_ALL:
             self.unmap(vaddr, length)
             return
@@ -54,11 +63,15 @@ class PtraceAddressSpace(AddressSpace):
 
     def unmap(self, vaddr: int, length: int) -> None:
         if self.stub is None:
+            if self._early:
+                self._early.append((self.unmap, (vaddr, length)))
             return                                     # nothing was ever mapped
         self._call(f"munmap({vaddr:#x}, {length:#x})", C.NR_munmap, vaddr, length)
 
     def protect(self, vaddr: int, length: int, prot: int) -> None:
         if self.stub is None:
+            if self._early:
+                self._early.append((self.protect, (vaddr, length, prot)))
             return
         stub = self.stub_for_tracer()
         if stub.syscall(C.NR_mprotect, vaddr, length, prot & _PROT_ALL) == -errno.ENOMEM:
@@ -67,6 +80,7 @@ class PtraceAddressSpace(AddressSpace):
                 self._call(f"mprotect({lo:#x}, {hi - lo:#x})", C.NR_mprotect, lo, hi - lo, prot & _PROT_ALL)
 
     def release(self) -> None:
+        self._early = []
         if self.stub is not None:
             self.stub.kill()
             self.stub = None

@@ -93,6 +93,7 @@ class PtraceContext(Context):
         self._kick = -1                         # pidfd of the stub while it runs (for interrupt)
         self._info = host.SigInfo()
         self._stub_pid = -1                     # the stub last switched to (FPU state lives there)
+        self._pending_fpu: bytes | None = None
         self._xstate_size = 0
         self._xfeatures: int | None = None
         # (CPU ns of the stubs left behind, the current stub or None, its clock when first run)
@@ -111,6 +112,9 @@ class PtraceContext(Context):
             # reset state, as a new Linux process does.
             host.set_xstate(pid, reset_xsave(host.get_xstate(pid)))
             stub.fpu_reset = True
+        if self._pending_fpu is not None:        # a forked child starts with its parent's
+            image, self._pending_fpu = self._pending_fpu, None
+            host.set_xstate(pid, image)
         if not self._loaded:
             self._first_frame(stub)
         if stub.hide_code and not stub.hidden:
@@ -261,6 +265,9 @@ class PtraceContext(Context):
         return image
 
     def set_fpu(self, image: bytes) -> None:
+        if self._stub_pid < 0:
+            self._pending_fpu = bytes(image)     # before its first switch: applied there
+            return
         try:
             host.set_xstate(self._stub_pid, image)
         except OSError as e:

@@ -201,8 +201,12 @@ def default_action(t: "Task", signo: int) -> None:
     if act in _IGNORED_BY_DEFAULT:
         return
     if act is S.DefaultAction.STOP:
-        # Nobody in the sandbox can send SIGCONT, so the run ends here, reported as a
-        # shell reports a stopped job: 128+N (see docs in sys_signal's module note).
+        if t.tg.parent is not None or len(t.kernel.pids.live_groups()) > 1:
+            from kvmbox.sentry import lifecycle
+            lifecycle.stopped(t, signo)       # until SIGCONT or SIGKILL
+            return
+        # init alone: nobody in the sandbox could send SIGCONT, so the run ends here,
+        # reported as a shell reports a stopped job: 128+N.
         name = S.SIGNAL_NAMES.get(signo, str(signo))
         raise SignalExit(signo, report=f"kvmbox: stopped by {name}; nothing can continue it")
     raise SignalExit(signo, core=act is S.DefaultAction.CORE)

@@ -74,7 +74,8 @@ def _reset_signals(t: "Task") -> None:
         handler = SIGACTION.unpack(raw)[0]
         if handler == S.SIG_IGN:
             kept[signo] = SIGACTION.pack(S.SIG_IGN, 0, 0, 0)
-    t.sigactions = kept
+    from kvmbox.sentry.threadgroup import SignalHandlers
+    t.sighand = SignalHandlers(kept)       # unshared: a vfork parent keeps its own handlers
     t.altstack = (0, S.SS_DISABLE, 0)
     t.saved_sigmask = None
 
@@ -116,6 +117,10 @@ def do_execve(t: "Task", dirfd: int, path: str, argv_addr: int, envp_addr: int, 
     # --- the point of no return ---------------------------------------------------
     old_mm, t.mm = t.mm, mm
     mm.rlimit = t.soft_rlimit
+    if getattr(t.fds, "users", 1) > 1:            # unshare_files(): CLONE_FILES sharers keep theirs
+        from kvmbox.sentry import lifecycle
+        old_fds, t.fds = t.fds, t.fds.copy()
+        lifecycle.drop(old_fds)
     t.fds.close_on_exec()
     _reset_signals(t)
     if t.timers is not None:
@@ -128,6 +133,7 @@ def do_execve(t: "Task", dirfd: int, path: str, argv_addr: int, envp_addr: int, 
     ctx.restore_regs(**dict.fromkeys(GPRS, 0), rip=image.entry, rsp=image.initial_sp,
                      rflags=START_RFLAGS, fs_base=0, gs_base=0)
     ctx.set_fpu(init_fpu_image(ctx.fpu_layout()[0]))
+    t.tg.exec_done = True                          # setpgid by its parent: EACCES now
     raise ImageReplaced(old_mm)
 
 

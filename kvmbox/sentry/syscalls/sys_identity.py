@@ -18,12 +18,6 @@ UNCHANGED = 0xFFFF_FFFF      # (uid_t)-1: "leave this id alone"
 _UNCHANGED_NOTE = "no capabilities: succeeds only when no id would change, else EPERM"
 
 
-def _own_pid(t: "Task", pid: int) -> None:
-    """Only the calling process can be named (0 or its own pid) until there are others."""
-    if pid not in (0, t.tgid):
-        raise SyscallError(errno.ESRCH)
-
-
 def _same(requested: int, current: int) -> bool:
     return requested == UNCHANGED or requested == current
 
@@ -61,25 +55,6 @@ def getgid(t: "Task", a: Args) -> int:
 def getegid(t: "Task", a: Args) -> int:
     """Implements Linux syscall getegid(2)."""
     return t.creds.egid
-
-
-def getpgrp(t: "Task", a: Args) -> int:
-    """Implements Linux syscall getpgrp(2)."""
-    return t.pgid
-
-
-def getpgid(t: "Task", a: Args) -> int:
-    """Implements Linux syscall getpgid(2)."""
-    pid = s32(a[0])
-    _own_pid(t, pid)
-    return t.pgid
-
-
-def getsid(t: "Task", a: Args) -> int:
-    """Implements Linux syscall getsid(2)."""
-    pid = s32(a[0])
-    _own_pid(t, pid)
-    return t.sid
 
 
 def getgroups(t: "Task", a: Args) -> int:
@@ -203,14 +178,11 @@ def uname(t: "Task", a: Args) -> int:
 ENTRIES = (
     Entry("getpid", getpid, SUPPORTED),
     Entry("gettid", gettid, SUPPORTED),
-    Entry("getppid", getppid, SUPPORTED, "the parent is the Sentry"),
+    Entry("getppid", getppid, SUPPORTED, "init's parent is outside the sandbox: 0"),
     Entry("getuid", getuid, SUPPORTED),
     Entry("geteuid", geteuid, SUPPORTED),
     Entry("getgid", getgid, SUPPORTED),
     Entry("getegid", getegid, SUPPORTED),
-    Entry("getpgrp", getpgrp, SUPPORTED),
-    Entry("getpgid", getpgid, PARTIAL, "only the calling process; others ESRCH"),
-    Entry("getsid", getsid, PARTIAL, "only the calling process; others ESRCH"),
     Entry("getgroups", getgroups, SUPPORTED, "no supplementary groups"),
     Entry("getresuid", getresuid, SUPPORTED, "saved id = effective id"),
     Entry("getresgid", getresgid, SUPPORTED, "saved id = effective id"),

@@ -80,12 +80,16 @@ def prlimit64(t: "Task", a: Args) -> int:
     """Implements Linux syscall prlimit64(2)."""
     pid, resource, new, old = s32(a[0]), u32(a[1]), a[2], a[3]
     new_limit = structs.RLIMIT.unpack(t.mm.copy_in(new, structs.RLIMIT.size)) if new else None
+    target = t
     if pid not in (0, t.tgid):
-        raise SyscallError(errno.ESRCH)
+        g = t.kernel.pids.group(pid) if pid > 0 else None
+        if g is None or not g.tasks or g.tasks[0].killed:
+            raise SyscallError(errno.ESRCH)
+        target = g.leader                 # another process of the sandbox (same credentials)
     _check_resource(resource)
-    before = tuple(t.rlimits[resource])
+    before = tuple(target.rlimits[resource])
     if new_limit is not None:
-        _set_rlimit(t, resource, *new_limit)
+        _set_rlimit(target, resource, *new_limit)
     if old:
         t.mm.copy_out(old, structs.RLIMIT.pack(*before))
     return 0
@@ -245,7 +249,7 @@ def prctl(t: "Task", a: Args) -> int:
         t.pdeathsig = arg2
         return 0
     if option == PR_GET_PDEATHSIG:
-        t.mm.copy_out(arg2, structs.S32.pack(getattr(t, "pdeathsig", 0)))
+        t.mm.copy_out(arg2, structs.S32.pack(t.pdeathsig))
         return 0
     if option == PR_SET_NO_NEW_PRIVS:
         if arg2 != 1 or arg3 or arg4 or arg5:
@@ -263,17 +267,17 @@ def prctl(t: "Task", a: Args) -> int:
     if option == PR_GET_TIMERSLACK:
         return DEFAULT_TIMERSLACK_NS
     if option == PR_SET_CHILD_SUBREAPER:
-        t.child_subreaper = int(bool(arg2))
+        t.tg.subreaper = bool(arg2)
         return 0
     if option == PR_GET_CHILD_SUBREAPER:
-        t.mm.copy_out(arg2, structs.S32.pack(getattr(t, "child_subreaper", 0)))
+        t.mm.copy_out(arg2, structs.S32.pack(int(t.tg.subreaper)))
         return 0
     raise SyscallError(errno.EINVAL)
 
 
 ENTRIES = (
     Entry("getrandom", getrandom, SUPPORTED, "host os.urandom; at most 32 MiB per call"),
-    Entry("prlimit64", prlimit64, PARTIAL, "own process only; enforced: CPU, FSIZE, STACK, "
+    Entry("prlimit64", prlimit64, PARTIAL, "any process of the sandbox; enforced: CPU, FSIZE, STACK, "
           "NOFILE, AS; the rest are recorded"),
     Entry("getrlimit", getrlimit, SUPPORTED),
     Entry("setrlimit", setrlimit, PARTIAL, "as prlimit64"),
@@ -285,6 +289,6 @@ ENTRIES = (
     Entry("setpriority", setpriority, PARTIAL, "recorded (and shown in /proc); the host scheduler "
           "does not see it"),
     Entry("sysinfo", sysinfo, PARTIAL, "plausible values: no load, half the memory free"),
-    Entry("prctl", prctl, PARTIAL, "names, dumpable, pdeathsig (recorded), no_new_privs, "
+    Entry("prctl", prctl, PARTIAL, "names, dumpable, pdeathsig, child subreaper, no_new_privs, "
           "subreaper (recorded), capability bounding/ambient sets, keepcaps; others EINVAL"),
 )

@@ -1,14 +1,14 @@
 """Signal syscalls: dispositions, masks, the alternate stack, waiting, sending to self, rt_sigreturn.
 
 Delivery itself (frames, default actions, restarts) is kvmbox.sentry.signals.deliver,
-run by the kernel before each return to the guest.  The sandbox runs one process
-of one thread; signals come from the task itself (kill/tgkill/raise, SIGPIPE,
-faults) and from timers on other host threads (Task.send_signal).  Waits for a
+run by the kernel before each return to the guest.  Signals come from the
+task itself (raise, SIGPIPE, faults), from other processes (kill, tgkill:
+sys_kill.py) and from timers on other host threads (Task.send_signal).  Waits for a
 signal (pause, rt_sigsuspend, rt_sigtimedwait) block in kvmbox/sentry/waiter.py.
 
-A stop signal's default action ends the run (exit status 128+N, report "stopped
-by ..."): nothing in the sandbox could ever send SIGCONT, and a shell's wait
-reports a stopped job with that same status.
+A stop signal's default action stops the process until SIGCONT
+(kvmbox/sentry/lifecycle.py); when init is the only process, nothing could
+continue it, so the run ends (status 128+N, report "stopped by ...").
 """
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 from kvmbox.abi import signals, structs
 from kvmbox.errors import SyscallError
 from kvmbox.sentry.signals import deliver
-from kvmbox.sentry.signals.frame import SI_TKILL, SI_USER
 from kvmbox.sentry.syscalls.args import s32
 from kvmbox.sentry.syscalls.table import PARTIAL, SUPPORTED, Entry
 from kvmbox.sentry.waiter import block
@@ -39,7 +38,6 @@ DEFAULT_SIGACTION = bytes(structs.SIGACTION.size)
 # (ss_sp, ss_flags, ss_size) of a task that never called sigaltstack.
 NO_ALTSTACK = deliver.NO_ALTSTACK
 TIMESPEC = struct.Struct("<qq")
-_SELF_ONLY = "one process of one thread: only the task itself can be signalled"
 
 
 def _check_sigsetsize(size: int) -> None:
@@ -176,50 +174,6 @@ def rt_sigtimedwait(t: "Task", a: Args) -> int:
     return signo
 
 
-def _check_sig(sig: int) -> None:
-    if not 0 <= sig <= signals.NSIG:
-        raise SyscallError(errno.EINVAL)
-
-
-def kill(t: "Task", a: Args) -> int:
-    """Implements Linux syscall kill(2)."""
-    pid, sig = s32(a[0]), s32(a[1])
-    _check_sig(sig)
-    if pid == -1 or pid == -(1 << 31):
-        raise SyscallError(errno.ESRCH)    # -1: every process but ourselves, and there is none
-    if not (pid == t.tgid or pid == 0 or -pid == t.pgid):
-        raise SyscallError(errno.ESRCH)
-    if sig:
-        t.queue_signal(sig, code=SI_USER)
-    return 0
-
-
-def tgkill(t: "Task", a: Args) -> int:
-    """Implements Linux syscall tgkill(2)."""
-    tgid, tid, sig = s32(a[0]), s32(a[1]), s32(a[2])
-    if tgid <= 0 or tid <= 0:
-        raise SyscallError(errno.EINVAL)
-    _check_sig(sig)
-    if tid != t.tid or tgid != t.tgid:
-        raise SyscallError(errno.ESRCH)
-    if sig:
-        t.queue_signal(sig, code=SI_TKILL)
-    return 0
-
-
-def tkill(t: "Task", a: Args) -> int:
-    """Implements Linux syscall tkill(2)."""
-    tid, sig = s32(a[0]), s32(a[1])
-    if tid <= 0:
-        raise SyscallError(errno.EINVAL)
-    _check_sig(sig)
-    if tid != t.tid:
-        raise SyscallError(errno.ESRCH)
-    if sig:
-        t.queue_signal(sig, code=SI_TKILL)
-    return 0
-
-
 ENTRIES = (
     Entry("rt_sigaction", rt_sigaction, SUPPORTED),
     Entry("rt_sigprocmask", rt_sigprocmask, SUPPORTED),
@@ -229,7 +183,4 @@ ENTRIES = (
     Entry("rt_sigsuspend", rt_sigsuspend, PARTIAL, "blocks until the run stops unless a signal is pending"),
     Entry("pause", pause, PARTIAL, "blocks until the run stops unless a signal is pending"),
     Entry("rt_sigtimedwait", rt_sigtimedwait, PARTIAL, "only signals already pending can arrive"),
-    Entry("kill", kill, PARTIAL, _SELF_ONLY),
-    Entry("tgkill", tgkill, PARTIAL, _SELF_ONLY),
-    Entry("tkill", tkill, PARTIAL, _SELF_ONLY),
 )

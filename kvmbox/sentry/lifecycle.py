@@ -1,0 +1,199 @@
+"""Process lifetime: host threads for tasks, exit, zombies, reparenting, SIGCHLD and reaping.
+
+Each task runs on a host thread of its own (the first program on the caller
+of Kernel.run); `start` makes one for a new task.  When a task's run loop
+ends, `finish` (under kernel.bkl) releases what it holds, makes its process a
+zombie with Linux's wait status, gives its children to the reaper (the
+nearest PR_SET_CHILD_SUBREAPER, else init), tells its parent (SIGCHLD with
+CLD_* siginfo, unless the parent ignores SIGCHLD or set SA_NOCLDWAIT, when it
+is reaped at once) and wakes the parent's waits.
+"""
+from __future__ import annotations
+
+import struct
+import threading
+
+from kvmbox.abi import signals as S
+from kvmbox.errors import SandboxCrash
+from kvmbox.sentry.threadgroup import EV_CONTINUED, EV_STOPPED, STOPPED, ZOMBIE, ThreadGroup
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from kvmbox.sentry.kernel import Kernel, RunOutcome
+    from kvmbox.sentry.task import Task
+
+CLD_EXITED, CLD_KILLED, CLD_DUMPED, CLD_TRAPPED, CLD_STOPPED, CLD_CONTINUED = 1, 2, 3, 4, 5, 6
+SA_NOCLDSTOP, SA_NOCLDWAIT = 1, 2
+SI_USER = 0
+_SIGINFO_CHLD = struct.Struct("<iii4xiii4xqq")   # signo errno code | pid uid status | utime stime
+
+
+def wait_status(outcome: "RunOutcome") -> int:
+    """Linux's wait status word for how a process ended."""
+    if outcome.signal:
+        return outcome.signal | (0x80 if outcome.core else 0)
+    return (outcome.exit_code & 0xFF) << 8
+
+
+def start(kernel: "Kernel", task: "Task") -> None:
+    """Run `task` on a new host thread from its current registers."""
+    th = threading.Thread(target=_thread_main, args=(kernel, task), daemon=True,
+                          name=f"kvmbox-task-{task.tid}")
+    task.host_thread = th
+    th.start()
+
+
+def _thread_main(kernel: "Kernel", task: "Task") -> None:
+    from kvmbox.sentry.runloop import run_task
+    task.cpu.on_thread()
+    with kernel.bkl:
+        outcome = None
+        try:
+            outcome = run_task(kernel, task)
+        except SandboxCrash as e:
+            kernel.crashed(e)
+        except BaseException as e:     # a Sentry bug on a task thread ends the sandbox
+            kernel.crashed(SandboxCrash(f"kvmbox: internal error: {type(e).__name__}: {e}"))
+        finally:
+            try:
+                finish(kernel, task, outcome)
+            except BaseException as e:   # noqa: BLE001 - a Sentry bug; the run ends with it
+                kernel.crashed(SandboxCrash(f"kvmbox: internal error at exit: {type(e).__name__}: {e}"))
+
+
+def finish(kernel: "Kernel", task: "Task", outcome: "RunOutcome | None") -> None:
+    """The task's loop ended with `outcome` (None: the sandbox crashed): release it and make
+    its process a zombie for its parent.  Called under kernel.bkl on any thread."""
+    from kvmbox.sentry.kernel import RunOutcome
+    import signal as _signal
+    if outcome is None:
+        outcome = RunOutcome(128 + _signal.SIGKILL, _signal.SIGKILL)
+    g = task.tg
+    task.killed = True
+    if g.timers is not None:
+        g.timers.close()
+    from kvmbox.sentry.fsimpl.proctask import memory
+    try:
+        rss = memory(task)["rss"]
+    except Exception:                  # noqa: BLE001 - never let accounting stop an exit
+        rss = 0
+    g.times.add(*task.cpu.times(), rss)
+    try:
+        task.ctx.release()
+    finally:
+        drop(task.fds)
+        drop(task.mm)
+        kernel.locks_process_exit(g)
+        vp, task.vfork_parent = task.vfork_parent, None
+        if vp is not None:
+            vp.waker.set()
+        task.release()
+    table = kernel.pids
+    with table.lock:
+        g.exit_code = outcome.exit_code
+        g.wait_status = wait_status(outcome)
+        g.state = ZOMBIE
+        g.outcome = outcome
+        reaper = table.reaper_for(g)
+        for c in list(g.children):
+            c.parent = reaper
+            if reaper is not None:
+                reaper.children.append(c)
+            for ct in c.tasks:
+                if ct.pdeathsig and c.state != ZOMBIE:
+                    ct.send_signal(ct.pdeathsig, code=SI_USER)
+            if reaper is not None and c.state == ZOMBIE:
+                reaper.child_events.notify()
+        g.children.clear()
+        parent = g.parent
+        if parent is None:
+            return                         # init: the Kernel reports its outcome
+        if _autoreap(parent):
+            parent.children.remove(g)
+            table.remove(g)
+            _add_child_times(parent, g)
+        code = (CLD_KILLED if not outcome.core else CLD_DUMPED) if outcome.signal else CLD_EXITED
+        status = outcome.signal if outcome.signal else outcome.exit_code & 0xFF
+        notify_parent(g, g.exit_signal, code, status)
+
+
+def reap(parent: ThreadGroup, child: ThreadGroup, kernel: "Kernel") -> None:
+    """wait() consumed `child`'s death: its pid is free, its times go to the parent."""
+    with kernel.pids.lock:
+        if child in parent.children:
+            parent.children.remove(child)
+        kernel.pids.remove(child)
+        _add_child_times(parent, child)
+
+
+def _add_child_times(parent: ThreadGroup, child: ThreadGroup) -> None:
+    c = child.times
+    parent.children_times.add(c.user_ns + child.children_times.user_ns,
+                              c.sys_ns + child.children_times.sys_ns,
+                              max(c.maxrss_kb, child.children_times.maxrss_kb))
+
+
+def _sigchld_action(parent: ThreadGroup) -> tuple[int, int]:
+    from kvmbox.sentry.signals.deliver import action
+    return action(parent.leader, S.SIGCHLD)[:2]
+
+
+def _autoreap(parent: ThreadGroup) -> bool:
+    """Linux reaps a child at once when its parent ignores SIGCHLD or set SA_NOCLDWAIT."""
+    handler, flags = _sigchld_action(parent)
+    return handler == S.SIG_IGN or bool(flags & SA_NOCLDWAIT)
+
+
+def notify_parent(g: ThreadGroup, signo: int, code: int, status: int) -> None:
+    """Signal `g`'s parent that g changed state (exit, stop, continue) and wake its waits."""
+    parent = g.parent
+    if parent is None:
+        return
+    if signo:
+        handler, flags = _sigchld_action(parent) if signo == S.SIGCHLD else (0, 0)
+        if not (code in (CLD_STOPPED, CLD_CONTINUED) and flags & SA_NOCLDSTOP):
+            t = g.tasks[0]
+            user_ns, sys_ns = g.times.user_ns, g.times.sys_ns
+            info = _SIGINFO_CHLD.pack(signo, 0, code, g.tgid, t.creds.uid, status,
+                                      user_ns // 10_000_000, sys_ns // 10_000_000)
+            info += bytes(128 - len(info))
+            parent.leader.send_signal(signo, code=code, info=info)
+    parent.child_events.notify()
+
+
+def stopped(task: "Task", signo: int) -> None:
+    """A stop signal's default action: the process stops until SIGCONT or SIGKILL."""
+    from kvmbox.sentry.waiter import block
+    g = task.tg
+    kernel = task.kernel
+    with kernel.pids.lock:
+        g.state = STOPPED
+        g.stop_signal = signo
+        g.wait_event = EV_STOPPED
+    notify_parent(g, S.SIGCHLD, CLD_STOPPED, signo)
+    block(task, lambda: g.state != STOPPED or task.killed)
+
+
+def continued(g: ThreadGroup) -> None:
+    """SIGCONT reached stopped process `g`: it runs again; its parent hears of it."""
+    with g.tasks[0].kernel.pids.lock:
+        if g.state != STOPPED:
+            return
+        g.state = "running"
+        g.wait_event = EV_CONTINUED
+    for t in g.tasks:
+        t.waker.set()
+    notify_parent(g, S.SIGCHLD, CLD_CONTINUED, S.SIGCONT)
+
+
+def drop(obj) -> None:
+    """One user fewer of a shareable object (FdTable, MemoryManager): released by its last."""
+    n = obj.users = getattr(obj, "users", 1) - 1
+    if n <= 0:
+        obj.release()
+
+
+def share(obj):
+    """One more user of a shareable object (clone's CLONE_FILES, CLONE_VM)."""
+    obj.users = getattr(obj, "users", 1) + 1
+    return obj

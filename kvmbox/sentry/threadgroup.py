@@ -1,0 +1,85 @@
+"""ThreadGroup (a process) and SignalHandlers: what a process's threads share.
+
+A Task (kvmbox/sentry/task.py) is one thread; its ThreadGroup holds what
+belongs to the process: tgid, parent and children, process group and
+session, resource limits, and what its parent's wait4 reports.  The
+signal dispositions are a SignalHandlers object of their own, because
+clone(CLONE_SIGHAND) shares them apart from the thread group (vfork and
+posix_spawn do).  Threads (CLONE_THREAD) come with a later issue; the
+objects are already shaped for them: a group has a list of tasks, and its
+leader is the first.
+
+State a parent's wait reads (`state`, `wait_status`, `report`) changes under
+the process table's lock (kvmbox/sentry/pidtable.py), and every change
+notifies the parent's `child_events` WaitQueue.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from kvmbox.sentry.waiter import WaitQueue
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from kvmbox.sentry.task import Task
+
+# What a group's parent may be told by wait (state).
+RUNNING, STOPPED, ZOMBIE, DEAD = "running", "stopped", "zombie", "dead"
+# Changes a waiter has not consumed yet (wait_event): a stop (WUNTRACED) or a continue.
+EV_NONE, EV_STOPPED, EV_CONTINUED = 0, 1, 2
+
+
+@dataclass
+class SignalHandlers:
+    """signo -> the raw struct sigaction the guest set (missing: SIG_DFL)."""
+    actions: dict[int, bytes] = field(default_factory=dict)
+
+    def copy(self) -> "SignalHandlers":
+        return SignalHandlers(dict(self.actions))
+
+
+@dataclass
+class ChildTimes:
+    """What reaped children (and their reaped children) used: RUSAGE_CHILDREN."""
+    user_ns: int = 0
+    sys_ns: int = 0
+    maxrss_kb: int = 0
+
+    def add(self, user_ns: int, sys_ns: int, maxrss_kb: int) -> None:
+        self.user_ns += user_ns
+        self.sys_ns += sys_ns
+        self.maxrss_kb = max(self.maxrss_kb, maxrss_kb)
+
+
+class ThreadGroup:
+    """One guest process."""
+
+    def __init__(self, tgid: int, parent: "ThreadGroup | None", rlimits: dict[int, list[int]],
+                 pgid: int, sid: int) -> None:
+        self.tgid = tgid
+        self.parent = parent
+        self.children: list[ThreadGroup] = []
+        self.tasks: list[Task] = []
+        self.rlimits = rlimits
+        self.pgid = pgid
+        self.sid = sid
+        self.state = RUNNING
+        self.wait_event = EV_NONE       # a stop or continue the parent has not waited for
+        self.stop_signal = 0            # the signal that stopped it (WSTOPSIG)
+        self.wait_status = 0            # Linux wait status once a zombie
+        self.exit_code = 0              # for a RunOutcome: 0..255 or 128+signal
+        self.exit_signal = 17           # what its parent gets at exit (SIGCHLD; clone's low byte)
+        self.exec_done = False          # it has called execve (setpgid from the parent: EACCES)
+        self.subreaper = False          # PR_SET_CHILD_SUBREAPER
+        self.child_events = WaitQueue() # wait4/waitid in this process sleep here
+        self.children_times = ChildTimes()
+        self.times = ChildTimes()       # its own CPU use, filled in at exit for the parent
+        self.timers = None              # ProcessTimers (posixtimers.timers_of makes it)
+        self.host_thread = None         # threading.Thread running its leader (None: init's caller)
+
+    @property
+    def leader(self) -> "Task":
+        return self.tasks[0]
+
+    def __repr__(self) -> str:
+        return f"<ThreadGroup {self.tgid} {self.state}>"
