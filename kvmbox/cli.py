@@ -52,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--ulimit", action="append", default=[], metavar="NAME=SOFT[:HARD]",
                    help="set a resource limit (nofile, nproc, stack, core, cpu, fsize, as, "
                         "memlock, ...; 'unlimited' accepted; repeatable). Default: kvmbox's own")
+    r.add_argument("--pids-limit", type=int, default=512, metavar="N",
+                   help="most tasks alive at once (default 512); past it fork gives EAGAIN")
     r.add_argument("--no-fast-path", action="store_true",
                    help="send every syscall to the Sentry (no in-guest answers for getpid & co.)")
     r.add_argument("--kvm-device", default="/dev/kvm", help=argparse.SUPPRESS)
@@ -84,7 +86,7 @@ def _cmd_run(ns: argparse.Namespace) -> int:
         with Sandbox(platform=ns.platform, memory=ns.memory, timeout=ns.timeout,
                      hostname=ns.hostname, kvm_device=ns.kvm_device,
                      fast_path=not ns.no_fast_path, rootfs=ns.rootfs, mounts=ns.mount,
-                     cwd=cwd, ulimits=ns.ulimit) as sb:
+                     cwd=cwd, ulimits=ns.ulimit, pids_limit=ns.pids_limit) as sb:
             for line in sb.setup_notices:
                 print(line, file=sys.stderr)
             if ns.debug:

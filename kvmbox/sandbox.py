@@ -11,6 +11,7 @@ from kvmbox.errors import KvmboxError, ProgramNotFound, SandboxCrash
 from kvmbox.sentry.files import CAPTURE_LIMIT, BytesInput, CaptureOutput, FileDescription
 
 DEFAULT_MEMORY = 2 << 30
+DEFAULT_PIDS_LIMIT = 512          # tasks alive at once (docker and runsc leave it unlimited)
 DEFAULT_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root"}
 _SIZE = re.compile(r"^\s*(\d+)\s*([kKmMgGtT]?)[iI]?[bB]?\s*$")
 
@@ -115,7 +116,8 @@ class Sandbox:
                  timeout: float | None = None, hostname: str = "kvmbox",
                  kvm_device: str = "/dev/kvm", fast_path: bool = True, *,
                  rootfs: str | None = None, mounts: Sequence = (), cwd: str = "/",
-                 ulimits=None, capture_limit: int | str = CAPTURE_LIMIT) -> None:
+                 ulimits=None, capture_limit: int | str = CAPTURE_LIMIT,
+                 pids_limit: int | None = DEFAULT_PIDS_LIMIT) -> None:
         """rootfs: host directory used as / (default the host's /), read-only under an
         in-memory overlay.  mounts: MountSpec objects or 'HOST:GUEST[:ro|rw[,chown]]'
         strings (host mounts are nosuid,nodev; 'chown' lets the guest give files away).
@@ -124,13 +126,16 @@ class Sandbox:
         'stack': (8 << 20, 'unlimited')} or ['nofile=4096:8192', ...] (sentry/rlimits.py).
         capture_limit: bytes of stdout and of stderr run() keeps (e.g. "64M", the default);
         past it the program's writes still succeed, the bytes are dropped and the Result
-        says `truncated`."""
+        says `truncated`.  pids_limit: how many tasks may exist at once (default 512; None:
+        no limit); past it fork and clone give EAGAIN, as the pids cgroup does."""
         from kvmbox.sentry.rlimits import parse_ulimits
         from kvmbox.platform.registry import open_platform
         from kvmbox.sentry.kernel import Kernel
         from kvmbox.sentry.vfs.build import FsOptions
 
         self.memory = parse_size(memory)
+        if pids_limit is not None and (not isinstance(pids_limit, int) or pids_limit < 1):
+            raise KvmboxError(f"kvmbox: pids limit must be a positive integer, not {pids_limit!r}")
         self._ulimits = parse_ulimits(ulimits)
         self.capture_limit = _capture_limit(capture_limit)
         self.timeout = timeout
@@ -141,7 +146,8 @@ class Sandbox:
         self._platform = open_platform(platform, self.memory, device=kvm_device,
                                        notice=self.setup_notices.append)
         self._kernel = Kernel(self._platform, memory_limit=self.memory, hostname=hostname,
-                              notice=self._notices.append, fast_path=fast_path, fs=fs)
+                              notice=self._notices.append, fast_path=fast_path, fs=fs,
+                              pids_limit=pids_limit)
         self._lock = threading.Lock()
 
     @property

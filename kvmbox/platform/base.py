@@ -154,6 +154,10 @@ class Context(ABC):
                      gid: int, egid: int) -> None:
         """Ids a platform may answer without trapping (getpid & co.); default: always trap."""
 
+    def set_idle(self, idle: bool) -> None:
+        """The thread starts (True) or stops sleeping in the Sentry: a platform may lend
+        its hardware (a vCPU) to another context meanwhile.  Default: nothing to lend."""
+
     @abstractmethod
     def release(self) -> None:
         """Free the context's resources."""

@@ -192,11 +192,17 @@ def block(t: "Task", ready: Callable[[], object], *, sources: Iterable[object] =
                     return False
             bkl = getattr(kernel, "bkl", None)
             if bkl is not None and bkl.owned():
-                # Let the other tasks' handlers run while this one sleeps (runloop.py).
+                # Let the other tasks' handlers run while this one sleeps (runloop.py), and
+                # let its vCPU serve another task meanwhile (KVM's pool).
+                idle = getattr(t.ctx, "set_idle", None)
+                if idle is not None:
+                    idle(True)
                 bkl.release()
                 try:
                     w.wait(left, host)
                 finally:
+                    if idle is not None:
+                        idle(False)
                     bkl.acquire()
             else:
                 w.wait(left, host)

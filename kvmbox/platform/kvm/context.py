@@ -40,35 +40,96 @@ _FRAME_FMT = "<7Q"                   # vector, error, rip, cs, rflags, rsp, ss
 
 
 class KvmContext(Context):
-    """Runs one guest thread on a pooled vCPU.  Not thread-safe except interrupt()."""
+    """Runs one guest thread on a vCPU of the platform's pool.  Not thread-safe except
+    interrupt(), and the pool's steal() of a vCPU from a context whose task sleeps.
 
-    def __init__(self, platform: "KvmPlatform", vcpu: Vcpu) -> None:
+    A context holds a vCPU from its first switch.  While its task sleeps in the Sentry
+    (set_idle(True)), the pool may take the vCPU for another context: the user state
+    (registers as get_regs gives them, FS/GS bases, the XSAVE image) moves into the
+    context, and its next switch takes a vCPU again and enters user mode afresh with
+    that state, as a first entry does.  So more tasks than vCPUs can exist.
+    """
+
+    def __init__(self, platform: "KvmPlatform", vcpu: Vcpu | None = None) -> None:
         self.platform = platform
-        self.vcpu = vcpu
-        self.regs = vcpu.regs
         base = L.STUB_VIRT
-        self._tramp_lo = base + L.user_trampoline(vcpu.index)
-        self._syscall_exit_rip = self._tramp_lo + platform.stub.syscall_exit_offset
-        self._fast = L.fast_data(vcpu.index)
         self._restore_flags = platform.flavour == "pvm-native"
         self._handlers = (base + L.HANDLERS_OFF, base + L.HANDLERS_OFF + 32 * L.HANDLER_STRIDE)
-        self._frame_phys = L.exc_frame_phys(vcpu.index)
-        self._frame_virt = L.STUB_VIRT + self._frame_phys   # the handler's RSP at its `out`
         self._mem = platform.memfile.view
         self._configured = False
-        self._pending: dict[str, int] = {}      # registers set before the first entry
-        self._pending_fpu: bytes | None = None  # an FPU image set before it (a forked child's)
+        self._pending: dict[str, int] = {}      # registers set while no vCPU is loaded
+        self._pending_fpu: bytes | None = None  # the FPU image likewise (a forked child's)
+        self._identity: dict[int, int] | None = None   # fast-path ids to publish per vCPU
         self._cr3 = -1
         self.in_exception = False               # the vCPU sits in a ring-0 handler after a Fault
         self._parked_rip = -1                   # ...at this RIP (right after the handler's `out`)
         self._thread: int | None = None
         self._interrupt = threading.Event()
+        self._own = threading.Lock()            # the owner's vs a stealer's hold on the vCPU
+        self._idle = False                      # the task sleeps: its vCPU may be taken
         # (ns spent in KVM_RUN before the current entry, monotonic ns the current entry
         # began or 0): one tuple, replaced whole, so other threads read it consistently.
         self._guest = (0, 0)
+        self.vcpu: Vcpu | None = None
+        self.regs = None
+        if vcpu is not None:
+            self._bind(vcpu)
+
+    def _bind(self, vcpu: Vcpu) -> None:
+        """Load onto `vcpu`: its per-vCPU stub addresses, and a first entry at next switch."""
+        base = L.STUB_VIRT
+        self.vcpu = vcpu
+        self.regs = vcpu.regs
+        self._tramp_lo = base + L.user_trampoline(vcpu.index)
+        self._syscall_exit_rip = self._tramp_lo + self.platform.stub.syscall_exit_offset
+        self._fast = L.fast_data(vcpu.index)
+        self._frame_phys = L.exc_frame_phys(vcpu.index)
+        self._frame_virt = L.STUB_VIRT + self._frame_phys   # the handler's RSP at its `out`
+        self._configured = False
+        if self._identity is not None:
+            self._write_identity()
+
+    def _unbind(self) -> Vcpu:
+        """Move the user state off the vCPU into the context; returns the freed vCPU."""
+        vcpu = self.vcpu
+        if self._configured:
+            self._pending = self.get_regs()
+            self._pending_fpu = self.get_fpu()
+        self._configured = False
+        self.in_exception = False
+        self._cr3 = -1
+        self.vcpu = None
+        self.regs = None
+        vcpu.set_immediate_exit(False)
+        return vcpu
+
+    def set_idle(self, idle: bool) -> None:
+        """The task starts or stops sleeping in the Sentry (waiter.block)."""
+        with self._own:
+            self._idle = idle
+        if idle and self.vcpu is not None:
+            self.platform.offer(self)
+        elif not idle:
+            self.platform.withdraw(self)
+
+    def steal(self) -> Vcpu | None:
+        """The pool takes this sleeping context's vCPU (None if it woke or has none)."""
+        if not self._own.acquire(blocking=False):
+            return None
+        try:
+            if not self._idle or self.vcpu is None:
+                return None
+            return self._unbind()
+        finally:
+            self._own.release()
 
     # --- running ---------------------------------------------------------
     def switch(self, aspace: AddressSpace) -> Event:
+        if self.vcpu is None:
+            vcpu = self.platform.acquire_vcpu(self)
+            if vcpu is None:                    # interrupted while waiting for one
+                return INTERRUPTED
+            self._bind(vcpu)
         vcpu = self.vcpu
         root = aspace.root  # type: ignore[attr-defined]
         if not self._configured:
@@ -207,25 +268,33 @@ class KvmContext(Context):
         self.vcpu.run()
         self.vcpu.set_immediate_exit(False)
         regs = self.regs
+        regs[RFLAGS] = 0x202
         for name, value in p.items():
             self._set_one(name, value)
         p.clear()
-        regs[RFLAGS] = 0x202
+        regs[RFLAGS] = (regs[RFLAGS] & _USER_FLAGS) | 0x202
         self.vcpu.mark_dirty(KVM_SYNC_X86_REGS)
 
     def set_identity(self, *, enabled: bool, pid: int, tid: int, ppid: int, uid: int, euid: int,
                      gid: int, egid: int) -> None:
         """Publish the ids the trampoline may answer without an exit (enabled=False: all exit)."""
-        values = {L.FAST_PID: pid, L.FAST_TID: tid, L.FAST_PPID: ppid, L.FAST_UID: uid,
-                  L.FAST_EUID: euid, L.FAST_GID: gid, L.FAST_EGID: egid}
-        for off, value in values.items():
+        self._identity = {L.FAST_PID: pid, L.FAST_TID: tid, L.FAST_PPID: ppid, L.FAST_UID: uid,
+                          L.FAST_EUID: euid, L.FAST_GID: gid, L.FAST_EGID: egid,
+                          L.FAST_ENABLED: 1 if enabled and self._restore_flags else 0}
+        if self.vcpu is not None:
+            self._write_identity()
+
+    def _write_identity(self) -> None:
+        for off, value in self._identity.items():
             struct.pack_into("<I", self._mem, self._fast + off, value & 0xFFFF_FFFF)
-        struct.pack_into("<I", self._mem, self._fast + L.FAST_ENABLED,
-                         1 if enabled and self._restore_flags else 0)
 
     def interrupt(self) -> None:
         self._interrupt.set()
-        self.vcpu.set_immediate_exit(True)
+        vcpu = self.vcpu
+        if vcpu is None:
+            self.platform.wake_waiters()        # it may be waiting for a vCPU
+            return
+        vcpu.set_immediate_exit(True)
         tid = self._thread
         if tid is not None:
             try:
@@ -235,14 +304,21 @@ class KvmContext(Context):
 
     def clear_interrupt(self) -> None:
         self._interrupt.clear()
-        self.vcpu.set_immediate_exit(False)
+        if self.vcpu is not None:
+            self.vcpu.set_immediate_exit(False)
 
     # --- registers -----------------------------------------------------------
     def syscall_args(self) -> tuple[int, int, int, int, int, int, int]:
+        if not self._configured:
+            p = self._pending
+            return tuple(p.get(n, 0) for n in ("rax", "rdi", "rsi", "rdx", "r10", "r8", "r9"))
         r = self.regs
         return r[RAX], r[RDI], r[RSI], r[RDX], r[R10], r[R8], r[R9]
 
     def set_return(self, value: int) -> None:
+        if not self._configured:
+            self._pending["rax"] = value & _MASK64
+            return
         self.regs[RAX] = value & _MASK64
         self.vcpu.mark_dirty(KVM_SYNC_X86_REGS)
 
@@ -298,6 +374,10 @@ class KvmContext(Context):
         self.set_regs(**regs)
 
     def get_fpu(self) -> bytes:
+        if not self._configured and self._pending_fpu is not None:
+            return self._pending_fpu
+        if self.vcpu is None:
+            return reset_xsave(bytes(self.platform.xsave_size))   # never ran: the reset state
         return bytes(self.vcpu.get_xsave()[:self.platform.xsave_size])
 
     def set_fpu(self, image: bytes) -> None:
@@ -313,4 +393,9 @@ class KvmContext(Context):
         return self.platform.xsave_size, self.platform.xcr0
 
     def release(self) -> None:
-        self.platform.return_vcpu(self.vcpu)
+        self.platform.withdraw(self)
+        with self._own:
+            vcpu, self.vcpu = self.vcpu, None
+            self._idle = False
+        if vcpu is not None:
+            self.platform.return_vcpu(vcpu)

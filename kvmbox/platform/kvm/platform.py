@@ -1,4 +1,11 @@
-"""KvmPlatform: one VM with one memslot (the MemoryFile), the stub region, and a pool of vCPUs."""
+"""KvmPlatform: one VM with one memslot (the MemoryFile), the stub region, and a pool of vCPUs.
+
+The pool: contexts (guest threads) outnumber vCPUs.  A context takes a vCPU
+at its switch; while its task sleeps in the Sentry it offers the vCPU, and a
+context that finds the pool empty takes an offered one (KvmContext.steal
+moves the sleeper's user state off it).  With every vCPU busy running guest
+code, a context waits until one is returned or offered.
+"""
 from __future__ import annotations
 
 import errno
@@ -41,7 +48,10 @@ class KvmPlatform(Platform):
     name = "kvm"
 
     def __init__(self, memory: int, *, device: str = DEFAULT_DEVICE, flavour: str | None = None,
-                 max_vcpus: int = 4) -> None:
+                 max_vcpus: int | None = None) -> None:
+        if max_vcpus is None:
+            # Enough for the host CPUs to be busy with guest code while others' tasks sleep.
+            max_vcpus = min(L.MAX_VCPUS, max(4, 2 * len(os.sched_getaffinity(0))))
         self.flavour = flavour or detect_flavour()
         self.stub = stub.build(self.flavour)
         install_kick_handler()
@@ -77,6 +87,8 @@ class KvmPlatform(Platform):
         self._idle: list[Vcpu] = []
         self._created = 0
         self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._offered: dict[KvmContext, None] = {}    # sleeping contexts holding a vCPU
 
     @property
     def user_range(self) -> tuple[int, int]:
@@ -86,20 +98,51 @@ class KvmPlatform(Platform):
         return PageTables(self.memfile, self.frames, self.stub_pdpt)
 
     def new_context(self) -> Context:
-        with self._lock:
-            if self._idle:
-                vcpu = self._idle.pop()
-            elif self._created < self.max_vcpus:
-                vcpu = self.vm.create_vcpu(self._created)
-                self._created += 1
-            else:
-                raise PlatformUnavailable(f"kvmbox: all {self.max_vcpus} vCPUs are in use")
-        return KvmContext(self, vcpu)
+        """A guest thread; it takes a vCPU from the pool at its first switch."""
+        return KvmContext(self)
+
+    def acquire_vcpu(self, ctx: KvmContext) -> Vcpu | None:
+        """A vCPU for `ctx`: an idle one, a new one, or one a sleeping context offers; else
+        wait for one.  None when `ctx` is interrupted meanwhile (kill, timeout, signal)."""
+        with self._cond:
+            while True:
+                if self._idle:
+                    return self._idle.pop()
+                if self._created < self.max_vcpus:
+                    try:
+                        vcpu = self.vm.create_vcpu(self._created)
+                    except KvmError as e:
+                        raise PlatformUnavailable(f"kvmbox: cannot create a vCPU: {e}") from None
+                    self._created += 1
+                    return vcpu
+                for other in list(self._offered):
+                    del self._offered[other]
+                    vcpu = other.steal()
+                    if vcpu is not None:
+                        return vcpu
+                if ctx._interrupt.is_set():
+                    return None
+                self._cond.wait()
+
+    def offer(self, ctx: KvmContext) -> None:
+        with self._cond:
+            self._offered[ctx] = None
+            self._cond.notify()
+
+    def withdraw(self, ctx: KvmContext) -> None:
+        with self._cond:
+            self._offered.pop(ctx, None)
+
+    def wake_waiters(self) -> None:
+        """A waiting context was interrupted: let it see so."""
+        with self._cond:
+            self._cond.notify_all()
 
     def return_vcpu(self, vcpu: Vcpu) -> None:
-        with self._lock:
+        with self._cond:
             vcpu.set_immediate_exit(False)
             self._idle.append(vcpu)
+            self._cond.notify()
 
     def close(self) -> None:
         if self.vm is not None:

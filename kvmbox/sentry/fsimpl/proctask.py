@@ -63,6 +63,11 @@ def _handler(action) -> int:
     return getattr(action, "handler", SIG_DFL)
 
 
+def _stopped(t: "Task") -> bool:
+    tg = getattr(t, "tg", None)
+    return tg is not None and tg.state == "stopped"
+
+
 def signal_masks(t: "Task") -> tuple[int, int, int, int]:
     """(pending, blocked, ignored, caught) as 64-bit masks (bit signo-1)."""
     pending = 0
@@ -203,7 +208,7 @@ def status(fs: "ProcFilesystem", t: "Task") -> bytes:
     text = (
         f"Name:\t{name}\n"
         f"Umask:\t{umask:04o}\n"
-        f"State:\t{'R (running)' if running else 'S (sleeping)'}\n"
+        f"State:\t{'R (running)' if running else 'T (stopped)' if _stopped(t) else 'S (sleeping)'}\n"
         f"Tgid:\t{t.tgid}\n"
         f"Ngid:\t0\n"
         f"Pid:\t{t.tid}\n"
@@ -265,7 +270,7 @@ def stat(fs: "ProcFilesystem", t: "Task") -> bytes:
     start_code = min((v.start for v in code), default=0)
     end_code = max((v.end for v in code), default=0)
     fields = [
-        t.tid, f"({comm(t).decode('utf-8', 'replace')})", "R" if running else "S",
+        t.tid, f"({comm(t).decode('utf-8', 'replace')})", "R" if running else "T" if _stopped(t) else "S",
         visible_ppid(fs, t), t.pgid, t.sid, 0, -1, 0x400000,       # tty_nr, tpgid, PF_RANDOMIZE... flags
         0, 0, 0, 0,                                                   # minflt cminflt majflt cmajflt
         user, system, 0, 0,                                           # utime stime cutime cstime
