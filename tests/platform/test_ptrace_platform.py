@@ -23,7 +23,7 @@ GADGET = PAGE + stubcode.GADGET_OFF
 class PtraceGuest(Guest):
     @property
     def pid(self) -> int:
-        return self.aspace.stub.pid
+        return self.aspace.stub_for_tracer().pid
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +102,7 @@ def test_guest_syscall_not_executed_by_host(guest, tmp_path):
 def test_stub_dies_on_a_forbidden_injected_syscall(guest):
     from kvmbox.errors import SandboxCrash
     g = guest("nop\n")
-    stub = g.aspace.stub
+    stub = g.aspace.stub_for_tracer()
     with pytest.raises(SandboxCrash, match="SIGSYS"):
         stub.syscall(39)                       # getpid, even from the gadget
     assert not stub.alive
@@ -112,7 +112,7 @@ def test_stub_dies_on_mmap_of_another_fd(guest):
     from kvmbox.errors import SandboxCrash
     g = guest("nop\n")
     with pytest.raises(SandboxCrash, match="SIGSYS"):
-        g.aspace.stub.syscall(9, 0xC00000, 0x1000, 3, 0x22, 0xFFFFFFFF, 0)   # anonymous mmap
+        g.aspace.stub_for_tracer().syscall(9, 0xC00000, 0x1000, 3, 0x22, 0xFFFFFFFF, 0)   # anonymous mmap
 
 
 def test_stub_has_only_the_memfd_own_pgid_and_one_page(guest, platform):
@@ -143,7 +143,7 @@ from kvmbox.platform.ptrace.platform import PtracePlatform
 p = PtracePlatform(64 << 20)
 a = p.new_address_space()
 a.map(0x400000, 0x1000, p.frames.alloc(1)[0][0], 1)
-print(a.stub.pid, flush=True)
+print(a.stub_for_tracer().pid, flush=True)
 os.kill(os.getpid(), 9)
 """
 
@@ -162,6 +162,7 @@ def test_stub_dies_with_the_sentry():
 def test_use_from_another_thread_is_refused(guest):
     from kvmbox.errors import SandboxCrash
     g = guest("nop\n")
+    g.aspace.stub_for_tracer()                 # this thread made the stub: it is the tracer
     err = []
 
     def other():
@@ -246,14 +247,14 @@ def test_stub_page_is_not_there_for_the_guest(hiding_guest, how):
     g = hiding_guest(f"mov rax, {PAGE}\n {access}\n")
     g.map(0xB00000, 0x1000, PROT_READ | PROT_WRITE)          # an injected mmap
     ev = g.run()
-    if how == "fetch" and not g.aspace.stub.hide_code:
+    if how == "fetch" and not g.aspace.stub_for_tracer().hide_code:
         assert ev is SYSCALL and g.ctx.get_regs()["rip"] == GADGET + 2
     else:
         assert isinstance(ev, Fault) and ev.vector == 14 and ev.address == PAGE
         assert not ev.error_code & PF_PRESENT
         assert bool(ev.error_code & PF_INSTR) == (how == "fetch")
     g.map(0xB01000, 0x1000, PROT_READ)                        # and after the guest ran
-    assert g.aspace.stub.mapped_ranges(0xB00000, 0xB02000) == [(0xB00000, 0xB01000),
+    assert g.aspace.stub_for_tracer().mapped_ranges(0xB00000, 0xB02000) == [(0xB00000, 0xB01000),
                                                                 (0xB01000, 0xB02000)]
 
 
@@ -264,7 +265,7 @@ def test_no_pku_mode_really_makes_the_page_readable():
     try:
         a = p.new_address_space()
         a.map(0x400000, 0x1000, p.frames.alloc(1)[0][0], PROT_READ)
-        assert a.stub.hide_code and a.stub.probe_readable()
+        assert a.stub_for_tracer().hide_code and a.stub.probe_readable()
         a.release()
     finally:
         p.close()
@@ -285,6 +286,6 @@ def test_probe_agrees_with_the_cpu_flags(platform):
     a = platform.new_address_space()
     try:
         a.map(0x400000, 0x1000, platform.frames.alloc(1)[0][0], PROT_READ)
-        assert a.stub.hide_code == ("ospke" not in cpuinfo_flags())
+        assert a.stub_for_tracer().hide_code == ("ospke" not in cpuinfo_flags())
     finally:
         a.release()
