@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from array import array
 
+from kvmbox.abi.mman import PROT_EXEC, PROT_READ, PROT_WRITE
 from kvmbox.guest_stub import layout as L
 from kvmbox.mm.frames import FrameAllocator
 from kvmbox.mm.memfile import MemoryFile
-from kvmbox.platform.base import PROT_EXEC, PROT_READ, PROT_WRITE, AddressSpace
+from kvmbox.platform.base import AddressSpace
 
 PAGE = L.PAGE_SIZE
 _TABLE_FLAGS = L.PTE_P | L.PTE_W | L.PTE_U         # non-leaf entries: the leaves decide

@@ -10,12 +10,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-# Page protections, the same bits as PROT_READ / PROT_WRITE / PROT_EXEC.
-PROT_NONE, PROT_READ, PROT_WRITE, PROT_EXEC = 0, 1, 2, 4
-
 
 class AddressSpace(ABC):
-    """The page mappings of one guest process.  All arguments are page-aligned."""
+    """The page mappings of one guest process.  All arguments are page-aligned; prot is
+    Linux's PROT_READ / PROT_WRITE / PROT_EXEC bits (kvmbox.abi.mman)."""
 
     @abstractmethod
     def map(self, vaddr: int, length: int, phys: int, prot: int) -> None:

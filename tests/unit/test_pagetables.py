@@ -6,11 +6,11 @@ import time
 
 import pytest
 
+from kvmbox.abi.mman import PROT_EXEC, PROT_NONE, PROT_READ, PROT_WRITE
 from kvmbox.guest_stub import layout
 from kvmbox.mm.frames import FrameAllocator
 from kvmbox.mm.memfile import MemoryFile
 from kvmbox.mm.pagetables import PageTables
-from kvmbox.platform.base import PROT_EXEC, PROT_NONE, PROT_READ, PROT_WRITE
 
 PAGE = 4096
 MIB = 1 << 20

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 
+from kvmbox.abi import mman
 from kvmbox.guest_stub import layout as L
 from kvmbox.mm.frames import FrameAllocator, memfile_layout
 from kvmbox.mm.memfile import MemoryFile
@@ -44,7 +45,7 @@ class PtracePlatform(Platform):
     def stub_needs_hiding(self, stub: StubProcess) -> bool:
         """Must `stub` empty its code page while the guest runs (execute-only does not hide it)?"""
         if self.assume_no_pku:       # make the page readable, as execute-only is without PKU
-            stub.syscall(C.NR_mprotect, stub.page, L.PAGE_SIZE, C.PROT_READ | C.PROT_EXEC)
+            stub.syscall(C.NR_mprotect, stub.page, L.PAGE_SIZE, mman.PROT_READ | mman.PROT_EXEC)
         if self._hide_stub is None:
             self._hide_stub = stub.probe_readable()
         return self._hide_stub
