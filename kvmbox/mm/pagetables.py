@@ -62,9 +62,6 @@ class PageTables(AddressSpace):
         self._pds: dict[int, int] = {}       # vaddr >> 30 -> PD phys
         self._pts: dict[int, int] = {}       # vaddr >> 21 -> PT phys
         self.root = frames.alloc_table()
-        # Bumped whenever a present leaf changed or went away: a hardware (EPT) flavour, whose
-        # guest TLB does cache these entries, reloads CR3 before running when it moved.
-        self.flush_generation = 0
         self._tables: list[int] = [self.root]
         self._q[self.root // 8 + L.STUB_PML4_INDEX] = stub_pdpt_phys | _TABLE_FLAGS
 
@@ -113,7 +110,6 @@ class PageTables(AddressSpace):
         """Drop KVM's shadow entries for the frames in `stale` (coalesced into runs)."""
         if not stale:
             return
-        self.flush_generation += 1
         stale.sort()
         start = prev = stale[0]
         for f in stale[1:]:
