@@ -34,8 +34,8 @@ class PtracePlatform(Platform):
     def __init__(self, memory: int, *, pin: bool = True, assume_no_pku: bool | None = None) -> None:
         host.stub_page()          # PlatformUnavailable now, not at the first run, if there is none
         size, reserve = memfile_layout(memory, tables=False)     # no guest page tables here
-        self.memfile: MemoryFile | None = MemoryFile(size)
-        self.frames = FrameAllocator(self.memfile, table_reserve=reserve)
+        self._memfile: MemoryFile | None = MemoryFile(size)
+        self._frames = FrameAllocator(self._memfile, table_reserve=reserve)
         self.pin = pin            # keep each stub on its tracer thread's CPU (8 µs vs 60 µs a trap)
         if assume_no_pku is None:
             assume_no_pku = os.environ.get(ASSUME_NO_PKU_ENV, "") not in ("", "0")
@@ -66,4 +66,4 @@ class PtracePlatform(Platform):
     def close(self) -> None:
         if self.memfile is not None:
             self.memfile.close()
-            self.memfile = None
+            self._memfile = None
