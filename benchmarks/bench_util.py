@@ -116,7 +116,7 @@ def keystone_guest(platform, source: str):
     """
     from keystone import KS_ARCH_X86, KS_MODE_64, Ks
 
-    from kvmbox.platform.base import PROT_EXEC, PROT_READ, PROT_WRITE
+    from kvmbox.abi.mman import PROT_EXEC, PROT_READ, PROT_WRITE
 
     code = bytes(Ks(KS_ARCH_X86, KS_MODE_64).asm(source, 0x400000)[0])
     aspace = platform.new_address_space()

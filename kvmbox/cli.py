@@ -134,13 +134,15 @@ def _cmd_syscalls() -> int:
 
 
 def _cmd_info(ns: argparse.Namespace) -> int:
-    from kvmbox.platform.kvm.platform import KvmPlatform
+    from kvmbox.platform.registry import open_platform
 
-    plat = KvmPlatform(64 << 20, device=ns.kvm_device)
+    # The platform `kvmbox run` would pick: kvm, else ptrace with the one-line reason on stderr.
+    plat = open_platform("auto", 64 << 20, device=ns.kvm_device, notice=lambda m: print(m, file=sys.stderr))
     try:
         print(f"platform: {plat.name}")
         print(f"flavour:  {plat.flavour}")
-        print(f"device:   {ns.kvm_device}")
+        if plat.name == "kvm":
+            print(f"device:   {ns.kvm_device}")
         lo, hi = plat.user_range
         print(f"user address range: {lo:#x}-{hi:#x}")
     finally:

@@ -122,28 +122,8 @@ def exc_frame_phys(vcpu_index: int) -> int:
 # --- ELF loading -------------------------------------------------------------
 MMAP_MIN_ADDR = 0x10000              # lowest address a fixed-position (ET_EXEC) segment may use (vm.mmap_min_addr)
 
-# --- guest memory management (kvmbox/mm) -------------------------------------
-EAGER_POPULATE_LIMIT = 64 << 20      # a new mapping gets PTEs for at most this many bytes up front
-FAULT_AROUND = 2 << 20               # a demand fault populates this aligned chunk (clipped to the VMA)
-TABLE_RESERVE_MIN = 1 << 20          # page-table frames: bump region at the top of RAM, at least this big...
-TABLE_RESERVE_DIV = 32               # ...or 1/32 of the MemoryFile, whichever is larger
-DATA_SLACK = 128 << 20               # data frames beyond the memory limit, for what it does not charge
-                                     # (the shared read-only page cache, at most 64 MiB; the vDSO)
-# x86-64 page-table entry bits (4 KiB leaves only).
+# --- x86-64 page-table entries (kvmbox/mm/pagetables.py; 4 KiB leaves only) ----
 PTE_P, PTE_W, PTE_U, PTE_A, PTE_D = 0x1, 0x2, 0x4, 0x20, 0x40
 PTE_NX = 1 << 63
 PTE_ADDR_MASK = 0x000F_FFFF_FFFF_F000  # physical frame bits of an entry
 PT_ENTRIES = 512                     # entries per table page
-# mmap(2)/mremap(2)/madvise(2) ABI values (x86-64 Linux).
-MAP_SHARED, MAP_PRIVATE, MAP_SHARED_VALIDATE, MAP_TYPE = 0x01, 0x02, 0x03, 0x0F
-MAP_FIXED, MAP_ANONYMOUS, MAP_GROWSDOWN, MAP_DENYWRITE = 0x10, 0x20, 0x100, 0x800
-MAP_EXECUTABLE, MAP_LOCKED, MAP_NORESERVE, MAP_POPULATE = 0x1000, 0x2000, 0x4000, 0x8000
-MAP_NONBLOCK, MAP_STACK, MAP_HUGETLB, MAP_SYNC = 0x10000, 0x20000, 0x40000, 0x80000
-MAP_FIXED_NOREPLACE, MAP_32BIT = 0x100000, 0x40
-MAP_HUGE_MASK = 0x3F << 26           # MAP_HUGE_SHIFT 26: huge page size bits, ignored
-PROT_GROWSDOWN, PROT_GROWSUP = 0x0100_0000, 0x0200_0000
-MREMAP_MAYMOVE, MREMAP_FIXED, MREMAP_DONTUNMAP = 1, 2, 4
-MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL, MADV_WILLNEED, MADV_DONTNEED = 0, 1, 2, 3, 4
-MADV_FREE, MADV_REMOVE, MADV_DONTFORK, MADV_DOFORK, MADV_MERGEABLE = 8, 9, 10, 11, 12
-MADV_UNMERGEABLE, MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_DONTDUMP, MADV_DODUMP = 13, 14, 15, 16, 17
-MADV_WIPEONFORK, MADV_KEEPONFORK, MADV_COLD, MADV_PAGEOUT = 18, 19, 20, 21

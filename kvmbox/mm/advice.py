@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 
+from kvmbox.abi import mman
 from kvmbox.errors import SyscallError
 from kvmbox.guest_stub import layout as L
 from kvmbox.mm import mapfile
@@ -20,10 +21,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from kvmbox.mm.manager import MemoryManager
     from kvmbox.mm.vma import Vma
 
-MADV_NOOP = frozenset({L.MADV_NORMAL, L.MADV_RANDOM, L.MADV_SEQUENTIAL, L.MADV_DONTFORK,
-                        L.MADV_DOFORK, L.MADV_MERGEABLE, L.MADV_UNMERGEABLE, L.MADV_HUGEPAGE,
-                        L.MADV_NOHUGEPAGE, L.MADV_DONTDUMP, L.MADV_DODUMP, L.MADV_WIPEONFORK,
-                        L.MADV_KEEPONFORK, L.MADV_COLD, L.MADV_PAGEOUT})
+MADV_NOOP = frozenset({mman.MADV_NORMAL, mman.MADV_RANDOM, mman.MADV_SEQUENTIAL, mman.MADV_DONTFORK,
+                        mman.MADV_DOFORK, mman.MADV_MERGEABLE, mman.MADV_UNMERGEABLE, mman.MADV_HUGEPAGE,
+                        mman.MADV_NOHUGEPAGE, mman.MADV_DONTDUMP, mman.MADV_DODUMP, mman.MADV_WIPEONFORK,
+                        mman.MADV_KEEPONFORK, mman.MADV_COLD, mman.MADV_PAGEOUT})
 
 
 def madvise(mm: "MemoryManager", addr: int, length: int, advice: int) -> None:
@@ -37,8 +38,8 @@ def madvise(mm: "MemoryManager", addr: int, length: int, advice: int) -> None:
     end = addr + page_up(length)
     if end > L.USER_TOP:
         raise SyscallError(errno.EINVAL)
-    if advice not in MADV_NOOP and advice not in (L.MADV_WILLNEED, L.MADV_DONTNEED,
-                                                    L.MADV_FREE, L.MADV_REMOVE):
+    if advice not in MADV_NOOP and advice not in (mman.MADV_WILLNEED, mman.MADV_DONTNEED,
+                                                    mman.MADV_FREE, mman.MADV_REMOVE):
         raise SyscallError(errno.EINVAL)
     if end == addr:
         return
@@ -58,9 +59,9 @@ def madvise(mm: "MemoryManager", addr: int, length: int, advice: int) -> None:
 def _refusal(v: "Vma", advice: int) -> int:
     """The errno Linux gives `advice` on this VMA, or 0: MADV_FREE is for private anonymous
     memory only; MADV_REMOVE for shared mappings the open file lets write."""
-    if advice == L.MADV_FREE and (v.shared or v.file is not None):
+    if advice == mman.MADV_FREE and (v.shared or v.file is not None):
         return errno.EINVAL
-    if advice == L.MADV_REMOVE:
+    if advice == mman.MADV_REMOVE:
         if not v.shared:
             return errno.EACCES if v.file is not None else errno.EINVAL
         if v.file is not None and not v.file.may_write:
@@ -70,16 +71,16 @@ def _refusal(v: "Vma", advice: int) -> int:
 
 def _advise(mm: "MemoryManager", v: "Vma", a: int, b: int, advice: int) -> None:
     """Carry out `advice` on [a, b) of `v`."""
-    if advice == L.MADV_WILLNEED:
+    if advice == mman.MADV_WILLNEED:
         mm._eager(v, a, b)
     elif v.backing.pinned:
         return                                  # never punch the vDSO's frames
-    elif advice == L.MADV_DONTNEED and v.file is not None and not v.shared:
+    elif advice == mman.MADV_DONTNEED and v.file is not None and not v.shared:
         # A private file page reads the file again on next touch: drop the copy.
         mm.aspace.unmap(a, b - a)
         for _, phys, n in v.backing.take(v.pidx(a), v.pidx(b)):
             mm.frames.free(phys, n)
-    elif advice in (L.MADV_FREE, L.MADV_REMOVE) or (advice == L.MADV_DONTNEED and not v.shared):
+    elif advice in (mman.MADV_FREE, mman.MADV_REMOVE) or (advice == mman.MADV_DONTNEED and not v.shared):
         # Zero-fill on next touch: punching keeps the frames and PTEs but gives the
         # memory back, and its mmu notifier drops any shadow entries.
         for _, phys, n in v.runs(a, b):

@@ -6,13 +6,15 @@ own methods would, like remap.py does for mremap.
 """
 from __future__ import annotations
 
+from kvmbox.abi.mman import MAP_GROWSDOWN, PROT_EXEC, PROT_READ, PROT_WRITE
 from kvmbox.abi.resource import RLIMIT_AS, RLIMIT_STACK
 from kvmbox.errors import SyscallError
 from kvmbox.guest_stub import layout as L
 from kvmbox.mm import mapfile
+from kvmbox.mm import tuning
 from kvmbox.mm.vma import Vma
 from kvmbox.mm.vma import chargeable as _chargeable
-from kvmbox.platform.base import PF_INSTR, PF_PRESENT, PF_WRITE, PROT_EXEC, PROT_READ, PROT_WRITE
+from kvmbox.platform.base import PF_INSTR, PF_PRESENT, PF_WRITE
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
@@ -54,11 +56,11 @@ def grow_stack(mm: "MemoryManager", addr: int) -> Vma | None:
     boundary, but no further than RLIMIT_STACK (the Vma's size) and RLIMIT_AS allow;
     None when even the page of `addr` is past them (Linux: SIGSEGV, or EFAULT)."""
     v = mm.vmas.first_above(addr)
-    if v is None or not v.flags & L.MAP_GROWSDOWN or addr < v.grow_limit:
+    if v is None or not v.flags & MAP_GROWSDOWN or addr < v.grow_limit:
         return None
     below = mm.vmas.last_below(addr)
     stack_limit, as_limit = mm.rlimit(RLIMIT_STACK), mm.rlimit(RLIMIT_AS)
-    new_start = max(addr & ~(L.FAULT_AROUND - 1), v.grow_limit, below.end if below else 0,
+    new_start = max(addr & ~(tuning.FAULT_AROUND - 1), v.grow_limit, below.end if below else 0,
                     v.end - stack_limit, v.start - max(0, as_limit - mm.vmas.mapped))
     new_start = _page_up(new_start)
     if new_start > addr or not mm.vmas.is_free(new_start, v.start):
@@ -93,8 +95,8 @@ def handle_fault(mm: "MemoryManager", addr: int, error_code: int) -> bool:
     if times >= _REPEAT_FAULTS:
         return False
     had = v.translate(page)
-    chunk = page & ~(L.FAULT_AROUND - 1)
-    if not mm._populate(v, max(v.start, chunk), min(v.end, chunk + L.FAULT_AROUND)) \
+    chunk = page & ~(tuning.FAULT_AROUND - 1)
+    if not mm._populate(v, max(v.start, chunk), min(v.end, chunk + tuning.FAULT_AROUND)) \
             and not mm._populate(v, page, page + PAGE):
         raise OutOfFrames(f"no free frame for {page:#x}")
     if had is not None or error_code & PF_PRESENT:

@@ -18,6 +18,7 @@ from bisect import bisect_left, bisect_right
 
 from kvmbox.errors import SyscallError
 from kvmbox.guest_stub import layout
+from kvmbox.mm import tuning
 from kvmbox.mm.memfile import MemoryFile
 
 PAGE = layout.PAGE_SIZE
@@ -33,7 +34,7 @@ def _locked(fn):
 
 def default_table_reserve(size: int) -> int:
     """Bytes set aside for page-table frames in a MemoryFile of `size` bytes."""
-    want = max(layout.TABLE_RESERVE_MIN, size // layout.TABLE_RESERVE_DIV)
+    want = max(tuning.TABLE_RESERVE_MIN, size // tuning.TABLE_RESERVE_DIV)
     return want & ~(PAGE - 1)
 
 
@@ -43,7 +44,7 @@ def memfile_layout(memory: int, *, tables: bool) -> tuple[int, int]:
     The data pool always holds the whole limit plus DATA_SLACK, whatever the reserve
     for page tables (KVM: on top; ptrace keeps none), so a page the limit let a
     program commit finds a frame: mmap fails at the limit, a later touch never does."""
-    data = memory + layout.DATA_SLACK
+    data = memory + tuning.DATA_SLACK
     reserve = default_table_reserve(data) if tables else 0
     size = layout.STUB_RESERVED + data + reserve
     return (size + 0x1FFFFF) & ~0x1FFFFF, reserve

@@ -2,8 +2,8 @@
 
 Populate-on-map: page faults cost an exit each, so a mapping gets frames and
 PTEs when it is made (the host backs memfd pages lazily, without exits), up to
-layout.EAGER_POPULATE_LIMIT bytes; the rest is demand-paged in aligned
-layout.FAULT_AROUND chunks.  Every failure is a SyscallError with Linux's errno.
+tuning.EAGER_POPULATE_LIMIT bytes; the rest is demand-paged in aligned
+tuning.FAULT_AROUND chunks.  Every failure is a SyscallError with Linux's errno.
 File mappings (MAP_PRIVATE copies, MAP_SHARED page-cache views, msync) are
 described in kvmbox/mm/mapfile.py; mremap lives in kvmbox/mm/remap.py, mprotect in
 kvmbox/mm/protect.py, madvise/msync/mincore in kvmbox/mm/advice.py.
@@ -18,10 +18,13 @@ import functools
 import threading
 from collections.abc import Callable
 
+from kvmbox.abi import mman
+from kvmbox.abi.mman import PROT_EXEC, PROT_READ, PROT_WRITE
 from kvmbox.abi.resource import RLIM_INFINITY, RLIMIT_AS
 from kvmbox.errors import SyscallError
 from kvmbox.guest_stub import layout as L
 from kvmbox.mm import mapfile
+from kvmbox.mm import tuning
 from kvmbox.mm.account import MemoryAccount
 from kvmbox.mm.frames import FrameAllocator
 from kvmbox.mm.mapfile import MappedFile
@@ -32,14 +35,14 @@ from kvmbox.mm.fault import _NO_FAULT, _allows
 from kvmbox.mm import protect, remap
 from kvmbox.mm.vma import VMA_FLAG_MASK, Backing, Vma, VmaSet
 from kvmbox.mm.vma import chargeable as _chargeable
-from kvmbox.platform.base import PROT_EXEC, PROT_READ, PROT_WRITE, AddressSpace
+from kvmbox.platform.base import AddressSpace
 
 PAGE = L.PAGE_SIZE
 PROT_ALL = PROT_READ | PROT_WRITE | PROT_EXEC
-_MAP_KNOWN = (L.MAP_TYPE | L.MAP_FIXED | L.MAP_ANONYMOUS | L.MAP_GROWSDOWN | L.MAP_DENYWRITE
-              | L.MAP_EXECUTABLE | L.MAP_LOCKED | L.MAP_NORESERVE | L.MAP_POPULATE | L.MAP_NONBLOCK
-              | L.MAP_STACK | L.MAP_HUGETLB | L.MAP_SYNC | L.MAP_FIXED_NOREPLACE | L.MAP_32BIT
-              | L.MAP_HUGE_MASK)
+_MAP_KNOWN = (mman.MAP_TYPE | mman.MAP_FIXED | mman.MAP_ANONYMOUS | mman.MAP_GROWSDOWN | mman.MAP_DENYWRITE
+              | mman.MAP_EXECUTABLE | mman.MAP_LOCKED | mman.MAP_NORESERVE | mman.MAP_POPULATE | mman.MAP_NONBLOCK
+              | mman.MAP_STACK | mman.MAP_HUGETLB | mman.MAP_SYNC | mman.MAP_FIXED_NOREPLACE | mman.MAP_32BIT
+              | mman.MAP_HUGE_MASK)
 def _locked(fn: Callable) -> Callable:
     """Run the method under the MemoryManager's lock."""
     @functools.wraps(fn)
@@ -161,7 +164,7 @@ class MemoryManager:
         if not everything:
             if not v.prot & PROT_ALL:
                 return
-            most = min(L.EAGER_POPULATE_LIMIT, self.frames.free_pages // 2 * PAGE)
+            most = min(tuning.EAGER_POPULATE_LIMIT, self.frames.free_pages // 2 * PAGE)
             if b - a > most:
                 a, b = (b - most, b) if downward else (a, a + most)
         if a < b:
@@ -231,8 +234,8 @@ class MemoryManager:
                  populate_all: bool = False, grow_limit: int = 0, file: MappedFile | None = None,
                  pgoff: int = 0) -> Vma:
         """Insert and populate a fresh Vma over a free range (charge already taken)."""
-        shared = (flags & L.MAP_TYPE) != L.MAP_PRIVATE
-        flags = (flags & VMA_FLAG_MASK & ~L.MAP_TYPE) | (L.MAP_SHARED if shared else L.MAP_PRIVATE)
+        shared = (flags & mman.MAP_TYPE) != mman.MAP_PRIVATE
+        flags = (flags & VMA_FLAG_MASK & ~mman.MAP_TYPE) | (mman.MAP_SHARED if shared else mman.MAP_PRIVATE)
         if file is None:
             # A shared anonymous object is as big as its first mapping (Linux's shmem file).
             backing, pgoff = Backing(shared=shared, npages=(end - start) // PAGE if shared else None), 0
@@ -244,7 +247,7 @@ class MemoryManager:
             for va, phys, n in v.runs(start, mapfile.eof_addr(v)):
                 if phys is not None and prot & PROT_ALL:
                     self.aspace.map(va, n * PAGE, phys, prot)
-        self._eager(v, start, end, everything=populate_all, downward=bool(flags & L.MAP_GROWSDOWN))
+        self._eager(v, start, end, everything=populate_all, downward=bool(flags & mman.MAP_GROWSDOWN))
         return self.vmas.merge_around(v)
 
     def _merge_range(self, start: int, end: int) -> None:
@@ -301,30 +304,30 @@ class MemoryManager:
         length = _page_up(length)
         if length > L.USER_TOP:
             raise SyscallError(errno.ENOMEM)
-        kind = flags & L.MAP_TYPE
-        if kind not in (L.MAP_SHARED, L.MAP_PRIVATE, L.MAP_SHARED_VALIDATE) or prot & ~PROT_ALL:
+        kind = flags & mman.MAP_TYPE
+        if kind not in (mman.MAP_SHARED, mman.MAP_PRIVATE, mman.MAP_SHARED_VALIDATE) or prot & ~PROT_ALL:
             raise SyscallError(errno.EINVAL)
-        if kind == L.MAP_SHARED_VALIDATE and flags & ~_MAP_KNOWN:
+        if kind == mman.MAP_SHARED_VALIDATE and flags & ~_MAP_KNOWN:
             raise SyscallError(errno.EOPNOTSUPP)
-        if kind != L.MAP_SHARED_VALIDATE and flags & L.MAP_SYNC:
-            flags &= ~L.MAP_SYNC                      # ignored unless validated, as Linux does
-        if flags & L.MAP_ANONYMOUS:
+        if kind != mman.MAP_SHARED_VALIDATE and flags & mman.MAP_SYNC:
+            flags &= ~mman.MAP_SYNC                      # ignored unless validated, as Linux does
+        if flags & mman.MAP_ANONYMOUS:
             file = None
         elif file is None:
             raise SyscallError(errno.ENODEV)
         elif offset + length > 1 << 63:
             raise SyscallError(errno.EOVERFLOW)
         else:
-            mapfile.check_prot(file, prot, kind != L.MAP_PRIVATE)
-            flags &= ~L.MAP_GROWSDOWN
-        if flags & (L.MAP_FIXED | L.MAP_FIXED_NOREPLACE):
+            mapfile.check_prot(file, prot, kind != mman.MAP_PRIVATE)
+            flags &= ~mman.MAP_GROWSDOWN
+        if flags & (mman.MAP_FIXED | mman.MAP_FIXED_NOREPLACE):
             if addr % PAGE:
                 raise SyscallError(errno.EINVAL)
             if addr + length > L.USER_TOP:
                 raise SyscallError(errno.ENOMEM)
             if addr < self.user_low:
                 raise SyscallError(errno.EPERM)
-            if flags & L.MAP_FIXED_NOREPLACE and not self.vmas.is_free(addr, addr + length):
+            if flags & mman.MAP_FIXED_NOREPLACE and not self.vmas.is_free(addr, addr + length):
                 raise SyscallError(errno.EEXIST)
         else:
             addr = self._place(addr, length)
@@ -334,8 +337,8 @@ class MemoryManager:
         self._check_charge(new - self._charge_of(addr, end))
         self._unmap_range(addr, end)                   # uncharges what it replaces
         self.committed += new
-        grow_limit = max(self.user_low, end - L.STACK_MAX) if flags & L.MAP_GROWSDOWN else 0
-        self._new_vma(addr, end, prot, flags, populate_all=bool(flags & L.MAP_POPULATE),
+        grow_limit = max(self.user_low, end - L.STACK_MAX) if flags & mman.MAP_GROWSDOWN else 0
+        self._new_vma(addr, end, prot, flags, populate_all=bool(flags & mman.MAP_POPULATE),
                       grow_limit=grow_limit, file=file, pgoff=offset // PAGE)
         return addr
 
@@ -394,7 +397,7 @@ class MemoryManager:
             raise SyscallError(errno.ENOMEM)
         backing = Backing(shared=True, pinned=True)
         backing.add(0, phys, npages)
-        self.vmas.insert(Vma(addr, end, prot, L.MAP_PRIVATE, name, backing))
+        self.vmas.insert(Vma(addr, end, prot, mman.MAP_PRIVATE, name, backing))
         self.aspace.map(addr, end - addr, phys, prot)
 
     # --- brk and the stack -----------------------------------------------------------
@@ -417,7 +420,7 @@ class MemoryManager:
                 self._charge(new_top - old_top)
             except SyscallError:
                 return self.brk_cur
-            self._new_vma(old_top, new_top, PROT_READ | PROT_WRITE, L.MAP_PRIVATE | L.MAP_ANONYMOUS, "[heap]")
+            self._new_vma(old_top, new_top, PROT_READ | PROT_WRITE, mman.MAP_PRIVATE | mman.MAP_ANONYMOUS, "[heap]")
         self.brk_cur = addr
         return addr
 
@@ -429,7 +432,7 @@ class MemoryManager:
             raise SyscallError(errno.ENOMEM)
         self._charge(top - start)
         self._new_vma(start, top, PROT_READ | PROT_WRITE,
-                      L.MAP_PRIVATE | L.MAP_ANONYMOUS | L.MAP_GROWSDOWN, "[stack]",
+                      mman.MAP_PRIVATE | mman.MAP_ANONYMOUS | mman.MAP_GROWSDOWN, "[stack]",
                       populate_all=True, grow_limit=max(self.user_low, top - max_size))
 
     def _grow_stack(self, addr: int) -> Vma | None:

@@ -36,10 +36,10 @@ import errno
 from dataclasses import dataclass
 from collections.abc import Callable
 
+from kvmbox.abi.mman import PROT_WRITE
 from kvmbox.errors import SyscallError
 from kvmbox.guest_stub import layout as L
 from kvmbox.mm.vma import Backing, Vma
-from kvmbox.platform.base import PROT_WRITE
 
 PAGE = L.PAGE_SIZE
 MS_ASYNC, MS_INVALIDATE, MS_SYNC = 1, 2, 4

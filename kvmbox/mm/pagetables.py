@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from array import array
 
+from kvmbox.abi.mman import PROT_EXEC, PROT_READ, PROT_WRITE
 from kvmbox.guest_stub import layout as L
 from kvmbox.mm.frames import FrameAllocator
 from kvmbox.mm.memfile import MemoryFile
-from kvmbox.platform.base import PROT_EXEC, PROT_READ, PROT_WRITE, AddressSpace
+from kvmbox.platform.base import AddressSpace
 
 PAGE = L.PAGE_SIZE
 _TABLE_FLAGS = L.PTE_P | L.PTE_W | L.PTE_U         # non-leaf entries: the leaves decide
@@ -61,9 +62,6 @@ class PageTables(AddressSpace):
         self._pds: dict[int, int] = {}       # vaddr >> 30 -> PD phys
         self._pts: dict[int, int] = {}       # vaddr >> 21 -> PT phys
         self.root = frames.alloc_table()
-        # Bumped whenever a present leaf changed or went away: a hardware (EPT) flavour, whose
-        # guest TLB does cache these entries, reloads CR3 before running when it moved.
-        self.flush_generation = 0
         self._tables: list[int] = [self.root]
         self._q[self.root // 8 + L.STUB_PML4_INDEX] = stub_pdpt_phys | _TABLE_FLAGS
 
@@ -112,7 +110,6 @@ class PageTables(AddressSpace):
         """Drop KVM's shadow entries for the frames in `stale` (coalesced into runs)."""
         if not stale:
             return
-        self.flush_generation += 1
         stale.sort()
         start = prev = stale[0]
         for f in stale[1:]:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import errno
 
+from kvmbox.abi import mman
+from kvmbox.abi.mman import PROT_EXEC, PROT_READ, PROT_WRITE
 from kvmbox.errors import SyscallError
 from kvmbox.guest_stub import layout as L
 from kvmbox.mm.remap import page_up
-from kvmbox.platform.base import PROT_EXEC, PROT_READ, PROT_WRITE
 
 PAGE = L.PAGE_SIZE
 PROT_ALL = PROT_READ | PROT_WRITE | PROT_EXEC
@@ -24,9 +25,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def mprotect(mm: "MemoryManager", addr: int, length: int, prot: int) -> None:
-    grows = prot & (L.PROT_GROWSDOWN | L.PROT_GROWSUP)
+    grows = prot & (mman.PROT_GROWSDOWN | mman.PROT_GROWSUP)
     prot &= ~grows
-    if addr % PAGE or prot & ~PROT_ALL or grows == L.PROT_GROWSDOWN | L.PROT_GROWSUP:
+    if addr % PAGE or prot & ~PROT_ALL or grows == mman.PROT_GROWSDOWN | mman.PROT_GROWSUP:
         raise SyscallError(errno.EINVAL)
     if length < 0:
         raise SyscallError(errno.ENOMEM)
@@ -37,7 +38,7 @@ def mprotect(mm: "MemoryManager", addr: int, length: int, prot: int) -> None:
         raise SyscallError(errno.ENOMEM)
     if grows:
         first = mm.vmas.find(addr)
-        if first is None or grows == L.PROT_GROWSUP or not first.flags & L.MAP_GROWSDOWN:
+        if first is None or grows == mman.PROT_GROWSUP or not first.flags & mman.MAP_GROWSDOWN:
             raise SyscallError(errno.EINVAL)
         addr = first.start
     stop, err = _extent(mm, addr, end, prot)
@@ -81,5 +82,5 @@ def _apply(mm: "MemoryManager", addr: int, end: int, prot: int) -> None:
         piece.prot = prot
         mm._remap(piece)
         if not was & PROT_ALL:
-            mm._eager(piece, lo, hi, downward=bool(piece.flags & L.MAP_GROWSDOWN))
+            mm._eager(piece, lo, hi, downward=bool(piece.flags & mman.MAP_GROWSDOWN))
     mm._merge_range(addr, end)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 
+from kvmbox.abi import mman
 from kvmbox.errors import SyscallError
 from kvmbox.guest_stub import layout as L
 from kvmbox.mm.vma import Vma, chargeable
@@ -23,14 +24,14 @@ def page_up(x: int) -> int:
 
 
 def mremap(mm: "MemoryManager", old_addr: int, old_len: int, new_len: int, flags: int, new_addr: int = 0) -> int:
-    known = L.MREMAP_MAYMOVE | L.MREMAP_FIXED | L.MREMAP_DONTUNMAP
-    if flags & ~known or old_addr % PAGE or (flags & L.MREMAP_FIXED and not flags & L.MREMAP_MAYMOVE) \
-            or flags & L.MREMAP_DONTUNMAP:         # DONTUNMAP: not supported yet
+    known = mman.MREMAP_MAYMOVE | mman.MREMAP_FIXED | mman.MREMAP_DONTUNMAP
+    if flags & ~known or old_addr % PAGE or (flags & mman.MREMAP_FIXED and not flags & mman.MREMAP_MAYMOVE) \
+            or flags & mman.MREMAP_DONTUNMAP:         # DONTUNMAP: not supported yet
         raise SyscallError(errno.EINVAL)
     old_len, new_len = page_up(old_len), page_up(new_len)
     if new_len == 0 or old_len > L.USER_TOP or new_len > L.USER_TOP:
         raise SyscallError(errno.EINVAL)
-    if flags & L.MREMAP_FIXED:
+    if flags & mman.MREMAP_FIXED:
         if new_addr % PAGE or new_addr + new_len > L.USER_TOP or new_addr < mm.user_low:
             raise SyscallError(errno.EINVAL)
         if new_addr < old_addr + max(old_len, 1) and old_addr < new_addr + new_len:
@@ -40,7 +41,7 @@ def mremap(mm: "MemoryManager", old_addr: int, old_len: int, new_len: int, flags
         raise SyscallError(errno.EFAULT)
     if old_len == 0:
         return _mremap_dup(mm, v, old_addr, new_len, flags, new_addr)
-    if not flags & L.MREMAP_FIXED and new_len <= old_len:
+    if not flags & mman.MREMAP_FIXED and new_len <= old_len:
         # Shrinking only unmaps the tail, whatever it holds (Linux checks nothing else).
         mm._unmap_range(old_addr + new_len, old_addr + old_len)
         return old_addr
@@ -49,7 +50,7 @@ def mremap(mm: "MemoryManager", old_addr: int, old_len: int, new_len: int, flags
     if v.backing.pinned and v.file is None and new_len > old_len:
         raise SyscallError(errno.EINVAL)           # a special mapping cannot grow
     old_end = old_addr + old_len
-    if flags & L.MREMAP_FIXED:
+    if flags & mman.MREMAP_FIXED:
         kept = min(old_len, new_len)
         charge = (new_len - kept) if chargeable(v.prot, v.flags) else 0
         mm._check_vm(new_len - kept - mm.vmas.mapped_in(new_addr, new_addr + new_len))
@@ -67,7 +68,7 @@ def mremap(mm: "MemoryManager", old_addr: int, old_len: int, new_len: int, flags
         mm._eager(v, old_end, v.end)
         mm.vmas.merge_around(v)
         return old_addr
-    if not flags & L.MREMAP_MAYMOVE:
+    if not flags & mman.MREMAP_MAYMOVE:
         raise SyscallError(errno.ENOMEM)
     dest = mm.vmas.find_gap(new_len, mm.user_low, mm.mmap_base)
     if dest is None:
@@ -95,9 +96,9 @@ def _move(mm: "MemoryManager", start: int, end: int, dest: int, new_len: int) ->
 
 def _mremap_dup(mm: "MemoryManager", v: Vma, addr: int, new_len: int, flags: int, new_addr: int) -> int:
     """mremap(old_len=0): a second view of a shared mapping's pages."""
-    if not v.shared or not flags & L.MREMAP_MAYMOVE:
+    if not v.shared or not flags & mman.MREMAP_MAYMOVE:
         raise SyscallError(errno.EINVAL if not v.shared else errno.ENOMEM)
-    if flags & L.MREMAP_FIXED:
+    if flags & mman.MREMAP_FIXED:
         dest = new_addr
     else:
         found = mm.vmas.find_gap(new_len, mm.user_low, mm.mmap_base)

@@ -18,8 +18,9 @@ from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from collections.abc import Iterator
 
+from kvmbox.abi import mman
+from kvmbox.abi.mman import PROT_WRITE
 from kvmbox.guest_stub import layout as L
-from kvmbox.platform.base import PROT_WRITE
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
@@ -112,15 +113,15 @@ class Backing:
 
 
 # The MAP_* bits a Vma remembers (the rest only steer the mmap call).
-VMA_FLAG_MASK = L.MAP_TYPE | L.MAP_ANONYMOUS | L.MAP_GROWSDOWN | L.MAP_NORESERVE
+VMA_FLAG_MASK = mman.MAP_TYPE | mman.MAP_ANONYMOUS | mman.MAP_GROWSDOWN | mman.MAP_NORESERVE
 
 
 def chargeable(prot: int, flags: int) -> bool:
     """Does a mapping count against the memory limit (private writable, or shared anonymous)?
 
     Shared file mappings are the file's pages (its page cache), not the process's."""
-    if (flags & L.MAP_TYPE) != L.MAP_PRIVATE:
-        return bool(flags & L.MAP_ANONYMOUS)
+    if (flags & mman.MAP_TYPE) != mman.MAP_PRIVATE:
+        return bool(flags & mman.MAP_ANONYMOUS)
     return bool(prot & PROT_WRITE)
 
 
@@ -163,7 +164,7 @@ class Vma:
     def shared(self) -> bool:
         """A MAP_SHARED mapping.  (Its Backing's `shared` says whether the frames are shared,
         which a private read-only view of a page cache, or the vDSO, also is.)"""
-        return bool(self.flags & L.MAP_SHARED)
+        return bool(self.flags & mman.MAP_SHARED)
 
     def pidx(self, addr: int) -> int:
         return (addr - self.start) // PAGE + self.pgoff
@@ -198,7 +199,7 @@ class Vma:
         """Whether `nxt` may join self as one VMA: adjacent, alike, and for shared memory the
         same object at the next page (so pieces that mprotect split rejoin, as on Linux)."""
         if not (self.end == nxt.start and self.prot == nxt.prot and self.flags == nxt.flags
-                and self.name == nxt.name and not self.flags & L.MAP_GROWSDOWN
+                and self.name == nxt.name and not self.flags & mman.MAP_GROWSDOWN
                 and self.file is nxt.file and self.backing.shared == nxt.backing.shared):
             return False
         if self.backing.shared:

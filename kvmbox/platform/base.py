@@ -10,12 +10,15 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-# Page protections, the same bits as PROT_READ / PROT_WRITE / PROT_EXEC.
-PROT_NONE, PROT_READ, PROT_WRITE, PROT_EXEC = 0, 1, 2, 4
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from kvmbox.mm.frames import FrameAllocator
+    from kvmbox.mm.memfile import MemoryFile
 
 
 class AddressSpace(ABC):
-    """The page mappings of one guest process.  All arguments are page-aligned."""
+    """The page mappings of one guest process.  All arguments are page-aligned; prot is
+    Linux's PROT_READ / PROT_WRITE / PROT_EXEC bits (kvmbox.abi.mman)."""
 
     @abstractmethod
     def map(self, vaddr: int, length: int, phys: int, prot: int) -> None:
@@ -164,16 +167,33 @@ class Context(ABC):
 
 
 class Platform(ABC):
-    """A trap mechanism: creates address spaces and contexts over one MemoryFile."""
+    """A trap mechanism: creates address spaces and contexts over one MemoryFile.
+
+    The Sentry uses the methods below and `memfile`, `frames`, `user_range`, `name`
+    ("kvm", "ptrace") and `flavour` (how it traps, for `kvmbox info` and notices).  A
+    platform's __init__ sets `_memfile` and `_frames`, which `memfile` and `frames` return.
+    """
 
     name: str = "?"
     flavour: str = "?"
+    _memfile: MemoryFile | None = None
+    _frames: FrameAllocator
 
     @abstractmethod
     def new_address_space(self) -> AddressSpace: ...
 
     @abstractmethod
     def new_context(self) -> Context: ...
+
+    @property
+    def memfile(self) -> MemoryFile | None:
+        """Guest RAM, which every address space maps from; None once closed."""
+        return self._memfile
+
+    @property
+    def frames(self) -> FrameAllocator:
+        """The allocator of the MemoryFile's frames (guest pages, file pages, page tables)."""
+        return self._frames
 
     @property
     @abstractmethod

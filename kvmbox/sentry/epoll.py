@@ -42,6 +42,7 @@ import threading
 import time
 from collections import deque
 
+from kvmbox.abi.fcntl import O_RDWR
 from kvmbox.errors import SyscallError
 from kvmbox.sentry.eventfd import EventFd
 from kvmbox.sentry.files import (ANON_INODE_DEV, BytesInput, CaptureOutput, FileDescription,
@@ -60,7 +61,6 @@ EXCLUSIVE_OK_BITS = EPOLLIN | EPOLLOUT | EPOLLERR | EPOLLHUP | EPOLLWAKEUP | EPO
 EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD = 1, 2, 3
 EP_MAX_NESTS = 4                 # Linux's limit on epoll-in-epoll depth
 EVENT = struct.Struct("<IQ")     # struct epoll_event, packed on x86-64
-O_RDWR = 2
 _WAKE_ALL = 0                    # a wake-up without a key reaches every item
 _NO_WAKE = -1
 

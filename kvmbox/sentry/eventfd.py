@@ -12,9 +12,10 @@ import struct
 import threading
 import time
 
+from kvmbox.abi.fcntl import O_RDWR
+from kvmbox.abi.poll import POLLERR, POLLIN, POLLOUT, POLLRDNORM, POLLWRNORM
 from kvmbox.errors import SyscallError
-from kvmbox.sentry.files import (ANON_INODE_DEV, anon_ino, POLLERR, POLLIN, POLLOUT, POLLRDNORM, POLLWRNORM,
-                                 FileDescription)
+from kvmbox.sentry.files import ANON_INODE_DEV, anon_ino, FileDescription
 from kvmbox.sentry.vfs.node import Attr
 from kvmbox.sentry.waiter import WaitQueue
 
@@ -26,7 +27,6 @@ EFD_SEMAPHORE, EFD_NONBLOCK, EFD_CLOEXEC = 1, 0o4000, 0o2000000
 ULLONG_MAX = (1 << 64) - 1
 COUNTER_MAX = ULLONG_MAX - 1
 U64 = struct.Struct("<Q")
-O_RDWR = 2
 
 
 class EventFd(FileDescription):

@@ -14,6 +14,7 @@ import os
 import stat as stat_mod
 import time
 
+from kvmbox.abi.poll import POLLHUP, POLLIN, POLLOUT, POLLRDNORM, POLLWRNORM
 from kvmbox.errors import SyscallError
 from kvmbox.sentry.rlimits import NR_OPEN
 from kvmbox.sentry.vfs.node import Attr, stat_bytes
@@ -29,9 +30,7 @@ MAX_RW = 0x7FFFF000
 # this much without blocking (a free page slot).
 HOST_PIPE_BUF = 4096
 
-# poll(2) bits; what a file without its own poll reports (DEFAULT_POLLMASK).
-POLLIN, POLLPRI, POLLOUT, POLLERR, POLLHUP, POLLNVAL = 0x1, 0x2, 0x4, 0x8, 0x10, 0x20
-POLLRDNORM, POLLWRNORM = 0x40, 0x100
+# What a file without its own poll reports.
 DEFAULT_POLLMASK = POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM
 ANON_INODE_DEV = 0x0D       # st_dev of anonymous inodes (pipes, eventfds ...)
 # Inode numbers of anonymous inodes (pipes, eventfds, the captured streams): a plain

@@ -51,10 +51,10 @@ from typing import TypeVar
 
 from kvmbox.abi.fcntl import (O_ACCMODE, O_APPEND, O_CLOEXEC, O_DSYNC, O_NOCTTY, O_NONBLOCK,
                               O_RDONLY, O_RDWR, O_SYNC, O_TRUNC, O_WRONLY)
+from kvmbox.abi.poll import POLLERR, POLLIN, POLLNVAL, POLLOUT, POLLRDNORM, POLLWRNORM
 from kvmbox.abi.structs import TERMIOS, WINSIZE
 from kvmbox.errors import SyscallError
-from kvmbox.sentry.files import (HOST_PIPE_BUF, MAX_RW, POLLERR, POLLIN, POLLNVAL, POLLOUT,
-                                 POLLRDNORM, POLLWRNORM, FileDescription)
+from kvmbox.sentry.files import HOST_PIPE_BUF, MAX_RW, FileDescription
 from kvmbox.sentry.vfs.node import Attr
 
 TYPE_CHECKING = False

@@ -22,16 +22,12 @@ from dataclasses import dataclass, field, replace
 
 from kvmbox.abi import auxv as at
 from kvmbox.abi import elf
+from kvmbox.abi.mman import MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_EXEC, PROT_READ, PROT_WRITE
 from kvmbox.errors import CannotExecute, ProgramNotFound, SyscallError
 from kvmbox.guest_stub import layout
-from kvmbox.platform.base import PROT_EXEC, PROT_READ, PROT_WRITE
 from kvmbox.sentry.hwcap import minsigstksz as hwcap_minsigstksz
 from kvmbox.sentry.stack import plan_stack, write_stack
 
-# mmap(2) flags (x86-64 Linux values) the loader passes to the MemoryManager.
-MAP_PRIVATE = 0x02
-MAP_FIXED = 0x10
-MAP_ANONYMOUS = 0x20
 _U64_MAX = (1 << 64) - 1
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)

@@ -25,10 +25,10 @@ import threading
 import time
 from collections import deque
 
-from kvmbox.abi.fcntl import O_ACCMODE, O_RDONLY, O_RDWR, O_WRONLY
+from kvmbox.abi.fcntl import O_ACCMODE, O_DIRECT, O_NONBLOCK, O_RDONLY, O_RDWR, O_WRONLY
+from kvmbox.abi.poll import POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDNORM, POLLWRNORM
 from kvmbox.errors import SyscallError
-from kvmbox.sentry.files import (ANON_INODE_DEV, anon_ino, POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDNORM,
-                                 POLLWRNORM, FileDescription)
+from kvmbox.sentry.files import ANON_INODE_DEV, anon_ino, FileDescription
 from kvmbox.sentry.vfs.node import Attr
 
 TYPE_CHECKING = False
@@ -39,7 +39,6 @@ PAGE = 4096
 PIPE_BUF = 4096
 DEFAULT_SLOTS = 16
 PIPE_MAX_SIZE = 1 << 20          # /proc/sys/fs/pipe-max-size
-O_NONBLOCK, O_DIRECT = 0o4000, 0o40000
 PIPEFS_DEV = ANON_INODE_DEV - 1  # pipefs's st_dev (0xc on Linux)
 
 

@@ -18,8 +18,10 @@ import struct
 
 from kvmbox.abi import clocks as C
 from kvmbox.abi import signals as S
+from kvmbox.abi.fcntl import O_RDWR
+from kvmbox.abi.poll import POLLIN
 from kvmbox.errors import SyscallError
-from kvmbox.sentry.files import POLLIN, FileDescription
+from kvmbox.sentry.files import FileDescription
 from kvmbox.sentry.signals import deliver
 from kvmbox.sentry.signals.frame import SI_KERNEL, SI_USER, SIGINFO_HEAD
 from kvmbox.sentry.waiter import WaitQueue
@@ -28,7 +30,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from kvmbox.sentry.task import Task
 
-O_RDWR = 2
 SI_SIGIO = -5
 SIGPOLL = S.SIGIO
 # siginfo layouts (kernel/signal.c siginfo_layout), and the signals whose positive si_codes

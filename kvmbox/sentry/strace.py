@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import errno
 
 from kvmbox.abi.errno_names import errno_name, errno_text
+from kvmbox.abi.fcntl import O_CREAT, O_TMPFILE_BIT
 from kvmbox.abi.signals import SIGNAL_NAMES
 from kvmbox.errors import SyscallError
 
@@ -228,7 +229,6 @@ OPEN_FLAGS = ((0o20200000, "O_TMPFILE"), (0o100, "O_CREAT"), (0o200, "O_EXCL"), 
               (0o10000, "O_DSYNC"), (0o20000, "O_ASYNC"), (0o40000, "O_DIRECT"),
               (0o100000, "O_LARGEFILE"), (0o200000, "O_DIRECTORY"), (0o400000, "O_NOFOLLOW"),
               (0o1000000, "O_NOATIME"), (0o2000000, "O_CLOEXEC"), (0o10000000, "O_PATH"))
-O_CREAT, O_TMPFILE_BIT = 0o100, 0o20000000
 # Syscalls whose mode argument strace shows only with O_CREAT or O_TMPFILE:
 # name -> (index of flags, index of mode).
 OPTIONAL_MODE = {"open": (1, 2), "openat": (2, 3)}

@@ -20,8 +20,10 @@ import struct
 import threading
 
 from kvmbox.abi import clocks as C
+from kvmbox.abi.fcntl import O_RDWR
+from kvmbox.abi.poll import POLLIN
 from kvmbox.errors import SyscallError
-from kvmbox.sentry.files import POLLIN, FileDescription
+from kvmbox.sentry.files import FileDescription
 from kvmbox.sentry.timers import Timer, forward, hrtimer_clock
 from kvmbox.sentry.waiter import WaitQueue
 
@@ -30,7 +32,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from kvmbox.sentry.kernel import Kernel
 
 U64 = struct.Struct("<Q")
-O_RDWR = 2
 CLOCKS = frozenset({C.CLOCK_REALTIME, C.CLOCK_MONOTONIC, C.CLOCK_BOOTTIME,
                     C.CLOCK_REALTIME_ALARM, C.CLOCK_BOOTTIME_ALARM})
 _PLAIN = {C.CLOCK_REALTIME_ALARM: C.CLOCK_REALTIME, C.CLOCK_BOOTTIME_ALARM: C.CLOCK_BOOTTIME}

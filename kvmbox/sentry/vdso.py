@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kvmbox.abi.mman import PROT_EXEC, PROT_READ
 from kvmbox.guest_stub import layout as L
 from kvmbox.guest_stub import vdso as image_builder
-from kvmbox.platform.base import PROT_EXEC, PROT_READ
 from kvmbox.sentry.timekeeper import Timekeeper
 
 

@@ -7,7 +7,7 @@ from keystone import KS_ARCH_X86, KS_MODE_64, Ks
 
 import helpers
 
-from kvmbox.platform.base import PROT_EXEC, PROT_READ, PROT_WRITE
+from kvmbox.abi.mman import PROT_EXEC, PROT_READ, PROT_WRITE
 
 CODE = 0x400000
 DATA = 0x600000

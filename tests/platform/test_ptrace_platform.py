@@ -12,8 +12,9 @@ import pytest
 from guest import CODE, DATA, Guest, guest_factory, platform_fixture
 
 import helpers
+from kvmbox.abi.mman import PROT_READ, PROT_WRITE
 from kvmbox.guest_stub import layout as L
-from kvmbox.platform.base import PF_INSTR, PF_PRESENT, PROT_READ, PROT_WRITE, SYSCALL, Fault
+from kvmbox.platform.base import PF_INSTR, PF_PRESENT, SYSCALL, Fault
 from kvmbox.platform.ptrace import host, stubcode
 
 PAGE = host.stub_page()                      # the stub code page (L.PTRACE_STUB_VIRT if it was free)

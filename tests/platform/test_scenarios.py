@@ -8,7 +8,8 @@ import time
 import pytest
 
 from guest import CODE, DATA, FLAGS_PROLOGUE, guest_factory, ks, platform_fixture
-from kvmbox.platform.base import INTERRUPTED, PROT_READ, PROT_WRITE, SYSCALL, Fault
+from kvmbox.abi.mman import PROT_READ, PROT_WRITE
+from kvmbox.platform.base import INTERRUPTED, SYSCALL, Fault
 
 
 @pytest.fixture(scope="module", params=["kvm", "ptrace"])

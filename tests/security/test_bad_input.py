@@ -1,4 +1,4 @@
-"""Bad input to `kvmbox run`: one clear line on stderr and a distinct exit status, never a traceback."""
+"""Bad input to `kvmbox run` and `kvmbox info`: one clear line on stderr and a distinct exit status, never a traceback."""
 from __future__ import annotations
 
 import os
@@ -125,6 +125,17 @@ def test_auto_falls_back_to_ptrace_without_kvm(test_programs):
     notices = [ln for ln in err.splitlines() if "unavailable" in ln]
     assert len(notices) == 1 and "ptrace" in notices[0]
     assert "platform ptrace" in err
+
+
+def test_info_without_kvm_reports_ptrace():
+    """`kvmbox info` where /dev/kvm is missing: the ptrace platform `run` would use, status 0,
+    and why KVM is out on one line of stderr (it once failed with status 125)."""
+    proc = helpers.run_cli(["info", "--kvm-device", "/nonexistent/kvm"])
+    out, err = proc.stdout.decode(), proc.stderr.decode()
+    assert proc.returncode == 0, err
+    assert out.splitlines()[:2] == ["platform: ptrace", "flavour:  ptrace-sysemu"], out
+    assert len(err.splitlines()) == 1, err
+    assert "/nonexistent/kvm does not exist" in err and "using the ptrace platform" in err, err
 
 
 def test_bad_option_and_bad_size(test_programs):

@@ -9,10 +9,9 @@ import errno
 import struct
 from dataclasses import dataclass, field
 
+from kvmbox.abi.mman import MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_EXEC, PROT_READ, PROT_WRITE
 from kvmbox.errors import SyscallError
-from kvmbox.platform.base import PROT_EXEC, PROT_READ, PROT_WRITE
 
-MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS = 0x02, 0x10, 0x20
 PAGE = 4096
 
 

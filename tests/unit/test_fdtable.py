@@ -83,7 +83,8 @@ def test_select_ignores_bits_past_the_table_and_rejects_closed_fds_inside_it():
 
 
 def test_in_memory_stdin_polls_as_a_pipe_whose_writer_closed():
-    from kvmbox.sentry.files import POLLHUP, POLLIN, POLLRDNORM, BytesInput
+    from kvmbox.abi.poll import POLLHUP, POLLIN, POLLRDNORM
+    from kvmbox.sentry.files import BytesInput
     f = BytesInput(b"abc")
     assert f.poll(POLLIN) == POLLIN | POLLRDNORM | POLLHUP and f.readable_bytes() == 3
     assert f.read(10) == b"abc"

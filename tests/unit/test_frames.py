@@ -7,6 +7,7 @@ import pytest
 
 from kvmbox.errors import SyscallError
 from kvmbox.guest_stub import layout
+from kvmbox.mm import tuning
 from kvmbox.mm.frames import FrameAllocator
 from kvmbox.mm.memfile import MemoryFile
 
@@ -123,7 +124,7 @@ def test_memfile_layout_holds_the_whole_limit(memory, tables):
     try:
         fa = FrameAllocator(mf, table_reserve=reserve)
         pool = (fa.table_limit - fa.low) // PAGE
-        assert pool * PAGE >= memory + layout.DATA_SLACK
+        assert pool * PAGE >= memory + tuning.DATA_SLACK
         assert (reserve > 0) == tables
     finally:
         mf.close()

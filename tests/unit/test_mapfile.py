@@ -6,8 +6,9 @@ import errno
 
 import pytest
 
+from kvmbox.abi import mman
 from kvmbox.errors import SyscallError
-from kvmbox.guest_stub import layout as L
+from kvmbox.mm import tuning
 from kvmbox.mm.mapfile import MS_ASYNC, MS_INVALIDATE, MS_SYNC, MappedFile
 from kvmbox.mm.vma import Backing
 from kvmbox.sentry.vfs.pagecache import MapSource
@@ -17,8 +18,8 @@ from .test_pagetables import ADDR
 
 PAGE = 4096
 R_, RW, RX = 1, 3, 5
-PRIV, SHARED = L.MAP_PRIVATE, L.MAP_SHARED
-FIXED = L.MAP_FIXED
+PRIV, SHARED = mman.MAP_PRIVATE, mman.MAP_SHARED
+FIXED = mman.MAP_FIXED
 
 
 class HostLike(MapSource):
@@ -146,7 +147,7 @@ def test_private_split_keeps_file_offsets(mm):
 
 
 def test_private_demand_fault_fills(mm, monkeypatch):
-    monkeypatch.setattr(L, "EAGER_POPULATE_LIMIT", PAGE)
+    monkeypatch.setattr(tuning, "EAGER_POPULATE_LIMIT", PAGE)
     src, f = host_file(PATTERN)
     a = mm.mmap(0x1000_0000, 4 * PAGE, R_, PRIV | FIXED, 3, 0, file=f)
     assert pte(mm, a + 3 * PAGE) is None                   # past the eager limit
@@ -158,7 +159,7 @@ def test_private_madvise_dontneed_rereads_file(mm):
     src, f = host_file(PATTERN)
     a = mm.mmap(0, PAGE, RW, PRIV, 3, 0, file=f)
     mm.copy_out(a, b"xyz")
-    mm.madvise(a, PAGE, L.MADV_DONTNEED)
+    mm.madvise(a, PAGE, mman.MADV_DONTNEED)
     assert mm.copy_in(a, PAGE) == PATTERN[:PAGE]
 
 
@@ -180,7 +181,7 @@ def test_past_eof_pages_fault_as_sigbus(mm, kind, prot):
     assert not mm.beyond_eof(a + PAGE + 200, PF_READ)           # the partial page is fine
     assert errno_of(mm.copy_in, a + 2 * PAGE, 1) == errno.EFAULT            # a syscall's buffer
     assert errno_of(mm.copy_out, a + 2 * PAGE - 2, b"abcd") == errno.EFAULT
-    mm.madvise(a, 3 * PAGE, L.MADV_WILLNEED)
+    mm.madvise(a, 3 * PAGE, mman.MADV_WILLNEED)
     assert pte(mm, a + 2 * PAGE) is None                   # nor populated on request
 
 
@@ -189,12 +190,12 @@ def test_past_eof_needs_the_access_the_mapping_allows(mm):
     a = mm.mmap(0, 2 * PAGE, R_, PRIV, 3, 0, file=f)
     assert not mm.beyond_eof(a + PAGE, PF_WRITE_USER)      # a write to read-only: SIGSEGV
     assert not mm.beyond_eof(a + 2 * PAGE, PF_READ)        # outside the mapping
-    b = mm.mmap(0, PAGE, RW, L.MAP_PRIVATE | L.MAP_ANONYMOUS)
+    b = mm.mmap(0, PAGE, RW, mman.MAP_PRIVATE | mman.MAP_ANONYMOUS)
     assert not mm.beyond_eof(b, PF_READ)                   # anonymous memory has no end of file
 
 
 def test_past_eof_pages_appear_when_the_file_grows(mm, monkeypatch):
-    monkeypatch.setattr(L, "FAULT_AROUND", PAGE)
+    monkeypatch.setattr(tuning, "FAULT_AROUND", PAGE)
     src, f = host_file(PATTERN[:PAGE + 100])
     a = mm.mmap(0, 3 * PAGE, RW, PRIV, 3, 0, file=f)
     assert mm.beyond_eof(a + 2 * PAGE, PF_READ)
@@ -204,7 +205,7 @@ def test_past_eof_pages_appear_when_the_file_grows(mm, monkeypatch):
     assert mm.copy_in(a + 2 * PAGE, PAGE) == PATTERN[2 * PAGE:2 * PAGE + 10] + bytes(PAGE - 10)
     del src.data[PAGE:]                                    # shrinks: populated pages stay (documented)
     assert mm.copy_in(a + 2 * PAGE, 10) == PATTERN[2 * PAGE:2 * PAGE + 10]
-    mm.madvise(a, 3 * PAGE, L.MADV_DONTNEED)               # dropped copies are re-read from the file
+    mm.madvise(a, 3 * PAGE, mman.MADV_DONTNEED)               # dropped copies are re-read from the file
     assert mm.beyond_eof(a + PAGE, PF_READ) and mm.beyond_eof(a + 2 * PAGE, PF_READ)
     assert mm.copy_in(a, PAGE) == PATTERN[:PAGE]
 
@@ -282,7 +283,7 @@ def test_shared_in_memory_split_and_two_mappings(mm):
 def test_shared_mremap_keeps_view(mm):
     src = InMemory(mm, PATTERN)
     a = mm.mmap(0, PAGE, RW, SHARED, 3, 0, file=MappedFile(src, "/tmp/f"))
-    b = mm.mremap(a, PAGE, 3 * PAGE, L.MREMAP_MAYMOVE)
+    b = mm.mremap(a, PAGE, 3 * PAGE, mman.MREMAP_MAYMOVE)
     assert mm.copy_in(b, 3 * PAGE) == PATTERN[:3 * PAGE]
     assert mm.vmas.find(b).path == "/tmp/f"
     mm.munmap(b, 3 * PAGE)
@@ -347,7 +348,7 @@ def test_file_mapping_argument_errors(mm):
 
 # --- msync / mincore ---------------------------------------------------------------------------
 def test_msync_errors(mm):
-    a = mm.mmap(0, 2 * PAGE, RW, L.MAP_PRIVATE | L.MAP_ANONYMOUS)
+    a = mm.mmap(0, 2 * PAGE, RW, mman.MAP_PRIVATE | mman.MAP_ANONYMOUS)
     assert errno_of(mm.msync, a + 1, PAGE, MS_SYNC) == errno.EINVAL
     assert errno_of(mm.msync, a, PAGE, MS_SYNC | MS_ASYNC) == errno.EINVAL
     assert errno_of(mm.msync, a, PAGE, 8) == errno.EINVAL
@@ -357,8 +358,8 @@ def test_msync_errors(mm):
 
 
 def test_mincore(mm, monkeypatch):
-    monkeypatch.setattr(L, "EAGER_POPULATE_LIMIT", PAGE)
-    a = mm.mmap(0x1000_0000, 3 * PAGE, RW, L.MAP_PRIVATE | L.MAP_ANONYMOUS | FIXED)
+    monkeypatch.setattr(tuning, "EAGER_POPULATE_LIMIT", PAGE)
+    a = mm.mmap(0x1000_0000, 3 * PAGE, RW, mman.MAP_PRIVATE | mman.MAP_ANONYMOUS | FIXED)
     assert mm.mincore(a, 3 * PAGE) == b"\1\0\0"
     mm.copy_out(a + 2 * PAGE, b"x")
     assert mm.mincore(a, 3 * PAGE - 5) == b"\1\0\1"

@@ -7,8 +7,10 @@ from types import SimpleNamespace
 
 import pytest
 
+from kvmbox.abi import mman
 from kvmbox.errors import SyscallError
 from kvmbox.guest_stub import layout as L
+from kvmbox.mm import tuning
 from kvmbox.mm.frames import FrameAllocator
 from kvmbox.mm.manager import MemoryManager
 from kvmbox.mm.memfile import MemoryFile
@@ -21,8 +23,8 @@ from .test_pagetables import ADDR, NX, STUB_PDPT, Spy, U, W, walk
 PAGE = 4096
 MIB = 1 << 20
 R_, RW, RX = 1, 3, 5
-ANON = L.MAP_PRIVATE | L.MAP_ANONYMOUS
-FIXED = ANON | L.MAP_FIXED
+ANON = mman.MAP_PRIVATE | mman.MAP_ANONYMOUS
+FIXED = ANON | mman.MAP_FIXED
 
 
 def make(size: int = 64 * MIB, **kw) -> MemoryManager:
@@ -94,22 +96,22 @@ def test_map_fixed_replaces_and_frees(mm):
 
 def test_map_fixed_noreplace(mm):
     a = mm.mmap(0x1000_0000, 2 * PAGE, RW, FIXED)
-    assert errno_of(mm.mmap, a + PAGE, 2 * PAGE, RW, ANON | L.MAP_FIXED_NOREPLACE) == errno.EEXIST
-    assert mm.mmap(a + 2 * PAGE, PAGE, RW, ANON | L.MAP_FIXED_NOREPLACE) == a + 2 * PAGE
+    assert errno_of(mm.mmap, a + PAGE, 2 * PAGE, RW, ANON | mman.MAP_FIXED_NOREPLACE) == errno.EEXIST
+    assert mm.mmap(a + 2 * PAGE, PAGE, RW, ANON | mman.MAP_FIXED_NOREPLACE) == a + 2 * PAGE
 
 
 @pytest.mark.parametrize("args,err", [
     ((0, 0, RW, ANON), errno.EINVAL),                                    # zero length
-    ((0, PAGE, RW, L.MAP_ANONYMOUS), errno.EINVAL),                      # neither shared nor private
+    ((0, PAGE, RW, mman.MAP_ANONYMOUS), errno.EINVAL),                      # neither shared nor private
     ((0, PAGE, RW, ANON | 0x0C), errno.EINVAL),                          # bad type bits
     ((0x1000_0001, PAGE, RW, FIXED), errno.EINVAL),                      # unaligned fixed
     ((0, PAGE, RW, ANON, -1, 123), errno.EINVAL),                        # unaligned offset
     ((0, PAGE, 0x10, ANON), errno.EINVAL),                               # unknown prot bit
-    ((0, PAGE, RW, L.MAP_PRIVATE, 3, 0), errno.ENODEV),                  # a file mapping needs file=
+    ((0, PAGE, RW, mman.MAP_PRIVATE, 3, 0), errno.ENODEV),                  # a file mapping needs file=
     ((L.USER_TOP - PAGE, 2 * PAGE, RW, FIXED), errno.ENOMEM),            # past the user range
     ((0x1000, PAGE, RW, FIXED), errno.EPERM),                            # below mmap_min_addr
     ((0, 1 << 62, RW, ANON), errno.ENOMEM),                              # no room
-    ((0, PAGE, RW, L.MAP_SHARED_VALIDATE | L.MAP_ANONYMOUS | 0x4000_0000 >> 8), errno.EOPNOTSUPP),
+    ((0, PAGE, RW, mman.MAP_SHARED_VALIDATE | mman.MAP_ANONYMOUS | 0x4000_0000 >> 8), errno.EOPNOTSUPP),
 ])
 def test_mmap_errors(mm, args, err):
     assert errno_of(mm.mmap, *args) == err
@@ -192,7 +194,7 @@ def test_mremap_moves_frames_without_copy(mm):
     frame = pte(mm, a) & ADDR
     assert errno_of(mm.mremap, a, 2 * PAGE, 4 * PAGE, 0) == errno.ENOMEM
     spy = Spy(mm.memfile)
-    b = mm.mremap(a, 2 * PAGE, 4 * PAGE, L.MREMAP_MAYMOVE)
+    b = mm.mremap(a, 2 * PAGE, 4 * PAGE, mman.MREMAP_MAYMOVE)
     assert b != a
     assert pte(mm, a) is None and frame in spy.frames()
     assert pte(mm, b) & ADDR == frame
@@ -205,7 +207,7 @@ def test_mremap_fixed(mm):
     a = mm.mmap(0x1000_0000, 2 * PAGE, RW, FIXED)
     mm.copy_out(a, b"hi")
     t = mm.mmap(0x2000_0000, 4 * PAGE, RW, FIXED)
-    assert mm.mremap(a, 2 * PAGE, PAGE, L.MREMAP_MAYMOVE | L.MREMAP_FIXED, t) == t
+    assert mm.mremap(a, 2 * PAGE, PAGE, mman.MREMAP_MAYMOVE | mman.MREMAP_FIXED, t) == t
     assert spans(mm) == [(t, t + PAGE, RW), (t + PAGE, t + 4 * PAGE, RW)] or \
         spans(mm) == [(t, t + 4 * PAGE, RW)]
     assert mm.copy_in(t, 2) == b"hi"
@@ -215,18 +217,18 @@ def test_mremap_fixed(mm):
 def test_mremap_errors(mm):
     a = mm.mmap(0x1000_0000, 2 * PAGE, RW, FIXED)
     mm.mprotect(a + PAGE, PAGE, R_)
-    assert errno_of(mm.mremap, a, 2 * PAGE, 4 * PAGE, L.MREMAP_MAYMOVE) == errno.EFAULT  # spans 2 VMAs
+    assert errno_of(mm.mremap, a, 2 * PAGE, 4 * PAGE, mman.MREMAP_MAYMOVE) == errno.EFAULT  # spans 2 VMAs
     assert errno_of(mm.mremap, 0x3000_0000, PAGE, 2 * PAGE, 1) == errno.EFAULT         # unmapped
     assert errno_of(mm.mremap, a, PAGE, 2 * PAGE, 0x80) == errno.EINVAL
-    assert errno_of(mm.mremap, a, PAGE, 2 * PAGE, L.MREMAP_FIXED, 0x5000_0000) == errno.EINVAL
+    assert errno_of(mm.mremap, a, PAGE, 2 * PAGE, mman.MREMAP_FIXED, 0x5000_0000) == errno.EINVAL
     assert errno_of(mm.mremap, a, PAGE, 0, 0) == errno.EINVAL
     assert errno_of(mm.mremap, a, PAGE, PAGE, 3, a) == errno.EINVAL                    # overlap
 
 
 def test_shared_anon_dup_with_old_len_zero(mm):
-    a = mm.mmap(0, 2 * PAGE, RW, L.MAP_SHARED | L.MAP_ANONYMOUS)
+    a = mm.mmap(0, 2 * PAGE, RW, mman.MAP_SHARED | mman.MAP_ANONYMOUS)
     assert mm.vmas.find(a).shared
-    b = mm.mremap(a, 0, 2 * PAGE, L.MREMAP_MAYMOVE)
+    b = mm.mremap(a, 0, 2 * PAGE, mman.MREMAP_MAYMOVE)
     mm.copy_out(a, b"shared!")
     assert mm.copy_in(b, 7) == b"shared!"
     mm.munmap(a, 2 * PAGE)
@@ -303,15 +305,15 @@ def test_read_cstring(mm):
 def test_demand_paging_with_fault_around():
     mm = make(160 * MIB)
     try:
-        size = L.EAGER_POPULATE_LIMIT + 8 * MIB
+        size = tuning.EAGER_POPULATE_LIMIT + 8 * MIB
         a = mm.mmap(0x1000_0000, size, RW, FIXED)
-        assert pte(mm, a) is not None and pte(mm, a + L.EAGER_POPULATE_LIMIT - PAGE) is not None
-        x = a + L.EAGER_POPULATE_LIMIT + 3 * MIB + 5
+        assert pte(mm, a) is not None and pte(mm, a + tuning.EAGER_POPULATE_LIMIT - PAGE) is not None
+        x = a + tuning.EAGER_POPULATE_LIMIT + 3 * MIB + 5
         assert pte(mm, x) is None
         assert mm.handle_fault(x, PF_USER | PF_WRITE)
-        chunk = x & ~(L.FAULT_AROUND - 1)
-        assert pte(mm, chunk) is not None and pte(mm, chunk + L.FAULT_AROUND - PAGE) is not None
-        assert pte(mm, chunk - PAGE) is None and pte(mm, chunk + L.FAULT_AROUND) is None
+        chunk = x & ~(tuning.FAULT_AROUND - 1)
+        assert pte(mm, chunk) is not None and pte(mm, chunk + tuning.FAULT_AROUND - PAGE) is not None
+        assert pte(mm, chunk - PAGE) is None and pte(mm, chunk + tuning.FAULT_AROUND) is None
         y = a + size - PAGE                                   # copy_in populates too
         assert mm.copy_in(y, 4) == bytes(4) and pte(mm, y) is not None
         assert not mm.handle_fault(a + size, PF_USER)         # past the VMA
@@ -380,12 +382,12 @@ def test_copies_grow_the_stack_within_rlimit_stack(mm):
 def test_madvise(mm):
     a = mm.mmap(0x1000_0000, 3 * PAGE, RW, FIXED)
     mm.copy_out(a, b"z" * 3 * PAGE)
-    mm.madvise(a + PAGE, PAGE, L.MADV_DONTNEED)
+    mm.madvise(a + PAGE, PAGE, mman.MADV_DONTNEED)
     assert mm.copy_in(a, 3 * PAGE) == b"z" * PAGE + bytes(PAGE) + b"z" * PAGE
-    mm.madvise(a, PAGE, L.MADV_NORMAL)
-    assert errno_of(mm.madvise, a + 1, PAGE, L.MADV_DONTNEED) == errno.EINVAL
+    mm.madvise(a, PAGE, mman.MADV_NORMAL)
+    assert errno_of(mm.madvise, a + 1, PAGE, mman.MADV_DONTNEED) == errno.EINVAL
     assert errno_of(mm.madvise, a, PAGE, 999) == errno.EINVAL
-    assert errno_of(mm.madvise, a, 4 * PAGE, L.MADV_WILLNEED) == errno.ENOMEM
+    assert errno_of(mm.madvise, a, 4 * PAGE, mman.MADV_WILLNEED) == errno.ENOMEM
 
 
 # --- limits, teardown, speed ---------------------------------------------------------------------
@@ -412,7 +414,7 @@ def test_memory_limit():
 def test_release_returns_everything(mm):
     base = mm.frames.used_pages
     mm.mmap(0, 10 * PAGE, RW, ANON)
-    mm.mmap(0, 3 * PAGE, RW, L.MAP_SHARED | L.MAP_ANONYMOUS)
+    mm.mmap(0, 3 * PAGE, RW, mman.MAP_SHARED | mman.MAP_ANONYMOUS)
     mm.map_stack(L.STACK_TOP, 8 * PAGE, L.STACK_MAX)
     mm.set_brk_base(0x60_0000)
     mm.brk(0x61_0000)
@@ -425,7 +427,7 @@ def test_256mib_mmap_munmap_fast():
     mm = make(320 * MIB)
     try:
         t0 = time.perf_counter()
-        a = mm.mmap(0, 256 * MIB, RW, ANON | L.MAP_POPULATE)
+        a = mm.mmap(0, 256 * MIB, RW, ANON | mman.MAP_POPULATE)
         mm.copy_out(a + 256 * MIB - 4, b"last")
         mm.munmap(a, 256 * MIB)
         assert time.perf_counter() - t0 < 1.0
@@ -443,7 +445,7 @@ def test_handlers(mm):
     a = sys_mm.mmap(t, (0, 2 * PAGE, RW, ANON, neg1, 0))
     assert mm.vmas.find(a) is not None
     assert sys_mm.mprotect(t, (a, PAGE, R_, 0, 0, 0)) == 0
-    assert sys_mm.madvise(t, (a, PAGE, L.MADV_DONTNEED, 0, 0, 0)) == 0
+    assert sys_mm.madvise(t, (a, PAGE, mman.MADV_DONTNEED, 0, 0, 0)) == 0
     assert sys_mm.mremap(t, (a + PAGE, PAGE, PAGE, 0, 0, 0)) == a + PAGE
     assert sys_mm.munmap(t, (a, PAGE, 0, 0, 0, 0)) == 0
     mm.set_brk_base(0x60_0000)
@@ -451,7 +453,7 @@ def test_handlers(mm):
     assert errno_of(sys_mm.munmap, t, (a + 1, PAGE, 0, 0, 0, 0)) == errno.EINVAL
     assert errno_of(sys_mm.madvise, t, (a, PAGE, neg1, 0, 0, 0)) == errno.EINVAL
     t.fds = SimpleNamespace(get=lambda fd: (_ for _ in ()).throw(SyscallError(errno.EBADF)))
-    assert errno_of(sys_mm.mmap, t, (0, PAGE, R_, L.MAP_PRIVATE, 7, 0)) == errno.EBADF
+    assert errno_of(sys_mm.mmap, t, (0, PAGE, R_, mman.MAP_PRIVATE, 7, 0)) == errno.EBADF
     assert [e.name for e in sys_mm.ENTRIES] == ["brk", "mmap", "munmap", "mprotect", "mremap",
                                                 "msync", "mincore", "get_mempolicy", "madvise"]
 
@@ -473,9 +475,9 @@ def test_rlimit_as_counts_every_mapped_byte(mm):
     a = mm.mmap(0x1000_0000, 32 * PAGE, RW, FIXED)
     assert errno_of(mm.mmap, 0, 40 * PAGE, 0, ANON) == errno.ENOMEM          # PROT_NONE too
     mm.mmap(a, 32 * PAGE, R_, FIXED)                                        # in place: fits
-    assert errno_of(mm.mremap, a, 32 * PAGE, 80 * PAGE, L.MREMAP_MAYMOVE) == errno.ENOMEM
+    assert errno_of(mm.mremap, a, 32 * PAGE, 80 * PAGE, mman.MREMAP_MAYMOVE) == errno.ENOMEM
     mm.mprotect(a + 4 * PAGE, 4 * PAGE, RW)
-    b = mm.mremap(a + 8 * PAGE, 8 * PAGE, 16 * PAGE, L.MREMAP_MAYMOVE)
+    b = mm.mremap(a + 8 * PAGE, 8 * PAGE, 16 * PAGE, mman.MREMAP_MAYMOVE)
     mm.munmap(a, 2 * PAGE)
     mm.set_brk_base(0x2000_0000)
     assert mm.brk(0x2000_0000 + 40 * PAGE) == 0x2000_0000                  # refused

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from kvmbox.abi import mman
 from kvmbox.errors import SyscallError
 from kvmbox.guest_stub import layout as L
 from kvmbox.sentry.files import CaptureOutput, FdTable
@@ -79,7 +80,7 @@ def env():
     mm.set_brk_base(0x60_0000)
     mm.brk(0x60_0000 + 3 * 4096)
     mm.map_stack(L.STACK_TOP, 132 * 1024, 8 * MIB)
-    mm.mmap(0, 8192, 3, L.MAP_PRIVATE | L.MAP_ANONYMOUS)
+    mm.mmap(0, 8192, 3, mman.MAP_PRIVATE | mman.MAP_ANONYMOUS)
     kernel.tasks.append(t)
     fs = ProcFilesystem(kernel, os.makedev(0, 22))
     yield SimpleNamespace(fs=fs, t=t, kernel=kernel, mm=mm)

@@ -5,6 +5,7 @@ import struct
 
 from keystone import KS_ARCH_X86, KS_MODE_64, Ks
 
+from kvmbox.abi import mman
 from kvmbox.guest_stub import layout as L
 from kvmbox.platform.ptrace import consts as C
 from kvmbox.platform.ptrace import stubcode
@@ -59,11 +60,11 @@ def test_seccomp_filter_allows_only_gadget_memory_calls():
     prog = stubcode.seccomp_filter(memfd, page)
     gadget = page + stubcode.GADGET_RET_OFF
     ok, kill = C.SECCOMP_RET_ALLOW, C.SECCOMP_RET_KILL_PROCESS
-    mmap_args = (0x400000, 0x1000, 5, C.MAP_SHARED | C.MAP_FIXED, memfd, 0)
+    mmap_args = (0x400000, 0x1000, 5, mman.MAP_SHARED | mman.MAP_FIXED, memfd, 0)
     assert _run_bpf(prog, C.NR_mmap, gadget, mmap_args) == ok
     assert _run_bpf(prog, C.NR_munmap, gadget) == ok
     assert _run_bpf(prog, C.NR_mprotect, gadget) == ok
-    assert _run_bpf(prog, C.NR_mmap, gadget, (0, 0x1000, 3, C.MAP_PRIVATE | C.MAP_ANONYMOUS, 2**32 - 1, 0)) == kill
+    assert _run_bpf(prog, C.NR_mmap, gadget, (0, 0x1000, 3, mman.MAP_PRIVATE | mman.MAP_ANONYMOUS, 2**32 - 1, 0)) == kill
     assert _run_bpf(prog, C.NR_mmap, gadget, mmap_args[:4] + (memfd + 1, 0)) == kill
     assert _run_bpf(prog, C.NR_mmap, gadget + 1, mmap_args) == C.SECCOMP_RET_TRAP
     for nr in (0, 1, 2, 39, 57, 59, 62, 101, 257, 322):       # read write open getpid fork execve kill ...

@@ -10,6 +10,7 @@ import time
 import pytest
 from capstone import CS_ARCH_X86, CS_MODE_64, Cs
 
+from kvmbox.abi import mman
 from kvmbox.errors import SyscallError
 from kvmbox.guest_stub import layout as L
 from kvmbox.guest_stub import vdso
@@ -168,9 +169,9 @@ def test_map_special_never_frees_its_frames():
         with pytest.raises(SyscallError):
             mm.map_special(L.VDSO_VIRT, phys, 1, 1, "[again]")
         with pytest.raises(SyscallError) as e:             # a private mapping, as on Linux
-            mm.madvise(L.VVAR_VIRT, L.PAGE_SIZE, L.MADV_REMOVE)
+            mm.madvise(L.VVAR_VIRT, L.PAGE_SIZE, mman.MADV_REMOVE)
         assert e.value.errno == errno.EINVAL
-        mm.madvise(L.VVAR_VIRT, L.PAGE_SIZE, L.MADV_DONTNEED)   # never punches the special frame
+        mm.madvise(L.VVAR_VIRT, L.PAGE_SIZE, mman.MADV_DONTNEED)   # never punches the special frame
         assert mm.copy_in(L.VVAR_VIRT, 4) == b"vvar"
         used = fa.used_pages
         mm.munmap(L.VVAR_VIRT, L.PAGE_SIZE)          # Linux lets a program unmap them too

@@ -1,11 +1,11 @@
 """Backing and VmaSet: translation, holes, split/merge, gap search."""
 from __future__ import annotations
 
-from kvmbox.guest_stub import layout as L
+from kvmbox.abi import mman
 from kvmbox.mm.vma import Backing, Vma, VmaSet
 
 PAGE = 4096
-PRIV = L.MAP_PRIVATE | L.MAP_ANONYMOUS
+PRIV = mman.MAP_PRIVATE | mman.MAP_ANONYMOUS
 RW = 3
 
 
@@ -53,7 +53,7 @@ def test_private_split_moves_frames():
 def test_shared_split_shares_backing():
     b = Backing(shared=True)
     b.add(0, 0x100000, 4)
-    v = Vma(0x10000, 0x14000, RW, L.MAP_SHARED | L.MAP_ANONYMOUS, backing=b)
+    v = Vma(0x10000, 0x14000, RW, mman.MAP_SHARED | mman.MAP_ANONYMOUS, backing=b)
     upper = v.split(0x12000)
     assert upper.backing is b and b.refs == 2
     assert upper.translate(0x13000) == 0x103000

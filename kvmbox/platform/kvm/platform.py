@@ -65,7 +65,7 @@ class KvmPlatform(Platform):
         except OSError as e:
             raise PlatformUnavailable(f"kvmbox: cannot use {device}: {e.strerror}") from None
         self.vm = None
-        self.memfile = None
+        self._memfile: MemoryFile | None = None
         try:
             if not self.kvm.check_extension(KVM_CAP_SYNC_REGS) & (KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS):
                 raise PlatformUnavailable("kvmbox: this KVM lacks KVM_CAP_SYNC_REGS")
@@ -73,10 +73,10 @@ class KvmPlatform(Platform):
             self.xsave_size, self.xcr0 = cpu.xsave_layout(self.cpuid)   # the signal frame's FPU area
             self.vm = self.kvm.create_vm()
             size, reserve = memfile_layout(memory, tables=True)
-            self.memfile = MemoryFile(size)
+            self._memfile = MemoryFile(size)
             self.vm.set_user_memory_region(0, 0, size, self.memfile.host_address)
             self.stub_pdpt = write_stub_region(self.memfile.view, self.stub, max_vcpus)
-            self.frames = FrameAllocator(self.memfile, table_reserve=reserve)
+            self._frames = FrameAllocator(self.memfile, table_reserve=reserve)
         except KvmError as e:
             self.close()
             raise PlatformUnavailable(f"kvmbox: KVM setup failed: {e}") from None
@@ -150,7 +150,7 @@ class KvmPlatform(Platform):
             self.vm = None
         if self.memfile is not None:
             self.memfile.close()
-            self.memfile = None
+            self._memfile = None
         if getattr(self, "kvm", None) is not None:
             self.kvm.close()
             self.kvm = None

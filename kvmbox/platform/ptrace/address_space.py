@@ -15,8 +15,9 @@ from __future__ import annotations
 import errno
 TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 
+from kvmbox.abi.mman import MAP_FIXED, MAP_SHARED, PROT_EXEC, PROT_READ, PROT_WRITE
 from kvmbox.errors import SandboxCrash
-from kvmbox.platform.base import PROT_EXEC, PROT_READ, PROT_WRITE, AddressSpace
+from kvmbox.platform.base import AddressSpace
 from kvmbox.platform.ptrace import consts as C
 from kvmbox.platform.ptrace.stub import StubProcess
 
@@ -59,7 +60,7 @@ class PtraceAddressSpace(AddressSpace):
             self.unmap(vaddr, length)
             return
         self._call(f"mmap({vaddr:#x}, {length:#x})", C.NR_mmap, vaddr, length, prot & _PROT_ALL,
-                   C.MAP_SHARED | C.MAP_FIXED, self.platform.memfile.fd, phys)
+                   MAP_SHARED | MAP_FIXED, self.platform.memfile.fd, phys)
 
     def unmap(self, vaddr: int, length: int) -> None:
         if self.stub is None:

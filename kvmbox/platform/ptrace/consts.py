@@ -1,4 +1,7 @@
-"""Every magic number of the ptrace platform: syscall numbers, ptrace/wait/seccomp/BPF ABI values."""
+"""Every magic number of the ptrace platform: syscall numbers, ptrace/wait/seccomp/BPF ABI values.
+
+mmap(2) values come from kvmbox.abi.mman.
+"""
 from __future__ import annotations
 
 # --- x86-64 syscall numbers the stub makes (asm/unistd_64.h) ----------------
@@ -15,11 +18,6 @@ RSEQ_FLAG_UNREGISTER = 1
 RSEQ_SIG = 0x53053053                # glibc's rseq signature on x86
 RSEQ_AREA_MIN = 32                    # glibc registers max(__rseq_size, 32) bytes
 TASK_SIZE = 0x7FFF_FFFF_F000          # end of a 4-level-paging user address space
-
-# --- mmap(2) ------------------------------------------------------------------
-PROT_NONE, PROT_READ, PROT_WRITE, PROT_EXEC = 0, 1, 2, 4
-MAP_SHARED, MAP_FIXED, MAP_PRIVATE, MAP_ANONYMOUS = 0x01, 0x10, 0x02, 0x20
-MAP_FIXED_NOREPLACE = 0x100000
 
 # --- classic BPF and seccomp (linux/filter.h, linux/seccomp.h, linux/audit.h) --
 BPF_LD_W_ABS = 0x20                   # BPF_LD | BPF_W | BPF_ABS: A = *(u32 *)(data + k)

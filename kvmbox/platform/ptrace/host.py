@@ -11,6 +11,7 @@ import ctypes
 import os
 import threading
 
+from kvmbox.abi import mman
 from kvmbox.errors import PlatformUnavailable
 from kvmbox.guest_stub import layout as L
 from kvmbox.platform.ptrace import consts as C
@@ -136,8 +137,8 @@ def _free_page_above(low: int) -> int:
 
 def _map_at(addr: int) -> int:
     """A private read-write page at exactly `addr` if it is free, else 0."""
-    flags = C.MAP_PRIVATE | C.MAP_ANONYMOUS | C.MAP_FIXED_NOREPLACE
-    got = _mmap(addr, L.PAGE_SIZE, C.PROT_READ | C.PROT_WRITE, flags, -1, 0)
+    flags = mman.MAP_PRIVATE | mman.MAP_ANONYMOUS | mman.MAP_FIXED_NOREPLACE
+    got = _mmap(addr, L.PAGE_SIZE, mman.PROT_READ | mman.PROT_WRITE, flags, -1, 0)
     if got in (None, ctypes.c_void_p(-1).value):
         return 0
     if got != addr:                  # a kernel without MAP_FIXED_NOREPLACE took it as a hint
@@ -167,7 +168,7 @@ def reserve_stub_page() -> None:
                                f"{L.USER_TOP:#x} in this process")
             return
         ctypes.memmove(addr, stubcode.STUB_CODE, len(stubcode.STUB_CODE))
-        if _mprotect(addr, L.PAGE_SIZE, C.PROT_READ | C.PROT_EXEC):
+        if _mprotect(addr, L.PAGE_SIZE, mman.PROT_READ | mman.PROT_EXEC):
             _munmap(addr, L.PAGE_SIZE)
             _StubPage.error = "kvmbox: the host refuses an executable page for the ptrace stub"
             return

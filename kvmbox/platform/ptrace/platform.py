@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 
+from kvmbox.abi import mman
 from kvmbox.guest_stub import layout as L
 from kvmbox.mm.frames import FrameAllocator, memfile_layout
 from kvmbox.mm.memfile import MemoryFile
@@ -33,8 +34,8 @@ class PtracePlatform(Platform):
     def __init__(self, memory: int, *, pin: bool = True, assume_no_pku: bool | None = None) -> None:
         host.stub_page()          # PlatformUnavailable now, not at the first run, if there is none
         size, reserve = memfile_layout(memory, tables=False)     # no guest page tables here
-        self.memfile: MemoryFile | None = MemoryFile(size)
-        self.frames = FrameAllocator(self.memfile, table_reserve=reserve)
+        self._memfile: MemoryFile | None = MemoryFile(size)
+        self._frames = FrameAllocator(self._memfile, table_reserve=reserve)
         self.pin = pin            # keep each stub on its tracer thread's CPU (8 µs vs 60 µs a trap)
         if assume_no_pku is None:
             assume_no_pku = os.environ.get(ASSUME_NO_PKU_ENV, "") not in ("", "0")
@@ -44,7 +45,7 @@ class PtracePlatform(Platform):
     def stub_needs_hiding(self, stub: StubProcess) -> bool:
         """Must `stub` empty its code page while the guest runs (execute-only does not hide it)?"""
         if self.assume_no_pku:       # make the page readable, as execute-only is without PKU
-            stub.syscall(C.NR_mprotect, stub.page, L.PAGE_SIZE, C.PROT_READ | C.PROT_EXEC)
+            stub.syscall(C.NR_mprotect, stub.page, L.PAGE_SIZE, mman.PROT_READ | mman.PROT_EXEC)
         if self._hide_stub is None:
             self._hide_stub = stub.probe_readable()
         return self._hide_stub
@@ -65,4 +66,4 @@ class PtracePlatform(Platform):
     def close(self) -> None:
         if self.memfile is not None:
             self.memfile.close()
-            self.memfile = None
+            self._memfile = None

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import struct
 
+from kvmbox.abi import mman
 from kvmbox.guest_stub import layout as L
 from kvmbox.platform.ptrace import consts as C
 
@@ -91,8 +92,8 @@ norseq:
     mov r12, r8
     lea rdi, [rip + gadget]
     mov esi, {L.PAGE_SIZE:#x}
-    mov edx, {C.PROT_READ | C.PROT_EXEC}
-    mov r10d, {C.MAP_SHARED | C.MAP_FIXED:#x}
+    mov edx, {mman.PROT_READ | mman.PROT_EXEC}
+    mov r10d, {mman.MAP_SHARED | mman.MAP_FIXED:#x}
     mov r8, r9
     xor r9d, r9d
     mov eax, {C.NR_mmap}
@@ -154,7 +155,7 @@ xonly:
     mov eax, {C.NR_mprotect}
     lea rdi, [rip + gadget]
     mov esi, {L.PAGE_SIZE:#x}
-    mov edx, {C.PROT_EXEC}
+    mov edx, {mman.PROT_EXEC}
     lea r15, [rip + trap]
     jmp gadget
 die:
@@ -203,7 +204,7 @@ def seccomp_filter(memfd: int, page: int) -> bytes:
         (C.BPF_JEQ_K, C.NR_mprotect, "allow", None),
         (C.BPF_JEQ_K, C.NR_mmap, None, "kill"),
         (C.BPF_LD_W_ABS, C.SD_ARGS + 8 * 3, None, None),          # flags, low half
-        (C.BPF_JEQ_K, C.MAP_SHARED | C.MAP_FIXED, None, "kill"),
+        (C.BPF_JEQ_K, mman.MAP_SHARED | mman.MAP_FIXED, None, "kill"),
         (C.BPF_LD_W_ABS, C.SD_ARGS + 8 * 3 + 4, None, None),      # flags, high half
         (C.BPF_JEQ_K, 0, None, "kill"),
         (C.BPF_LD_W_ABS, C.SD_ARGS + 8 * 4, None, None),          # fd (an int: low half)

@@ -13,6 +13,7 @@ import os
 import stat as S
 import time
 
+from kvmbox.abi.poll import POLLIN, POLLOUT, POLLRDNORM, POLLWRNORM
 from kvmbox.errors import SyscallError
 from kvmbox.sentry.files import FileDescription
 from kvmbox.sentry.hoststream import HostStream
@@ -26,7 +27,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from kvmbox.sentry.vfs.path import Location
 
 TMPFS_MAGIC = 0x01021994
-POLLIN, POLLOUT, POLLRDNORM, POLLWRNORM = 0x1, 0x4, 0x40, 0x100
 MAX_READ = 1 << 20          # one read of zero/random returns at most this much (the caller loops)
 
 

@@ -28,6 +28,7 @@ import stat as S
 import weakref
 from collections import OrderedDict
 
+from kvmbox.abi.fcntl import O_PATH
 from kvmbox.errors import KvmboxError, SyscallError
 from kvmbox.mm.vma import Backing
 from kvmbox.sentry.fsimpl import hostcalls
@@ -43,7 +44,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from kvmbox.sentry.files import FileDescription
     from kvmbox.sentry.vfs.path import Location
 
-O_PATH = hostcalls.O_PATH
 V9FS_MAGIC = 0x01021997        # what gVisor reports for host-backed (gofer) mounts
 FOREIGN_INO = 1 << 61          # inode numbers given to files of other host devices
 

@@ -12,6 +12,7 @@ import ctypes
 import errno
 import os
 
+from kvmbox.abi.fcntl import O_PATH
 from kvmbox.errors import SyscallError
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -22,7 +23,6 @@ NR_OPENAT2 = 437
 NR_RENAMEAT2 = 316
 RESOLVE_NO_XDEV, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS, RESOLVE_BENEATH = 0x01, 0x02, 0x04, 0x08
 SAFE_RESOLVE = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS
-O_PATH = 0o10000000
 UTIME_NOW, UTIME_OMIT = (1 << 30) - 1, (1 << 30) - 2
 NOW = object()                  # utimens_nofollow: "the host's current time" (UTIME_NOW)
 AT_SYMLINK_NOFOLLOW = 0x100

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from collections.abc import Callable
 
 from kvmbox.abi.fcntl import O_ACCMODE, O_TRUNC, O_WRONLY
+from kvmbox.abi.poll import POLLIN, POLLOUT, POLLRDNORM, POLLWRNORM
 from kvmbox.errors import SyscallError
 from kvmbox.sentry.files import FileDescription
 from kvmbox.sentry.vfs.node import DT_DIR, DT_LNK, DT_REG, Attr, Filesystem, Node, StatFs
@@ -31,7 +32,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 PROC_SUPER_MAGIC = 0x9FA0
 SEEK_SET, SEEK_CUR, SEEK_END = 0, 1, 2
-POLLIN, POLLOUT, POLLRDNORM, POLLWRNORM = 0x1, 0x4, 0x40, 0x100
 
 Gen = Callable[["ProcFilesystem", "Task | None"], bytes]
 LinkTarget = Callable[["ProcFilesystem", "Task | None"], str]

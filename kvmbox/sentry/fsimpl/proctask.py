@@ -10,10 +10,10 @@ import os
 import posixpath
 import stat as S
 
+from kvmbox.abi.fcntl import O_CLOEXEC
+from kvmbox.abi.mman import MAP_GROWSDOWN, PROT_EXEC, PROT_READ, PROT_WRITE
 from kvmbox.abi.structs import SIGACTION
 from kvmbox.errors import SyscallError
-from kvmbox.guest_stub import layout as L
-from kvmbox.platform.base import PROT_EXEC, PROT_READ, PROT_WRITE
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
@@ -25,7 +25,6 @@ if TYPE_CHECKING:  # pragma: no cover
 PAGE = 4096
 CLK_TCK = 100
 RLIM_INFINITY = (1 << 64) - 1
-O_CLOEXEC = 0o2000000
 TASK_COMM_LEN = 16
 SIG_DFL, SIG_IGN = 0, 1
 
@@ -159,7 +158,7 @@ def memory(t: "Task") -> dict[str, int]:
             out["file"] += res
         else:
             out["anon"] += res
-        if v.flags & L.MAP_GROWSDOWN or v.name == "[stack]":
+        if v.flags & MAP_GROWSDOWN or v.name == "[stack]":
             out["stk"] += kb
         elif v.prot & PROT_WRITE and not v.shared:
             out["data"] += kb

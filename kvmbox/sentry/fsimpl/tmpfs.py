@@ -22,6 +22,7 @@ import os
 import stat as S
 import time
 
+from kvmbox.abi.fcntl import O_TRUNC
 from kvmbox.errors import SyscallError
 from kvmbox.sentry.vfs.node import (RENAME_EXCHANGE, RENAME_NOREPLACE, Attr, Filesystem, Node,
                                     StatFs, dtype_of)
@@ -39,7 +40,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 TMPFS_MAGIC = 0x01021994
 BOGO_DIRENT_SIZE = 20          # what a tmpfs directory's st_size counts per entry
-O_TRUNC = os.O_TRUNC
 
 
 class Tmpfs(Filesystem):

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from kvmbox.abi.fcntl import O_NONBLOCK
+from kvmbox.abi.poll import POLLIN, POLLOUT
 from kvmbox.errors import SyscallError
 from kvmbox.sentry.signals.deliver import ERESTARTSYS
 from kvmbox.sentry.waiter import block
@@ -26,7 +27,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from kvmbox.sentry.task import Task
 
 R = TypeVar("R")
-POLLIN, POLLOUT = 0x1, 0x4
 
 
 def retry(t: "Task", f: "FileDescription", op: Callable[[], R], events: int,

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import errno
 
+from kvmbox.abi.poll import POLLIN
 from kvmbox.errors import SyscallError
-from kvmbox.sentry.files import POLLIN
 from kvmbox.sentry.signals.deliver import ERESTARTNOHAND
 from kvmbox.sentry.syscalls.args import s32
 from kvmbox.sentry.syscalls.sys_open import install

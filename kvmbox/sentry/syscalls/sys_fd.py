@@ -13,6 +13,11 @@ from __future__ import annotations
 import errno
 import struct
 
+from kvmbox.abi.fcntl import (FASYNC, FD_CLOEXEC, F_ADD_SEALS, F_DUPFD, F_DUPFD_CLOEXEC, F_GETFD, F_GETFL,
+                              F_GETLEASE, F_GETLK, F_GETOWN, F_GETPIPE_SZ, F_GETSIG, F_GET_SEALS, F_OFD_GETLK,
+                              F_OFD_SETLK, F_OFD_SETLKW, F_RDLCK, F_SETFD, F_SETFL, F_SETLK, F_SETLKW,
+                              F_SETOWN, F_SETPIPE_SZ, F_SETSIG, F_UNLCK, F_WRLCK, O_APPEND, O_CLOEXEC,
+                              O_DIRECT, O_NOATIME, O_NONBLOCK)
 from kvmbox.errors import SyscallError
 from kvmbox.sentry.syscalls.args import s32, s64, u32
 from kvmbox.sentry.syscalls.sys_open import install, nofile_limit
@@ -26,19 +31,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 Args = tuple[int, int, int, int, int, int]
 
-O_APPEND, O_NONBLOCK, O_DIRECT, O_NOATIME, FASYNC = 0o2000, 0o4000, 0o40000, 0o1000000, 0o20000
-O_CLOEXEC = 0o2000000
 SETFL_MASK = O_APPEND | O_NONBLOCK | O_DIRECT | O_NOATIME | FASYNC
 CLOSE_RANGE_UNSHARE, CLOSE_RANGE_CLOEXEC = 1 << 1, 1 << 2
-FD_CLOEXEC = 1
-
-F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL = 0, 1, 2, 3, 4
-F_GETLK, F_SETLK, F_SETLKW, F_SETOWN, F_GETOWN, F_SETSIG, F_GETSIG = 5, 6, 7, 8, 9, 10, 11
-F_SETOWN_EX, F_GETOWN_EX = 15, 16
-F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW = 36, 37, 38
-F_SETLEASE, F_GETLEASE, F_NOTIFY, F_DUPFD_CLOEXEC = 1024, 1025, 1026, 1030
-F_SETPIPE_SZ, F_GETPIPE_SZ, F_ADD_SEALS, F_GET_SEALS = 1031, 1032, 1033, 1034
-F_RDLCK, F_WRLCK, F_UNLCK = 0, 1, 2
 FLOCK = struct.Struct("<hh4xqqi4x")
 LOCK_SH, LOCK_EX, LOCK_NB, LOCK_UN = 1, 2, 4, 8
 OFFSET_MAX = (1 << 63) - 1

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 
+from kvmbox.abi.fcntl import O_APPEND, O_NONBLOCK
 from kvmbox.abi.structs import IOVEC, S32, S64, U32
 from kvmbox.errors import SyscallError
 from kvmbox.sentry.files import MAX_RW
@@ -28,7 +29,6 @@ CHUNK = 1 << 20            # guest data moves through the Sentry in pieces of at
 IOV_MAX = 1024
 TCGETS, TIOCGWINSZ, FIONREAD, FIONBIO = 0x5401, 0x5413, 0x541B, 0x5421
 FIOCLEX, FIONCLEX, FIOASYNC = 0x5451, 0x5450, 0x5452
-O_NONBLOCK, O_APPEND = 0o4000, 0o2000
 SIGPIPE = 13
 RWF_HIPRI, RWF_DSYNC, RWF_SYNC, RWF_NOWAIT, RWF_APPEND = 1, 2, 4, 8, 16
 RWF_ALL = 0x3F

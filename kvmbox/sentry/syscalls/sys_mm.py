@@ -5,10 +5,11 @@ from __future__ import annotations
 import errno
 import os
 
+from kvmbox.abi import mman
+from kvmbox.abi.mman import PROT_WRITE
 from kvmbox.errors import SyscallError
 from kvmbox.guest_stub import layout as L
 from kvmbox.mm.mapfile import MappedFile
-from kvmbox.platform.base import PROT_WRITE
 from kvmbox.sentry.vfs import perm
 from kvmbox.sentry.syscalls.args import s32, u32
 from kvmbox.sentry.syscalls.table import PARTIAL, SUPPORTED, Entry
@@ -44,12 +45,12 @@ def mapped_file(f, prot: int, shared: bool) -> MappedFile:
 def mmap(t, a) -> int:
     """Implements Linux syscall mmap(2)."""
     addr, length, prot, flags, fd, offset = a[0], a[1], u32(a[2]), u32(a[3]), s32(a[4]), a[5]
-    kind = flags & L.MAP_TYPE
-    if flags & L.MAP_ANONYMOUS or kind not in (L.MAP_SHARED, L.MAP_PRIVATE, L.MAP_SHARED_VALIDATE) \
+    kind = flags & mman.MAP_TYPE
+    if flags & mman.MAP_ANONYMOUS or kind not in (mman.MAP_SHARED, mman.MAP_PRIVATE, mman.MAP_SHARED_VALIDATE) \
             or not length or offset % L.PAGE_SIZE:
         return t.mm.mmap(addr, length, prot, flags, fd, offset)     # anonymous, or its EINVAL
     f = t.fds.get(fd)                                               # EBADF
-    file = mapped_file(f, prot, kind != L.MAP_PRIVATE)
+    file = mapped_file(f, prot, kind != mman.MAP_PRIVATE)
     return t.mm.mmap(addr, length, prot, flags, fd, offset, file=file)
 
 

@@ -19,10 +19,10 @@ import struct
 import time
 
 from kvmbox.abi import signals as S
+from kvmbox.abi.poll import (POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT, POLLPRI, POLLRDBAND, POLLRDNORM,
+                             POLLWRBAND, POLLWRNORM)
 from kvmbox.abi.structs import POLLFD, SIGSET
 from kvmbox.errors import SyscallError
-from kvmbox.sentry.files import (POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT, POLLPRI, POLLRDNORM,
-                                 POLLWRNORM)
 from kvmbox.sentry.signals.deliver import ERESTARTNOHAND
 from kvmbox.sentry.waiter import block
 from kvmbox.sentry.syscalls.args import s32
@@ -37,7 +37,6 @@ Args = tuple[int, int, int, int, int, int]
 
 TIMESPEC = struct.Struct("<qq")
 SIGSET_SIZE = SIGSET.size
-POLLRDBAND, POLLWRBAND = 0x80, 0x200
 POLLIN_SET = POLLRDNORM | POLLRDBAND | POLLIN | POLLHUP | POLLERR
 POLLOUT_SET = POLLWRBAND | POLLWRNORM | POLLOUT | POLLERR
 POLLEX_SET = POLLPRI

@@ -9,11 +9,11 @@ from __future__ import annotations
 import errno
 import os
 
+from kvmbox.abi.fcntl import O_RDONLY, O_TRUNC, O_WRONLY
 from kvmbox.errors import KvmboxError, SyscallError
 from kvmbox.sentry.vfs import perm
 
 CHUNK = 1 << 20
-O_RDONLY, O_WRONLY, O_TRUNC = os.O_RDONLY, os.O_WRONLY, os.O_TRUNC
 
 
 def _fail(path: str, e: SyscallError) -> KvmboxError:

@@ -1,0 +1,9 @@
+"""Tuning of the guest memory manager: how eagerly it populates, how it sizes its frame pools."""
+from __future__ import annotations
+
+EAGER_POPULATE_LIMIT = 64 << 20      # a new mapping gets PTEs for at most this many bytes up front
+FAULT_AROUND = 2 << 20               # a demand fault populates this aligned chunk (clipped to the VMA)
+TABLE_RESERVE_MIN = 1 << 20          # page-table frames: bump region at the top of RAM, at least this big...
+TABLE_RESERVE_DIV = 32               # ...or 1/32 of the MemoryFile, whichever is larger
+DATA_SLACK = 128 << 20               # data frames beyond the memory limit, for what it does not charge
+                                     # (the shared read-only page cache, at most 64 MiB; the vDSO)
