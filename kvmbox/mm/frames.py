@@ -8,6 +8,13 @@ a page table again.  A released table frame is punched and joins the data
 pool; when the reserve runs out the bump pointer may eat into the top of the
 data pool, but only over frames that were never tables.  Freed frames are
 punched, so every frame handed out reads as zeros.
+
+Copy-on-write fork shares data frames between private mappings of several
+address spaces (kvmbox/mm/cow.py).  A frame's references beyond the first are
+counted sparsely (`_extra`: only frames some fork shared appear in it), and
+free() drops one reference: only a frame's last reference returns it to the
+pool and punches it.  So every path that frees a private frame (munmap, exit,
+exec, mremap, madvise) stays right whoever else still holds it.
 """
 from __future__ import annotations
 
@@ -70,6 +77,7 @@ class FrameAllocator:
             self._insert(low, (self.table_limit - low) // PAGE)
         self.used_pages = 0
         self.free_pages = (size - low) // PAGE
+        self._extra: dict[int, int] = {}    # frame -> references beyond the first (shared frames only)
         self.lock = threading.RLock()
 
     # --- the pool -------------------------------------------------------------
@@ -121,10 +129,24 @@ class FrameAllocator:
         self.free_pages -= npages
 
     @_locked
-    def free(self, phys: int, npages: int) -> None:
-        """Punch [phys, +npages) and return it to the data pool (coalescing with neighbours)."""
+    def free(self, phys: int, npages: int) -> int:
+        """Drop one reference to each frame of [phys, +npages); the frames whose last reference
+        that was are punched and go back to the data pool (coalescing with neighbours).
+        Returns how many frames went back."""
         if npages <= 0:
-            return
+            return 0
+        if self._extra:
+            freed = 0
+            for p, n, shared in self._sharing_runs(phys, npages):
+                if shared:
+                    self._unshare(p, n)
+                else:
+                    freed += self._release(p, n)
+            return freed
+        return self._release(phys, npages)
+
+    def _release(self, phys: int, npages: int) -> int:
+        """Return [phys, +npages), held by nobody now, to the pool."""
         end = phys + npages * PAGE
         if phys % PAGE or phys < self.low or end > self.memfile.size:
             raise ValueError(f"free of frames outside the pool: {phys:#x}+{npages}")
@@ -146,6 +168,63 @@ class FrameAllocator:
             self._lens[start] += self._remove(end)
         self.used_pages -= npages
         self.free_pages += npages
+        return npages
+
+    # --- references (copy-on-write) ---------------------------------------------
+    @_locked
+    def share(self, phys: int, npages: int) -> None:
+        """One more reference to each frame of [phys, +npages) (allocated data frames)."""
+        extra = self._extra
+        for p in range(phys, phys + npages * PAGE, PAGE):
+            extra[p] = extra.get(p, 0) + 1
+
+    def _unshare(self, phys: int, npages: int) -> None:
+        extra = self._extra
+        for p in range(phys, phys + npages * PAGE, PAGE):
+            n = extra[p]
+            if n > 1:
+                extra[p] = n - 1
+            else:
+                del extra[p]
+
+    def any_shared(self, phys: int, npages: int) -> bool:
+        """Has any frame of [phys, +npages) more than one reference?"""
+        extra = self._extra
+        return bool(extra) and any(p in extra for p in range(phys, phys + npages * PAGE, PAGE))
+
+    def refs(self, phys: int) -> int:
+        """References to the allocated frame at `phys` (1 unless a fork shared it)."""
+        return self._extra.get(phys, 0) + 1
+
+    @property
+    def sharing(self) -> bool:
+        """Does any frame have more than one reference?  (False: no copy-on-write to mind.)"""
+        return bool(self._extra)
+
+    @property
+    def shared_frames(self) -> int:
+        """How many frames have more than one reference."""
+        return len(self._extra)
+
+    @_locked
+    def sharing_runs(self, phys: int, npages: int) -> list[tuple[int, int, bool]]:
+        """[phys, +npages) cut into maximal runs (phys, npages, shared?) where shared means
+        more than one reference."""
+        return list(self._sharing_runs(phys, npages))
+
+    def _sharing_runs(self, phys: int, npages: int):
+        extra = self._extra
+        if not extra:
+            yield phys, npages, False
+            return
+        start, state = phys, phys in extra
+        end = phys + npages * PAGE
+        for p in range(phys + PAGE, end, PAGE):
+            s = p in extra
+            if s != state:
+                yield start, (p - start) // PAGE, state
+                start, state = p, s
+        yield start, (end - start) // PAGE, state
 
     # --- page-table frames ----------------------------------------------------
     @_locked
