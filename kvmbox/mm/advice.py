@@ -20,14 +20,17 @@ if TYPE_CHECKING:  # pragma: no cover
     from kvmbox.mm.manager import MemoryManager
     from kvmbox.mm.vma import Vma
 
-MADV_NOOP = frozenset({L.MADV_NORMAL, L.MADV_RANDOM, L.MADV_SEQUENTIAL, L.MADV_DONTFORK,
-                        L.MADV_DOFORK, L.MADV_MERGEABLE, L.MADV_UNMERGEABLE, L.MADV_HUGEPAGE,
-                        L.MADV_NOHUGEPAGE, L.MADV_DONTDUMP, L.MADV_DODUMP, L.MADV_WIPEONFORK,
-                        L.MADV_KEEPONFORK, L.MADV_COLD, L.MADV_PAGEOUT})
+MADV_NOOP = frozenset({L.MADV_NORMAL, L.MADV_RANDOM, L.MADV_SEQUENTIAL, L.MADV_MERGEABLE,
+                        L.MADV_UNMERGEABLE, L.MADV_HUGEPAGE, L.MADV_NOHUGEPAGE, L.MADV_DONTDUMP,
+                        L.MADV_DODUMP, L.MADV_COLD, L.MADV_PAGEOUT})
+# Advice that sets what fork does with the mapping: (Vma attribute, value).
+MADV_FORK = {L.MADV_DONTFORK: ("dontfork", True), L.MADV_DOFORK: ("dontfork", False),
+             L.MADV_WIPEONFORK: ("wipeonfork", True), L.MADV_KEEPONFORK: ("wipeonfork", False)}
 
 
 def madvise(mm: "MemoryManager", addr: int, length: int, advice: int) -> None:
-    """madvise(2): WILLNEED populates; DONTNEED/FREE/REMOVE give pages back; the rest no-ops.
+    """madvise(2): WILLNEED populates; DONTNEED/FREE/REMOVE give pages back; DONTFORK,
+    DOFORK, WIPEONFORK and KEEPONFORK mark the VMAs (splitting them) for fork; the rest no-ops.
 
     As Linux walks it: VMA by VMA in address order, the first VMA the advice does not
     suit ends the call with its errno (the VMAs before it keep the advice), and a hole
@@ -37,8 +40,8 @@ def madvise(mm: "MemoryManager", addr: int, length: int, advice: int) -> None:
     end = addr + page_up(length)
     if end > L.USER_TOP:
         raise SyscallError(errno.EINVAL)
-    if advice not in MADV_NOOP and advice not in (L.MADV_WILLNEED, L.MADV_DONTNEED,
-                                                    L.MADV_FREE, L.MADV_REMOVE):
+    if advice not in MADV_NOOP and advice not in MADV_FORK \
+            and advice not in (L.MADV_WILLNEED, L.MADV_DONTNEED, L.MADV_FREE, L.MADV_REMOVE):
         raise SyscallError(errno.EINVAL)
     if end == addr:
         return
@@ -65,6 +68,8 @@ def _refusal(v: "Vma", advice: int) -> int:
             return errno.EACCES if v.file is not None else errno.EINVAL
         if v.file is not None and not v.file.may_write:
             return errno.EACCES
+    if advice == L.MADV_WIPEONFORK and (v.shared or v.file is not None):
+        return errno.EINVAL                     # private anonymous memory only
     return 0
 
 
@@ -72,6 +77,16 @@ def _advise(mm: "MemoryManager", v: "Vma", a: int, b: int, advice: int) -> None:
     """Carry out `advice` on [a, b) of `v`."""
     if advice == L.MADV_WILLNEED:
         mm._eager(v, a, b)
+    elif advice in MADV_FORK:
+        # Split off the piece and mark it.  Linux 6.18 does not merge pieces made alike again
+        # by the opposite advice (mprotect's it does): neither is merged here.
+        attr, value = MADV_FORK[advice]
+        if getattr(v, attr) != value:
+            mm.vmas.split_at(a)
+            mm.vmas.split_at(b)
+            piece = mm.vmas.find(a)
+            assert piece is not None and piece.end == b
+            setattr(piece, attr, value)
     elif v.backing.pinned:
         return                                  # never punch the vDSO's frames
     elif advice == L.MADV_DONTNEED and v.file is not None and not v.shared:
@@ -81,10 +96,19 @@ def _advise(mm: "MemoryManager", v: "Vma", a: int, b: int, advice: int) -> None:
             mm.frames.free(phys, n)
     elif advice in (L.MADV_FREE, L.MADV_REMOVE) or (advice == L.MADV_DONTNEED and not v.shared):
         # Zero-fill on next touch: punching keeps the frames and PTEs but gives the
-        # memory back, and its mmu notifier drops any shadow entries.
-        for _, phys, n in v.runs(a, b):
-            if phys is not None:
-                mm.memfile.punch(phys, n * PAGE)
+        # memory back, and its mmu notifier drops any shadow entries.  A frame shared
+        # copy-on-write is another process's page too: drop this mapping's reference instead.
+        for va, phys, n in list(v.runs(a, b)):
+            if phys is None:
+                continue
+            for p, k, shared in mm.frames.sharing_runs(phys, n):
+                if shared:
+                    mm.aspace.unmap(va, k * PAGE)
+                    v.backing.take(v.pidx(va), v.pidx(va) + k)
+                    mm.frames.free(p, k)
+                else:
+                    mm.memfile.punch(p, k * PAGE)
+                va += k * PAGE
 
 
 def msync(mm: "MemoryManager", addr: int, length: int, flags: int) -> None:

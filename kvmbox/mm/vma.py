@@ -11,11 +11,17 @@ A file mapping also carries `file` (kvmbox.mm.mapfile.MappedFile: where its
 bytes come from and what /proc/<pid>/maps names).  Its page indices are file
 page numbers (pgoff = offset / PAGE), private or shared, so splitting keeps
 indices rather than rebasing them and the file offset of any page is its index.
+
+What fork does with a Vma (kvmbox/mm/cow.py): `dontfork` (MADV_DONTFORK) leaves it
+out of the child, `wipeonfork` (MADV_WIPEONFORK) gives the child an empty copy.
+A Vma the child inherited is `forked` (its commitment was not charged anew:
+MemoryManager.committed) and, until its first fault, `lazy`: its frames are
+not in the child's page tables yet.
 """
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from collections.abc import Iterator
 
 from kvmbox.guest_stub import layout as L
@@ -136,6 +142,10 @@ class Vma:
     pgoff: int = 0
     grow_limit: int = 0                 # MAP_GROWSDOWN: the lowest start it may grow down to
     file: "MappedFile | None" = None    # file mappings: the file's source and identity
+    dontfork: bool = False              # madvise(MADV_DONTFORK): not in a forked child
+    wipeonfork: bool = False            # madvise(MADV_WIPEONFORK): empty in a forked child
+    forked: bool = False                # inherited by fork (its pages may pay the fork's debt)
+    lazy: bool = False                  # populated pages may be missing from the page tables
 
     @property
     def length(self) -> int:
@@ -183,13 +193,11 @@ class Vma:
         assert self.start < addr < self.end and addr % PAGE == 0
         if self.backing.shared:
             self.backing.refs += 1
-            upper = Vma(addr, self.end, self.prot, self.flags, self.name, self.backing,
-                        self.pidx(addr), self.grow_limit, self.file)
+            upper = replace(self, start=addr, pgoff=self.pidx(addr))
         else:
             p = self.pidx(addr)
             keep = p if self.file is not None else 0     # file pages keep their file page numbers
-            upper = Vma(addr, self.end, self.prot, self.flags, self.name, Backing(), keep,
-                        self.grow_limit, self.file)
+            upper = replace(self, start=addr, backing=Backing(), pgoff=keep)
             self.backing.move(p, self.pidx(self.end), upper.backing, keep - p)
         self.end = addr
         return upper
@@ -199,7 +207,8 @@ class Vma:
         same object at the next page (so pieces that mprotect split rejoin, as on Linux)."""
         if not (self.end == nxt.start and self.prot == nxt.prot and self.flags == nxt.flags
                 and self.name == nxt.name and not self.flags & L.MAP_GROWSDOWN
-                and self.file is nxt.file and self.backing.shared == nxt.backing.shared):
+                and self.file is nxt.file and self.backing.shared == nxt.backing.shared
+                and self.dontfork == nxt.dontfork and self.wipeonfork == nxt.wipeonfork):
             return False
         if self.backing.shared:
             return self.backing is nxt.backing and not self.backing.pinned \
@@ -209,6 +218,8 @@ class Vma:
     def absorb(self, nxt: Vma) -> None:
         """Append the adjacent `nxt` to self: a private one's frames move into self's Backing;
         a shared one views the same Backing, which loses a reference."""
+        self.lazy = self.lazy or nxt.lazy
+        self.forked = self.forked or nxt.forked
         if self.backing.shared:
             self.backing.refs -= 1
         else:
