@@ -9,7 +9,7 @@ from __future__ import annotations
 from kvmbox.abi.resource import RLIMIT_AS, RLIMIT_STACK
 from kvmbox.errors import SyscallError
 from kvmbox.guest_stub import layout as L
-from kvmbox.mm import mapfile
+from kvmbox.mm import cow, mapfile
 from kvmbox.mm.vma import Vma
 from kvmbox.mm.vma import chargeable as _chargeable
 from kvmbox.platform.base import PF_INSTR, PF_PRESENT, PF_WRITE, PROT_EXEC, PROT_READ, PROT_WRITE
@@ -93,15 +93,23 @@ def handle_fault(mm: "MemoryManager", addr: int, error_code: int) -> bool:
     if times >= _REPEAT_FAULTS:
         return False
     had = v.translate(page)
+    # Copy before a lazy chunk is mapped, so the child's PTEs point at its copies at once
+    # (re-pointing a present PTE would invalidate the frame the parent still maps).
+    written = bool(error_code & PF_WRITE) and had is not None and cow.writable_private(v)
+    if written and not cow.break_on_write(mm, v, page):
+        raise OutOfFrames(f"no free frame (or no charge) for a copy of {page:#x}")
+    brought = v.lazy and cow.fault_in(mm, page)     # a forked child's first touch of the chunk
     chunk = page & ~(L.FAULT_AROUND - 1)
     if not mm._populate(v, max(v.start, chunk), min(v.end, chunk + L.FAULT_AROUND)) \
             and not mm._populate(v, page, page + PAGE):
         raise OutOfFrames(f"no free frame for {page:#x}")
-    if had is not None or error_code & PF_PRESENT:
-        # Populated already, so the guest saw a stale (shadow) entry: rewrite and invalidate.
+    if (had is not None and not brought) or error_code & PF_PRESENT:
+        # Populated and mapped already: the guest saw a stale (shadow) entry, or a page
+        # shared copy-on-write that break_on_write() just rewrote: (re)write and invalidate.
         phys = v.translate(page)
         assert phys is not None
-        mm.aspace.map(page, PAGE, phys, v.prot)
+        if not written:
+            cow.map_range(mm, v, page, page + PAGE)
         mm.memfile.invalidate(phys, PAGE)
     return True
 
