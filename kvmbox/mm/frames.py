@@ -11,9 +11,8 @@ punched, so every frame handed out reads as zeros.
 
 Copy-on-write fork shares data frames between private mappings of several
 address spaces (kvmbox/mm/cow.py).  A frame's references beyond the first are
-counted sparsely (`_extra`: only frames some fork shared appear in it), and
-free() drops one reference: only a frame's last reference returns it to the
-pool and punches it.  So every path that frees a private frame (munmap, exit,
+counted (kvmbox/mm/framerefs.py, a byte per frame), and free() drops one
+reference: only a frame's last reference returns it to the pool and punches it.  So every path that frees a private frame (munmap, exit,
 exec, mremap, madvise) stays right whoever else still holds it.
 """
 from __future__ import annotations
@@ -25,6 +24,7 @@ from bisect import bisect_left, bisect_right
 
 from kvmbox.errors import SyscallError
 from kvmbox.guest_stub import layout
+from kvmbox.mm.framerefs import FrameRefs
 from kvmbox.mm.memfile import MemoryFile
 
 PAGE = layout.PAGE_SIZE
@@ -77,7 +77,7 @@ class FrameAllocator:
             self._insert(low, (self.table_limit - low) // PAGE)
         self.used_pages = 0
         self.free_pages = (size - low) // PAGE
-        self._extra: dict[int, int] = {}    # frame -> references beyond the first (shared frames only)
+        self._refs = FrameRefs(size // PAGE)    # references beyond the first, per frame
         self.lock = threading.RLock()
 
     # --- the pool -------------------------------------------------------------
@@ -135,13 +135,13 @@ class FrameAllocator:
         Returns how many frames went back."""
         if npages <= 0:
             return 0
-        if self._extra:
+        if self._refs.shared:
             freed = 0
-            for p, n, shared in self._sharing_runs(phys, npages):
+            for f, n, shared in self._refs.runs(phys // PAGE, npages):
                 if shared:
-                    self._unshare(p, n)
+                    self._refs.drop(f, n)
                 else:
-                    freed += self._release(p, n)
+                    freed += self._release(f * PAGE, n)
             return freed
         return self._release(phys, npages)
 
@@ -174,57 +174,33 @@ class FrameAllocator:
     @_locked
     def share(self, phys: int, npages: int) -> None:
         """One more reference to each frame of [phys, +npages) (allocated data frames)."""
-        extra = self._extra
-        for p in range(phys, phys + npages * PAGE, PAGE):
-            extra[p] = extra.get(p, 0) + 1
-
-    def _unshare(self, phys: int, npages: int) -> None:
-        extra = self._extra
-        for p in range(phys, phys + npages * PAGE, PAGE):
-            n = extra[p]
-            if n > 1:
-                extra[p] = n - 1
-            else:
-                del extra[p]
+        self._refs.add(phys // PAGE, npages)
 
     def any_shared(self, phys: int, npages: int) -> bool:
         """Has any frame of [phys, +npages) more than one reference?"""
-        extra = self._extra
-        return bool(extra) and any(p in extra for p in range(phys, phys + npages * PAGE, PAGE))
+        return bool(self._refs.shared) and self._refs.any(phys // PAGE, npages)
 
     def refs(self, phys: int) -> int:
         """References to the allocated frame at `phys` (1 unless a fork shared it)."""
-        return self._extra.get(phys, 0) + 1
+        return self._refs.extra(phys // PAGE) + 1
 
     @property
     def sharing(self) -> bool:
         """Does any frame have more than one reference?  (False: no copy-on-write to mind.)"""
-        return bool(self._extra)
+        return self._refs.shared > 0
 
     @property
     def shared_frames(self) -> int:
         """How many frames have more than one reference."""
-        return len(self._extra)
+        return self._refs.shared
 
     @_locked
     def sharing_runs(self, phys: int, npages: int) -> list[tuple[int, int, bool]]:
         """[phys, +npages) cut into maximal runs (phys, npages, shared?) where shared means
         more than one reference."""
-        return list(self._sharing_runs(phys, npages))
-
-    def _sharing_runs(self, phys: int, npages: int):
-        extra = self._extra
-        if not extra:
-            yield phys, npages, False
-            return
-        start, state = phys, phys in extra
-        end = phys + npages * PAGE
-        for p in range(phys + PAGE, end, PAGE):
-            s = p in extra
-            if s != state:
-                yield start, (p - start) // PAGE, state
-                start, state = p, s
-        yield start, (end - start) // PAGE, state
+        if not self._refs.shared:
+            return [(phys, npages, False)]
+        return [(f * PAGE, n, s) for f, n, s in self._refs.runs(phys // PAGE, npages)]
 
     # --- page-table frames ----------------------------------------------------
     @_locked

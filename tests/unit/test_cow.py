@@ -12,6 +12,7 @@ from kvmbox.guest_stub import layout as L
 from kvmbox.mm import cow
 from kvmbox.mm.account import MemoryAccount
 from kvmbox.mm.fault import OutOfFrames
+from kvmbox.mm.framerefs import FrameRefs
 from kvmbox.mm.frames import FrameAllocator
 from kvmbox.mm.mapfile import MappedFile
 from kvmbox.mm.memfile import MemoryFile
@@ -92,6 +93,24 @@ def test_frame_references_free_only_the_last():
             fa.free(p, 1)
     finally:
         mf.close()
+
+
+def test_frame_references_past_a_byte_and_mixed_runs():
+    refs = FrameRefs(64)
+    refs.add(10, 4)
+    for _ in range(300):                                   # a frame held by 301 processes
+        refs.add(11, 1)
+    assert [refs.extra(f) for f in (9, 10, 11, 12)] == [0, 1, 301, 1] and refs.shared == 4
+    assert list(refs.runs(8, 8)) == [(8, 2, False), (10, 4, True), (14, 2, False)]
+    assert refs.any(12, 4) and not refs.any(14, 10)
+    refs.add(10, 4)                                        # a run with a saturated byte in it
+    assert [refs.extra(f) for f in (10, 11, 12)] == [2, 302, 2]
+    for _ in range(301):
+        refs.drop(11, 1)
+    refs.drop(10, 4)
+    refs.drop(10, 1)
+    refs.drop(12, 2)
+    assert refs.shared == 0 and not refs.any(0, 64) and not refs._big
 
 
 # --- fork: what the child gets ------------------------------------------------------------
