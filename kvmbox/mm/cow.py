@@ -62,7 +62,7 @@ def fork(mm: "MemoryManager", aspace: AddressSpace) -> "MemoryManager":
             continue
         b = v.backing
         if b.shared:                    # MAP_SHARED, a read-only page cache, the vDSO
-            b.refs += 1
+            b.hold()
             nb = b
         elif v.wipeonfork:
             nb = Backing()
@@ -122,6 +122,14 @@ def visible(mm: "MemoryManager", v: Vma, a: int, b: int) -> list[tuple[int, int]
 def map_range(mm: "MemoryManager", v: Vma, a: int, b: int) -> None:
     """Write the PTEs of the populated pages of [a, b) in `v` with its protection, minus the
     write right on frames a private mapping shares with another process."""
+    if v.backing.shared:
+        with v.backing.lock:                    # no extent half inserted by another process
+            _map_range(mm, v, a, b)
+    else:
+        _map_range(mm, v, a, b)
+
+
+def _map_range(mm: "MemoryManager", v: Vma, a: int, b: int) -> None:
     prot = v.prot
     cow = not v.backing.shared and prot & PROT_WRITE and mm.frames.sharing
     ro = readonly(prot)

@@ -82,6 +82,13 @@ def handle_fault(mm: "MemoryManager", addr: int, error_code: int) -> bool:
     v = mm.vmas.find(addr) or grow_stack(mm, addr)
     if v is None:
         return False
+    if v.backing.shared:                        # other processes change it too
+        with v.backing.lock:
+            return _handle(mm, v, addr, error_code)
+    return _handle(mm, v, addr, error_code)
+
+
+def _handle(mm: "MemoryManager", v: Vma, addr: int, error_code: int) -> bool:
     if not _allows(v.prot, _access(error_code)):
         return False
     page = addr & ~(PAGE - 1)
@@ -103,13 +110,14 @@ def handle_fault(mm: "MemoryManager", addr: int, error_code: int) -> bool:
     if not mm._populate(v, max(v.start, chunk), min(v.end, chunk + L.FAULT_AROUND)) \
             and not mm._populate(v, page, page + PAGE):
         raise OutOfFrames(f"no free frame for {page:#x}")
-    if (had is not None and not brought) or error_code & PF_PRESENT:
-        # Populated and mapped already: the guest saw a stale (shadow) entry, or a page
-        # shared copy-on-write that break_on_write() just rewrote: (re)write and invalidate.
+    if not written and ((had is not None and not brought) or error_code & PF_PRESENT):
+        # Populated and mapped already, so the guest saw a stale (shadow) entry: rewrite and
+        # invalidate.  (A copy-on-write break rewrote its PTEs itself: a new frame has no
+        # shadow yet, and the old one's were invalidated by the rewrite; a write bit given
+        # back is an upgrade, which the shadow MMU picks up on the next write.)
         phys = v.translate(page)
         assert phys is not None
-        if not written:
-            cow.map_range(mm, v, page, page + PAGE)
+        cow.map_range(mm, v, page, page + PAGE)
         mm.memfile.invalidate(phys, PAGE)
     return True
 

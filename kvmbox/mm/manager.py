@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 from bisect import bisect_right
+import contextlib
 import functools
 import threading
 from collections.abc import Callable
@@ -66,6 +67,9 @@ def _page_up(x: int) -> int:
     return (x + PAGE - 1) & ~(PAGE - 1)
 
 
+_NO_LOCK = contextlib.nullcontext()         # a private Backing's: its process's lock is enough
+
+
 def _unlimited(resource: int) -> int:
     return RLIM_INFINITY
 
@@ -100,6 +104,12 @@ class MemoryManager(Commitment):
         """Give frames to the holes of [a, b) in `v` and map them; False if frames ran out.
         Pages wholly past the end of the file (or shared anonymous object) the mapping views
         stay holes (touching them is SIGBUS)."""
+        if v.backing.shared:                # another process may be filling the same holes
+            with v.backing.lock:
+                return self._fill_holes(v, a, b)
+        return self._fill_holes(v, a, b)
+
+    def _fill_holes(self, v: Vma, a: int, b: int) -> bool:
         eof = -1
         for va, phys, n in list(v.runs(a, b)):
             if phys is not None:
@@ -166,7 +176,7 @@ class MemoryManager(Commitment):
             for _, p, k in new.extents:
                 self.frames.free(p, k)
             raise SyscallError(errno.ENOMEM) from None
-        v.backing.refs -= 1
+        v.backing.let_go()                              # the file system still holds it
         v.backing = new
         self._remap(v)
 
@@ -176,11 +186,10 @@ class MemoryManager(Commitment):
         if v.file is not None and v.file.writeback is not None:
             mapfile.write_back(self.memfile, v, v.start, v.end)
         if b.pinned:
-            b.refs -= 1
+            b.let_go()
             return                                      # special frames: never freed, never charged
         if b.shared:
-            b.refs -= 1
-            extents = b.take(-(1 << 62), 1 << 62) if b.refs == 0 else []
+            extents = b.take(-(1 << 62), 1 << 62) if b.let_go() else []
         else:
             extents = b.take(v.pgoff, v.pidx(v.end))
         for _, phys, n in extents:
@@ -240,7 +249,7 @@ class MemoryManager(Commitment):
             i = bisect_right(b.keys, first) - 1
             if i >= 0:
                 k, phys, npages = b.extents[i]
-                if v.pidx(end - 1) < k + npages:
+                if k <= first and v.pidx(end - 1) < k + npages:
                     p = phys + (first - k) * PAGE
                     if not (write and self.frames.sharing and not b.shared
                             and self.frames.any_shared(p, v.pidx(end - 1) - first + 1)):
@@ -257,16 +266,17 @@ class MemoryManager(Commitment):
         out: list[tuple[int, int]] = []
         for v, a, stop in spans:
             lo, hi = a & ~(PAGE - 1), _page_up(stop)
-            if not self._populate(v, lo, hi):
-                raise SyscallError(errno.EFAULT)
-            if write and not v.backing.shared and self.frames.sharing \
-                    and not cow.unshare_and_map(self, v, lo, hi):
-                raise SyscallError(errno.EFAULT)      # no frame for the copy
-            for va, phys, k in v.runs(lo, hi):
-                if phys is None:
-                    raise SyscallError(errno.EFAULT)      # a file mapping's page past EOF
-                s, e = max(va, a), min(va + k * PAGE, stop)
-                out.append((phys + s - va, e - s))
+            with v.backing.lock if v.backing.shared else _NO_LOCK:
+                if not self._populate(v, lo, hi):
+                    raise SyscallError(errno.EFAULT)
+                if write and not v.backing.shared and self.frames.sharing \
+                        and not cow.unshare_and_map(self, v, lo, hi):
+                    raise SyscallError(errno.EFAULT)      # no frame for the copy
+                for va, phys, k in v.runs(lo, hi):
+                    if phys is None:
+                        raise SyscallError(errno.EFAULT)  # a file mapping's page past EOF
+                    s, e = max(va, a), min(va + k * PAGE, stop)
+                    out.append((phys + s - va, e - s))
         return out
 
     # --- mmap family ---------------------------------------------------------------

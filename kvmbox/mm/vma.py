@@ -20,6 +20,7 @@ not in the child's page tables yet.
 """
 from __future__ import annotations
 
+import threading
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field, replace
 from collections.abc import Iterator
@@ -36,13 +37,29 @@ PAGE = L.PAGE_SIZE
 
 @dataclass(eq=False)
 class Backing:
-    """Frames of one anonymous memory object: sorted extents (page index, phys, npages)."""
+    """Frames of one anonymous memory object: sorted extents (page index, phys, npages).
+
+    A shared Backing is used by several processes, each on its own host thread and
+    under its own MemoryManager lock: `lock` orders the changes of its references and
+    extents (and the reads that must not see an extent half inserted)."""
     shared: bool = False
     refs: int = 1
     pinned: bool = False            # frames owned elsewhere (the vDSO): never freed or punched
     npages: int | None = None       # a shared anonymous object's size: pages past it are SIGBUS
     keys: list[int] = field(default_factory=list)                  # start page index of each extent
     extents: list[tuple[int, int, int]] = field(default_factory=list)
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    def hold(self) -> None:
+        """One more reference (a mapping, a fork's copy of one, the file that owns it)."""
+        with self.lock:
+            self.refs += 1
+
+    def let_go(self) -> bool:
+        """One reference fewer; True when that was the last (its frames are the caller's)."""
+        with self.lock:
+            self.refs -= 1
+            return self.refs == 0
 
     @property
     def pages(self) -> int:
@@ -53,7 +70,7 @@ class Backing:
         i = bisect_right(self.keys, pidx) - 1
         if i >= 0:
             k, phys, n = self.extents[i]
-            if pidx < k + n:
+            if k <= pidx < k + n:                   # (k <= pidx: not an extent mid-insert)
                 return phys + (pidx - k) * PAGE
         return None
 
@@ -192,7 +209,7 @@ class Vma:
         """Cut at `addr`: self keeps [start, addr), the returned Vma gets [addr, end)."""
         assert self.start < addr < self.end and addr % PAGE == 0
         if self.backing.shared:
-            self.backing.refs += 1
+            self.backing.hold()
             upper = replace(self, start=addr, pgoff=self.pidx(addr))
         else:
             p = self.pidx(addr)
@@ -221,7 +238,7 @@ class Vma:
         self.lazy = self.lazy or nxt.lazy
         self.forked = self.forked or nxt.forked
         if self.backing.shared:
-            self.backing.refs -= 1
+            self.backing.let_go()                       # self still holds it
         else:
             nxt.backing.move(nxt.pgoff, nxt.pidx(nxt.end), self.backing, self.pidx(nxt.start) - nxt.pgoff)
         self.end = nxt.end
