@@ -105,3 +105,19 @@ def test_child_writes_a_megabyte_in_few_faults(family):
     assert parent.op(OP_SUM, start, 0, end) == 0x11 * pages
     grown = parent.platform.frames.used_pages - used
     assert pages <= grown <= pages + cow.COW_CLUSTER + 8, f"{grown} frames for a {pages}-page write"
+
+
+def test_last_holder_gets_its_write_bit_back_over_a_read_only_shadow(family):
+    """The parent reads a page after fork (under PVM a read-only shadow entry appears), the child
+    copies it, then the parent writes: one fault gives the write bit back, in place."""
+    parent, child, worker = family
+    addr = DATA + 40 * PAGE
+    assert parent.read(addr) == 0x11
+    worker.call(lambda: child.write(addr, 0x66))
+    frame = parent.mm.vmas.find(DATA).translate(addr)
+    assert parent.mm.frames.refs(frame) == 1
+    faults = parent.faults
+    parent.write(addr, 0x67)
+    assert parent.faults == faults + 1, parent.faults - faults
+    assert parent.mm.vmas.find(DATA).translate(addr) == frame
+    assert worker.call(lambda: child.read(addr)) == 0x66 and parent.read(addr) == 0x67
