@@ -42,6 +42,10 @@ def family(platform):
         parent.write(addr, value)
     assert parent.op(OP_FILL, DATA + PAGE, 0x11, DATA + DATA_LEN) == 0x11
     child = parent.fork()
+    # What clone() may do for the child from the parent's thread before the child first runs
+    # (CLONE_CHILD_SETTID, say): write into a page the two share, and read it back.
+    child.mm.copy_out(DATA + 8, b"settid!\0")
+    assert child.mm.copy_in(DATA + 8, 7) == b"settid!" and parent.mm.copy_in(DATA + 8, 7) != b"settid!"
     if platform.name == "ptrace":
         assert child.mm.aspace.stub is None, "fork() must not touch the child's address space"
     worker = Worker()
