@@ -4,6 +4,7 @@ tables, frames back to their baseline, and the memory charge (no double charge a
 from __future__ import annotations
 
 import errno
+from contextlib import contextmanager
 
 import pytest
 
@@ -48,6 +49,16 @@ def parent(account):
 
 def fork(mm):
     return mm.fork(PageTables(mm.memfile, mm.frames, STUB_PDPT))
+
+
+@contextmanager
+def forked(mm):
+    """A child of `mm`, released at the end of the block."""
+    child = fork(mm)
+    try:
+        yield child
+    finally:
+        child.release()
 
 
 def frame(mm, addr: int) -> int:
@@ -118,8 +129,7 @@ def test_fork_shares_frames_write_protects_parent_and_leaves_child_tables_alone(
     a = parent.mmap(0, 4 * PAGE, RW, ANON)
     parent.copy_out(a, b"hello")
     spy = Spy(parent.memfile)
-    child = fork(parent)
-    try:
+    with forked(parent) as child:
         assert frame(child, a) == frame(parent, a) and parent.frames.refs(frame(parent, a)) == 2
         assert pte(parent, a) & W == 0, "the parent's writable PTE must lose its write bit"
         assert frame(parent, a) in spy.frames(), "a downgraded present PTE must be invalidated"
@@ -127,8 +137,6 @@ def test_fork_shares_frames_write_protects_parent_and_leaves_child_tables_alone(
         assert child.copy_in(a, 5) == b"hello"
         assert [(v.start, v.end, v.prot) for v in child.maps()] == \
             [(v.start, v.end, v.prot) for v in parent.maps()]
-    finally:
-        child.release()
 
 
 @pytest.mark.parametrize("writer", ["parent", "child"])
@@ -136,8 +144,7 @@ def test_fork_shares_frames_write_protects_parent_and_leaves_child_tables_alone(
 def test_copy_on_write_both_directions(parent, writer, how):
     a = parent.mmap(0, 4 * PAGE, RW, ANON)
     parent.copy_out(a + PAGE, b"before")
-    child = fork(parent)
-    try:
+    with forked(parent) as child:
         w, other = (parent, child) if writer == "parent" else (child, parent)
         if how == "fault":
             guest_write(w, a + PAGE, b"after!")
@@ -152,16 +159,13 @@ def test_copy_on_write_both_directions(parent, writer, how):
         old = frame(other, a + PAGE)
         guest_write(other, a + PAGE, b"mine")
         assert frame(other, a + PAGE) == old and w.copy_in(a + PAGE, 6) == b"after!"
-    finally:
-        child.release()
 
 
 def test_write_fault_copies_a_cluster(parent):
     a = parent.mmap(0, 64 * PAGE, RW, ANON)
     for i in range(64):
         parent.copy_out(a + i * PAGE, bytes([i + 1]))
-    child = fork(parent)
-    try:
+    with forked(parent) as child:
         used = parent.frames.used_pages
         target = a + 20 * PAGE
         assert child.handle_fault(target, WRITE_FAULT)
@@ -175,36 +179,28 @@ def test_write_fault_copies_a_cluster(parent):
             if addr // L.FAULT_AROUND == target // L.FAULT_AROUND:
                 assert e is not None and bool(e & W) == mine   # the chunk is mapped, shared read-only
         assert parent.frames.used_pages - used - child.aspace.table_frames + 1 == cow.COW_CLUSTER
-    finally:
-        child.release()
 
 
 def test_read_fault_in_child_maps_the_chunk_read_only(parent):
     a = parent.mmap(0, 8 * PAGE, RW, ANON)
     parent.copy_out(a, b"x" * 8 * PAGE)
-    child = fork(parent)
-    try:
+    with forked(parent) as child:
         assert guest_read(child, a + 3 * PAGE, 1) == b"x"
         for i in range(8):
             e = pte(child, a + i * PAGE)
             assert e is not None and e & 1 and not e & W and e & ADDR == frame(parent, a + i * PAGE)
-    finally:
-        child.release()
 
 
 def test_shared_anonymous_stays_shared(parent):
     a = parent.mmap(0, 2 * PAGE, RW, SHARED_ANON)
     parent.copy_out(a, b"one")
-    child = fork(parent)
-    try:
+    with forked(parent) as child:
         assert pte(parent, a) & W, "shared memory is not write-protected"
         child.copy_out(a, b"two")
         assert parent.copy_in(a, 3) == b"two"
         guest_write(parent, a + PAGE, b"three")
         assert child.copy_in(a + PAGE, 5) == b"three"
         assert not parent.frames.sharing, "shared mappings need no frame references"
-    finally:
-        child.release()
     assert parent.copy_in(a, 3) == b"two"
 
 
@@ -212,15 +208,12 @@ def test_shared_file_stays_shared_private_file_copies(parent):
     src = InMemory(parent, b"A" * PAGE + b"B" * PAGE)
     s = parent.mmap(0, 2 * PAGE, RW, L.MAP_SHARED, 3, 0, file=MappedFile(src, "/tmp/f"))
     p_ = parent.mmap(0, 2 * PAGE, RW, L.MAP_PRIVATE, 3, 0, file=MappedFile(HostLike(b"C" * 2 * PAGE), "/f"))
-    child = fork(parent)
-    try:
+    with forked(parent) as child:
         refs = src.backing.refs
         child.copy_out(s, b"shared")
         assert src.read(0, 6) == b"shared" and parent.copy_in(s, 6) == b"shared"
         child.copy_out(p_, b"private")
         assert parent.copy_in(p_, 7) == b"CCCCCCC" and child.copy_in(p_, 7) == b"private"
-    finally:
-        child.release()
     assert src.backing.refs == refs - 1
     parent.munmap(s, 2 * PAGE)
     src.release()
@@ -230,8 +223,7 @@ def test_read_only_private_mapping_made_writable_in_child_copies(parent):
     a = parent.mmap(0, 2 * PAGE, RW, ANON)
     parent.copy_out(a, b"text")
     parent.mprotect(a, 2 * PAGE, R_)
-    child = fork(parent)
-    try:
+    with forked(parent) as child:
         child.mprotect(a, 2 * PAGE, RW)
         guest_read(child, a, 1)
         assert not pte(child, a) & W, "a shared frame stays read-only after mprotect"
@@ -239,8 +231,6 @@ def test_read_only_private_mapping_made_writable_in_child_copies(parent):
         assert parent.copy_in(a, 4) == b"text" and child.copy_in(a, 4) == b"TEXT"
         parent.mprotect(a, 2 * PAGE, RW)
         assert pte(parent, a) & W, "one reference left: writable again"
-    finally:
-        child.release()
 
 
 def test_grandchild_and_release_in_any_order(parent):
@@ -276,8 +266,7 @@ def test_frames_back_to_baseline_after_parent_then_child(account):
 def test_munmap_mremap_and_dontneed_keep_the_others_copy(parent):
     a = parent.mmap(0, 4 * PAGE, RW, ANON)
     parent.copy_out(a, b"p" * 4 * PAGE)
-    child = fork(parent)
-    try:
+    with forked(parent) as child:
         child.madvise(a, PAGE, L.MADV_DONTNEED)
         assert child.copy_in(a, 1) == b"\0" and parent.copy_in(a, 1) == b"p"
         b = parent.mremap(a, 4 * PAGE, 8 * PAGE, L.MREMAP_MAYMOVE, 0)
@@ -286,8 +275,6 @@ def test_munmap_mremap_and_dontneed_keep_the_others_copy(parent):
         assert child.copy_in(a + PAGE, 1) == b"p"
         parent.munmap(b, 8 * PAGE)
         assert child.copy_in(a + 3 * PAGE, 1) == b"p"
-    finally:
-        child.release()
 
 
 # --- MADV_DONTFORK / MADV_WIPEONFORK --------------------------------------------------------
@@ -298,8 +285,7 @@ def test_dontfork_and_wipeonfork(parent):
     parent.madvise(a + 4 * PAGE, 2 * PAGE, L.MADV_WIPEONFORK)
     assert [(v.start - a, v.end - a) for v in parent.maps()] == \
         [(0, 2 * PAGE), (2 * PAGE, 4 * PAGE), (4 * PAGE, 6 * PAGE)]
-    child = fork(parent)
-    try:
+    with forked(parent) as child:
         assert child.vmas.find(a) is None and not child.handle_fault(a, READ_FAULT)
         with pytest.raises(SyscallError):
             child.copy_in(a, 1)
@@ -308,8 +294,6 @@ def test_dontfork_and_wipeonfork(parent):
         assert child.vmas.find(a + 4 * PAGE).wipeonfork, "the child keeps the advice"
         assert parent.copy_in(a + 4 * PAGE, 1) == b"d"
         assert pte(parent, a) & W, "pages the child does not get stay writable"
-    finally:
-        child.release()
     parent.madvise(a, 6 * PAGE, L.MADV_DOFORK)
     parent.madvise(a, 6 * PAGE, L.MADV_KEEPONFORK)
     assert not any(v.dontfork or v.wipeonfork for v in parent.maps())
@@ -331,24 +315,20 @@ def test_no_double_charge_at_fork_and_copies_are_charged(parent, account):
     a = parent.mmap(0, 64 * PAGE, RW, ANON)
     parent.copy_out(a, b"z" * 64 * PAGE)
     before = account.committed
-    child = fork(parent)
-    try:
+    with forked(parent) as child:
         assert account.committed == before, "fork must not charge what the two share"
         assert child.committed == parent.committed
         child.copy_out(a, b"c")
         assert account.committed == before + PAGE
         guest_write(parent, a + 40 * PAGE, b"p")            # the parent's copy: its own page
         assert account.committed == before + PAGE
-    finally:
-        child.release()
     assert account.committed == before
 
 
 def test_child_copy_past_the_limit_is_the_oom_path(parent, account):
     a = parent.mmap(0, 64 * PAGE, RW, ANON)
     parent.copy_out(a, b"z" * 64 * PAGE)
-    child = fork(parent)
-    try:
+    with forked(parent) as child:
         account.files = account.limit - account.committed       # someone filled the rest
         with pytest.raises(OutOfFrames):
             child.handle_fault(a, WRITE_FAULT)
@@ -359,20 +339,15 @@ def test_child_copy_past_the_limit_is_the_oom_path(parent, account):
         guest_write(parent, a, b"p")                              # covered by its commitment
         account.files = 0
         guest_write(child, a + PAGE, b"c")
-    finally:
-        child.release()
 
 
 def test_child_munmap_pays_its_debt_first(parent, account):
     a = parent.mmap(0, 16 * PAGE, RW, ANON)
-    child = fork(parent)
-    try:
+    with forked(parent) as child:
         before = account.committed
         child.munmap(a, 16 * PAGE)
         assert account.committed == before and child.committed == parent.committed - 16 * PAGE
         b = child.mmap(0, 4 * PAGE, RW, ANON)
         assert account.committed == before + 4 * PAGE
         child.munmap(b, 4 * PAGE)
-    finally:
-        child.release()
     assert account.committed == before
