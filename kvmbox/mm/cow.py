@@ -106,16 +106,19 @@ def visible(mm: "MemoryManager", v: Vma, a: int, b: int) -> list[tuple[int, int]
     lazy VMA, whose pages wait in chunks its process has not faulted in yet."""
     if not v.lazy:
         return [(a, b)]
+    done = mm._lazy_done
+    first, last = a // CHUNK, (b - 1) // CHUNK
+    if last - first >= len(done):           # a long range: walk the chunks done, not all
+        chunks = sorted(c for c in done if first <= c <= last)
+    else:
+        chunks = [c for c in range(first, last + 1) if c in done]
     out: list[tuple[int, int]] = []
-    c = a - a % CHUNK
-    while c < b:
-        if c // CHUNK in mm._lazy_done:
-            lo, hi = max(a, c), min(b, c + CHUNK)
-            if out and out[-1][1] == lo:
-                out[-1] = (out[-1][0], hi)
-            else:
-                out.append((lo, hi))
-        c += CHUNK
+    for c in chunks:
+        lo, hi = max(a, c * CHUNK), min(b, (c + 1) * CHUNK)
+        if out and out[-1][1] == lo:
+            out[-1] = (out[-1][0], hi)
+        else:
+            out.append((lo, hi))
     return out
 
 
@@ -164,6 +167,19 @@ def fault_in(mm: "MemoryManager", addr: int) -> bool:
         if w.lazy and w.prot & PROT_ALL:
             map_range(mm, w, max(w.start, lo), min(w.end, lo + CHUNK))
     return True
+
+
+def settle_lazy(mm: "MemoryManager", lower: Vma, upper: Vma) -> None:
+    """Before a lazy Vma and one with all its pages mapped merge into a lazy one: fault in
+    the chunks the mapped one shares with other Vmas and mark all of its chunks done, so
+    the merged Vma keeps the invariant (no PTE in a chunk not done)."""
+    if lower.lazy == upper.lazy:
+        return
+    eager = upper if lower.lazy else lower
+    first, last = eager.start // CHUNK, (eager.end - 1) // CHUNK
+    fault_in(mm, first * CHUNK)
+    fault_in(mm, last * CHUNK)
+    mm._lazy_done.update(range(first, last + 1))       # its inside chunks hold it alone
 
 
 def writable_private(v: Vma) -> bool:

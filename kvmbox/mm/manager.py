@@ -95,6 +95,7 @@ class MemoryManager(Commitment):
         self.lock = threading.RLock()
         self._last_fault: tuple[int, int, int] = _NO_FAULT   # (page, error code, times in a row)
         self._lazy_done: set[int] = set()   # FAULT_AROUND chunks whose lazy pages are mapped (cow.py)
+        self.vmas.before_merge = functools.partial(cow.settle_lazy, self)
         # The soft limit of a resource (RLIMIT_AS, RLIMIT_STACK) for the process using this
         # address space, asked at each check as Linux reads current's; its Task sets it.
         self.rlimit: Callable[[int], int] = _unlimited

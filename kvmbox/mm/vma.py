@@ -23,7 +23,7 @@ from __future__ import annotations
 import threading
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field, replace
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from kvmbox.guest_stub import layout as L
 from kvmbox.platform.base import PROT_WRITE
@@ -257,6 +257,9 @@ class VmaSet:
         self._gap_top = 0
         self._gap_small = 0
         self.mapped = 0                 # bytes mapped in all (Linux's total_vm, for RLIMIT_AS)
+        # Called with (lower, upper) before two Vmas merge (the MemoryManager reconciles a
+        # lazy Vma with one whose pages are all mapped: kvmbox/mm/cow.py settle_lazy).
+        self.before_merge: Callable[[Vma, Vma], None] | None = None
 
     def __iter__(self) -> Iterator[Vma]:
         return iter(list(self._vmas))
@@ -353,10 +356,15 @@ class VmaSet:
     def merge_around(self, vma: Vma) -> Vma:
         """Merge `vma` with compatible neighbours; returns the Vma that now holds its range."""
         i = bisect_left(self._starts, vma.start)
+        hook = self.before_merge
         if i + 1 < len(self._vmas) and vma.mergeable(self._vmas[i + 1]):
+            if hook is not None:
+                hook(vma, self._vmas[i + 1])
             vma.absorb(self._vmas[i + 1])
             del self._starts[i + 1], self._vmas[i + 1]
         if i > 0 and self._vmas[i - 1].mergeable(vma):
+            if hook is not None:
+                hook(self._vmas[i - 1], vma)
             self._vmas[i - 1].absorb(vma)
             del self._starts[i], self._vmas[i]
             return self._vmas[i - 1]

@@ -351,3 +351,18 @@ def test_child_munmap_pays_its_debt_first(parent, account):
         assert account.committed == before + 4 * PAGE
         child.munmap(b, 4 * PAGE)
     assert account.committed == before
+
+
+def test_a_lazy_mapping_merged_with_a_new_one_keeps_its_page_tables_right(parent):
+    """The child's inherited heap grows (a new mapping merges with the lazy one), the child forks
+    in turn, then the Sentry writes into the grown part: the child's guest must see the write."""
+    a = parent.mmap(0x1000_0000, 8 * PAGE, RW, ANON | L.MAP_FIXED)
+    parent.copy_out(a, b"old")
+    with forked(parent) as child:
+        child.mmap(a + 8 * PAGE, 8 * PAGE, RW, ANON | L.MAP_FIXED)      # merges with [a, +8)
+        assert len(child.maps()) == 1
+        child.copy_out(a + 9 * PAGE, b"grown")
+        with forked(child):
+            child.copy_out(a + 9 * PAGE, b"again")                      # a copy: a new frame
+            assert guest_read(child, a + 9 * PAGE, 5) == b"again"
+            assert guest_read(child, a, 3) == b"old"
