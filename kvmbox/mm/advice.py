@@ -21,14 +21,17 @@ if TYPE_CHECKING:  # pragma: no cover
     from kvmbox.mm.manager import MemoryManager
     from kvmbox.mm.vma import Vma
 
-MADV_NOOP = frozenset({mman.MADV_NORMAL, mman.MADV_RANDOM, mman.MADV_SEQUENTIAL, mman.MADV_DONTFORK,
-                        mman.MADV_DOFORK, mman.MADV_MERGEABLE, mman.MADV_UNMERGEABLE, mman.MADV_HUGEPAGE,
-                        mman.MADV_NOHUGEPAGE, mman.MADV_DONTDUMP, mman.MADV_DODUMP, mman.MADV_WIPEONFORK,
-                        mman.MADV_KEEPONFORK, mman.MADV_COLD, mman.MADV_PAGEOUT})
+MADV_NOOP = frozenset({mman.MADV_NORMAL, mman.MADV_RANDOM, mman.MADV_SEQUENTIAL, mman.MADV_MERGEABLE,
+                        mman.MADV_UNMERGEABLE, mman.MADV_HUGEPAGE, mman.MADV_NOHUGEPAGE, mman.MADV_DONTDUMP,
+                        mman.MADV_DODUMP, mman.MADV_COLD, mman.MADV_PAGEOUT})
+# Advice that sets what fork does with the mapping: (Vma attribute, value).
+MADV_FORK = {mman.MADV_DONTFORK: ("dontfork", True), mman.MADV_DOFORK: ("dontfork", False),
+             mman.MADV_WIPEONFORK: ("wipeonfork", True), mman.MADV_KEEPONFORK: ("wipeonfork", False)}
 
 
 def madvise(mm: "MemoryManager", addr: int, length: int, advice: int) -> None:
-    """madvise(2): WILLNEED populates; DONTNEED/FREE/REMOVE give pages back; the rest no-ops.
+    """madvise(2): WILLNEED populates; DONTNEED/FREE/REMOVE give pages back; DONTFORK,
+    DOFORK, WIPEONFORK and KEEPONFORK mark the VMAs (splitting them) for fork; the rest no-ops.
 
     As Linux walks it: VMA by VMA in address order, the first VMA the advice does not
     suit ends the call with its errno (the VMAs before it keep the advice), and a hole
@@ -38,8 +41,8 @@ def madvise(mm: "MemoryManager", addr: int, length: int, advice: int) -> None:
     end = addr + page_up(length)
     if end > L.USER_TOP:
         raise SyscallError(errno.EINVAL)
-    if advice not in MADV_NOOP and advice not in (mman.MADV_WILLNEED, mman.MADV_DONTNEED,
-                                                    mman.MADV_FREE, mman.MADV_REMOVE):
+    if advice not in MADV_NOOP and advice not in MADV_FORK \
+            and advice not in (mman.MADV_WILLNEED, mman.MADV_DONTNEED, mman.MADV_FREE, mman.MADV_REMOVE):
         raise SyscallError(errno.EINVAL)
     if end == addr:
         return
@@ -66,6 +69,8 @@ def _refusal(v: "Vma", advice: int) -> int:
             return errno.EACCES if v.file is not None else errno.EINVAL
         if v.file is not None and not v.file.may_write:
             return errno.EACCES
+    if advice == mman.MADV_WIPEONFORK and (v.shared or v.file is not None):
+        return errno.EINVAL                     # private anonymous memory only
     return 0
 
 
@@ -73,6 +78,16 @@ def _advise(mm: "MemoryManager", v: "Vma", a: int, b: int, advice: int) -> None:
     """Carry out `advice` on [a, b) of `v`."""
     if advice == mman.MADV_WILLNEED:
         mm._eager(v, a, b)
+    elif advice in MADV_FORK:
+        # Split off the piece and mark it.  Linux 6.18 does not merge pieces made alike again
+        # by the opposite advice (mprotect's it does): neither is merged here.
+        attr, value = MADV_FORK[advice]
+        if getattr(v, attr) != value:
+            mm.vmas.split_at(a)
+            mm.vmas.split_at(b)
+            piece = mm.vmas.find(a)
+            assert piece is not None and piece.end == b
+            setattr(piece, attr, value)
     elif v.backing.pinned:
         return                                  # never punch the vDSO's frames
     elif advice == mman.MADV_DONTNEED and v.file is not None and not v.shared:
@@ -82,10 +97,19 @@ def _advise(mm: "MemoryManager", v: "Vma", a: int, b: int, advice: int) -> None:
             mm.frames.free(phys, n)
     elif advice in (mman.MADV_FREE, mman.MADV_REMOVE) or (advice == mman.MADV_DONTNEED and not v.shared):
         # Zero-fill on next touch: punching keeps the frames and PTEs but gives the
-        # memory back, and its mmu notifier drops any shadow entries.
-        for _, phys, n in v.runs(a, b):
-            if phys is not None:
-                mm.memfile.punch(phys, n * PAGE)
+        # memory back, and its mmu notifier drops any shadow entries.  A frame shared
+        # copy-on-write is another process's page too: drop this mapping's reference instead.
+        for va, phys, n in list(v.runs(a, b)):
+            if phys is None:
+                continue
+            for p, k, shared in mm.frames.sharing_runs(phys, n):
+                if shared:
+                    mm.aspace.unmap(va, k * PAGE)
+                    v.backing.take(v.pidx(va), v.pidx(va) + k)
+                    mm.frames.free(p, k)
+                else:
+                    mm.memfile.punch(p, k * PAGE)
+                va += k * PAGE
 
 
 def msync(mm: "MemoryManager", addr: int, length: int, flags: int) -> None:

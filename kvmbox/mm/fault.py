@@ -6,14 +6,15 @@ own methods would, like remap.py does for mremap.
 """
 from __future__ import annotations
 
-from kvmbox.abi.mman import MAP_GROWSDOWN, PROT_EXEC, PROT_READ, PROT_WRITE
 from kvmbox.abi.resource import RLIMIT_AS, RLIMIT_STACK
+from kvmbox.abi import mman
+from kvmbox.mm import tuning
 from kvmbox.errors import SyscallError
 from kvmbox.guest_stub import layout as L
-from kvmbox.mm import mapfile
-from kvmbox.mm import tuning
+from kvmbox.mm import cow, mapfile
 from kvmbox.mm.vma import Vma
 from kvmbox.mm.vma import chargeable as _chargeable
+from kvmbox.abi.mman import PROT_EXEC, PROT_READ, PROT_WRITE
 from kvmbox.platform.base import PF_INSTR, PF_PRESENT, PF_WRITE
 
 TYPE_CHECKING = False
@@ -56,7 +57,7 @@ def grow_stack(mm: "MemoryManager", addr: int) -> Vma | None:
     boundary, but no further than RLIMIT_STACK (the Vma's size) and RLIMIT_AS allow;
     None when even the page of `addr` is past them (Linux: SIGSEGV, or EFAULT)."""
     v = mm.vmas.first_above(addr)
-    if v is None or not v.flags & MAP_GROWSDOWN or addr < v.grow_limit:
+    if v is None or not v.flags & mman.MAP_GROWSDOWN or addr < v.grow_limit:
         return None
     below = mm.vmas.last_below(addr)
     stack_limit, as_limit = mm.rlimit(RLIMIT_STACK), mm.rlimit(RLIMIT_AS)
@@ -84,6 +85,13 @@ def handle_fault(mm: "MemoryManager", addr: int, error_code: int) -> bool:
     v = mm.vmas.find(addr) or grow_stack(mm, addr)
     if v is None:
         return False
+    if v.backing.shared:                        # other processes change it too
+        with v.backing.lock:
+            return _handle(mm, v, addr, error_code)
+    return _handle(mm, v, addr, error_code)
+
+
+def _handle(mm: "MemoryManager", v: Vma, addr: int, error_code: int) -> bool:
     if not _allows(v.prot, _access(error_code)):
         return False
     page = addr & ~(PAGE - 1)
@@ -95,15 +103,24 @@ def handle_fault(mm: "MemoryManager", addr: int, error_code: int) -> bool:
     if times >= _REPEAT_FAULTS:
         return False
     had = v.translate(page)
+    # Copy before a lazy chunk is mapped, so the child's PTEs point at its copies at once
+    # (re-pointing a present PTE would invalidate the frame the parent still maps).
+    written = bool(error_code & PF_WRITE) and had is not None and cow.writable_private(v)
+    if written and not cow.break_on_write(mm, v, page):
+        raise OutOfFrames(f"no free frame (or no charge) for a copy of {page:#x}")
+    brought = v.lazy and cow.fault_in(mm, page)     # a forked child's first touch of the chunk
     chunk = page & ~(tuning.FAULT_AROUND - 1)
     if not mm._populate(v, max(v.start, chunk), min(v.end, chunk + tuning.FAULT_AROUND)) \
             and not mm._populate(v, page, page + PAGE):
         raise OutOfFrames(f"no free frame for {page:#x}")
-    if had is not None or error_code & PF_PRESENT:
-        # Populated already, so the guest saw a stale (shadow) entry: rewrite and invalidate.
+    if not written and ((had is not None and not brought) or error_code & PF_PRESENT):
+        # Populated and mapped already, so the guest saw a stale (shadow) entry: rewrite and
+        # invalidate.  (A copy-on-write break rewrote its PTEs itself: a new frame has no
+        # shadow yet, and the old one's were invalidated by the rewrite; a write bit given
+        # back is an upgrade, which the shadow MMU picks up on the next write.)
         phys = v.translate(page)
         assert phys is not None
-        mm.aspace.map(page, PAGE, phys, v.prot)
+        cow.map_range(mm, v, page, page + PAGE)
         mm.memfile.invalidate(phys, PAGE)
     return True
 

@@ -8,6 +8,12 @@ a page table again.  A released table frame is punched and joins the data
 pool; when the reserve runs out the bump pointer may eat into the top of the
 data pool, but only over frames that were never tables.  Freed frames are
 punched, so every frame handed out reads as zeros.
+
+Copy-on-write fork shares data frames between private mappings of several
+address spaces (kvmbox/mm/cow.py).  A frame's references beyond the first are
+counted (kvmbox/mm/framerefs.py, a byte per frame), and free() drops one
+reference: only a frame's last reference returns it to the pool and punches it.  So every path that frees a private frame (munmap, exit,
+exec, mremap, madvise) stays right whoever else still holds it.
 """
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ from bisect import bisect_left, bisect_right
 from kvmbox.errors import SyscallError
 from kvmbox.guest_stub import layout
 from kvmbox.mm import tuning
+from kvmbox.mm.framerefs import FrameRefs
 from kvmbox.mm.memfile import MemoryFile
 
 PAGE = layout.PAGE_SIZE
@@ -71,6 +78,7 @@ class FrameAllocator:
             self._insert(low, (self.table_limit - low) // PAGE)
         self.used_pages = 0
         self.free_pages = (size - low) // PAGE
+        self._refs = FrameRefs(size // PAGE)    # references beyond the first, per frame
         self.lock = threading.RLock()
 
     # --- the pool -------------------------------------------------------------
@@ -122,10 +130,24 @@ class FrameAllocator:
         self.free_pages -= npages
 
     @_locked
-    def free(self, phys: int, npages: int) -> None:
-        """Punch [phys, +npages) and return it to the data pool (coalescing with neighbours)."""
+    def free(self, phys: int, npages: int) -> int:
+        """Drop one reference to each frame of [phys, +npages); the frames whose last reference
+        that was are punched and go back to the data pool (coalescing with neighbours).
+        Returns how many frames went back."""
         if npages <= 0:
-            return
+            return 0
+        if self._refs.shared:
+            freed = 0
+            for f, n, shared in self._refs.runs(phys // PAGE, npages):
+                if shared:
+                    self._refs.drop(f, n)
+                else:
+                    freed += self._release(f * PAGE, n)
+            return freed
+        return self._release(phys, npages)
+
+    def _release(self, phys: int, npages: int) -> int:
+        """Return [phys, +npages), held by nobody now, to the pool."""
         end = phys + npages * PAGE
         if phys % PAGE or phys < self.low or end > self.memfile.size:
             raise ValueError(f"free of frames outside the pool: {phys:#x}+{npages}")
@@ -147,6 +169,39 @@ class FrameAllocator:
             self._lens[start] += self._remove(end)
         self.used_pages -= npages
         self.free_pages += npages
+        return npages
+
+    # --- references (copy-on-write) ---------------------------------------------
+    @_locked
+    def share(self, phys: int, npages: int) -> None:
+        """One more reference to each frame of [phys, +npages) (allocated data frames)."""
+        self._refs.add(phys // PAGE, npages)
+
+    def any_shared(self, phys: int, npages: int) -> bool:
+        """Has any frame of [phys, +npages) more than one reference?"""
+        return bool(self._refs.shared) and self._refs.any(phys // PAGE, npages)
+
+    def refs(self, phys: int) -> int:
+        """References to the allocated frame at `phys` (1 unless a fork shared it)."""
+        return self._refs.extra(phys // PAGE) + 1
+
+    @property
+    def sharing(self) -> bool:
+        """Does any frame have more than one reference?  (False: no copy-on-write to mind.)"""
+        return self._refs.shared > 0
+
+    @property
+    def shared_frames(self) -> int:
+        """How many frames have more than one reference."""
+        return self._refs.shared
+
+    @_locked
+    def sharing_runs(self, phys: int, npages: int) -> list[tuple[int, int, bool]]:
+        """[phys, +npages) cut into maximal runs (phys, npages, shared?) where shared means
+        more than one reference."""
+        if not self._refs.shared:
+            return [(phys, npages, False)]
+        return [(f * PAGE, n, s) for f, n, s in self._refs.runs(phys // PAGE, npages)]
 
     # --- page-table frames ----------------------------------------------------
     @_locked

@@ -7,34 +7,37 @@ tuning.FAULT_AROUND chunks.  Every failure is a SyscallError with Linux's errno.
 File mappings (MAP_PRIVATE copies, MAP_SHARED page-cache views, msync) are
 described in kvmbox/mm/mapfile.py; mremap lives in kvmbox/mm/remap.py, mprotect in
 kvmbox/mm/protect.py, madvise/msync/mincore in kvmbox/mm/advice.py.
-Page faults and stack growth live in kvmbox/mm/fault.py.
+Page faults and stack growth live in kvmbox/mm/fault.py, copy-on-write fork in
+kvmbox/mm/cow.py.
 Lock order: callers' locks (Kernel, ThreadGroup) before MemoryManager.lock.
 """
 from __future__ import annotations
 
 import errno
 from bisect import bisect_right
+import contextlib
 import functools
 import threading
 from collections.abc import Callable
 
+from kvmbox.abi.resource import RLIM_INFINITY
 from kvmbox.abi import mman
-from kvmbox.abi.mman import PROT_EXEC, PROT_READ, PROT_WRITE
-from kvmbox.abi.resource import RLIM_INFINITY, RLIMIT_AS
+from kvmbox.mm import tuning
 from kvmbox.errors import SyscallError
 from kvmbox.guest_stub import layout as L
 from kvmbox.mm import mapfile
-from kvmbox.mm import tuning
 from kvmbox.mm.account import MemoryAccount
+from kvmbox.mm.commit import Commitment
 from kvmbox.mm.frames import FrameAllocator
 from kvmbox.mm.mapfile import MappedFile
 from kvmbox.mm.memfile import MemoryFile
 from kvmbox.mm import advice as advice_ops
-from kvmbox.mm import fault
+from kvmbox.mm import cow, fault
 from kvmbox.mm.fault import _NO_FAULT, _allows
 from kvmbox.mm import protect, remap
 from kvmbox.mm.vma import VMA_FLAG_MASK, Backing, Vma, VmaSet
 from kvmbox.mm.vma import chargeable as _chargeable
+from kvmbox.abi.mman import PROT_EXEC, PROT_READ, PROT_WRITE
 from kvmbox.platform.base import AddressSpace
 
 PAGE = L.PAGE_SIZE
@@ -67,12 +70,15 @@ def _page_up(x: int) -> int:
     return (x + PAGE - 1) & ~(PAGE - 1)
 
 
+_NO_LOCK = contextlib.nullcontext()         # a private Backing's: its process's lock is enough
+
+
 def _unlimited(resource: int) -> int:
     return RLIM_INFINITY
 
 
 
-class MemoryManager:
+class MemoryManager(Commitment):
     """The only way the Sentry touches a guest process's memory."""
 
     def __init__(self, memfile: MemoryFile, frames: FrameAllocator, aspace: AddressSpace, *,
@@ -84,55 +90,30 @@ class MemoryManager:
         self.limit = limit
         self.account = account      # the sandbox's --memory, shared with its file systems
         self._committed = 0
+        self._debt = 0              # of _committed, what a fork let this process inherit uncharged
         self.mmap_base = mmap_base
         self.user_low = user_low
         self.vmas = VmaSet()
         self.brk_base = self.brk_cur = 0
         self.lock = threading.RLock()
         self._last_fault: tuple[int, int, int] = _NO_FAULT   # (page, error code, times in a row)
+        self._lazy_done: set[int] = set()   # FAULT_AROUND chunks whose lazy pages are mapped (cow.py)
+        self.vmas.before_merge = functools.partial(cow.settle_lazy, self)
         # The soft limit of a resource (RLIMIT_AS, RLIMIT_STACK) for the process using this
         # address space, asked at each check as Linux reads current's; its Task sets it.
         self.rlimit: Callable[[int], int] = _unlimited
 
-    # --- internals ---------------------------------------------------------------
-    @property
-    def committed(self) -> int:
-        """Bytes charged against the limit (and the sandbox's MemoryAccount)."""
-        return self._committed
-
-    @committed.setter
-    def committed(self, value: int) -> None:
-        if self.account is not None:
-            self.account.committed += value - self._committed
-        self._committed = value
-
-    def _check_charge(self, delta: int) -> None:
-        if delta > 0 and ((self.limit is not None and self._committed + delta > self.limit)
-                          or (self.account is not None and not self.account.room(delta))):
-            raise SyscallError(errno.ENOMEM)
-
-    def _check_vm(self, grow: int) -> None:
-        """ENOMEM when mapping `grow` more bytes would pass RLIMIT_AS: Linux's may_expand_vm
-        counts everything mapped (PROT_NONE too), not what is committed."""
-        if grow > 0 and self.vmas.mapped + grow > self.rlimit(RLIMIT_AS):
-            raise SyscallError(errno.ENOMEM)
-
-    def _charge(self, delta: int) -> None:
-        self._check_charge(delta)
-        self.committed += delta
-
-    def _charge_of(self, start: int, end: int, prot: int | None = None) -> int:
-        """Bytes of [start, end) currently charged (or that would be with `prot`)."""
-        total = 0
-        for v in self.vmas.overlapping(start, end):
-            if _chargeable(v.prot if prot is None else prot, v.flags):
-                total += min(v.end, end) - max(v.start, start)
-        return total
-
+    # --- internals (charging: kvmbox/mm/commit.py) ------------------------------------
     def _populate(self, v: Vma, a: int, b: int) -> bool:
         """Give frames to the holes of [a, b) in `v` and map them; False if frames ran out.
         Pages wholly past the end of the file (or shared anonymous object) the mapping views
         stay holes (touching them is SIGBUS)."""
+        if v.backing.shared:                # another process may be filling the same holes
+            with v.backing.lock:
+                return self._fill_holes(v, a, b)
+        return self._fill_holes(v, a, b)
+
+    def _fill_holes(self, v: Vma, a: int, b: int) -> bool:
         eof = -1
         for va, phys, n in list(v.runs(a, b)):
             if phys is not None:
@@ -146,6 +127,11 @@ class MemoryManager:
                 extents = self.frames.alloc(n)
             except SyscallError:
                 return False
+            if self._debt and v.forked and not v.backing.shared and _chargeable(v.prot, v.flags) \
+                    and not self.pay_debt(n * PAGE):
+                for p, k in extents:
+                    self.frames.free(p, k)
+                return False
             pidx = v.pidx(va)
             fill = v.file is not None and not (v.file.direct and v.backing.shared)
             for p, k in extents:
@@ -153,7 +139,8 @@ class MemoryManager:
                     mapfile.fill_frames(self.memfile, v, pidx, p, k)
                 v.backing.add(pidx, p, k)
                 if v.prot & PROT_ALL:
-                    self.aspace.map(va, k * PAGE, p, v.prot)
+                    for lo, hi in cow.visible(self, v, va, va + k * PAGE):
+                        self.aspace.map(lo, hi - lo, p + lo - va, v.prot)
                 va += k * PAGE
                 pidx += k
         return True
@@ -172,12 +159,7 @@ class MemoryManager:
 
     def _remap(self, v: Vma) -> None:
         """Rewrite the PTEs of every populated page of `v` (after a prot change or a move)."""
-        if not v.prot & PROT_ALL:
-            self.aspace.unmap(v.start, v.length)
-            return
-        for va, phys, n in v.runs(v.start, v.end):
-            if phys is not None:
-                self.aspace.map(va, n * PAGE, phys, v.prot)
+        cow.remap(self, v)
 
     def _unshare(self, v: Vma) -> None:
         """Give a private file mapping that views the shared read-only page cache copies of
@@ -198,7 +180,7 @@ class MemoryManager:
             for _, p, k in new.extents:
                 self.frames.free(p, k)
             raise SyscallError(errno.ENOMEM) from None
-        v.backing.refs -= 1
+        v.backing.let_go()                              # the file system still holds it
         v.backing = new
         self._remap(v)
 
@@ -208,11 +190,10 @@ class MemoryManager:
         if v.file is not None and v.file.writeback is not None:
             mapfile.write_back(self.memfile, v, v.start, v.end)
         if b.pinned:
-            b.refs -= 1
+            b.let_go()
             return                                      # special frames: never freed, never charged
         if b.shared:
-            b.refs -= 1
-            extents = b.take(-(1 << 62), 1 << 62) if b.refs == 0 else []
+            extents = b.take(-(1 << 62), 1 << 62) if b.let_go() else []
         else:
             extents = b.take(v.pgoff, v.pidx(v.end))
         for _, phys, n in extents:
@@ -258,8 +239,9 @@ class MemoryManager:
                 break
             v = self.vmas.find(v.end)
 
-    def _segments(self, addr: int, n: int, need: int) -> list[tuple[int, int]]:
-        """Validate [addr, addr+n) (mapped, `need` rights), populate it; (phys, nbytes) pieces."""
+    def _segments(self, addr: int, n: int, need: int, write: bool = False) -> list[tuple[int, int]]:
+        """Validate [addr, addr+n) (mapped, `need` rights), populate it; (phys, nbytes) pieces.
+        `write`: the Sentry will write there, so frames shared copy-on-write are copied first."""
         end = addr + n
         if addr < 0 or n < 0 or end > L.USER_TOP:
             raise SyscallError(errno.EFAULT)
@@ -271,8 +253,11 @@ class MemoryManager:
             i = bisect_right(b.keys, first) - 1
             if i >= 0:
                 k, phys, npages = b.extents[i]
-                if v.pidx(end - 1) < k + npages:
-                    return [(phys + (first - k) * PAGE + (addr & (PAGE - 1)), n)]
+                if k <= first and v.pidx(end - 1) < k + npages:
+                    p = phys + (first - k) * PAGE
+                    if not (write and self.frames.sharing and not b.shared
+                            and self.frames.any_shared(p, v.pidx(end - 1) - first + 1)):
+                        return [(p + (addr & (PAGE - 1)), n)]
         spans: list[tuple[Vma, int, int]] = []
         a = addr
         while a < end:
@@ -285,13 +270,17 @@ class MemoryManager:
         out: list[tuple[int, int]] = []
         for v, a, stop in spans:
             lo, hi = a & ~(PAGE - 1), _page_up(stop)
-            if not self._populate(v, lo, hi):
-                raise SyscallError(errno.EFAULT)
-            for va, phys, k in v.runs(lo, hi):
-                if phys is None:
-                    raise SyscallError(errno.EFAULT)      # a file mapping's page past EOF
-                s, e = max(va, a), min(va + k * PAGE, stop)
-                out.append((phys + s - va, e - s))
+            with v.backing.lock if v.backing.shared else _NO_LOCK:
+                if not self._populate(v, lo, hi):
+                    raise SyscallError(errno.EFAULT)
+                if write and not v.backing.shared and self.frames.sharing \
+                        and not cow.unshare_and_map(self, v, lo, hi):
+                    raise SyscallError(errno.EFAULT)      # no frame for the copy
+                for va, phys, k in v.runs(lo, hi):
+                    if phys is None:
+                        raise SyscallError(errno.EFAULT)  # a file mapping's page past EOF
+                    s, e = max(va, a), min(va + k * PAGE, stop)
+                    out.append((phys + s - va, e - s))
         return out
 
     # --- mmap family ---------------------------------------------------------------
@@ -473,7 +462,7 @@ class MemoryManager:
                 for v in self.vmas.overlapping(addr, addr + n):
                     if v.backing.pinned and v.file is not None:
                         self._unshare(v)
-            segs = self._segments(addr, n, 0 if force else PROT_WRITE)
+            segs = self._segments(addr, n, 0 if force else PROT_WRITE, True)
             if len(segs) == 1:
                 p = segs[0][0]
                 view[p:p + n] = data
@@ -503,7 +492,7 @@ class MemoryManager:
             return writer([])
         view = self.memfile.view
         with self.lock:
-            return writer([view[p:p + k] for p, k in self._segments(addr, n, PROT_WRITE)])
+            return writer([view[p:p + k] for p, k in self._segments(addr, n, PROT_WRITE, True)])
 
     @_locked
     def read_cstring(self, addr: int, maxlen: int = 4096) -> bytes:
@@ -517,6 +506,14 @@ class MemoryManager:
             out += chunk
             addr += k
         raise SyscallError(errno.ENAMETOOLONG)
+
+    # --- fork --------------------------------------------------------------------------
+    @_relayout
+    def fork(self, aspace: AddressSpace) -> "MemoryManager":
+        """A copy-on-write copy of this process's memory over `aspace` (new and empty, from
+        platform.new_address_space()) for a forked child (kvmbox/mm/cow.py).  Call it on the
+        parent's thread; only the child's thread may use the result's address space after."""
+        return cow.fork(self, aspace)
 
     # --- inspection and teardown --------------------------------------------------------
     @_locked

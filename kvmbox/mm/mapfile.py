@@ -84,12 +84,12 @@ def backing_for(file: MappedFile, shared: bool, prot: int = 0) -> Backing:
     if not shared and not prot & PROT_WRITE:
         cache = file.source.private_cache()
         if cache is not None:
-            cache.refs += 1
+            cache.hold()
             return cache
     if shared:
         cache = file.source.shared_backing()
         if cache is not None:
-            cache.refs += 1
+            cache.hold()
             file.direct = True
             return cache
     return Backing(shared=shared)

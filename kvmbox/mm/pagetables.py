@@ -167,12 +167,17 @@ class PageTables(AddressSpace):
             return
         q = self._q
         keep = ~(L.PTE_W | L.PTE_NX) & (1 << 64) - 1
+        # The frame stays, so a present entry loses a right (_loses) exactly when it has a bit
+        # of `lost` or the new flags add NX: one test per entry (fork write-protects 1000s).
+        lost, nx = (L.PTE_W | L.PTE_U) & ~flags, flags & L.PTE_NX
+        present, addr_mask = L.PTE_P, L.PTE_ADDR_MASK
         stale: list[int] = []
         for a, n in self._existing_chunks(vaddr, vaddr + length):
             old = q[a:a + n].tolist()
-            new = [(o & keep) | flags if o & L.PTE_P else o for o in old]
+            new = [(o & keep) | flags if o & present else o for o in old]
             if new != old:
-                stale.extend(o & L.PTE_ADDR_MASK for o, w in zip(old, new) if o & L.PTE_P and _loses(o, w))
+                stale.extend(o & addr_mask for o in old
+                             if o & present and (o & lost or (nx and not o & nx)))
                 q[a:a + n] = array("Q", new)
         self._invalidate(stale)
 

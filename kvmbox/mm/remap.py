@@ -110,7 +110,7 @@ def _mremap_dup(mm: "MemoryManager", v: Vma, addr: int, new_len: int, flags: int
     mm._check_charge(charge - mm._charge_of(dest, dest + new_len))
     mm._unmap_range(dest, dest + new_len)
     mm.committed += charge
-    v.backing.refs += 1
+    v.backing.hold()
     dup = Vma(dest, dest + new_len, v.prot, v.flags, v.name, v.backing, v.pidx(addr), 0, v.file)
     mm.vmas.insert(dup)
     mm._remap(dup)

@@ -11,16 +11,23 @@ A file mapping also carries `file` (kvmbox.mm.mapfile.MappedFile: where its
 bytes come from and what /proc/<pid>/maps names).  Its page indices are file
 page numbers (pgoff = offset / PAGE), private or shared, so splitting keeps
 indices rather than rebasing them and the file offset of any page is its index.
+
+What fork does with a Vma (kvmbox/mm/cow.py): `dontfork` (MADV_DONTFORK) leaves it
+out of the child, `wipeonfork` (MADV_WIPEONFORK) gives the child an empty copy.
+A Vma the child inherited is `forked` (its commitment was not charged anew:
+MemoryManager.committed) and, until its first fault, `lazy`: its frames are
+not in the child's page tables yet.
 """
 from __future__ import annotations
 
+import threading
 from bisect import bisect_left, bisect_right
-from dataclasses import dataclass, field
-from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterator
 
+from kvmbox.guest_stub import layout as L
 from kvmbox.abi import mman
 from kvmbox.abi.mman import PROT_WRITE
-from kvmbox.guest_stub import layout as L
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
@@ -31,13 +38,29 @@ PAGE = L.PAGE_SIZE
 
 @dataclass(eq=False)
 class Backing:
-    """Frames of one anonymous memory object: sorted extents (page index, phys, npages)."""
+    """Frames of one anonymous memory object: sorted extents (page index, phys, npages).
+
+    A shared Backing is used by several processes, each on its own host thread and
+    under its own MemoryManager lock: `lock` orders the changes of its references and
+    extents (and the reads that must not see an extent half inserted)."""
     shared: bool = False
     refs: int = 1
     pinned: bool = False            # frames owned elsewhere (the vDSO): never freed or punched
     npages: int | None = None       # a shared anonymous object's size: pages past it are SIGBUS
     keys: list[int] = field(default_factory=list)                  # start page index of each extent
     extents: list[tuple[int, int, int]] = field(default_factory=list)
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    def hold(self) -> None:
+        """One more reference (a mapping, a fork's copy of one, the file that owns it)."""
+        with self.lock:
+            self.refs += 1
+
+    def let_go(self) -> bool:
+        """One reference fewer; True when that was the last (its frames are the caller's)."""
+        with self.lock:
+            self.refs -= 1
+            return self.refs == 0
 
     @property
     def pages(self) -> int:
@@ -48,7 +71,7 @@ class Backing:
         i = bisect_right(self.keys, pidx) - 1
         if i >= 0:
             k, phys, n = self.extents[i]
-            if pidx < k + n:
+            if k <= pidx < k + n:                   # (k <= pidx: not an extent mid-insert)
                 return phys + (pidx - k) * PAGE
         return None
 
@@ -137,6 +160,10 @@ class Vma:
     pgoff: int = 0
     grow_limit: int = 0                 # MAP_GROWSDOWN: the lowest start it may grow down to
     file: "MappedFile | None" = None    # file mappings: the file's source and identity
+    dontfork: bool = False              # madvise(MADV_DONTFORK): not in a forked child
+    wipeonfork: bool = False            # madvise(MADV_WIPEONFORK): empty in a forked child
+    forked: bool = False                # inherited by fork (its pages may pay the fork's debt)
+    lazy: bool = False                  # populated pages may be missing from the page tables
 
     @property
     def length(self) -> int:
@@ -183,14 +210,12 @@ class Vma:
         """Cut at `addr`: self keeps [start, addr), the returned Vma gets [addr, end)."""
         assert self.start < addr < self.end and addr % PAGE == 0
         if self.backing.shared:
-            self.backing.refs += 1
-            upper = Vma(addr, self.end, self.prot, self.flags, self.name, self.backing,
-                        self.pidx(addr), self.grow_limit, self.file)
+            self.backing.hold()
+            upper = replace(self, start=addr, pgoff=self.pidx(addr))
         else:
             p = self.pidx(addr)
             keep = p if self.file is not None else 0     # file pages keep their file page numbers
-            upper = Vma(addr, self.end, self.prot, self.flags, self.name, Backing(), keep,
-                        self.grow_limit, self.file)
+            upper = replace(self, start=addr, backing=Backing(), pgoff=keep)
             self.backing.move(p, self.pidx(self.end), upper.backing, keep - p)
         self.end = addr
         return upper
@@ -200,7 +225,8 @@ class Vma:
         same object at the next page (so pieces that mprotect split rejoin, as on Linux)."""
         if not (self.end == nxt.start and self.prot == nxt.prot and self.flags == nxt.flags
                 and self.name == nxt.name and not self.flags & mman.MAP_GROWSDOWN
-                and self.file is nxt.file and self.backing.shared == nxt.backing.shared):
+                and self.file is nxt.file and self.backing.shared == nxt.backing.shared
+                and self.dontfork == nxt.dontfork and self.wipeonfork == nxt.wipeonfork):
             return False
         if self.backing.shared:
             return self.backing is nxt.backing and not self.backing.pinned \
@@ -210,8 +236,10 @@ class Vma:
     def absorb(self, nxt: Vma) -> None:
         """Append the adjacent `nxt` to self: a private one's frames move into self's Backing;
         a shared one views the same Backing, which loses a reference."""
+        self.lazy = self.lazy or nxt.lazy
+        self.forked = self.forked or nxt.forked
         if self.backing.shared:
-            self.backing.refs -= 1
+            self.backing.let_go()                       # self still holds it
         else:
             nxt.backing.move(nxt.pgoff, nxt.pidx(nxt.end), self.backing, self.pidx(nxt.start) - nxt.pgoff)
         self.end = nxt.end
@@ -230,6 +258,9 @@ class VmaSet:
         self._gap_top = 0
         self._gap_small = 0
         self.mapped = 0                 # bytes mapped in all (Linux's total_vm, for RLIMIT_AS)
+        # Called with (lower, upper) before two Vmas merge (the MemoryManager reconciles a
+        # lazy Vma with one whose pages are all mapped: kvmbox/mm/cow.py settle_lazy).
+        self.before_merge: Callable[[Vma, Vma], None] | None = None
 
     def __iter__(self) -> Iterator[Vma]:
         return iter(list(self._vmas))
@@ -326,10 +357,15 @@ class VmaSet:
     def merge_around(self, vma: Vma) -> Vma:
         """Merge `vma` with compatible neighbours; returns the Vma that now holds its range."""
         i = bisect_left(self._starts, vma.start)
+        hook = self.before_merge
         if i + 1 < len(self._vmas) and vma.mergeable(self._vmas[i + 1]):
+            if hook is not None:
+                hook(vma, self._vmas[i + 1])
             vma.absorb(self._vmas[i + 1])
             del self._starts[i + 1], self._vmas[i + 1]
         if i > 0 and self._vmas[i - 1].mergeable(vma):
+            if hook is not None:
+                hook(self._vmas[i - 1], vma)
             self._vmas[i - 1].absorb(vma)
             del self._starts[i], self._vmas[i]
             return self._vmas[i - 1]

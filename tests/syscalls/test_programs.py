@@ -48,6 +48,7 @@ CASES = [
     Case("mremap"),
     Case("mmtail"),
     Case("mmedge", ("/dev/shm",)),
+    Case("forkmem", ("/dev/shm",)),
     Case("mapmany", ("2000",)),
     Case("sigstack"),
     Case("aslimit"),

@@ -99,8 +99,7 @@ class PageData:
             self.space.credit(self.ispace)
             self.charged = self.ispace = 0
             b = self.backing
-            b.refs -= 1
-            if b.refs <= 0:
+            if b.let_go():
                 for _, phys, n in b.take(-(1 << 62), 1 << 62):
                     self.frames.free(phys, n)
         else:
