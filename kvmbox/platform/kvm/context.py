@@ -95,6 +95,7 @@ class KvmContext(Context):
         if self._configured:
             self._pending = self.get_regs()
             self._pending_fpu = self.get_fpu()
+            self._unpark()
         self._configured = False
         self.in_exception = False
         self._cr3 = -1
@@ -102,6 +103,31 @@ class KvmContext(Context):
         self.regs = None
         vcpu.set_immediate_exit(False)
         return vcpu
+
+    def _unpark(self) -> None:
+        """Bring a vCPU parked in a ring-0 handler (after a Fault) back to user mode before
+        another context gets it.  PVM keeps the guest's privilege mode, and the stack it
+        switches to, across KVM_SET_SREGS: a vCPU handed over while in ring 0 would enter
+        its next guest in supervisor state, on this vCPU's handler stack (measured: the
+        next program resumed with RSP at the exception frame).  The handler's iretq
+        returns to the `out` of this vCPU's user trampoline, whose exit leaves the vCPU in
+        user mode with nothing of this context's."""
+        if not self.in_exception or not self._restore_flags:
+            return
+        out_rip = self._syscall_exit_rip - 2          # `out PORT_SYSCALL, al` is 2 bytes
+        struct.pack_into("<Q", self._mem, self._frame_phys + 8 * 2, out_rip)
+        struct.pack_into("<Q", self._mem, self._frame_phys + 8 * 4, 0x202)
+        self.regs[RSP] = self._frame_virt
+        self.vcpu.mark_dirty(KVM_SYNC_X86_REGS)
+        self.vcpu.set_immediate_exit(False)
+        for _ in range(100):
+            reason = self.vcpu.run()
+            if reason is VcpuExit.IO and self.regs[RIP] == self._syscall_exit_rip:
+                break
+            if reason is not VcpuExit.INTERRUPTED:
+                raise SandboxCrash(f"vCPU did not leave ring 0 cleanly ({reason.name} at "
+                                   f"rip {self.regs[RIP]:#x})")
+        self.in_exception = False
 
     def set_idle(self, idle: bool) -> None:
         """The task starts or stops sleeping in the Sentry (waiter.block)."""
@@ -165,7 +191,9 @@ class KvmContext(Context):
             self._thread = None
         self.in_exception = False
         if reason is VcpuExit.INTERRUPTED:
-            self.in_exception = was_in_exception   # still parked after its `out`
+            # Still parked after the handler's `out` only if it never got to run: once its
+            # iretq ran, the interrupt found the vCPU in user code, with user registers.
+            self.in_exception = was_in_exception and self.regs[RIP] == self._parked_rip
             return INTERRUPTED
         if reason is VcpuExit.IO:
             port = vcpu.io_port()
@@ -395,6 +423,8 @@ class KvmContext(Context):
     def release(self) -> None:
         self.platform.withdraw(self)
         with self._own:
+            if self.vcpu is not None:
+                self._unpark()
             vcpu, self.vcpu = self.vcpu, None
             self._idle = False
         if vcpu is not None:
