@@ -77,6 +77,7 @@ CASES = [
     Case("files", ("/tmp",)),
     Case("dirs", ("/tmp",)),
     Case("fdops", ("/tmp",)),
+    Case("locks", ("/tmp",)),
     Case("pipes"),
     Case("reopen", stdin=b"hello there stdin\n"),
     Case("poll"),
