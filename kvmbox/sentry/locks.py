@@ -175,8 +175,8 @@ class LockTable:
 
     # --- queries ------------------------------------------------------------------------
     def test(self, key: object, req: Record) -> Record | None:
-        """F_GETLK: the first lock that would block `req`.  For an F_UNLCK request
-        (F_OFD_GETLK, Linux 6.5+) the first lock its own owner holds in the range."""
+        """F_GETLK: the first lock that would block `req`.  For an F_UNLCK request (which
+        recent Linux accepts from F_OFD_GETLK) the first lock its own owner holds there."""
         with self._lock:
             fl = self._files.get(key)
             if fl is None:
@@ -187,7 +187,7 @@ class LockTable:
             return first_conflict(fl.ranges, req)
 
     def holds(self, key: object) -> list[tuple[object, int, int, int]]:
-        """(owner, type, start, end) of every range lock on `key`, in order (for tests)."""
+        """(owner, type, start, end) of every range lock on `key`, in the table's order."""
         with self._lock:
             fl = self._files.get(key)
             return [(r.owner, *r.span()) for r in fl.ranges] if fl is not None else []
@@ -234,7 +234,7 @@ class LockTable:
         def attempt() -> bool:
             with self._lock:
                 fl = self._files.get(key)
-                mine = next((r for r in fl.flocks if r.owner is f), None) if fl else None
+                mine = None if fl is None else next((r for r in fl.flocks if r.owner is f), None)
                 if fl is not None and mine is not None:
                     if mine.type == ltype:
                         return True
