@@ -21,6 +21,7 @@ from kvmbox.sentry.vfs.node import Attr, stat_bytes
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
+    from kvmbox.sentry.locks import LockTable
     from kvmbox.sentry.vfs.pagecache import MapSource
     from kvmbox.sentry.vfs.path import Location
 
@@ -55,6 +56,7 @@ class FileDescription:
     flags = 0                               # O_ACCMODE | status flags (F_GETFL / F_SETFL)
     location: "Location | None" = None      # where it was opened; None for pipes and streams
     fd_refs = 0                             # fd-table slots naming it (FdTable keeps the count)
+    lock_table: "LockTable | None" = None   # the kernel's, once it took OFD or flock locks
 
     def read(self, n: int) -> bytes:
         raise SyscallError(errno.EBADF)
@@ -164,6 +166,15 @@ class FileDescription:
         Anonymous inodes and sockets cannot be reopened: ENXIO, as on Linux."""
         raise SyscallError(errno.ENXIO)
 
+    def lock_key(self) -> object:
+        """What file locks (fcntl, flock) taken through this description are held against:
+        Linux keeps them on the inode, so every open of one file meets the same locks.  The
+        node it was opened at; a file without one is its own inode."""
+        node = getattr(self, "node", None)
+        if node is None and self.location is not None:
+            node = self.location.node
+        return node if node is not None else self
+
     def release(self) -> None:
         pass
 
@@ -208,6 +219,9 @@ class StreamAlias(FileDescription):
 
     def reopen(self, flags: int) -> "FileDescription":
         return self.target.reopen(flags)
+
+    def lock_key(self) -> object:
+        return self.target.lock_key()
 
 
 class BytesInput(_InMemoryStream):
@@ -293,7 +307,9 @@ class FdTable:
 
     Descriptions are shared by dup'd numbers (and, later, forked tables): each
     counts the table slots naming it in `fd_refs`, and is released when the last
-    slot goes.  New numbers are the lowest free ones, below the `limit` the caller
+    slot goes, with its OFD and flock locks.  The table owns its process's POSIX record
+    locks (kvmbox/sentry/locks.py): closing any number of a file drops them on that
+    file, releasing the table drops them all.  New numbers are the lowest free ones, below the `limit` the caller
     gives: its RLIMIT_NOFILE (syscalls/sys_open.nofile_limit); the table has none of
     its own but Linux's fs.nr_open.
     """
@@ -301,7 +317,7 @@ class FdTable:
     def __init__(self) -> None:
         self._files: dict[int, FileDescription] = {}
         self._cloexec: set[int] = set()
-        self.posix_locks: dict[object, list] = {}   # node -> the process's fcntl record locks
+        self.lock_table: "LockTable | None" = None    # the kernel's, once it took POSIX locks
         self.capacity = FD_TABLE_INITIAL               # Linux's fdtable max_fds (select's cap)
 
     # --- references ---------------------------------------------------------------
@@ -313,7 +329,14 @@ class FdTable:
     def _unref(f: FileDescription) -> None:
         n = f.fd_refs = f.fd_refs - 1
         if n <= 0:
+            if f.lock_table is not None:
+                f.lock_table.release_description(f)
             f.release()
+
+    def _closing(self, f: FileDescription) -> None:
+        """A number naming `f` is closed: this table's POSIX locks on f's file go."""
+        if self.lock_table is not None:
+            self.lock_table.close_posix(self, f)
 
     # --- slots ----------------------------------------------------------------------
     def install(self, fd: int, f: FileDescription, cloexec: bool = False) -> None:
@@ -328,6 +351,7 @@ class FdTable:
         else:
             self._cloexec.discard(fd)
         if old is not None:
+            self._closing(old)
             self._unref(old)
 
     def alloc(self, f: FileDescription, *, cloexec: bool = False, lowest: int = 0,
@@ -374,10 +398,7 @@ class FdTable:
         if f is None:
             raise SyscallError(errno.EBADF)
         self._cloexec.discard(fd)
-        if self.posix_locks:
-            loc = f.location
-            node = getattr(f, "node", None) or (loc.node if loc is not None else None)
-            self.posix_locks.pop(node, None)    # any close drops the process's locks on the file
+        self._closing(f)
         self._unref(f)
 
     def close_range(self, first: int, last: int, cloexec_only: bool = False) -> None:
@@ -403,5 +424,7 @@ class FdTable:
     def release(self) -> None:
         files, self._files = self._files, {}
         self._cloexec.clear()
+        if self.lock_table is not None:
+            self.lock_table.release_owner(self)
         for f in files.values():
             self._unref(f)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import os
-import signal as _signal
 import threading
 import time
 from dataclasses import dataclass
@@ -81,6 +80,8 @@ class Kernel:
         self._crash: SandboxCrash | None = None
         self.in_guest = False                # may the platform answer getpid & co. itself
         self.eventfd_ids: set[int] = set()   # eventfd-id numbers in use (Linux's eventfd_ida)
+        from kvmbox.sentry.locks import LockTable
+        self.file_locks = LockTable()          # every POSIX, OFD and flock lock of the sandbox
         from kvmbox.sentry.timers import TimerService
         self._timers = TimerService()          # the current run's (replaced by each run)
         self.syscall_counts = [0] * len(self.table)   # per syscall number, for the last run
@@ -130,8 +131,6 @@ class Kernel:
             self._crash = e
         self.stop()
 
-    def locks_process_exit(self, g: ThreadGroup) -> None:
-        """Process `g` is gone: its POSIX record locks go with it (kvmbox/sentry/locks.py)."""
 
     def timer_service(self):
         """The current run's TimerService (kvmbox/sentry/timers.py): its timers and their

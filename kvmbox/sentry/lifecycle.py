@@ -83,7 +83,6 @@ def finish(kernel: "Kernel", task: "Task", outcome: "RunOutcome | None") -> None
     finally:
         drop(task.fds)
         drop(task.mm)
-        kernel.locks_process_exit(g)
         vp, task.vfork_parent = task.vfork_parent, None
         if vp is not None:
             vp.waker.set()

@@ -157,6 +157,11 @@ class PipeEnd(FileDescription):
                     size=0, blksize=PAGE, atime_ns=b.atime_ns, mtime_ns=b.mtime_ns,
                     ctime_ns=b.ctime_ns)
 
+    def lock_key(self) -> object:
+        """File locks are kept against the FIFO's node, or a pipe's one inode (its buffer):
+        both ends of a pipe meet the same locks."""
+        return self.node if self.node is not None else self.buf
+
     # --- bytes ------------------------------------------------------------------------
     def read(self, n: int) -> bytes:
         """What is buffered (up to n), b"" at EOF (no writers), else EAGAIN (never blocks)."""

@@ -78,6 +78,7 @@ static __attribute__((unused)) const char *errname(int e)
     case ELOOP: return "ELOOP";
     case ENOEXEC: return "ENOEXEC";
     case ETXTBSY: return "ETXTBSY";
+    case EDEADLK: return "EDEADLK";
     default: {
         static char buf[32];
         snprintf(buf, sizeof buf, "errno%d", e);

@@ -197,7 +197,7 @@ def status(fs: "ProcFilesystem", t: "Task") -> bytes:
     c = t.creds
     suid, sgid = c.euid, c.egid            # no setresuid: saved ids follow the effective ones
     name = comm(t).decode("utf-8", "replace").replace("\\", "\\\\").replace("\n", "\\n")
-    running = fs.current() is t
+    running = fs.current() is t or not (t.blocked or _stopped(t))   # runs or may run
     nfd = max((fd for fd, _ in fd_items(t)), default=0) + 1
     fdsize = max(64, (nfd + 63) // 64 * 64)
     pend, blk, ign, cgt = signal_masks(t)
@@ -257,7 +257,7 @@ def _ticks(ns: int) -> int:
 
 
 def stat(fs: "ProcFilesystem", t: "Task") -> bytes:
-    running = fs.current() is t
+    running = fs.current() is t or not (t.blocked or _stopped(t))   # runs or may run
     from kvmbox.sentry.cputime import process_times
     user, system = (_ticks(ns) for ns in process_times(t))     # the guest's, not the Sentry's
     pend, blk, ign, cgt = signal_masks(t)

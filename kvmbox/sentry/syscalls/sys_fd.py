@@ -1,12 +1,8 @@
 """Handlers for the descriptor table itself: close, close_range, dup/dup2/dup3, fcntl, flock,
 and the objects made without a path: pipe/pipe2, eventfd/eventfd2.
 
-Locks: one process owns every descriptor, so POSIX record locks never conflict
-with each other; they are kept per node in FdTable.posix_locks (dropped when
-any descriptor of the node closes).  flock(2) and OFD locks belong to open
-file descriptions, so two opens of one file in this process can conflict (and
-OFD locks conflict with the process's POSIX locks): they are recorded on the
-descriptions and checked against the others in the table naming the same node.
+Locks (fcntl's record locks, OFD locks, flock): the handlers check their arguments as
+Linux does and hand them to the sandbox's LockTable (kvmbox/sentry/locks.py).
 """
 from __future__ import annotations
 
@@ -18,7 +14,10 @@ from kvmbox.abi.fcntl import (FASYNC, FD_CLOEXEC, F_ADD_SEALS, F_DUPFD, F_DUPFD_
                               F_OFD_SETLK, F_OFD_SETLKW, F_RDLCK, F_SETFD, F_SETFL, F_SETLK, F_SETLKW,
                               F_SETOWN, F_SETPIPE_SZ, F_SETSIG, F_UNLCK, F_WRLCK, O_APPEND, O_CLOEXEC,
                               O_DIRECT, O_NOATIME, O_NONBLOCK)
+from kvmbox.abi.flock import (FLOCK, LOCK_EX, LOCK_MAND, LOCK_NB, LOCK_SH, LOCK_UN, OFFSET_MAX,
+                              SEEK_CUR, SEEK_END, SEEK_SET)
 from kvmbox.errors import SyscallError
+from kvmbox.sentry import locks
 from kvmbox.sentry.syscalls.args import s32, s64, u32
 from kvmbox.sentry.syscalls.sys_open import install, nofile_limit
 from kvmbox.sentry.syscalls.table import PARTIAL, SUPPORTED, Entry
@@ -33,9 +32,7 @@ Args = tuple[int, int, int, int, int, int]
 
 SETFL_MASK = O_APPEND | O_NONBLOCK | O_DIRECT | O_NOATIME | FASYNC
 CLOSE_RANGE_UNSHARE, CLOSE_RANGE_CLOEXEC = 1 << 1, 1 << 2
-FLOCK = struct.Struct("<hh4xqqi4x")
-LOCK_SH, LOCK_EX, LOCK_NB, LOCK_UN = 1, 2, 4, 8
-OFFSET_MAX = (1 << 63) - 1
+_FLOCK_TYPES = {LOCK_SH: F_RDLCK, LOCK_EX: F_WRLCK, LOCK_UN: F_UNLCK}
 
 
 # --- closing and duplicating ---------------------------------------------------------------
@@ -88,107 +85,65 @@ def dup3(t: "Task", a: Args) -> int:
 
 
 # --- fcntl ---------------------------------------------------------------------------------
-def _read_flock(t: "Task", addr: int, f: "FileDescription") -> tuple[int, int, int, int]:
-    """(type, whence, start, len) of a struct flock, with Linux's validation."""
-    ltype, whence, start, length, _pid = FLOCK.unpack(t.mm.copy_in(addr, FLOCK.size))
-    if ltype not in (F_RDLCK, F_WRLCK, F_UNLCK) or whence not in (0, 1, 2):
-        raise SyscallError(errno.EINVAL)
-    if whence == 1:
-        base = f.seek(0, 1)
-    elif whence == 2:
+def _lock_range(f: "FileDescription", whence: int, start: int, length: int) -> tuple[int, int]:
+    """[begin, end] of a struct flock's l_whence/l_start/l_len, with Linux's checks and
+    their order (flock64_to_posix_lock)."""
+    if whence == SEEK_SET:
+        base = 0
+    elif whence == SEEK_CUR:
+        try:
+            base = f.seek(0, SEEK_CUR)
+        except SyscallError:                        # a pipe: f_pos, which stays 0
+            base = 0
+    elif whence == SEEK_END:
         base = f.attr().size
     else:
-        base = 0
-    begin = base + start
-    if length < 0:
-        begin, end = begin + length, begin - 1
-    else:
-        end = begin + length - 1 if length else OFFSET_MAX
-    if begin < 0 or end < begin - 1:
         raise SyscallError(errno.EINVAL)
-    return ltype, begin, end, length
-
-
-def _node_of(f: "FileDescription"):
-    loc = f.location
-    return getattr(f, "node", None) or (loc.node if loc is not None else None)
-
-
-def _conflict(t: "Task", f: "FileDescription", ofd: bool, ltype: int, begin: int, end: int):
-    """(type, begin, end, pid) of a lock another owner holds that conflicts, or None.
-
-    Owners: each description for OFD locks, the process for POSIX locks; so a POSIX
-    request meets only OFD locks, and an OFD request meets other descriptions' OFD
-    locks and the process's POSIX locks."""
-    node = _node_of(f)
-    if node is None:
-        return None
-
-    def hits(locks, pid):
-        for otype, ob, oe in locks:
-            if ob <= end and begin <= oe and (ltype == F_WRLCK or otype == F_WRLCK):
-                return otype, ob, oe, pid
-        return None
-
-    if ofd:
-        hit = hits(t.fds.posix_locks.get(node, ()), t.tgid)
-        if hit:
-            return hit
-    for _fd, other in t.fds.items():
-        if (ofd and other is f) or _node_of(other) is not node:
-            continue
-        hit = hits(getattr(other, "_ofd_locks", ()), -1)
-        if hit:
-            return hit
-    return None
-
-
-def _merge(locks, ltype: int, begin: int, end: int) -> list:
-    """`locks` with [begin, end] set to ltype (F_UNLCK removes), older ranges split."""
-    kept = []
-    for otype, ob, oe in locks:
-        if oe < begin or ob > end:
-            kept.append((otype, ob, oe))
-            continue
-        if ob < begin:
-            kept.append((otype, ob, begin - 1))
-        if oe > end:
-            kept.append((otype, end + 1, oe))
-    if ltype != F_UNLCK:
-        kept.append((ltype, begin, end))
-    return kept
+    if start > OFFSET_MAX - base:
+        raise SyscallError(errno.EOVERFLOW)
+    begin = base + start
+    if begin < 0:
+        raise SyscallError(errno.EINVAL)
+    if length > 0:
+        if length - 1 > OFFSET_MAX - begin:
+            raise SyscallError(errno.EOVERFLOW)
+        return begin, begin + length - 1
+    if length < 0:
+        if begin + length < 0:
+            raise SyscallError(errno.EINVAL)
+        return begin + length, begin - 1
+    return begin, OFFSET_MAX
 
 
 def _lock(t: "Task", f: "FileDescription", cmd: int, arg: int) -> int:
-    ltype, begin, end, _len = _read_flock(t, arg, f)
+    """F_GETLK, F_SETLK, F_SETLKW and the OFD three, with Linux's order of checks."""
+    ltype, whence, start, length, pid = FLOCK.unpack(t.mm.copy_in(arg, FLOCK.size))
     ofd = cmd in (F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW)
-    if ofd and FLOCK.unpack(t.mm.copy_in(arg, FLOCK.size))[4] != 0:
-        raise SyscallError(errno.EINVAL)                # l_pid must be 0 for OFD locks
+    owner = f if ofd else locks.posix_owner(t)
+    table = t.kernel.file_locks
     if cmd in (F_GETLK, F_OFD_GETLK):
-        if ltype == F_UNLCK:
+        if ltype not in (F_RDLCK, F_WRLCK) and not (ofd and ltype == F_UNLCK):
             raise SyscallError(errno.EINVAL)
-        hit = _conflict(t, f, ofd, ltype, begin, end)
+        begin, end = _lock_range(f, whence, start, length)
+        if ofd and pid != 0:
+            raise SyscallError(errno.EINVAL)
+        hit = table.test(f.lock_key(), locks.Record(owner, ltype, begin, end))
         if hit is None:
             t.mm.copy_out(arg, struct.pack("<h", F_UNLCK))
         else:
-            otype, ob, oe, pid = hit
-            t.mm.copy_out(arg, FLOCK.pack(otype, 0, ob, 0 if oe == OFFSET_MAX else oe - ob + 1, pid))
+            size = 0 if hit.end == OFFSET_MAX else hit.end - hit.start + 1
+            t.mm.copy_out(arg, FLOCK.pack(hit.type, SEEK_SET, hit.start, size,
+                                          -1 if hit.ofd else hit.pid))
         return 0
+    begin, end = _lock_range(f, whence, start, length)
+    if ltype not in (F_RDLCK, F_WRLCK, F_UNLCK):
+        raise SyscallError(errno.EINVAL)
     if ltype == F_RDLCK and not f.readable or ltype == F_WRLCK and not f.writable:
         raise SyscallError(errno.EBADF)
-    if ltype != F_UNLCK and _conflict(t, f, ofd, ltype, begin, end) is not None:
-        if cmd in (F_SETLKW, F_OFD_SETLKW):
-            _wait_forever(t)                         # only this process could release it
-        raise SyscallError(errno.EAGAIN)
-    node = _node_of(f)
-    if ofd:
-        f._ofd_locks = _merge(getattr(f, "_ofd_locks", ()), ltype, begin, end)  # type: ignore
-    elif node is not None:
-        locks = _merge(t.fds.posix_locks.get(node, ()), ltype, begin, end)
-        if locks:
-            t.fds.posix_locks[node] = locks
-        else:
-            t.fds.posix_locks.pop(node, None)
+    if ofd and pid != 0:
+        raise SyscallError(errno.EINVAL)
+    req = locks.Record(owner, ltype, begin, end, locks.holder_pid(t), ofd)
+    table.set_range(t, f.lock_key(), req, wait=cmd in (F_SETLKW, F_OFD_SETLKW))
     return 0
 
 
@@ -250,35 +205,17 @@ def fcntl(t: "Task", a: Args) -> int:
 
 def flock(t: "Task", a: Args) -> int:
     """Implements Linux syscall flock(2)."""
-    fd, op = s32(a[0]), s32(a[1])
-    f = t.fds.get(fd)
-    if is_path_only(f):
-        raise SyscallError(errno.EBADF)
-    kind = op & ~LOCK_NB
-    if kind not in (LOCK_SH, LOCK_EX, LOCK_UN):
+    fd, op = s32(a[0]), u32(a[1])
+    if op & LOCK_MAND:
+        return 0                 # Linux now ignores these (they never locked anything)
+    ltype = _FLOCK_TYPES.get(op & ~LOCK_NB)
+    if ltype is None:
         raise SyscallError(errno.EINVAL)
-    if kind == LOCK_UN:
-        f._flock = 0                                     # type: ignore[attr-defined]
-        return 0
-    node = _node_of(f)
-    for _fd, other in t.fds.items():
-        if other is f or node is None or _node_of(other) is not node:
-            continue
-        held = getattr(other, "_flock", 0)
-        if held and (held == LOCK_EX or kind == LOCK_EX):
-            if not op & LOCK_NB:
-                _wait_forever(t)                         # nothing else could unlock it
-            raise SyscallError(errno.EWOULDBLOCK)
-    f._flock = kind                                      # type: ignore[attr-defined]
+    f = t.fds.get(fd)
+    if is_path_only(f) or ltype != F_UNLCK and not (f.readable or f.writable):
+        raise SyscallError(errno.EBADF)
+    t.kernel.file_locks.flock(t, f.lock_key(), f, ltype, not op & LOCK_NB, locks.holder_pid(t))
     return 0
-
-
-def _wait_forever(t: "Task") -> None:
-    """A lock wait nothing in a one-process sandbox can satisfy: it ends by a signal
-    (ERESTARTSYS: EINTR, or a restart under SA_RESTART) or a stop."""
-    from kvmbox.sentry.signals.deliver import ERESTARTSYS
-    from kvmbox.sentry.waiter import block
-    block(t, lambda: False, interrupt=ERESTARTSYS)
 
 
 # --- pipes and eventfds --------------------------------------------------------------------
@@ -340,9 +277,9 @@ ENTRIES = (
     Entry("dup", dup, SUPPORTED),
     Entry("dup2", dup2, SUPPORTED),
     Entry("dup3", dup3, SUPPORTED),
-    Entry("fcntl", fcntl, PARTIAL, "POSIX locks never conflict (one process); OFD locks checked "
-          "within the process; no leases, notify or signal-driven I/O; seals only on memfds"),
-    Entry("flock", flock, PARTIAL, "conflicts between descriptions of this process"),
+    Entry("fcntl", fcntl, PARTIAL, "POSIX and OFD record locks sandbox-wide (EDEADLK, blocking "
+          "waits); no leases, notify or signal-driven I/O; seals only on memfds"),
+    Entry("flock", flock, SUPPORTED, "sandbox-wide, owned by the open file description"),
     Entry("pipe", pipe, SUPPORTED, "in-Sentry buffers, Linux's page-slot accounting"),
     Entry("pipe2", pipe2, PARTIAL, "O_DIRECT recorded, not packet mode"),
     Entry("eventfd", eventfd, SUPPORTED),
