@@ -117,6 +117,8 @@ OTHER_MODULES |= {"escape_dev", "escape_links", "escape_paths", "escape_proc", "
 OTHER_MODULES |= {"escape_stdio", "streamfuzz"}
 # Processes, as pid 1 of a pid namespace natively (test_processes.py).
 OTHER_MODULES |= {"procs"}
+# Forks until EAGAIN under a pids limit (tests/real/test_process_limits.py).
+OTHER_MODULES |= {"forkcount"}
 
 
 def test_every_program_has_a_case():
