@@ -1,9 +1,9 @@
 """tests/programs/procs.c (issue 8, section 2): processes, natively compared.
 
-The native run is the program as pid 1 of a new pid namespace (`unshare --pid
---fork --mount-proc`): the place the sandbox gives its first program, where
-orphans come back to it, kill(-1) reaches only its own descendants and /proc
-lists only them.  The sandboxed run must print the same bytes and end the same
+The native run is the program as pid 1 of a new pid namespace (the
+`pid_namespace` fixture: `unshare --pid --fork --mount-proc`), the place the
+sandbox gives its first program: orphans come back to it, kill(-1) reaches only
+its own descendants and /proc lists only them.  The sandboxed run must print the same bytes and end the same
 way, in each of the four builds and on both platforms.
 
 Every build runs whole; the glibc build also runs one section at a time, so a
@@ -13,12 +13,9 @@ the native halves run, and must pass, today.
 """
 from __future__ import annotations
 
-import shutil
-import subprocess
-
 import pytest
 
-from helpers import BUILDS, Outcome, assert_same_outcome, run_native, run_sandbox
+from helpers import BUILDS, Outcome, assert_same_outcome, run_native_as_init, run_sandbox
 from pending import needs_fork
 
 PROGRAM_BUILDS = (*BUILDS, "dynamic")
@@ -28,23 +25,8 @@ SECTIONS = ("fork", "vfork", "clone", "spawn", "exec", "exit", "reparent", "pdea
 RUN_TIMEOUT = 180
 
 
-@pytest.fixture(scope="module")
-def pid_namespace() -> list[str]:
-    """The command prefix that makes a program pid 1 of a new pid namespace, with its own /proc."""
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        pytest.skip("util-linux unshare(1) is not installed: the native half needs a pid namespace")
-    prefix = [unshare, "--pid", "--fork", "--mount-proc", "--kill-child"]
-    probe = subprocess.run([*prefix, "/bin/true"], capture_output=True, check=False)
-    if probe.returncode != 0:
-        pytest.skip("this host cannot create a pid namespace (unshare: "
-                    f"{probe.stderr.decode(errors='replace').strip()}); procs.c's native run needs one")
-    return prefix
-
-
 def run_as_init(prefix: list[str], path, args=()) -> Outcome:
-    """run_native(path, args), but as pid 1 of a fresh pid namespace."""
-    return run_native(prefix[0], [*prefix[1:], str(path), *args], timeout=RUN_TIMEOUT)
+    return run_native_as_init(prefix, path, args, timeout=RUN_TIMEOUT)
 
 
 def _native_ok(native: Outcome, sections: int) -> None:

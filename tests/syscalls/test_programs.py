@@ -119,6 +119,8 @@ OTHER_MODULES |= {"escape_stdio", "streamfuzz"}
 OTHER_MODULES |= {"procs"}
 # Forks until EAGAIN under a pids limit (tests/real/test_process_limits.py).
 OTHER_MODULES |= {"forkcount"}
+# Runs a program from a forked child or grandchild (tests/security/test_fs_escape.py).
+OTHER_MODULES |= {"forkrun"}
 
 
 def test_every_program_has_a_case():
