@@ -9,7 +9,6 @@
  */
 #include "bench.h"
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -21,13 +20,9 @@ int main(int argc, char **argv)
 {
     long n = arg_count(argc, argv, 1);
     int hold = argc > 2 && strcmp(argv[2], "hold") == 0;
-    volatile unsigned char *p = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) {
-        printf("mmap 256 MiB failed\n");
+    volatile unsigned char *p = map_touched(SIZE);
+    if (!p)
         return 1;
-    }
-    for (unsigned long off = 0; off < SIZE; off += PAGE)
-        p[off] = (unsigned char)(off >> 12);
     int fds[2];
     if (pipe(fds) != 0)
         return 1;

@@ -22,6 +22,17 @@
 
 extern char **environ;
 
+/* The parent's side of one way to make a process: "LABEL: ok" and reap the child, or
+ * "LABEL: ERRNO"; the child (pid 0) exits at once. */
+static void created(const char *label, long pid)
+{
+    if (pid == 0)
+        _exit(0);
+    printf("%s: %s\n", label, pid < 0 ? errname(errno) : "ok");
+    if (pid > 0)
+        waitpid(pid, NULL, 0);
+}
+
 int main(int argc, char **argv)
 {
     long cap = argc > 1 ? strtol(argv[1], NULL, 10) : 100;
@@ -47,12 +58,7 @@ int main(int argc, char **argv)
     }
     if (n < cap) {
         printf("forked %ld, then %s\n", n, errname(err));
-        pid_t v = vfork();
-        if (v == 0)
-            _exit(0);
-        printf("vfork at the limit: %s\n", v < 0 ? errname(errno) : "ok");
-        if (v > 0)
-            waitpid(v, NULL, 0);
+        created("vfork at the limit", vfork());
         char *args[] = {"true", NULL};
         pid_t s;
         int e = posix_spawn(&s, "/bin/true", NULL, NULL, args, environ);
@@ -61,12 +67,7 @@ int main(int argc, char **argv)
             waitpid(s, NULL, 0);
         uint64_t ca[11] = {0};
         ca[4] = SIGCHLD;    /* exit_signal */
-        long c3 = syscall(SYS_clone3, ca, sizeof ca);
-        if (c3 == 0)
-            _exit(0);
-        printf("clone3 at the limit: %s\n", c3 < 0 ? errname(errno) : "ok");
-        if (c3 > 0)
-            waitpid(c3, NULL, 0);
+        created("clone3 at the limit", syscall(SYS_clone3, ca, sizeof ca));
     } else {
         printf("forked %ld (cap)\n", n);
     }
@@ -76,11 +77,6 @@ int main(int argc, char **argv)
     while (wait(NULL) > 0)
         reaped++;
     printf("reaped %ld\n", reaped);
-    pid_t again = fork();
-    if (again == 0)
-        _exit(0);
-    printf("fork after reaping: %s\n", again < 0 ? errname(errno) : "ok");
-    if (again > 0)
-        waitpid(again, NULL, 0);
+    created("fork after reaping", fork());
     return 0;
 }

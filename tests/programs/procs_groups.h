@@ -227,6 +227,19 @@ static void read_small(const char *path, char *buf, size_t len, ssize_t *n)
     close(fd);
 }
 
+/* "/proc/child/NAME: a|b|" for a file of NUL-terminated strings. */
+static void say_nul_list(pid_t pid, const char *name)
+{
+    char path[64], buf[4096];
+    ssize_t n;
+    snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, name);
+    read_small(path, buf, sizeof buf, &n);
+    for (ssize_t i = 0; i < n; i++)
+        if (!buf[i])
+            buf[i] = '|';
+    say("/proc/child/%s: %s", name, n < 0 ? errname(errno) : buf);
+}
+
 static int count_numeric(const char *path, char *names, size_t len)
 {
     DIR *d = opendir(path);
@@ -268,18 +281,8 @@ static void sec_proc(void)
     char want[64];
     snprintf(want, sizeof want, "\nPPid:\t%d\n", (int)getpid());
     say("/proc/child/status PPid==section %d", strstr(buf, want) != NULL);
-    snprintf(path, sizeof path, "/proc/%d/cmdline", (int)c);
-    read_small(path, buf, sizeof buf, &n);
-    for (ssize_t i = 0; i < n; i++)
-        if (!buf[i])
-            buf[i] = '|';
-    say("/proc/child/cmdline: %s", n < 0 ? errname(errno) : buf);
-    snprintf(path, sizeof path, "/proc/%d/environ", (int)c);
-    read_small(path, buf, sizeof buf, &n);
-    for (ssize_t i = 0; i < n; i++)
-        if (!buf[i])
-            buf[i] = '|';
-    say("/proc/child/environ: %s", n < 0 ? errname(errno) : buf);
+    say_nul_list(c, "cmdline");
+    say_nul_list(c, "environ");
     snprintf(path, sizeof path, "/proc/%d/exe", (int)c);
     n = readlink(path, buf, sizeof buf - 1);
     buf[n > 0 ? n : 0] = 0;

@@ -268,6 +268,19 @@ static void next_chld(const char *label, pid_t pid)
         cld_code(si->si_code), status, si->si_pid == pid, si->si_uid == getuid());
 }
 
+/* A child that stops itself, then waits to be killed. */
+static pid_t self_stopper(void)
+{
+    pid_t c = fork();
+    if (c == 0) {
+        alarm(15);
+        raise(SIGSTOP);
+        for (;;)
+            pause();
+    }
+    return c;
+}
+
 static void sec_sigchld(void)
 {
     block(SIGCHLD);
@@ -285,13 +298,7 @@ static void sec_sigchld(void)
     say_wait("reaped", c);
     gate_close(&g);
 
-    c = fork();
-    if (c == 0) {
-        alarm(15);
-        raise(SIGSTOP);
-        for (;;)
-            pause();
-    }
+    c = self_stopper();
     next_chld("stopped", c);
     wait_for(c, WUNTRACED);
     kill(c, SIGCONT);
@@ -301,13 +308,7 @@ static void sec_sigchld(void)
     say_wait("reaped", c);
 
     set_action(SIGCHLD, on_chld, SA_NOCLDSTOP);
-    c = fork();
-    if (c == 0) {
-        alarm(15);
-        raise(SIGSTOP);
-        for (;;)
-            pause();
-    }
+    c = self_stopper();
     int st = wait_for(c, WUNTRACED);
     say("SA_NOCLDSTOP: child %s, SIGCHLD pending %d", status_text(st), is_pending(SIGCHLD));
     kill(c, SIGKILL);
