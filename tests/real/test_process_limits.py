@@ -74,8 +74,10 @@ def test_pids_limit_cli(platform_name, test_programs):
 
 
 @needs_fork
-@pytest.mark.parametrize("value", ["0", "-3", "many"])
+@pytest.mark.parametrize("value", ["many", "1.5", ""])
 def test_pids_limit_bad_values_are_one_line_errors(value):
+    """Not a number: one line naming the option (0 and negative numbers are left to the
+    implementation: Docker reads them as "no limit")."""
     p = helpers.run_cli(["run", "--pids-limit", value, "/bin/true"])
     err = p.stderr.decode(errors="replace")
     assert p.returncode != 0 and "Traceback" not in err and "unrecognized" not in err, err
