@@ -41,6 +41,11 @@ ROWS: list[tuple[str, str, str, str]] = [
     ("read64m", "read a 64 MiB host file in 64 KiB read(2)s", "64 MiB pass",
      "through the overlay's host layer"),
     ("ls_lr", "`ls -lR /usr/lib` (stat-heavy, ~70k entries)", "run", "output captured"),
+    ("fork_wait", "process round trip: fork, child `_exit`, `waitpid` (static parent)", "fork", ""),
+    ("sh_true_loop", "`sh -c 'for i in $(seq 200); do /bin/true; done'`", "run",
+     "200 fork+exec+wait of dynamic /bin/true; target ≤ 12× native on KVM"),
+    ("fork_256m", "fork of a parent with 256 MiB resident, child exits at once", "fork",
+     "copy-on-write: no page is copied"),
 ]
 _ROW_INDEX = {key: i for i, (key, *_rest) in enumerate(ROWS)}
 _ROW_LABEL = {key: label for key, label, *_rest in ROWS}

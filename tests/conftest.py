@@ -54,3 +54,12 @@ def sandbox(platform_name):
         yield sb
     finally:
         sb.close()
+
+
+@pytest.fixture(scope="session")
+def pid_namespace() -> list[str]:
+    """helpers.pid_namespace_prefix(), or a skip naming what this host lacks."""
+    prefix, why = helpers.pid_namespace_prefix()
+    if prefix is None:
+        pytest.skip(f"{why}: the native run of this test must be pid 1 of a pid namespace")
+    return prefix

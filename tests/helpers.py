@@ -89,6 +89,28 @@ def run_native(path: str | os.PathLike, args: Sequence[str] = (), stdin: bytes =
     return Outcome(rc, 0, proc.stdout, proc.stderr)
 
 
+def pid_namespace_prefix() -> tuple[list[str] | None, str]:
+    """The command prefix that runs a program as pid 1 of a new pid namespace with its own
+    /proc (`unshare --pid --fork --mount-proc`): where the sandbox puts its first program,
+    so that orphans come back to it, kill(-1) reaches only its descendants and /proc lists
+    only them.  (None, why) on a host that cannot make one."""
+    import shutil
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return None, "util-linux unshare(1) is not installed"
+    prefix = [unshare, "--pid", "--fork", "--mount-proc", "--kill-child"]
+    probe = subprocess.run([*prefix, "/bin/true"], capture_output=True, check=False)
+    if probe.returncode != 0:
+        return None, f"this host cannot create a pid namespace ({probe.stderr.decode(errors='replace').strip()})"
+    return prefix, ""
+
+
+def run_native_as_init(prefix: Sequence[str], path: str | os.PathLike, args: Sequence[str] = (),
+                       **kw) -> Outcome:
+    """run_native(path, args, **kw) as pid 1 of a fresh pid namespace (pid_namespace_prefix)."""
+    return run_native(prefix[0], [*prefix[1:], str(path), *args], **kw)
+
+
 def run_sandbox(path: str | os.PathLike, args: Sequence[str] = (), stdin: bytes = b"",
                 env: Mapping[str, str] | None = None, timeout: float = 30,
                 platform: str = "kvm", sandbox=None, cwd: str | None = None) -> Outcome:

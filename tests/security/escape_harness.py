@@ -103,6 +103,26 @@ def install(lay: Layout, test_programs: Path, program: str) -> str:
     return "/" + program
 
 
+class Launch:
+    """Runs an escape program directly (depth 0) or from a forked child (1) or a child of a
+    child (2), through tests/programs/forkrun.c, which ends as the program ended."""
+
+    def __init__(self, depth: int, test_programs: Path) -> None:
+        self.depth, self.test_programs = depth, test_programs
+
+    def rooted(self, lay: Layout, argv: list[str]) -> list[str]:
+        """argv for a sandbox whose root is lay.rootfs (forkrun copied in beside the program)."""
+        if not self.depth:
+            return list(argv)
+        return [install(lay, self.test_programs, "forkrun"), str(self.depth), *argv]
+
+    def host(self, argv: list[str]) -> list[str]:
+        """argv for a sandbox whose root is the host's /."""
+        if not self.depth:
+            return list(argv)
+        return [str(self.test_programs / BUILD / "forkrun"), str(self.depth), *argv]
+
+
 Snapshot = dict[str, tuple]
 
 

@@ -16,6 +16,11 @@ which the sandbox replaces with its own tmpfs) is described in
 escape_harness.py: a rootfs, read-write mounts /mnt/in and /mnt/other, a
 read-only mount /mnt/ro, and outside/secret.txt next to them, never mounted.
 
+Each test runs its program three ways (the `launch` fixture): as the first
+process, from a forked child and from a child of a child (tests/programs/
+forkrun.c), so that processes created inside the sandbox are held to the same
+rules as the first one.
+
 The programs never run natively (the host runs as root and they write
 /etc/passwd): they refuse unless KVMBOX_ESCAPE_TEST=1 and the hostname is
 "kvmbox".
@@ -72,11 +77,11 @@ PATHS_ENOENT = [
      for what in ("up1", "up2", "up3", "up4", "hostpath", "dotdot_at")]
 
 
-def test_paths_dotdot_symlinks_proc_links(layout, test_programs, platform_name):
+def test_paths_dotdot_symlinks_proc_links(layout, test_programs, platform_name, launch):
     prog = install(layout, test_programs, "escape_paths")
     before = before_state(layout)
     with rooted(layout, platform_name) as sb:
-        r = sb.run([prog, "/mnt/in", str(layout.outside)], env=ESCAPE_ENV)
+        r = sb.run(launch.rooted(layout, [prog, "/mnt/in", str(layout.outside)]), env=ESCAPE_ENV)
     v = Verdict(r, layout, "escape_paths")
     v.expect_all(PATHS_ENOENT, "ENOENT")
     v.expect("openat_dirfd_chain_is_root", "yes")
@@ -106,11 +111,11 @@ def test_paths_dotdot_symlinks_proc_links(layout, test_programs, platform_name):
 
 # ---------------------------------------------------------------- hard links, renames, handles
 
-def test_hard_links_renames_and_handles(layout, test_programs, platform_name):
+def test_hard_links_renames_and_handles(layout, test_programs, platform_name, launch):
     prog = install(layout, test_programs, "escape_links")
     before = before_state(layout)
     with rooted(layout, platform_name) as sb:
-        r = sb.run([prog, "/mnt/in", "/mnt/other", str(layout.outside)], env=ESCAPE_ENV)
+        r = sb.run(launch.rooted(layout, [prog, "/mnt/in", "/mnt/other", str(layout.outside)]), env=ESCAPE_ENV)
     v = Verdict(r, layout, "escape_links")
     v.expect_all(["link_dotdot", "link_hostpath", "link_root_dotdot", "linkat_follow_abs", "linkat_follow_rel",
                   "link_into_outside", "rename_outside_in", "rename_inside_out", "rename_inside_out_deep"],
@@ -166,7 +171,7 @@ print(n, flush=True)
 """
 
 
-def test_symlink_swapped_during_resolution(layout, test_programs, platform_name):
+def test_symlink_swapped_during_resolution(layout, test_programs, platform_name, launch):
     prog = install(layout, test_programs, "escape_race")
     d, alt = layout.inside / "d", layout.inside / "d_alt"
     d.mkdir()
@@ -182,7 +187,7 @@ def test_symlink_swapped_during_resolution(layout, test_programs, platform_name)
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
             assert swapper.stdout.readline().strip() == b"ready"
-            r = sb.run([prog, "/mnt/in", str(count)], env=ESCAPE_ENV)
+            r = sb.run(launch.rooted(layout, [prog, "/mnt/in", str(count)]), env=ESCAPE_ENV)
         finally:
             stop.touch()
             out, err = swapper.communicate(timeout=30)
@@ -218,11 +223,11 @@ RO_EROFS = [
 ]
 
 
-def test_read_only_mount(layout, test_programs, platform_name):
+def test_read_only_mount(layout, test_programs, platform_name, launch):
     prog = install(layout, test_programs, "escape_ro")
     before = before_state(layout)
     with rooted(layout, platform_name) as sb:
-        r = sb.run([prog, "/mnt/ro"], env=ESCAPE_ENV)
+        r = sb.run(launch.rooted(layout, [prog, "/mnt/ro"]), env=ESCAPE_ENV)
     v = Verdict(r, layout, "escape_ro")
     v.expect_all(RO_EROFS, "EROFS")
     v.expect("fchmod_opath", "EBADF", "EROFS")
@@ -249,7 +254,7 @@ ETC_CREATED = [Path("/etc", n) for n in ("kvmbox-escape-test", "kvmbox-escape-di
                                          "hosts.kvmbox-moved")]
 
 
-def test_default_root_writes_stay_in_the_overlay(layout, test_programs, platform_name):
+def test_default_root_writes_stay_in_the_overlay(layout, test_programs, platform_name, launch):
     victims = layout.base / "victims"
     (victims / "sub").mkdir(parents=True)
     for n in ("a.txt", "b.txt", "c.txt", "sub/inner.txt"):
@@ -259,7 +264,7 @@ def test_default_root_writes_stay_in_the_overlay(layout, test_programs, platform
     victims_before = snapshot(victims)
     prog_before = snapshot_files([prog])
     with boxed(platform_name) as sb:
-        r = sb.run([str(prog), str(victims)], env=ESCAPE_ENV)
+        r = sb.run(launch.host([str(prog), str(victims)]), env=ESCAPE_ENV)
         seen_passwd = sb.read_file("/etc/passwd")
     v = Verdict(r, None, "escape_root")
     ok_labels = ["etc_hostname_unlink", "etc_hosts_rename", "etc_shadow_chmod", "etc_group_truncate",
@@ -301,12 +306,12 @@ DEVICES = [
 ]
 
 
-def test_devices_absent_and_mknod_refused(layout, test_programs, platform_name):
+def test_devices_absent_and_mknod_refused(layout, test_programs, platform_name, launch):
     prog = test_programs / BUILD / "escape_dev"
     before = snapshot(layout.inside)
     # The default root: the host's /dev is underneath; devfs must hide all of it.
     with boxed(platform_name, mounts=[f"{layout.inside}:/mnt/esc_in:rw"]) as sb:
-        r = sb.run([str(prog), "/mnt/esc_in"], env=ESCAPE_ENV)
+        r = sb.run(launch.host([str(prog), "/mnt/esc_in"]), env=ESCAPE_ENV)
     v = Verdict(r, layout, "escape_dev")
     v.expect_all([f"open {d}" for d in DEVICES], "ENOENT")
     for p in ("/proc/kcore", "/proc/kmsg", "/proc/sysrq-trigger", "/proc/sys/kernel/core_pattern"):
@@ -331,13 +336,13 @@ def test_devices_absent_and_mknod_refused(layout, test_programs, platform_name):
 
 # ---------------------------------------------------------------- /proc
 
-def test_proc_shows_nothing_of_the_sentry(layout, test_programs, platform_name):
+def test_proc_shows_nothing_of_the_sentry(layout, test_programs, platform_name, launch):
     prog = install(layout, test_programs, "escape_proc")
     before = before_state(layout)
     with rooted(layout, platform_name) as sb:
         sb.run([prog, str(os.getpid()), str(layout.outside)], env=ESCAPE_ENV)   # stubs exist from here on
         pids = sentry_pids()
-        r = sb.run([prog, ",".join(map(str, pids)), str(layout.outside)], env=ESCAPE_ENV)
+        r = sb.run(launch.rooted(layout, [prog, ",".join(map(str, pids)), str(layout.outside)]), env=ESCAPE_ENV)
     v = Verdict(r, layout, "escape_proc")
     if v.value("self_mem_open") == "ok":
         v.expect("self_mem_read_own", "own")
@@ -396,7 +401,7 @@ def test_proc_shows_nothing_of_the_sentry(layout, test_programs, platform_name):
 
 # ---------------------------------------------------------------- no leaked host fds
 
-def test_no_leaked_host_fds(layout, test_programs, platform_name):
+def test_no_leaked_host_fds(layout, test_programs, platform_name, launch):
     progs = {n: install(layout, test_programs, n) for n in ("escape_paths", "escape_links", "escape_ro",
                                                             "escape_race")}
     (layout.inside / "d").mkdir()
@@ -415,7 +420,7 @@ def test_no_leaked_host_fds(layout, test_programs, platform_name):
         count0 = len(os.listdir("/proc/self/fd"))
         held0 = host_fds_under(layout.base)
         for argv in runs:
-            r = sb.run(argv, env=ESCAPE_ENV)
+            r = sb.run(launch.rooted(layout, argv), env=ESCAPE_ENV)
             if r.report or r.timed_out or r.exit_code != 0:
                 problems.append(f"{argv[0]}: exit {r.exit_code}, {r.report or ''}, timed out {r.timed_out}, "
                                 f"{r.stderr[-500:]!r}")
@@ -430,7 +435,7 @@ def test_no_leaked_host_fds(layout, test_programs, platform_name):
     assert not problems, "\n".join(problems)
 
 
-def test_anon_inode_numbers_are_not_sentry_addresses(layout, test_programs, platform_name):
+def test_anon_inode_numbers_are_not_sentry_addresses(layout, test_programs, platform_name, launch):
     """pipe:[N] / anon_inode inode numbers must not be Python id()s (Sentry heap addresses).
 
     CPython objects are 16-byte aligned, so numbers taken from id() are all multiples of
@@ -438,7 +443,7 @@ def test_anon_inode_numbers_are_not_sentry_addresses(layout, test_programs, plat
     aligned is the signature of an address leak (a false alarm has odds 1 in 16**n)."""
     prog = install(layout, test_programs, "escape_proc")
     with rooted(layout, platform_name) as sb:
-        r = sb.run([prog, "0", str(layout.outside)], env=ESCAPE_ENV)
+        r = sb.run(launch.rooted(layout, [prog, "0", str(layout.outside)]), env=ESCAPE_ENV)
     v = Verdict(r, layout, "escape_proc")
     inos = [int(m) for m in re.findall(r"^link /proc/\d+/fd/\d+ -> (?:pipe|anon_inode):\[(\d+)\]$", v.out, re.M)]
     if len(inos) < 3:

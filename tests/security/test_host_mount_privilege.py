@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from security.escape_harness import BUILD, ESCAPE_ENV, SCRATCH, Verdict, boxed, dumps
+from security.escape_harness import BUILD, ESCAPE_ENV, SCRATCH, Launch, Verdict, boxed, dumps
 
 OTHER_UID = 12345
 ROOT = os.geteuid() == 0
@@ -50,10 +50,10 @@ def mount_dir(test_programs) -> Path:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def _run(mnt: Path, test_programs, platform_name: str, options: str) -> Verdict:
+def _run(mnt: Path, test_programs, platform_name: str, options: str, launch: Launch) -> Verdict:
     prog = test_programs / BUILD / "escape_setid"
     with boxed(platform_name, mounts=[f"{mnt}:/mnt/w:{options}"]) as sb:
-        r = sb.run([str(prog), "/mnt/w"], env=ESCAPE_ENV)
+        r = sb.run(launch.host([str(prog), "/mnt/w"]), env=ESCAPE_ENV)
     return Verdict(r, None, f"escape_setid ({options})")
 
 
@@ -102,8 +102,8 @@ def _no_host_path(v: Verdict, mnt: Path) -> None:
             v.problem(f"/mnt/w is not shown as gVisor shows a gofer mount: {section!r}")
 
 
-def test_rw_mount_gives_no_way_up(mount_dir, test_programs, platform_name):
-    v = _run(mount_dir, test_programs, platform_name, "rw")
+def test_rw_mount_gives_no_way_up(mount_dir, test_programs, platform_name, launch):
+    v = _run(mount_dir, test_programs, platform_name, "rw", launch)
     v.expect_all(["creat_suid", "creat_sgid", "creat_both", "mkdir_sgid", "mkdir_suid", "mknod_fifo_suid",
                   "mknod_reg_suid", "chmod_suid", "chmod_sgid", "fchmod_suid", "fchmodat_suid",
                   "chmod_via_opath", "chmod_dir_sgid", "chmod_dir_suid"], "ok")
@@ -125,10 +125,10 @@ def test_rw_mount_gives_no_way_up(mount_dir, test_programs, platform_name):
     v.check()
 
 
-def test_rw_chown_mount_lets_files_be_given_away(mount_dir, test_programs, platform_name):
+def test_rw_chown_mount_lets_files_be_given_away(mount_dir, test_programs, platform_name, launch):
     """`rw,chown`: chown goes through (as far as the Sentry itself may), set-id bits still never
     reach the host."""
-    v = _run(mount_dir, test_programs, platform_name, "rw,chown")
+    v = _run(mount_dir, test_programs, platform_name, "rw,chown", launch)
     want = "ok" if ROOT else "EPERM"
     v.expect_all(["chown_mine_other", "fchown_mine_other", "fchownat_mine_other", "lchown_link_other",
                   "chown_theirs_root"], want)

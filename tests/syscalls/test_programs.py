@@ -122,6 +122,12 @@ OTHER_MODULES |= {"escape_dev", "escape_links", "escape_paths", "escape_proc", "
                   "escape_ro", "escape_root", "escape_setid"}
 # The standard streams as a way out, and random calls on them (tests/security/test_stream_*.py).
 OTHER_MODULES |= {"escape_stdio", "streamfuzz"}
+# Processes, as pid 1 of a pid namespace natively (test_processes.py).
+OTHER_MODULES |= {"procs"}
+# Forks until EAGAIN under a pids limit (tests/real/test_process_limits.py).
+OTHER_MODULES |= {"forkcount"}
+# Runs a program from a forked child or grandchild (tests/security/test_fs_escape.py).
+OTHER_MODULES |= {"forkrun"}
 
 
 def test_every_program_has_a_case():
