@@ -11,6 +11,6 @@ from __future__ import annotations
 
 import pytest
 
-FORK_READY = False
+FORK_READY = True
 
 needs_fork = pytest.mark.xfail(not FORK_READY, reason="needs fork (issue 8 core)", strict=False)

@@ -99,8 +99,10 @@ def finish(kernel: "Kernel", task: "Task", outcome: "RunOutcome | None") -> None
             if reaper is not None:
                 reaper.children.append(c)
             for ct in c.tasks:
-                if ct.pdeathsig and c.state != ZOMBIE:
-                    ct.send_signal(ct.pdeathsig, code=SI_USER)
+                if c.state != ZOMBIE:
+                    kernel.publish_identity(ct)    # its getppid, answered in the guest on KVM
+                    if ct.pdeathsig:
+                        ct.send_signal(ct.pdeathsig, code=SI_USER)
             if reaper is not None and c.state == ZOMBIE:
                 reaper.child_events.notify()
         g.children.clear()

@@ -97,7 +97,7 @@ CASES = [
 PROGRAM_BUILDS = (*BUILDS, "dynamic")
 # Programs whose sandboxed run waits for work not merged yet (test_pending_pass_natively
 # still runs them natively).
-PENDING = {"locks_fork": pytest.mark.xfail(reason="needs fork (issue 8 core)", strict=True)}
+PENDING: dict = {}
 PARAMS = [pytest.param(c, b, id=f"{c.id}-{b}", marks=PENDING.get(c.program, ()))
           for c in CASES for b in PROGRAM_BUILDS]
 

@@ -282,10 +282,10 @@ class ProcFilesystem(Filesystem):
 
     # --- Sentry state the generators read --------------------------------------------
     def tasks(self) -> list["Task"]:
-        return self.kernel.live_tasks()
+        return self.kernel.visible_tasks()
 
     def find_task(self, tid: int) -> "Task | None":
-        for t in self.kernel.live_tasks():
+        for t in self.kernel.visible_tasks():
             if t.tid == tid:
                 return t
         return None

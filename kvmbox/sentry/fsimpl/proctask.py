@@ -67,6 +67,15 @@ def _stopped(t: "Task") -> bool:
     return tg is not None and tg.state == "stopped"
 
 
+def _state_name(t: "Task", running: bool) -> str:
+    tg = getattr(t, "tg", None)
+    if tg is not None and tg.state == "zombie":
+        return "Z (zombie)"
+    if _stopped(t):
+        return "T (stopped)"
+    return "R (running)" if running else "S (sleeping)"
+
+
 def signal_masks(t: "Task") -> tuple[int, int, int, int]:
     """(pending, blocked, ignored, caught) as 64-bit masks (bit signo-1)."""
     pending = 0
@@ -207,7 +216,7 @@ def status(fs: "ProcFilesystem", t: "Task") -> bytes:
     text = (
         f"Name:\t{name}\n"
         f"Umask:\t{umask:04o}\n"
-        f"State:\t{'R (running)' if running else 'T (stopped)' if _stopped(t) else 'S (sleeping)'}\n"
+        f"State:\t{_state_name(t, running)}\n"
         f"Tgid:\t{t.tgid}\n"
         f"Ngid:\t0\n"
         f"Pid:\t{t.tid}\n"
@@ -269,7 +278,7 @@ def stat(fs: "ProcFilesystem", t: "Task") -> bytes:
     start_code = min((v.start for v in code), default=0)
     end_code = max((v.end for v in code), default=0)
     fields = [
-        t.tid, f"({comm(t).decode('utf-8', 'replace')})", "R" if running else "T" if _stopped(t) else "S",
+        t.tid, f"({comm(t).decode('utf-8', 'replace')})", _state_name(t, running)[0],
         visible_ppid(fs, t), t.pgid, t.sid, 0, -1, 0x400000,       # tty_nr, tpgid, PF_RANDOMIZE... flags
         0, 0, 0, 0,                                                   # minflt cminflt majflt cmajflt
         user, system, 0, 0,                                           # utime stime cutime cstime

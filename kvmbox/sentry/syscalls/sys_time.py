@@ -205,8 +205,10 @@ def times(t: "Task", a: Args) -> int:
     buf = a[0]
     if buf:
         user, system = cputime.process_times(t)
-        t.mm.copy_out(buf, structs.TMS.pack(user // CLOCKS_PER_TICK_NS,
-                                            system // CLOCKS_PER_TICK_NS, 0, 0))
+        c = t.tg.children_times
+        t.mm.copy_out(buf, structs.TMS.pack(user // CLOCKS_PER_TICK_NS, system // CLOCKS_PER_TICK_NS,
+                                            c.user_ns // CLOCKS_PER_TICK_NS,
+                                            c.sys_ns // CLOCKS_PER_TICK_NS))
     return _time.clock_gettime_ns(CLOCK_BOOTTIME) // CLOCKS_PER_TICK_NS
 
 
@@ -219,12 +221,17 @@ def getrusage(t: "Task", a: Args) -> int:
     if who not in (RUSAGE_SELF, RUSAGE_CHILDREN, RUSAGE_THREAD):
         raise SyscallError(errno.EINVAL)
     fields = [0] * 18
-    if who != RUSAGE_CHILDREN:                       # no children yet: theirs is all zero
+    if who == RUSAGE_CHILDREN:                       # the reaped children and their reaped ones
+        c = t.tg.children_times
+        times_ = (c.user_ns, c.sys_ns)
+        maxrss = c.maxrss_kb
+    else:
         from kvmbox.sentry.fsimpl.proctask import memory   # local: procfs is not on this path
         times_ = t.cpu.times() if who == RUSAGE_THREAD else cputime.process_times(t)
-        for i, ns in enumerate(times_):
-            fields[2 * i], fields[2 * i + 1] = divmod(ns // 1000, 1_000_000)
-        fields[4] = memory(t)["rss"]                 # ru_maxrss in KiB: the current RSS
+        maxrss = memory(t)["rss"]                    # ru_maxrss in KiB: the current RSS
+    for i, ns in enumerate(times_):
+        fields[2 * i], fields[2 * i + 1] = divmod(ns // 1000, 1_000_000)
+    fields[4] = maxrss
     t.mm.copy_out(buf, structs.RUSAGE.pack(*fields))
     return 0
 
@@ -240,8 +247,8 @@ ENTRIES = (
     Entry("nanosleep", nanosleep, SUPPORTED, "a signal ends it with EINTR and the time left"),
     Entry("clock_nanosleep", clock_nanosleep, SUPPORTED,
           "on the process CPU clock too (thread CPU clocks EINVAL, as Linux)"),
-    Entry("times", times, PARTIAL, "the guest's CPU time (see clock_gettime); children's 0"),
+    Entry("times", times, PARTIAL, "the guest's CPU time (see clock_gettime), and its reaped children's"),
     Entry("getrusage", getrusage, PARTIAL,
           "CPU times the guest's, as times(2); ru_maxrss is the current resident size; fault, "
-          "I/O and context-switch counts are 0; RUSAGE_CHILDREN is all 0 (no children)"),
+          "I/O and context-switch counts are 0; RUSAGE_CHILDREN sums the reaped children's"),
 )
