@@ -8,8 +8,7 @@ natively the program and its children; in the sandbox this process (the Sentry: 
 RAM is its memfd, mapped for KVM) and its children (the ptrace stubs).  Pss counts a
 page shared by k processes as 1/k in each, so a copy-on-write fork adds ~0.
 
-Until the processes core lands the sandboxed runs fail; their cells say why
-("n/a (...)") and the tests carry tests/pending.py's needs_fork.
+A sandboxed run that fails leaves "n/a (...)" with the reason in its cell.
 """
 from __future__ import annotations
 
@@ -26,19 +25,11 @@ import pytest
 
 from bench_util import MODES, ROOT, Target, per_iteration_ns, require
 
-sys.path.insert(0, str(ROOT / "tests"))
-from pending import needs_fork  # noqa: E402  (the one switch for fork-needing tests)
-
 FORKS = {"native": 2000, "kvm": 40, "ptrace": 40}
 SH_LOOP = ["/bin/sh", "-c", "for i in $(seq 200); do /bin/true; done"]
 SH_ROUNDS = {"native": 5, "kvm": 3, "ptrace": 3}
 BIG_FORKS = {"native": 20, "kvm": 4, "ptrace": 4}
 HOLDERS = 4
-
-
-def _sandboxed(mode: str):
-    """needs_fork on the sandboxed columns only: the native ones run, and must pass, today."""
-    return [pytest.param(m, marks=needs_fork if m != "native" else ()) for m in mode]
 
 
 def _failing_cell(results, key: str, mode: str, run):
@@ -53,7 +44,7 @@ def _failing_cell(results, key: str, mode: str, run):
 
 
 @pytest.mark.benchmark(group="fork round trip")
-@pytest.mark.parametrize("mode", _sandboxed(MODES))
+@pytest.mark.parametrize("mode", MODES)
 def test_fork_wait(benchmark, targets, results, bench_programs, mode):
     target = require(targets, results, "fork_wait", mode)
     prog = str(bench_programs / "fork_loop")
@@ -63,7 +54,7 @@ def test_fork_wait(benchmark, targets, results, bench_programs, mode):
 
 
 @pytest.mark.benchmark(group="sh loop of /bin/true")
-@pytest.mark.parametrize("mode", _sandboxed(MODES))
+@pytest.mark.parametrize("mode", MODES)
 def test_sh_true_loop(benchmark, targets, results, mode):
     target = require(targets, results, "sh_true_loop", mode)
     samples: list[int] = []
@@ -77,7 +68,7 @@ def test_sh_true_loop(benchmark, targets, results, mode):
 
 
 @pytest.mark.benchmark(group="fork 256 MiB parent")
-@pytest.mark.parametrize("mode", _sandboxed(MODES))
+@pytest.mark.parametrize("mode", MODES)
 def test_fork_256m(benchmark, targets, results, bench_programs, mode):
     target = require(targets, results, "fork_256m", mode)
     prog = str(bench_programs / "fork_big")
@@ -154,7 +145,7 @@ def _peak_mib(target: Target, argv: list[str]) -> float:
     return s.peak - idle
 
 
-@pytest.mark.parametrize("mode", _sandboxed(MODES))
+@pytest.mark.parametrize("mode", MODES)
 def test_fork_256m_host_memory(targets, results, figures, bench_programs, mode):
     target = require(targets, results, "fork_256m", mode)
     prog = str(bench_programs / "fork_big")

@@ -313,7 +313,11 @@ class Kernel:
         from kvmbox.sentry.strace import format_call, syscall_name
         line = format_call(syscall_name(regs[0], rec), regs[1:], ret,
                            mm if mm is not None else task.mm)
+        # As strace -f: lines carry the pid once a second task exists, from the line after
+        # the clone that made it (a vfork child's own lines, printed first, carry it too).
         pids = getattr(self, "pids", None)
-        if pids is not None and pids.ever_forked:
-            line = f"[pid {task.tid:>5}] {line}"       # as strace -f, once there are two tasks
+        if pids is not None and (pids.ever_forked or getattr(task, "vfork_parent", None)):
+            line = f"[pid {task.tid:>5}] {line}"
         self.trace(line)
+        if pids is not None and len(pids.tasks) > 1:
+            pids.ever_forked = True

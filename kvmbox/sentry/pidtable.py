@@ -29,7 +29,7 @@ class PidTable:
         self.tasks: dict[int, Task] = {}          # tid -> live or zombie task
         self.groups: dict[int, ThreadGroup] = {}  # tgid -> process (until reaped)
         self.init: ThreadGroup | None = None
-        self.ever_forked = False                  # more than one task has existed (strace [pid N])
+        self.ever_forked = False                  # a second task's first trace was made (strace [pid N])
 
     def allocate(self) -> int:
         """A new pid; EAGAIN past the pids limit (fork's answer, as the pids cgroup gives)."""
@@ -48,8 +48,6 @@ class PidTable:
             self.groups.setdefault(task.tg.tgid, task.tg)
             if self.init is None:
                 self.init = task.tg
-            elif len(self.tasks) > 1:
-                self.ever_forked = True
 
     def group(self, pid: int) -> ThreadGroup | None:
         """The process `pid` (zombies included), or None."""

@@ -2,8 +2,7 @@
 
 `#!/usr/bin/env python3` scripts, env(1) and nice(1) running a command, a
 shell's `exec`, bash's single-command -c (which execs without forking), and
-python's os.execv/execvp.  Programs that fork still fail clearly until the
-processes issue (tests/real/test_host_programs.py).
+python's os.execv/execvp.  Programs that fork are in tests/real/test_processes.py.
 """
 from __future__ import annotations
 

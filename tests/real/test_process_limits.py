@@ -10,8 +10,7 @@
 - `--strace` prefixes lines with `[pid N]` once there is more than one task.
 
 These are sandbox behaviours with no native twin (a fork bomb is not run
-natively), except forkcount's own native check.  Every sandboxed test carries
-pending.needs_fork.  Guest frames are read through `Sandbox._platform.frames.
+natively), except forkcount's own native check.  Guest frames are read through `Sandbox._platform.frames.
 used_pages`, which is not public API (as in tests/real/test_exec.py).
 """
 from __future__ import annotations
@@ -26,7 +25,6 @@ import pytest
 
 import helpers
 from helpers import TEST_ENV, run_native
-from pending import needs_fork
 
 BOMB = "b() { b | b & }; b"
 
@@ -51,7 +49,6 @@ def _at_limit(n: int) -> bytes:
             f"clone3 at the limit: EAGAIN\nreaped {n - 1}\nfork after reaping: ok\n").encode()
 
 
-@needs_fork
 @pytest.mark.parametrize("limit", [2, 10, 40])
 def test_pids_limit_api(limit, platform_name, test_programs):
     with _sandbox(platform_name, pids_limit=limit, timeout=120) as sb:
@@ -59,21 +56,18 @@ def test_pids_limit_api(limit, platform_name, test_programs):
     assert (r.exit_code, r.stdout) == (0, _at_limit(limit)), (r, r.stderr[-2000:])
 
 
-@needs_fork
 def test_pids_limit_default_is_512(platform_name, test_programs):
     with _sandbox(platform_name, timeout=300) as sb:
         r = sb.run([str(test_programs / "glibc" / "forkcount"), "2000"], env=dict(TEST_ENV))
     assert (r.exit_code, r.stdout) == (0, _at_limit(512)), (r, r.stderr[-2000:])
 
 
-@needs_fork
 def test_pids_limit_cli(platform_name, test_programs):
     p = helpers.run_cli(["run", "--platform", platform_name, "--pids-limit", "6",
                          str(test_programs / "glibc" / "forkcount"), "100"])
     assert (p.returncode, p.stdout) == (0, _at_limit(6)), p.stderr.decode(errors="replace")[-2000:]
 
 
-@needs_fork
 @pytest.mark.parametrize("value", ["many", "1.5", ""])
 def test_pids_limit_bad_values_are_one_line_errors(value):
     """Not a number: one line naming the option (0 and negative numbers are left to the
@@ -92,7 +86,6 @@ def _cli_timed(args: list[str]) -> tuple[float, object]:
     return time.monotonic() - t0, p
 
 
-@needs_fork
 def test_fork_bomb_with_init_alive_times_out(platform_name):
     """The bomb against the pids limit while the first process lives on (exec sleep): status
     124 within --timeout 10 plus 2 s (plus 3 s for the CLI's own start-up and exit)."""
@@ -102,7 +95,6 @@ def test_fork_bomb_with_init_alive_times_out(platform_name):
     assert took <= 15, f"took {took:.1f} s"
 
 
-@needs_fork
 def test_fork_bomb_issue_command(platform_name):
     """`bash -c 'b() { b | b & }; b'` exactly as issue 8 writes it.  bash returns at once
     (the bomb runs in the background), so the sandbox may end then, killing the rest with
@@ -112,7 +104,6 @@ def test_fork_bomb_issue_command(platform_name):
     assert took <= 15, f"took {took:.1f} s"
 
 
-@needs_fork
 def test_fork_bomb_api_within_timeout_plus_2s(platform_name):
     with _sandbox(platform_name, timeout=10) as sb:
         t0 = time.monotonic()
@@ -121,11 +112,14 @@ def test_fork_bomb_api_within_timeout_plus_2s(platform_name):
     assert r.timed_out and took <= 12, (took, r)
 
 
-@needs_fork
 def test_first_process_exit_kills_the_rest(platform_name):
     with _sandbox(platform_name, timeout=120) as sb:
         t0 = time.monotonic()
-        r = sb.run(["/bin/sh", "-c", "sleep 100 & sleep 101 & echo started; exit 3"], env=dict(TEST_ENV))
+        # The notice names each process as it is when init exits: wait until both have
+        # exec'd sleep (until then they are forked shells).
+        r = sb.run(["/bin/sh", "-c", "sleep 100 & a=$!; sleep 101 & b=$!; "
+                    "until [ $(cat /proc/$a/comm) = sleep ] && [ $(cat /proc/$b/comm) = sleep ]; "
+                    "do :; done; echo started; exit 3"], env=dict(TEST_ENV))
         took = time.monotonic() - t0
     assert (r.exit_code, r.stdout, r.timed_out) == (3, b"started\n", False), r
     assert took < 30, took
@@ -166,7 +160,6 @@ def _state() -> str:
     return f"threads {_threads()}, fds {_fds()}, children {sorted(_children())}"
 
 
-@needs_fork
 def test_no_host_thread_process_or_fd_left(platform_name):
     """After a normal run, a timeout, a kill() from another thread and a crash of the first
     process (each with children alive), then after close(): the Sentry's threads, child
@@ -208,7 +201,6 @@ def _killed_run(sb):
         timer.cancel()
 
 
-@needs_fork
 def test_frames_back_after_100_forking_runs(platform_name):
     """100 runs of a script that forks (a pipeline, $(...), a background job) end with the
     guest frames in use exactly where one run left them, and the host's fds too."""
@@ -227,7 +219,6 @@ def test_frames_back_after_100_forking_runs(platform_name):
 
 # ---------------------------------------------------------------- --strace
 
-@needs_fork
 def test_strace_prefixes_pids_once_there_are_two_tasks(platform_name):
     p = helpers.run_cli(["run", "--platform", platform_name, "--strace", "/bin/sh", "-c", "echo a | cat"])
     assert p.returncode == 0 and p.stdout == b"a\n", p

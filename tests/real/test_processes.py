@@ -10,8 +10,7 @@ stdout must match.  Scratch files live in a `mktemp -d` directory that the
 script removes (the host's /tmp natively, the sandbox's overlay in the box), and
 no output names it.
 
-The sandboxed halves carry pending.needs_fork; `test_*_native` checks that each
-case works natively, today.
+`test_*_native` checks that each case works natively too.
 """
 from __future__ import annotations
 
@@ -22,7 +21,6 @@ from pathlib import Path
 import pytest
 
 from helpers import TEST_ENV, Outcome, assert_same_outcome, run_native, run_sandbox
-from pending import needs_fork
 
 RUN_TIMEOUT = 300
 
@@ -305,7 +303,6 @@ def test_case_native(case):
         f"\n{native.stderr.decode(errors='replace')}")
 
 
-@needs_fork
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_case_same_as_native(case, sandbox):
     native = _native(case)
@@ -327,7 +324,6 @@ def test_bash_script_native(tmp_path):
     assert b"fib 21" in native.stdout and native.stdout.endswith(b"exit trap\n")
 
 
-@needs_fork
 def test_bash_script_same_as_native(sandbox, tmp_path):
     """A bash script file (functions, recursion through $(...), arrays, process
     substitution, pipelines, PIPESTATUS, traps) run by its #! line."""
@@ -382,7 +378,6 @@ def test_make_native(tmp_path):
     assert native.stdout.count(b"sum 6 gen 42\n") == 2 and b"'prog' is up to date" in native.stdout
 
 
-@needs_fork
 def test_make_same_as_native(platform_name, tmp_path):
     """make and make -j2 (recipes, a pattern rule, $(shell), a shell loop) in a host
     directory mounted read-write at /work; the tree is left as native's is."""

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from pending import needs_fork
 from security.escape_harness import SCRATCH, Launch, Layout, make_layout
 
 
@@ -25,7 +24,5 @@ def layout(test_programs) -> Layout:
 @pytest.fixture(params=[0, 1, 2], ids=["direct", "forked-child", "child-of-child"])
 def launch(request, test_programs) -> Launch:
     """Each escape program runs as the first process, then again from a forked child and
-    from a child of a child (issue 8); the forked runs wait for fork (pending.needs_fork)."""
-    if request.param:
-        request.applymarker(needs_fork)
+    from a child of a child (issue 8);."""
     return Launch(request.param, test_programs)

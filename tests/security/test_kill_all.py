@@ -13,7 +13,6 @@ import subprocess
 import pytest
 
 from helpers import TEST_ENV, assert_same_outcome, run_native_as_init, run_sandbox
-from pending import needs_fork
 
 ALONE = "kill -KILL -1; echo status $?"
 FROM_INIT = "sleep 30 & kill -KILL -1; wait $!; echo after $?"
@@ -39,7 +38,6 @@ def test_kill_minus_one_from_the_only_process(sandbox):
     _check(ALONE, sandbox, None)
 
 
-@needs_fork
 @pytest.mark.parametrize("script", [FROM_INIT, FROM_CHILD], ids=["from-init", "from-a-child"])
 def test_kill_minus_one_spares_the_host(script, sandbox, pid_namespace):
     _check(script, sandbox, pid_namespace)

@@ -7,16 +7,12 @@ its own descendants and /proc lists only them.  The sandboxed run must print the
 way, in each of the four builds and on both platforms.
 
 Every build runs whole; the glibc build also runs one section at a time, so a
-failure names the section (procs.c prints "== SECTION ==" headers as well).
-The sandboxed tests carry pending.needs_fork until the processes core lands;
-the native halves run, and must pass, today.
-"""
+failure names the section (procs.c prints "== SECTION ==" headers as well)."""
 from __future__ import annotations
 
 import pytest
 
 from helpers import BUILDS, Outcome, assert_same_outcome, run_native_as_init, run_sandbox
-from pending import needs_fork
 
 PROGRAM_BUILDS = (*BUILDS, "dynamic")
 SECTIONS = ("fork", "vfork", "clone", "spawn", "exec", "exit", "reparent", "pdeathsig", "wait", "waitid",
@@ -47,7 +43,6 @@ def test_procs_native_is_deterministic(build, test_programs, pid_namespace):
     assert_same_outcome(first, second, what=f"{build}/procs, two native runs")
 
 
-@needs_fork
 @pytest.mark.parametrize("build", PROGRAM_BUILDS)
 def test_procs_same_as_native(build, test_programs, pid_namespace, sandbox):
     path = test_programs / build / "procs"
@@ -57,7 +52,6 @@ def test_procs_same_as_native(build, test_programs, pid_namespace, sandbox):
     assert_same_outcome(native, boxed, what=f"{build}/procs")
 
 
-@needs_fork
 @pytest.mark.parametrize("section", SECTIONS)
 def test_procs_section_same_as_native(section, test_programs, pid_namespace, sandbox):
     path = test_programs / "glibc" / "procs"
@@ -85,7 +79,6 @@ except RuntimeError:
 """
 
 
-@needs_fork
 def test_clone_thread_fails_cleanly_with_one_notice(sandbox):
     """Until the threads issue, CLONE_THREAD fails cleanly (Python's Thread.start raises)
     with one notice that says threads are the reason; once threads work, no notice."""

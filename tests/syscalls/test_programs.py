@@ -95,11 +95,7 @@ CASES = [
 # Every build also runs dynamically linked (bin/dynamic: through the host's ld.so and libc,
 # found in the sandbox's file system).
 PROGRAM_BUILDS = (*BUILDS, "dynamic")
-# Programs whose sandboxed run waits for work not merged yet (test_pending_pass_natively
-# still runs them natively).
-PENDING: dict = {}
-PARAMS = [pytest.param(c, b, id=f"{c.id}-{b}", marks=PENDING.get(c.program, ()))
-          for c in CASES for b in PROGRAM_BUILDS]
+PARAMS = [pytest.param(c, b, id=f"{c.id}-{b}") for c in CASES for b in PROGRAM_BUILDS]
 
 
 # Programs exercised by other modules (fatal faults, timeouts and limits: test_faults_limits.py;
@@ -145,15 +141,6 @@ def test_native_vs_sandbox(case: Case, build: str, test_programs, sandbox):
         f"stdout:\n{native.stdout.decode(errors='replace')}")
     boxed = run_sandbox(path, case.args, stdin=case.stdin, env=case.env, sandbox=sandbox)
     assert_same_outcome(native, boxed, what=f"{build}/{case.program} {' '.join(case.args)}".strip())
-
-
-@pytest.mark.parametrize("case,build", [pytest.param(c, b, id=f"{c.id}-{b}") for c in CASES
-                                        if c.program in PENDING for b in PROGRAM_BUILDS])
-def test_pending_pass_natively(case: Case, build: str, test_programs):
-    native = run_native(test_programs / build / case.program, case.args, stdin=case.stdin,
-                        env=case.env)
-    assert native.exit_code == case.expect_exit and native.signal == 0, (
-        f"{native.describe()}; stdout:\n{native.stdout.decode(errors='replace')}")
 
 
 @pytest.mark.parametrize("program,args,expect_exit", [
