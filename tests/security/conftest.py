@@ -22,7 +22,8 @@ def layout(test_programs) -> Layout:
 
 
 @pytest.fixture(params=[0, 1, 2], ids=["direct", "forked-child", "child-of-child"])
-def launch(request, test_programs) -> Launch:
+def launch(request, test_programs, layout) -> Launch:
     """Each escape program runs as the first process, then again from a forked child and
-    from a child of a child (issue 8);."""
-    return Launch(request.param, test_programs)
+    from a child of a child (issue 8).  forkrun goes into the rootfs now, before a test
+    takes its snapshot of the host."""
+    return Launch(request.param, test_programs, layout)

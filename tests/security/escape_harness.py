@@ -107,14 +107,16 @@ class Launch:
     """Runs an escape program directly (depth 0) or from a forked child (1) or a child of a
     child (2), through tests/programs/forkrun.c, which ends as the program ended."""
 
-    def __init__(self, depth: int, test_programs: Path) -> None:
+    def __init__(self, depth: int, test_programs: Path, lay: Layout) -> None:
         self.depth, self.test_programs = depth, test_programs
+        self.forkrun = install(lay, test_programs, "forkrun") if depth else ""
 
     def rooted(self, lay: Layout, argv: list[str]) -> list[str]:
-        """argv for a sandbox whose root is lay.rootfs (forkrun copied in beside the program)."""
+        """argv for a sandbox whose root is lay.rootfs (forkrun is copied in beside the
+        program when the fixture is made)."""
         if not self.depth:
             return list(argv)
-        return [install(lay, self.test_programs, "forkrun"), str(self.depth), *argv]
+        return [self.forkrun, str(self.depth), *argv]
 
     def host(self, argv: list[str]) -> list[str]:
         """argv for a sandbox whose root is the host's /."""

@@ -416,7 +416,8 @@ def test_no_leaked_host_fds(layout, test_programs, platform_name, launch):
     ]
     problems = []
     with rooted(layout, platform_name) as sb:
-        sb.run(warm_up, env=ESCAPE_ENV)     # warm-up: pooled vCPUs, caches
+        # Warm-up the same way as the runs: a forked run takes a vCPU (an fd) per process.
+        sb.run(launch.rooted(layout, warm_up), env=ESCAPE_ENV)
         count0 = len(os.listdir("/proc/self/fd"))
         held0 = host_fds_under(layout.base)
         for argv in runs:
