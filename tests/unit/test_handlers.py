@@ -13,6 +13,7 @@ from kvmbox.errors import SyscallError
 from kvmbox.sentry.syscalls import (sys_dir as D, sys_identity as I, sys_misc as M,
                                     sys_signal as S, sys_thread as TH, sys_time as TM)
 from kvmbox.sentry.pidtable import PidTable
+from kvmbox.sentry.threadgroup import ChildTimes
 from kvmbox.sentry.syscalls import sys_pgrp as P
 from kvmbox.sentry.task import RLIM_INFINITY, Credentials, default_rlimits
 from kvmbox.sentry.cputime import TaskCpu
@@ -91,7 +92,7 @@ class FakeTask:
         self.kernel = FakeKernel()
         self.mm = FakeMM()
         self.tid = self.tgid = self.pgid = self.sid = 100
-        self.tg = SimpleNamespace(tgid=100, pgid=100, sid=100)
+        self.tg = SimpleNamespace(tgid=100, pgid=100, sid=100, children_times=ChildTimes())
         self.ppid = 7
         self.creds = Credentials(uid=1000, gid=1001, euid=1000, egid=1001)
         self.exe_path = "/usr/bin/app"

@@ -58,6 +58,9 @@ class FakeKernel:
     def live_tasks(self):
         return list(self.tasks)
 
+    def visible_tasks(self):
+        return list(self.tasks)
+
     def current_task(self):
         return self.tasks[0] if self.tasks else None
 

@@ -19,7 +19,7 @@ from tests.unit.vfs_fixtures import mem  # noqa: F401
 def kernel(mem):
     mf, fa = mem
     return SimpleNamespace(platform=SimpleNamespace(memfile=mf, frames=fa), live_tasks=lambda: [],
-                           current_task=lambda: None, cpu_count=1)
+                           visible_tasks=lambda: [], current_task=lambda: None, cpu_count=1)
 
 
 @pytest.fixture
