@@ -59,6 +59,13 @@ demo: install programs
 	@$(PY) -m kvmbox run --platform ptrace /usr/bin/sha256sum /etc/passwd
 	@echo; echo '$$ kvmbox run wc -c < /etc/os-release   (stdin is the shell'"'"'s own open file: fstat, lseek)'
 	@$(PY) -m kvmbox run wc -c < /etc/os-release
+	@echo; echo '$$ kvmbox run sh -c "... | grep -c conf; $$(seq 3 | tr ...); sleep 0.1 & wait"   (processes: fork, pipes, wait)'
+	@$(PY) -m kvmbox run sh -c 'echo "$$(ls /etc | grep -c conf) names in /etc end in conf"; \
+	echo "pid $$$$ forked: $$(seq 3 | tr "\n" " ")"; sleep 0.1 & wait $$!; echo "wait: $$?"'
+	@echo; echo '$$ kvmbox run --platform ptrace python3 -c "subprocess.run(..., shell=True)"   (Python subprocess on ptrace)'
+	@$(PY) -m kvmbox run --platform ptrace python3 -c "import os, subprocess; \
+	r = subprocess.run('echo hi | tr a-z A-Z', shell=True, capture_output=True); \
+	print('pid', os.getpid(), 'ran a shell pipeline:', r.stdout, 'status', r.returncode)"
 	@echo; echo '$$ kvmbox run python3 -c "... signal.alarm(1); signal.pause()"   (timers: the signal interrupts the wait)'
 	@$(PY) -m kvmbox run python3 -c "import signal, time; t = time.monotonic(); \
 	signal.signal(signal.SIGALRM, lambda *a: print('SIGALRM after %.1f s' % (time.monotonic() - t))); \
