@@ -16,8 +16,9 @@ After an exec the child moves to a host thread of its own.
 from __future__ import annotations
 
 import errno
-import struct
+from dataclasses import replace
 
+from kvmbox.abi.structs import U32
 from kvmbox.errors import SyscallError
 from kvmbox.sentry import lifecycle
 
@@ -36,7 +37,6 @@ CLONE_NEWNET, CLONE_IO = 0x40000000, 0x80000000
 CLONE_CLEAR_SIGHAND, CLONE_INTO_CGROUP, CLONE_NEWTIME = 0x100000000, 0x200000000, 0x80
 _NAMESPACES = (CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER
                | CLONE_NEWPID | CLONE_NEWNET)
-_U32 = struct.Struct("<I")
 
 
 def check_flags(flags: int) -> None:
@@ -107,7 +107,7 @@ def clone(t: "Task", flags: int, *, exit_signal: int, stack: int = 0, tls: int =
     child = Task(kernel, ctx, mm, fds, pid, t.exe_path, list(t.argv), g, fs=fs, sighand=sighand)
     mm.rlimit = child.soft_rlimit
     child.envp, child.auxv, child.exe_node = t.envp, t.auxv, t.exe_node
-    child.creds = _copy_creds(t.creds)
+    child.creds = replace(t.creds)
     child.sigmask = t.sigmask
     child.altstack = t.altstack
     child.nice = t.nice
@@ -119,19 +119,14 @@ def clone(t: "Task", flags: int, *, exit_signal: int, stack: int = 0, tls: int =
         table.add(child)
     kernel.publish_identity(child)
     if flags & CLONE_PARENT_SETTID:
-        t.mm.copy_out(parent_tid, _U32.pack(pid))
+        t.mm.copy_out(parent_tid, U32.pack(pid))
     if flags & CLONE_CHILD_SETTID:
-        mm.copy_out(child_tid, _U32.pack(pid))
+        mm.copy_out(child_tid, U32.pack(pid))
     if flags & CLONE_VFORK:
         _run_vfork_child(t, child)
     else:
         lifecycle.start(kernel, child)
     return pid
-
-
-def _copy_creds(c):
-    from dataclasses import replace
-    return replace(c)
 
 
 def _run_vfork_child(parent: "Task", child: "Task") -> None:

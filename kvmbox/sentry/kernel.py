@@ -147,8 +147,7 @@ class Kernel:
 
     def visible_tasks(self) -> list[Task]:
         """The tasks /proc shows: the live ones and the zombies not reaped yet."""
-        with self.pids.lock:
-            return [t for t in self.pids.tasks.values() if t.tg.state != "dead"]
+        return self.pids.visible_tasks()
 
     def current_task(self) -> Task | None:
         """The task whose syscall this host thread is handling (what /proc/self names).

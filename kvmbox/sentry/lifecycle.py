@@ -10,12 +10,12 @@ is reaped at once) and wakes the parent's waits.
 """
 from __future__ import annotations
 
-import struct
 import threading
 
 from kvmbox.abi import signals as S
 from kvmbox.errors import SandboxCrash
-from kvmbox.sentry.threadgroup import EV_CONTINUED, EV_STOPPED, STOPPED, ZOMBIE, ThreadGroup
+from kvmbox.sentry.signals.frame import SI_USER, chld_siginfo
+from kvmbox.sentry.threadgroup import EV_CONTINUED, EV_STOPPED, RUNNING, STOPPED, ZOMBIE, ThreadGroup
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
@@ -24,8 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 CLD_EXITED, CLD_KILLED, CLD_DUMPED, CLD_TRAPPED, CLD_STOPPED, CLD_CONTINUED = 1, 2, 3, 4, 5, 6
 SA_NOCLDSTOP, SA_NOCLDWAIT = 1, 2
-SI_USER = 0
-_SIGINFO_CHLD = struct.Struct("<iii4xiii4xqq")   # signo errno code | pid uid status | utime stime
+TICK_NS = 10_000_000                 # clock_t in siginfo: USER_HZ 100
 
 
 def wait_status(outcome: "RunOutcome") -> int:
@@ -155,9 +154,8 @@ def notify_parent(g: ThreadGroup, signo: int, code: int, status: int) -> None:
         if not (code in (CLD_STOPPED, CLD_CONTINUED) and flags & SA_NOCLDSTOP):
             t = g.tasks[0]
             user_ns, sys_ns = g.times.user_ns, g.times.sys_ns
-            info = _SIGINFO_CHLD.pack(signo, 0, code, g.tgid, t.creds.uid, status,
-                                      user_ns // 10_000_000, sys_ns // 10_000_000)
-            info += bytes(128 - len(info))
+            info = chld_siginfo(signo, code, pid=g.tgid, uid=t.creds.uid, status=status,
+                                utime=user_ns // TICK_NS, stime=sys_ns // TICK_NS)
             parent.leader.send_signal(signo, code=code, info=info)
     parent.child_events.notify()
 
@@ -180,7 +178,7 @@ def continued(g: ThreadGroup) -> None:
     with g.tasks[0].kernel.pids.lock:
         if g.state != STOPPED:
             return
-        g.state = "running"
+        g.state = RUNNING
         g.wait_event = EV_CONTINUED
     for t in g.tasks:
         t.waker.set()

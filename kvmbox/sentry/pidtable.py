@@ -82,6 +82,11 @@ class PidTable:
         with self.lock:
             return [t for t in self.tasks.values() if t.tg.state not in (ZOMBIE, DEAD)]
 
+    def visible_tasks(self) -> list["Task"]:
+        """The live tasks and the zombies not reaped yet (what /proc shows)."""
+        with self.lock:
+            return [t for t in self.tasks.values() if t.tg.state != DEAD]
+
     def reaper_for(self, g: ThreadGroup) -> ThreadGroup | None:
         """Who adopts the children of `g`: the nearest live subreaper above it, else init."""
         p = g.parent

@@ -14,6 +14,7 @@ from kvmbox.abi.fcntl import O_CLOEXEC
 from kvmbox.abi.mman import MAP_GROWSDOWN, PROT_EXEC, PROT_READ, PROT_WRITE
 from kvmbox.abi.structs import SIGACTION
 from kvmbox.errors import SyscallError
+from kvmbox.sentry.threadgroup import STOPPED, ZOMBIE
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
@@ -64,12 +65,12 @@ def _handler(action) -> int:
 
 def _stopped(t: "Task") -> bool:
     tg = getattr(t, "tg", None)
-    return tg is not None and tg.state == "stopped"
+    return tg is not None and tg.state == STOPPED
 
 
 def _state_name(t: "Task", running: bool) -> str:
     tg = getattr(t, "tg", None)
-    if tg is not None and tg.state == "zombie":
+    if tg is not None and tg.state == ZOMBIE:
         return "Z (zombie)"
     if _stopped(t):
         return "T (stopped)"

@@ -66,6 +66,14 @@ def siginfo(signo: int, code: int, *, addr: int = 0, pid: int = 0, uid: int = 0)
     return (head + body).ljust(SIGINFO_SIZE, b"\0")
 
 
+def chld_siginfo(signo: int, code: int, *, pid: int, uid: int, status: int, utime: int,
+                 stime: int) -> bytes:
+    """A 128-byte siginfo_t for a child's state change (CLD_*): its pid, uid, status, and
+    user/system time in clock ticks, as SIGCHLD carries them."""
+    body = struct.pack("<iIi4xqq", pid, uid & 0xFFFF_FFFF, status, utime, stime)
+    return (SIGINFO_HEAD.pack(signo, 0, code) + body).ljust(SIGINFO_SIZE, b"\0")
+
+
 def frame_layout(sp: int, fpu_size: int) -> tuple[int, int]:
     """(frame address, fpstate address) for a signal taken with stack pointer `sp`
     (already the alternate stack's top, or the user rsp minus the red zone), as
