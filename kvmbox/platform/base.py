@@ -206,5 +206,10 @@ class Platform(ABC):
         import os
         return frozenset(os.sched_getaffinity(0))
 
+    def release_host_thread(self) -> None:
+        """The calling host thread will run no more guest code and change no more address
+        spaces: free what the platform keeps for it (ptrace: its stub threads, which must
+        not outlive it).  Call it on that thread before it ends; harmless if repeated."""
+
     @abstractmethod
     def close(self) -> None: ...

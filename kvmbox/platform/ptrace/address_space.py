@@ -2,24 +2,29 @@
 
 map() injects mmap(vaddr, length, prot, MAP_SHARED|MAP_FIXED, memfd, phys) into
 the stub, so the guest sees exactly the MemoryFile pages the Sentry reads and
-writes through its own mapping; unmap() is munmap, protect() mprotect.
+writes through its own mapping; unmap() is munmap, protect() mprotect.  All
+threads of the stub share its mm, so a change is seen by every guest thread at
+once (the host kernel shoots down the other CPUs' TLB entries before munmap or
+mprotect returns).
 
-The stub is created by the first switch() into the address space, on the
-thread that runs its guest, which becomes its tracer; every later call must
-come from that thread.  Changes made before then (execve building a new image
-on a vfork parent's thread, say) are recorded and replayed into the stub when
-it is made, so whichever host thread runs the task first owns its stub.
+Each host thread works through its own stub thread (thread_for_caller(): made on
+the thread's first use, then kept until a context that ran in it is released on
+that thread, release_thread(), or the address space goes).  The stub is made by
+the first use; changes made before then (execve building a new image on a vfork
+parent's thread, say) are recorded and replayed into the stub when it is made.
 """
 from __future__ import annotations
 
 import errno
+import threading
 TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 
 from kvmbox.abi.mman import MAP_FIXED, MAP_SHARED, PROT_EXEC, PROT_READ, PROT_WRITE
 from kvmbox.errors import SandboxCrash
 from kvmbox.platform.base import AddressSpace
 from kvmbox.platform.ptrace import consts as C
-from kvmbox.platform.ptrace.stub import StubProcess
+from kvmbox.platform.ptrace.stub import StubProcess, _unpin_tracer
+from kvmbox.platform.ptrace.stubthread import StubThread
 
 if TYPE_CHECKING:  # pragma: no cover
     from kvmbox.platform.ptrace.platform import PtracePlatform
@@ -32,22 +37,46 @@ class PtraceAddressSpace(AddressSpace):
         self.platform = platform
         self.stub: StubProcess | None = None
         self._early: list[tuple] = []      # (method, args) made before the stub existed
+        self._lock = threading.Lock()      # first switches of two threads may race
+        self._threads: dict[int, StubThread] = {}    # host thread ident -> its stub thread
 
-    def stub_for_tracer(self) -> StubProcess:
-        """The stub (made now if needed); raises unless called on its tracer thread."""
-        stub = self.stub
-        if stub is None:
-            stub = self.stub = StubProcess(self.platform.memfile.fd, pin=self.platform.pin)
-            stub.hide_code = self.platform.stub_needs_hiding(stub)
-            early, self._early = self._early, []
-            for method, args in early:
-                method(*args)
-        else:
-            stub.check_thread()
-        return stub
+    def thread_for_caller(self) -> StubThread:
+        """The calling host thread's stub thread (the stub and the thread made now if needed)."""
+        t = self._threads.get(threading.get_ident())
+        if t is not None and t.alive:
+            return t
+        replay: list[tuple] = []
+        with self._lock:
+            stub = self.stub
+            if stub is None:
+                stub = self.stub = StubProcess(self.platform.memfile.fd, pin=self.platform.pin,
+                                               cpus=self.platform.cpus)
+                stub.hide_code = self.platform.stub_needs_hiding(stub)
+                replay, self._early = self._early, []
+            t = stub.new_thread()
+            t.retire = lambda: self.release_thread(t)
+            self._threads[t.tracer] = t
+        self.platform.note_thread(self)
+        for method, args in replay:
+            method(*args)
+        return t
+
+    stub_for_tracer = thread_for_caller          # the name the tests and tools know
+
+    def release_thread(self, t: StubThread | None = None) -> None:
+        """End the calling host thread's stub thread (or `t`, which it traces), if any."""
+        with self._lock:
+            if t is None:
+                t = self._threads.get(threading.get_ident())
+            if t is None or self._threads.get(t.tracer) is not t:
+                return
+            del self._threads[t.tracer]
+        t.check_thread()
+        if self.stub is not None:
+            self.stub.end_thread(t)
 
     def _call(self, what: str, nr: int, *args: int) -> int:
-        ret = self.stub_for_tracer().syscall(nr, *args)
+        ret = self.thread_for_caller().syscall(nr, *args)
         if ret < 0:
             raise SandboxCrash(f"kvmbox: {what} in the ptrace stub failed: {errno.errorcode.get(-ret, -ret)}")
         return ret
@@ -74,14 +103,24 @@ class PtraceAddressSpace(AddressSpace):
             if self._early:
                 self._early.append((self.protect, (vaddr, length, prot)))
             return
-        stub = self.stub_for_tracer()
+        stub = self.thread_for_caller()
         if stub.syscall(C.NR_mprotect, vaddr, length, prot & _PROT_ALL) == -errno.ENOMEM:
             # Holes (pages never populated): mprotect stops at the first; do each mapped piece.
-            for lo, hi in stub.mapped_ranges(vaddr, vaddr + length):
+            for lo, hi in self.stub.mapped_ranges(vaddr, vaddr + length):
                 self._call(f"mprotect({lo:#x}, {hi - lo:#x})", C.NR_mprotect, lo, hi - lo, prot & _PROT_ALL)
 
     def release(self) -> None:
+        """Kill the stub (every thread) from any host thread; the threads' tracers may still
+        be told by release_thread(), which then does nothing."""
         self._early = []
-        if self.stub is not None:
-            self.stub.kill()
-            self.stub = None
+        with self._lock:
+            stub, self.stub = self.stub, None
+            threads, self._threads = list(self._threads.values()), {}
+        if stub is not None:
+            stub.kill()
+            me = threading.get_ident()
+            for t in threads:
+                t.alive = False
+                if t.cpu >= 0 and t.tracer == me:
+                    _unpin_tracer()
+                    t.cpu = -1

@@ -70,3 +70,12 @@ INT80_LEN = 2                         # `int 0x80` (cd 80): a 32-bit syscall gat
 INT80_GP_ERROR = 0x80 << 3 | 2        # #GP error code of an absent IDT gate 0x80
 PF_PK = 0x20                          # page-fault error bit: protection-key violation
 INITIAL_RFLAGS = 0x202                # IF plus the always-one bit, as Linux starts a process
+
+# --- stub threads (clone(2), ptrace hand-over) ----------------------------------
+NR_clone, NR_exit = 56, 60
+PTRACE_ATTACH, PTRACE_DETACH = 16, 17
+CLONE_VM, CLONE_FS, CLONE_FILES, CLONE_SIGHAND = 0x100, 0x200, 0x400, 0x800
+CLONE_PTRACE, CLONE_THREAD, CLONE_SYSVSEM = 0x2000, 0x10000, 0x40000
+# A stub thread: same mm/fs/files/signal handlers, traced by the cloner's tracer from birth.
+CLONE_THREAD_FLAGS = (CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD
+                      | CLONE_SYSVSEM | CLONE_PTRACE)

@@ -41,11 +41,14 @@ Fault translation (x86 vector, address, error code):
       fetch at the call address, so the guest gets SIGSEGV as on KVM.
 Signals sent by a process (si_code <= 0) are not faults and are swallowed.
 
-Guest CPU time is the CPU clock of the stub process it runs in (its user code,
-and the host kernel's work on its page faults and ptrace stops), summed over
-the stubs it has used (execve moves it to a new address space's stub).
+Each host thread runs guest code in its own thread of the address space's stub
+(stubthread.py); the context's registers are loaded into it on a switch.
+Guest CPU time is the CPU time of the stub threads it ran in (their user code,
+and the host kernel's work on their page faults and ptrace stops), summed over
+the threads it has used (execve moves it to a new address space's stub).
 
-Not thread-safe except interrupt() and guest_cpu_ns(); all else on the stub's tracer thread.
+Not thread-safe except interrupt() and guest_cpu_ns(); all else on the host
+thread that runs it.  interrupt() sends SIGSTOP to its stub thread alone (tgkill).
 """
 from __future__ import annotations
 
@@ -63,7 +66,7 @@ from kvmbox.platform.ptrace import consts as C
 from kvmbox.platform.ptrace import host
 
 if TYPE_CHECKING:  # pragma: no cover
-    from kvmbox.platform.ptrace.address_space import PtraceAddressSpace
+    from kvmbox.platform.ptrace.stubthread import StubThread
 
 _R = C.REG
 _RAX, _ORIG_RAX, _RIP, _EFLAGS = _R["rax"], _R["orig_rax"], _R["rip"], _R["eflags"]
@@ -90,9 +93,9 @@ class PtraceContext(Context):
         self._pending: dict[str, int] = {}      # registers set before the first switch
         self._dirty = False
         self._interrupt = threading.Event()
-        self._kick = -1                         # pidfd of the stub while it runs (for interrupt)
+        self._kick: tuple[int, int] | None = None   # (pid, tid) of the stub thread while it runs
+        self._thread: StubThread | None = None  # the stub thread it last ran in
         self._info = host.SigInfo()
-        self._stub_pid = -1                     # the stub last switched to (FPU state lives there)
         self._pending_fpu: bytes | None = None
         self._xstate_size = 0
         self._xfeatures: int | None = None
@@ -101,45 +104,45 @@ class PtraceContext(Context):
 
     # --- running ---------------------------------------------------------
     def switch(self, aspace: AddressSpace) -> Event:
-        stub = aspace.stub_for_tracer()  # type: ignore[attr-defined]
+        t = aspace.thread_for_caller()  # type: ignore[attr-defined]
         if self._interrupt.is_set():
             return INTERRUPTED
         regs = self.regs
-        pid = stub.pid
-        if not stub.fpu_reset:
-            # The stub was forked from a Sentry thread: its XMM/x87 registers hold whatever
-            # Python last computed.  A guest must never see host data, so it starts from the
-            # reset state, as a new Linux process does.
-            host.set_xstate(pid, reset_xsave(host.get_xstate(pid)))
-            stub.fpu_reset = True
+        tid = t.tid
+        if t is not self._thread:
+            self._use(t)
+        if not t.fpu_reset:
+            # The thread was forked or cloned from a Sentry thread: its XMM/x87 registers
+            # hold whatever Python last computed.  A guest must never see host data, so it
+            # starts from the reset state, as a new Linux process does.
+            host.set_xstate(tid, reset_xsave(host.get_xstate(tid)))
+            t.fpu_reset = True
         if self._pending_fpu is not None:        # a forked child starts with its parent's
             image, self._pending_fpu = self._pending_fpu, None
-            host.set_xstate(pid, image)
+            host.set_xstate(tid, image)
         if not self._loaded:
-            self._first_frame(stub)
-        if stub.hide_code and not stub.hidden:
-            stub.hide()
-        if self._cpu[1] is not stub:
-            done, old, base = self._cpu
-            if old is not None:
-                done += max(old.cpu_ns() - base, 0)
-            self._cpu = (done, stub, stub.cpu_ns())
-        self._stub_pid = pid
-        load = stub.owner is not self or self._dirty
-        stub.owner = self
+            self._first_frame(t)
+        proc = t.proc
+        if proc.hide_code and not proc.hidden:
+            proc.hide()
+        load = t.owner is not self or self._dirty
+        t.owner = self
         self._dirty = False
-        self._kick = stub.pidfd
+        self._kick = (t.pid, tid)
         try:
             while True:
                 if self._interrupt.is_set():
                     if load:
                         self._dirty = True
                     return INTERRUPTED
-                status = _run_guest(pid, self._regs_addr, load)
+                try:
+                    status = _run_guest(tid, self._regs_addr, load)
+                except ChildProcessError:           # reaped by whoever killed the stub
+                    t.alive = False
+                    raise t.died(0x9, "while running the guest") from None
                 load = False
                 if not os.WIFSTOPPED(status):
-                    stub.alive = False
-                    raise stub.died(status, "while running the guest")
+                    raise t.died(status, "while running the guest")
                 sig = os.WSTOPSIG(status)
                 if sig == _SYSCALL_STOP:
                     regs[_RAX] = regs[_ORIG_RAX]   # as on KVM: rax holds the number until set_return
@@ -151,11 +154,32 @@ class PtraceContext(Context):
                     if self._interrupt.is_set():
                         return INTERRUPTED
                     continue                       # a stale kick
-                fault = self._fault(pid, sig)
+                fault = self._fault(tid, sig)
                 if fault is not None:
                     return fault
         finally:
-            self._kick = -1
+            self._kick = None
+
+    def _use(self, t: "StubThread") -> None:
+        """Switch to stub thread `t` (a new address space, or the first run): its CPU clock
+        starts counting for this context; the one left behind loses this context as a user."""
+        done, old, base = self._cpu
+        if old is not None:
+            done += max(old.cpu_ns() - base, 0)
+        self._cpu = (done, t, t.cpu_ns())
+        self._drop_thread()
+        self._thread = t
+        t.users.add(self)
+
+    def _drop_thread(self) -> None:
+        """This context no longer runs in its stub thread: the thread ends with its last user
+        (when this is its tracer thread; else it goes with its address space)."""
+        t, self._thread = self._thread, None
+        if t is None:
+            return
+        t.users.discard(self)
+        if not t.users and t.alive and t.tracer == threading.get_ident():
+            t.retire()
 
     def _int80(self) -> Fault:
         """`int 0x80` (IA-32 emulation) stopped like a syscall: report the #GP of an absent gate."""
@@ -200,10 +224,10 @@ class PtraceContext(Context):
             return Fault(14, addr, PF_USER | PF_INSTR, addr)
         return None                                # other kernel-sent signals are swallowed
 
-    def _first_frame(self, stub) -> None:
+    def _first_frame(self, t: "StubThread") -> None:
         """The first frame: the stub's segment registers, zeroed GPRs, then what set_regs asked."""
         regs = self.regs
-        regs[:] = stub.base[:]
+        regs[:] = t.base[:]
         for name in C.GPRS:
             regs[_R[name]] = 0
         regs[_EFLAGS] = C.INITIAL_RFLAGS
@@ -220,12 +244,9 @@ class PtraceContext(Context):
 
     def interrupt(self) -> None:
         self._interrupt.set()
-        fd = self._kick
-        if fd >= 0:
-            try:
-                signal.pidfd_send_signal(fd, _SIGSTOP)
-            except OSError:
-                pass
+        kick = self._kick
+        if kick is not None:
+            host.tgkill(kick[0], kick[1], _SIGSTOP)    # this thread only: the others run on
 
     def clear_interrupt(self) -> None:
         self._interrupt.clear()
@@ -257,19 +278,19 @@ class PtraceContext(Context):
         self.regs[_NAMES[name]] = value & _MASK64
 
     def get_fpu(self) -> bytes:
-        # The FPU state is the stub process's own (one thread per stub for now).
-        image = host.get_xstate(self._stub_pid)
+        # The FPU state is the stub thread's own (shared only by a vfork child and its parent).
+        image = host.get_xstate(self._fpu_tid())
         self._xstate_size = len(image)
         if self._xfeatures is None:
             self._xfeatures = host.xstate_features(len(image))
         return image
 
     def set_fpu(self, image: bytes) -> None:
-        if self._stub_pid < 0:
+        if self._thread is None:
             self._pending_fpu = bytes(image)     # before its first switch: applied there
             return
         try:
-            host.set_xstate(self._stub_pid, image)
+            host.set_xstate(self._fpu_tid(), image)
         except OSError as e:
             raise ValueError(f"XSAVE image refused: {e}") from None
 
@@ -278,5 +299,14 @@ class PtraceContext(Context):
             self.get_fpu()
         return self._xstate_size, self._xfeatures or 3
 
+    def _fpu_tid(self) -> int:
+        t = self._thread
+        if t is None:
+            raise RuntimeError("PtraceContext: no FPU state before the first switch")
+        return t.tid
+
     def release(self) -> None:
+        """Forget the registers; the stub thread ends if this was its last context (and this
+        is its tracer thread)."""
         self._loaded = False
+        self._drop_thread()

@@ -209,6 +209,14 @@ def spawn(memfd: int, code_fd: int, filter_prog: bytes) -> int:
     return pid
 
 
+_NR_tgkill = 234
+
+
+def tgkill(tgid: int, tid: int, sig: int) -> None:
+    """Send `sig` to thread `tid` of process `tgid` alone; a thread that is gone is ignored."""
+    _libc.syscall(_NR_tgkill, tgid, tid, sig)
+
+
 _sched_getcpu = _libc.sched_getcpu
 _sched_getcpu.argtypes = ()
 _sched_getcpu.restype = ctypes.c_int

@@ -9,6 +9,8 @@ but the Sentry's injected mmap/munmap/mprotect reaches the host kernel.
 from __future__ import annotations
 
 import os
+import threading
+import weakref
 
 from kvmbox.abi import mman
 from kvmbox.guest_stub import layout as L
@@ -19,7 +21,7 @@ from kvmbox.platform.ptrace import consts as C
 from kvmbox.platform.ptrace import host
 from kvmbox.platform.ptrace.address_space import PtraceAddressSpace
 from kvmbox.platform.ptrace.context import PtraceContext
-from kvmbox.platform.ptrace.stub import StubProcess, thread_affinity
+from kvmbox.platform.ptrace.stub import CpuBook, StubProcess, thread_affinity
 
 # Set (to anything but "" or "0"): behave as on a CPU without protection keys, where an
 # execute-only page is readable, so the stub's code page is hidden while the guest runs.
@@ -36,11 +38,13 @@ class PtracePlatform(Platform):
         size, reserve = memfile_layout(memory, tables=False)     # no guest page tables here
         self._memfile: MemoryFile | None = MemoryFile(size)
         self._frames = FrameAllocator(self._memfile, table_reserve=reserve)
-        self.pin = pin            # keep each stub on its tracer thread's CPU (8 µs vs 60 µs a trap)
+        self.pin = pin            # keep each stub thread on its tracer's CPU (8 µs vs 60 µs a trap)
+        self.cpus = CpuBook()     # which CPUs tracers are pinned to (spread threads over CPUs)
         if assume_no_pku is None:
             assume_no_pku = os.environ.get(ASSUME_NO_PKU_ENV, "") not in ("", "0")
         self.assume_no_pku = assume_no_pku
         self._hide_stub: bool | None = None    # learnt from the first stub (probe_readable)
+        self._host = threading.local()         # per host thread: the address spaces it has a thread in
 
     def stub_needs_hiding(self, stub: StubProcess) -> bool:
         """Must `stub` empty its code page while the guest runs (execute-only does not hide it)?"""
@@ -62,6 +66,20 @@ class PtracePlatform(Platform):
 
     def new_context(self) -> Context:
         return PtraceContext()
+
+    def note_thread(self, aspace: PtraceAddressSpace) -> None:
+        """The calling host thread now has a stub thread in `aspace` (release_host_thread ends it)."""
+        mine = getattr(self._host, "aspaces", None)
+        if mine is None:
+            mine = self._host.aspaces = weakref.WeakSet()
+        mine.add(aspace)
+
+    def release_host_thread(self) -> None:
+        mine = getattr(self._host, "aspaces", None)
+        if mine:
+            for aspace in list(mine):
+                aspace.release_thread()
+            mine.clear()
 
     def close(self) -> None:
         if self.memfile is not None:

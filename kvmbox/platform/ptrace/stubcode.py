@@ -180,9 +180,11 @@ STUB_CODE = bytes.fromhex(
 
 
 def seccomp_filter(memfd: int, page: int) -> bytes:
-    """The stub's BPF program (struct sock_filter[]): allow mmap/munmap/mprotect from the gadget only.
+    """The stub's BPF program (struct sock_filter[]): allow mmap/munmap/mprotect/exit and
+    clone from the gadget only.
 
-    mmap must also be MAP_SHARED|MAP_FIXED of the MemoryFile's memfd; any other
+    mmap must also be MAP_SHARED|MAP_FIXED of the MemoryFile's memfd, clone exactly
+    CLONE_THREAD_FLAGS (a thread of the stub, traced from birth); any other
     syscall from the gadget (or another ABI) is SECCOMP_RET_KILL_PROCESS.  A
     syscall from anywhere else is SECCOMP_RET_TRAP (not executed either; a
     SIGSYS the tracer sees): under PTRACE_SYSEMU only the kernel's vsyscall
@@ -192,7 +194,7 @@ def seccomp_filter(memfd: int, page: int) -> bytes:
     """
     ip = page + GADGET_RET_OFF
     # (code, k, jump-if-true label, jump-if-false label); None = fall through.
-    prog: list[tuple[int, int, str | None, str | None]] = [
+    prog: list[tuple] = [
         (C.BPF_LD_W_ABS, C.SD_ARCH, None, None),
         (C.BPF_JEQ_K, C.AUDIT_ARCH_X86_64, None, "kill"),
         (C.BPF_LD_W_ABS, C.SD_IP, None, None),
@@ -202,6 +204,13 @@ def seccomp_filter(memfd: int, page: int) -> bytes:
         (C.BPF_LD_W_ABS, C.SD_NR, None, None),
         (C.BPF_JEQ_K, C.NR_munmap, "allow", None),
         (C.BPF_JEQ_K, C.NR_mprotect, "allow", None),
+        (C.BPF_JEQ_K, C.NR_exit, "allow", None),                  # one stub thread ends
+        (C.BPF_JEQ_K, C.NR_clone, None, "mmap"),                  # a stub thread: exact flags
+        (C.BPF_LD_W_ABS, C.SD_ARGS, None, None),                  # flags, low half
+        (C.BPF_JEQ_K, C.CLONE_THREAD_FLAGS, None, "kill"),
+        (C.BPF_LD_W_ABS, C.SD_ARGS + 4, None, None),              # flags, high half
+        (C.BPF_JEQ_K, 0, "allow", "kill"),
+        ("mmap", None, None, None),
         (C.BPF_JEQ_K, C.NR_mmap, None, "kill"),
         (C.BPF_LD_W_ABS, C.SD_ARGS + 8 * 3, None, None),          # flags, low half
         (C.BPF_JEQ_K, mman.MAP_SHARED | mman.MAP_FIXED, None, "kill"),
@@ -210,7 +219,12 @@ def seccomp_filter(memfd: int, page: int) -> bytes:
         (C.BPF_LD_W_ABS, C.SD_ARGS + 8 * 4, None, None),          # fd (an int: low half)
         (C.BPF_JEQ_K, memfd, "allow", "kill"),
     ]
-    labels = {"allow": len(prog), "kill": len(prog) + 1, "trap": len(prog) + 2}
+    here = {}
+    for entry in list(prog):                  # ("name", None, None, None) labels the next line
+        if isinstance(entry[0], str):
+            here[entry[0]] = prog.index(entry)
+            prog.remove(entry)
+    labels = {"allow": len(prog), "kill": len(prog) + 1, "trap": len(prog) + 2, **here}
     out = bytearray()
     for i, (code, k, jt, jf) in enumerate(prog):
         t = labels[jt] - i - 1 if jt else 0
