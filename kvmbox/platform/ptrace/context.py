@@ -96,7 +96,7 @@ class PtraceContext(Context):
         self._kick: tuple[int, int] | None = None   # (pid, tid) of the stub thread while it runs
         self._thread: StubThread | None = None  # the stub thread it last ran in
         self._info = host.SigInfo()
-        self._pending_fpu: bytes | None = None
+        self._fpu_image: bytes | None = None    # FPU state not in a stub thread (before a switch)
         self._xstate_size = 0
         self._xfeatures: int | None = None
         # (CPU ns of the stubs left behind, the current stub or None, its clock when first run)
@@ -111,15 +111,8 @@ class PtraceContext(Context):
         tid = t.tid
         if t is not self._thread:
             self._use(t)
-        if not t.fpu_reset:
-            # The thread was forked or cloned from a Sentry thread: its XMM/x87 registers
-            # hold whatever Python last computed.  A guest must never see host data, so it
-            # starts from the reset state, as a new Linux process does.
-            host.set_xstate(tid, reset_xsave(host.get_xstate(tid)))
-            t.fpu_reset = True
-        if self._pending_fpu is not None:        # a forked child starts with its parent's
-            image, self._pending_fpu = self._pending_fpu, None
-            host.set_xstate(tid, image)
+        if t.fpu_owner is not self:
+            self._take_fpu(t)
         if not self._loaded:
             self._first_frame(t)
         proc = t.proc
@@ -178,6 +171,8 @@ class PtraceContext(Context):
         if t is None:
             return
         t.users.discard(self)
+        if t.fpu_owner is self:
+            t.fpu_owner = None
         if not t.users and t.alive and t.tracer == threading.get_ident():
             t.retire()
 
@@ -277,20 +272,49 @@ class PtraceContext(Context):
     def _set_one(self, name: str, value: int) -> None:
         self.regs[_NAMES[name]] = value & _MASK64
 
+    def _take_fpu(self, t: "StubThread") -> None:
+        """Make `t`'s FPU registers this context's: the previous owner's go into its image (a
+        vfork child and its parent share a thread), then this context's image (a forked
+        child's, its own saved one) is loaded.  A thread no context used yet holds a Sentry
+        thread's state (fork, clone): a guest must never see host data, so that is reset, as
+        a new Linux process starts."""
+        tid = t.tid
+        prev = t.fpu_owner
+        if prev is not None:
+            prev._fpu_image = host.get_xstate(tid)
+        image, self._fpu_image = self._fpu_image, None
+        if image is not None:
+            host.set_xstate(tid, image)
+        elif not t.fpu_reset:
+            host.set_xstate(tid, reset_xsave(host.get_xstate(tid)))
+        t.fpu_reset = True
+        t.fpu_owner = self
+
+    def _fpu_thread(self) -> "StubThread | None":
+        """The stub thread holding this context's FPU registers (taken over if need be), or
+        None before its first switch."""
+        t = self._thread
+        if t is not None and t.alive and t.fpu_owner is not self and t.tracer == threading.get_ident():
+            self._take_fpu(t)
+        return t if t is not None and t.fpu_owner is self else None
+
     def get_fpu(self) -> bytes:
-        # The FPU state is the stub thread's own (shared only by a vfork child and its parent).
-        image = host.get_xstate(self._fpu_tid())
+        t = self._fpu_thread()
+        image = host.get_xstate(t.tid) if t is not None else self._fpu_image
+        if image is None:
+            raise RuntimeError("PtraceContext: no FPU state before the first switch")
         self._xstate_size = len(image)
         if self._xfeatures is None:
             self._xfeatures = host.xstate_features(len(image))
         return image
 
     def set_fpu(self, image: bytes) -> None:
-        if self._thread is None:
-            self._pending_fpu = bytes(image)     # before its first switch: applied there
+        t = self._fpu_thread()
+        if t is None:
+            self._fpu_image = bytes(image)     # before its first switch: applied there
             return
         try:
-            host.set_xstate(self._fpu_tid(), image)
+            host.set_xstate(t.tid, image)
         except OSError as e:
             raise ValueError(f"XSAVE image refused: {e}") from None
 
@@ -298,12 +322,6 @@ class PtraceContext(Context):
         if not self._xstate_size:
             self.get_fpu()
         return self._xstate_size, self._xfeatures or 3
-
-    def _fpu_tid(self) -> int:
-        t = self._thread
-        if t is None:
-            raise RuntimeError("PtraceContext: no FPU state before the first switch")
-        return t.tid
 
     def release(self) -> None:
         """Forget the registers; the stub thread ends if this was its last context (and this

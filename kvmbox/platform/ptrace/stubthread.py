@@ -53,6 +53,7 @@ class StubThread:
         self.owner: object | None = None
         self.users: set[object] = set()
         self.fpu_reset = False   # its FPU/SSE state still holds a Sentry thread's (fork, clone)
+        self.fpu_owner: object | None = None    # the context whose FPU state it holds
         self.cpu = -1            # the CPU it and its tracer are pinned to (-1: not pinned)
         self.retire = self.exit  # end it, as its address space wants (set by the address space)
         self._final_cpu_ns = 0
