@@ -53,7 +53,9 @@ class PtraceAddressSpace(AddressSpace):
                                                cpus=self.platform.cpus)
                 stub.hide_code = self.platform.stub_needs_hiding(stub)
                 replay, self._early = self._early, []
-            t = stub.new_thread()
+                t = stub.first_thread()
+            else:
+                t = stub.new_thread()
             t.retire = lambda: self.release_thread(t)
             self._threads[t.tracer] = t
         self.platform.note_thread(self)

@@ -72,8 +72,8 @@ PF_PK = 0x20                          # page-fault error bit: protection-key vio
 INITIAL_RFLAGS = 0x202                # IF plus the always-one bit, as Linux starts a process
 
 # --- stub threads (clone(2), ptrace hand-over) ----------------------------------
-NR_clone, NR_exit = 56, 60
-PTRACE_ATTACH, PTRACE_DETACH = 16, 17
+NR_clone, NR_exit, NR_pause = 56, 60, 34
+PTRACE_ATTACH, PTRACE_DETACH, PTRACE_SYSCALL = 16, 17, 24
 CLONE_VM, CLONE_FS, CLONE_FILES, CLONE_SIGHAND = 0x100, 0x200, 0x400, 0x800
 CLONE_PTRACE, CLONE_THREAD, CLONE_SYSVSEM = 0x2000, 0x10000, 0x40000
 # A stub thread: same mm/fs/files/signal handlers, traced by the cloner's tracer from birth.

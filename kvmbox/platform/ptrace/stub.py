@@ -5,15 +5,21 @@ guest addresses) and runs guest code under PTRACE_SYSEMU (see context.py) in
 its threads (stubthread.py): one per host thread that uses the address space,
 traced by that host thread (Linux takes ptrace requests only from the tracer).
 
-Its first thread, the leader, never runs guest code.  It belongs to the stub's
-**keeper**, a host thread of its own that forks the stub (so PR_SET_PDEATHSIG
-ties the stub to the keeper, which lives as long as the stub) and then serves
-requests for new threads: it injects clone(CLONE_VM|CLONE_THREAD|CLONE_PTRACE|
-...) into the leader (the new thread starts traced by the keeper, with SIGSTOP
-pending), parks the new thread on a `jmp r15` loop in the code page and detaches
-it; the asking host thread then PTRACE_ATTACHes it.  A separate keeper is needed
-because any host thread may need a thread at any time while the others are
-running guest code or blocked in the Sentry.
+The host thread that makes the stub traces its first thread, the leader.  A
+thread for another host thread comes from the **spare**: an untraced thread of
+the stub parked in pause(2) inside the gadget (no CPU, no code fetched while it
+waits).  The host thread that wants a thread PTRACE_ATTACHes the spare (the
+SIGSTOP interrupts pause; the syscall is not restarted), then has it clone
+(CLONE_VM|CLONE_THREAD|CLONE_PTRACE|...: the clone starts traced by the same
+host thread, SIGSTOP pending) the next spare, which it parks the same way:
+registers at the gadget with rax = pause, PTRACE_SYSCALL to the syscall-entry
+stop (past the last instruction fetch), PTRACE_DETACH.  So any host thread can
+get a thread at any time without the others' help, whatever they are doing.
+
+A thread that is no longer wanted exits (an injected exit(2)); the leader
+instead is parked like a spare, untraced, after clearing its PR_SET_PDEATHSIG
+(which would kill the whole stub when its creating host thread ends): the
+process must live on for the other threads.
 
 The guest must not read the stub's code page, which lies above its address
 range where Linux has nothing mapped.  The page is execute-only; with protection
@@ -22,18 +28,18 @@ once per platform) execute-only pages are readable, so the page is hidden
 instead: it is a shared mapping of the stub's own memfd (`code_fd`), which the
 Sentry truncates to nothing before guest code runs (any access is then SIGBUS
 BUS_ADRERR, reported as a not-present page) and refills while any thread
-injects a syscall or is being handed over (hold_code() / unhold_code(); a
-thread whose guest runs meanwhile may then read the page: only on such CPUs).
+injects a syscall (hold_code() / unhold_code(); a thread whose guest runs
+meanwhile may then read the page: only on such CPUs).
 
-The stub dies with its keeper (PR_SET_PDEATHSIG) and with the Sentry
-(PTRACE_O_EXITKILL).  With pin=True each stub thread and its tracer share one
-CPU (a trap round trip costs ~3x more across CPUs); tracers are spread over the
-allowed CPUs (CpuBook) so threads of one process can run at once.
+The stub dies with its creating host thread until then (PR_SET_PDEATHSIG) and
+with the Sentry (PTRACE_O_EXITKILL on every traced thread).  With pin=True each
+stub thread and its tracer share one CPU (a trap round trip costs ~3x more
+across CPUs); tracers are spread over the allowed CPUs (CpuBook) so threads of
+one process can run at once.
 """
 from __future__ import annotations
 
 import os
-import queue
 import signal
 import threading
 
@@ -120,18 +126,8 @@ def _unpin_tracer() -> None:
             pass
 
 
-class _Request:
-    """A job for the keeper and, once done, its result or exception."""
-
-    def __init__(self, fn) -> None:
-        self.fn = fn
-        self.done = threading.Event()
-        self.result: object = None
-        self.error: BaseException | None = None
-
-
 class StubProcess:
-    """A stub process, its keeper thread and its leader thread (owned by the keeper)."""
+    """A stub process: its leader (traced by the thread that made it) and its spare."""
 
     def __init__(self, memfd: int, *, pin: bool = True, cpus: CpuBook | None = None) -> None:
         self.page = host.stub_page()
@@ -142,126 +138,117 @@ class StubProcess:
         self.hide_code = False     # keep the code page empty while guest code runs
         self.hidden = False        # it is empty now
         self._code_lock = threading.Lock()
-        self._code_holds = 0       # injections and hand-overs under way (the page must be there)
+        self._code_holds = 0       # injections under way (the page must be there)
         self.pid = -1
         self.pidfd = -1
         self.alive = False
-        self.tids: set[int] = set()        # live non-leader threads (for kill's reaping)
-        self._memfd = memfd
+        self.tids: set[int] = set()        # its threads but the leader (for kill's reaping)
+        self.spare = -1                    # the parked untraced thread the next taker attaches
         self.code_fd = os.memfd_create("kvmbox-stub-code", os.MFD_CLOEXEC)
-        self._requests: queue.SimpleQueue = queue.SimpleQueue()
-        self.leader: StubThread | None = None
-        first = _Request(self._start)
-        self._requests.put(first)
-        self._keeper = threading.Thread(target=self._serve, name="kvmbox-stub-keeper", daemon=True)
-        self._keeper.start()
-        self._result(first)
-
-    # --- the keeper -----------------------------------------------------------
-    def _serve(self) -> None:
-        while True:
-            req = self._requests.get()
-            if req is None:
-                break
-            try:
-                req.result = req.fn()
-            except BaseException as e:     # noqa: BLE001 - handed to the asking thread
-                req.error = e
-            req.done.set()
-        self._reap_leader()
-
-    def _result(self, req: _Request):
-        req.done.wait()
-        if req.error is not None:
-            if req.fn == self._start:
-                self._requests.put(None)
-                self._keeper.join()
-                self._close_code()
-            raise req.error
-        return req.result
-
-    def on_keeper(self, fn):
-        """Run fn() on the keeper thread (the leader's tracer) and return its result."""
-        if not self.alive:
-            raise SandboxCrash(f"kvmbox: ptrace stub {self.pid} is dead")
-        req = _Request(fn)
-        self._requests.put(req)
-        return self._result(req)
-
-    def _start(self) -> None:
-        """On the keeper: fork the stub and wait for it to stop on its trap."""
         try:
             self._fill_code()
-            self.pid = host.spawn(self._memfd, self.code_fd, stubcode.seccomp_filter(self._memfd, self.page))
+            self.pid = host.spawn(memfd, self.code_fd, stubcode.seccomp_filter(memfd, self.page))
         except OSError as e:
+            self._close_code()
             raise PlatformUnavailable(f"kvmbox: cannot create a ptrace stub: {e.strerror}") from None
         self.alive = True
-        leader = StubThread(self, self.pid)
+        self.leader = leader = StubThread(self, self.pid)
         try:
             status = leader.wait()
             if not os.WIFSTOPPED(status) or os.WSTOPSIG(status) != signal.SIGTRAP:
                 raise PlatformUnavailable(f"kvmbox: the ptrace stub did not start "
                                           f"({describe_status(status)})")
             leader.setup()
+            self.base = leader.base
             self.pidfd = os.pidfd_open(self.pid)
         except BaseException:
-            self._kill_and_reap()
+            self.kill()
             raise
-        self.leader = leader
 
-    def _clone(self) -> int:
-        """On the keeper: make a thread, stopped and parked, detached for its new tracer."""
-        tid = self.leader.syscall(C.NR_clone, CLONE_THREAD_FLAGS, 0, 0, 0, 0)
-        if tid < 0:
-            raise SandboxCrash(f"kvmbox: clone in the ptrace stub {self.pid} failed: "
-                               f"{os.strerror(-tid)}")
-        self.tids.add(tid)
-        t = StubThread(self, tid)
-        while True:                        # CLONE_PTRACE: it starts with SIGSTOP pending
-            status = t.wait()
-            if not os.WIFSTOPPED(status):
-                raise t.died(status, "when made")
-            if os.WSTOPSIG(status) == signal.SIGSTOP:
-                break
-            host.resume(C.PTRACE_CONT, tid)
-        t._inj[:] = self.leader.base[:]
-        t.park()
-        self.hold_code()                  # until the new tracer has it stopped
-        try:
-            host.ptrace(C.PTRACE_DETACH, tid, 0, 0)
-        except BaseException:
-            self.unhold_code()
-            raise
-        return tid
+    # --- threads ------------------------------------------------------------------
+    def first_thread(self) -> StubThread:
+        """The leader, for the host thread that made the stub; the first spare is made now."""
+        t = self.leader
+        self.spare = self._make_spare(t)
+        self._pin(t)
+        return t
 
     def new_thread(self) -> StubThread:
-        """A new thread of the stub traced by the calling host thread (pinned with it)."""
-        tid = self.on_keeper(self._clone)
+        """The spare, attached by the calling host thread (pinned with it); a new spare is made."""
+        tid, self.spare = self.spare, -1
+        if tid < 0:
+            raise SandboxCrash(f"kvmbox: ptrace stub {self.pid} has no spare thread")
         t = StubThread(self, tid)
         try:
             host.ptrace(C.PTRACE_ATTACH, tid, 0, 0)
-            while True:
-                status = t.wait()
-                if not os.WIFSTOPPED(status):
-                    raise t.died(status, "when attached")
-                if os.WSTOPSIG(status) == signal.SIGSTOP:
-                    break
-                host.resume(C.PTRACE_CONT, tid)
         except OSError as e:
             raise SandboxCrash(f"kvmbox: cannot attach to ptrace stub thread {tid}: {e.strerror}") from None
-        finally:
-            self.unhold_code()
-        t.setup()
+        self._stop(t, signal.SIGSTOP, "when attached")
+        t.setup(self.base)
+        self.spare = self._make_spare(t)
+        self._pin(t)
+        return t
+
+    def _pin(self, t: StubThread) -> None:
         if self.pin:
             t.cpu = _pin_tracer(self.cpus)
             if t.cpu >= 0:
-                os.sched_setaffinity(tid, {t.cpu})
-        return t
+                try:
+                    os.sched_setaffinity(t.tid, {t.cpu})
+                except OSError:
+                    pass
+
+    def _stop(self, t: StubThread, want: int, doing: str) -> None:
+        """Resume `t` until it reports a stop for signal `want` (others are swallowed)."""
+        while True:
+            status = t.wait()
+            if not os.WIFSTOPPED(status):
+                raise t.died(status, doing)
+            if os.WSTOPSIG(status) & 0x7F == want:
+                return
+            host.resume(C.PTRACE_CONT, t.tid)
+
+    def _make_spare(self, t: StubThread) -> int:
+        """Have `t` (traced by the caller) clone a thread, park it, detach it; returns its tid."""
+        tid = t.syscall(C.NR_clone, CLONE_THREAD_FLAGS, 0, 0, 0, 0)
+        if tid < 0:
+            raise SandboxCrash(f"kvmbox: clone in the ptrace stub {self.pid} failed: {os.strerror(-tid)}")
+        self.tids.add(tid)
+        spare = StubThread(self, tid)
+        self._stop(spare, signal.SIGSTOP, "when made")     # CLONE_PTRACE: SIGSTOP comes first
+        spare._inj[:] = self.base[:]
+        self.park(spare)
+        return tid
+
+    def park(self, t: StubThread) -> None:
+        """Leave `t` untraced, blocked in pause(2) at the gadget: set it up to make the call,
+        run it to the syscall-entry stop (no instruction is fetched after it), detach."""
+        t.set_call(C.NR_pause)
+        self.hold_code()
+        try:
+            host.resume(C.PTRACE_SYSCALL, t.tid)
+            self._stop(t, signal.SIGTRAP, "when parked")
+            host.ptrace(C.PTRACE_DETACH, t.tid, 0, 0)
+        finally:
+            self.unhold_code()
+        t.alive = False
 
     def end_thread(self, t: StubThread) -> None:
-        """Make `t` exit (on its tracer) and unpin its tracer."""
-        t.exit()
-        self.tids.discard(t.tid)
+        """`t` (traced by the caller) is no longer wanted: it exits, or, the leader, is parked
+        without its parent-death signal if other threads remain; its tracer is unpinned."""
+        if t is self.leader:
+            if t.alive and self.alive and self.tids - {self.spare}:
+                # Other threads run on: the leader must not take the stub with it when its
+                # tracer ends.  (Alone, it stays: the stub ends with the address space.)
+                try:
+                    t.syscall(C.NR_prctl, C.PR_SET_PDEATHSIG, 0)
+                    host.ptrace(C.PTRACE_SETOPTIONS, t.tid, 0, C.PTRACE_O_TRACESYSGOOD)
+                    self.park(t)
+                except (OSError, SandboxCrash):
+                    t.alive = False
+        else:
+            t.exit()
+            self.tids.discard(t.tid)
         if t.cpu >= 0:
             _unpin_tracer()
             t.cpu = -1
@@ -272,7 +259,7 @@ class StubProcess:
         os.pwrite(self.code_fd, stubcode.STUB_CODE, 0)
 
     def hold_code(self) -> None:
-        """The code page must be there (an injection or a hand-over is under way)."""
+        """The code page must be there (an injection is under way)."""
         with self._code_lock:
             self._code_holds += 1
             if self.hidden:
@@ -291,12 +278,13 @@ class StubProcess:
                 self.hidden = True
 
     def probe_readable(self) -> bool:
-        """Does a read of the execute-only code page succeed on this CPU (no protection keys)?"""
-        return self.on_keeper(self.leader.probe_readable)
+        """Does a read of the execute-only code page succeed on this CPU (no protection keys)?
+        On the leader's tracer, before the leader runs guest code."""
+        return self.leader.probe_readable()
 
     def syscall(self, nr: int, *args: int) -> int:
-        """Inject host syscall `nr` through the leader (on the keeper)."""
-        return self.on_keeper(lambda: self.leader.syscall(nr, *args))
+        """Inject host syscall `nr` through the leader (on its tracer)."""
+        return self.leader.syscall(nr, *args)
 
     def mapped_ranges(self, start: int, end: int) -> list[tuple[int, int]]:
         """The stub's mappings overlapping [start, end), clipped, from /proc/PID/maps."""
@@ -310,8 +298,15 @@ class StubProcess:
         return out
 
     # --- the end ----------------------------------------------------------------
-    def _kill_and_reap(self) -> None:
-        """SIGKILL the whole stub and reap every thread (any Sentry thread may wait for them)."""
+    def _close_code(self) -> None:
+        with self._code_lock:
+            if self.code_fd >= 0:
+                os.close(self.code_fd)
+                self.code_fd = -1
+
+    def kill(self) -> None:
+        """SIGKILL the whole stub and reap every thread (any Sentry thread may wait for them:
+        the stub is a child of the Sentry process); idempotent."""
         if self.pidfd >= 0:
             try:
                 signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
@@ -325,38 +320,14 @@ class StubProcess:
             except OSError:
                 pass
         self.alive = False
-        for tid in list(self.tids):       # a traced thread is a zombie until waited for
+        for tid in [*self.tids, self.pid]:     # a traced thread is a zombie until waited for
+            if tid <= 0:
+                continue
             try:
                 while os.WIFSTOPPED(os.waitpid(tid, C.WALL)[1]):
-                    pass
+                    pass                        # a stop reported before the kill landed
             except ChildProcessError:
                 pass
         self.tids.clear()
-
-    def _reap_leader(self) -> None:
-        """On the keeper, as it ends: reap the leader, close the code fd."""
-        self._kill_and_reap()
-        if self.pid > 0:
-            try:
-                while os.WIFSTOPPED(os.waitpid(self.pid, C.WALL)[1]):
-                    pass                  # a stop reported before the kill landed
-            except ChildProcessError:
-                pass
-        if self.leader is not None:
-            self.leader.alive = False
+        self.pid = -1
         self._close_code()
-
-    def _close_code(self) -> None:
-        with self._code_lock:
-            if self.code_fd >= 0:
-                os.close(self.code_fd)
-                self.code_fd = -1
-
-    def kill(self) -> None:
-        """SIGKILL the stub, reap it and end its keeper (idempotent; any thread)."""
-        if not self._keeper.is_alive():
-            return
-        self._kill_and_reap()
-        self._requests.put(None)
-        if threading.current_thread() is not self._keeper:
-            self._keeper.join()

@@ -180,11 +180,12 @@ STUB_CODE = bytes.fromhex(
 
 
 def seccomp_filter(memfd: int, page: int) -> bytes:
-    """The stub's BPF program (struct sock_filter[]): allow mmap/munmap/mprotect/exit and
-    clone from the gadget only.
+    """The stub's BPF program (struct sock_filter[]): allow mmap/munmap/mprotect, and for
+    stub threads exit/pause/clone/prctl, from the gadget only.
 
     mmap must also be MAP_SHARED|MAP_FIXED of the MemoryFile's memfd, clone exactly
-    CLONE_THREAD_FLAGS (a thread of the stub, traced from birth); any other
+    CLONE_THREAD_FLAGS (a thread of the stub, traced from birth), prctl exactly
+    PR_SET_PDEATHSIG with 0 (the leader lets the stub outlive its maker); any other
     syscall from the gadget (or another ABI) is SECCOMP_RET_KILL_PROCESS.  A
     syscall from anywhere else is SECCOMP_RET_TRAP (not executed either; a
     SIGSYS the tracer sees): under PTRACE_SYSEMU only the kernel's vsyscall
@@ -205,6 +206,17 @@ def seccomp_filter(memfd: int, page: int) -> bytes:
         (C.BPF_JEQ_K, C.NR_munmap, "allow", None),
         (C.BPF_JEQ_K, C.NR_mprotect, "allow", None),
         (C.BPF_JEQ_K, C.NR_exit, "allow", None),                  # one stub thread ends
+        (C.BPF_JEQ_K, C.NR_pause, "allow", None),                 # a spare thread waits
+        (C.BPF_JEQ_K, C.NR_prctl, None, "clone"),                 # the leader's PDEATHSIG off
+        (C.BPF_LD_W_ABS, C.SD_ARGS, None, None),
+        (C.BPF_JEQ_K, C.PR_SET_PDEATHSIG, None, "kill"),
+        (C.BPF_LD_W_ABS, C.SD_ARGS + 4, None, None),
+        (C.BPF_JEQ_K, 0, None, "kill"),
+        (C.BPF_LD_W_ABS, C.SD_ARGS + 8, None, None),
+        (C.BPF_JEQ_K, 0, None, "kill"),
+        (C.BPF_LD_W_ABS, C.SD_ARGS + 12, None, None),
+        (C.BPF_JEQ_K, 0, "allow", "kill"),
+        ("clone", None, None, None),
         (C.BPF_JEQ_K, C.NR_clone, None, "mmap"),                  # a stub thread: exact flags
         (C.BPF_LD_W_ABS, C.SD_ARGS, None, None),                  # flags, low half
         (C.BPF_JEQ_K, C.CLONE_THREAD_FLAGS, None, "kill"),

@@ -61,10 +61,14 @@ class StubThread:
         self._inj = host.Regs()
         self._out = host.Regs()
 
-    def setup(self) -> None:
-        """Set ptrace options and learn the base registers (the thread is stopped, traced)."""
+    def setup(self, base: "host.Regs | None" = None) -> None:
+        """Set ptrace options and the base registers (the thread is stopped, traced): `base`
+        (the leader's: every thread has the same segment registers), else its own."""
         host.ptrace(C.PTRACE_SETOPTIONS, self.tid, 0, C.PTRACE_O_TRACESYSGOOD | C.PTRACE_O_EXITKILL)
-        host.get_regs(self.tid, self.base)
+        if base is None:
+            host.get_regs(self.tid, self.base)
+        else:
+            self.base[:] = base[:]
         self._inj[:] = self.base[:]
 
     @property
@@ -126,12 +130,12 @@ class StubThread:
         ret = out[_R["rax"]]
         return ret - (1 << 64) if ret >> 63 else ret
 
-    def park(self) -> None:
-        """Point the thread at `jmp r15` with r15 = itself: it spins there, harmless, until
-        the host thread it is handed to attaches (the code page is held visible meanwhile)."""
+    def set_call(self, nr: int, a0: int = 0) -> None:
+        """Registers to make syscall `nr` at the gadget, coming back to it (r15 = gadget)."""
         r = self._inj
-        r[_R["rip"]] = r[_R["r15"]] = self.proc.page + stubcode.GADGET_RET_OFF
-        r[_R["orig_rax"]] = _MASK64
+        r[_R["rax"]], r[_R["rdi"]], r[_R["orig_rax"]] = nr, a0, _MASK64
+        r[_R["rip"]] = r[_R["r15"]] = r[_R["rcx"]] = self.proc.gadget
+        self.owner = None
         host.set_regs(self.tid, r)
 
     def probe_readable(self) -> bool:
@@ -172,13 +176,9 @@ class StubThread:
         if not self.proc.alive:
             self.alive = False
             return
-        r = self._inj
-        r[_R["rax"]], r[_R["rdi"]], r[_R["orig_rax"]] = C.NR_exit, 0, _MASK64
-        r[_R["rip"]], r[_R["r15"]] = self.proc.gadget, self.proc.trap
-        self.owner = None
         self.proc.hold_code()
         try:
-            host.set_regs(self.tid, r)
+            self.set_call(C.NR_exit)
             host.resume(C.PTRACE_CONT, self.tid)
             while os.WIFSTOPPED(os.waitpid(self.tid, C.WALL)[1]):
                 host.resume(C.PTRACE_CONT, self.tid)
