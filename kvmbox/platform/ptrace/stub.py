@@ -235,11 +235,11 @@ class StubProcess:
 
     def end_thread(self, t: StubThread) -> None:
         """`t` (traced by the caller) is no longer wanted: it exits, or, the leader, is parked
-        without its parent-death signal if other threads remain; its tracer is unpinned."""
+        without its parent-death signal; its tracer is unpinned."""
         if t is self.leader:
-            if t.alive and self.alive and self.tids - {self.spare}:
-                # Other threads run on: the leader must not take the stub with it when its
-                # tracer ends.  (Alone, it stays: the stub ends with the address space.)
+            if t.alive and self.alive:
+                # The stub must not die when the leader's tracer ends: other host threads
+                # may use the address space now or later.
                 try:
                     t.syscall(C.NR_prctl, C.PR_SET_PDEATHSIG, 0)
                     host.ptrace(C.PTRACE_SETOPTIONS, t.tid, 0, C.PTRACE_O_TRACESYSGOOD)
