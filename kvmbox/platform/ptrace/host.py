@@ -2,8 +2,8 @@
 
 ptrace(2) requests on a stub, the stub code page the Sentry maps once for its
 whole life (reserve_stub_page), and spawn(): a ctypes call into that page that forks a stub.
-Everything here must be called from the thread that spawned the stub (ptrace
-requests are only accepted from the tracer thread).
+A ptrace request on a stub thread must come from that thread's tracer (Linux
+accepts them only from it); see stubthread.py.
 """
 from __future__ import annotations
 
