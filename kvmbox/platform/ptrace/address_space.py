@@ -122,7 +122,7 @@ class PtraceAddressSpace(AddressSpace):
             stub.kill()
             me = threading.get_ident()
             for t in threads:
-                t.alive = False
+                t.forget()
                 if t.cpu >= 0 and t.tracer == me:
                     _unpin_tracer()
                     t.cpu = -1

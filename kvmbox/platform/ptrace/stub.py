@@ -143,6 +143,7 @@ class StubProcess:
         self.pidfd = -1
         self.alive = False
         self.tids: set[int] = set()        # its threads but the leader (for kill's reaping)
+        self.members: set[StubThread] = set()   # the StubThreads still holding resources
         self.spare = -1                    # the parked untraced thread the next taker attaches
         self.code_fd = os.memfd_create("kvmbox-stub-code", os.MFD_CLOEXEC)
         try:
@@ -231,7 +232,7 @@ class StubProcess:
             host.ptrace(C.PTRACE_DETACH, t.tid, 0, 0)
         finally:
             self.unhold_code()
-        t.alive = False
+        t.forget()
 
     def end_thread(self, t: StubThread) -> None:
         """`t` (traced by the caller) is no longer wanted: it exits, or, the leader, is parked
@@ -329,5 +330,7 @@ class StubProcess:
             except ChildProcessError:
                 pass
         self.tids.clear()
+        for t in list(self.members):
+            t.forget()
         self.pid = -1
         self._close_code()
