@@ -45,22 +45,23 @@ class PtraceAddressSpace(AddressSpace):
         t = self._threads.get(threading.get_ident())
         if t is not None and t.alive:
             return t
-        replay: list[tuple] = []
         with self._lock:
             stub = self.stub
             if stub is None:
                 stub = self.stub = StubProcess(self.platform.memfile.fd, pin=self.platform.pin,
                                                cpus=self.platform.cpus)
                 stub.hide_code = self.platform.stub_needs_hiding(stub)
-                replay, self._early = self._early, []
                 t = stub.first_thread()
             else:
                 t = stub.new_thread()
             t.retire = lambda: self.release_thread(t)
             self._threads[t.tracer] = t
+            # The early changes, before any other thread can run guest code here (they come
+            # back to this thread's entry in _threads, not to the lock).
+            replay, self._early = self._early, []
+            for method, args in replay:
+                method(*args)
         self.platform.note_thread(self)
-        for method, args in replay:
-            method(*args)
         return t
 
     stub_for_tracer = thread_for_caller          # the name the tests and tools know
