@@ -10,7 +10,7 @@ has its own registers, FPU state, CPU clock and CPU affinity.
 (`syscall; jmp r15`, the only place the seccomp filter accepts a syscall from)
 with r15 at the trap, PTRACE_CONT, and the int3 right after hands it back.
 
-Rule: every method but cpu_ns() runs on the thread's tracer (`tracer`).
+Rule: every method but cpu_ns() and forget() runs on the thread's tracer (`tracer`).
 """
 from __future__ import annotations
 
