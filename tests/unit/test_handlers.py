@@ -92,7 +92,8 @@ class FakeTask:
         self.kernel = FakeKernel()
         self.mm = FakeMM()
         self.tid = self.tgid = self.pgid = self.sid = 100
-        self.tg = SimpleNamespace(tgid=100, pgid=100, sid=100, children_times=ChildTimes())
+        self.tg = SimpleNamespace(tgid=100, pgid=100, sid=100, children_times=ChildTimes(),
+                                  shared_pending=[], tasks=[self])
         self.ppid = 7
         self.creds = Credentials(uid=1000, gid=1001, euid=1000, egid=1001)
         self.exe_path = "/usr/bin/app"

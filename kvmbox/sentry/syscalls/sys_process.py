@@ -16,6 +16,7 @@ ARCH_GET_CPUID, ARCH_SET_CPUID = 0x1011, 0x1012
 
 def exit(t, a) -> int:  # noqa: A001 - the syscall's name
     """Implements Linux syscall exit(2)."""
+    t.thread_exit = True                # this thread only (kvmbox/sentry/lifecycle.py finish)
     raise TaskExit(a[0] & 0xFF)
 
 
@@ -44,7 +45,7 @@ def arch_prctl(t, a) -> int:
 
 
 ENTRIES = (
-    Entry("exit", exit, PARTIAL, "ends the whole program (single-threaded guests for now)"),
-    Entry("exit_group", exit_group, SUPPORTED, ""),
+    Entry("exit", exit, SUPPORTED, "ends the calling thread; the process ends with its last"),
+    Entry("exit_group", exit_group, SUPPORTED, "ends every thread of the process"),
     Entry("arch_prctl", arch_prctl, SUPPORTED, "FS/GS base through the vCPU state; CPUID faulting unsupported"),
 )
