@@ -93,7 +93,7 @@ class FakeTask:
         self.mm = FakeMM()
         self.tid = self.tgid = self.pgid = self.sid = 100
         self.tg = SimpleNamespace(tgid=100, pgid=100, sid=100, children_times=ChildTimes(),
-                                  shared_pending=[], tasks=[self])
+                                  times=ChildTimes(), shared_pending=[], tasks=[self])
         self.ppid = 7
         self.creds = Credentials(uid=1000, gid=1001, euid=1000, egid=1001)
         self.exe_path = "/usr/bin/app"
@@ -109,6 +109,7 @@ class FakeTask:
         self.clear_child_tid = 0
         self.robust_list = (0, 0)
         self.exited = None
+        self.done = False
         self.sig_lock = threading.Lock()
         self.waker = Waker()
         self.blocked = False
