@@ -206,5 +206,9 @@ class Platform(ABC):
         import os
         return frozenset(os.sched_getaffinity(0))
 
+    def thread_exit(self) -> None:
+        """The calling host thread will run no more guest code (a task's thread ends): let go
+        of what the platform keeps for it (ptrace: its stub threads)."""
+
     @abstractmethod
     def close(self) -> None: ...

@@ -59,6 +59,11 @@ def _thread_main(kernel: "Kernel", task: "Task") -> None:
                 finish(kernel, task, outcome)
             except BaseException as e:   # noqa: BLE001 - a Sentry bug; the run ends with it
                 kernel.crashed(SandboxCrash(f"kvmbox: internal error at exit: {type(e).__name__}: {e}"))
+            finally:
+                try:
+                    kernel.platform.thread_exit()   # ptrace: this thread's stub threads end
+                except BaseException as e:   # noqa: BLE001
+                    kernel.crashed(SandboxCrash(f"kvmbox: internal error at thread exit: {e}"))
 
 
 def finish(kernel: "Kernel", task: "Task", outcome: "RunOutcome | None") -> None:

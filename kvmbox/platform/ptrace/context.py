@@ -41,11 +41,14 @@ Fault translation (x86 vector, address, error code):
       fetch at the call address, so the guest gets SIGSEGV as on KVM.
 Signals sent by a process (si_code <= 0) are not faults and are swallowed.
 
-Guest CPU time is the CPU clock of the stub process it runs in (its user code,
+Guest CPU time is the run time of the stub threads it ran in (its user code,
 and the host kernel's work on its page faults and ptrace stops), summed over
-the stubs it has used (execve moves it to a new address space's stub).
+the stub threads it has used (execve moves it to a new address space's stub).
 
-Not thread-safe except interrupt() and guest_cpu_ns(); all else on the stub's tracer thread.
+The interrupt is a SIGSTOP sent with tgkill to the stub thread running this
+context (a kill would reach whichever thread of the stub the kernel picks).
+
+Not thread-safe except interrupt() and guest_cpu_ns(); all else on the stub thread's tracer.
 """
 from __future__ import annotations
 
@@ -90,9 +93,9 @@ class PtraceContext(Context):
         self._pending: dict[str, int] = {}      # registers set before the first switch
         self._dirty = False
         self._interrupt = threading.Event()
-        self._kick = -1                         # pidfd of the stub while it runs (for interrupt)
+        self._kick: tuple[int, int] | None = None   # (stub pid, stub thread) while it runs
         self._info = host.SigInfo()
-        self._stub_pid = -1                     # the stub last switched to (FPU state lives there)
+        self._stub_pid = -1                     # the stub thread last switched to (FPU state lives there)
         self._pending_fpu: bytes | None = None
         self._xstate_size = 0
         self._xfeatures: int | None = None
@@ -101,34 +104,34 @@ class PtraceContext(Context):
 
     # --- running ---------------------------------------------------------
     def switch(self, aspace: AddressSpace) -> Event:
-        stub = aspace.stub_for_tracer()  # type: ignore[attr-defined]
+        st = aspace.thread_for_caller()  # type: ignore[attr-defined]
         if self._interrupt.is_set():
             return INTERRUPTED
         regs = self.regs
-        pid = stub.pid
-        if not stub.fpu_reset:
-            # The stub was forked from a Sentry thread: its XMM/x87 registers hold whatever
-            # Python last computed.  A guest must never see host data, so it starts from the
-            # reset state, as a new Linux process does.
+        pid = st.tid
+        proc = st.proc
+        if not st.fpu_reset:
+            # A new stub thread holds thread 0's FPU state, reset when the stub was made;
+            # reset it here too, so a guest never sees host data whatever made the thread.
             host.set_xstate(pid, reset_xsave(host.get_xstate(pid)))
-            stub.fpu_reset = True
-        if self._pending_fpu is not None:        # a forked child starts with its parent's
+            st.fpu_reset = True
+        if self._pending_fpu is not None:        # a new task starts with its parent's
             image, self._pending_fpu = self._pending_fpu, None
             host.set_xstate(pid, image)
         if not self._loaded:
-            self._first_frame(stub)
-        if stub.hide_code and not stub.hidden:
-            stub.hide()
-        if self._cpu[1] is not stub:
+            self._first_frame(st)
+        if proc.hide_code and not proc.hidden:
+            proc.hide()
+        if self._cpu[1] is not st:
             done, old, base = self._cpu
             if old is not None:
                 done += max(old.cpu_ns() - base, 0)
-            self._cpu = (done, stub, stub.cpu_ns())
+            self._cpu = (done, st, st.cpu_ns())
         self._stub_pid = pid
-        load = stub.owner is not self or self._dirty
-        stub.owner = self
+        load = st.owner is not self or self._dirty
+        st.owner = self
         self._dirty = False
-        self._kick = stub.pidfd
+        self._kick = (proc.pid, pid)
         try:
             while True:
                 if self._interrupt.is_set():
@@ -138,8 +141,8 @@ class PtraceContext(Context):
                 status = _run_guest(pid, self._regs_addr, load)
                 load = False
                 if not os.WIFSTOPPED(status):
-                    stub.alive = False
-                    raise stub.died(status, "while running the guest")
+                    st.alive = False
+                    raise st.died(status, "while running the guest")
                 sig = os.WSTOPSIG(status)
                 if sig == _SYSCALL_STOP:
                     regs[_RAX] = regs[_ORIG_RAX]   # as on KVM: rax holds the number until set_return
@@ -155,7 +158,7 @@ class PtraceContext(Context):
                 if fault is not None:
                     return fault
         finally:
-            self._kick = -1
+            self._kick = None
 
     def _int80(self) -> Fault:
         """`int 0x80` (IA-32 emulation) stopped like a syscall: report the #GP of an absent gate."""
@@ -220,10 +223,10 @@ class PtraceContext(Context):
 
     def interrupt(self) -> None:
         self._interrupt.set()
-        fd = self._kick
-        if fd >= 0:
+        kick = self._kick
+        if kick is not None:
             try:
-                signal.pidfd_send_signal(fd, _SIGSTOP)
+                host.tgkill(kick[0], kick[1], _SIGSTOP)   # this stub thread, not any of them
             except OSError:
                 pass
 
@@ -257,7 +260,7 @@ class PtraceContext(Context):
         self.regs[_NAMES[name]] = value & _MASK64
 
     def get_fpu(self) -> bytes:
-        # The FPU state is the stub process's own (one thread per stub for now).
+        # The FPU state lives in the stub thread that last ran this context.
         image = host.get_xstate(self._stub_pid)
         self._xstate_size = len(image)
         if self._xfeatures is None:
