@@ -95,8 +95,8 @@ class PtraceContext(Context):
         self._interrupt = threading.Event()
         self._kick: tuple[int, int] | None = None   # (stub pid, stub thread) while it runs
         self._info = host.SigInfo()
-        self._stub_pid = -1                     # the stub thread last switched to (FPU state lives there)
-        self._pending_fpu: bytes | None = None
+        self._fpu_image: bytes | None = None    # FPU state not in a stub thread (before a switch)
+        self._st = None                         # the stub thread it last ran in
         self._xstate_size = 0
         self._xfeatures: int | None = None
         # (CPU ns of the stubs left behind, the current stub or None, its clock when first run)
@@ -110,14 +110,9 @@ class PtraceContext(Context):
         regs = self.regs
         pid = st.tid
         proc = st.proc
-        if not st.fpu_reset:
-            # A new stub thread holds thread 0's FPU state, reset when the stub was made;
-            # reset it here too, so a guest never sees host data whatever made the thread.
-            host.set_xstate(pid, reset_xsave(host.get_xstate(pid)))
-            st.fpu_reset = True
-        if self._pending_fpu is not None:        # a new task starts with its parent's
-            image, self._pending_fpu = self._pending_fpu, None
-            host.set_xstate(pid, image)
+        self._st = st
+        if st.fpu_owner is not self:
+            self._take_fpu(st)
         if not self._loaded:
             self._first_frame(st)
         if proc.hide_code and not proc.hidden:
@@ -127,7 +122,6 @@ class PtraceContext(Context):
             if old is not None:
                 done += max(old.cpu_ns() - base, 0)
             self._cpu = (done, st, st.cpu_ns())
-        self._stub_pid = pid
         load = st.owner is not self or self._dirty
         st.owner = self
         self._dirty = False
@@ -259,20 +253,49 @@ class PtraceContext(Context):
     def _set_one(self, name: str, value: int) -> None:
         self.regs[_NAMES[name]] = value & _MASK64
 
+    def _take_fpu(self, st) -> None:
+        """Make stub thread `st`'s FPU registers this context's: the previous owner's go into
+        its image (a vfork child and its parent share a host thread, so a stub thread), then
+        this context's image (a new task's, copied from its parent) is loaded.  A thread no
+        context used yet holds a Sentry thread's state (from the fork or the clone): a guest
+        must never see host data, so that is reset, as a new Linux process starts."""
+        tid = st.tid
+        prev = st.fpu_owner
+        if prev is not None:
+            prev._fpu_image = host.get_xstate(tid)
+        image, self._fpu_image = self._fpu_image, None
+        if image is not None:
+            host.set_xstate(tid, image)
+        elif not st.fpu_reset:
+            host.set_xstate(tid, reset_xsave(host.get_xstate(tid)))
+        st.fpu_reset = True
+        st.fpu_owner = self
+
+    def _fpu_thread(self):
+        """The stub thread holding this context's FPU registers (taken back if another
+        context used it meanwhile), or None before its first switch."""
+        st = self._st
+        if st is not None and st.alive and st.fpu_owner is not self and st.tracer == threading.get_ident():
+            self._take_fpu(st)
+        return st if st is not None and st.alive and st.fpu_owner is self else None
+
     def get_fpu(self) -> bytes:
-        # The FPU state lives in the stub thread that last ran this context.
-        image = host.get_xstate(self._stub_pid)
+        st = self._fpu_thread()
+        image = host.get_xstate(st.tid) if st is not None else self._fpu_image
+        if image is None:
+            raise RuntimeError("PtraceContext: no FPU state before the first switch")
         self._xstate_size = len(image)
         if self._xfeatures is None:
             self._xfeatures = host.xstate_features(len(image))
         return image
 
     def set_fpu(self, image: bytes) -> None:
-        if self._stub_pid < 0:
-            self._pending_fpu = bytes(image)     # before its first switch: applied there
+        st = self._fpu_thread()
+        if st is None:
+            self._fpu_image = bytes(image)     # before its first switch: applied there
             return
         try:
-            host.set_xstate(self._stub_pid, image)
+            host.set_xstate(st.tid, image)
         except OSError as e:
             raise ValueError(f"XSAVE image refused: {e}") from None
 
@@ -283,3 +306,6 @@ class PtraceContext(Context):
 
     def release(self) -> None:
         self._loaded = False
+        st, self._st = self._st, None
+        if st is not None and st.fpu_owner is self:
+            st.fpu_owner = None

@@ -45,6 +45,7 @@ class StubThread:
         self.alive = True
         self.owner: object | None = None
         self.fpu_reset = False     # its FPU/SSE state still holds the Sentry thread's (fork)
+        self.fpu_owner: object | None = None   # the context whose FPU state it holds
         self.cpu = -1              # the CPU it and its tracer are pinned to (-1: not pinned)
         self.base = host.Regs()    # its registers when it was made (the segment registers)
         self._inj = host.Regs()
