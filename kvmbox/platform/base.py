@@ -206,10 +206,9 @@ class Platform(ABC):
         import os
         return frozenset(os.sched_getaffinity(0))
 
-    def release_host_thread(self) -> None:
-        """The calling host thread will run no more guest code and change no more address
-        spaces: free what the platform keeps for it (ptrace: its stub threads, which must
-        not outlive it).  Call it on that thread before it ends; harmless if repeated."""
+    def thread_exit(self) -> None:
+        """The calling host thread will run no more guest code (a task's thread ends): let go
+        of what the platform keeps for it (ptrace: its stub threads)."""
 
     @abstractmethod
     def close(self) -> None: ...

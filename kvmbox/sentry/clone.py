@@ -5,7 +5,9 @@ and for each shareable object either the parent's own (a CLONE_* flag) or a
 copy: the MemoryManager (CLONE_VM; otherwise a copy-on-write fork of it), the
 FdTable (CLONE_FILES), the FsContext (CLONE_FS), the SignalHandlers
 (CLONE_SIGHAND).  A new process is a new ThreadGroup whose parent is the
-caller's (or the caller's parent with CLONE_PARENT).
+caller's (or the caller's parent with CLONE_PARENT); CLONE_THREAD makes a thread
+of the caller's own process instead, run on a host thread (and a vCPU or stub
+thread) of its own like any task.
 
 CLONE_VFORK: the child runs on the parent's host thread until it execs or
 exits, and the parent waits meanwhile, as Linux's vfork does.  Running it on
@@ -41,11 +43,13 @@ _NAMESPACES = (CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLO
 
 def check_flags(flags: int) -> None:
     """Linux's copy_process flag checks, in its order."""
-    if flags & CLONE_NEWNS and flags & CLONE_FS:
+    if flags & (CLONE_NEWNS | CLONE_NEWUSER) and flags & CLONE_FS:
         raise SyscallError(errno.EINVAL)
     if flags & CLONE_THREAD and not flags & CLONE_SIGHAND:
         raise SyscallError(errno.EINVAL)
     if flags & CLONE_SIGHAND and not flags & CLONE_VM:
+        raise SyscallError(errno.EINVAL)
+    if flags & CLONE_THREAD and flags & (CLONE_NEWUSER | CLONE_NEWPID):
         raise SyscallError(errno.EINVAL)
     if flags & CLONE_PIDFD and flags & CLONE_DETACHED:
         raise SyscallError(errno.EINVAL)
@@ -56,10 +60,6 @@ def clone(t: "Task", flags: int, *, exit_signal: int, stack: int = 0, tls: int =
     """Make a child of `t` as clone(2) describes; its tid, in the parent."""
     kernel = t.kernel
     check_flags(flags)
-    if flags & CLONE_THREAD:
-        kernel.notice_once("clone(CLONE_THREAD)", "kvmbox: threads (clone with CLONE_THREAD) "
-                           "are not supported yet; the call fails with EAGAIN")
-        raise SyscallError(errno.EAGAIN)
     if flags & _NAMESPACES:
         raise SyscallError(errno.EPERM)       # no namespaces inside the sandbox (as gVisor)
     if flags & CLONE_PIDFD:
@@ -101,21 +101,30 @@ def clone(t: "Task", flags: int, *, exit_signal: int, stack: int = 0, tls: int =
         from kvmbox.abi.signals import SIG_IGN
         sighand.actions = {n: raw for n, raw in sighand.actions.items()
                            if SIGACTION.unpack(raw)[0] == SIG_IGN}
-    parent = t.tg.parent if flags & CLONE_PARENT and t.tg.parent is not None else t.tg
-    g = ThreadGroup(pid, parent, {k: list(v) for k, v in t.rlimits.items()}, t.pgid, t.sid)
-    g.exit_signal = exit_signal
+    if flags & CLONE_THREAD:                  # a thread of the caller's process
+        g = t.tg
+        parent = None
+    else:
+        parent = t.tg.parent if flags & CLONE_PARENT and t.tg.parent is not None else t.tg
+        g = ThreadGroup(pid, parent, {k: list(v) for k, v in t.rlimits.items()}, t.pgid, t.sid)
+        g.exit_signal = exit_signal
     child = Task(kernel, ctx, mm, fds, pid, t.exe_path, list(t.argv), g, fs=fs, sighand=sighand)
-    mm.rlimit = child.soft_rlimit
+    if parent is not None:
+        mm.rlimit = child.soft_rlimit
     child.envp, child.auxv, child.exe_node = t.envp, t.auxv, t.exe_node
     child.creds = replace(t.creds)
     child.sigmask = t.sigmask
-    child.altstack = t.altstack
+    # A new thread sharing the memory (not vfork's child) starts with no alternate stack.
+    child.altstack = t.altstack if flags & (CLONE_VM | CLONE_VFORK) != CLONE_VM else (0, 2, 0)
+    if hasattr(t, "comm"):
+        child.comm = t.comm
     child.nice = t.nice
     child.fs_base = regs.get("fs_base", 0)
     if flags & CLONE_CHILD_CLEARTID:
         child.clear_child_tid = child_tid
     with table.lock:
-        parent.children.append(g)
+        if parent is not None:
+            parent.children.append(g)
         table.add(child)
     kernel.publish_identity(child)
     if flags & CLONE_PARENT_SETTID:

@@ -76,6 +76,8 @@ class Kernel:
         self.bkl = SentryLock()          # the Sentry lock handlers run under (runloop.py)
         self.pids_limit = pids_limit
         self.pids = PidTable(pids_limit)     # the current run's processes (replaced by each run)
+        from kvmbox.sentry.futex import FutexTable
+        self.futexes = FutexTable()          # futex waiters (kvmbox/sentry/futex.py)
         self.on_thread: dict[int, Task] = {} # host thread ident -> the task it runs now
         self._crash: SandboxCrash | None = None
         self.in_guest = False                # may the platform answer getpid & co. itself
@@ -204,6 +206,8 @@ class Kernel:
         self._noticed.clear()
         self._crash = None
         self.pids = PidTable(self.pids_limit)
+        from kvmbox.sentry.futex import FutexTable
+        self.futexes = FutexTable()
         from kvmbox.sentry.timers import TimerService
         self._timers = TimerService(on_error=self._notice)
         self.syscall_counts = [0] * len(self.table)
@@ -254,6 +258,7 @@ class Kernel:
             finally:
                 lifecycle.finish(self, task, outcome)
                 mm = ctx = None
+            outcome = self._wait_process(task.tg, outcome)
             self._end_others()
             if self._crash is not None:
                 raise self._crash
@@ -275,6 +280,17 @@ class Kernel:
         c = task.creds
         task.ctx.set_identity(enabled=self.in_guest, pid=task.tgid, tid=task.tid, ppid=task.ppid,
                               uid=c.uid, euid=c.euid, gid=c.gid, egid=c.egid)
+
+    def _wait_process(self, g: ThreadGroup, outcome: RunOutcome | None) -> RunOutcome | None:
+        """init's first thread has ended: wait for its other threads (exit(2) ends one
+        thread); the process's outcome.  Called with the bkl held."""
+        while not g.ended.is_set():
+            self.bkl.release()
+            try:
+                g.ended.wait(0.5)
+            finally:
+                self.bkl.acquire()
+        return g.outcome if g.outcome is not None else outcome
 
     def _end_others(self) -> None:
         """init has exited: kill every other process (named in one notice, as a container's

@@ -14,6 +14,7 @@ import threading
 
 from kvmbox.abi import signals as S
 from kvmbox.errors import SandboxCrash
+from kvmbox.sentry.signals import group
 from kvmbox.sentry.signals.frame import SI_USER, chld_siginfo
 from kvmbox.sentry.threadgroup import EV_CONTINUED, EV_STOPPED, RUNNING, STOPPED, ZOMBIE, ThreadGroup
 
@@ -58,25 +59,53 @@ def _thread_main(kernel: "Kernel", task: "Task") -> None:
                 finish(kernel, task, outcome)
             except BaseException as e:   # noqa: BLE001 - a Sentry bug; the run ends with it
                 kernel.crashed(SandboxCrash(f"kvmbox: internal error at exit: {type(e).__name__}: {e}"))
+            finally:
+                try:
+                    kernel.platform.thread_exit()   # ptrace: this thread's stub threads end
+                except BaseException as e:   # noqa: BLE001
+                    kernel.crashed(SandboxCrash(f"kvmbox: internal error at thread exit: {e}"))
 
 
 def finish(kernel: "Kernel", task: "Task", outcome: "RunOutcome | None") -> None:
-    """The task's loop ended with `outcome` (None: the sandbox crashed): release it and make
-    its process a zombie for its parent.  Called under kernel.bkl on any thread."""
+    """The task's loop ended with `outcome` (None: the sandbox crashed): release the thread,
+    and when it was its process's last, make the process a zombie for its parent.  exit(2)
+    ends one thread; exit_group, a fatal signal or SIGKILL end them all (the first such
+    outcome is the process's).  Called under kernel.bkl on any thread."""
     from kvmbox.sentry.kernel import RunOutcome
     import signal as _signal
     if outcome is None:
         outcome = RunOutcome(128 + _signal.SIGKILL, _signal.SIGKILL)
     g = task.tg
     task.killed = True
-    if g.timers is not None:
-        g.timers.close()
+    if g.exec_thread is None and g.group_exit is None and not task.thread_exit:
+        g.group_exit = outcome                  # exit_group, a fatal signal, a kill
+        for other in g.live_threads():
+            if other is not task:
+                kernel.kill_task(other)
+    _release_thread(kernel, task)
+    table = kernel.pids
+    with table.lock:
+        task.done = True
+        if task is not g.leader:
+            g.tasks.remove(task)                # a thread's tid is free at once (as Linux)
+            table.tasks.pop(task.tid, None)
+        last = not g.live_threads()
+    g.thread_events.notify()
+    if last:
+        _process_ended(kernel, g, g.group_exit or outcome)
+
+
+def _release_thread(kernel: "Kernel", task: "Task") -> None:
+    """What one thread holds: its robust futexes and clear_child_tid (in the memory it
+    shares), its context, its references to the shared memory and files."""
+    g = task.tg
     from kvmbox.sentry.fsimpl.proctask import memory
     try:
         rss = memory(task)["rss"]
     except Exception:                  # noqa: BLE001 - never let accounting stop an exit
         rss = 0
     g.times.add(*task.cpu.times(), rss)
+    mm_release(task)
     try:
         task.ctx.release()
     finally:
@@ -86,12 +115,28 @@ def finish(kernel: "Kernel", task: "Task", outcome: "RunOutcome | None") -> None
         if vp is not None:
             vp.waker.set()
         task.release()
+
+
+def mm_release(task: "Task") -> None:
+    """A thread leaves its memory (exit, or execve): Linux's mm_release.  Its robust futexes
+    are marked FUTEX_OWNER_DIED and their waiters woken; clear_child_tid gets 0 and one
+    waiter of it (pthread_join) is woken."""
+    from kvmbox.sentry import futex
+    futex.exit_mm_release(task)
+
+
+def _process_ended(kernel: "Kernel", g: ThreadGroup, outcome: "RunOutcome") -> None:
+    """The last thread of `g` ended with `outcome`: a zombie, its children reparented,
+    its parent told."""
+    if g.timers is not None:
+        g.timers.close()
     table = kernel.pids
     with table.lock:
         g.exit_code = outcome.exit_code
         g.wait_status = wait_status(outcome)
         g.state = ZOMBIE
         g.outcome = outcome
+        g.ended.set()
         reaper = table.reaper_for(g)
         for c in list(g.children):
             c.parent = reaper
@@ -115,6 +160,36 @@ def finish(kernel: "Kernel", task: "Task", outcome: "RunOutcome | None") -> None
         code = (CLD_KILLED if not outcome.core else CLD_DUMPED) if outcome.signal else CLD_EXITED
         status = outcome.signal if outcome.signal else outcome.exit_code & 0xFF
         notify_parent(g, g.exit_signal, code, status)
+
+
+def de_thread(task: "Task") -> None:
+    """execve in a process with other threads: end them and wait until they are gone; the
+    caller then takes the leader's place and tid (Linux's de_thread)."""
+    from kvmbox.sentry.waiter import block
+    g = task.tg
+    kernel = task.kernel
+    if len(g.tasks) == 1:
+        return
+    g.exec_thread = task
+    try:
+        for other in g.live_threads():
+            if other is not task:
+                kernel.kill_task(other)
+        block(task, lambda: len(g.live_threads()) == 1, sources=[g.thread_events])
+    finally:
+        g.exec_thread = None
+    table = kernel.pids
+    with table.lock:
+        leader = g.tasks[0]
+        if leader is not task:               # the exec'ing thread becomes the leader
+            table.tasks.pop(task.tid, None)
+            table.tasks.pop(leader.tid, None)
+            g.tasks.remove(leader)
+            g.tasks.remove(task)
+            g.tasks.insert(0, task)
+            task.tid = g.tgid
+            table.tasks[task.tid] = task
+    kernel.publish_identity(task)
 
 
 def reap(parent: ThreadGroup, child: ThreadGroup, kernel: "Kernel") -> None:
@@ -156,20 +231,29 @@ def notify_parent(g: ThreadGroup, signo: int, code: int, status: int) -> None:
             user_ns, sys_ns = g.times.user_ns, g.times.sys_ns
             info = chld_siginfo(signo, code, pid=g.tgid, uid=t.creds.uid, status=status,
                                 utime=user_ns // TICK_NS, stime=sys_ns // TICK_NS)
-            parent.leader.send_signal(signo, code=code, info=info)
+            group.send(parent, signo, code=code, info=info)
     parent.child_events.notify()
 
 
 def stopped(task: "Task", signo: int) -> None:
     """A stop signal's default action: the process stops until SIGCONT or SIGKILL."""
-    from kvmbox.sentry.waiter import block
     g = task.tg
     kernel = task.kernel
     with kernel.pids.lock:
         g.state = STOPPED
         g.stop_signal = signo
         g.wait_event = EV_STOPPED
+    for other in g.live_threads():             # a group stop: every thread stops
+        if other is not task:
+            other.ctx.interrupt()
     notify_parent(g, S.SIGCHLD, CLD_STOPPED, signo)
+    wait_while_stopped(task)
+
+
+def wait_while_stopped(task: "Task") -> None:
+    """A thread of a stopped process waits (out of guest code) for SIGCONT or SIGKILL."""
+    from kvmbox.sentry.waiter import block
+    g = task.tg
     block(task, lambda: g.state != STOPPED or task.killed)
 
 

@@ -37,7 +37,7 @@ from kvmbox.abi import clocks as C
 from kvmbox.abi import signals as S
 from kvmbox.errors import SyscallError
 from kvmbox.sentry import cputime
-from kvmbox.sentry.signals import deliver
+from kvmbox.sentry.signals import deliver, group
 from kvmbox.sentry.signals.frame import SI_KERNEL, SIGINFO_HEAD, SIGINFO_SIZE
 from kvmbox.sentry.timers import Clock, Timer, forward, guest_clock, hrtimer_clock
 
@@ -113,12 +113,15 @@ class ProcessTimers:
             return tid
 
     def add(self, tid: int, clock: int, cpu: tuple[int, bool] | None, notify: int, signo: int,
-            value: int | None) -> None:
+            value: int | None, thread: "Task | None" = None) -> None:
         """The timer `tid` (from new_id; clock and sigevent validated by the caller).  value
-        None: the default sigevent's si_value, the id."""
+        None: the default sigevent's si_value, the id.  thread: SIGEV_THREAD_ID's thread
+        (None: the signal is the process's)."""
         with self.lock:
-            self.posix[tid] = PosixTimer(self, tid, clock, cpu, notify, signo,
-                                         tid if value is None else value)
+            timer = PosixTimer(self, tid, clock, cpu, notify, signo,
+                               tid if value is None else value)
+            timer.target = thread
+            self.posix[tid] = timer
 
     def get(self, tid: int) -> "PosixTimer":
         timer = self.posix.get(tid)
@@ -136,7 +139,7 @@ class ProcessTimers:
         with self.lock:
             for timer in [tm for tm in self.ignored if tm.signo == signo]:
                 self.ignored.discard(timer)
-                deliver.enqueue(timer.target, signo, C.SI_TIMER, 0, timer.sig)
+                timer.queue()
 
     def on_exec(self) -> None:
         """execve: every POSIX timer goes (itimers stay)."""
@@ -196,7 +199,7 @@ class RealTimer(Timer):
             if not self.expires or now < self.expires:
                 return
             self.expires = 0
-            self.pt.task.send_signal(S.SIGALRM, code=SI_KERNEL)
+            group.send(self.pt.task.tg, S.SIGALRM, code=SI_KERNEL)
 
     def rearm(self) -> None:
         if self.expires or not self.interval:
@@ -245,7 +248,7 @@ class CpuITimer(Timer):
             if not self.expires or now < self.expires:
                 return
             self.expires = self.expires + self.interval if self.interval else 0
-            self.pt.task.send_signal(self.signo, code=SI_KERNEL)
+            group.send(self.pt.task.tg, self.signo, code=SI_KERNEL)
 
 
 class TimerSignal(deliver.LateSiginfo):
@@ -277,7 +280,7 @@ class PosixTimer(Timer):
         self.notify = notify
         self.signo = signo
         self.value = value
-        self.target = pt.task                   # SIGEV_THREAD_ID's thread, or the process
+        self.target: Task | None = None         # SIGEV_THREAD_ID's thread (None: the process)
         self.sig = TimerSignal(self)
         self.when = 0
         self.expires = 0
@@ -342,12 +345,19 @@ class PosixTimer(Timer):
             self.status = REQUEUE_PENDING if self.interval else DISARMED
             self.expires = 0
             self.sigqueue_seq = self.signal_seq
-            target = self.target
-            done = deliver.enqueue(target, self.signo, C.SI_TIMER, 0, self.sig)
-            if done is deliver.QUEUED:
-                target.signalled()
-            elif done is deliver.IGNORED and self.status == REQUEUE_PENDING:
+            done = self.queue()
+            if done is deliver.IGNORED and self.status == REQUEUE_PENDING:
                 self.pt.ignored.add(self)
+
+    def queue(self) -> str:
+        """Queue the timer's signal for its thread or its process (and tell it)."""
+        target = self.target
+        if target is None or target.done:
+            return group.send(self.pt.task.tg, self.signo, code=C.SI_TIMER, info=self.sig)
+        done = deliver.enqueue(target, self.signo, C.SI_TIMER, 0, self.sig)
+        if done is deliver.QUEUED:
+            target.signalled()
+        return done
 
     def delivered(self) -> bytes | None:
         """Its signal is being dequeued: the siginfo, or None if the signal is void.  A
@@ -394,7 +404,9 @@ class RlimitCpu(Timer):
         t = self.pt.task
         soft, hard = t.rlimits[RLIMIT_CPU]
         if hard != RLIM_INFINITY and now >= hard * C.NSEC_PER_SEC:
-            t.send_signal(S.SIGKILL, code=SI_KERNEL)
+            group.send(t.tg, S.SIGKILL, code=SI_KERNEL)
+            for th in t.tg.live_threads():
+                t.kernel.kill_task(th)
         elif soft != RLIM_INFINITY and now >= soft * C.NSEC_PER_SEC:
-            t.send_signal(S.SIGXCPU, code=SI_KERNEL)
+            group.send(t.tg, S.SIGXCPU, code=SI_KERNEL)
             t.rlimits[RLIMIT_CPU] = [soft + 1, hard]

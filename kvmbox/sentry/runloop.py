@@ -24,7 +24,9 @@ from kvmbox.errors import SandboxCrash, SyscallError
 from kvmbox.mm.fault import OutOfFrames
 from kvmbox.platform.base import INTERRUPTED, SYSCALL, Fault
 from kvmbox.sentry import faults
+from kvmbox.sentry import lifecycle
 from kvmbox.sentry.lifecycle import drop
+from kvmbox.sentry.threadgroup import STOPPED
 from kvmbox.sentry.signals import deliver
 from kvmbox.sentry.task import ImageReplaced, Task, TaskExit
 from kvmbox.sentry.waiter import Stopped
@@ -55,10 +57,14 @@ def run_task(kernel: "Kernel", task: Task, *, vfork_child: bool = False) -> "Run
     ident = threading.get_ident()
     prev = on_thread.get(ident)
     on_thread[ident] = task
+    g = task.tg
+    shared = g.shared_pending              # the process's signals (one list for its life)
     try:
         while True:
             if task.killed:
                 raise Stopped()
+            if g.state is STOPPED:             # another thread took a stop signal
+                lifecycle.wait_while_stopped(task)
             bkl.release()
             try:
                 ev = switch(aspace)
@@ -89,7 +95,7 @@ def run_task(kernel: "Kernel", task: Task, *, vfork_child: bool = False) -> "Run
                         ctx = task.ctx
                         switch, args_of, set_return = ctx.switch, ctx.syscall_args, ctx.set_return
                         aspace = task.mm.aspace
-                        if task.pending_signals:
+                        if task.pending_signals or shared:
                             deliver.deliver_pending(task)
                         if vfork_child:
                             raise VforkHandoff() from None
@@ -104,13 +110,13 @@ def run_task(kernel: "Kernel", task: Task, *, vfork_child: bool = False) -> "Run
                 set_return(ret)
                 if trace is not None:
                     kernel._trace_call(task, rec, regs, ret)
-                if task.pending_signals or -516 <= ret <= -512:
+                if task.pending_signals or shared or -516 <= ret <= -512:
                     deliver.after_syscall(task, nr, ret)
             elif ev is INTERRUPTED:
                 ctx.clear_interrupt()
                 if kernel.stopping or task.killed:
                     raise Stopped()
-                if task.pending_signals:      # sent from another thread (a timer, a task)
+                if task.pending_signals or shared:   # sent from another thread (a timer, a task)
                     deliver.deliver_pending(task)
             else:
                 assert isinstance(ev, Fault)

@@ -16,7 +16,6 @@ ProcessTimers.lock before Task.sig_lock before MemoryManager.lock.
 from __future__ import annotations
 
 import os
-import threading
 import time
 from dataclasses import dataclass, field
 TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
@@ -130,10 +129,12 @@ class Task:
         self.robust_list = (0, 0)
         self.fs_base = 0
         self.exited: TaskExit | None = None
+        self.thread_exit = False   # exit(2): this thread only, not its process
+        self.done = False          # its run loop has ended and finish() released it
         # Queued signals: (signo, si_code, si_addr, info); info is None or the whole 128-byte
         # siginfo (or a callable making it at delivery: a POSIX timer's overrun count).
         self.pending_signals: list[tuple] = []
-        self.sig_lock = threading.Lock()   # guards pending_signals against other threads' senders
+        self.sig_lock = tg.sig_lock        # guards pending_signals against other threads' senders
         from kvmbox.sentry.waiter import Waker
         self.waker = Waker()               # what a blocked wait sleeps on (waiter.block)
         self.signal_waiters = None         # WaitQueue of the signalfds reading this task's signals

@@ -5,9 +5,14 @@ belongs to the process: tgid, parent and children, process group and
 session, resource limits, and what its parent's wait4 reports.  The
 signal dispositions are a SignalHandlers object of their own, because
 clone(CLONE_SIGHAND) shares them apart from the thread group (vfork and
-posix_spawn do).  Threads (CLONE_THREAD) come with a later issue; the
-objects are already shaped for them: a group has a list of tasks, and its
-leader is the first.
+posix_spawn do).  A group's threads (CLONE_THREAD) are `tasks`, the leader
+first; a thread that has ended stays in the list with `done` set (the leader
+as Linux's zombie leader; the others only until they are dropped), and the
+process ends when its last thread does (kvmbox/sentry/lifecycle.py).
+
+Process-directed signals wait in `shared_pending` until one thread takes them
+(kvmbox/sentry/signals/group.py); `sig_lock` guards it and every thread's own
+pending list (the threads share it, as Linux's siglock is per sighand).
 
 State a parent's wait reads (`state`, `wait_status`, `report`) changes under
 the process table's lock (kvmbox/sentry/pidtable.py), and every change
@@ -15,6 +20,7 @@ notifies the parent's `child_events` WaitQueue.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 from kvmbox.sentry.waiter import WaitQueue
@@ -76,6 +82,17 @@ class ThreadGroup:
         self.times = ChildTimes()       # its own CPU use, filled in at exit for the parent
         self.timers = None              # ProcessTimers (posixtimers.timers_of makes it)
         self.host_thread = None         # threading.Thread running its leader (None: init's caller)
+        self.sig_lock = threading.Lock()  # every thread's pending list and shared_pending
+        self.shared_pending: list[tuple] = []   # process-directed signals, as Task.pending_signals
+        self.group_exit = None          # RunOutcome of exit_group or a fatal signal, once begun
+        self.exec_thread = None         # the Task whose execve is ending the other threads
+        self.thread_events = WaitQueue()  # a thread of this process ended (execve, init's run)
+        self.ended = threading.Event()  # the last thread has ended (the process is a zombie)
+        self.outcome = None             # the RunOutcome the process ended with
+
+    def live_threads(self) -> "list[Task]":
+        """The threads that have not ended."""
+        return [t for t in self.tasks if not t.done]
 
     @property
     def leader(self) -> "Task":

@@ -84,7 +84,7 @@ class Runner(threading.Thread):
         except BaseException as e:     # noqa: BLE001 - reported by result()
             self.error = e
         finally:
-            self.platform.release_host_thread()
+            self.platform.thread_exit()
 
     def result(self):
         self.join(PROMPT * 2)
@@ -94,20 +94,14 @@ class Runner(threading.Thread):
         return self.events[-1]
 
 
-def start(platform, aspace, *ctxs) -> list[Runner]:
-    """A started Runner for each context."""
-    runners = [Runner(platform, aspace, c) for c in ctxs]
-    for r in runners:
-        r.start()
-    return runners
-
-
 def test_two_threads_run_guest_code_at_once(guest, platform):
     """A handshake that only completes if both contexts are inside switch() together."""
     t = Threaded(guest("nop\n"))
     a = t.context(f"mov qword ptr [{F1}], 1\n w: cmp qword ptr [{F2}], 1\n jne w\n mov eax, 39\n syscall\n")
     b = t.context(f"w: cmp qword ptr [{F1}], 1\n jne w\n mov qword ptr [{F2}], 1\n mov eax, 39\n syscall\n")
-    ra, rb = start(platform, t.g.aspace, a, b)
+    ra, rb = Runner(platform, t.g.aspace, a), Runner(platform, t.g.aspace, b)
+    ra.start()
+    rb.start()
     assert ra.result() is SYSCALL and rb.result() is SYSCALL
 
 
@@ -157,7 +151,9 @@ def test_interrupt_of_one_thread_leaves_the_other_running(guest, platform):
     t = Threaded(guest("nop\n"))
     a = t.context(f"l: inc qword ptr [{CNT_A}]\n jmp l\n")
     b = t.context(f"l: inc qword ptr [{CNT_B}]\n jmp l\n")
-    ra, rb = start(platform, t.g.aspace, a, b)
+    ra, rb = Runner(platform, t.g.aspace, a), Runner(platform, t.g.aspace, b)
+    ra.start()
+    rb.start()
     t.wait_counter(CNT_A)
     t.wait_counter(CNT_B)
     a.interrupt()

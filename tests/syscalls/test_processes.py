@@ -66,25 +66,3 @@ def test_section_list_matches_the_program(test_programs, pid_namespace):
     native = run_as_init(pid_namespace, test_programs / "glibc" / "procs")
     headers = [line[3:-3] for line in native.stdout.decode().splitlines() if line.startswith("== ")]
     assert tuple(headers) == SECTIONS
-
-
-THREAD = """import threading
-try:
-    t = threading.Thread(target=print, args=("in a thread",))
-    t.start()
-    t.join()
-    print("started")
-except RuntimeError:
-    print("RuntimeError")
-"""
-
-
-def test_clone_thread_fails_cleanly_with_one_notice(sandbox):
-    """Until the threads issue, CLONE_THREAD fails cleanly (Python's Thread.start raises)
-    with one notice that says threads are the reason; once threads work, no notice."""
-    r = sandbox.run(["/usr/bin/python3", "-c", THREAD], env={"PATH": "/usr/bin:/bin"}, timeout=120)
-    assert not r.timed_out and r.report is None and r.exit_code == 0, r
-    if r.stdout == b"in a thread\nstarted\n":
-        return
-    assert r.stdout == b"RuntimeError\n", r
-    assert len(r.notices) == 1 and "thread" in r.notices[0].lower(), r.notices

@@ -8,6 +8,7 @@ import os
 import struct
 import tempfile
 import threading
+from types import SimpleNamespace
 import time
 
 import pytest
@@ -44,6 +45,7 @@ class FakeTask:
         self.saved_sigmask = None
         self.pending_signals: list[tuple] = []
         self.sig_lock = threading.Lock()
+        self.tg = SimpleNamespace(shared_pending=[], tasks=[self])
         self.waker = Waker()
         self.blocked = False
 

@@ -12,6 +12,7 @@ import pytest
 from kvmbox.errors import SyscallError
 from kvmbox.sentry.syscalls import (sys_dir as D, sys_identity as I, sys_misc as M,
                                     sys_signal as S, sys_thread as TH, sys_time as TM)
+from kvmbox.sentry.futex import FutexTable
 from kvmbox.sentry.pidtable import PidTable
 from kvmbox.sentry.threadgroup import ChildTimes
 from kvmbox.sentry.syscalls import sys_pgrp as P
@@ -33,6 +34,9 @@ class FakeMM:
 
     def __init__(self) -> None:
         self.mem = bytearray(SIZE)
+        # One private anonymous mapping over the buffer (what a shared futex key looks up).
+        self.vmas = SimpleNamespace(find=lambda addr: SimpleNamespace(flags=0x22)
+                                    if BASE <= addr < BASE + SIZE else None)
 
     def _off(self, addr: int, n: int) -> int:
         if addr < BASE or addr + n > BASE + SIZE or n < 0:
@@ -72,6 +76,7 @@ class FakeKernel:
         self.boot_monotonic_ns = time.monotonic_ns() - 5_000_000_000
         self.stopping = False          # what waiter.block checks (Kernel.stopping)
         self.pids = PidTable(None)     # no other process
+        self.futexes = FutexTable()
 
     def clock_ns(self, clock: int) -> int:
         return time.clock_gettime_ns(clock)
@@ -92,7 +97,8 @@ class FakeTask:
         self.kernel = FakeKernel()
         self.mm = FakeMM()
         self.tid = self.tgid = self.pgid = self.sid = 100
-        self.tg = SimpleNamespace(tgid=100, pgid=100, sid=100, children_times=ChildTimes())
+        self.tg = SimpleNamespace(tgid=100, pgid=100, sid=100, children_times=ChildTimes(),
+                                  times=ChildTimes(), shared_pending=[], tasks=[self])
         self.ppid = 7
         self.creds = Credentials(uid=1000, gid=1001, euid=1000, egid=1001)
         self.exe_path = "/usr/bin/app"
@@ -108,6 +114,7 @@ class FakeTask:
         self.clear_child_tid = 0
         self.robust_list = (0, 0)
         self.exited = None
+        self.done = False
         self.sig_lock = threading.Lock()
         self.waker = Waker()
         self.blocked = False
@@ -478,7 +485,7 @@ def test_futex_errors_and_wake(t):
     fails(errno.EFAULT, TH.futex, t, BAD, 0, 5, 0)
     fails(errno.EINVAL, TH.futex, t, uaddr + 2, 0, 5, 0)
     fails(errno.EINVAL, TH.futex, t, uaddr, 9, 5, 0, 0, 0)          # bitset 0
-    fails(errno.ENOSYS, TH.futex, t, uaddr, 3, 5, 0)                # REQUEUE
+    fails(errno.EFAULT, TH.futex, t, uaddr, 3, 5, 0)                # REQUEUE to an unmapped uaddr2
     fails(errno.ENOSYS, TH.futex, t, uaddr, 1 | 256, 1, 0)          # CLOCK_REALTIME on WAKE
     fails(errno.ENOSYS, TH.futex, t, uaddr, 0 | 256, 5, 0)          # ... and on plain WAIT
     ts = t.mm.put(BASE + 16, struct.pack("<qq", 0, 1_000_000_000))

@@ -70,27 +70,3 @@ def test_seccomp_filter_allows_only_gadget_memory_calls():
     for nr in (0, 1, 2, 39, 57, 59, 62, 101, 257, 322):       # read write open getpid fork execve kill ...
         assert _run_bpf(prog, nr, gadget) == kill
     assert _run_bpf(prog, C.NR_munmap, 0x401002) == C.SECCOMP_RET_TRAP      # off the gadget: never runs
-
-
-def test_seccomp_filter_allows_stub_thread_calls_exactly():
-    """Stub threads: clone with exactly the thread flags, exit, pause, and prctl only to
-    clear the parent-death signal; any variant kills the stub."""
-    memfd = 7
-    page = L.USER_TOP + 0x5000
-    prog = stubcode.seccomp_filter(memfd, page)
-    gadget = page + stubcode.GADGET_RET_OFF
-    ok, kill = C.SECCOMP_RET_ALLOW, C.SECCOMP_RET_KILL_PROCESS
-    assert _run_bpf(prog, C.NR_clone, gadget, (C.CLONE_THREAD_FLAGS, 0, 0, 0, 0, 0)) == ok
-    for flags in (0x11, C.CLONE_THREAD_FLAGS | 1 << 32, C.CLONE_THREAD_FLAGS & ~C.CLONE_VM,
-                  C.CLONE_THREAD_FLAGS | 0x1000):                 # fork, high bits, no VM, PIDFD
-        assert _run_bpf(prog, C.NR_clone, gadget, (flags, 0, 0, 0, 0, 0)) == kill
-    assert _run_bpf(prog, C.NR_exit, gadget) == ok
-    assert _run_bpf(prog, C.NR_pause, gadget) == ok
-    assert _run_bpf(prog, C.NR_prctl, gadget, (C.PR_SET_PDEATHSIG, 0, 0, 0, 0, 0)) == ok
-    for args in ((C.PR_SET_PDEATHSIG, 9), (C.PR_SET_NO_NEW_PRIVS, 0), (C.PR_SET_PDEATHSIG | 1 << 32, 0),
-                 (C.PR_SET_PDEATHSIG, 1 << 32), (22, 0)):          # ..., PR_SET_SECCOMP
-        assert _run_bpf(prog, C.NR_prctl, gadget, args + (0, 0, 0, 0)) == kill
-    for nr in (C.NR_clone, C.NR_exit, C.NR_pause, C.NR_prctl):
-        assert _run_bpf(prog, nr, gadget + 1) == C.SECCOMP_RET_TRAP       # off the gadget
-    assert _run_bpf(prog, 435, gadget) == kill and _run_bpf(prog, 231, gadget) == kill   # clone3, exit_group
-

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import struct
 import threading
+from types import SimpleNamespace
 import subprocess
 
 import pytest
@@ -122,6 +123,7 @@ class BareTask:
         self.sig_lock = threading.Lock()
         self.signal_waiters = None
         self.timers = None
+        self.tg = SimpleNamespace(shared_pending=[], tasks=[self])
 
 
 def _act(t, signo, handler):

@@ -41,14 +41,14 @@ Fault translation (x86 vector, address, error code):
       fetch at the call address, so the guest gets SIGSEGV as on KVM.
 Signals sent by a process (si_code <= 0) are not faults and are swallowed.
 
-Each host thread runs guest code in its own thread of the address space's stub
-(stubthread.py); the context's registers are loaded into it on a switch.
-Guest CPU time is the CPU time of the stub threads it ran in (their user code,
-and the host kernel's work on their page faults and ptrace stops), summed over
-the threads it has used (execve moves it to a new address space's stub).
+Guest CPU time is the run time of the stub threads it ran in (its user code,
+and the host kernel's work on its page faults and ptrace stops), summed over
+the stub threads it has used (execve moves it to a new address space's stub).
 
-Not thread-safe except interrupt() and guest_cpu_ns(); all else on the host
-thread that runs it.  interrupt() sends SIGSTOP to its stub thread alone (tgkill).
+The interrupt is a SIGSTOP sent with tgkill to the stub thread running this
+context (a kill would reach whichever thread of the stub the kernel picks).
+
+Not thread-safe except interrupt() and guest_cpu_ns(); all else on the stub thread's tracer.
 """
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ from kvmbox.platform.ptrace import consts as C
 from kvmbox.platform.ptrace import host
 
 if TYPE_CHECKING:  # pragma: no cover
-    from kvmbox.platform.ptrace.stubthread import StubThread
+    from kvmbox.platform.ptrace.address_space import PtraceAddressSpace
 
 _R = C.REG
 _RAX, _ORIG_RAX, _RIP, _EFLAGS = _R["rax"], _R["orig_rax"], _R["rip"], _R["eflags"]
@@ -93,10 +93,10 @@ class PtraceContext(Context):
         self._pending: dict[str, int] = {}      # registers set before the first switch
         self._dirty = False
         self._interrupt = threading.Event()
-        self._kick: tuple[int, int] | None = None   # (pid, tid) of the stub thread while it runs
-        self._thread: StubThread | None = None  # the stub thread it last ran in
+        self._kick: tuple[int, int] | None = None   # (stub pid, stub thread) while it runs
         self._info = host.SigInfo()
         self._fpu_image: bytes | None = None    # FPU state not in a stub thread (before a switch)
+        self._st = None                         # the stub thread it last ran in
         self._xstate_size = 0
         self._xfeatures: int | None = None
         # (CPU ns of the stubs left behind, the current stub or None, its clock when first run)
@@ -104,38 +104,39 @@ class PtraceContext(Context):
 
     # --- running ---------------------------------------------------------
     def switch(self, aspace: AddressSpace) -> Event:
-        t = aspace.thread_for_caller()  # type: ignore[attr-defined]
+        st = aspace.thread_for_caller()  # type: ignore[attr-defined]
         if self._interrupt.is_set():
             return INTERRUPTED
         regs = self.regs
-        tid = t.tid
-        if t is not self._thread:
-            self._use(t)
-        if t.fpu_owner is not self:
-            self._take_fpu(t)
+        pid = st.tid
+        proc = st.proc
+        self._st = st
+        if st.fpu_owner is not self:
+            self._take_fpu(st)
         if not self._loaded:
-            self._first_frame(t)
-        proc = t.proc
+            self._first_frame(st)
         if proc.hide_code and not proc.hidden:
             proc.hide()
-        load = t.owner is not self or self._dirty
-        t.owner = self
+        if self._cpu[1] is not st:
+            done, old, base = self._cpu
+            if old is not None:
+                done += max(old.cpu_ns() - base, 0)
+            self._cpu = (done, st, st.cpu_ns())
+        load = st.owner is not self or self._dirty
+        st.owner = self
         self._dirty = False
-        self._kick = (t.pid, tid)
+        self._kick = (proc.pid, pid)
         try:
             while True:
                 if self._interrupt.is_set():
                     if load:
                         self._dirty = True
                     return INTERRUPTED
-                try:
-                    status = _run_guest(tid, self._regs_addr, load)
-                except ChildProcessError:           # reaped by whoever killed the stub
-                    t.alive = False
-                    raise t.died(0x9, "while running the guest") from None
+                status = _run_guest(pid, self._regs_addr, load)
                 load = False
                 if not os.WIFSTOPPED(status):
-                    raise t.died(status, "while running the guest")
+                    st.alive = False
+                    raise st.died(status, "while running the guest")
                 sig = os.WSTOPSIG(status)
                 if sig == _SYSCALL_STOP:
                     regs[_RAX] = regs[_ORIG_RAX]   # as on KVM: rax holds the number until set_return
@@ -147,34 +148,11 @@ class PtraceContext(Context):
                     if self._interrupt.is_set():
                         return INTERRUPTED
                     continue                       # a stale kick
-                fault = self._fault(tid, sig)
+                fault = self._fault(pid, sig)
                 if fault is not None:
                     return fault
         finally:
             self._kick = None
-
-    def _use(self, t: "StubThread") -> None:
-        """Switch to stub thread `t` (a new address space, or the first run): its CPU clock
-        starts counting for this context; the one left behind loses this context as a user."""
-        done, old, base = self._cpu
-        if old is not None:
-            done += max(old.cpu_ns() - base, 0)
-        self._cpu = (done, t, t.cpu_ns())
-        self._drop_thread()
-        self._thread = t
-        t.users.add(self)
-
-    def _drop_thread(self) -> None:
-        """This context no longer runs in its stub thread: the thread ends with its last user
-        (when this is its tracer thread; else it goes with its address space)."""
-        t, self._thread = self._thread, None
-        if t is None:
-            return
-        t.users.discard(self)
-        if t.fpu_owner is self:
-            t.fpu_owner = None
-        if not t.users and t.alive and t.tracer == threading.get_ident():
-            t.retire()
 
     def _int80(self) -> Fault:
         """`int 0x80` (IA-32 emulation) stopped like a syscall: report the #GP of an absent gate."""
@@ -219,10 +197,10 @@ class PtraceContext(Context):
             return Fault(14, addr, PF_USER | PF_INSTR, addr)
         return None                                # other kernel-sent signals are swallowed
 
-    def _first_frame(self, t: "StubThread") -> None:
+    def _first_frame(self, stub) -> None:
         """The first frame: the stub's segment registers, zeroed GPRs, then what set_regs asked."""
         regs = self.regs
-        regs[:] = t.base[:]
+        regs[:] = stub.base[:]
         for name in C.GPRS:
             regs[_R[name]] = 0
         regs[_EFLAGS] = C.INITIAL_RFLAGS
@@ -241,7 +219,10 @@ class PtraceContext(Context):
         self._interrupt.set()
         kick = self._kick
         if kick is not None:
-            host.tgkill(kick[0], kick[1], _SIGSTOP)    # this thread only: the others run on
+            try:
+                host.tgkill(kick[0], kick[1], _SIGSTOP)   # this stub thread, not any of them
+            except OSError:
+                pass
 
     def clear_interrupt(self) -> None:
         self._interrupt.clear()
@@ -272,35 +253,35 @@ class PtraceContext(Context):
     def _set_one(self, name: str, value: int) -> None:
         self.regs[_NAMES[name]] = value & _MASK64
 
-    def _take_fpu(self, t: "StubThread") -> None:
-        """Make `t`'s FPU registers this context's: the previous owner's go into its image (a
-        vfork child and its parent share a thread), then this context's image (a forked
-        child's, its own saved one) is loaded.  A thread no context used yet holds a Sentry
-        thread's state (fork, clone): a guest must never see host data, so that is reset, as
-        a new Linux process starts."""
-        tid = t.tid
-        prev = t.fpu_owner
+    def _take_fpu(self, st) -> None:
+        """Make stub thread `st`'s FPU registers this context's: the previous owner's go into
+        its image (a vfork child and its parent share a host thread, so a stub thread), then
+        this context's image (a new task's, copied from its parent) is loaded.  A thread no
+        context used yet holds a Sentry thread's state (from the fork or the clone): a guest
+        must never see host data, so that is reset, as a new Linux process starts."""
+        tid = st.tid
+        prev = st.fpu_owner
         if prev is not None:
             prev._fpu_image = host.get_xstate(tid)
         image, self._fpu_image = self._fpu_image, None
         if image is not None:
             host.set_xstate(tid, image)
-        elif not t.fpu_reset:
+        elif not st.fpu_reset:
             host.set_xstate(tid, reset_xsave(host.get_xstate(tid)))
-        t.fpu_reset = True
-        t.fpu_owner = self
+        st.fpu_reset = True
+        st.fpu_owner = self
 
-    def _fpu_thread(self) -> "StubThread | None":
-        """The stub thread holding this context's FPU registers (taken over if need be), or
-        None before its first switch."""
-        t = self._thread
-        if t is not None and t.alive and t.fpu_owner is not self and t.tracer == threading.get_ident():
-            self._take_fpu(t)
-        return t if t is not None and t.fpu_owner is self else None
+    def _fpu_thread(self):
+        """The stub thread holding this context's FPU registers (taken back if another
+        context used it meanwhile), or None before its first switch."""
+        st = self._st
+        if st is not None and st.alive and st.fpu_owner is not self and st.tracer == threading.get_ident():
+            self._take_fpu(st)
+        return st if st is not None and st.alive and st.fpu_owner is self else None
 
     def get_fpu(self) -> bytes:
-        t = self._fpu_thread()
-        image = host.get_xstate(t.tid) if t is not None else self._fpu_image
+        st = self._fpu_thread()
+        image = host.get_xstate(st.tid) if st is not None else self._fpu_image
         if image is None:
             raise RuntimeError("PtraceContext: no FPU state before the first switch")
         self._xstate_size = len(image)
@@ -309,12 +290,12 @@ class PtraceContext(Context):
         return image
 
     def set_fpu(self, image: bytes) -> None:
-        t = self._fpu_thread()
-        if t is None:
+        st = self._fpu_thread()
+        if st is None:
             self._fpu_image = bytes(image)     # before its first switch: applied there
             return
         try:
-            host.set_xstate(t.tid, image)
+            host.set_xstate(st.tid, image)
         except OSError as e:
             raise ValueError(f"XSAVE image refused: {e}") from None
 
@@ -324,7 +305,7 @@ class PtraceContext(Context):
         return self._xstate_size, self._xfeatures or 3
 
     def release(self) -> None:
-        """Forget the registers; the stub thread ends if this was its last context (and this
-        is its tracer thread)."""
         self._loaded = False
-        self._drop_thread()
+        st, self._st = self._st, None
+        if st is not None and st.fpu_owner is self:
+            st.fpu_owner = None

@@ -2,8 +2,8 @@
 
 ptrace(2) requests on a stub, the stub code page the Sentry maps once for its
 whole life (reserve_stub_page), and spawn(): a ctypes call into that page that forks a stub.
-A ptrace request on a stub thread must come from that thread's tracer (Linux
-accepts them only from it); see stubthread.py.
+Everything here must be called from the thread that spawned the stub (ptrace
+requests are only accepted from the tracer thread).
 """
 from __future__ import annotations
 
@@ -209,14 +209,6 @@ def spawn(memfd: int, code_fd: int, filter_prog: bytes) -> int:
     return pid
 
 
-_NR_tgkill = 234
-
-
-def tgkill(tgid: int, tid: int, sig: int) -> None:
-    """Send `sig` to thread `tid` of process `tgid` alone; a thread that is gone is ignored."""
-    _libc.syscall(_NR_tgkill, tgid, tid, sig)
-
-
 _sched_getcpu = _libc.sched_getcpu
 _sched_getcpu.argtypes = ()
 _sched_getcpu.restype = ctypes.c_int
@@ -241,3 +233,17 @@ def run_guest(pid: int, regs_addr: int, load: bool) -> int:
     if (status & 0xFF) == 0x7F and _ptrace(C.PTRACE_GETREGS, pid, None, regs_addr) == -1:   # WIFSTOPPED
         raise _fail("PTRACE_GETREGS")
     return status
+
+
+def event_msg(pid: int) -> int:
+    """PTRACE_GETEVENTMSG: the message of the tracee's last event stop (a clone's new tid)."""
+    value = ctypes.c_ulong(0)
+    if _ptrace(C.PTRACE_GETEVENTMSG, pid, None, ctypes.byref(value)) == -1:
+        raise _fail("PTRACE_GETEVENTMSG")
+    return value.value
+
+
+def tgkill(tgid: int, tid: int, sig: int) -> None:
+    """Send `sig` to thread `tid` of process `tgid` (not to any thread of it, as kill does)."""
+    if _libc.syscall(C.NR_tgkill, tgid, tid, sig) == -1:
+        raise _fail("tgkill")

@@ -1,25 +1,13 @@
 """StubProcess: one host process, forked from the stub page, holding one guest address space.
 
 The stub holds a guest address space (the MemoryFile mapped MAP_SHARED at
-guest addresses) and runs guest code under PTRACE_SYSEMU (see context.py) in
-its threads (stubthread.py): one per host thread that uses the address space,
-traced by that host thread (Linux takes ptrace requests only from the tracer).
-
-The host thread that makes the stub traces its first thread, the leader.  A
-thread for another host thread comes from the **spare**: an untraced thread of
-the stub parked in pause(2) inside the gadget (no CPU, no code fetched while it
-waits).  The host thread that wants a thread PTRACE_ATTACHes the spare (the
-SIGSTOP interrupts pause; the syscall is not restarted), then has it clone
-(CLONE_VM|CLONE_THREAD|CLONE_PTRACE|...: the clone starts traced by the same
-host thread, SIGSTOP pending) the next spare, which it parks the same way:
-registers at the gadget with rax = pause, PTRACE_SYSCALL to the syscall-entry
-stop (past the last instruction fetch), PTRACE_DETACH.  So any host thread can
-get a thread at any time without the others' help, whatever they are doing.
-
-A thread that is no longer wanted exits (an injected exit(2)); the leader
-instead is parked like a spare, untraced, after clearing its PR_SET_PDEATHSIG
-(which would kill the whole stub when its creating host thread ends): the
-process must live on for the other threads.
+guest addresses) and runs guest code under PTRACE_SYSEMU (see context.py),
+one stub thread (stubthread.py) per host thread that uses it.  It is made on
+the platform's stub service thread (service.py), which traces its thread 0
+and makes its other threads: `clone_thread()` injects clone(CLONE_THREAD...)
+into thread 0 with PTRACE_O_TRACECLONE, so the new thread starts traced and
+stopped; its registers are pointed at the stub's spin loop and it is detached,
+for the host thread that asked to attach it.
 
 The guest must not read the stub's code page, which lies above its address
 range where Linux has nothing mapped.  The page is execute-only; with protection
@@ -27,15 +15,21 @@ keys a read faults (SEGV_PKUERR).  Without them (probe_readable() asks the CPU
 once per platform) execute-only pages are readable, so the page is hidden
 instead: it is a shared mapping of the stub's own memfd (`code_fd`), which the
 Sentry truncates to nothing before guest code runs (any access is then SIGBUS
-BUS_ADRERR, reported as a not-present page) and refills while any thread
-injects a syscall (hold_code() / unhold_code(); a thread whose guest runs
-meanwhile may then read the page: only on such CPUs).
+BUS_ADRERR, reported as a not-present page) and refills before it injects a
+syscall (hide() / reveal(); about 13 µs per guest switch that followed
+injections, and only on such CPUs).
 
-The stub dies with its creating host thread until then (PR_SET_PDEATHSIG) and
-with the Sentry (PTRACE_O_EXITKILL on every traced thread).  With pin=True each
-stub thread and its tracer share one CPU (a trap round trip costs ~3x more
-across CPUs); tracers are spread over the allowed CPUs (CpuBook) so threads of
-one process can run at once.
+The code page's hiding (below) is the process's; `code_lock` keeps one thread's
+injection and another's hiding apart.
+
+Rule: a stub thread is driven only by its tracer (Linux accepts ptrace
+requests only from the tracer thread); StubThread.check_thread() enforces it.
+The stub dies with the service thread (PR_SET_PDEATHSIG) and with the Sentry
+or any of its threads' tracers (PTRACE_O_EXITKILL: a stub thread is never left
+untraced, so the host thread that traces one ends it first, exit()).  With
+pin=True each stub thread and its tracer thread share one CPU (a trap round
+trip costs ~3x more across CPUs); the tracers of one platform are spread over
+the CPUs they may use, so threads of one process run in parallel.
 """
 from __future__ import annotations
 
@@ -46,246 +40,175 @@ import threading
 from kvmbox.errors import PlatformUnavailable, SandboxCrash
 from kvmbox.guest_stub import layout as L
 from kvmbox.platform.ptrace import consts as C
+from kvmbox.platform.fpu import reset_xsave
 from kvmbox.platform.ptrace import host, stubcode
-from kvmbox.platform.ptrace.stubthread import StubThread, describe_status
+from kvmbox.platform.ptrace.stubthread import StubThread
 
-# clone(2) flags of a stub thread (the seccomp filter accepts exactly these).
-CLONE_THREAD_FLAGS = C.CLONE_THREAD_FLAGS
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from kvmbox.platform.ptrace.pins import TracerPins
 
-
-class CpuBook:
-    """How many pinned tracer threads each CPU has: a new tracer goes to the least used."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._load: dict[int, int] = {}
-
-    def claim(self, allowed: frozenset[int] | set[int], current: int) -> int:
-        with self._lock:
-            cpus = sorted(allowed, key=lambda c: (self._load.get(c, 0), c != current))
-            cpu = cpus[0] if cpus else current
-            self._load[cpu] = self._load.get(cpu, 0) + 1
-            return cpu
-
-    def release(self, cpu: int) -> None:
-        with self._lock:
-            self._load[cpu] = max(self._load.get(cpu, 0) - 1, 0)
+_R = C.REG
+_MASK64 = (1 << 64) - 1
 
 
-_pins = threading.local()     # per tracer thread: [pinned stub threads, affinity before, cpu]
-
-
-def _pin_tracer(book: CpuBook) -> int:
-    """Pin the calling (tracer) thread to a CPU (the least used by other tracers); returns it
-    (-1: not pinned).
-
-    A stop wakes the tracer; unpinned, the scheduler often wakes it on the other
-    CPU and every trap becomes a cross-CPU round trip.  Undone by _unpin_tracer
-    when the thread's last stub thread goes.
-    """
-    cpu = host.current_cpu()
-    if cpu < 0:
-        return -1
-    state = getattr(_pins, "state", None)
-    try:
-        if state is None or state[0] == 0:
-            before = os.sched_getaffinity(0)
-            cpu = book.claim(before, cpu)
-            try:
-                os.sched_setaffinity(0, {cpu})
-            except OSError:
-                book.release(cpu)
-                raise
-            _pins.state = [1, before, cpu, book]
-        else:
-            state[0] += 1
-            cpu = state[2]
-    except OSError:
-        return -1
-    return cpu
-
-
-def thread_affinity() -> frozenset[int]:
-    """The calling thread's CPU affinity as it was before _pin_tracer narrowed it."""
-    state = getattr(_pins, "state", None)
-    if state is not None and state[0]:
-        return frozenset(state[1])
-    return frozenset(os.sched_getaffinity(0))
-
-
-def _unpin_tracer() -> None:
-    state = getattr(_pins, "state", None)
-    if state is None or state[0] == 0:
-        return
-    state[0] -= 1
-    if state[0] == 0:
-        state[3].release(state[2])
-        try:
-            os.sched_setaffinity(0, state[1])
-        except OSError:
-            pass
+def describe_status(status: int) -> str:
+    if os.WIFEXITED(status):
+        return f"exited with status {os.WEXITSTATUS(status)}"
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
+        return f"killed by {name}"
+    return f"wait status {status:#x}"
 
 
 class StubProcess:
-    """A stub process: its leader (traced by the thread that made it) and its spare."""
+    """A stub process; `main` is its thread 0, traced by the service thread that made it."""
 
-    def __init__(self, memfd: int, *, pin: bool = True, cpus: CpuBook | None = None) -> None:
+    def __init__(self, memfd: int, *, pins: "TracerPins | None" = None) -> None:
         self.page = host.stub_page()
         self.gadget = self.page + stubcode.GADGET_OFF
         self.trap = self.page + stubcode.TRAP_OFF
-        self.pin = pin
-        self.cpus = cpus if cpus is not None else CpuBook()
         self.hide_code = False     # keep the code page empty while guest code runs
         self.hidden = False        # it is empty now
-        self._code_lock = threading.Lock()
-        self._code_holds = 0       # injections under way (the page must be there)
+        self.code_lock = threading.Lock()
+        self.handovers = 0         # new threads between clone_thread() and adopt()
+        self.pins = pins
         self.pid = -1
         self.pidfd = -1
-        self.alive = False
-        self.tids: set[int] = set()        # its threads but the leader (for kill's reaping)
-        self.members: set[StubThread] = set()   # the StubThreads still holding resources
-        self.spare = -1                    # the parked untraced thread the next taker attaches
+        self.threads: dict[int, StubThread] = {}
+        self._cloned: list[int] = []
         self.code_fd = os.memfd_create("kvmbox-stub-code", os.MFD_CLOEXEC)
         try:
             self._fill_code()
             self.pid = host.spawn(memfd, self.code_fd, stubcode.seccomp_filter(memfd, self.page))
         except OSError as e:
-            self._close_code()
+            os.close(self.code_fd)
             raise PlatformUnavailable(f"kvmbox: cannot create a ptrace stub: {e.strerror}") from None
         self.alive = True
-        self.leader = leader = StubThread(self, self.pid)
+        self.main = StubThread(self, self.pid)
+        self.threads[self.pid] = self.main
         try:
-            status = leader.wait()
+            status = self.main.wait()
             if not os.WIFSTOPPED(status) or os.WSTOPSIG(status) != signal.SIGTRAP:
                 raise PlatformUnavailable(f"kvmbox: the ptrace stub did not start "
                                           f"({describe_status(status)})")
-            leader.setup()
-            self.base = leader.base
+            host.ptrace(C.PTRACE_SETOPTIONS, self.pid, 0,
+                        C.PTRACE_O_TRACESYSGOOD | C.PTRACE_O_EXITKILL | C.PTRACE_O_TRACECLONE)
             self.pidfd = os.pidfd_open(self.pid)
+            self.main.init_regs()
+            # Thread 0 holds the service thread's FPU state from the fork: reset it before
+            # a thread is cloned from it (a guest must never see host data).
+            host.set_xstate(self.pid, reset_xsave(host.get_xstate(self.pid)))
         except BaseException:
             self.kill()
             raise
 
-    # --- threads ------------------------------------------------------------------
-    def first_thread(self) -> StubThread:
-        """The leader, for the host thread that made the stub; the first spare is made now."""
-        t = self.leader
-        self.spare = self._make_spare(t)
-        self._pin(t)
-        return t
-
-    def new_thread(self) -> StubThread:
-        """The spare, attached by the calling host thread (pinned with it); a new spare is made."""
-        tid, self.spare = self.spare, -1
-        if tid < 0:
-            raise SandboxCrash(f"kvmbox: ptrace stub {self.pid} has no spare thread")
-        t = StubThread(self, tid)
-        try:
-            host.ptrace(C.PTRACE_ATTACH, tid, 0, 0)
-        except OSError as e:
-            raise SandboxCrash(f"kvmbox: cannot attach to ptrace stub thread {tid}: {e.strerror}") from None
-        self._stop(t, signal.SIGSTOP, "when attached")
-        t.setup(self.base)
-        self.spare = self._make_spare(t)
-        self._pin(t)
-        return t
-
-    def _pin(self, t: StubThread) -> None:
-        if self.pin:
-            t.cpu = _pin_tracer(self.cpus)
-            if t.cpu >= 0:
-                try:
-                    os.sched_setaffinity(t.tid, {t.cpu})
-                except OSError:
-                    pass
-
-    def _stop(self, t: StubThread, want: int, doing: str) -> None:
-        """Resume `t` until it reports a stop for signal `want` (others are swallowed)."""
-        while True:
-            status = t.wait()
-            if not os.WIFSTOPPED(status):
-                raise t.died(status, doing)
-            if os.WSTOPSIG(status) & 0x7F == want:
-                return
-            host.resume(C.PTRACE_CONT, t.tid)
-
-    def _make_spare(self, t: StubThread) -> int:
-        """Have `t` (traced by the caller) clone a thread, park it, detach it; returns its tid."""
-        tid = t.syscall(C.NR_clone, CLONE_THREAD_FLAGS, 0, 0, 0, 0)
-        if tid < 0:
-            raise SandboxCrash(f"kvmbox: clone in the ptrace stub {self.pid} failed: {os.strerror(-tid)}")
-        self.tids.add(tid)
-        spare = StubThread(self, tid)
-        self._stop(spare, signal.SIGSTOP, "when made")     # CLONE_PTRACE: SIGSTOP comes first
-        spare._inj[:] = self.base[:]
-        self.park(spare)
-        return tid
-
-    def park(self, t: StubThread) -> None:
-        """Leave `t` untraced, blocked in pause(2) at the gadget: set it up to make the call,
-        run it to the syscall-entry stop (no instruction is fetched after it), detach."""
-        t.set_call(C.NR_pause)
-        self.hold_code()
-        try:
-            host.resume(C.PTRACE_SYSCALL, t.tid)
-            self._stop(t, signal.SIGTRAP, "when parked")
-            host.ptrace(C.PTRACE_DETACH, t.tid, 0, 0)
-        finally:
-            self.unhold_code()
-        t.forget()
-
-    def end_thread(self, t: StubThread) -> None:
-        """`t` (traced by the caller) is no longer wanted: it exits, or, the leader, is parked
-        without its parent-death signal; its tracer is unpinned."""
-        if t is self.leader:
-            if t.alive and self.alive:
-                # The stub must not die when the leader's tracer ends: other host threads
-                # may use the address space now or later.
-                try:
-                    t.syscall(C.NR_prctl, C.PR_SET_PDEATHSIG, 0)
-                    host.ptrace(C.PTRACE_SETOPTIONS, t.tid, 0, C.PTRACE_O_TRACESYSGOOD)
-                    self.park(t)
-                except (OSError, SandboxCrash):
-                    t.alive = False
-        else:
-            t.exit()
-            self.tids.discard(t.tid)
-        if t.cpu >= 0:
-            _unpin_tracer()
-            t.cpu = -1
+    @property
+    def base(self):
+        return self.main.base
 
     # --- the code page: execute-only, or emptied while the guest runs -------
     def _fill_code(self) -> None:
         os.ftruncate(self.code_fd, L.PAGE_SIZE)
         os.pwrite(self.code_fd, stubcode.STUB_CODE, 0)
 
-    def hold_code(self) -> None:
-        """The code page must be there (an injection is under way)."""
-        with self._code_lock:
-            self._code_holds += 1
-            if self.hidden:
-                self._fill_code()
-                self.hidden = False
-
-    def unhold_code(self) -> None:
-        with self._code_lock:
-            self._code_holds -= 1
-
     def hide(self) -> None:
-        """Empty the code page (guest code is about to run) unless a thread needs it now."""
-        with self._code_lock:
-            if not self._code_holds and not self.hidden and self.code_fd >= 0:
+        """Empty the code page (guest code is about to run): any access is now SIGBUS."""
+        with self.code_lock:
+            # Not while a new thread spins on the page untraced (clone_thread to adopt): it
+            # would die of SIGBUS, and the process with it.  The next switch hides it.
+            if not self.hidden and not self.handovers:
                 os.ftruncate(self.code_fd, 0)
                 self.hidden = True
 
+    def reveal(self) -> None:
+        """Give the code page its bytes back, for an injected syscall (code_lock held)."""
+        self._fill_code()
+        self.hidden = False
+
     def probe_readable(self) -> bool:
         """Does a read of the execute-only code page succeed on this CPU (no protection keys)?
-        On the leader's tracer, before the leader runs guest code."""
-        return self.leader.probe_readable()
+        On thread 0 (the service thread)."""
+        t = self.main
+        t.check_thread()
+        r = t._inj
+        r[:] = t.base[:]
+        r[C.REG["rip"]], r[C.REG["orig_rax"]] = self.page + stubcode.PROBE_OFF, _MASK64
+        t.owner = None
+        host.set_regs(self.pid, r)
+        host.resume(C.PTRACE_CONT, self.pid)
+        status = t.wait()
+        if not os.WIFSTOPPED(status):
+            raise t.died(status, "probing its code page")
+        r[:] = t.base[:]
+        return os.WSTOPSIG(status) == signal.SIGTRAP
 
     def syscall(self, nr: int, *args: int) -> int:
-        """Inject host syscall `nr` through the leader (on its tracer)."""
-        return self.leader.syscall(nr, *args)
+        """Inject host syscall `nr` through thread 0 (on the service thread)."""
+        self.main.check_thread()
+        return self.main.syscall(nr, *args)
+
+    # --- threads ------------------------------------------------------------------------
+    def cloned(self, tid: int) -> None:
+        """Thread 0 reported a clone (PTRACE_EVENT_CLONE): the new thread's tid."""
+        self._cloned.append(tid)
+
+    def clone_thread(self) -> int:
+        """Make a new stub thread (on the service thread): cloned by thread 0, stopped at its
+        start, moved to the spin loop and detached for its new tracer to attach; its tid."""
+        self._cloned.clear()
+        with self.code_lock:
+            self.handovers += 1                      # the code page stays until it is adopted
+        try:
+            return self._clone_thread()
+        except BaseException:
+            with self.code_lock:
+                self.handovers -= 1
+            raise
+
+    def _clone_thread(self) -> int:
+        ret = self.syscall(C.NR_clone, C.STUB_THREAD_FLAGS, 0, 0, 0, 0)
+        if ret < 0 or not self._cloned:
+            raise SandboxCrash(f"kvmbox: cannot make a ptrace stub thread: "
+                               f"{os.strerror(-ret) if ret < 0 else 'no clone event'}")
+        tid = self._cloned.pop()
+        while True:                                  # its first stop: the SIGSTOP of a traced clone
+            _, status = os.waitpid(tid, C.WALL)
+            if not os.WIFSTOPPED(status):
+                raise SandboxCrash(f"kvmbox: ptrace stub thread {tid} {describe_status(status)}")
+            if os.WSTOPSIG(status) == signal.SIGSTOP:
+                break
+            host.resume(C.PTRACE_CONT, tid)
+        regs = host.Regs()
+        host.get_regs(tid, regs)
+        regs[C.REG["rip"]] = self.page + stubcode.SPIN_OFF
+        host.set_regs(tid, regs)
+        host.ptrace(C.PTRACE_DETACH, tid, 0, 0)      # it spins, untraced, until attached
+        return tid
+
+    def adopt(self, tid: int) -> StubThread:
+        """Attach the new thread `tid` (from clone_thread) on the calling host thread."""
+        t = StubThread(self, tid)
+        self.threads[tid] = t
+        try:
+            t.attach()
+        except BaseException:
+            self.threads.pop(tid, None)
+            raise
+        finally:
+            with self.code_lock:
+                self.handovers -= 1
+        if self.pins is not None:
+            t.cpu = self.pins.pin(tid)
+        return t
+
+    def forget(self, t: StubThread) -> None:
+        """`t` has exited: unpin its tracer."""
+        self.threads.pop(t.tid, None)
+        if t.cpu >= 0 and self.pins is not None:
+            self.pins.unpin(t.tid, t.cpu)
+            t.cpu = -1
 
     def mapped_ranges(self, start: int, end: int) -> list[tuple[int, int]]:
         """The stub's mappings overlapping [start, end), clipped, from /proc/PID/maps."""
@@ -298,16 +221,13 @@ class StubProcess:
                     out.append((lo, hi))
         return out
 
-    # --- the end ----------------------------------------------------------------
-    def _close_code(self) -> None:
-        with self._code_lock:
-            if self.code_fd >= 0:
-                os.close(self.code_fd)
-                self.code_fd = -1
-
     def kill(self) -> None:
-        """SIGKILL the whole stub and reap every thread (any Sentry thread may wait for them:
-        the stub is a child of the Sentry process); idempotent."""
+        """SIGKILL the stub and reap every thread of it (idempotent; any host thread: a
+        Sentry thread may wait for another thread's tracees)."""
+        threads = list(self.threads.values())
+        for t in threads:
+            if t.alive:
+                t._final_cpu_ns = max(t._final_cpu_ns, t.cpu_ns())
         if self.pidfd >= 0:
             try:
                 signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
@@ -320,17 +240,20 @@ class StubProcess:
                 os.kill(self.pid, signal.SIGKILL)
             except OSError:
                 pass
-        self.alive = False
-        for tid in [*self.tids, self.pid]:     # a traced thread is a zombie until waited for
-            if tid <= 0:
-                continue
+        for t in sorted(threads, key=lambda t: t.tid == self.pid):   # the leader last
             try:
-                while os.WIFSTOPPED(os.waitpid(tid, C.WALL)[1]):
-                    pass                        # a stop reported before the kill landed
+                while os.WIFSTOPPED(os.waitpid(t.tid, C.WALL)[1]):
+                    pass                  # a stop reported before the kill landed
             except ChildProcessError:
                 pass
-        self.tids.clear()
-        for t in list(self.members):
-            t.forget()
+            t.alive = False
+            t.owner = None
+            if t.cpu >= 0 and self.pins is not None:
+                self.pins.unpin(t.tid, t.cpu)
+                t.cpu = -1
+        self.threads.clear()
         self.pid = -1
-        self._close_code()
+        self.alive = False
+        if self.code_fd >= 0:
+            os.close(self.code_fd)
+            self.code_fd = -1

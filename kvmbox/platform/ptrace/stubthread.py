@@ -1,16 +1,21 @@
-"""StubThread: one thread of a stub process, traced by one host (Sentry) thread.
+"""StubThread: one thread of a stub process, traced by one host thread, which alone drives it.
 
-A stub process (stub.py) has one thread per host thread that runs guest code in,
-or changes the mappings of, its address space: Linux takes ptrace requests only
-from a tracee's own tracer thread, so each host thread needs a tracee of its own
-in the process.  All threads share the process's mm (the guest mappings); each
-has its own registers, FPU state, CPU clock and CPU affinity.
+A stub process (stub.py) holds one guest address space; each host thread that
+runs guest code in it, or injects a syscall into it, does so through a stub
+thread of its own, because Linux takes ptrace requests only from a tracee's
+tracer thread.  Thread 0 (the process's first thread) belongs to the
+platform's stub service thread (service.py), which makes the process and its
+other threads; every other thread is made there and handed over (attach()).
 
 `syscall()` injects a host syscall: registers point at the stub's gadget
 (`syscall; jmp r15`, the only place the seccomp filter accepts a syscall from)
 with r15 at the trap, PTRACE_CONT, and the int3 right after hands it back.
+The code page must be there meanwhile: on a CPU that hides it from the guest
+(stub.py), `StubProcess.code_lock` keeps an injection and a hiding apart.
 
-Rule: every method but cpu_ns() and forget() runs on the thread's tracer (`tracer`).
+CPU time: `cpu_ns()` reads the thread's run time from
+/proc/<pid>/task/<tid>/schedstat (another process's per-thread CPU clock is
+not readable with clock_gettime), and after exit() or a kill the value it had.
 """
 from __future__ import annotations
 
@@ -30,57 +35,62 @@ _R = C.REG
 _MASK64 = (1 << 64) - 1
 
 
-def describe_status(status: int) -> str:
-    if os.WIFEXITED(status):
-        return f"exited with status {os.WEXITSTATUS(status)}"
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
-        return f"killed by {name}"
-    return f"wait status {status:#x}"
-
-
 class StubThread:
-    """A traced thread of `proc`; `owner` is the context whose registers it currently holds,
-    `users` the contexts that ran in it (it exits when the last is released)."""
+    """One traced thread of `proc`; `owner` is the context whose registers it holds now."""
 
     def __init__(self, proc: "StubProcess", tid: int) -> None:
         self.proc = proc
-        self.pid = proc.pid                 # the process (for /proc, maps)
         self.tid = tid
         self.tracer = threading.get_ident()
         self.alive = True
         self.owner: object | None = None
-        self.users: set[object] = set()
-        self.fpu_reset = False   # its FPU/SSE state still holds a Sentry thread's (fork, clone)
-        self.fpu_owner: object | None = None    # the context whose FPU state it holds
-        self.cpu = -1            # the CPU it and its tracer are pinned to (-1: not pinned)
-        self.retire = self.exit  # end it, as its address space wants (set by the address space)
-        self._final_cpu_ns = 0
-        self._stat_fd = -1       # its /proc schedstat, open once read
-        proc.members.add(self)
-        self.base = host.Regs()
+        self.fpu_reset = False     # its FPU/SSE state still holds the Sentry thread's (fork)
+        self.fpu_owner: object | None = None   # the context whose FPU state it holds
+        self.cpu = -1              # the CPU it and its tracer are pinned to (-1: not pinned)
+        self.base = host.Regs()    # its registers when it was made (the segment registers)
         self._inj = host.Regs()
         self._out = host.Regs()
+        self._final_cpu_ns = 0
+        self._schedstat = f"/proc/{proc.pid}/task/{tid}/schedstat"
 
-    def setup(self, base: "host.Regs | None" = None) -> None:
-        """Set ptrace options and the base registers (the thread is stopped, traced): `base`
-        (the leader's: every thread has the same segment registers), else its own."""
-        host.ptrace(C.PTRACE_SETOPTIONS, self.tid, 0, C.PTRACE_O_TRACESYSGOOD | C.PTRACE_O_EXITKILL)
-        if base is None:
-            host.get_regs(self.tid, self.base)
-        else:
-            self.base[:] = base[:]
-        self._inj[:] = self.base[:]
+    @property
+    def pid(self) -> int:
+        """The stub process's pid (the thread's own id is `tid`)."""
+        return self.proc.pid
 
     @property
     def hide_code(self) -> bool:
         return self.proc.hide_code
 
+    def mapped_ranges(self, start: int, end: int) -> list[tuple[int, int]]:
+        return self.proc.mapped_ranges(start, end)
+
+    def init_regs(self) -> None:
+        """Read the thread's registers once it is stopped (the base every injection edits)."""
+        host.get_regs(self.tid, self.base)
+        self._inj[:] = self.base[:]
+
+    # --- being handed from one tracer to another -------------------------------------
+    def attach(self) -> None:
+        """Become the tracer of this thread (on the calling host thread): it waits in the
+        stub's spin loop, untraced, until PTRACE_ATTACH stops it."""
+        self.tracer = threading.get_ident()
+        host.ptrace(C.PTRACE_ATTACH, self.tid)
+        while True:
+            status = self.wait()
+            if not os.WIFSTOPPED(status):
+                raise self.died(status, "while being attached")
+            if os.WSTOPSIG(status) == signal.SIGSTOP:
+                break
+            host.resume(C.PTRACE_CONT, self.tid)      # anything else: swallowed
+        host.ptrace(C.PTRACE_SETOPTIONS, self.tid, 0, C.PTRACE_O_TRACESYSGOOD | C.PTRACE_O_EXITKILL)
+        self.init_regs()
+
+    # --- running -----------------------------------------------------------------------
     def check_thread(self) -> None:
         if threading.get_ident() != self.tracer:
-            raise SandboxCrash("kvmbox: a ptrace stub thread was used from a host thread other "
-                               "than its tracer")
+            raise SandboxCrash("kvmbox: a ptrace stub thread was used from a thread other "
+                               "than its tracer (ptrace accepts only the tracer thread)")
 
     def wait(self) -> int:
         _, status = os.waitpid(self.tid, C.WALL)
@@ -89,116 +99,83 @@ class StubThread:
         return status
 
     def died(self, status: int, doing: str) -> SandboxCrash:
-        self.alive = False
-        return SandboxCrash(f"kvmbox: ptrace stub {self.pid} (thread {self.tid}) "
+        from kvmbox.platform.ptrace.stub import describe_status
+        return SandboxCrash(f"kvmbox: ptrace stub {self.proc.pid} (thread {self.tid}) "
                             f"{describe_status(status)} {doing}")
-
-    def _resume_until_trap(self, doing: str) -> None:
-        while True:
-            host.resume(C.PTRACE_CONT, self.tid)
-            try:
-                status = self.wait()
-            except ChildProcessError:
-                self.alive = False
-                raise SandboxCrash(f"kvmbox: ptrace stub {self.pid} was killed {doing}") from None
-            if not os.WIFSTOPPED(status):
-                raise self.died(status, doing)
-            if os.WSTOPSIG(status) == signal.SIGTRAP:
-                return
-            # Any other stop (an interrupt's SIGSTOP, a stray signal) is swallowed.
 
     def syscall(self, nr: int, a0: int = 0, a1: int = 0, a2: int = 0, a3: int = 0, a4: int = 0,
                 a5: int = 0) -> int:
-        """Make the thread execute host syscall `nr` for real; returns its (signed) result."""
-        if not self.alive or not self.proc.alive:
-            raise SandboxCrash(f"kvmbox: ptrace stub {self.pid} is dead")
+        """Make this stub thread execute host syscall `nr` for real; its (signed) result."""
+        if not self.alive:
+            raise SandboxCrash(f"kvmbox: ptrace stub {self.proc.pid} is dead")
+        proc = self.proc
+        with proc.code_lock:
+            if proc.hidden:
+                proc.reveal()
+            return self._inject(nr, a0, a1, a2, a3, a4, a5)
+
+    def _inject(self, nr: int, *args: int) -> int:
         r = self._inj
-        r[_R["rax"]], r[_R["rdi"]], r[_R["rsi"]], r[_R["rdx"]] = nr, a0 & _MASK64, a1 & _MASK64, a2 & _MASK64
-        r[_R["r10"]], r[_R["r8"]], r[_R["r9"]] = a3 & _MASK64, a4 & _MASK64, a5 & _MASK64
-        r[_R["rip"]], r[_R["r15"]], r[_R["orig_rax"]] = self.proc.gadget, self.proc.trap, _MASK64
-        r[_R["rcx"]], r[_R["r11"]] = self.proc.gadget, r[_R["eflags"]]
+        r[_R["rax"]] = nr
+        for name, value in zip(("rdi", "rsi", "rdx", "r10", "r8", "r9"), args):
+            r[_R[name]] = value & _MASK64
+        proc = self.proc
+        r[_R["rip"]], r[_R["r15"]], r[_R["orig_rax"]] = proc.gadget, proc.trap, _MASK64
+        r[_R["rcx"]], r[_R["r11"]] = proc.gadget, r[_R["eflags"]]
         self.owner = None                    # the guest's registers are no longer loaded
         host.set_regs(self.tid, r)
-        self.proc.hold_code()
-        try:
-            self._resume_until_trap(f"during injected syscall {nr}")
-        finally:
-            self.proc.unhold_code()
+        while True:
+            host.resume(C.PTRACE_CONT, self.tid)
+            status = self.wait()
+            if not os.WIFSTOPPED(status):
+                raise self.died(status, f"during injected syscall {nr}")
+            if os.WSTOPSIG(status) == signal.SIGTRAP and status >> 16 == 0:
+                break
+            if status >> 16 == C.PTRACE_EVENT_CLONE:
+                proc.cloned(host.event_msg(self.tid))    # the new thread's tid
+            # Any other stop (an interrupt's SIGSTOP, a stray signal) is swallowed.
         out = self._out
         host.get_regs(self.tid, out)
-        if out[_R["rip"]] != self.proc.trap + 1:
-            raise SandboxCrash(f"kvmbox: ptrace stub {self.pid} trapped at {out[_R['rip']]:#x} "
+        if out[_R["rip"]] != proc.trap + 1:
+            raise SandboxCrash(f"kvmbox: ptrace stub {proc.pid} trapped at {out[_R['rip']]:#x} "
                                f"during injected syscall {nr}")
         ret = out[_R["rax"]]
         return ret - (1 << 64) if ret >> 63 else ret
 
-    def set_call(self, nr: int, a0: int = 0) -> None:
-        """Registers to make syscall `nr` at the gadget, coming back to it (r15 = gadget)."""
-        r = self._inj
-        r[_R["rax"]], r[_R["rdi"]], r[_R["orig_rax"]] = nr, a0, _MASK64
-        r[_R["rip"]] = r[_R["r15"]] = r[_R["rcx"]] = self.proc.gadget
-        self.owner = None
-        host.set_regs(self.tid, r)
-
-    def probe_readable(self) -> bool:
-        """Does a read of the execute-only code page succeed on this CPU (no protection keys)?"""
-        r = self._inj
-        r[_R["rip"]], r[_R["orig_rax"]] = self.proc.page + stubcode.PROBE_OFF, _MASK64
-        self.owner = None
-        host.set_regs(self.tid, r)
-        self.proc.hold_code()
+    def exit(self) -> None:
+        """End this thread (on its tracer): an injected exit(2), which ends it alone."""
+        if not self.alive:
+            return
+        self._final_cpu_ns = max(self._final_cpu_ns, self.cpu_ns())
+        proc = self.proc
         try:
-            host.resume(C.PTRACE_CONT, self.tid)
-            status = self.wait()
-        finally:
-            self.proc.unhold_code()
-        if not os.WIFSTOPPED(status):
-            raise self.died(status, "probing its code page")
-        return os.WSTOPSIG(status) == signal.SIGTRAP
+            with proc.code_lock:
+                if proc.hidden:
+                    proc.reveal()
+                r = self._inj
+                r[_R["rax"]], r[_R["rdi"]] = C.NR_exit, 0
+                r[_R["rip"]], r[_R["r15"]], r[_R["orig_rax"]] = proc.gadget, proc.trap, _MASK64
+                host.set_regs(self.tid, r)
+                host.resume(C.PTRACE_CONT, self.tid)
+            while self.alive:
+                status = self.wait()
+                if os.WIFSTOPPED(status):
+                    host.resume(C.PTRACE_CONT, self.tid)
+        except (OSError, ChildProcessError):
+            self.alive = False                  # it died with its process meanwhile
+        proc.forget(self)
 
     def cpu_ns(self) -> int:
-        """CPU time this thread has used (its guest code, and the host's work on its faults
-        and stops), from /proc/PID/task/TID/schedstat (a thread's CPU clock is readable only
-        inside its own process; the file is kept open, 1.5 µs a read); the last value once
-        it has exited.  Thread-safe."""
+        """CPU time this thread has used (its guest code and the host's work on its faults
+        and stops); the last value once it is gone.  Thread-safe."""
         if self.alive:
             try:
-                fd = self._stat_fd
-                if fd < 0:
-                    fd = self._stat_fd = os.open(f"/proc/{self.pid}/task/{self.tid}/schedstat",
-                                                 os.O_RDONLY | os.O_CLOEXEC)
-                ns = int(os.pread(fd, 64, 0).split(None, 1)[0])
-                if self.alive:                 # not reaped meanwhile (its tid could be reused)
-                    self._final_cpu_ns = max(self._final_cpu_ns, ns)
+                with open(self._schedstat, "rb") as f:
+                    ns = int(f.read().split(None, 1)[0])
+                self._final_cpu_ns = max(self._final_cpu_ns, ns)
             except (OSError, ValueError, IndexError):
                 pass
         return self._final_cpu_ns
 
-    def forget(self) -> None:
-        """The thread is gone (or no longer ours): keep its last CPU time, close the file."""
-        self.cpu_ns()
-        self.alive = False
-        self.proc.members.discard(self)
-        fd, self._stat_fd = self._stat_fd, -1
-        if fd >= 0:
-            os.close(fd)
 
-    def exit(self) -> None:
-        """End this thread alone (inject exit(2)) and reap it; on its tracer.  Idempotent."""
-        if not self.alive:
-            return
-        if not self.proc.alive:
-            self.forget()
-            return
-        self.cpu_ns()
-        self.proc.hold_code()
-        try:
-            self.set_call(C.NR_exit)
-            host.resume(C.PTRACE_CONT, self.tid)
-            while os.WIFSTOPPED(os.waitpid(self.tid, C.WALL)[1]):
-                host.resume(C.PTRACE_CONT, self.tid)
-        except (OSError, ChildProcessError):
-            pass                               # killed meanwhile (the whole stub went)
-        finally:
-            self.proc.unhold_code()
-            self.forget()
+__all__ = ["StubThread", "stubcode"]

@@ -80,10 +80,14 @@ def ignored(signo: int, handler: int) -> bool:
 
 
 def flush(t: "Task", signo: int) -> None:
-    """Drop every pending instance of signo (sigaction set it to be ignored)."""
+    """Drop every pending instance of signo in t's process, the process's queue and each
+    thread's own (sigaction set it to be ignored; a SIGCONT cancels stops)."""
+    g = t.tg
+    gone = []
     with t.sig_lock:
-        gone = [p for p in t.pending_signals if p[0] == signo]
-        t.pending_signals[:] = [p for p in t.pending_signals if p[0] != signo]
+        for q in [g.shared_pending] + [th.pending_signals for th in g.tasks]:
+            gone += [p for p in q if p[0] == signo]
+            q[:] = [p for p in q if p[0] != signo]
     for p in gone:
         if isinstance(p[3], LateSiginfo):
             p[3].dropped()
@@ -106,14 +110,24 @@ QUEUED, ALREADY_PENDING, IGNORED = "queued", "already pending", "ignored"
 
 
 def enqueue(t: "Task", signo: int, code: int = 0, addr: int = 0, info=None) -> str:
-    """Make signo pending (any thread).  A LateSiginfo already pending is not queued again;
-    an ignored, unblocked signal is discarded now; a standard signal already pending is not
-    queued twice; real-time ones queue.  Returns QUEUED, ALREADY_PENDING or IGNORED."""
+    """Make signo pending for thread t (any host thread).  A LateSiginfo already pending is
+    not queued again; an ignored, unblocked signal is discarded now; a standard signal
+    already pending is not queued twice; real-time ones queue.  Returns QUEUED,
+    ALREADY_PENDING or IGNORED."""
+    return _enqueue(t, t.pending_signals, signo, code, addr, info)
+
+
+def enqueue_shared(g, t: "Task", signo: int, code: int = 0, addr: int = 0, info=None) -> str:
+    """enqueue() for process `g` (t: the thread whose mask decides whether an ignored
+    signal is dropped: Linux asks the task the signal was sent to)."""
+    return _enqueue(t, g.shared_pending, signo, code, addr, info)
+
+
+def _enqueue(t: "Task", pending: list, signo: int, code: int, addr: int, info) -> str:
     late = isinstance(info, LateSiginfo)
     dropped = (signo != S.SIGKILL and not t.sigmask & S.sigbit(signo)
                and ignored(signo, action(t, signo)[0]))
     with t.sig_lock:
-        pending = t.pending_signals
         if late and any(p[3] is info for p in pending):
             return ALREADY_PENDING
         if dropped:
@@ -121,9 +135,10 @@ def enqueue(t: "Task", signo: int, code: int = 0, addr: int = 0, info=None) -> s
         if not late and signo < S.SIGRTMIN and any(p[0] == signo for p in pending):
             return ALREADY_PENDING
         pending.append((signo, code, addr, info))
-    waiters = t.signal_waiters
-    if waiters:
-        waiters.notify()                          # signalfds reading this task
+    for th in (t.tg.tasks if pending is t.tg.shared_pending else (t,)):
+        waiters = th.signal_waiters
+        if waiters:
+            waiters.notify()                      # signalfds reading this task
     return QUEUED
 
 
@@ -148,7 +163,7 @@ def force(t: "Task", signo: int, code: int, addr: int = 0) -> None:
 def pending_mask(t: "Task") -> int:
     """Every pending signal, blocked or not, as a mask."""
     m = 0
-    for p in list(t.pending_signals):
+    for p in list(t.pending_signals) + list(t.tg.shared_pending):
         m |= S.sigbit(p[0])
     return m
 
@@ -164,17 +179,19 @@ def dequeue(t: "Task", allowed: int) -> tuple | None:
     Returns (signo, code, addr, info), a LateSiginfo's info made now (void ones are
     skipped); taking SIGALRM re-arms a periodic ITIMER_REAL."""
     while True:
-        best, best_key = -1, (2, 0)
+        best, best_key, queue = -1, (9, 0, 0), None
         with t.sig_lock:
-            for i, p in enumerate(t.pending_signals):
-                bit = S.sigbit(p[0])
-                if allowed & bit:
-                    key = (0 if bit & SYNCHRONOUS_MASK else 1, p[0])
-                    if key < best_key:
-                        best, best_key = i, key
-            if best < 0:
+            # The thread's own signals before the process's, as Linux's dequeue_signal.
+            for rank, q in enumerate((t.pending_signals, t.tg.shared_pending)):
+                for i, p in enumerate(q):
+                    bit = S.sigbit(p[0])
+                    if allowed & bit:
+                        key = (rank, 0 if bit & SYNCHRONOUS_MASK else 1, p[0])
+                        if key < best_key:
+                            best, best_key, queue = i, key, q
+            if queue is None:
                 return None
-            item = t.pending_signals.pop(best)
+            item = queue.pop(best)
         signo, code, addr, info = item
         if signo == S.SIGALRM and code != F.SI_TKILL and t.timers is not None:
             t.timers.sigalrm_dequeued()
@@ -252,7 +269,7 @@ def after_syscall(t: "Task", nr: int, ret: int) -> None:
 
 def deliver_pending(t: "Task", restart: int = 0, nr: int = 0) -> None:
     """Deliver every pending unblocked signal (nested frames, the last taken runs first)."""
-    while t.pending_signals:
+    while t.pending_signals or t.tg.shared_pending:
         item = dequeue(t, ~t.sigmask)
         if item is None:
             break

@@ -53,6 +53,8 @@ def clone3(t: "Task", a: Args) -> int:
      set_tid_size, _cgroup) = _CLONE_ARGS.unpack(raw)
     if exit_signal & ~C.CSIGNAL or flags & C.CSIGNAL:
         raise SyscallError(errno.EINVAL)
+    if flags & (C.CLONE_THREAD | C.CLONE_PARENT) and exit_signal:
+        raise SyscallError(errno.EINVAL)
     if set_tid or set_tid_size:
         raise SyscallError(errno.EPERM)          # choosing pids needs CAP_SYS_ADMIN in the pid ns
     if flags & (C.CLONE_PIDFD | C.CLONE_INTO_CGROUP):
@@ -69,7 +71,7 @@ def clone3(t: "Task", a: Args) -> int:
 ENTRIES = (
     Entry("fork", fork, SUPPORTED, "copy-on-write memory; the child runs on a host thread of its own"),
     Entry("vfork", vfork, SUPPORTED, "the child runs on the parent's host thread until it execs or exits"),
-    Entry("clone", clone, PARTIAL, "processes only: CLONE_THREAD gives EAGAIN with a notice; "
-          "namespaces EPERM; CLONE_PIDFD EINVAL"),
+    Entry("clone", clone, PARTIAL, "processes and threads (each on a host thread and a vCPU or "
+          "stub thread of its own); namespaces EPERM; CLONE_PIDFD EINVAL"),
     Entry("clone3", clone3, PARTIAL, "as clone; set_tid EPERM; CLONE_INTO_CGROUP EINVAL"),
 )

@@ -115,10 +115,16 @@ def do_execve(t: "Task", dirfd: int, path: str, argv_addr: int, envp_addr: int, 
         mm.release()
         raise SyscallError(errno.ETXTBSY)          # deny_write_access() at exec
     # --- the point of no return ---------------------------------------------------
+    from kvmbox.sentry import lifecycle
+    try:
+        lifecycle.de_thread(t)                     # the other threads end; t is the leader
+    except BaseException:
+        mm.release()
+        raise
+    lifecycle.mm_release(t)
     old_mm, t.mm = t.mm, mm
     mm.rlimit = t.soft_rlimit
     if getattr(t.fds, "users", 1) > 1:            # unshare_files(): CLONE_FILES sharers keep theirs
-        from kvmbox.sentry import lifecycle
         old_fds, t.fds = t.fds, t.fds.copy()
         lifecycle.drop(old_fds)
     t.fds.close_on_exec()

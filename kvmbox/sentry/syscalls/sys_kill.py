@@ -14,7 +14,7 @@ import errno
 from kvmbox.abi import signals as S
 from kvmbox.errors import SyscallError
 from kvmbox.sentry import lifecycle
-from kvmbox.sentry.signals import deliver
+from kvmbox.sentry.signals import deliver, group
 from kvmbox.sentry.signals.frame import SI_TKILL, SI_USER, siginfo
 from kvmbox.sentry.syscalls.args import s32
 from kvmbox.sentry.syscalls.table import SUPPORTED, Entry
@@ -34,12 +34,13 @@ def _check_sig(sig: int) -> None:
         raise SyscallError(errno.EINVAL)
 
 
-def send(sender: "Task", target: "Task", sig: int, code: int) -> None:
-    """Deliver `sig` from `sender` to `target` (any task of the sandbox), as Linux's
-    send_signal: SIGCONT continues and cancels stops, a stop cancels SIGCONT, SIGKILL
-    ends even an uninterruptible wait."""
+def send(sender: "Task", target: "Task", sig: int, code: int, *, process: bool = False) -> None:
+    """Deliver `sig` from `sender` to `target` (any task of the sandbox; with `process`,
+    to target's whole process: kvmbox/sentry/signals/group.py), as Linux's send_signal:
+    SIGCONT continues and cancels stops, a stop cancels SIGCONT, SIGKILL ends every
+    thread, even in an uninterruptible wait."""
     g = target.tg
-    if g.state == ZOMBIE or target.killed:
+    if g.state == ZOMBIE or (target.killed and not process):
         return
     if sig == S.SIGCONT:
         for s in _STOPS:
@@ -48,12 +49,15 @@ def send(sender: "Task", target: "Task", sig: int, code: int) -> None:
     elif sig in _STOPS:
         deliver.flush(target, S.SIGCONT)
     info = siginfo(sig, code, pid=sender.tgid, uid=sender.creds.uid)
-    if target is sender:
+    if process:
+        group.send(g, sig, code=code, info=info, sender=sender)
+    elif target is sender:
         target.queue_signal(sig, code=code, info=info)
     else:
         target.send_signal(sig, code=code, info=info)
     if sig == S.SIGKILL:
-        target.kernel.kill_task(target)
+        for th in g.live_threads():
+            th.kernel.kill_task(th)
 
 
 def _groups_for(t: "Task", pid: int) -> list["ThreadGroup"]:
@@ -80,7 +84,7 @@ def kill(t: "Task", a: Args) -> int:
         raise SyscallError(errno.ESRCH)
     if sig:
         for g in groups:
-            send(t, g.leader, sig, SI_USER)
+            send(t, g.leader, sig, SI_USER, process=True)
     return 0
 
 

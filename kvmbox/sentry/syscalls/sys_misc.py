@@ -82,10 +82,10 @@ def prlimit64(t: "Task", a: Args) -> int:
     new_limit = structs.RLIMIT.unpack(t.mm.copy_in(new, structs.RLIMIT.size)) if new else None
     target = t
     if pid not in (0, t.tgid):
-        g = t.kernel.pids.group(pid) if pid > 0 else None
-        if g is None or not g.tasks or g.tasks[0].killed:
+        other = t.kernel.pids.task(pid) if pid > 0 else None
+        if other is None or other.killed or other.done:
             raise SyscallError(errno.ESRCH)
-        target = g.leader                 # another process of the sandbox (same credentials)
+        target = other                    # a thread of the sandbox (same credentials)
     _check_resource(resource)
     before = tuple(target.rlimits[resource])
     if new_limit is not None:

@@ -7,7 +7,7 @@ from kvmbox.abi.structs import U64
 from kvmbox.errors import SyscallError
 from kvmbox.guest_stub.layout import USER_TOP
 from kvmbox.sentry.syscalls.args import s32
-from kvmbox.sentry.syscalls.table import PARTIAL, SUPPORTED, Entry
+from kvmbox.sentry.syscalls.table import SUPPORTED, Entry
 from kvmbox.sentry.task import TaskExit
 
 ARCH_SET_GS, ARCH_SET_FS, ARCH_GET_FS, ARCH_GET_GS = 0x1001, 0x1002, 0x1003, 0x1004
@@ -16,6 +16,7 @@ ARCH_GET_CPUID, ARCH_SET_CPUID = 0x1011, 0x1012
 
 def exit(t, a) -> int:  # noqa: A001 - the syscall's name
     """Implements Linux syscall exit(2)."""
+    t.thread_exit = True                # this thread only (kvmbox/sentry/lifecycle.py finish)
     raise TaskExit(a[0] & 0xFF)
 
 
@@ -44,7 +45,7 @@ def arch_prctl(t, a) -> int:
 
 
 ENTRIES = (
-    Entry("exit", exit, PARTIAL, "ends the whole program (single-threaded guests for now)"),
-    Entry("exit_group", exit_group, SUPPORTED, ""),
+    Entry("exit", exit, SUPPORTED, "ends the calling thread; the process ends with its last"),
+    Entry("exit_group", exit_group, SUPPORTED, "ends every thread of the process"),
     Entry("arch_prctl", arch_prctl, SUPPORTED, "FS/GS base through the vCPU state; CPUID faulting unsupported"),
 )

@@ -102,31 +102,36 @@ def timer_create(t: "Task", a: Args) -> int:
             raise SyscallError(errno.EINVAL)
     pt = timers_of(t)
     tid = pt.new_id()               # used up even if the call fails from here on, as in Linux
+    target = None
     if event is None:
         notify, signo, value = C.SIGEV_SIGNAL, S.SIGALRM, None
     else:
         value, signo, notify, thread = event
-        _check_sigevent(t, notify, signo, thread)
+        target = _check_sigevent(t, notify, signo, thread)
     t.mm.copy_out(created, tid.to_bytes(4, "little"))
     if bad_pid:
         raise SyscallError(errno.EINVAL)
     if clock in ALARM_CLOCKS:
         raise SyscallError(errno.EOPNOTSUPP)        # no RTC in the sandbox to wake on
-    pt.add(tid, clock, cpu, notify, signo, value)
+    pt.add(tid, clock, cpu, notify, signo, value, target)
     return 0
 
 
-def _check_sigevent(t: "Task", notify: int, signo: int, thread: int) -> None:
-    """good_sigevent(): the notification and the signal must make sense."""
+def _check_sigevent(t: "Task", notify: int, signo: int, thread: int) -> "Task | None":
+    """good_sigevent(): the notification and the signal must make sense.  Returns
+    SIGEV_THREAD_ID's thread (None: the signal goes to the process)."""
+    target = None
     if notify == C.SIGEV_SIGNAL | C.SIGEV_THREAD_ID:
-        if thread != t.tid:
+        target = t.kernel.pids.task(thread)
+        if target is None or target.tg is not t.tg or target.done:
             raise SyscallError(errno.EINVAL)       # not a thread of this process
     elif notify == C.SIGEV_NONE:
-        return
+        return None
     elif notify not in (C.SIGEV_SIGNAL, C.SIGEV_THREAD):
         raise SyscallError(errno.EINVAL)
     if not 1 <= signo <= S.NSIG:
         raise SyscallError(errno.EINVAL)
+    return target
 
 
 def _timer_id(raw: int) -> int:
