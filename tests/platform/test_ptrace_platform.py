@@ -59,7 +59,7 @@ def test_protect_over_holes(guest):
     assert "00b00000-00b01000 r--s" in maps and "00b02000-00b03000 r--s" in maps
 
 
-@pytest.mark.parametrize("nr", [39, 1, 257, 9, 62, 57, 59])   # getpid write openat mmap kill fork execve
+@pytest.mark.parametrize("nr", [39, 1, 257, 9, 62, 57, 59, 56, 60])   # getpid write openat mmap kill fork execve clone exit
 def test_guest_cannot_get_a_real_host_syscall_through_the_gadget(guest, nr):
     """Jumping to the stub's own syscall instruction is still just an emulated syscall."""
     g = guest(f"""
@@ -107,6 +107,14 @@ def test_stub_dies_on_a_forbidden_injected_syscall(guest):
     with pytest.raises(SandboxCrash, match="SIGSYS"):
         stub.syscall(39)                       # getpid, even from the gadget
     assert not stub.alive
+
+
+def test_stub_dies_on_a_clone_other_than_a_stub_thread(guest):
+    """clone with fork's flags (SIGCHLD), even from the gadget: the filter kills the stub."""
+    from kvmbox.errors import SandboxCrash
+    g = guest("nop\n")
+    with pytest.raises(SandboxCrash, match="SIGSYS"):
+        g.aspace.stub_for_tracer().syscall(56, 0x11, 0, 0, 0, 0)
 
 
 def test_stub_dies_on_mmap_of_another_fd(guest):
