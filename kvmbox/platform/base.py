@@ -112,6 +112,10 @@ class Context(ABC):
     def clear_interrupt(self) -> None:
         """Forget a pending interrupt()."""
 
+    def in_guest(self) -> bool:
+        """Is switch() running guest code now (thread-safe; membarrier waits on it)?"""
+        return False
+
     @abstractmethod
     def syscall_args(self) -> tuple[int, int, int, int, int, int, int]:
         """(nr, arg0..arg5) of the system call that just trapped."""

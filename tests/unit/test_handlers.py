@@ -13,9 +13,11 @@ from kvmbox.errors import SyscallError
 from kvmbox.sentry.syscalls import (sys_dir as D, sys_identity as I, sys_misc as M,
                                     sys_signal as S, sys_thread as TH, sys_time as TM)
 from kvmbox.sentry.futex import FutexTable
+from kvmbox.sentry.waiter import SentryLock
 from kvmbox.sentry.pidtable import PidTable
 from kvmbox.sentry.threadgroup import ChildTimes
 from kvmbox.sentry.syscalls import sys_pgrp as P
+from kvmbox.sentry.syscalls import sys_sched as SCH
 from kvmbox.sentry.task import RLIM_INFINITY, Credentials, default_rlimits
 from kvmbox.sentry.cputime import TaskCpu
 
@@ -77,6 +79,8 @@ class FakeKernel:
         self.stopping = False          # what waiter.block checks (Kernel.stopping)
         self.pids = PidTable(None)     # no other process
         self.futexes = FutexTable()
+        self.bkl = SentryLock()
+        self.platform = SimpleNamespace(allowed_cpus=lambda: frozenset({0, 1}))
 
     def clock_ns(self, clock: int) -> int:
         return time.clock_gettime_ns(clock)
@@ -330,17 +334,19 @@ def test_prlimit64(t):
 
 
 def test_sched_affinity(t):
-    assert M.sched_getaffinity(t, A(0, 128, BASE)) == 8
+    assert SCH.sched_getaffinity(t, A(0, 128, BASE)) == 8
     assert t.mm.copy_in(BASE, 8) == (0b11).to_bytes(8, "little")
-    fails(errno.EINVAL, M.sched_getaffinity, t, 0, 4, BASE)
-    fails(errno.EINVAL, M.sched_getaffinity, t, 0, 12, BASE)
-    fails(errno.ESRCH, M.sched_getaffinity, t, 9999, 8, BASE)
-    fails(errno.EFAULT, M.sched_getaffinity, t, 0, 8, BAD)
+    fails(errno.EINVAL, SCH.sched_getaffinity, t, 0, 4, BASE)
+    fails(errno.EINVAL, SCH.sched_getaffinity, t, 0, 12, BASE)
+    fails(errno.ESRCH, SCH.sched_getaffinity, t, 9999, 8, BASE)
+    fails(errno.EFAULT, SCH.sched_getaffinity, t, 0, 8, BAD)
     t.mm.put(BASE, (0b1).to_bytes(8, "little"))
-    assert M.sched_setaffinity(t, A(0, 8, BASE)) == 0
+    assert SCH.sched_setaffinity(t, A(0, 8, BASE)) == 0
+    t.mm.put(BASE, bytes(8))
+    assert SCH.sched_getaffinity(t, A(0, 8, BASE)) == 8 and t.mm.copy_in(BASE, 8)[0] == 0b1
     t.mm.put(BASE, (0b100).to_bytes(8, "little"))                # only a CPU we lack
-    fails(errno.EINVAL, M.sched_setaffinity, t, 0, 8, BASE)
-    assert M.sched_yield(t, A()) == 0
+    fails(errno.EINVAL, SCH.sched_setaffinity, t, 0, 8, BASE)
+    assert SCH.sched_yield(t, A()) == 0
 
 
 def test_getcwd(t):
@@ -357,9 +363,13 @@ def test_getcwd(t):
 def test_umask_getcpu_sysinfo(t):
     assert D.umask(t, A(0o7777)) == 0o022 and D.umask(t, A(0)) == 0o777
     t.mm.put(BASE, b"\xff" * 8)
-    assert M.getcpu(t, A(BASE, BASE + 4, 0)) == 0 and t.mm.copy_in(BASE, 8) == bytes(8)
-    assert M.getcpu(t, A(0, 0, 0)) == 0
-    fails(errno.EFAULT, M.getcpu, t, BAD, 0, 0)
+    assert SCH.getcpu(t, A(BASE, BASE + 4, 0)) == 0
+    cpu, node = struct.unpack("<II", t.mm.copy_in(BASE, 8))
+    assert cpu in (0, 1) and node == 0                            # a CPU of the sandbox
+    t.affinity = 0b10
+    assert SCH.getcpu(t, A(BASE, 0, 0)) == 0 and t.mm.copy_in(BASE, 4) == b"\1\0\0\0"
+    assert SCH.getcpu(t, A(0, 0, 0)) == 0
+    fails(errno.EFAULT, SCH.getcpu, t, BAD, 0, 0)
     assert M.sysinfo(t, A(BASE)) == 0
     uptime, = struct.unpack_from("<q", t.mm.copy_in(BASE, 8))
     assert 4 <= uptime <= 10

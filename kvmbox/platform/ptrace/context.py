@@ -224,6 +224,9 @@ class PtraceContext(Context):
             except OSError:
                 pass
 
+    def in_guest(self) -> bool:
+        return self._kick is not None          # set while switch() runs the stub thread
+
     def clear_interrupt(self) -> None:
         self._interrupt.clear()
 
