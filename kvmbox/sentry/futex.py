@@ -108,19 +108,20 @@ class FutexTable:
             if not w.woken:
                 self._dequeue(w)
 
-    def wake(self, key: tuple, n: int, bitset: int = BITSET_MATCH_ANY) -> int:
-        """Wake up to n (at least one, as Linux) non-PI waiters of `key` whose bitset
-        matches; how many."""
+    def wake(self, key: tuple, n: int, bitset: int = BITSET_MATCH_ANY, *, at_least_one: bool = True) -> int:
+        """Wake up to n non-PI waiters of `key` whose bitset matches (FUTEX_WAKE wakes one
+        even when n <= 0, as Linux's loop does; a requeue's wake count is exact); how many."""
         woken = []
+        limit = max(n, 1) if at_least_one else n
         with self._lock:
             q = self.queues.get(key)
-            if q:
+            if q and limit > 0:
                 for w in list(q):
                     if w.pi or not w.bitset & bitset:
                         continue
                     q.remove(w)
                     woken.append(w)
-                    if len(woken) >= max(n, 1):
+                    if len(woken) >= limit:
                         break
                 if not q:
                     del self.queues[key]
@@ -131,7 +132,7 @@ class FutexTable:
 
     def requeue(self, key: tuple, key2: tuple, nwake: int, nrequeue: int) -> int:
         """Wake nwake waiters of key and move up to nrequeue others to key2."""
-        done = self.wake(key, nwake)
+        done = self.wake(key, nwake, at_least_one=False)
         moved = 0
         with self._lock:
             q = self.queues.get(key)

@@ -67,6 +67,9 @@ CASES = [
     Case("sigfault"),
     Case("gpfault"),
     Case("futex"),
+    Case("futexes"),
+    Case("pthreads"),
+    Case("threadstress", ("/tmp", "40")),      # the long run is in `make bench`
     Case("misc"),
     Case("fpmath"),
     Case("malloc"),
