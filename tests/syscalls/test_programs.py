@@ -70,6 +70,7 @@ CASES = [
     Case("futexes"),
     Case("pthreads"),
     Case("threadstress", ("/tmp", "40")),      # the long run is in `make bench`
+    Case("spinbar"),
     Case("misc"),
     Case("fpmath"),
     Case("malloc"),
