@@ -71,6 +71,7 @@ CASES = [
     Case("pthreads"),
     Case("threadstress", ("/tmp", "40")),      # the long run is in `make bench`
     Case("spinbar"),
+    Case("threadhostile"),
     Case("misc"),
     Case("fpmath"),
     Case("malloc"),
@@ -128,6 +129,8 @@ OTHER_MODULES |= {"procs"}
 OTHER_MODULES |= {"forkcount"}
 # Runs a program from a forked child or grandchild (tests/security/test_fs_escape.py).
 OTHER_MODULES |= {"forkrun"}
+# Creates threads until EAGAIN under a pids limit (tests/security/test_thread_limits.py).
+OTHER_MODULES |= {"threadbomb"}
 
 
 def test_every_program_has_a_case():

@@ -1,0 +1,116 @@
+"""Threads against the sandbox's limits and clean-up (issue 9).
+
+- a thread bomb meets the pids limit: pthread_create gives EAGAIN after limit-1 threads
+  (threads count as tasks, as the pids cgroup counts them), and the run ends normally;
+- a run with 24 threads spinning in guest code, ended by its timeout or by kill(), ends
+  promptly, and afterwards no host thread, child process (ptrace stub) or fd of it is left;
+- 20 runs that each create and join 50 threads leave the host as they found it.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import TEST_ENV, run_native
+
+
+def _sandbox(platform_name: str, **kw):
+    import kvmbox
+    return kvmbox.Sandbox(platform=platform_name, **kw)
+
+
+def _threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+def _fds() -> int:
+    """Host fds of this process, less KVM vCPUs (the platform keeps its pool)."""
+    n = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}").startswith("anon_inode:kvm-vcpu"):
+                continue
+        except OSError:
+            continue
+        n += 1
+    return n
+
+
+def _children() -> set[int]:
+    kids: set[int] = set()
+    for task in os.listdir("/proc/self/task"):
+        try:
+            kids |= {int(c) for c in Path(f"/proc/self/task/{task}/children").read_text().split()}
+        except OSError:
+            pass
+    return kids
+
+
+def _settled(check, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_threadbomb_native(test_programs):
+    r = run_native(test_programs / "glibc" / "threadbomb", ["50"])
+    assert (r.exit_code, r.stdout) == (0, b"created 50 (cap)\n"), r
+
+
+@pytest.mark.parametrize("limit", [2, 40])
+def test_thread_bomb_meets_the_pids_limit(limit, platform_name, test_programs):
+    with _sandbox(platform_name, pids_limit=limit, timeout=120) as sb:
+        r = sb.run([str(test_programs / "glibc" / "threadbomb"), "100000"], env=dict(TEST_ENV))
+    assert (r.exit_code, r.stdout) == (0, f"created {limit - 1}, then EAGAIN\n".encode()), r
+
+
+def test_spinning_threads_end_and_leave_nothing(platform_name, test_programs):
+    """24 threads spinning in guest code: a timeout and a kill() each end the run within a
+    few seconds; afterwards the Sentry's host threads, children and fds are as before."""
+    threads0, fds0, kids0 = _threads(), _fds(), _children()
+    with _sandbox(platform_name, timeout=120) as sb:
+        sb.run([str(test_programs / "glibc" / "hello")], env=dict(TEST_ENV))
+        base = (_threads(), _fds(), _children())
+        t0 = time.monotonic()
+        r = sb.run([str(test_programs / "glibc" / "spinbar")], env=dict(TEST_ENV))
+        assert r.exit_code == 0, r
+        for how in ("timeout", "kill"):
+            t0 = time.monotonic()
+            timer = threading.Timer(3.0, sb.kill) if how == "kill" else None
+            if timer:
+                timer.start()
+            try:
+                r = sb.run([str(test_programs / "glibc" / "spinbar"), "forever"], env=dict(TEST_ENV),
+                           timeout=3 if how == "timeout" else 60)
+            finally:
+                if timer:
+                    timer.cancel()
+            took = time.monotonic() - t0
+            assert r.stdout == b"spinning\n" and (r.timed_out or r.signal), (how, r)
+            assert took < 15, (how, took)
+            assert _settled(lambda: _threads() <= base[0] and _fds() <= base[1] and _children() <= base[2]), (
+                f"after the {how}: threads {_threads()}, fds {_fds()}, children {sorted(_children())}; "
+                f"before: {base}")
+    assert _settled(lambda: (_threads(), _fds()) == (threads0, fds0) and _children() <= kids0), (
+        _threads(), threads0, _fds(), fds0)
+
+
+def test_thread_churn_leaves_nothing(platform_name, test_programs):
+    """20 runs of 50 threads created and joined (plus a forked child's): no host thread,
+    stub or fd accumulates."""
+    with _sandbox(platform_name, timeout=120) as sb:
+        prog = str(test_programs / "glibc" / "futexes")
+        sb.run([prog], env=dict(TEST_ENV))
+        base = (_threads(), _fds(), _children())
+        for _ in range(20):
+            r = sb.run([prog], env=dict(TEST_ENV))
+            assert r.exit_code == 0, r
+        assert _settled(lambda: _threads() <= base[0] and _fds() <= base[1] and _children() <= base[2]), (
+            _threads(), _fds(), _children(), base)
