@@ -214,3 +214,46 @@ def signal_name(sig: int) -> str:
         return _signal.Signals(sig).name
     except ValueError:
         return str(sig)
+
+
+# --- the host state a run must leave as it found it (limits and security tests) ----------
+def host_threads() -> int:
+    """Threads of this (the Sentry's) process."""
+    return len(os.listdir("/proc/self/task"))
+
+
+def host_fds() -> int:
+    """Host fds of this process, less the KVM vCPUs: the platform's vCPU pool may grow (to
+    its bound) when a later run happens to keep more tasks running at once."""
+    n = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}").startswith("anon_inode:kvm-vcpu"):
+                continue
+        except OSError:
+            continue
+        n += 1
+    return n
+
+
+def host_children() -> set[int]:
+    """Child processes of any thread of this process (ptrace stubs, helpers)."""
+    kids: set[int] = set()
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/children") as f:
+                kids |= {int(c) for c in f.read().split()}
+        except OSError:
+            pass
+    return kids
+
+
+def settled(check, seconds: float = 5.0) -> bool:
+    """Poll check() until it is true (True) or `seconds` pass (False)."""
+    import time
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True

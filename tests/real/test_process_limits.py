@@ -15,16 +15,14 @@ used_pages`, which is not public API (as in tests/real/test_exec.py).
 """
 from __future__ import annotations
 
-import os
 import re
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 import helpers
-from helpers import TEST_ENV, run_native
+from helpers import TEST_ENV, host_children, host_fds, host_threads, run_native, settled
 
 BOMB = "b() { b | b & }; b"
 
@@ -129,41 +127,7 @@ def test_first_process_exit_kills_the_rest(platform_name):
 
 # ---------------------------------------------------------------- nothing left behind
 
-def _threads() -> int:
-    return len(os.listdir("/proc/self/task"))
-
-
-def _fds() -> int:
-    """Host fds of this process, less the KVM vCPUs: the platform's vCPU pool may grow (to
-    its bound) when a later run happens to keep more processes running at once."""
-    n = 0
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            if os.readlink(f"/proc/self/fd/{fd}").startswith("anon_inode:kvm-vcpu"):
-                continue
-        except OSError:
-            continue
-        n += 1
-    return n
-
-
-def _children() -> set[int]:
-    kids: set[int] = set()
-    for task in os.listdir("/proc/self/task"):
-        try:
-            kids |= {int(c) for c in Path(f"/proc/self/task/{task}/children").read_text().split()}
-        except OSError:
-            pass
-    return kids
-
-
-def _settled(check, seconds: float = 5.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
+_threads, _fds, _children, _settled = host_threads, host_fds, host_children, settled
 
 
 def _state() -> str:

@@ -8,14 +8,12 @@
 """
 from __future__ import annotations
 
-import os
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
-from helpers import TEST_ENV, run_native
+from helpers import TEST_ENV, host_children, host_fds, host_threads, run_native, settled
 
 
 def _sandbox(platform_name: str, **kw):
@@ -23,40 +21,11 @@ def _sandbox(platform_name: str, **kw):
     return kvmbox.Sandbox(platform=platform_name, **kw)
 
 
-def _threads() -> int:
-    return len(os.listdir("/proc/self/task"))
+_threads, _fds, _children = host_threads, host_fds, host_children
 
 
-def _fds() -> int:
-    """Host fds of this process, less KVM vCPUs (the platform keeps its pool)."""
-    n = 0
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            if os.readlink(f"/proc/self/fd/{fd}").startswith("anon_inode:kvm-vcpu"):
-                continue
-        except OSError:
-            continue
-        n += 1
-    return n
-
-
-def _children() -> set[int]:
-    kids: set[int] = set()
-    for task in os.listdir("/proc/self/task"):
-        try:
-            kids |= {int(c) for c in Path(f"/proc/self/task/{task}/children").read_text().split()}
-        except OSError:
-            pass
-    return kids
-
-
-def _settled(check, seconds: float = 10.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
+def _settled(check) -> bool:
+    return settled(check, 10.0)
 
 
 def test_threadbomb_native(test_programs):
