@@ -59,7 +59,7 @@ def test_protect_over_holes(guest):
     assert "00b00000-00b01000 r--s" in maps and "00b02000-00b03000 r--s" in maps
 
 
-@pytest.mark.parametrize("nr", [39, 1, 257, 9, 62, 57, 59, 56, 60])   # getpid write openat mmap kill fork execve clone exit
+@pytest.mark.parametrize("nr", [39, 1, 257, 9, 62, 57, 59, 56, 60, 34])   # getpid write openat mmap kill fork execve clone exit pause
 def test_guest_cannot_get_a_real_host_syscall_through_the_gadget(guest, nr):
     """Jumping to the stub's own syscall instruction is still just an emulated syscall."""
     g = guest(f"""

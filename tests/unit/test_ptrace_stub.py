@@ -73,8 +73,8 @@ def test_seccomp_filter_allows_only_gadget_memory_calls():
 
 
 def test_seccomp_filter_allows_stub_thread_calls_exactly():
-    """Stub threads: clone with exactly STUB_THREAD_FLAGS, and exit; any variant, clone3 and
-    exit_group kill the stub, and off the gadget they are never run."""
+    """Stub threads: clone with exactly STUB_THREAD_FLAGS, pause and exit; any variant,
+    clone3 and exit_group kill the stub, and off the gadget they are never run."""
     memfd = 7
     page = L.USER_TOP + 0x5000
     prog = stubcode.seccomp_filter(memfd, page)
@@ -85,8 +85,9 @@ def test_seccomp_filter_allows_stub_thread_calls_exactly():
                   C.STUB_THREAD_FLAGS | 0x1000):                  # fork, high bits, no CLONE_VM, PIDFD
         assert _run_bpf(prog, C.NR_clone, gadget, (flags, 0, 0, 0, 0, 0)) == kill
     assert _run_bpf(prog, C.NR_exit, gadget) == ok
-    for nr in (C.NR_clone, C.NR_exit):
+    assert _run_bpf(prog, C.NR_pause, gadget) == ok
+    for nr in (C.NR_clone, C.NR_exit, C.NR_pause):
         assert _run_bpf(prog, nr, gadget + 1) == C.SECCOMP_RET_TRAP       # off the gadget
-    for nr in (435, 231, 34, 157):                                   # clone3 exit_group pause prctl
+    for nr in (435, 231, 157):                                       # clone3 exit_group prctl
         assert _run_bpf(prog, nr, gadget) == kill
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 NR_mmap, NR_mprotect, NR_munmap = 9, 10, 11
 NR_fork, NR_ptrace, NR_getppid, NR_setpgid = 57, 101, 110, 109
 NR_prctl, NR_exit_group, NR_seccomp, NR_rseq, NR_close_range = 157, 231, 317, 334, 436
-NR_clone, NR_exit, NR_tgkill = 56, 60, 234
+NR_clone, NR_exit, NR_tgkill, NR_pause = 56, 60, 234, 34
 # clone flags of a stub thread: CLONE_VM|FS|FILES|SIGHAND|THREAD|SYSVSEM (the filter allows only these)
 STUB_THREAD_FLAGS = 0x100 | 0x200 | 0x400 | 0x800 | 0x10000 | 0x40000
 
@@ -44,6 +44,7 @@ PTRACE_SETREGS = 13
 PTRACE_SETOPTIONS = 0x4200
 PTRACE_GETSIGINFO = 0x4202
 PTRACE_SYSEMU = 31
+PTRACE_SYSCALL = 24                   # resume to the next syscall-entry/exit stop
 PTRACE_GETREGSET, PTRACE_SETREGSET = 0x4204, 0x4205
 NR_arch_prctl, ARCH_GET_XCOMP_SUPP = 158, 0x1021   # the host's supported user xfeatures
 NT_X86_XSTATE = 0x202                 # regset: the XSAVE image (standard format)

@@ -23,8 +23,8 @@ in the Sentry and in every stub.  It holds, at fixed offsets:
               and stops on the trap waiting for its tracer.
   PROBE_OFF   `mov al, [page]; jmp trap`: run once to learn whether execute-only
               really hides the page on this CPU (no protection keys: it does not).
-  SPIN_OFF    `jmp .`: a new stub thread loops here, untraced for a moment, while
-              the thread that made it hands it to its own tracer (stub.py).
+  SPIN_OFF    `jmp .`: no longer used (a new stub thread now waits in pause(2) at
+              the gadget while it is handed to its own tracer, stub.py).
 
 The child stops with int3 rather than kill(getpid(), SIGSTOP), so `kill` need
 not be on the filter's allow-list.  Any failure during set-up: exit_group(127).
@@ -186,8 +186,9 @@ STUB_CODE = bytes.fromhex(
 
 def seccomp_filter(memfd: int, page: int) -> bytes:
     """The stub's BPF program (struct sock_filter[]): allow mmap/munmap/mprotect from the gadget only,
-    and the two calls that make and end a stub thread: clone with exactly STUB_THREAD_FLAGS
-    and exit (one thread; exit_group is not allowed).
+    and the calls that make, park and end a stub thread: clone with exactly
+    STUB_THREAD_FLAGS, pause (a new thread waiting for its tracer) and exit (one
+    thread; exit_group is not allowed).
 
     mmap must also be MAP_SHARED|MAP_FIXED of the MemoryFile's memfd; any other
     syscall from the gadget (or another ABI) is SECCOMP_RET_KILL_PROCESS.  A
@@ -210,6 +211,7 @@ def seccomp_filter(memfd: int, page: int) -> bytes:
         (C.BPF_JEQ_K, C.NR_munmap, "allow", None),
         (C.BPF_JEQ_K, C.NR_mprotect, "allow", None),
         (C.BPF_JEQ_K, C.NR_exit, "allow", None),
+        (C.BPF_JEQ_K, C.NR_pause, "allow", None),
         (C.BPF_JEQ_K, C.NR_clone, "clone", None),
         (C.BPF_JEQ_K, C.NR_mmap, None, "kill"),
         (C.BPF_LD_W_ABS, C.SD_ARGS + 8 * 3, None, None),          # flags, low half

@@ -72,8 +72,8 @@ class StubThread:
 
     # --- being handed from one tracer to another -------------------------------------
     def attach(self) -> None:
-        """Become the tracer of this thread (on the calling host thread): it waits in the
-        stub's spin loop, untraced, until PTRACE_ATTACH stops it."""
+        """Become the tracer of this thread (on the calling host thread): it waits in
+        pause(2), untraced, until PTRACE_ATTACH's SIGSTOP interrupts it."""
         self.tracer = threading.get_ident()
         host.ptrace(C.PTRACE_ATTACH, self.tid)
         while True:
@@ -85,6 +85,8 @@ class StubThread:
             host.resume(C.PTRACE_CONT, self.tid)      # anything else: swallowed
         host.ptrace(C.PTRACE_SETOPTIONS, self.tid, 0, C.PTRACE_O_TRACESYSGOOD | C.PTRACE_O_EXITKILL)
         self.init_regs()
+        # It stopped inside the interrupted pause: never let a resume restart that call.
+        self.base[_R["orig_rax"]] = self._inj[_R["orig_rax"]] = _MASK64
 
     # --- running -----------------------------------------------------------------------
     def check_thread(self) -> None:
