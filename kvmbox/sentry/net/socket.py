@@ -183,6 +183,10 @@ class Socket(FileDescription):
         """Queue what fits now of `data` (to `addr` if given); EAGAIN when nothing fits."""
         raise SyscallError(errno.EOPNOTSUPP)
 
+    def send_precheck(self, n: int, flags: int) -> None:
+        """The errors a send of `n` bytes meets before its bytes are read from the guest
+        (a datagram's EMSGSIZE comes before an EFAULT on Linux)."""
+
     def recvmsg(self, t: "Task | None", n: int, flags: int) -> Received:
         """Up to `n` bytes now; EAGAIN when nothing is there yet."""
         raise SyscallError(errno.EOPNOTSUPP)

@@ -97,7 +97,7 @@ class UnixSocket(Socket):
     def _autobind(self) -> None:
         if self.addr is None:
             self.addr = self.ns.autobind(self)
-            self.bound_key = ("abstract", self.addr[2:])
+            self.bound_key = ("abstract", (self.addr[2:], self.stype))
 
     def _creds(self, t: "Task | None") -> tuple[int, int, int]:
         if t is not None:
@@ -119,10 +119,11 @@ class UnixSocket(Socket):
         if kind == "abstract":
             if self.addr is not None:
                 raise SyscallError(errno.EINVAL)
-            if name in self.ns.abstract:
+            key = (name, self.stype)
+            if key in self.ns.abstract:
                 raise SyscallError(errno.EADDRINUSE)
-            self.ns.abstract[name] = self
-            self.bound_key = ("abstract", name)
+            self.ns.abstract[key] = self
+            self.bound_key = ("abstract", key)
         else:
             self.bound_key = N.bind_path(t, self.ns, self, name, self.addr is not None)
         self.addr = N.sockaddr(kind, name)
@@ -162,18 +163,18 @@ class UnixSocket(Socket):
             return
         if self.passcred:
             self._autobind()
-        other = N.lookup(t, self.ns, addr)
+        other = N.lookup(t, self.ns, addr, self.stype)
         if other.stype != self.stype:
             raise SyscallError(errno.EPROTOTYPE)
-        if self.state == CONNECTED:
-            raise SyscallError(errno.EISCONN)
-        if self.state == LISTEN:
-            raise SyscallError(errno.EINVAL)
         if other.state != LISTEN or other.shut & RCV_SHUTDOWN or other.dead:
             raise SyscallError(errno.ECONNREFUSED)
         if len(other.backlog) > other.max_backlog:
             other.blocked_senders.add(self)
             raise SyscallError(errno.EAGAIN)
+        if self.state == CONNECTED:
+            raise SyscallError(errno.EISCONN)
+        if self.state == LISTEN:
+            raise SyscallError(errno.EINVAL)
         new = UnixSocket(self.kernel, None, self.stype, 0, 0)
         new.uid, new.gid = other.uid, other.gid
         new.addr = other.addr
@@ -192,7 +193,7 @@ class UnixSocket(Socket):
         N.parse(addr)
         if self.passcred:
             self._autobind()
-        other = N.lookup(t, self.ns, addr)
+        other = N.lookup(t, self.ns, addr, self.stype)
         if other.stype != self.stype:
             raise SyscallError(errno.EPROTOTYPE)
         if other.peer is not None and other.peer is not self:
@@ -259,6 +260,12 @@ class UnixSocket(Socket):
             addr = None
         return self._dgram_send(t, data, addr, anc)
 
+    def send_precheck(self, n: int, flags: int) -> None:
+        if flags & MSG_OOB:
+            raise SyscallError(errno.EOPNOTSUPP)
+        if self.stype != SOCK_STREAM and n > self.sndbuf - 32:
+            raise SyscallError(errno.EMSGSIZE)
+
     def _stream_send(self, t, data: bytes, addr, anc) -> int:
         if addr:
             raise SyscallError(errno.EISCONN if self.state == CONNECTED else errno.EOPNOTSUPP)
@@ -294,11 +301,13 @@ class UnixSocket(Socket):
             self._autobind()
         if len(data) > self.sndbuf - 32:
             raise SyscallError(errno.EMSGSIZE)
+        if self.shut & SEND_SHUTDOWN:
+            raise SyscallError(errno.EPIPE)
         self._check_rights(t, anc)
         if self.wmem + len(data) + OVERHEAD > self.sndbuf and self.wmem:
             raise SyscallError(errno.EAGAIN)
         if other is None:
-            other = N.lookup(t, self.ns, addr)
+            other = N.lookup(t, self.ns, addr, self.stype)
             if other.stype != self.stype:
                 raise SyscallError(errno.EPROTOTYPE)
         if other.dead:

@@ -29,7 +29,8 @@ class UnixNames:
     """The sandbox's AF_UNIX namespace (one per kernel)."""
 
     def __init__(self) -> None:
-        self.abstract: dict[bytes, object] = {}
+        self.abstract: dict[tuple[bytes, int], object] = {}  # (name, socket type): Linux
+        # hashes abstract names with the type, so each type has a namespace of its own
         self.paths: dict[tuple[int, int], object] = {}      # (dev, ino) -> socket
         self.shadow: dict[tuple[int, int, str], object] = {}  # host dir (dev, ino), name
         self.next_auto = 0
@@ -40,10 +41,10 @@ class UnixNames:
         for _ in range(AUTOBIND_SPACE):
             n = self.next_auto
             self.next_auto = (n + 1) % AUTOBIND_SPACE
-            name = b"\0" + b"%05x" % n
-            if name not in self.abstract:
-                self.abstract[name] = sock
-                return UNNAMED + name
+            key = (b"\0" + b"%05x" % n, sock.stype)
+            if key not in self.abstract:
+                self.abstract[key] = sock
+                return UNNAMED + key[0]
         raise SyscallError(errno.ENOSPC)
 
     def forget(self, key) -> None:
@@ -127,11 +128,11 @@ def find_path(t: "Task", ns: UnixNames, path: bytes):
     return sock
 
 
-def lookup(t: "Task", ns: UnixNames, addr: bytes):
-    """The socket a connect/sendto address names."""
+def lookup(t: "Task", ns: UnixNames, addr: bytes, stype: int):
+    """The socket a connect/sendto address names (an abstract name: of type `stype`)."""
     kind, name = parse(addr)
     if kind == "abstract":
-        sock = ns.abstract.get(name)
+        sock = ns.abstract.get((name, stype))
         if sock is None:
             raise SyscallError(errno.ECONNREFUSED)
         return sock

@@ -255,6 +255,7 @@ def sendto(t: "Task", a) -> int:
     """Implements Linux syscall sendto(2)."""
     s = _sock(t, s32(a[0]))
     buf, n, flags = a[1], min(a[2], MAX_RW), s32(a[3])
+    s.send_precheck(n, flags)
     data = t.mm.copy_in(buf, n) if n else b""
     addr = _addr_in(t, a[4], s32(a[5])) if a[4] else None
     return _send(t, s, data, addr or None, None, flags)
@@ -263,6 +264,7 @@ def sendto(t: "Task", a) -> int:
 def _sendmsg(t: "Task", s: Socket, hdr_addr: int, flags: int) -> int:
     h = M.read_msghdr(t, hdr_addr)
     addr = t.mm.copy_in(h.name, h.namelen) if h.namelen else None
+    s.send_precheck(min(sum(length for _, length in h.iov), MAX_RW), flags)
     data = M.gather(t, h.iov, MAX_RW)
     anc = M.parse_control(t, h.control, h.controllen)
     return _send(t, s, data, addr, anc, flags)
@@ -300,7 +302,7 @@ def _recv(t: "Task", s: Socket, n: int, flags: int) -> Received:
         return r
     parts = [r.data]
     got = len(r.data)
-    while got < n and r.data and not r.rights and r.creds is None:
+    while got < n and r.data and not r.rights:
         try:
             more = _wait(t, s, lambda: s.recvmsg(t, n - got, flags), POLLIN, flags)
         except SyscallError:
@@ -309,9 +311,7 @@ def _recv(t: "Task", s: Socket, n: int, flags: int) -> Received:
             break
         parts.append(more.data)
         got += len(more.data)
-        r.rights, r.creds = more.rights, more.creds
-        if more.rights:
-            break
+        r.rights = more.rights
     r.data = b"".join(parts)
     return r
 
