@@ -46,6 +46,12 @@ ROWS: list[tuple[str, str, str, str]] = [
      "200 fork+exec+wait of dynamic /bin/true; target ≤ 12× native on KVM"),
     ("fork_256m", "fork of a parent with 256 MiB resident, child exits at once", "fork",
      "copy-on-write: no page is copied"),
+    ("par_1", "compute on 1 thread: 1.6e9 LCG steps", "run", "start-up included"),
+    ("par_2", "the same work on 2 threads", "run", "speedup = par_1 / par_2; target ≥ 1.7× on kvm and ptrace"),
+    ("futex_pingpong", "futex ping-pong between two threads", "round trip", "2 waits + 2 wakes"),
+    ("thread_create", "pthread_create + pthread_join", "thread", ""),
+    ("thread_stress", "threadstress: 16 threads × 400 rounds of files, mmaps, pipes, ping-pong", "run",
+     "tests/programs/threadstress.c"),
 ]
 _ROW_INDEX = {key: i for i, (key, *_rest) in enumerate(ROWS)}
 _ROW_LABEL = {key: label for key, label, *_rest in ROWS}

@@ -112,6 +112,10 @@ class Context(ABC):
     def clear_interrupt(self) -> None:
         """Forget a pending interrupt()."""
 
+    def in_guest(self) -> bool:
+        """Is switch() running guest code now (thread-safe; membarrier waits on it)?"""
+        return False
+
     @abstractmethod
     def syscall_args(self) -> tuple[int, int, int, int, int, int, int]:
         """(nr, arg0..arg5) of the system call that just trapped."""
@@ -205,6 +209,10 @@ class Platform(ABC):
         that many CPUs, numbered from 0)."""
         import os
         return frozenset(os.sched_getaffinity(0))
+
+    def thread_exit(self) -> None:
+        """The calling host thread will run no more guest code (a task's thread ends): let go
+        of what the platform keeps for it (ptrace: its stub threads)."""
 
     @abstractmethod
     def close(self) -> None: ...

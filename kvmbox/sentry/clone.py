@@ -119,6 +119,8 @@ def clone(t: "Task", flags: int, *, exit_signal: int, stack: int = 0, tls: int =
     if hasattr(t, "comm"):
         child.comm = t.comm
     child.nice = t.nice
+    child.affinity = t.affinity
+    child.sched_policy = t.sched_policy
     child.fs_base = regs.get("fs_base", 0)
     if flags & CLONE_CHILD_CLEARTID:
         child.clear_child_tid = child_tid

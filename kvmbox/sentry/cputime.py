@@ -78,8 +78,15 @@ class TaskCpu:
 
 
 def process_times(t: "Task") -> tuple[int, int]:
-    """(user, system) ns of t's process: its one task (threads will add theirs)."""
-    return t.cpu.times()
+    """(user, system) ns of t's process: its threads' that have ended (kept in the group's
+    `times` by kvmbox/sentry/lifecycle.py) plus each running thread's."""
+    g = t.tg
+    user, system = g.times.user_ns, g.times.sys_ns
+    for th in list(g.tasks):
+        if not th.done:
+            u, s = th.cpu.times()
+            user, system = user + u, system + s
+    return user, system
 
 
 def clock_value(which: int, times: tuple[int, int]) -> int:

@@ -76,6 +76,8 @@ class Kernel:
         self.bkl = SentryLock()          # the Sentry lock handlers run under (runloop.py)
         self.pids_limit = pids_limit
         self.pids = PidTable(pids_limit)     # the current run's processes (replaced by each run)
+        from kvmbox.sentry.futex import FutexTable
+        self.futexes = FutexTable()          # futex waiters (kvmbox/sentry/futex.py)
         self.on_thread: dict[int, Task] = {} # host thread ident -> the task it runs now
         self._crash: SandboxCrash | None = None
         self.in_guest = False                # may the platform answer getpid & co. itself
@@ -206,6 +208,8 @@ class Kernel:
         self._noticed.clear()
         self._crash = None
         self.pids = PidTable(self.pids_limit)
+        from kvmbox.sentry.futex import FutexTable
+        self.futexes = FutexTable()
         from kvmbox.sentry.timers import TimerService
         self._timers = TimerService(on_error=self._notice)
         self.syscall_counts = [0] * len(self.table)

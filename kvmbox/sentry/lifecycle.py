@@ -59,6 +59,11 @@ def _thread_main(kernel: "Kernel", task: "Task") -> None:
                 finish(kernel, task, outcome)
             except BaseException as e:   # noqa: BLE001 - a Sentry bug; the run ends with it
                 kernel.crashed(SandboxCrash(f"kvmbox: internal error at exit: {type(e).__name__}: {e}"))
+            finally:
+                try:
+                    kernel.platform.thread_exit()   # ptrace: this thread's stub threads end
+                except BaseException as e:   # noqa: BLE001
+                    kernel.crashed(SandboxCrash(f"kvmbox: internal error at thread exit: {e}"))
 
 
 def finish(kernel: "Kernel", task: "Task", outcome: "RunOutcome | None") -> None:
@@ -116,15 +121,8 @@ def mm_release(task: "Task") -> None:
     """A thread leaves its memory (exit, or execve): Linux's mm_release.  Its robust futexes
     are marked FUTEX_OWNER_DIED and their waiters woken; clear_child_tid gets 0 and one
     waiter of it (pthread_join) is woken."""
-    # Until the futex table lands: clear_child_tid only (no robust list, no wake).
-    from kvmbox.abi.structs import U32
-    from kvmbox.errors import SyscallError
-    if task.clear_child_tid:
-        try:
-            task.mm.copy_out(task.clear_child_tid, U32.pack(0))
-        except SyscallError:
-            pass
-        task.clear_child_tid = 0
+    from kvmbox.sentry import futex
+    futex.exit_mm_release(task)
 
 
 def _process_ended(kernel: "Kernel", g: ThreadGroup, outcome: "RunOutcome") -> None:

@@ -125,6 +125,8 @@ class Task:
         self.fs = fs               # root, cwd, umask (shared by CLONE_FS threads)
         self.sigmask = 0
         self.nice = 0                  # getpriority/setpriority (recorded; the host does not see it)
+        self.affinity = 0              # sched_setaffinity's mask of guest CPUs (0: all of them)
+        self.sched_policy = (0, 0)     # sched_setscheduler's (policy, priority), recorded
         self.clear_child_tid = 0
         self.robust_list = (0, 0)
         self.fs_base = 0

@@ -59,7 +59,7 @@ def test_protect_over_holes(guest):
     assert "00b00000-00b01000 r--s" in maps and "00b02000-00b03000 r--s" in maps
 
 
-@pytest.mark.parametrize("nr", [39, 1, 257, 9, 62, 57, 59])   # getpid write openat mmap kill fork execve
+@pytest.mark.parametrize("nr", [39, 1, 257, 9, 62, 57, 59, 56, 60])   # getpid write openat mmap kill fork execve clone exit
 def test_guest_cannot_get_a_real_host_syscall_through_the_gadget(guest, nr):
     """Jumping to the stub's own syscall instruction is still just an emulated syscall."""
     g = guest(f"""
@@ -107,6 +107,14 @@ def test_stub_dies_on_a_forbidden_injected_syscall(guest):
     with pytest.raises(SandboxCrash, match="SIGSYS"):
         stub.syscall(39)                       # getpid, even from the gadget
     assert not stub.alive
+
+
+def test_stub_dies_on_a_clone_other_than_a_stub_thread(guest):
+    """clone with fork's flags (SIGCHLD), even from the gadget: the filter kills the stub."""
+    from kvmbox.errors import SandboxCrash
+    g = guest("nop\n")
+    with pytest.raises(SandboxCrash, match="SIGSYS"):
+        g.aspace.stub_for_tracer().syscall(56, 0x11, 0, 0, 0, 0)
 
 
 def test_stub_dies_on_mmap_of_another_fd(guest):
@@ -160,21 +168,33 @@ def test_stub_dies_with_the_sentry():
     assert not os.path.exists(f"/proc/{pid}")
 
 
-def test_use_from_another_thread_is_refused(guest):
+def test_a_stub_thread_is_driven_by_its_tracer_only(guest):
+    """Thread 0 of a stub belongs to the service thread: a request from another thread is
+    refused before it reaches ptrace (which would refuse it too)."""
     from kvmbox.errors import SandboxCrash
     g = guest("nop\n")
-    g.aspace.stub_for_tracer()                 # this thread made the stub: it is the tracer
-    err = []
+    g.aspace.stub_for_tracer()                 # this thread has its own stub thread now
+    with pytest.raises(SandboxCrash, match="tracer"):
+        g.aspace.stub.syscall(11, 0xC00000, 0x1000)
+
+
+def test_each_host_thread_gets_its_own_stub_thread(guest):
+    """Two host threads running one address space trace two threads of one stub process."""
+    g = guest("nop\n")
+    mine = g.aspace.stub_for_tracer()
+    theirs = []
 
     def other():
         try:
-            g.run()
-        except SandboxCrash as e:
-            err.append(e)
+            theirs.append(g.aspace.stub_for_tracer())
+        finally:
+            g.p.thread_exit()
     t = threading.Thread(target=other)
     t.start()
     t.join()
-    assert err and "tracer" in str(err[0])
+    assert theirs[0].pid == mine.pid and theirs[0].tid != mine.tid
+    assert not theirs[0].alive                 # its host thread ended: so did it
+    assert str(theirs[0].tid) not in os.listdir(f"/proc/{mine.pid}/task")
 
 
 def test_round_trip_cost(guest):
@@ -266,7 +286,7 @@ def test_no_pku_mode_really_makes_the_page_readable():
     try:
         a = p.new_address_space()
         a.map(0x400000, 0x1000, p.frames.alloc(1)[0][0], PROT_READ)
-        assert a.stub_for_tracer().hide_code and a.stub.probe_readable()
+        assert a.stub_for_tracer().hide_code and p.service.call(a.stub.probe_readable)
         a.release()
     finally:
         p.close()

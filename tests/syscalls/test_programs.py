@@ -67,6 +67,10 @@ CASES = [
     Case("sigfault"),
     Case("gpfault"),
     Case("futex"),
+    Case("futexes"),
+    Case("pthreads"),
+    Case("threadstress", ("/tmp", "40")),      # the long run is in `make bench`
+    Case("spinbar"),
     Case("misc"),
     Case("fpmath"),
     Case("malloc"),

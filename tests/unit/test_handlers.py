@@ -12,9 +12,12 @@ import pytest
 from kvmbox.errors import SyscallError
 from kvmbox.sentry.syscalls import (sys_dir as D, sys_identity as I, sys_misc as M,
                                     sys_signal as S, sys_thread as TH, sys_time as TM)
+from kvmbox.sentry.futex import FutexTable
+from kvmbox.sentry.waiter import SentryLock
 from kvmbox.sentry.pidtable import PidTable
 from kvmbox.sentry.threadgroup import ChildTimes
 from kvmbox.sentry.syscalls import sys_pgrp as P
+from kvmbox.sentry.syscalls import sys_sched as SCH
 from kvmbox.sentry.task import RLIM_INFINITY, Credentials, default_rlimits
 from kvmbox.sentry.cputime import TaskCpu
 
@@ -33,6 +36,9 @@ class FakeMM:
 
     def __init__(self) -> None:
         self.mem = bytearray(SIZE)
+        # One private anonymous mapping over the buffer (what a shared futex key looks up).
+        self.vmas = SimpleNamespace(find=lambda addr: SimpleNamespace(flags=0x22)
+                                    if BASE <= addr < BASE + SIZE else None)
 
     def _off(self, addr: int, n: int) -> int:
         if addr < BASE or addr + n > BASE + SIZE or n < 0:
@@ -72,6 +78,9 @@ class FakeKernel:
         self.boot_monotonic_ns = time.monotonic_ns() - 5_000_000_000
         self.stopping = False          # what waiter.block checks (Kernel.stopping)
         self.pids = PidTable(None)     # no other process
+        self.futexes = FutexTable()
+        self.bkl = SentryLock()
+        self.platform = SimpleNamespace(allowed_cpus=lambda: frozenset({0, 1}))
 
     def clock_ns(self, clock: int) -> int:
         return time.clock_gettime_ns(clock)
@@ -93,7 +102,7 @@ class FakeTask:
         self.mm = FakeMM()
         self.tid = self.tgid = self.pgid = self.sid = 100
         self.tg = SimpleNamespace(tgid=100, pgid=100, sid=100, children_times=ChildTimes(),
-                                  shared_pending=[], tasks=[self])
+                                  times=ChildTimes(), shared_pending=[], tasks=[self])
         self.ppid = 7
         self.creds = Credentials(uid=1000, gid=1001, euid=1000, egid=1001)
         self.exe_path = "/usr/bin/app"
@@ -109,6 +118,7 @@ class FakeTask:
         self.clear_child_tid = 0
         self.robust_list = (0, 0)
         self.exited = None
+        self.done = False
         self.sig_lock = threading.Lock()
         self.waker = Waker()
         self.blocked = False
@@ -324,17 +334,19 @@ def test_prlimit64(t):
 
 
 def test_sched_affinity(t):
-    assert M.sched_getaffinity(t, A(0, 128, BASE)) == 8
+    assert SCH.sched_getaffinity(t, A(0, 128, BASE)) == 8
     assert t.mm.copy_in(BASE, 8) == (0b11).to_bytes(8, "little")
-    fails(errno.EINVAL, M.sched_getaffinity, t, 0, 4, BASE)
-    fails(errno.EINVAL, M.sched_getaffinity, t, 0, 12, BASE)
-    fails(errno.ESRCH, M.sched_getaffinity, t, 9999, 8, BASE)
-    fails(errno.EFAULT, M.sched_getaffinity, t, 0, 8, BAD)
+    fails(errno.EINVAL, SCH.sched_getaffinity, t, 0, 4, BASE)
+    fails(errno.EINVAL, SCH.sched_getaffinity, t, 0, 12, BASE)
+    fails(errno.ESRCH, SCH.sched_getaffinity, t, 9999, 8, BASE)
+    fails(errno.EFAULT, SCH.sched_getaffinity, t, 0, 8, BAD)
     t.mm.put(BASE, (0b1).to_bytes(8, "little"))
-    assert M.sched_setaffinity(t, A(0, 8, BASE)) == 0
+    assert SCH.sched_setaffinity(t, A(0, 8, BASE)) == 0
+    t.mm.put(BASE, bytes(8))
+    assert SCH.sched_getaffinity(t, A(0, 8, BASE)) == 8 and t.mm.copy_in(BASE, 8)[0] == 0b1
     t.mm.put(BASE, (0b100).to_bytes(8, "little"))                # only a CPU we lack
-    fails(errno.EINVAL, M.sched_setaffinity, t, 0, 8, BASE)
-    assert M.sched_yield(t, A()) == 0
+    fails(errno.EINVAL, SCH.sched_setaffinity, t, 0, 8, BASE)
+    assert SCH.sched_yield(t, A()) == 0
 
 
 def test_getcwd(t):
@@ -351,9 +363,13 @@ def test_getcwd(t):
 def test_umask_getcpu_sysinfo(t):
     assert D.umask(t, A(0o7777)) == 0o022 and D.umask(t, A(0)) == 0o777
     t.mm.put(BASE, b"\xff" * 8)
-    assert M.getcpu(t, A(BASE, BASE + 4, 0)) == 0 and t.mm.copy_in(BASE, 8) == bytes(8)
-    assert M.getcpu(t, A(0, 0, 0)) == 0
-    fails(errno.EFAULT, M.getcpu, t, BAD, 0, 0)
+    assert SCH.getcpu(t, A(BASE, BASE + 4, 0)) == 0
+    cpu, node = struct.unpack("<II", t.mm.copy_in(BASE, 8))
+    assert cpu in (0, 1) and node == 0                            # a CPU of the sandbox
+    t.affinity = 0b10
+    assert SCH.getcpu(t, A(BASE, 0, 0)) == 0 and t.mm.copy_in(BASE, 4) == b"\1\0\0\0"
+    assert SCH.getcpu(t, A(0, 0, 0)) == 0
+    fails(errno.EFAULT, SCH.getcpu, t, BAD, 0, 0)
     assert M.sysinfo(t, A(BASE)) == 0
     uptime, = struct.unpack_from("<q", t.mm.copy_in(BASE, 8))
     assert 4 <= uptime <= 10
@@ -479,7 +495,7 @@ def test_futex_errors_and_wake(t):
     fails(errno.EFAULT, TH.futex, t, BAD, 0, 5, 0)
     fails(errno.EINVAL, TH.futex, t, uaddr + 2, 0, 5, 0)
     fails(errno.EINVAL, TH.futex, t, uaddr, 9, 5, 0, 0, 0)          # bitset 0
-    fails(errno.ENOSYS, TH.futex, t, uaddr, 3, 5, 0)                # REQUEUE
+    fails(errno.EFAULT, TH.futex, t, uaddr, 3, 5, 0)                # REQUEUE to an unmapped uaddr2
     fails(errno.ENOSYS, TH.futex, t, uaddr, 1 | 256, 1, 0)          # CLOCK_REALTIME on WAKE
     fails(errno.ENOSYS, TH.futex, t, uaddr, 0 | 256, 5, 0)          # ... and on plain WAIT
     ts = t.mm.put(BASE + 16, struct.pack("<qq", 0, 1_000_000_000))

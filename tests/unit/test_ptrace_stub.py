@@ -70,3 +70,23 @@ def test_seccomp_filter_allows_only_gadget_memory_calls():
     for nr in (0, 1, 2, 39, 57, 59, 62, 101, 257, 322):       # read write open getpid fork execve kill ...
         assert _run_bpf(prog, nr, gadget) == kill
     assert _run_bpf(prog, C.NR_munmap, 0x401002) == C.SECCOMP_RET_TRAP      # off the gadget: never runs
+
+
+def test_seccomp_filter_allows_stub_thread_calls_exactly():
+    """Stub threads: clone with exactly STUB_THREAD_FLAGS, and exit; any variant, clone3 and
+    exit_group kill the stub, and off the gadget they are never run."""
+    memfd = 7
+    page = L.USER_TOP + 0x5000
+    prog = stubcode.seccomp_filter(memfd, page)
+    gadget = page + stubcode.GADGET_RET_OFF
+    ok, kill = C.SECCOMP_RET_ALLOW, C.SECCOMP_RET_KILL_PROCESS
+    assert _run_bpf(prog, C.NR_clone, gadget, (C.STUB_THREAD_FLAGS, 0, 0, 0, 0, 0)) == ok
+    for flags in (0x11, C.STUB_THREAD_FLAGS | 1 << 32, C.STUB_THREAD_FLAGS & ~0x100,
+                  C.STUB_THREAD_FLAGS | 0x1000):                  # fork, high bits, no CLONE_VM, PIDFD
+        assert _run_bpf(prog, C.NR_clone, gadget, (flags, 0, 0, 0, 0, 0)) == kill
+    assert _run_bpf(prog, C.NR_exit, gadget) == ok
+    for nr in (C.NR_clone, C.NR_exit):
+        assert _run_bpf(prog, nr, gadget + 1) == C.SECCOMP_RET_TRAP       # off the gadget
+    for nr in (435, 231, 34, 157):                                   # clone3 exit_group pause prctl
+        assert _run_bpf(prog, nr, gadget) == kill
+

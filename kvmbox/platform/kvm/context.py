@@ -330,6 +330,9 @@ class KvmContext(Context):
             except (ProcessLookupError, OSError):
                 pass
 
+    def in_guest(self) -> bool:
+        return self._thread is not None        # set around KVM_RUN in switch()
+
     def clear_interrupt(self) -> None:
         self._interrupt.clear()
         if self.vcpu is not None:

@@ -1,10 +1,11 @@
 """KvmPlatform: one VM with one memslot (the MemoryFile), the stub region, and a pool of vCPUs.
 
-The pool: contexts (guest threads) outnumber vCPUs.  A context takes a vCPU
-at its switch; while its task sleeps in the Sentry it offers the vCPU, and a
-context that finds the pool empty takes an offered one (KvmContext.steal
-moves the sleeper's user state off it).  With every vCPU busy running guest
-code, a context waits until one is returned or offered.
+The pool: contexts (guest threads) may outnumber vCPUs.  A context takes a
+vCPU at its switch; while its task sleeps in the Sentry it offers the vCPU,
+and a context that finds the pool empty takes an offered one
+(KvmContext.steal moves the sleeper's user state off it).  With all 32 vCPUs
+busy running guest code, a context waits until one is returned or offered
+(there is no preemption of a running vCPU).
 """
 from __future__ import annotations
 
@@ -50,8 +51,10 @@ class KvmPlatform(Platform):
     def __init__(self, memory: int, *, device: str = DEFAULT_DEVICE, flavour: str | None = None,
                  max_vcpus: int | None = None) -> None:
         if max_vcpus is None:
-            # Enough for the host CPUs to be busy with guest code while others' tasks sleep.
-            max_vcpus = min(L.MAX_VCPUS, max(4, 2 * len(os.sched_getaffinity(0))))
+            # Every guest thread running guest code at once holds a vCPU (a spinning thread
+            # keeps its vCPU: with fewer vCPUs than spinners, a thread they wait for could
+            # never run).  vCPUs are made only when needed; the stub region holds 32.
+            max_vcpus = L.MAX_VCPUS
         self.flavour = flavour or detect_flavour()
         self.stub = stub.build(self.flavour)
         install_kick_handler()

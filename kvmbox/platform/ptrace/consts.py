@@ -8,6 +8,9 @@ from __future__ import annotations
 NR_mmap, NR_mprotect, NR_munmap = 9, 10, 11
 NR_fork, NR_ptrace, NR_getppid, NR_setpgid = 57, 101, 110, 109
 NR_prctl, NR_exit_group, NR_seccomp, NR_rseq, NR_close_range = 157, 231, 317, 334, 436
+NR_clone, NR_exit, NR_tgkill = 56, 60, 234
+# clone flags of a stub thread: CLONE_VM|FS|FILES|SIGHAND|THREAD|SYSVSEM (the filter allows only these)
+STUB_THREAD_FLAGS = 0x100 | 0x200 | 0x400 | 0x800 | 0x10000 | 0x40000
 
 # --- prctl(2), seccomp(2), signals ------------------------------------------
 PR_SET_PDEATHSIG = 1
@@ -31,6 +34,10 @@ SD_NR, SD_ARCH, SD_IP, SD_ARGS = 0, 4, 8, 16   # struct seccomp_data field offse
 
 # --- ptrace(2) requests and options (linux/ptrace.h) -------------------------
 PTRACE_CONT = 7
+PTRACE_ATTACH, PTRACE_DETACH = 16, 17
+PTRACE_GETEVENTMSG = 0x4201
+PTRACE_O_TRACECLONE = 0x08            # thread 0 of a stub: its clones come traced and stopped
+PTRACE_EVENT_CLONE = 3
 PTRACE_KILL = 8
 PTRACE_GETREGS = 12
 PTRACE_SETREGS = 13

@@ -41,11 +41,14 @@ Fault translation (x86 vector, address, error code):
       fetch at the call address, so the guest gets SIGSEGV as on KVM.
 Signals sent by a process (si_code <= 0) are not faults and are swallowed.
 
-Guest CPU time is the CPU clock of the stub process it runs in (its user code,
+Guest CPU time is the run time of the stub threads it ran in (its user code,
 and the host kernel's work on its page faults and ptrace stops), summed over
-the stubs it has used (execve moves it to a new address space's stub).
+the stub threads it has used (execve moves it to a new address space's stub).
 
-Not thread-safe except interrupt() and guest_cpu_ns(); all else on the stub's tracer thread.
+The interrupt is a SIGSTOP sent with tgkill to the stub thread running this
+context (a kill would reach whichever thread of the stub the kernel picks).
+
+Not thread-safe except interrupt() and guest_cpu_ns(); all else on the stub thread's tracer.
 """
 from __future__ import annotations
 
@@ -90,10 +93,10 @@ class PtraceContext(Context):
         self._pending: dict[str, int] = {}      # registers set before the first switch
         self._dirty = False
         self._interrupt = threading.Event()
-        self._kick = -1                         # pidfd of the stub while it runs (for interrupt)
+        self._kick: tuple[int, int] | None = None   # (stub pid, stub thread) while it runs
         self._info = host.SigInfo()
-        self._stub_pid = -1                     # the stub last switched to (FPU state lives there)
-        self._pending_fpu: bytes | None = None
+        self._fpu_image: bytes | None = None    # FPU state not in a stub thread (before a switch)
+        self._st = None                         # the stub thread it last ran in
         self._xstate_size = 0
         self._xfeatures: int | None = None
         # (CPU ns of the stubs left behind, the current stub or None, its clock when first run)
@@ -101,34 +104,28 @@ class PtraceContext(Context):
 
     # --- running ---------------------------------------------------------
     def switch(self, aspace: AddressSpace) -> Event:
-        stub = aspace.stub_for_tracer()  # type: ignore[attr-defined]
+        st = aspace.thread_for_caller()  # type: ignore[attr-defined]
         if self._interrupt.is_set():
             return INTERRUPTED
         regs = self.regs
-        pid = stub.pid
-        if not stub.fpu_reset:
-            # The stub was forked from a Sentry thread: its XMM/x87 registers hold whatever
-            # Python last computed.  A guest must never see host data, so it starts from the
-            # reset state, as a new Linux process does.
-            host.set_xstate(pid, reset_xsave(host.get_xstate(pid)))
-            stub.fpu_reset = True
-        if self._pending_fpu is not None:        # a forked child starts with its parent's
-            image, self._pending_fpu = self._pending_fpu, None
-            host.set_xstate(pid, image)
+        pid = st.tid
+        proc = st.proc
+        self._st = st
+        if st.fpu_owner is not self:
+            self._take_fpu(st)
         if not self._loaded:
-            self._first_frame(stub)
-        if stub.hide_code and not stub.hidden:
-            stub.hide()
-        if self._cpu[1] is not stub:
+            self._first_frame(st)
+        if proc.hide_code and not proc.hidden:
+            proc.hide()
+        if self._cpu[1] is not st:
             done, old, base = self._cpu
             if old is not None:
                 done += max(old.cpu_ns() - base, 0)
-            self._cpu = (done, stub, stub.cpu_ns())
-        self._stub_pid = pid
-        load = stub.owner is not self or self._dirty
-        stub.owner = self
+            self._cpu = (done, st, st.cpu_ns())
+        load = st.owner is not self or self._dirty
+        st.owner = self
         self._dirty = False
-        self._kick = stub.pidfd
+        self._kick = (proc.pid, pid)
         try:
             while True:
                 if self._interrupt.is_set():
@@ -138,8 +135,8 @@ class PtraceContext(Context):
                 status = _run_guest(pid, self._regs_addr, load)
                 load = False
                 if not os.WIFSTOPPED(status):
-                    stub.alive = False
-                    raise stub.died(status, "while running the guest")
+                    st.alive = False
+                    raise st.died(status, "while running the guest")
                 sig = os.WSTOPSIG(status)
                 if sig == _SYSCALL_STOP:
                     regs[_RAX] = regs[_ORIG_RAX]   # as on KVM: rax holds the number until set_return
@@ -155,7 +152,7 @@ class PtraceContext(Context):
                 if fault is not None:
                     return fault
         finally:
-            self._kick = -1
+            self._kick = None
 
     def _int80(self) -> Fault:
         """`int 0x80` (IA-32 emulation) stopped like a syscall: report the #GP of an absent gate."""
@@ -220,12 +217,15 @@ class PtraceContext(Context):
 
     def interrupt(self) -> None:
         self._interrupt.set()
-        fd = self._kick
-        if fd >= 0:
+        kick = self._kick
+        if kick is not None:
             try:
-                signal.pidfd_send_signal(fd, _SIGSTOP)
+                host.tgkill(kick[0], kick[1], _SIGSTOP)   # this stub thread, not any of them
             except OSError:
                 pass
+
+    def in_guest(self) -> bool:
+        return self._kick is not None          # set while switch() runs the stub thread
 
     def clear_interrupt(self) -> None:
         self._interrupt.clear()
@@ -256,20 +256,49 @@ class PtraceContext(Context):
     def _set_one(self, name: str, value: int) -> None:
         self.regs[_NAMES[name]] = value & _MASK64
 
+    def _take_fpu(self, st) -> None:
+        """Make stub thread `st`'s FPU registers this context's: the previous owner's go into
+        its image (a vfork child and its parent share a host thread, so a stub thread), then
+        this context's image (a new task's, copied from its parent) is loaded.  A thread no
+        context used yet holds a Sentry thread's state (from the fork or the clone): a guest
+        must never see host data, so that is reset, as a new Linux process starts."""
+        tid = st.tid
+        prev = st.fpu_owner
+        if prev is not None:
+            prev._fpu_image = host.get_xstate(tid)
+        image, self._fpu_image = self._fpu_image, None
+        if image is not None:
+            host.set_xstate(tid, image)
+        elif not st.fpu_reset:
+            host.set_xstate(tid, reset_xsave(host.get_xstate(tid)))
+        st.fpu_reset = True
+        st.fpu_owner = self
+
+    def _fpu_thread(self):
+        """The stub thread holding this context's FPU registers (taken back if another
+        context used it meanwhile), or None before its first switch."""
+        st = self._st
+        if st is not None and st.alive and st.fpu_owner is not self and st.tracer == threading.get_ident():
+            self._take_fpu(st)
+        return st if st is not None and st.alive and st.fpu_owner is self else None
+
     def get_fpu(self) -> bytes:
-        # The FPU state is the stub process's own (one thread per stub for now).
-        image = host.get_xstate(self._stub_pid)
+        st = self._fpu_thread()
+        image = host.get_xstate(st.tid) if st is not None else self._fpu_image
+        if image is None:
+            raise RuntimeError("PtraceContext: no FPU state before the first switch")
         self._xstate_size = len(image)
         if self._xfeatures is None:
             self._xfeatures = host.xstate_features(len(image))
         return image
 
     def set_fpu(self, image: bytes) -> None:
-        if self._stub_pid < 0:
-            self._pending_fpu = bytes(image)     # before its first switch: applied there
+        st = self._fpu_thread()
+        if st is None:
+            self._fpu_image = bytes(image)     # before its first switch: applied there
             return
         try:
-            host.set_xstate(self._stub_pid, image)
+            host.set_xstate(st.tid, image)
         except OSError as e:
             raise ValueError(f"XSAVE image refused: {e}") from None
 
@@ -280,3 +309,6 @@ class PtraceContext(Context):
 
     def release(self) -> None:
         self._loaded = False
+        st, self._st = self._st, None
+        if st is not None and st.fpu_owner is self:
+            st.fpu_owner = None

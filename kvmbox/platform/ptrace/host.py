@@ -233,3 +233,17 @@ def run_guest(pid: int, regs_addr: int, load: bool) -> int:
     if (status & 0xFF) == 0x7F and _ptrace(C.PTRACE_GETREGS, pid, None, regs_addr) == -1:   # WIFSTOPPED
         raise _fail("PTRACE_GETREGS")
     return status
+
+
+def event_msg(pid: int) -> int:
+    """PTRACE_GETEVENTMSG: the message of the tracee's last event stop (a clone's new tid)."""
+    value = ctypes.c_ulong(0)
+    if _ptrace(C.PTRACE_GETEVENTMSG, pid, None, ctypes.byref(value)) == -1:
+        raise _fail("PTRACE_GETEVENTMSG")
+    return value.value
+
+
+def tgkill(tgid: int, tid: int, sig: int) -> None:
+    """Send `sig` to thread `tid` of process `tgid` (not to any thread of it, as kill does)."""
+    if _libc.syscall(C.NR_tgkill, tgid, tid, sig) == -1:
+        raise _fail("tgkill")

@@ -9,6 +9,7 @@ but the Sentry's injected mmap/munmap/mprotect reaches the host kernel.
 from __future__ import annotations
 
 import os
+import threading
 
 from kvmbox.abi import mman
 from kvmbox.guest_stub import layout as L
@@ -19,7 +20,9 @@ from kvmbox.platform.ptrace import consts as C
 from kvmbox.platform.ptrace import host
 from kvmbox.platform.ptrace.address_space import PtraceAddressSpace
 from kvmbox.platform.ptrace.context import PtraceContext
-from kvmbox.platform.ptrace.stub import StubProcess, thread_affinity
+from kvmbox.platform.ptrace.pins import TracerPins
+from kvmbox.platform.ptrace.service import StubService
+from kvmbox.platform.ptrace.stub import StubProcess
 
 # Set (to anything but "" or "0"): behave as on a CPU without protection keys, where an
 # execute-only page is readable, so the stub's code page is hidden while the guest runs.
@@ -36,7 +39,10 @@ class PtracePlatform(Platform):
         size, reserve = memfile_layout(memory, tables=False)     # no guest page tables here
         self._memfile: MemoryFile | None = MemoryFile(size)
         self._frames = FrameAllocator(self._memfile, table_reserve=reserve)
-        self.pin = pin            # keep each stub on its tracer thread's CPU (8 µs vs 60 µs a trap)
+        self.pin = pin            # keep each stub thread on its tracer's CPU (8 µs vs 60 µs a trap)
+        self.pins = TracerPins()
+        self.service = StubService()   # makes stubs and their threads (service.py)
+        self._by_thread: dict[int, set] = {}    # host thread ident -> address spaces it has a stub thread in
         if assume_no_pku is None:
             assume_no_pku = os.environ.get(ASSUME_NO_PKU_ENV, "") not in ("", "0")
         self.assume_no_pku = assume_no_pku
@@ -55,7 +61,25 @@ class PtracePlatform(Platform):
         return (0x10000, L.USER_TOP)
 
     def allowed_cpus(self) -> frozenset[int]:
-        return thread_affinity()          # not the one CPU a live stub pins its tracer to
+        return self.pins.affinity()       # not the one CPU a live stub pins its tracer to
+
+    def track(self, ident: int, aspace: PtraceAddressSpace) -> None:
+        """Host thread `ident` has a stub thread in `aspace`."""
+        self._by_thread.setdefault(ident, set()).add(aspace)
+
+    def untrack(self, ident: int, aspace: PtraceAddressSpace) -> None:
+        spaces = self._by_thread.get(ident)
+        if spaces is not None:
+            spaces.discard(aspace)
+            if not spaces:
+                del self._by_thread[ident]
+
+    def thread_exit(self) -> None:
+        """The calling host thread runs no more guest code: end its stub threads in the
+        address spaces that live on (a stub thread is never left without its tracer)."""
+        ident = threading.get_ident()
+        for aspace in list(self._by_thread.pop(ident, ())):
+            aspace.release_thread()
 
     def new_address_space(self) -> AddressSpace:
         return PtraceAddressSpace(self)
@@ -64,6 +88,7 @@ class PtracePlatform(Platform):
         return PtraceContext()
 
     def close(self) -> None:
+        self.service.close()
         if self.memfile is not None:
             self.memfile.close()
             self._memfile = None

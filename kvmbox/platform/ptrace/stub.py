@@ -1,10 +1,13 @@
-"""StubProcess: one host process, forked from the stub page, traced by the thread that made it.
+"""StubProcess: one host process, forked from the stub page, holding one guest address space.
 
 The stub holds a guest address space (the MemoryFile mapped MAP_SHARED at
-guest addresses) and runs guest code under PTRACE_SYSEMU (see context.py).
-`syscall()` injects a host syscall: registers point at the stub's gadget
-(`syscall; jmp r15`, the only place the seccomp filter accepts a syscall from)
-with r15 at the trap, PTRACE_CONT, and the int3 right after hands it back.
+guest addresses) and runs guest code under PTRACE_SYSEMU (see context.py),
+one stub thread (stubthread.py) per host thread that uses it.  It is made on
+the platform's stub service thread (service.py), which traces its thread 0
+and makes its other threads: `clone_thread()` injects clone(CLONE_THREAD...)
+into thread 0 with PTRACE_O_TRACECLONE, so the new thread starts traced and
+stopped; its registers are pointed at the stub's spin loop and it is detached,
+for the host thread that asked to attach it.
 
 The guest must not read the stub's code page, which lies above its address
 range where Linux has nothing mapped.  The page is execute-only; with protection
@@ -16,30 +19,37 @@ BUS_ADRERR, reported as a not-present page) and refills before it injects a
 syscall (hide() / reveal(); about 13 µs per guest switch that followed
 injections, and only on such CPUs).
 
-CPU time: `cpu_ns()` reads the stub process's CPU clock (any thread may, as
-clock_gettime allows for any process), and after kill() the value it had.
+The code page's hiding (below) is the process's; `code_lock` keeps one thread's
+injection and another's hiding apart.
 
-Rule: every method must run on the thread that created the stub (Linux accepts
-ptrace requests only from the tracer thread); `check_thread()` enforces it.
-The stub dies with that thread (PR_SET_PDEATHSIG) and with the Sentry
-(PTRACE_O_EXITKILL).  With pin=True the stub and its tracer thread share one
-CPU while the stub lives (a trap round trip costs ~3x more across CPUs).
+Rule: a stub thread is driven only by its tracer (Linux accepts ptrace
+requests only from the tracer thread); StubThread.check_thread() enforces it.
+The stub dies with the service thread (PR_SET_PDEATHSIG) and with the Sentry
+or any of its threads' tracers (PTRACE_O_EXITKILL: a stub thread is never left
+untraced, so the host thread that traces one ends it first, exit()).  With
+pin=True each stub thread and its tracer thread share one CPU (a trap round
+trip costs ~3x more across CPUs); the tracers of one platform are spread over
+the CPUs they may use, so threads of one process run in parallel.
 """
 from __future__ import annotations
 
 import os
 import signal
 import threading
-import time
 
 from kvmbox.errors import PlatformUnavailable, SandboxCrash
 from kvmbox.guest_stub import layout as L
 from kvmbox.platform.ptrace import consts as C
+from kvmbox.platform.fpu import reset_xsave
 from kvmbox.platform.ptrace import host, stubcode
+from kvmbox.platform.ptrace.stubthread import StubThread
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from kvmbox.platform.ptrace.pins import TracerPins
 
 _R = C.REG
 _MASK64 = (1 << 64) - 1
-_CPUCLOCK_SCHED = 2                # clock ids of a process's CPU clock: (~pid << 3) | which
 
 
 def describe_status(status: int) -> str:
@@ -52,66 +62,22 @@ def describe_status(status: int) -> str:
     return f"wait status {status:#x}"
 
 
-_pins = threading.local()          # per tracer thread: [pinned stubs, affinity before the first]
-
-
-def _pin_tracer() -> int:
-    """Pin the calling (tracer) thread to the CPU it runs on; returns that CPU (-1: not pinned).
-
-    A stop wakes the tracer; unpinned, the scheduler often wakes it on the other
-    CPU and every trap becomes a cross-CPU round trip.  Undone by _unpin_tracer
-    when the thread's last stub goes.
-    """
-    cpu = host.current_cpu()
-    if cpu < 0:
-        return -1
-    state = getattr(_pins, "state", None)
-    try:
-        if state is None or state[0] == 0:
-            before = os.sched_getaffinity(0)
-            os.sched_setaffinity(0, {cpu})
-            _pins.state = [1, before]
-        else:
-            state[0] += 1
-            cpu = next(iter(os.sched_getaffinity(0)))
-    except OSError:
-        return -1
-    return cpu
-
-
-def thread_affinity() -> frozenset[int]:
-    """The calling thread's CPU affinity as it was before _pin_tracer narrowed it."""
-    state = getattr(_pins, "state", None)
-    if state is not None and state[0]:
-        return frozenset(state[1])
-    return frozenset(os.sched_getaffinity(0))
-
-
-def _unpin_tracer() -> None:
-    state = getattr(_pins, "state", None)
-    if state is None or state[0] == 0:
-        return
-    state[0] -= 1
-    if state[0] == 0:
-        try:
-            os.sched_setaffinity(0, state[1])
-        except OSError:
-            pass
-
-
 class StubProcess:
-    """A traced stub process; `owner` is the context whose registers it currently holds."""
+    """A stub process; `main` is its thread 0, traced by the service thread that made it."""
 
-    def __init__(self, memfd: int, *, pin: bool = True) -> None:
-        self.tracer = threading.get_ident()
+    def __init__(self, memfd: int, *, pins: "TracerPins | None" = None) -> None:
         self.page = host.stub_page()
-        self._gadget = self.page + stubcode.GADGET_OFF
-        self._trap = self.page + stubcode.TRAP_OFF
+        self.gadget = self.page + stubcode.GADGET_OFF
+        self.trap = self.page + stubcode.TRAP_OFF
         self.hide_code = False     # keep the code page empty while guest code runs
         self.hidden = False        # it is empty now
+        self.code_lock = threading.Lock()
+        self.handovers = 0         # new threads between clone_thread() and adopt()
+        self.pins = pins
         self.pid = -1
         self.pidfd = -1
-        self.cpu = -1
+        self.threads: dict[int, StubThread] = {}
+        self._cloned: list[int] = []
         self.code_fd = os.memfd_create("kvmbox-stub-code", os.MFD_CLOEXEC)
         try:
             self._fill_code()
@@ -120,28 +86,27 @@ class StubProcess:
             os.close(self.code_fd)
             raise PlatformUnavailable(f"kvmbox: cannot create a ptrace stub: {e.strerror}") from None
         self.alive = True
-        self._cpu_clock = ((~self.pid) << 3) | _CPUCLOCK_SCHED    # its process CPU clock id
-        self._final_cpu_ns = 0
-        self.owner: object | None = None
-        self.fpu_reset = False   # its FPU/SSE state still holds the Sentry thread's (fork)
+        self.main = StubThread(self, self.pid)
+        self.threads[self.pid] = self.main
         try:
-            status = self.wait()
+            status = self.main.wait()
             if not os.WIFSTOPPED(status) or os.WSTOPSIG(status) != signal.SIGTRAP:
                 raise PlatformUnavailable(f"kvmbox: the ptrace stub did not start "
                                           f"({describe_status(status)})")
-            host.ptrace(C.PTRACE_SETOPTIONS, self.pid, 0, C.PTRACE_O_TRACESYSGOOD | C.PTRACE_O_EXITKILL)
+            host.ptrace(C.PTRACE_SETOPTIONS, self.pid, 0,
+                        C.PTRACE_O_TRACESYSGOOD | C.PTRACE_O_EXITKILL | C.PTRACE_O_TRACECLONE)
             self.pidfd = os.pidfd_open(self.pid)
-            self.base = host.Regs()
-            host.get_regs(self.pid, self.base)
-            self.cpu = _pin_tracer() if pin else -1
-            if self.cpu >= 0:
-                os.sched_setaffinity(self.pid, {self.cpu})
+            self.main.init_regs()
+            # Thread 0 holds the service thread's FPU state from the fork: reset it before
+            # a thread is cloned from it (a guest must never see host data).
+            host.set_xstate(self.pid, reset_xsave(host.get_xstate(self.pid)))
         except BaseException:
             self.kill()
             raise
-        self._inj = host.Regs()
-        self._inj[:] = self.base[:]
-        self._out = host.Regs()
+
+    @property
+    def base(self):
+        return self.main.base
 
     # --- the code page: execute-only, or emptied while the guest runs -------
     def _fill_code(self) -> None:
@@ -149,70 +114,101 @@ class StubProcess:
         os.pwrite(self.code_fd, stubcode.STUB_CODE, 0)
 
     def hide(self) -> None:
-        """Empty the code page (the guest is about to run): any access is now SIGBUS."""
-        os.ftruncate(self.code_fd, 0)
-        self.hidden = True
+        """Empty the code page (guest code is about to run): any access is now SIGBUS."""
+        with self.code_lock:
+            # Not while a new thread spins on the page untraced (clone_thread to adopt): it
+            # would die of SIGBUS, and the process with it.  The next switch hides it.
+            if not self.hidden and not self.handovers:
+                os.ftruncate(self.code_fd, 0)
+                self.hidden = True
 
     def reveal(self) -> None:
-        """Give the code page its bytes back, for an injected syscall."""
+        """Give the code page its bytes back, for an injected syscall (code_lock held)."""
         self._fill_code()
         self.hidden = False
 
     def probe_readable(self) -> bool:
-        """Does a read of the execute-only code page succeed on this CPU (no protection keys)?"""
-        r = self._inj
-        r[_R["rip"]], r[_R["orig_rax"]] = self.page + stubcode.PROBE_OFF, _MASK64
-        self.owner = None
+        """Does a read of the execute-only code page succeed on this CPU (no protection keys)?
+        On thread 0 (the service thread)."""
+        t = self.main
+        t.check_thread()
+        r = t._inj
+        r[:] = t.base[:]
+        r[C.REG["rip"]], r[C.REG["orig_rax"]] = self.page + stubcode.PROBE_OFF, _MASK64
+        t.owner = None
         host.set_regs(self.pid, r)
         host.resume(C.PTRACE_CONT, self.pid)
-        status = self.wait()
+        status = t.wait()
         if not os.WIFSTOPPED(status):
-            raise self.died(status, "probing its code page")
+            raise t.died(status, "probing its code page")
+        r[:] = t.base[:]
         return os.WSTOPSIG(status) == signal.SIGTRAP
 
-    def check_thread(self) -> None:
-        if threading.get_ident() != self.tracer:
-            raise SandboxCrash("kvmbox: a ptrace-platform address space was used from a thread other "
-                               "than the one that created it (ptrace accepts only the tracer thread)")
+    def syscall(self, nr: int, *args: int) -> int:
+        """Inject host syscall `nr` through thread 0 (on the service thread)."""
+        self.main.check_thread()
+        return self.main.syscall(nr, *args)
 
-    def wait(self) -> int:
-        _, status = os.waitpid(self.pid, C.WALL)
-        if not os.WIFSTOPPED(status):
-            self.alive = False
-        return status
+    # --- threads ------------------------------------------------------------------------
+    def cloned(self, tid: int) -> None:
+        """Thread 0 reported a clone (PTRACE_EVENT_CLONE): the new thread's tid."""
+        self._cloned.append(tid)
 
-    def died(self, status: int, doing: str) -> SandboxCrash:
-        return SandboxCrash(f"kvmbox: ptrace stub {self.pid} {describe_status(status)} {doing}")
+    def clone_thread(self) -> int:
+        """Make a new stub thread (on the service thread): cloned by thread 0, stopped at its
+        start, moved to the spin loop and detached for its new tracer to attach; its tid."""
+        self._cloned.clear()
+        with self.code_lock:
+            self.handovers += 1                      # the code page stays until it is adopted
+        try:
+            return self._clone_thread()
+        except BaseException:
+            with self.code_lock:
+                self.handovers -= 1
+            raise
 
-    def syscall(self, nr: int, a0: int = 0, a1: int = 0, a2: int = 0, a3: int = 0, a4: int = 0,
-                a5: int = 0) -> int:
-        """Make the stub execute host syscall `nr` for real; returns its (signed) result."""
-        if not self.alive:
-            raise SandboxCrash(f"kvmbox: ptrace stub {self.pid} is dead")
-        if self.hidden:
-            self.reveal()
-        r = self._inj
-        r[_R["rax"]], r[_R["rdi"]], r[_R["rsi"]], r[_R["rdx"]] = nr, a0 & _MASK64, a1 & _MASK64, a2 & _MASK64
-        r[_R["r10"]], r[_R["r8"]], r[_R["r9"]] = a3 & _MASK64, a4 & _MASK64, a5 & _MASK64
-        r[_R["rip"]], r[_R["r15"]], r[_R["orig_rax"]] = self._gadget, self._trap, _MASK64
-        r[_R["rcx"]], r[_R["r11"]] = self._gadget, r[_R["eflags"]]
-        self.owner = None                    # the guest's registers are no longer loaded
-        host.set_regs(self.pid, r)
-        while True:
-            host.resume(C.PTRACE_CONT, self.pid)
-            status = self.wait()
+    def _clone_thread(self) -> int:
+        ret = self.syscall(C.NR_clone, C.STUB_THREAD_FLAGS, 0, 0, 0, 0)
+        if ret < 0 or not self._cloned:
+            raise SandboxCrash(f"kvmbox: cannot make a ptrace stub thread: "
+                               f"{os.strerror(-ret) if ret < 0 else 'no clone event'}")
+        tid = self._cloned.pop()
+        while True:                                  # its first stop: the SIGSTOP of a traced clone
+            _, status = os.waitpid(tid, C.WALL)
             if not os.WIFSTOPPED(status):
-                raise self.died(status, f"during injected syscall {nr}")
-            if os.WSTOPSIG(status) == signal.SIGTRAP:
+                raise SandboxCrash(f"kvmbox: ptrace stub thread {tid} {describe_status(status)}")
+            if os.WSTOPSIG(status) == signal.SIGSTOP:
                 break
-            # Any other stop (an interrupt's SIGSTOP, a stray signal) is swallowed.
-        out = self._out
-        host.get_regs(self.pid, out)
-        if out[_R["rip"]] != self._trap + 1:
-            raise SandboxCrash(f"kvmbox: ptrace stub {self.pid} trapped at {out[_R['rip']]:#x} "
-                               f"during injected syscall {nr}")
-        ret = out[_R["rax"]]
-        return ret - (1 << 64) if ret >> 63 else ret
+            host.resume(C.PTRACE_CONT, tid)
+        regs = host.Regs()
+        host.get_regs(tid, regs)
+        regs[C.REG["rip"]] = self.page + stubcode.SPIN_OFF
+        host.set_regs(tid, regs)
+        host.ptrace(C.PTRACE_DETACH, tid, 0, 0)      # it spins, untraced, until attached
+        return tid
+
+    def adopt(self, tid: int) -> StubThread:
+        """Attach the new thread `tid` (from clone_thread) on the calling host thread."""
+        t = StubThread(self, tid)
+        self.threads[tid] = t
+        try:
+            t.attach()
+        except BaseException:
+            self.threads.pop(tid, None)
+            raise
+        finally:
+            with self.code_lock:
+                self.handovers -= 1
+        if self.pins is not None:
+            t.cpu = self.pins.pin(tid)
+        return t
+
+    def forget(self, t: StubThread) -> None:
+        """`t` has exited: unpin its tracer."""
+        self.threads.pop(t.tid, None)
+        if t.cpu >= 0 and self.pins is not None:
+            self.pins.unpin(t.tid, t.cpu)
+            t.cpu = -1
 
     def mapped_ranges(self, start: int, end: int) -> list[tuple[int, int]]:
         """The stub's mappings overlapping [start, end), clipped, from /proc/PID/maps."""
@@ -225,23 +221,13 @@ class StubProcess:
                     out.append((lo, hi))
         return out
 
-    def cpu_ns(self) -> int:
-        """CPU time the stub process has used (what its guest code ran, and the host's work
-        on its faults and stops); the last value once it is killed.  Thread-safe."""
-        pid = self.pid
-        if pid > 0:
-            try:
-                ns = time.clock_gettime_ns(self._cpu_clock)
-            except OSError:
-                ns = -1
-            if ns >= 0 and self.pid == pid:     # not reaped meanwhile (its pid could be reused)
-                return ns
-        return self._final_cpu_ns
-
     def kill(self) -> None:
-        """SIGKILL and reap the stub (idempotent)."""
-        if self.pid > 0:
-            self._final_cpu_ns = max(self._final_cpu_ns, self.cpu_ns())
+        """SIGKILL the stub and reap every thread of it (idempotent; any host thread: a
+        Sentry thread may wait for another thread's tracees)."""
+        threads = list(self.threads.values())
+        for t in threads:
+            if t.alive:
+                t._final_cpu_ns = max(t._final_cpu_ns, t.cpu_ns())
         if self.pidfd >= 0:
             try:
                 signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
@@ -249,23 +235,25 @@ class StubProcess:
                 pass
             os.close(self.pidfd)
             self.pidfd = -1
-        elif self.alive:
+        elif self.alive and self.pid > 0:
             try:
                 os.kill(self.pid, signal.SIGKILL)
             except OSError:
                 pass
-        if self.pid > 0:
+        for t in sorted(threads, key=lambda t: t.tid == self.pid):   # the leader last
             try:
-                while os.WIFSTOPPED(os.waitpid(self.pid, C.WALL)[1]):
+                while os.WIFSTOPPED(os.waitpid(t.tid, C.WALL)[1]):
                     pass                  # a stop reported before the kill landed
             except ChildProcessError:
                 pass
-            self.pid = -1
+            t.alive = False
+            t.owner = None
+            if t.cpu >= 0 and self.pins is not None:
+                self.pins.unpin(t.tid, t.cpu)
+                t.cpu = -1
+        self.threads.clear()
+        self.pid = -1
         self.alive = False
-        self.owner = None
         if self.code_fd >= 0:
             os.close(self.code_fd)
             self.code_fd = -1
-        if self.cpu >= 0 and threading.get_ident() == self.tracer:
-            _unpin_tracer()
-            self.cpu = -1

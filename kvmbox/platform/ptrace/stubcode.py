@@ -23,6 +23,8 @@ in the Sentry and in every stub.  It holds, at fixed offsets:
               and stops on the trap waiting for its tracer.
   PROBE_OFF   `mov al, [page]; jmp trap`: run once to learn whether execute-only
               really hides the page on this CPU (no protection keys: it does not).
+  SPIN_OFF    `jmp .`: a new stub thread loops here, untraced for a moment, while
+              the thread that made it hands it to its own tracer (stub.py).
 
 The child stops with int3 rather than kill(getpid(), SIGSTOP), so `kill` need
 not be on the filter's allow-list.  Any failure during set-up: exit_group(127).
@@ -42,6 +44,7 @@ GADGET_RET_OFF = 2        # the RIP after the gadget's syscall (what seccomp see
 TRAP_OFF = 5              # int3
 SPAWN_OFF = 6             # spawn(memfd, &sock_fprog, sentry pid, rseq offset, rseq len, code fd)
 PROBE_OFF = 402           # `mov al, [page]; jmp trap`: does reading the execute-only page fault?
+SPIN_OFF = 413            # `jmp .`: where a new stub thread waits between two tracers
 
 # Position-independent (every reference to the page is RIP-relative): the page goes wherever
 # host.reserve_stub_page() found room (tests/unit/test_ptrace_stub.py checks STUB_CODE).
@@ -166,6 +169,8 @@ die:
 probe:
     mov al, byte ptr [rip + gadget]
     jmp trap
+spin:
+    jmp spin
 """
 STUB_CODE = bytes.fromhex(
     "0f0541ffe7cc5341544889f34989d44c89c64989f84889cfb8390000000f054885c07404415c5bc385f6741f64480338"
@@ -176,11 +181,13 @@ STUB_CODE = bytes.fromhex(
     "000000be0100000031d24531d24531c00f054885c0757eb83d010000bf0100000031f64889da0f054885c07568b80b00"
     "000031ff488d35d5feffff4c8d3d05000000e9c9feffffb80b000000488d3dbdfeffff4881c70010000048be00f0ffff"
     "ff7f00004829fe4c8d3d05000000e99dfeffffb80a000000488d3d91feffffbe00100000ba040000004c8d3d85feffff"
-    "e97bfeffffb8e7000000bf7f0000000f05f48a0568feffffe968feffff")
+    "e97bfeffffb8e7000000bf7f0000000f05f48a0568feffffe968feffffebfe")
 
 
 def seccomp_filter(memfd: int, page: int) -> bytes:
-    """The stub's BPF program (struct sock_filter[]): allow mmap/munmap/mprotect from the gadget only.
+    """The stub's BPF program (struct sock_filter[]): allow mmap/munmap/mprotect from the gadget only,
+    and the two calls that make and end a stub thread: clone with exactly STUB_THREAD_FLAGS
+    and exit (one thread; exit_group is not allowed).
 
     mmap must also be MAP_SHARED|MAP_FIXED of the MemoryFile's memfd; any other
     syscall from the gadget (or another ABI) is SECCOMP_RET_KILL_PROCESS.  A
@@ -202,6 +209,8 @@ def seccomp_filter(memfd: int, page: int) -> bytes:
         (C.BPF_LD_W_ABS, C.SD_NR, None, None),
         (C.BPF_JEQ_K, C.NR_munmap, "allow", None),
         (C.BPF_JEQ_K, C.NR_mprotect, "allow", None),
+        (C.BPF_JEQ_K, C.NR_exit, "allow", None),
+        (C.BPF_JEQ_K, C.NR_clone, "clone", None),
         (C.BPF_JEQ_K, C.NR_mmap, None, "kill"),
         (C.BPF_LD_W_ABS, C.SD_ARGS + 8 * 3, None, None),          # flags, low half
         (C.BPF_JEQ_K, mman.MAP_SHARED | mman.MAP_FIXED, None, "kill"),
@@ -210,7 +219,14 @@ def seccomp_filter(memfd: int, page: int) -> bytes:
         (C.BPF_LD_W_ABS, C.SD_ARGS + 8 * 4, None, None),          # fd (an int: low half)
         (C.BPF_JEQ_K, memfd, "allow", "kill"),
     ]
-    labels = {"allow": len(prog), "kill": len(prog) + 1, "trap": len(prog) + 2}
+    clone_at = len(prog)
+    prog += [
+        (C.BPF_LD_W_ABS, C.SD_ARGS, None, None),                  # flags, low half
+        (C.BPF_JEQ_K, C.STUB_THREAD_FLAGS, None, "kill"),
+        (C.BPF_LD_W_ABS, C.SD_ARGS + 4, None, None),              # flags, high half
+        (C.BPF_JEQ_K, 0, "allow", "kill"),
+    ]
+    labels = {"allow": len(prog), "kill": len(prog) + 1, "trap": len(prog) + 2, "clone": clone_at}
     out = bytearray()
     for i, (code, k, jt, jf) in enumerate(prog):
         t = labels[jt] - i - 1 if jt else 0

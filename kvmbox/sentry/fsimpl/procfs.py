@@ -40,10 +40,12 @@ LinkJump = Callable[["ProcFilesystem", "Task | None"], "Location | None"]
 
 @dataclass(frozen=True)
 class FileSpec:
-    """A read-only file whose bytes `gen(fs, task)` makes at open (`gen(fs, task, name)` if named)."""
+    """A file whose bytes `gen(fs, task)` makes at open (`gen(fs, task, name)` if named);
+    with `put`, a write hands it the bytes (`put(fs, task, data)`: comm), else EINVAL."""
     gen: Gen
     perm: int = 0o444
     named: bool = False
+    put: Callable[["ProcFilesystem", "Task | None", bytes], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -59,10 +61,13 @@ class LinkSpec:
 
 @dataclass(frozen=True)
 class DirSpec:
-    """A directory: fixed `entries`, plus `dynamic(fs, task)` -> [(name, spec, tid)] (pids, fds)."""
+    """A directory: fixed `entries`, plus `dynamic(fs, task)` -> [(name, spec, tid)] (pids, fds),
+    plus names found by `hidden(fs, name)` -> (spec, tid) or None but never listed (the tids
+    of threads that lead no process)."""
     entries: dict[str, "Spec"] = field(default_factory=dict)
     dynamic: Callable[["ProcFilesystem", "Task | None"], list[tuple[str, "Spec", "int | None"]]] | None = None
     perm: int = 0o555
+    hidden: Callable[["ProcFilesystem", str], "tuple[Spec, int] | None"] | None = None
 
 
 Spec = FileSpec | LinkSpec | DirSpec
@@ -168,6 +173,10 @@ class ProcNode(Node):
         for child, spec, tid in self._children():
             if child == name:
                 return self.fs.node(spec, tid, self.path + (name,))
+        hidden = getattr(self.spec, "hidden", None)
+        found = hidden(self.fs, name) if hidden is not None else None
+        if found is not None:
+            return self.fs.node(found[0], found[1], self.path + (name,))
         raise SyscallError(errno.ENOENT)
 
     def entries(self) -> list[tuple[str, int, int]]:
@@ -222,8 +231,14 @@ class SnapshotFile(FileDescription):
         return self.data[offset:offset + n]
 
     def write(self, data: bytes) -> int:
-        # Linux opens these for writing (root passes the mode check) but they have no write op.
-        raise SyscallError(errno.EINVAL if self.writable else errno.EBADF)
+        # Linux opens these for writing (root passes the mode check) but most have no write op.
+        if not self.writable:
+            raise SyscallError(errno.EBADF)
+        put = getattr(self.node.spec, "put", None)
+        if put is None:
+            raise SyscallError(errno.EINVAL)
+        put(self.node.fs, self.node.task(), data)
+        return len(data)
 
     def pwrite(self, data: bytes, offset: int) -> int:
         raise SyscallError(errno.EINVAL if self.writable else errno.EBADF)

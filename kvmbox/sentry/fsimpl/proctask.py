@@ -6,6 +6,7 @@ outside the reader's pid namespace; nothing of the Sentry process appears.
 """
 from __future__ import annotations
 
+import errno
 import os
 import posixpath
 import stat as S
@@ -192,6 +193,15 @@ def auxv(fs: "ProcFilesystem", t: "Task") -> bytes:
 
 def comm_file(fs: "ProcFilesystem", t: "Task") -> bytes:
     return comm(t) + b"\n"
+
+
+def set_comm(fs: "ProcFilesystem", t: "Task", data: bytes) -> None:
+    """A write to /proc/<pid>/task/<tid>/comm: a thread of the writer's own process takes
+    the name (its first 15 bytes, up to a NUL), as pthread_setname_np needs; others EINVAL."""
+    cur = fs.current()
+    if t is None or cur is None or cur.tg is not t.tg:
+        raise SyscallError(errno.EINVAL)
+    t.comm = bytes(data[:TASK_COMM_LEN - 1]).split(b"\0", 1)[0]
 
 
 def _kb(label: str, value: int) -> str:

@@ -84,10 +84,16 @@ def _fdinfos(fs: "ProcFilesystem", t: "Task") -> list[tuple[str, "Spec", int]]:
 
 
 # --- per-task directories -----------------------------------------------------------
+COMM_FILE = FileSpec(T.comm_file, 0o644, put=T.set_comm)
+
 THREAD_DIR = DirSpec({
+    "cmdline": FileSpec(T.cmdline),
+    "comm": COMM_FILE,
+    "environ": FileSpec(T.environ, 0o400),
+    "maps": FileSpec(T.maps),
     "stat": FileSpec(T.stat),
+    "statm": FileSpec(T.statm),
     "status": FileSpec(T.status),
-    "comm": FileSpec(T.comm_file, 0o644),
 })
 
 
@@ -98,7 +104,7 @@ def _threads(fs: "ProcFilesystem", t: "Task") -> list[tuple[str, "Spec", int]]:
 TASK_DIR = DirSpec({
     "auxv": FileSpec(T.auxv, 0o400),
     "cmdline": FileSpec(T.cmdline),
-    "comm": FileSpec(T.comm_file, 0o644),
+    "comm": COMM_FILE,
     "cwd": LinkSpec(_cwd_target, _cwd_jump),
     "environ": FileSpec(T.environ, 0o400),
     "exe": LinkSpec(_exe_target, _exe_jump),
@@ -137,6 +143,14 @@ def _pids(fs: "ProcFilesystem", t: None) -> list[tuple[str, "Spec", int]]:
     return [(str(x.tgid), TASK_DIR, x.tgid) for x in fs.tasks() if x.tid == x.tgid]
 
 
+def _thread_by_tid(fs: "ProcFilesystem", name: str) -> "tuple[Spec, int] | None":
+    """/proc/<tid> of a thread that leads no process: there, though not listed (as Linux)."""
+    if not name.isdigit():
+        return None
+    tid = int(name)
+    return (TASK_DIR, tid) if any(x.tid == tid for x in fs.tasks()) else None
+
+
 def _mounts_target(fs: "ProcFilesystem", t: None) -> str:
     return "self/mounts"
 
@@ -171,4 +185,4 @@ ROOT = DirSpec({
     "thread-self": LinkSpec(_thread_self_target),
     "uptime": FileSpec(P.uptime),
     "version": FileSpec(P.version),
-}, dynamic=_pids)
+}, dynamic=_pids, hidden=_thread_by_tid)

@@ -1,4 +1,4 @@
-"""Miscellaneous process syscalls: randomness, resource limits, affinity, prctl, sysinfo."""
+"""Miscellaneous process syscalls: randomness, resource limits, priorities, prctl, sysinfo (scheduling: sys_sched.py)."""
 from __future__ import annotations
 
 import errno
@@ -112,44 +112,6 @@ def setrlimit(t: "Task", a: Args) -> int:
     return 0
 
 
-def _cpumask_size(t: "Task") -> int:
-    """Bytes in the kernel's cpumask: whole longs covering cpu_count bits."""
-    return (t.kernel.cpu_count + 63) // 64 * 8
-
-
-def _own_task(t: "Task", pid: int) -> None:
-    if pid not in (0, t.tid, t.tgid):
-        raise SyscallError(errno.ESRCH)
-
-
-def sched_getaffinity(t: "Task", a: Args) -> int:
-    """Implements Linux syscall sched_getaffinity(2)."""
-    pid, size, mask = s32(a[0]), u32(a[1]), a[2]
-    if size * 8 < t.kernel.cpu_count or size & 7:
-        raise SyscallError(errno.EINVAL)
-    _own_task(t, pid)
-    n = min(size, _cpumask_size(t))
-    bits = (1 << t.kernel.cpu_count) - 1
-    t.mm.copy_out(mask, bits.to_bytes(n, "little"))
-    return n
-
-
-def sched_setaffinity(t: "Task", a: Args) -> int:
-    """Implements Linux syscall sched_setaffinity(2)."""
-    pid, size, mask = s32(a[0]), u32(a[1]), a[2]
-    data = t.mm.copy_in(mask, min(size, _cpumask_size(t)))
-    _own_task(t, pid)
-    if int.from_bytes(data, "little") & ((1 << t.kernel.cpu_count) - 1) == 0:
-        raise SyscallError(errno.EINVAL)
-    return 0
-
-
-def sched_yield(t: "Task", a: Args) -> int:
-    """Implements Linux syscall sched_yield(2)."""
-    os.sched_yield()
-    return 0
-
-
 PRIO_PROCESS, PRIO_PGRP, PRIO_USER = 0, 1, 2
 
 
@@ -180,16 +142,6 @@ def setpriority(t: "Task", a: Args) -> int:
     if nice < t.nice and t.creds.euid != 0:
         raise SyscallError(errno.EACCES)  # raising priority needs CAP_SYS_NICE (RLIMIT_NICE 0)
     t.nice = nice
-    return 0
-
-
-def getcpu(t: "Task", a: Args) -> int:
-    """Implements Linux syscall getcpu(2)."""
-    cpu, node, _tcache = a[0], a[1], a[2]
-    if cpu:
-        t.mm.copy_out(cpu, structs.U32.pack(0))
-    if node:
-        t.mm.copy_out(node, structs.U32.pack(0))
     return 0
 
 
@@ -281,10 +233,6 @@ ENTRIES = (
           "NOFILE, AS; the rest are recorded"),
     Entry("getrlimit", getrlimit, SUPPORTED),
     Entry("setrlimit", setrlimit, PARTIAL, "as prlimit64"),
-    Entry("sched_getaffinity", sched_getaffinity, SUPPORTED),
-    Entry("sched_setaffinity", sched_setaffinity, PARTIAL, "accepted and ignored"),
-    Entry("sched_yield", sched_yield, SUPPORTED),
-    Entry("getcpu", getcpu, PARTIAL, "always cpu 0, node 0"),
     Entry("getpriority", getpriority, SUPPORTED, "the one task's nice value"),
     Entry("setpriority", setpriority, PARTIAL, "recorded (and shown in /proc); the host scheduler "
           "does not see it"),

@@ -7,7 +7,7 @@ from kvmbox.abi.structs import U64
 from kvmbox.errors import SyscallError
 from kvmbox.guest_stub.layout import USER_TOP
 from kvmbox.sentry.syscalls.args import s32
-from kvmbox.sentry.syscalls.table import PARTIAL, SUPPORTED, Entry
+from kvmbox.sentry.syscalls.table import SUPPORTED, Entry
 from kvmbox.sentry.task import TaskExit
 
 ARCH_SET_GS, ARCH_SET_FS, ARCH_GET_FS, ARCH_GET_GS = 0x1001, 0x1002, 0x1003, 0x1004
