@@ -1,7 +1,7 @@
 """The host's python3 over AF_UNIX, natively and in the sandbox: socket.send_fds/recv_fds,
 stream sockets on a path and an abstract name, datagrams, multiprocessing.Pipe() and
-Manager() (an AF_UNIX listener in a forked server), asyncio subprocess transports (the
-loop's self-pipe is a socketpair).  stdout and exit status must match byte for byte."""
+Manager() (an AF_UNIX listener in a forked server), asyncio subprocess transports and
+asyncio.to_thread (the loop's self-pipe is a socketpair).  stdout and exit status must match byte for byte."""
 from __future__ import annotations
 
 import shutil
@@ -102,12 +102,22 @@ async def main():
 asyncio.run(main())
 """
 
+ASYNCIO_TO_THREAD = r"""
+import asyncio, threading
+def blocking(n):
+    return sum(range(n)), threading.current_thread() is not threading.main_thread()
+async def main():
+    print(await asyncio.gather(*(asyncio.to_thread(blocking, n) for n in (10, 1000))))
+asyncio.run(main())
+"""
+
 SCRIPTS = {
     "send-recv-fds": SEND_FDS,
     "streams-and-dgrams": STREAMS,
     "multiprocessing-pipe": MP_PIPE,
     "multiprocessing-manager": MP_MANAGER,
     "asyncio-subprocess": ASYNCIO_SUBPROCESS,
+    "asyncio-to-thread": ASYNCIO_TO_THREAD,
 }
 
 

@@ -124,6 +124,8 @@ class Socket(FileDescription):
         self.opts: dict[int, int] = {}
         self.uid = creds.euid if creds is not None else os.geteuid()
         self.gid = creds.egid if creds is not None else os.getegid()
+        self.owner_creds = (0, self.uid, self.gid)   # (pid, uid, gid) of its maker: the
+        # syscall layer sets it (task_creds) when a task makes the socket
         self.ino = anon_ino()
         self.ctime_ns = time.time_ns()
 

@@ -75,6 +75,7 @@ class UnixSocket(Socket):
         self.peercred: tuple[int, int, int] | None = None
         self.blocked_senders: set[UnixSocket] = set()
         self.dead = False
+        self.unaccepted = False             # in a listener's backlog (Linux's embryo)
 
     # --- helpers ----------------------------------------------------------------------
     def _connection(self) -> bool:
@@ -100,13 +101,9 @@ class UnixSocket(Socket):
             self.bound_key = ("abstract", (self.addr[2:], self.stype))
 
     def _creds(self, t: "Task | None") -> tuple[int, int, int]:
-        if t is not None:
-            return task_creds(t)
-        return self.peercred_self if hasattr(self, "peercred_self") else (0, self.uid, self.gid)
-
-    def _note_task(self, t: "Task | None") -> None:
-        if t is not None:
-            self.peercred_self = task_creds(t)
+        """The sender's credentials for a message: the task's, or for a write(2) (no task at
+        hand) those of the task that made or accepted the socket."""
+        return task_creds(t) if t is not None else self.owner_creds
 
     # --- names ------------------------------------------------------------------------
     def bind(self, t: "Task", addr: bytes) -> None:
@@ -154,10 +151,8 @@ class UnixSocket(Socket):
         creds = task_creds(t)
         for a, b in ((self, other), (other, self)):
             a.peer, a.state, a.peercred = b, CONNECTED, creds
-            a._note_task(t)
 
     def connect(self, t: "Task", addr: bytes) -> None:
-        self._note_task(t)
         if not self._connection():
             self._dgram_connect(t, addr)
             return
@@ -179,8 +174,8 @@ class UnixSocket(Socket):
         new.uid, new.gid = other.uid, other.gid
         new.addr = other.addr
         new.passcred = other.passcred
+        new.unaccepted = True
         new.peer, new.state, new.peercred = self, CONNECTED, task_creds(t)
-        new.peercred_self = other.peercred
         self.peer, self.state, self.peercred = new, CONNECTED, other.peercred
         other.backlog.append(new)
         other.changed()
@@ -211,7 +206,9 @@ class UnixSocket(Socket):
         if not self.backlog:
             raise SyscallError(errno.EAGAIN)
         new = self.backlog.popleft()
+        new.unaccepted = False
         new.uid, new.gid = t.creds.euid, t.creds.egid
+        new.owner_creds = task_creds(t)
         self._wake_senders()
         self.changed()
         return new
@@ -441,20 +438,15 @@ class UnixSocket(Socket):
         p = self.peer
         if p is not None and self._connection():
             p.shut = SHUTDOWN_MASK
-            if self.rx or self.state == CONNECTED and self._embryo():
+            if self.rx or self.unaccepted:
                 p.error = errno.ECONNRESET
             p.changed()
         self.peer = None
         self._flush()
         while self.backlog:
-            emb = self.backlog.popleft()
-            emb.embryo_closed = True
-            emb.release()
+            self.backlog.popleft().release()
         self._wake_senders()
         self.changed()
-
-    def _embryo(self) -> bool:
-        return getattr(self, "embryo_closed", False)
 
     def _flush(self) -> None:
         """Close what the queue holds: descriptors in flight never received go."""

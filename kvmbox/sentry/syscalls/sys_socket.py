@@ -24,7 +24,7 @@ from kvmbox.abi.socket import (
 from kvmbox.abi.structs import S32, TIMESPEC, U32
 from kvmbox.errors import SyscallError
 from kvmbox.sentry.net import msg as M
-from kvmbox.sentry.net.socket import Received, Socket, create
+from kvmbox.sentry.net.socket import Received, Socket, create, task_creds
 from kvmbox.sentry.syscalls.args import s32, u32
 from kvmbox.sentry.syscalls.blocking import retry
 from kvmbox.sentry.syscalls.sys_open import install
@@ -84,7 +84,9 @@ def _new(t: "Task", domain: int, stype: int, protocol: int) -> tuple[Socket, int
         raise SyscallError(errno.EAFNOSUPPORT)
     if kind >= SOCK_MAX:
         raise SyscallError(errno.EINVAL)
-    return create(t.kernel, t.creds, domain, kind, protocol, flags), flags
+    s = create(t.kernel, t.creds, domain, kind, protocol, flags)
+    s.owner_creds = task_creds(t)
+    return s, flags
 
 
 def socket(t: "Task", a) -> int:
