@@ -50,6 +50,9 @@ ROWS: list[tuple[str, str, str, str]] = [
     ("par_2", "the same work on 2 threads", "run", "speedup = par_1 / par_2; target ≥ 1.7× on kvm and ptrace"),
     ("futex_pingpong", "futex ping-pong between two threads", "round trip", "2 waits + 2 wakes"),
     ("thread_create", "pthread_create + pthread_join", "thread", ""),
+    ("socketpair_64k", "AF_UNIX socketpair to a forked child, 64 KiB writes", "64 KiB write",
+     "MB/s = 65536 / ns × 1000"),
+    ("socketpair_rr", "AF_UNIX socketpair request/response, 64 bytes each way", "round trip", ""),
     ("thread_stress", "threadstress: 16 threads × 400 rounds of files, mmaps, pipes, ping-pong", "run",
      "tests/programs/threadstress.c"),
 ]

@@ -150,6 +150,11 @@ class FileDescription:
         file that is a host descriptor; None for the Sentry's own files (they notify)."""
         return None
 
+    def wait_timeout(self, events: int) -> float | None:
+        """Seconds a blocked wait for `events` may last before EAGAIN (a socket's
+        SO_RCVTIMEO / SO_SNDTIMEO); None: no limit."""
+        return None
+
     def mmap_source(self) -> "MapSource":
         """What mmap(2) maps from this file."""
         raise SyscallError(errno.ENODEV)

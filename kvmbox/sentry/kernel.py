@@ -84,6 +84,8 @@ class Kernel:
         self.eventfd_ids: set[int] = set()   # eventfd-id numbers in use (Linux's eventfd_ida)
         from kvmbox.sentry.locks import LockTable
         self.file_locks = LockTable()          # every POSIX, OFD and flock lock of the sandbox
+        from kvmbox.sentry.net.unixnames import UnixNames
+        self.unix_names = UnixNames()          # AF_UNIX abstract names and bound socket inodes
         from kvmbox.sentry.timers import TimerService
         self._timers = TimerService()          # the current run's (replaced by each run)
         self.syscall_counts = [0] * len(self.table)   # per syscall number, for the last run

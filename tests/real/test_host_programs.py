@@ -74,7 +74,7 @@ PYTHON_SQLITE = ("import sqlite3; db = sqlite3.connect(':memory:'); "
 
 CASES = [
     Cmd(("/bin/true",)),
-    Cmd(("id",)),                                   # glibc's nscd probe: socket -> EACCES, goes on
+    Cmd(("id",)),                                   # glibc's nscd probe: connect -> ENOENT/ECONNREFUSED, goes on
     Cmd(("whoami",)),
     Cmd(("/bin/false",), expect_exit=1),
     Cmd(("/bin/echo", "hello", "from", "the", "sandbox")),

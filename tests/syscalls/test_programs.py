@@ -86,6 +86,8 @@ CASES = [
     Case("locks", ("/tmp",)),
     Case("locks_fork", ("/tmp",)),
     Case("pipes"),
+    Case("unixsock", ("/tmp",)),                         # socket files in the overlay's upper
+    Case("unixsock", ("/dev/shm",), name="unixsock-shm"),   # ... and on a tmpfs
     Case("reopen", stdin=b"hello there stdin\n"),
     Case("poll"),
     Case("epoll"),

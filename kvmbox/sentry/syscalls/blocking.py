@@ -4,7 +4,8 @@ Files never block (kvmbox/sentry/waiter.py): an operation that cannot proceed
 raises EAGAIN.  When the descriptor is blocking (no O_NONBLOCK), `retry`
 registers the task on the file (its watchers, or its host fd) and tries the
 operation again at every wake-up until it stops saying EAGAIN, a signal
-interrupts (ERESTARTSYS: EINTR or a restart, per SA_RESTART), or the sandbox
+interrupts (ERESTARTSYS: EINTR or a restart, per SA_RESTART), the file's
+wait_timeout passes (a socket's SO_RCVTIMEO/SO_SNDTIMEO: EAGAIN), or the sandbox
 is stopped.  Trying again on wake-up, rather than waiting for poll() to say
 "ready", keeps operations whose readiness poll cannot express (an eventfd write
 of a large value) from spinning.
@@ -12,6 +13,7 @@ of a large value) from spinning.
 from __future__ import annotations
 
 import errno
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -50,7 +52,15 @@ def retry(t: "Task", f: "FileDescription", op: Callable[[], R], events: int,
         return True
 
     host = f.host_wait(events)
-    block(t, attempt, sources=[f], host=[host] if host is not None else (), interrupt=interrupt)
+    timeout = f.wait_timeout(events)
+    deadline = None
+    if timeout is not None:
+        deadline = time.monotonic() + timeout
+        if interrupt == ERESTARTSYS:
+            interrupt = errno.EINTR          # Linux's sock_intr_errno: a timed wait never restarts
+    if not block(t, attempt, sources=[f], host=[host] if host is not None else (),
+                 deadline=deadline, interrupt=interrupt):
+        raise SyscallError(errno.EAGAIN)
     return out[0]
 
 
