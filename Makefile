@@ -70,6 +70,14 @@ demo: install programs
 	@$(PY) -m kvmbox run python3 -c "import signal, time; t = time.monotonic(); \
 	signal.signal(signal.SIGALRM, lambda *a: print('SIGALRM after %.1f s' % (time.monotonic() - t))); \
 	signal.alarm(1); signal.pause()"
+	@echo; echo '$$ kvmbox run python3 -c "... ThreadPoolExecutor ... asyncio.to_thread ..."   (threads, in parallel)'
+	@$(PY) -m kvmbox run python3 -c "import asyncio, concurrent.futures as cf, hashlib, threading; \
+	ex = cf.ThreadPoolExecutor(4); \
+	print('4 threads:', list(ex.map(lambda i: hashlib.sha256(bytes([i]) * 100000).hexdigest()[:8], range(4)))); \
+	print('asyncio.to_thread in a worker thread:', \
+	asyncio.run(asyncio.to_thread(lambda: threading.current_thread() is not threading.main_thread())))"
+	@echo; echo '$$ kvmbox run --platform ptrace tests/programs/bin/glibc/pthreads | tail -n 4   (pthreads on ptrace: one stub thread per thread)'
+	@$(PY) -m kvmbox run --platform ptrace tests/programs/bin/glibc/pthreads | tail -n 4
 	@echo; echo '$$ kvmbox run tests/programs/bin/glibc/fpmath'
 	@$(PY) -m kvmbox run tests/programs/bin/glibc/fpmath
 

@@ -1,16 +1,14 @@
 """Threaded programs (issue 9, section 4): byte-identical to native on kvm and on ptrace.
 
-Python's threading, concurrent.futures.ThreadPoolExecutor, queue and
+Python's threading, concurrent.futures.ThreadPoolExecutor, queue,
 multiprocessing.Pool with the fork start method (processes, threads, pipes and
-a sem_open semaphore in /dev/shm); xz -T2 and sort --parallel=2 on inputs big
-enough to use their threads; node with worker_threads where node is installed.
+a sem_open semaphore in /dev/shm) and asyncio.to_thread; xz -T2 and
+sort --parallel=2 on inputs big enough to use their threads; node with
+worker_threads and a single-file `java Hello.java` with a thread pool, where
+they are installed.
 Each case runs natively and in the sandbox with the same argv and environment;
 exit status and stdout must match.  (The C pthreads programs are in
 tests/programs: pthreads.c, futexes.c, threadstress.c, spinbar.c.)
-
-Not here yet, because they need sockets (issue 10): asyncio.to_thread (asyncio's
-event loop makes a socketpair at start) and the JDK (`java Hello.java` makes a
-socketpair in sun.nio.ch.FileDispatcherImpl); both stop at socketpair's EACCES.
 """
 from __future__ import annotations
 
@@ -105,6 +103,35 @@ if __name__ == "__main__":
     print("shared value", value.value, [p.exitcode for p in ps])
 """
 
+PY_ASYNCIO = r"""
+import asyncio, threading
+def blocking(n):
+    return sum(range(n)), threading.current_thread() is not threading.main_thread()
+async def main():
+    print(await asyncio.gather(*(asyncio.to_thread(blocking, k * 1000) for k in range(5))))
+    await asyncio.sleep(0.01)
+    print("done")
+asyncio.run(main())
+"""
+
+JAVA = r"""
+import java.util.concurrent.*;
+public class Hello {
+  public static void main(String[] a) throws Exception {
+    ExecutorService ex = Executors.newFixedThreadPool(3);
+    java.util.List<Future<Long>> fs = new java.util.ArrayList<>();
+    for (int i = 0; i < 6; i++) {
+      final int k = i;
+      fs.add(ex.submit(() -> { long s = 0; for (int j = 0; j < 1000000 * (k + 1); j++) s += j % 7; return s; }));
+    }
+    long total = 0;
+    for (Future<Long> f : fs) total += f.get();
+    ex.shutdown();
+    System.out.println("Hello from java threads: " + total);
+  }
+}
+"""
+
 # Inputs made in the script, deterministically: 6 MB of numbers for xz (1 MiB blocks, so
 # -T2 compresses two blocks at once) and 400,000 lines for sort (its threads sort halves).
 XZ = r"""
@@ -154,13 +181,16 @@ CASES = [
     Case("python-threading", ("/usr/bin/python3", "-c", PY_THREADING)),
     Case("python-thread-pool-and-queue", ("/usr/bin/python3", "-c", PY_POOL)),
     Case("python-multiprocessing-fork", ("/usr/bin/python3", "-c", PY_MULTIPROCESSING)),
+    Case("python-asyncio-to-thread", ("/usr/bin/python3", "-c", PY_ASYNCIO)),
     Case("xz-T2", ("/bin/sh", "-c", XZ), needs="xz"),
     Case("sort-parallel", ("/bin/sh", "-c", SORT)),
     Case("node-worker-threads", ("/bin/sh", "-c", 'f=$(mktemp); cat > "$f"; node "$f"; rm "$f"'),
          needs="node"),
+    Case("java-thread-pool", ("/bin/sh", "-c", 'd=$(mktemp -d); cat > "$d/Hello.java"; '
+                              'java "$d/Hello.java"; s=$?; rm -r "$d"; exit $s'), needs="java"),
 ]
 IDS = [c.name for c in CASES]
-STDIN = {"node-worker-threads": NODE.encode()}
+STDIN = {"node-worker-threads": NODE.encode(), "java-thread-pool": JAVA.encode()}
 
 
 def _needs(case: Case) -> None:
