@@ -387,3 +387,15 @@ def test_directories_list_through_getdents(env):
     assert f.attr().ino == walk(env.fs, "1/fd").ino
     names = [e[3] for e in env.fs.root.open(os.O_RDONLY, None).getdents(1 << 16)]
     assert "self" in names and "1" in names and "cpuinfo" in names
+
+
+def test_cpumasks_print_as_linux_bitmaps():
+    """Cpus_allowed is "%*pb" (32-bit hex groups, the first as wide as its bits) and
+    Cpus_allowed_list "%*pbl"; a 2-CPU machine cannot show the grouping natively."""
+    from kvmbox.sentry.fsimpl.proctask import cpumask_hex, cpumask_list
+    assert cpumask_hex(0b11, 2) == "3" and cpumask_hex(0b10, 2) == "2"
+    assert cpumask_hex(1, 8) == "01" and cpumask_hex(1, 32) == "00000001"
+    assert cpumask_hex(1 << 39 | 1, 40) == "80,00000001"
+    assert cpumask_hex((1 << 64) - 1, 64) == "ffffffff,ffffffff"
+    assert cpumask_list(0b1011101) == "0,2-4,6" and cpumask_list(1) == "0"
+    assert cpumask_list(0b110) == "1-2" and cpumask_list(1 << 40) == "40"

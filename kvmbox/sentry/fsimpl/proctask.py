@@ -208,9 +208,36 @@ def _kb(label: str, value: int) -> str:
     return f"{label}:\t{value:8d} kB\n"
 
 
-def _cpus(fs: "ProcFilesystem") -> tuple[str, str]:
-    n = fs.kernel.cpu_count
-    return f"{(1 << n) - 1:x}", "0" if n == 1 else f"0-{n - 1}"
+def cpumask_hex(mask: int, nbits: int) -> str:
+    """A cpumask as Linux's "%*pb" prints it: hex in 32-bit groups separated by commas, the
+    first group as wide as the bits it holds ("3" for 2 CPUs, "01" for CPU 0 of 8)."""
+    groups = []
+    for low in range(0, nbits, 32):
+        width = (min(32, nbits - low) + 3) // 4
+        groups.append(f"{mask >> low & 0xFFFF_FFFF:0{width}x}")
+    return ",".join(reversed(groups))
+
+
+def cpumask_list(mask: int) -> str:
+    """A cpumask as "%*pbl" prints it: ranges of set bits, "0-3,6"."""
+    out, cpu = [], 0
+    while mask >> cpu:
+        if not mask >> cpu & 1:
+            cpu += 1
+            continue
+        end = cpu
+        while mask >> (end + 1) & 1:
+            end += 1
+        out.append(str(cpu) if end == cpu else f"{cpu}-{end}")
+        cpu = end + 1
+    return ",".join(out)
+
+
+def _cpus(fs: "ProcFilesystem", t: "Task") -> tuple[str, str]:
+    """Cpus_allowed and Cpus_allowed_list: the thread's own affinity mask."""
+    from kvmbox.sentry.syscalls.sys_sched import affinity
+    mask = affinity(t)
+    return cpumask_hex(mask, fs.kernel.cpu_count), cpumask_list(mask)
 
 
 def status(fs: "ProcFilesystem", t: "Task") -> bytes:
@@ -222,7 +249,7 @@ def status(fs: "ProcFilesystem", t: "Task") -> bytes:
     fdsize = max(64, (nfd + 63) // 64 * 64)
     pend, blk, ign, cgt = signal_masks(t)
     m = memory(t)
-    mask, mask_list = _cpus(fs)
+    mask, mask_list = _cpus(fs, t)
     umask = t.fs.umask
     text = (
         f"Name:\t{name}\n"

@@ -73,12 +73,11 @@ def affinity(t: "Task") -> int:
 
 
 def _thread(t: "Task", pid: int) -> "Task":
-    """The thread `pid` names (0: the caller); any thread of the sandbox, else ESRCH."""
+    """The thread `pid` names (0: the caller); any thread of the sandbox, else ESRCH (a
+    negative pid too: the affinity calls do not check it first, as the others do)."""
     if pid == 0:
         return t
-    if pid < 0:
-        raise SyscallError(errno.EINVAL)
-    target = t.kernel.pids.task(pid)
+    target = t.kernel.pids.task(pid) if pid > 0 else None
     if target is None or target.done:
         raise SyscallError(errno.ESRCH)
     return target
