@@ -102,6 +102,7 @@ class MemoryManager(Commitment):
         # The soft limit of a resource (RLIMIT_AS, RLIMIT_STACK) for the process using this
         # address space, asked at each check as Linux reads current's; its Task sets it.
         self.rlimit: Callable[[int], int] = _unlimited
+        self.membarrier_registered = 0   # membarrier(2) REGISTER_* commands done (a fork keeps them)
 
     # --- internals (charging: kvmbox/mm/commit.py) ------------------------------------
     def _populate(self, v: Vma, a: int, b: int) -> bool:
@@ -513,7 +514,9 @@ class MemoryManager(Commitment):
         """A copy-on-write copy of this process's memory over `aspace` (new and empty, from
         platform.new_address_space()) for a forked child (kvmbox/mm/cow.py).  Call it on the
         parent's thread; only the child's thread may use the result's address space after."""
-        return cow.fork(self, aspace)
+        child = cow.fork(self, aspace)
+        child.membarrier_registered = self.membarrier_registered
+        return child
 
     # --- inspection and teardown --------------------------------------------------------
     @_locked

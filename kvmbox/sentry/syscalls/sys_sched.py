@@ -12,7 +12,9 @@ membarrier: every thread of the process that runs guest code is interrupted
 and waited for until it has left guest code (a KVM exit and a ptrace stop are
 both serializing), which is what MEMBARRIER_CMD_PRIVATE_EXPEDITED promises;
 the GLOBAL commands do the same for every process of the sandbox.  Commands,
-registrations and errors are Linux 6.x's (QUERY reports all ten).
+registrations and errors are Linux 6.x's (QUERY reports all ten).  Registrations
+belong to the address space (MemoryManager.membarrier_registered), as Linux's
+mm->membarrier_state: a forked child inherits them, execve starts with none.
 """
 from __future__ import annotations
 
@@ -54,6 +56,8 @@ _REGISTER = {MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED: MEMBARRIER_CMD_GLOBAL_EXP
              MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE: MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE,
              MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ: MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ}
 _NEEDS = {v: k for k, v in _REGISTER.items() if v != MEMBARRIER_CMD_GLOBAL_EXPEDITED}
+_PRIVATE_FLAVOURS = (MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE
+                     | MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ)
 
 
 # --- affinity --------------------------------------------------------------------------
@@ -258,14 +262,16 @@ def membarrier(t: "Task", a: Args) -> int:
     cmd, flags = s32(a[0]), u32(a[1])
     if flags & ~MEMBARRIER_CMD_FLAG_CPU or (flags and cmd != MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ):
         raise SyscallError(errno.EINVAL)
-    g = t.tg
-    regs = getattr(g, "membarrier_registered", 0)
+    mm = t.mm
+    regs = mm.membarrier_registered
     if cmd == MEMBARRIER_CMD_QUERY:
         return _SUPPORTED_CMDS
     if cmd == MEMBARRIER_CMD_GET_REGISTRATIONS:
+        if regs & _PRIVATE_FLAVOURS:      # Linux marks these private-expedited too (but PRIVATE_
+            regs |= MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED   # EXPEDITED itself still gives EPERM)
         return regs
     if cmd in _REGISTER:
-        g.membarrier_registered = regs | cmd
+        mm.membarrier_registered = regs | cmd
         return 0
     if cmd in (MEMBARRIER_CMD_GLOBAL, MEMBARRIER_CMD_GLOBAL_EXPEDITED):
         _barrier(t, t.kernel.pids.live_tasks())
@@ -275,7 +281,7 @@ def membarrier(t: "Task", a: Args) -> int:
             raise SyscallError(errno.EPERM)
         # The RSEQ flavour also restarts rseq critical sections; with rseq refused (ENOSYS)
         # there are none, so it is the plain barrier.
-        _barrier(t, g.live_threads())
+        _barrier(t, t.tg.live_threads())
         return 0
     raise SyscallError(errno.EINVAL)
 
