@@ -69,6 +69,7 @@ CASES = [
     Case("futex"),
     Case("futexes"),
     Case("pthreads"),
+    Case("sched"),
     Case("threadstress", ("/tmp", "40")),      # the long run is in `make bench`
     Case("spinbar"),
     Case("threadhostile"),
