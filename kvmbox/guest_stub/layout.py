@@ -33,6 +33,7 @@ VVAR_ENABLED = 0x04                  # u32: 0 = every vDSO call falls back to th
 VVAR_TSC_BASE = 0x08                 # u64: TSC value at which the clocks equal their bases
 VVAR_MULT = 0x10                     # u64: ns per TSC tick as fixed point, ns = (dtsc*mult) >> shift
 VVAR_SHIFT = 0x18                    # u32: the fixed-point shift (the code shifts a 128-bit product)
+VVAR_GETCPU_TRAP = 0x1C              # u32: nonzero once a thread narrowed its affinity: getcpu traps
 VVAR_MONO_BASE = 0x20                # u64: CLOCK_MONOTONIC (ns) at tsc_base
 VVAR_CLOCK_OFFSETS = 0x40            # u64[8]: per clock id 0..7, ns added to the monotonic value
 VVAR_FAST_CLOCKS = 0xF3              # bitmap of the clock ids served in the guest: 0,1,4,5,6,7

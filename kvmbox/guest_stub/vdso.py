@@ -11,7 +11,7 @@ The code reads the [vvar] page mapped one page below the image (layout.VVAR_*,
 RIP-relative) under a seqlock and computes time from `rdtsc` with a 128-bit
 fixed-point product (mul + shrd), so no call leaves the guest.  Clock ids it
 does not serve, or `enabled` == 0, take the real `syscall` (which reaches the
-Sentry as usual); getcpu always does (its answer depends on the thread's affinity).  A bad pointer faults in the guest, as Linux's vDSO does.
+Sentry as usual); so does getcpu once a thread has narrowed its affinity.  A bad pointer faults in the guest, as Linux's vDSO does.
 
 Each exported function is assembled on its own (keystone, at its final place,
 so the RIP-relative displacements are exact); the pieces are cached like the
@@ -86,10 +86,15 @@ GETTIMEOFDAY = ("test rdi, rdi\njz tz_part\n" + _read_ns(_REALTIME) + _DIV_SEC
 # time_t time(time_t *t /* rdi, may be NULL */)
 TIME = (_read_ns(_REALTIME) + _DIV_SEC + "test rdi, rdi\njz done\nmov qword ptr [rdi], rax\n"
         "done:\nret\n" + _fallback(_SYS_TIME))
-# int getcpu(unsigned *cpu, unsigned *node, void *cache): always the real syscall.  The answer
-# depends on the calling thread's affinity mask, which only the Sentry knows; a constant here
-# made sched_getcpu() say 0 to a thread that had narrowed its mask to another CPU.
-GETCPU = f"mov eax, {_SYS_GETCPU}\nsyscall\nret\n"
+# int getcpu(unsigned *cpu, unsigned *node, void *cache): cpu 0, node 0 while every thread
+# may run on every CPU (0 is then as true an answer as any); once a thread of the sandbox has
+# narrowed its affinity (VVAR_GETCPU_TRAP), or the vDSO is off, the real syscall, whose answer
+# lies inside the calling thread's mask (only the Sentry knows it).
+GETCPU = (f"cmp dword ptr [rip + {{D+{L.VVAR_ENABLED}}}], 0\nje fallback\n"
+          f"cmp dword ptr [rip + {{D+{L.VVAR_GETCPU_TRAP}}}], 0\njne fallback\n"
+          "test rdi, rdi\njz no_cpu\nmov dword ptr [rdi], 0\nno_cpu:\n"
+          "test rsi, rsi\njz no_node\nmov dword ptr [rsi], 0\nno_node:\nxor eax, eax\nret\n"
+          + _fallback(_SYS_GETCPU))
 
 FUNCTIONS = (("clock_gettime", CLOCK_GETTIME), ("gettimeofday", GETTIMEOFDAY), ("time", TIME),
              ("getcpu", GETCPU))

@@ -163,6 +163,11 @@ class Timekeeper:
             struct.pack_into("<I", mem, p + L.VVAR_ENABLED, int(allowed and self._calibrated))
             struct.pack_into("<I", mem, p + L.VVAR_SEQ, (seq + 2) & 0xFFFF_FFFF)
 
+    def trap_getcpu(self) -> None:
+        """From now on the vDSO's getcpu takes the syscall (a thread narrowed its affinity,
+        so "CPU 0" may lie outside a thread's mask); never undone."""
+        struct.pack_into("<I", self._mem, self._phys + L.VVAR_GETCPU_TRAP, 1)
+
     def wait_ready(self, timeout: float = 1.0) -> bool:
         """Block until the clock is published (tests, benchmarks)."""
         return self.ready.wait(timeout)

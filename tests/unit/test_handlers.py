@@ -79,6 +79,9 @@ class FakeKernel:
         self.stopping = False          # what waiter.block checks (Kernel.stopping)
         self.pids = PidTable(None)     # no other process
         self.futexes = FutexTable()
+        self.getcpu_traps = False      # the vDSO's getcpu was told to take the syscall
+        self.vdso = SimpleNamespace(timekeeper=SimpleNamespace(
+            trap_getcpu=lambda: setattr(self, "getcpu_traps", True)))
         self.bkl = SentryLock()
         self.platform = SimpleNamespace(allowed_cpus=lambda: frozenset({0, 1}))
 
@@ -340,8 +343,10 @@ def test_sched_affinity(t):
     fails(errno.EINVAL, SCH.sched_getaffinity, t, 0, 12, BASE)
     fails(errno.ESRCH, SCH.sched_getaffinity, t, 9999, 8, BASE)
     fails(errno.EFAULT, SCH.sched_getaffinity, t, 0, 8, BAD)
+    t.mm.put(BASE, (0b11).to_bytes(8, "little"))
+    assert SCH.sched_setaffinity(t, A(0, 8, BASE)) == 0 and not t.kernel.getcpu_traps
     t.mm.put(BASE, (0b1).to_bytes(8, "little"))
-    assert SCH.sched_setaffinity(t, A(0, 8, BASE)) == 0
+    assert SCH.sched_setaffinity(t, A(0, 8, BASE)) == 0 and t.kernel.getcpu_traps
     t.mm.put(BASE, bytes(8))
     assert SCH.sched_getaffinity(t, A(0, 8, BASE)) == 8 and t.mm.copy_in(BASE, 8)[0] == 0b1
     t.mm.put(BASE, (0b100).to_bytes(8, "little"))                # only a CPU we lack

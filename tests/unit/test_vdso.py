@@ -107,7 +107,6 @@ def test_fast_paths_read_only_vvar_and_syscall_only_in_fallbacks():
                 assert L.VVAR_VIRT <= i.address + i.size + disp < L.VVAR_VIRT + 0x80
         calls = [k for k, i in enumerate(insns) if i.mnemonic == "syscall"]
         # the only syscall is the fallback: `mov eax, nr; syscall; ret` at the very end
-        # (getcpu is nothing else: the thread's affinity decides its answer)
         assert calls == [len(insns) - 2]
         if name != "getcpu":
             assert "rdtsc" in [i.mnemonic for i in insns] and "shrd" in [i.mnemonic for i in insns]

@@ -106,6 +106,8 @@ def sched_setaffinity(t: "Task", a: Args) -> int:
     new = int.from_bytes(data, "little") & _all_cpus(t)
     if not new:
         raise SyscallError(errno.EINVAL)        # no CPU of the sandbox in the set
+    if new != _all_cpus(t):
+        t.kernel.vdso.timekeeper.trap_getcpu()  # the vDSO's constant CPU 0 may be wrong now
     target.affinity = new
     return 0
 
