@@ -19,7 +19,7 @@ from kvmbox.abi.flock import (FLOCK, LOCK_EX, LOCK_MAND, LOCK_NB, LOCK_SH, LOCK_
 from kvmbox.errors import SyscallError
 from kvmbox.sentry import locks
 from kvmbox.sentry.syscalls.args import s32, s64, u32
-from kvmbox.sentry.syscalls.sys_open import install, nofile_limit
+from kvmbox.sentry.syscalls.sys_open import install, install_pair, nofile_limit
 from kvmbox.sentry.syscalls.table import PARTIAL, SUPPORTED, Entry
 from kvmbox.sentry.vfs.opath import is_path_only
 
@@ -224,23 +224,7 @@ def _pipe(t: "Task", addr: int, flags: int) -> int:
     if flags & ~(O_CLOEXEC | O_NONBLOCK | O_DIRECT):
         raise SyscallError(errno.EINVAL)
     r, w = make_pipe(flags)
-    cloexec = bool(flags & O_CLOEXEC)
-    try:
-        rfd = install(t, r, cloexec)
-    except SyscallError:
-        w.release()
-        raise
-    try:
-        wfd = install(t, w, cloexec)
-    except SyscallError:
-        t.fds.close(rfd)
-        raise
-    try:
-        t.mm.copy_out(addr, struct.pack("<ii", rfd, wfd))
-    except SyscallError:
-        t.fds.close(rfd)
-        t.fds.close(wfd)
-        raise
+    install_pair(t, r, w, bool(flags & O_CLOEXEC), addr)
     return 0
 
 

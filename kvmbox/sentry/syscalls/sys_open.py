@@ -57,6 +57,28 @@ def install(t: "Task", f: "FileDescription", cloexec: bool) -> int:
         raise
 
 
+def install_pair(t: "Task", a: "FileDescription", b: "FileDescription", cloexec: bool,
+                 addr: int) -> None:
+    """pipe2/socketpair: give `a` and `b` the lowest free descriptors and store the two
+    ints at guest `addr`; on any failure neither number stays open."""
+    try:
+        fa = install(t, a, cloexec)
+    except SyscallError:
+        b.release()
+        raise
+    try:
+        fb = install(t, b, cloexec)
+    except SyscallError:
+        t.fds.close(fa)
+        raise
+    try:
+        t.mm.copy_out(addr, struct.pack("<ii", fa, fb))
+    except SyscallError:
+        t.fds.close(fa)
+        t.fds.close(fb)
+        raise
+
+
 def _check_room(t: "Task") -> None:
     """EMFILE before any path work, as Linux reserves the descriptor first."""
     limit = nofile_limit(t)

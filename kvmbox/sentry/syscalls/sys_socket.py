@@ -27,7 +27,7 @@ from kvmbox.sentry.net import msg as M
 from kvmbox.sentry.net.socket import Received, Socket, create, task_creds
 from kvmbox.sentry.syscalls.args import s32, u32
 from kvmbox.sentry.syscalls.blocking import retry
-from kvmbox.sentry.syscalls.sys_open import install
+from kvmbox.sentry.syscalls.sys_open import install, install_pair
 from kvmbox.sentry.syscalls.table import PARTIAL, Entry
 
 TYPE_CHECKING = False
@@ -110,23 +110,7 @@ def socketpair(t: "Task", a) -> int:
         s1.release()
         s2.release()
         raise
-    cloexec = bool(flags & SOCK_CLOEXEC)
-    try:
-        fd1 = install(t, s1, cloexec)
-    except SyscallError:
-        s2.release()
-        raise
-    try:
-        fd2 = install(t, s2, cloexec)
-    except SyscallError:
-        t.fds.close(fd1)
-        raise
-    try:
-        t.mm.copy_out(sv, S32.pack(fd1) + S32.pack(fd2))
-    except SyscallError:
-        t.fds.close(fd1)
-        t.fds.close(fd2)
-        raise
+    install_pair(t, s1, s2, bool(flags & SOCK_CLOEXEC), sv)
     return 0
 
 
@@ -281,18 +265,26 @@ def sendmmsg(t: "Task", a) -> int:
     """Implements Linux syscall sendmmsg(2)."""
     s = _sock(t, s32(a[0]))
     vec, vlen, flags = a[1], min(u32(a[2]), M.UIO_MAXIOV), s32(a[3])
-    sent = 0
-    while sent < vlen:
-        entry = vec + sent * MMSGHDR_SIZE
+    return _each_mmsg(t, vec, vlen, lambda entry, _n: _sendmsg(t, s, entry, flags))
+
+
+def _each_mmsg(t: "Task", vec: int, vlen: int, one, stop=lambda: False) -> int:
+    """sendmmsg/recvmmsg: one(entry address, index) per mmsghdr, its result stored in
+    msg_len, until `vlen`, stop(), or an error (returned when it is the first)."""
+    done = 0
+    while done < vlen:
+        entry = vec + done * MMSGHDR_SIZE
         try:
-            n = _sendmsg(t, s, entry, flags)
+            n = one(entry, done)
             t.mm.copy_out(entry + MMSG_LEN_OFFSET, U32.pack(n))
         except SyscallError:
-            if sent:
-                return sent
+            if done:
+                return done
             raise
-        sent += 1
-    return sent
+        done += 1
+        if stop():
+            break
+    return done
 
 
 # --- receiving -----------------------------------------------------------------------
@@ -374,22 +366,16 @@ def recvmmsg(t: "Task", a) -> int:
         if sec < 0 or nsec < 0 or nsec >= 1_000_000_000:
             raise SyscallError(errno.EINVAL)
         deadline = time.monotonic() + sec + nsec / 1e9
-    got = 0
-    while got < vlen:
-        entry = vec + got * MMSGHDR_SIZE
-        try:
-            n = _recvmsg(t, s, entry, flags)
-            t.mm.copy_out(entry + MMSG_LEN_OFFSET, U32.pack(n))
-        except SyscallError:
-            if got:
-                return got
-            raise
-        got += 1
+    state = {"flags": flags}
+
+    def one(entry: int, _n: int) -> int:
+        n = _recvmsg(t, s, entry, state["flags"])
         if flags & MSG_WAITFORONE:
-            flags |= MSG_DONTWAIT
-        if deadline is not None and time.monotonic() >= deadline:
-            break
-    return got
+            state["flags"] |= MSG_DONTWAIT
+        return n
+
+    return _each_mmsg(t, vec, vlen, one,
+                      lambda: deadline is not None and time.monotonic() >= deadline)
 
 
 _NOTE = "AF_UNIX in the Sentry (never a host socket); see docs/network.md"
