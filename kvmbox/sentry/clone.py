@@ -116,8 +116,7 @@ def clone(t: "Task", flags: int, *, exit_signal: int, stack: int = 0, tls: int =
     child.sigmask = t.sigmask
     # A new thread sharing the memory (not vfork's child) starts with no alternate stack.
     child.altstack = t.altstack if flags & (CLONE_VM | CLONE_VFORK) != CLONE_VM else (0, 2, 0)
-    if hasattr(t, "comm"):
-        child.comm = t.comm
+    child.comm = t.comm
     child.nice = t.nice
     child.affinity = t.affinity
     child.sched_policy = t.sched_policy

@@ -24,7 +24,7 @@ from kvmbox.sentry.files import FdTable, FileDescription
 from kvmbox.sentry.hoststream import HostStream
 from kvmbox.sentry.pidtable import PidTable
 from kvmbox.sentry.syscalls.table import default_table
-from kvmbox.sentry.task import RLIM_INFINITY, Task, default_rlimits
+from kvmbox.sentry.task import RLIM_INFINITY, Task, default_rlimits, exec_comm
 from kvmbox.sentry.threadgroup import ThreadGroup
 from kvmbox.sentry.waiter import SentryLock, Stopped
 
@@ -240,6 +240,7 @@ class Kernel:
             task = Task(self, ctx, mm, fds, pid, image.exe_path, list(image.argv or argv), tg,
                         fs=fsctx)
             mm.rlimit = task.soft_rlimit
+            task.comm = exec_comm(path)             # "sh" for /bin/sh, even though a symlink
             task.envp = list(envp)
             task.auxv = image.auxv
             task.exe_node = image.exe_node

@@ -29,6 +29,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from kvmbox.sentry.vfs.path import FsContext
 
 RLIM_INFINITY = (1 << 64) - 1
+TASK_COMM_LEN = 16                 # a task's name, with its NUL (sched.h)
+
+
+def exec_comm(path: str) -> bytes:
+    """The name execve gives a task: the basename of the path it was asked to run (not of
+    the interpreter or the symlink's target), cut to TASK_COMM_LEN - 1 bytes, as
+    __set_task_comm(kbasename(bprm->filename))."""
+    return os.fsencode(os.path.basename(path))[:TASK_COMM_LEN - 1]
 
 
 class ImageReplaced(Exception):
@@ -114,6 +122,7 @@ class Task:
         self.creds = Credentials()
         self.exe_node = None       # the executable's VFS node (writes to it give ETXTBSY)
         self.exe_path = exe_path   # guest path of the executable (for /proc/self/exe)
+        self.comm = exec_comm(exe_path)   # its name: PR_SET_NAME, /proc/<tid>/comm, execve
         self.argv = argv
         self.envp: list[str] = []  # the environment execve gave (for /proc/<pid>/environ)
         self.auxv = b""            # the auxiliary vector as the stack holds it (/proc/<pid>/auxv)

@@ -464,6 +464,12 @@ int main(int argc, char **argv)
     setvbuf(stdout, NULL, _IONBF, 0);
     if (argc == 3 && !strcmp(argv[1], "execd")) {
         printf("after execve: registrations %ld\n", mb(MB_GET_REG, 0, 0));
+        char name[16] = "", procname[32] = "";
+        prctl(PR_GET_NAME, name);             /* execve renames: the basename of its path */
+        FILE *f = fopen("/proc/self/comm", "r");
+        if (f) { if (!fgets(procname, sizeof procname, f)) procname[0] = 0; fclose(f); }
+        procname[strcspn(procname, "\n")] = 0;
+        printf("after execve: name '%s', /proc/self/comm '%s'\n", name, procname);
         return atoi(argv[2]);
     }
     ssize_t n = readlink("/proc/self/exe", self_path, sizeof self_path - 1);
@@ -481,6 +487,7 @@ int main(int argc, char **argv)
     char fails[16];
     snprintf(fails, sizeof fails, "%d", g_failures ? 1 : 0);
     printf("failures: %d\n", g_failures);
+    prctl(PR_SET_NAME, "set-before-exec");   /* must not survive the execve */
     execl(self_path, "sched", "execd", fails, (char *)NULL);   /* registrations end at execve */
     printf("execve failed\n");
     return 1;

@@ -160,7 +160,10 @@ def test_no_host_thread_process_or_fd_left(platform_name):
             if not _settled(lambda: _threads() <= base[0] and _fds() <= base[1] and _children() <= base[2]):
                 problems.append(f"after the {name} run: {_state()}; before it: threads {base[0]}, "
                                 f"fds {base[1]}, children {sorted(base[2])}")
-    if not _settled(lambda: (_threads(), _fds()) == (threads0, fds0) and _children() <= kids0):
+    # "Back where they were" means no more than before: a thread of an earlier test (a
+    # ptrace service thread, a tracer finishing its exit) may still be ending when threads0
+    # is taken, so the count can end lower, never higher.
+    if not _settled(lambda: _threads() <= threads0 and _fds() <= fds0 and _children() <= kids0):
         problems.append(f"after close: {_state()}; before the Sandbox: threads {threads0}, fds {fds0}, "
                         f"children {sorted(kids0)}")
     assert not problems, "\n".join(problems)

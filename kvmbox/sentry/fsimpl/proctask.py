@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import errno
 import os
-import posixpath
 import stat as S
 
 from kvmbox.abi.fcntl import O_CLOEXEC
 from kvmbox.abi.mman import MAP_GROWSDOWN, PROT_EXEC, PROT_READ, PROT_WRITE
 from kvmbox.abi.structs import SIGACTION
 from kvmbox.errors import SyscallError
+from kvmbox.sentry.task import TASK_COMM_LEN
 from kvmbox.sentry.threadgroup import STOPPED, ZOMBIE
 
 TYPE_CHECKING = False
@@ -27,7 +27,6 @@ if TYPE_CHECKING:  # pragma: no cover
 PAGE = 4096
 CLK_TCK = 100
 RLIM_INFINITY = (1 << 64) - 1
-TASK_COMM_LEN = 16
 SIG_DFL, SIG_IGN = 0, 1
 
 _LIMIT_NAMES = (
@@ -41,14 +40,6 @@ _LIMIT_NAMES = (
 
 
 # --- small facts ----------------------------------------------------------------
-def comm(t: "Task") -> bytes:
-    """The task's name as /proc shows it: PR_SET_NAME's, else the executable's basename."""
-    name = getattr(t, "comm", None)
-    if name is None:
-        name = os.fsencode(posixpath.basename(t.exe_path))
-    return bytes(name[:TASK_COMM_LEN - 1])
-
-
 def visible_ppid(fs: "ProcFilesystem", t: "Task") -> int:
     """The parent's pid if the parent is a sandbox task, else 0 (outside the namespace)."""
     return t.ppid if fs.find_task(t.ppid) is not None else 0
@@ -192,7 +183,7 @@ def auxv(fs: "ProcFilesystem", t: "Task") -> bytes:
 
 
 def comm_file(fs: "ProcFilesystem", t: "Task") -> bytes:
-    return comm(t) + b"\n"
+    return t.comm + b"\n"
 
 
 def set_comm(fs: "ProcFilesystem", t: "Task", data: bytes) -> None:
@@ -243,7 +234,7 @@ def _cpus(fs: "ProcFilesystem", t: "Task") -> tuple[str, str]:
 def status(fs: "ProcFilesystem", t: "Task") -> bytes:
     c = t.creds
     suid, sgid = c.euid, c.egid            # no setresuid: saved ids follow the effective ones
-    name = comm(t).decode("utf-8", "replace").replace("\\", "\\\\").replace("\n", "\\n")
+    name = t.comm.decode("utf-8", "replace").replace("\\", "\\\\").replace("\n", "\\n")
     running = fs.current() is t or not (t.blocked or _stopped(t))   # runs or may run
     nfd = max((fd for fd, _ in fd_items(t)), default=0) + 1
     fdsize = max(64, (nfd + 63) // 64 * 64)
@@ -316,7 +307,7 @@ def stat(fs: "ProcFilesystem", t: "Task") -> bytes:
     start_code = min((v.start for v in code), default=0)
     end_code = max((v.end for v in code), default=0)
     fields = [
-        t.tid, f"({comm(t).decode('utf-8', 'replace')})", _state_name(t, running)[0],
+        t.tid, f"({t.comm.decode('utf-8', 'replace')})", _state_name(t, running)[0],
         visible_ppid(fs, t), t.pgid, t.sid, 0, -1, 0x400000,       # tty_nr, tpgid, PF_RANDOMIZE... flags
         0, 0, 0, 0,                                                   # minflt cminflt majflt cmajflt
         user, system, 0, 0,                                           # utime stime cutime cstime

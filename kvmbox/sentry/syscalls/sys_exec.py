@@ -26,7 +26,7 @@ from kvmbox.sentry.signals.frame import init_fpu_image
 from kvmbox.sentry.stack import MAX_ARG_STRLEN, arg_space_limit
 from kvmbox.sentry.syscalls.args import s32
 from kvmbox.sentry.syscalls.table import PARTIAL, Entry
-from kvmbox.sentry.task import ImageReplaced
+from kvmbox.sentry.task import ImageReplaced, exec_comm
 from kvmbox.sentry.vfs import at
 from kvmbox.sentry.vfs.path import FsContext
 
@@ -95,6 +95,7 @@ def do_execve(t: "Task", dirfd: int, path: str, argv_addr: int, envp_addr: int, 
         argv = [""]                  # Linux >= 5.18 gives argc 0 programs an empty argv[0]
     kernel = t.kernel
     vfs = kernel.vfs
+    name = exec_comm(path)
     if not path:
         if not flags & AT_EMPTY_PATH:
             raise SyscallError(errno.ENOENT)
@@ -102,6 +103,7 @@ def do_execve(t: "Task", dirfd: int, path: str, argv_addr: int, envp_addr: int, 
         if loc is None:
             raise SyscallError(errno.EACCES)
         path = loc.path
+        name = exec_comm(path)             # the file's own name, as Linux 6.14 on (was the fd number)
     start = t.fs.cwd if path.startswith("/") else at.dir_of(t, dirfd)
     if flags & AT_SYMLINK_NOFOLLOW:
         if vfs.resolve(start, path, follow=False, root=t.fs.root, creds=t.creds).node.is_symlink():
@@ -132,6 +134,7 @@ def do_execve(t: "Task", dirfd: int, path: str, argv_addr: int, envp_addr: int, 
     if t.timers is not None:
         t.timers.on_exec()                         # POSIX timers go; itimers stay
     t.exe_path, t.exe_node = image.exe_path, image.exe_node
+    t.comm = name                                  # PR_SET_NAME does not survive execve
     t.argv, t.envp, t.auxv = list(image.argv or argv), envp, image.auxv
     caps.exec_creds(t.creds)                       # set-id bits and file capabilities ignored
     t.clear_child_tid, t.robust_list, t.fs_base, t.fault_regs = 0, (0, 0), 0, (0, 0, 0)

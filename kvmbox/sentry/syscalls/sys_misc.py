@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import errno
 import os
-import posixpath
 import time as _time
 TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 
@@ -16,6 +15,7 @@ from kvmbox.sentry.rlimits import NR_OPEN, RLIMIT_NOFILE
 from kvmbox.sentry.syscalls import sys_caps
 from kvmbox.sentry.syscalls.args import s32, u32
 from kvmbox.sentry.syscalls.table import PARTIAL, SUPPORTED, Entry
+from kvmbox.sentry.task import TASK_COMM_LEN
 
 if TYPE_CHECKING:  # pragma: no cover
     from kvmbox.sentry.task import Task
@@ -27,7 +27,6 @@ GETRANDOM_MAX = 32 << 20          # one call returns at most this many bytes
 _CHUNK = 1 << 20
 RLIM_NLIMITS = 16
 RLIMIT_CPU = 0
-TASK_COMM_LEN = 16
 # prctl options handled.
 PR_SET_PDEATHSIG, PR_GET_PDEATHSIG, PR_GET_DUMPABLE, PR_SET_DUMPABLE = 1, 2, 3, 4
 PR_SET_NAME, PR_GET_NAME, PR_GET_SECCOMP = 15, 16, 21
@@ -161,14 +160,6 @@ def sysinfo(t: "Task", a: Args) -> int:
     return 0
 
 
-def comm(t: "Task") -> bytes:
-    """The task's name (TASK_COMM_LEN - 1 bytes at most): set by PR_SET_NAME, else the exe's."""
-    name = getattr(t, "comm", None)
-    if name is None:
-        name = os.fsencode(posixpath.basename(t.exe_path))
-    return name[:TASK_COMM_LEN - 1]
-
-
 def _prctl_set_name(t: "Task", addr: int) -> int:
     try:
         name = t.mm.read_cstring(addr, TASK_COMM_LEN)
@@ -186,7 +177,7 @@ def prctl(t: "Task", a: Args) -> int:
     if option == PR_SET_NAME:
         return _prctl_set_name(t, arg2)
     if option == PR_GET_NAME:
-        t.mm.copy_out(arg2, comm(t).ljust(TASK_COMM_LEN, b"\0"))
+        t.mm.copy_out(arg2, t.comm.ljust(TASK_COMM_LEN, b"\0"))
         return 0
     if option == PR_GET_DUMPABLE:
         return getattr(t, "dumpable", 1)
