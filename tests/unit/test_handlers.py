@@ -109,6 +109,7 @@ class FakeTask:
         self.ppid = 7
         self.creds = Credentials(uid=1000, gid=1001, euid=1000, egid=1001)
         self.exe_path = "/usr/bin/app"
+        self.comm = b"app"           # as Task sets it from the path execve ran
         self.fs = SimpleNamespace(cwd=SimpleNamespace(path="/home/u"), umask=0o022)
         self.rlimits = default_rlimits(None)
         self.sigmask = 0
