@@ -86,6 +86,8 @@ class Kernel:
         self.file_locks = LockTable()          # every POSIX, OFD and flock lock of the sandbox
         from kvmbox.sentry.net.unixnames import UnixNames
         self.unix_names = UnixNames()          # AF_UNIX abstract names and bound socket inodes
+        from kvmbox.sentry.net.inet import InetStack
+        self.net = InetStack()                 # AF_INET/AF_INET6 loopback: ports, routes
         from kvmbox.sentry.timers import TimerService
         self._timers = TimerService()          # the current run's (replaced by each run)
         self.syscall_counts = [0] * len(self.table)   # per syscall number, for the last run

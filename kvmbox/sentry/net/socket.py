@@ -41,10 +41,13 @@ POLLRDHUP = 0x2000
 SOCKFS_DEV = 0x8                 # sockfs's st_dev on Linux (an anonymous 0:8)
 CAP_NET_ADMIN = 12
 
-# Address family -> the module implementing it (imported on first use).  A family not
-# listed gets EAFNOSUPPORT, as a kernel without it.
+# Address family -> the module implementing it (imported on first use), "module" for its
+# create() or "module:function".  A family not listed gets EAFNOSUPPORT, as a kernel
+# without it.
 FAMILIES: dict[int, str] = {
-    1: "kvmbox.sentry.net.unix",     # AF_UNIX
+    1: "kvmbox.sentry.net.unix",                 # AF_UNIX
+    2: "kvmbox.sentry.net.inet",                 # AF_INET: the sandbox's loopback
+    10: "kvmbox.sentry.net.inet:create6",        # AF_INET6
 }
 
 # SOL_SOCKET options that are plain ints stored and reported back (booleans normalised).
@@ -58,7 +61,9 @@ def create(kernel, creds, domain: int, stype: int, protocol: int, flags: int) ->
     name = FAMILIES.get(domain)
     if name is None:
         raise SyscallError(errno.EAFNOSUPPORT)
-    return importlib.import_module(name).create(kernel, creds, stype, protocol, flags)
+    module, _, func = name.partition(":")
+    return getattr(importlib.import_module(module), func or "create")(
+        kernel, creds, stype, protocol, flags)
 
 
 @dataclass

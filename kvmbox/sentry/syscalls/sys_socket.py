@@ -378,7 +378,8 @@ def recvmmsg(t: "Task", a) -> int:
                       lambda: deadline is not None and time.monotonic() >= deadline)
 
 
-_NOTE = "AF_UNIX in the Sentry (never a host socket); see docs/network.md"
+_NOTE = ("AF_UNIX, and AF_INET/AF_INET6 on a loopback of its own, in the Sentry (never a "
+         "host socket); see docs/network.md")
 ENTRIES = tuple(Entry(name, globals()[name], PARTIAL, _NOTE) for name in (
     "socket", "socketpair", "bind", "listen", "accept", "accept4", "connect", "getsockname",
     "getpeername", "shutdown", "setsockopt", "getsockopt", "sendto", "sendmsg", "sendmmsg",
