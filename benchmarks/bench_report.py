@@ -53,6 +53,9 @@ ROWS: list[tuple[str, str, str, str]] = [
     ("socketpair_64k", "AF_UNIX socketpair to a forked child, 64 KiB writes", "64 KiB write",
      "MB/s = 65536 / ns × 1000"),
     ("socketpair_rr", "AF_UNIX socketpair request/response, 64 bytes each way", "round trip", ""),
+    ("tcp_64k", "TCP over 127.0.0.1 to a forked child, 64 KiB writes", "64 KiB write",
+     "MB/s = 65536 / ns × 1000; kvm and ptrace: the Sentry's own loopback"),
+    ("tcp_rr", "TCP over 127.0.0.1 request/response, 64 bytes each way (TCP_NODELAY)", "round trip", ""),
     ("thread_stress", "threadstress: 16 threads × 400 rounds of files, mmaps, pipes, ping-pong", "run",
      "tests/programs/threadstress.c"),
 ]

@@ -1,10 +1,15 @@
 /*
- * An AF_UNIX socketpair between a parent and a forked child.  argv[1] COUNT, argv[2] MODE:
+ * A connected stream between a parent and a forked child.  argv[1] COUNT, argv[2] MODE:
  *   tput: the parent writes COUNT blocks of 64 KiB, the child reads until EOF;
  *   rr:   COUNT request/response round trips of 64 bytes each way.
+ * argv[3] TRANSPORT: "unix" (default) an AF_UNIX socketpair; "tcp" a TCP connection over
+ * 127.0.0.1 (listener on an ephemeral port, TCP_NODELAY on both ends, as a
+ * request/response protocol sets it).  Only loopback is ever touched.
  */
 #include "bench.h"
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -25,12 +30,35 @@ static int full(int fd, char *p, size_t n, int writing)
     return 0;
 }
 
+/* A TCP connection over 127.0.0.1: sv[0] the connecting end, sv[1] the accepted one. */
+static int tcp_pair(int sv[2])
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    int one = 1;
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof a) || listen(l, 1) ||
+        getsockname(l, (struct sockaddr *)&a, &len))
+        return -1;
+    sv[0] = socket(AF_INET, SOCK_STREAM, 0);
+    if (sv[0] < 0 || connect(sv[0], (struct sockaddr *)&a, sizeof a))
+        return -1;
+    sv[1] = accept(l, NULL, NULL);
+    close(l);
+    if (sv[1] < 0)
+        return -1;
+    setsockopt(sv[0], IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    setsockopt(sv[1], IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     long count = arg_count(argc, argv, 100);
     int rr = argc > 2 && strcmp(argv[2], "rr") == 0;
     int sv[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+    int tcp = argc > 3 && strcmp(argv[3], "tcp") == 0;
+    if (tcp ? tcp_pair(sv) : socketpair(AF_UNIX, SOCK_STREAM, 0, sv))
         return 1;
     pid_t pid = fork();
     if (pid == 0) {
