@@ -245,9 +245,17 @@ class TcpSocket(InetSocket):
         self.changed()
 
     def shutdown(self, how: int) -> None:
+        """Linux's inet_shutdown: on a closed socket the directions are shut all the same
+        (later reads see EOF) and the answer is ENOTCONN; a connect still waiting is
+        abandoned (tcp_disconnect)."""
         mode = how + 1
-        if self.state in (CLOSE, SYN_SENT):
+        if self.state == CLOSE:
+            self.shut |= mode
+            self.changed()
             raise SyscallError(errno.ENOTCONN)
+        if self.state == SYN_SENT:
+            self._disconnect()
+            return
         if self.state == LISTEN:
             if mode & RCV_SHUTDOWN:
                 self._stop_listening()
@@ -292,7 +300,8 @@ class TcpSocket(InetSocket):
     def recvmsg(self, t, n: int, flags: int) -> Received:
         if flags & MSG_OOB:
             raise SyscallError(errno.EINVAL)
-        if self.state == LISTEN or (self.state == CLOSE and not self.was_connected):
+        if self.state == LISTEN or (self.state == CLOSE and not self.was_connected
+                                    and not self.shut & RCV_SHUTDOWN):
             raise SyscallError(errno.ENOTCONN)
         if self.rx and n:
             data = bytes(self.rx[:n])
