@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 
 from kvmbox.abi.socket import (
     AF_INET, AF_INET6, AF_UNSPEC, EPHEMERAL_HIGH, EPHEMERAL_LOW, INET_ECN_MASK,
@@ -37,6 +38,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 CAP_NET_BIND_SERVICE = 10
 UNPRIVILEGED_PORT_START = 1024           # net.ipv4.ip_unprivileged_port_start
+TCP_TIMEWAIT_LEN = 60.0                  # seconds a closed connection holds its port
+TCP_TIME_WAIT = 6                        # include/net/tcp_states.h
 
 # Options of the IP and IPv6 levels that are ints stored and reported back, with defaults.
 _IP_INTS = {IP_RECVERR: 0, IP_PKTINFO: 0, IP_RECVTTL: 0, IP_RECVTOS: 0, IP_FREEBIND: 0,
@@ -121,14 +124,36 @@ class InetStack:
             return False                  # no address both would take: no overlap
         if s.reuseaddr() and other.reuseaddr() and not other.listening():
             return False
-        if s.reuseport() and other.reuseport() and s.uid == other.uid:
+        if s.reuseport() and other.reuseport() and (
+                s.uid == other.uid or isinstance(other, TimeWait)):
             return False
         return True
 
     def can_bind(self, s: "InetSocket", port: int) -> bool:
         """Whether `s` (its address set) may hold `port` beside the sockets bound there."""
+        self._expire(s.stype, port)
         return not any(self._conflict(s, o)
                        for o in self.ports[s.stype].get(port, ()))
+
+    def time_wait(self, s: "InetSocket") -> None:
+        """`s` closed first (it sent the first FIN): its address and port stay taken for
+        TCP_TIMEWAIT_LEN, as Linux's TIME_WAIT (and orphaned FIN_WAIT2) sockets, which a
+        bind(2) meets unless both it and the closed socket set SO_REUSEADDR."""
+        if s.port:
+            self.ports[s.stype].setdefault(s.port, []).append(TimeWait(s))
+
+    def _expire(self, stype: int, port: int) -> None:
+        """Drop the TIME_WAIT entries on `port` whose time is up."""
+        socks = self.ports[stype].get(port)
+        if not socks:
+            return
+        now = time.monotonic()
+        keep = [o for o in socks if not isinstance(o, TimeWait) or o.expires > now]
+        if len(keep) != len(socks):
+            if keep:
+                socks[:] = keep
+            else:
+                del self.ports[stype][port]
 
     def bind(self, s: "InetSocket", ip: bytes, port: int) -> None:
         """Bind `s` to (ip, port); port 0 picks a free ephemeral port (EADDRINUSE)."""
@@ -148,12 +173,13 @@ class InetStack:
         for _ in range(span):
             p = self.next_port
             self.next_port = EPHEMERAL_LOW + (p + 1 - EPHEMERAL_LOW) % span
+            self._expire(s.stype, p)
             if p not in table:
                 return p
         for _ in range(span):                 # all used: share one where the rules allow
-            p = self.next_port
-            self.next_port = EPHEMERAL_LOW + (p + 1 - EPHEMERAL_LOW) % span
-            if self.can_bind(s, p):
+            p = self.next_port               # (or held only by TIME_WAIT: Linux reuses those
+            self.next_port = EPHEMERAL_LOW + (p + 1 - EPHEMERAL_LOW) % span  # for new 4-tuples)
+            if self.can_bind(s, p) or all(isinstance(o, TimeWait) for o in table.get(p, ())):
                 return p
         raise SyscallError(errno.EADDRINUSE)
 
@@ -192,6 +218,33 @@ class InetStack:
             return best[0]
         self.spread += 1
         return best[self.spread % len(best)]
+
+
+class TimeWait:
+    """What a TCP socket that closed first leaves in the bind table: its local address,
+    port and SO_REUSEADDR / SO_REUSEPORT, for TCP_TIMEWAIT_LEN seconds.  It takes no
+    connection (lookup wants a listener) and never conflicts through SO_REUSEPORT with a
+    socket of another owner (Linux lets TIME_WAIT sockets share a reuseport group)."""
+
+    state = TCP_TIME_WAIT
+
+    def __init__(self, s: "InetSocket") -> None:
+        self.stype, self.family, self.ip, self.port = s.stype, s.family, s.ip, s.port
+        self.v6only, self.uid = s.v6only, s.uid
+        self.opts = {k: v for k, v in s.opts.items() if k in (SO_REUSEADDR, SO_REUSEPORT)}
+        self.expires = time.monotonic() + TCP_TIMEWAIT_LEN
+
+    def accepts(self, dst: bytes) -> bool:
+        return InetSocket.accepts(self, dst)  # type: ignore[arg-type]
+
+    def reuseaddr(self) -> bool:
+        return bool(self.opts.get(SO_REUSEADDR))
+
+    def reuseport(self) -> bool:
+        return bool(self.opts.get(SO_REUSEPORT))
+
+    def listening(self) -> bool:
+        return False
 
 
 class InetSocket(Socket):

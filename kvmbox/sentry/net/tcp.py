@@ -9,8 +9,9 @@ makes room (Linux instead drops the SYN and retransmits a second later).  The st
 follow Linux (tcp_states.h) as a program sees them through tcp_poll, TCP_INFO and the
 errors: FIN (shutdown SHUT_WR, close) gives the peer EOF; a close with unread data, or
 with SO_LINGER {1, 0}, resets the peer (ECONNRESET; EPIPE in CLOSE_WAIT); a send to a
-peer that closed is answered by a reset.  There is no TIME_WAIT: a closed connection
-leaves nothing behind.  No packet, no host socket.
+peer that closed is answered by a reset.  The side that sent the first FIN leaves its
+address and port in the bind table for 60 s (TIME_WAIT: a bind there needs SO_REUSEADDR
+on both); nothing else of a closed connection stays.  No packet, no host socket.
 """
 from __future__ import annotations
 
@@ -77,6 +78,7 @@ class TcpSocket(InetSocket):
         self.listener: TcpSocket | None = None   # the listener a waiting connector waits on
         self.tcpopts: dict[int, int] = {}
         self.dead = False
+        self.closed_first = False           # our FIN went before the peer's: TIME_WAIT at close
 
     # --- state ------------------------------------------------------------------------
     def stream_like(self) -> bool:
@@ -261,6 +263,8 @@ class TcpSocket(InetSocket):
                 self._stop_listening()
                 self.changed()
             return
+        if mode & SEND_SHUTDOWN and not self.shut & SEND_SHUTDOWN:
+            self.closed_first = not self.fin_in
         self.shut |= mode
         p = self.peer
         if mode & SEND_SHUTDOWN and p is not None and not p.fin_in:
@@ -365,10 +369,14 @@ class TcpSocket(InetSocket):
         elif self.state == SYN_SENT:
             self._leave_synq()
         p = self.peer
+        linger = self.state == ESTABLISHED and self.was_connected
         if p is not None:
             if self.rx or self.linger == (1, 0) or self.listener is not None:
                 p._reset()
+                linger = False
             else:
+                if not self.shut & SEND_SHUTDOWN:
+                    self.closed_first = not self.fin_in
                 if not p.fin_in:
                     p.fin_in = True
                     p.shut |= RCV_SHUTDOWN
@@ -378,6 +386,8 @@ class TcpSocket(InetSocket):
         self.rx = bytearray()
         self.state = CLOSE
         if self.port:
+            if linger and self.closed_first:
+                self.net.time_wait(self)
             self.net.unbind(self)
         self.changed()
 
