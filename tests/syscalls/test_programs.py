@@ -89,6 +89,11 @@ CASES = [
     Case("pipes"),
     Case("unixsock", ("/tmp",)),                         # socket files in the overlay's upper
     Case("unixsock", ("/dev/shm",), name="unixsock-shm"),   # ... and on a tmpfs
+    # AF_INET/AF_INET6 on 127.0.0.1 and ::1 only (never another address, natively or not)
+    Case("inetsock", ("tcp",), name="inetsock-tcp"),
+    Case("inetsock", ("errors",), name="inetsock-errors"),
+    Case("inetsock", ("opts",), name="inetsock-opts"),
+    Case("inetsock", ("udp",), name="inetsock-udp"),
     Case("reopen", stdin=b"hello there stdin\n"),
     Case("poll"),
     Case("epoll"),

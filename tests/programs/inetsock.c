@@ -1,0 +1,806 @@
+/*
+ * AF_INET / AF_INET6 on the loopback only (127.0.0.1 and ::1; never another address: the
+ * native run must not send traffic anywhere else): TCP listen/connect/accept4, names,
+ * bulk data with a forked peer, MSG_PEEK/DONTWAIT/WAITALL, half-close, reset on close
+ * with unread data, EPIPE/SIGPIPE, ECONNREFUSED, EADDRINUSE, SO_REUSEADDR (TIME_WAIT),
+ * SO_REUSEPORT, non-blocking connect, v4-mapped peers and IPV6_V6ONLY, options, UDP
+ * (sendto/recvfrom, connected, MSG_TRUNC, ECONNREFUSED, boundaries), poll/epoll.
+ * Ports are never printed; only relations between them.
+ * argv[1]: a section (tcp, udp, opts, misc) or nothing for all.
+ */
+#include "common.h"
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#ifndef SO_DOMAIN
+#define SO_DOMAIN 39
+#endif
+#ifndef SO_PROTOCOL
+#define SO_PROTOCOL 38
+#endif
+#ifndef POLLRDHUP
+#define POLLRDHUP 0x2000
+#endif
+
+typedef union {
+    struct sockaddr sa;
+    struct sockaddr_in in4;
+    struct sockaddr_in6 in6;
+    struct sockaddr_storage ss;
+} addr_t;
+
+static const char *ename(int e)
+{
+    switch (e) {
+    case ECONNREFUSED: return "ECONNREFUSED";
+    case ECONNRESET: return "ECONNRESET";
+    case EADDRINUSE: return "EADDRINUSE";
+    case EADDRNOTAVAIL: return "EADDRNOTAVAIL";
+    case EINPROGRESS: return "EINPROGRESS";
+    case EALREADY: return "EALREADY";
+    case EISCONN: return "EISCONN";
+    case ENOTCONN: return "ENOTCONN";
+    case ENETUNREACH: return "ENETUNREACH";
+    case EDESTADDRREQ: return "EDESTADDRREQ";
+    case EAFNOSUPPORT: return "EAFNOSUPPORT";
+    case ECONNABORTED: return "ECONNABORTED";
+    case EMSGSIZE: return "EMSGSIZE";
+    case ENOPROTOOPT: return "ENOPROTOOPT";
+    default: return errname(e);
+    }
+}
+
+static void R(const char *label, long ret)
+{
+    if (ret < 0)
+        printf("%s -> %s\n", label, ename(errno));
+    else
+        printf("%s = %ld\n", label, ret);
+}
+
+static int sigpipes;
+static void on_pipe(int sig) { sigpipes++; }
+
+static socklen_t mk(addr_t *a, int fam, int port)
+{
+    memset(a, 0, sizeof *a);
+    if (fam == AF_INET) {
+        a->in4.sin_family = AF_INET;
+        a->in4.sin_port = htons(port);
+        a->in4.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        return sizeof a->in4;
+    }
+    a->in6.sin6_family = AF_INET6;
+    a->in6.sin6_port = htons(port);
+    a->in6.sin6_addr = in6addr_loopback;
+    return sizeof a->in6;
+}
+
+static int port_of(const addr_t *a)
+{
+    return ntohs(a->sa.sa_family == AF_INET ? a->in4.sin_port : a->in6.sin6_port);
+}
+
+static const char *ntop(const addr_t *a)
+{
+    static char buf[2][64];
+    static int i;
+    i ^= 1;
+    if (a->sa.sa_family == AF_INET)
+        inet_ntop(AF_INET, &a->in4.sin_addr, buf[i], sizeof buf[i]);
+    else if (a->sa.sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &a->in6.sin6_addr, buf[i], sizeof buf[i]);
+    else
+        snprintf(buf[i], sizeof buf[i], "family%d", a->sa.sa_family);
+    return buf[i];
+}
+
+static int local_port(int s)
+{
+    addr_t a;
+    socklen_t l = sizeof a;
+    if (getsockname(s, &a.sa, &l) < 0)
+        return -1;
+    return port_of(&a);
+}
+
+static int peer_port(int s)
+{
+    addr_t a;
+    socklen_t l = sizeof a;
+    if (getpeername(s, &a.sa, &l) < 0)
+        return -1;
+    return port_of(&a);
+}
+
+static int geti(int s, int level, int name)
+{
+    int v = -12345;
+    socklen_t l = sizeof v;
+    if (getsockopt(s, level, name, &v, &l) < 0)
+        return -errno;
+    return v;
+}
+
+static int seti(int s, int level, int name, int v)
+{
+    return setsockopt(s, level, name, &v, sizeof v);
+}
+
+static int pollrev(int fd, int events, int timeout)
+{
+    struct pollfd p = {fd, events, 0};
+    if (poll(&p, 1, timeout) < 0)
+        return -1;
+    return p.revents;
+}
+
+static void pollmask(const char *label, int fd, int timeout)
+{
+    int r = pollrev(fd, POLLIN | POLLOUT | POLLRDHUP, timeout);
+    printf("%s: in %d out %d hup %d rdhup %d err %d\n", label, !!(r & POLLIN), !!(r & POLLOUT),
+           !!(r & POLLHUP), !!(r & POLLRDHUP), !!(r & POLLERR));
+}
+
+/* A listener on the loopback of `fam`, port 0 (ephemeral); its port in *port. */
+static int listener(int fam, int *port)
+{
+    int l = socket(fam, SOCK_STREAM, 0);
+    addr_t a;
+    socklen_t n = mk(&a, fam, 0);
+    if (bind(l, &a.sa, n) < 0 || listen(l, 16) < 0) {
+        printf("listener setup -> %s\n", ename(errno));
+        g_failures++;
+    }
+    *port = local_port(l);
+    return l;
+}
+
+static int connect_to(int fam, int port, int type)
+{
+    int c = socket(fam, type, 0);
+    addr_t a;
+    socklen_t n = mk(&a, fam, port);
+    if (connect(c, &a.sa, n) < 0)
+        return -errno;
+    return c;
+}
+
+/* A free port of the loopback: bound, then closed. */
+static int closed_port(int fam, int type)
+{
+    int s = socket(fam, type, 0);
+    addr_t a;
+    socklen_t n = mk(&a, fam, 0);
+    bind(s, &a.sa, n);
+    int p = local_port(s);
+    close(s);
+    return p;
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* ---------------------------------------------------------------------------------- */
+
+static void tcp_basic(int fam)
+{
+    const char *f = fam == AF_INET ? "v4" : "v6";
+    printf("== tcp %s\n", f);
+    int lp;
+    int l = listener(fam, &lp);
+    check(lp > 0, "%s ephemeral port nonzero", f);
+    printf("acceptconn listener %d\n", geti(l, SOL_SOCKET, SO_ACCEPTCONN));
+    pollmask("listener before connect", l, 0);
+    int c = connect_to(fam, lp, SOCK_STREAM);
+    R("connect", c < 0 ? (errno = -c, -1) : 0);
+    printf("acceptconn client %d\n", geti(c, SOL_SOCKET, SO_ACCEPTCONN));
+    pollmask("listener with a pending connection", l, 1000);
+    addr_t pa;
+    socklen_t pl = sizeof pa;
+    int a = accept4(l, &pa.sa, &pl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    R("accept4", a < 0 ? -1 : 0);
+    printf("accepted nonblock %d cloexec %d peer %s len %d\n", !!(fcntl(a, F_GETFL) & O_NONBLOCK),
+           !!(fcntl(a, F_GETFD) & FD_CLOEXEC), ntop(&pa), (int)pl);
+    check(port_of(&pa) == local_port(c), "accept peer port == client's local port");
+    check(peer_port(a) == local_port(c), "getpeername(accepted) == getsockname(client)");
+    check(peer_port(c) == lp, "getpeername(client) == listener port");
+    check(local_port(a) == lp, "getsockname(accepted) == listener port");
+    check(local_port(c) != lp && local_port(c) > 0, "client port distinct and nonzero");
+    addr_t n1;
+    socklen_t nl = sizeof n1;
+    getsockname(c, &n1.sa, &nl);
+    printf("client name %s len %d\n", ntop(&n1), (int)nl);
+    nl = sizeof n1;
+    getpeername(c, &n1.sa, &nl);
+    printf("client peer %s len %d\n", ntop(&n1), (int)nl);
+    R("getpeername(listener)", getpeername(l, &n1.sa, &nl));
+    pollmask("client connected", c, 0);
+    pollmask("accepted, nothing sent", a, 0);
+
+    char buf[256];
+    R("recv nonblocking accepted, nothing there", recv(a, buf, sizeof buf, 0));
+    R("recv MSG_DONTWAIT client", recv(c, buf, sizeof buf, MSG_DONTWAIT));
+    R("send hello world", send(c, "hello world", 11, 0));
+    pollmask("accepted with data", a, 1000);
+    long n = recv(a, buf, 5, MSG_PEEK);
+    printf("peek %ld '%.*s'\n", n, (int)(n > 0 ? n : 0), buf);
+    n = recv(a, buf, sizeof buf, 0);
+    printf("recv %ld '%.*s'\n", n, (int)(n > 0 ? n : 0), buf);
+    R("write 3", write(a, "xyz", 3));
+    n = read(c, buf, sizeof buf);
+    printf("read %ld '%.*s'\n", n, (int)(n > 0 ? n : 0), buf);
+
+    /* MSG_WAITALL across three sends from a child */
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        for (int i = 0; i < 3; i++) {
+            usleep(20000);
+            send(a, "abc" + 0, 3, 0);
+        }
+        _exit(0);
+    }
+    n = recv(c, buf, 9, MSG_WAITALL);
+    printf("waitall %ld\n", n);
+    waitpid(pid, NULL, 0);
+
+    /* 1 MiB to a forked reader, which answers with the sum */
+    size_t big = 1 << 20;
+    unsigned char *data = malloc(big);
+    unsigned long long sum = 0;
+    for (size_t i = 0; i < big; i++) {
+        data[i] = (unsigned char)(i * 7 + (i >> 11));
+        sum += data[i] * (i % 13 + 1);
+    }
+    fflush(stdout);
+    pid = fork();
+    if (pid == 0) {
+        fcntl(a, F_SETFL, 0);
+        unsigned long long s = 0;
+        size_t got = 0;
+        unsigned char rb[65536];
+        while (got < big) {
+            long r = recv(a, rb, sizeof rb, 0);
+            if (r <= 0)
+                break;
+            for (long i = 0; i < r; i++, got++)
+                s += rb[i] * (got % 13 + 1);
+        }
+        send(a, &s, sizeof s, 0);
+        send(a, &got, sizeof got, 0);
+        _exit(0);
+    }
+    R("send 1 MiB", send(c, data, big, 0));
+    unsigned long long rsum = 0;
+    size_t rgot = 0;
+    recv(c, &rsum, sizeof rsum, MSG_WAITALL);
+    recv(c, &rgot, sizeof rgot, MSG_WAITALL);
+    waitpid(pid, NULL, 0);
+    check(rgot == big, "peer got 1 MiB");
+    check(rsum == sum, "peer's checksum matches");
+    free(data);
+
+    /* half-close */
+    R("shutdown(client, SHUT_WR)", shutdown(c, SHUT_WR));
+    pollmask("accepted after the peer's SHUT_WR", a, 1000);
+    R("recv EOF", recv(a, buf, sizeof buf, 0));
+    R("send back after peer's SHUT_WR", send(a, "back", 4, 0));
+    n = recv(c, buf, sizeof buf, 0);
+    printf("client reads %ld '%.*s'\n", n, (int)(n > 0 ? n : 0), buf);
+    R("client send after SHUT_WR, MSG_NOSIGNAL", send(c, "x", 1, MSG_NOSIGNAL));
+    struct tcp_info ti;
+    socklen_t til = sizeof ti;
+    if (getsockopt(c, IPPROTO_TCP, TCP_INFO, &ti, &til) == 0)
+        printf("tcp_info state client %d\n", ti.tcpi_state);
+    til = sizeof ti;
+    if (getsockopt(a, IPPROTO_TCP, TCP_INFO, &ti, &til) == 0)
+        printf("tcp_info state accepted %d\n", ti.tcpi_state);
+    R("shutdown(accepted, SHUT_WR)", shutdown(a, SHUT_WR));
+    pollmask("client after both shut", c, 1000);
+    R("client recv EOF", recv(c, buf, sizeof buf, 0));
+    close(a);
+    close(c);
+
+    /* close with unread data: reset */
+    c = connect_to(fam, lp, SOCK_STREAM);
+    a = accept(l, NULL, NULL);
+    R("send unread", send(c, "unread", 6, 0));
+    pollrev(a, POLLIN, 1000);
+    close(a);
+    pollmask("client after the peer closed with unread data", c, 1000);
+    int soe = geti(c, SOL_SOCKET, SO_ERROR);
+    printf("so_error after reset %s\n", ename(soe));
+    R("recv after SO_ERROR was read", recv(c, buf, sizeof buf, 0));
+    close(c);
+    c = connect_to(fam, lp, SOCK_STREAM);
+    a = accept(l, NULL, NULL);
+    send(c, "unread", 6, 0);
+    pollrev(a, POLLIN, 1000);
+    close(a);
+    pollrev(c, POLLERR, 1000);
+    R("recv after reset", recv(c, buf, sizeof buf, 0));
+    R("recv again", recv(c, buf, sizeof buf, 0));
+    R("send MSG_NOSIGNAL after reset", send(c, "x", 1, MSG_NOSIGNAL));
+    set_handler(SIGPIPE, on_pipe, 0);
+    sigpipes = 0;
+    R("send after reset", send(c, "x", 1, 0));
+    printf("sigpipes %d\n", sigpipes);
+    close(c);
+
+    /* peer closes cleanly: EOF, then a send is answered by a reset */
+    c = connect_to(fam, lp, SOCK_STREAM);
+    a = accept(l, NULL, NULL);
+    close(a);
+    pollmask("client after the peer's clean close", c, 1000);
+    R("recv EOF after clean close", recv(c, buf, sizeof buf, 0));
+    R("send to closed peer", send(c, "x", 1, MSG_NOSIGNAL));
+    pollrev(c, POLLERR, 1000);
+    pollmask("client after its send was reset", c, 0);
+    R("send again", send(c, "x", 1, MSG_NOSIGNAL));
+    close(c);
+    set_handler(SIGPIPE, SIG_DFL, 0);
+
+    close(l);
+    int cr = connect_to(fam, lp, SOCK_STREAM);
+    R("connect to the closed listener's port", cr < 0 ? (errno = -cr, -1) : 0);
+    if (cr >= 0)
+        close(cr);
+}
+
+static void tcp_errors(int fam)
+{
+    const char *f = fam == AF_INET ? "v4" : "v6";
+    printf("== tcp errors %s\n", f);
+    int p = closed_port(fam, SOCK_STREAM);
+    int c = connect_to(fam, p, SOCK_STREAM);
+    R("connect to a closed port", c < 0 ? (errno = -c, -1) : 0);
+
+    /* EADDRINUSE, SO_REUSEADDR */
+    int lp;
+    int l = listener(fam, &lp);
+    int s = socket(fam, SOCK_STREAM, 0);
+    addr_t a;
+    socklen_t n = mk(&a, fam, lp);
+    R("bind the listener's port", bind(s, &a.sa, n));
+    seti(s, SOL_SOCKET, SO_REUSEADDR, 1);
+    R("bind the listener's port with SO_REUSEADDR", bind(s, &a.sa, n));
+    R("bind twice", bind(l, &a.sa, n));
+    close(l);
+    R("bind after the listener closed", bind(s, &a.sa, n));
+    R("bind again -> EINVAL", bind(s, &a.sa, n));
+    close(s);
+
+    /* TIME_WAIT: the side that closes first keeps the port */
+    l = socket(fam, SOCK_STREAM, 0);
+    seti(l, SOL_SOCKET, SO_REUSEADDR, 1);
+    n = mk(&a, fam, 0);
+    bind(l, &a.sa, n);
+    listen(l, 4);
+    lp = local_port(l);
+    c = connect_to(fam, lp, SOCK_STREAM);
+    int acc = accept(l, NULL, NULL);
+    close(acc);                     /* active close by the server side */
+    pollrev(c, POLLRDHUP, 1000);
+    close(c);
+    close(l);
+    n = mk(&a, fam, lp);
+    s = socket(fam, SOCK_STREAM, 0);
+    R("rebind after active close, no SO_REUSEADDR", bind(s, &a.sa, n));
+    close(s);
+    s = socket(fam, SOCK_STREAM, 0);
+    seti(s, SOL_SOCKET, SO_REUSEADDR, 1);
+    R("rebind after active close, SO_REUSEADDR", bind(s, &a.sa, n));
+    R("listen there", listen(s, 4));
+    close(s);
+
+    /* SO_REUSEPORT: two listeners share a port */
+    int l1 = socket(fam, SOCK_STREAM, 0), l2 = socket(fam, SOCK_STREAM, 0);
+    seti(l1, SOL_SOCKET, SO_REUSEPORT, 1);
+    seti(l2, SOL_SOCKET, SO_REUSEPORT, 1);
+    n = mk(&a, fam, 0);
+    R("reuseport bind 1", bind(l1, &a.sa, n));
+    n = mk(&a, fam, local_port(l1));
+    R("reuseport bind 2", bind(l2, &a.sa, n));
+    R("listen 1", listen(l1, 8));
+    R("listen 2", listen(l2, 8));
+    int l3 = socket(fam, SOCK_STREAM, 0);
+    R("third bind without SO_REUSEPORT", bind(l3, &a.sa, n));
+    close(l3);
+    int cs[6], got = 0;
+    for (int i = 0; i < 6; i++)
+        cs[i] = connect_to(fam, local_port(l1), SOCK_STREAM);
+    fcntl(l1, F_SETFL, O_NONBLOCK);
+    fcntl(l2, F_SETFL, O_NONBLOCK);
+    for (int i = 0; i < 12; i++) {
+        int x = accept(i % 2 ? l2 : l1, NULL, NULL);
+        if (x >= 0) {
+            got++;
+            close(x);
+        }
+    }
+    printf("reuseport accepted %d of 6\n", got);
+    for (int i = 0; i < 6; i++)
+        if (cs[i] >= 0)
+            close(cs[i]);
+    close(l1);
+    close(l2);
+
+    /* non-blocking connect */
+    l = listener(fam, &lp);
+    c = socket(fam, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    n = mk(&a, fam, lp);
+    int r = connect(c, &a.sa, n);
+    printf("nonblocking connect: %s\n", r == 0 || errno == EINPROGRESS ? "0 or EINPROGRESS" : ename(errno));
+    int rev = pollrev(c, POLLOUT, 1000);
+    printf("pollout %d err %d\n", !!(rev & POLLOUT), !!(rev & POLLERR));
+    printf("so_error %s\n", ename(geti(c, SOL_SOCKET, SO_ERROR)));
+    R("connect again", connect(c, &a.sa, n));
+    R("and again", connect(c, &a.sa, n));
+    acc = accept(l, NULL, NULL);
+    R("accept after the nonblocking connect", acc < 0 ? -1 : 0);
+    close(acc);
+    close(c);
+    close(l);
+
+    p = closed_port(fam, SOCK_STREAM);
+    c = socket(fam, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    n = mk(&a, fam, p);
+    r = connect(c, &a.sa, n);
+    printf("nonblocking connect to a closed port: %s\n",
+           r < 0 && (errno == EINPROGRESS || errno == ECONNREFUSED) ? "EINPROGRESS or ECONNREFUSED"
+                                                                    : ename(r < 0 ? errno : 0));
+    if (r < 0 && errno == EINPROGRESS) {
+        rev = pollrev(c, POLLOUT, 1000);
+        printf("pollout %d err %d hup %d\n", !!(rev & POLLOUT), !!(rev & POLLERR), !!(rev & POLLHUP));
+        printf("so_error %s\n", ename(geti(c, SOL_SOCKET, SO_ERROR)));
+        printf("so_error again %s\n", ename(geti(c, SOL_SOCKET, SO_ERROR)));
+    } else {
+        printf("pollout 1 err 0 hup 1\nso_error ECONNREFUSED\nso_error again 0\n");
+    }
+    close(c);
+
+    /* shutdown/recv/send on unconnected sockets */
+    s = socket(fam, SOCK_STREAM, 0);
+    R("shutdown unconnected", shutdown(s, SHUT_RDWR));
+    R("send unconnected", send(s, "x", 1, MSG_NOSIGNAL));
+    char b[4];
+    R("recv unconnected", recv(s, b, sizeof b, 0));
+    R("getpeername unconnected", peer_port(s));
+    close(s);
+}
+
+static void v4mapped(void)
+{
+    printf("== v4-mapped\n");
+    for (int only = 0; only < 2; only++) {
+        int l = socket(AF_INET6, SOCK_STREAM, 0);
+        R("set IPV6_V6ONLY", seti(l, IPPROTO_IPV6, IPV6_V6ONLY, only));
+        printf("v6only %d\n", geti(l, IPPROTO_IPV6, IPV6_V6ONLY));
+        addr_t a;
+        memset(&a, 0, sizeof a);
+        a.in6.sin6_family = AF_INET6;
+        a.in6.sin6_addr = in6addr_any;
+        bind(l, &a.sa, sizeof a.in6);
+        listen(l, 4);
+        int lp = local_port(l);
+        int c = connect_to(AF_INET, lp, SOCK_STREAM);
+        R("v4 connect to the v6 listener", c < 0 ? (errno = -c, -1) : 0);
+        if (c >= 0) {
+            addr_t pa;
+            socklen_t pl = sizeof pa;
+            int x = accept(l, &pa.sa, &pl);
+            printf("accepted peer %s len %d port ok %d\n", ntop(&pa), (int)pl, port_of(&pa) == local_port(c));
+            pl = sizeof pa;
+            getsockname(x, &pa.sa, &pl);
+            printf("accepted name %s\n", ntop(&pa));
+            R("v4 mapped send", send(c, "m", 1, 0));
+            char ch = 0;
+            R("v4 mapped recv", recv(x, &ch, 1, 0));
+            close(x);
+            close(c);
+        }
+        c = connect_to(AF_INET6, lp, SOCK_STREAM);
+        R("v6 connect to the v6 listener", c < 0 ? (errno = -c, -1) : 0);
+        if (c >= 0)
+            close(c);
+        R("set IPV6_V6ONLY after bind", seti(l, IPPROTO_IPV6, IPV6_V6ONLY, !only));
+        close(l);
+    }
+    /* a v6 socket connecting to a v4-mapped address */
+    int lp;
+    int l = listener(AF_INET, &lp);
+    int c = socket(AF_INET6, SOCK_STREAM, 0);
+    addr_t a;
+    memset(&a, 0, sizeof a);
+    a.in6.sin6_family = AF_INET6;
+    a.in6.sin6_port = htons(lp);
+    inet_pton(AF_INET6, "::ffff:127.0.0.1", &a.in6.sin6_addr);
+    R("v6 socket connects to ::ffff:127.0.0.1", connect(c, &a.sa, sizeof a.in6));
+    addr_t n1;
+    socklen_t nl = sizeof n1;
+    getsockname(c, &n1.sa, &nl);
+    printf("its name %s len %d\n", ntop(&n1), (int)nl);
+    close(c);
+    c = socket(AF_INET6, SOCK_STREAM, 0);
+    seti(c, IPPROTO_IPV6, IPV6_V6ONLY, 1);
+    R("v6only socket connects to ::ffff:127.0.0.1", connect(c, &a.sa, sizeof a.in6));
+    close(c);
+    c = socket(AF_INET, SOCK_STREAM, 0);
+    R("v4 socket given a sockaddr_in6", connect(c, &a.sa, sizeof a.in6));
+    close(c);
+    close(l);
+}
+
+static void opts(int fam)
+{
+    const char *f = fam == AF_INET ? "v4" : "v6";
+    printf("== options %s\n", f);
+    int s = socket(fam, SOCK_STREAM, 0);
+    printf("type %d domain %d protocol %d acceptconn %d\n", geti(s, SOL_SOCKET, SO_TYPE) == SOCK_STREAM,
+           geti(s, SOL_SOCKET, SO_DOMAIN) == fam, geti(s, SOL_SOCKET, SO_PROTOCOL) == IPPROTO_TCP,
+           geti(s, SOL_SOCKET, SO_ACCEPTCONN));
+    printf("nodelay %d", geti(s, IPPROTO_TCP, TCP_NODELAY));
+    seti(s, IPPROTO_TCP, TCP_NODELAY, 5);
+    printf(" -> %d\n", geti(s, IPPROTO_TCP, TCP_NODELAY));
+    printf("keepalive %d", geti(s, SOL_SOCKET, SO_KEEPALIVE));
+    seti(s, SOL_SOCKET, SO_KEEPALIVE, 1);
+    printf(" -> %d\n", geti(s, SOL_SOCKET, SO_KEEPALIVE));
+    printf("reuseaddr %d", geti(s, SOL_SOCKET, SO_REUSEADDR));
+    seti(s, SOL_SOCKET, SO_REUSEADDR, 1);
+    printf(" -> %d\n", geti(s, SOL_SOCKET, SO_REUSEADDR));
+    printf("keepidle %d keepintvl %d keepcnt %d\n", geti(s, IPPROTO_TCP, TCP_KEEPIDLE),
+           geti(s, IPPROTO_TCP, TCP_KEEPINTVL), geti(s, IPPROTO_TCP, TCP_KEEPCNT));
+    R("keepidle 0", seti(s, IPPROTO_TCP, TCP_KEEPIDLE, 0));
+    seti(s, IPPROTO_TCP, TCP_KEEPIDLE, 30);
+    printf("keepidle -> %d\n", geti(s, IPPROTO_TCP, TCP_KEEPIDLE));
+    struct linger lg = {1, 5};
+    R("set linger", setsockopt(s, SOL_SOCKET, SO_LINGER, &lg, sizeof lg));
+    memset(&lg, 0, sizeof lg);
+    socklen_t ll = sizeof lg;
+    getsockopt(s, SOL_SOCKET, SO_LINGER, &lg, &ll);
+    printf("linger %d %d len %d\n", lg.l_onoff, lg.l_linger, (int)ll);
+    struct timeval tv = {0, 200000};
+    R("set rcvtimeo", setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv));
+    tv.tv_sec = 3;
+    tv.tv_usec = 0;
+    R("set sndtimeo", setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv));
+    socklen_t tl = sizeof tv;
+    getsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, &tl);
+    printf("rcvtimeo %ld %ld\n", (long)tv.tv_sec, (long)tv.tv_usec);
+    tl = sizeof tv;
+    getsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, &tl);
+    printf("sndtimeo %ld %ld\n", (long)tv.tv_sec, (long)tv.tv_usec);
+    printf("maxseg unconnected %d\n", geti(s, IPPROTO_TCP, TCP_MAXSEG));
+    if (fam == AF_INET6)
+        printf("v6only %d\n", geti(s, IPPROTO_IPV6, IPV6_V6ONLY));
+    else
+        printf("ipv6 level on v4 %s\n", ename(-geti(s, IPPROTO_IPV6, IPV6_V6ONLY)));
+    struct tcp_info ti;
+    socklen_t til = sizeof ti;
+    getsockopt(s, IPPROTO_TCP, TCP_INFO, &ti, &til);
+    printf("tcp_info unconnected state %d\n", ti.tcpi_state);
+
+    int lp;
+    int l = listener(fam, &lp);
+    til = sizeof ti;
+    getsockopt(l, IPPROTO_TCP, TCP_INFO, &ti, &til);
+    printf("tcp_info listener state %d\n", ti.tcpi_state);
+    addr_t a;
+    socklen_t n = mk(&a, fam, lp);
+    R("connect with options set", connect(s, &a.sa, n));
+    int x = accept(l, NULL, NULL);
+    printf("accepted (listener had none): nodelay %d keepalive %d\n", geti(x, IPPROTO_TCP, TCP_NODELAY),
+           geti(x, SOL_SOCKET, SO_KEEPALIVE));
+    int mss = geti(s, IPPROTO_TCP, TCP_MAXSEG);   /* Linux: bounded by half the peer's window */
+    check(mss > 536 && mss < 65536, "maxseg connected above the default");
+    til = sizeof ti;
+    getsockopt(s, IPPROTO_TCP, TCP_INFO, &ti, &til);
+    printf("tcp_info connected state %d\n", ti.tcpi_state);
+    char buf[8];
+    double t0 = now();
+    R("recv honouring SO_RCVTIMEO", recv(s, buf, sizeof buf, 0));
+    double dt = now() - t0;
+    check(dt >= 0.15 && dt < 2.0, "the timeout took about 200 ms");
+    struct linger off = {1, 0};
+    setsockopt(s, SOL_SOCKET, SO_LINGER, &off, sizeof off);
+    close(s);          /* linger {1, 0}: a reset */
+    pollrev(x, POLLERR, 1000);
+    char b2[4];
+    R("recv after the peer's abortive close", recv(x, b2, sizeof b2, 0));
+    close(x);
+    close(l);
+}
+
+static void udp(int fam)
+{
+    const char *f = fam == AF_INET ? "v4" : "v6";
+    printf("== udp %s\n", f);
+    int a = socket(fam, SOCK_DGRAM, 0), b = socket(fam, SOCK_DGRAM, 0);
+    printf("type %d protocol %d\n", geti(a, SOL_SOCKET, SO_TYPE) == SOCK_DGRAM,
+           geti(a, SOL_SOCKET, SO_PROTOCOL) == IPPROTO_UDP);
+    addr_t x;
+    socklen_t n = mk(&x, fam, 0);
+    R("bind a", bind(a, &x.sa, n));
+    R("bind b", bind(b, &x.sa, n));
+    int ap = local_port(a), bp = local_port(b);
+    check(ap > 0 && bp > 0 && ap != bp, "two ephemeral ports");
+    addr_t to;
+    socklen_t tn = mk(&to, fam, bp);
+    R("sendto 1", sendto(a, "1", 1, 0, &to.sa, tn));
+    char big[1000];
+    memset(big, 'B', sizeof big);
+    R("sendto 1000", sendto(a, big, sizeof big, 0, &to.sa, tn));
+    R("sendto 0", sendto(a, "", 0, 0, &to.sa, tn));
+    R("sendto 5", sendto(a, "hello", 5, 0, &to.sa, tn));
+    pollmask("b with datagrams", b, 1000);
+    char buf[2048];
+    addr_t from;
+    socklen_t fl;
+    for (int i = 0; i < 3; i++) {
+        fl = sizeof from;
+        long r = recvfrom(b, buf, sizeof buf, 0, &from.sa, &fl);
+        printf("recvfrom %ld from %s len %d port ok %d\n", r, ntop(&from), (int)fl, port_of(&from) == ap);
+    }
+    long r = recv(b, buf, 2, MSG_PEEK | MSG_TRUNC);
+    printf("peek trunc %ld\n", r);
+    struct iovec iov = {buf, 2};
+    struct msghdr m = {0};
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    m.msg_name = &from;
+    m.msg_namelen = sizeof from;
+    r = recvmsg(b, &m, 0);
+    printf("recvmsg short %ld trunc %d '%.2s' namelen %d\n", r, !!(m.msg_flags & MSG_TRUNC), buf, (int)m.msg_namelen);
+    R("recv MSG_DONTWAIT empty", recv(b, buf, sizeof buf, MSG_DONTWAIT));
+    R("send unconnected", send(a, "x", 1, 0));
+    R("getpeername unconnected", peer_port(a));
+
+    /* connected */
+    R("connect a to b", connect(a, &to.sa, tn));
+    check(peer_port(a) == bp, "getpeername(a) == b's port");
+    R("send connected", send(a, "conn", 4, 0));
+    r = recv(b, buf, sizeof buf, 0);
+    printf("b got %ld\n", r);
+    int c = socket(fam, SOCK_DGRAM, 0);
+    addr_t toa;
+    socklen_t tan = mk(&toa, fam, ap);
+    R("stranger sends to connected a", sendto(c, "z", 1, 0, &toa.sa, tan));
+    R("b sends to connected a", sendto(b, "y", 1, 0, &toa.sa, tan));
+    pollrev(a, POLLIN, 1000);
+    r = recv(a, buf, sizeof buf, MSG_DONTWAIT);
+    printf("a got %ld '%.*s'\n", r, (int)(r > 0 ? r : 0), buf);
+    R("a has nothing more", recv(a, buf, sizeof buf, MSG_DONTWAIT));
+    addr_t un;
+    memset(&un, 0, sizeof un);
+    un.sa.sa_family = AF_UNSPEC;
+    R("disconnect a", connect(a, &un.sa, sizeof un.sa));
+    R("getpeername after disconnect", peer_port(a));
+    R("send after disconnect", send(a, "x", 1, 0));
+    close(c);
+
+    /* ECONNREFUSED on a connected socket */
+    int p = closed_port(fam, SOCK_DGRAM);
+    int d = socket(fam, SOCK_DGRAM, 0);
+    addr_t cl;
+    socklen_t cn = mk(&cl, fam, p);
+    R("connect to a closed port", connect(d, &cl.sa, cn));
+    R("send to the closed port", send(d, "q", 1, 0));
+    int rev = pollrev(d, POLLIN, 1000);
+    printf("poll after refused: err %d in %d\n", !!(rev & POLLERR), !!(rev & POLLIN));
+    R("recv reports it", recv(d, buf, sizeof buf, MSG_DONTWAIT));
+    R("recv again", recv(d, buf, sizeof buf, MSG_DONTWAIT));
+    R("send again", send(d, "q", 1, 0));
+    pollrev(d, POLLIN, 1000);
+    R("and the next send reports it", send(d, "q", 1, 0));
+    close(d);
+    int e = socket(fam, SOCK_DGRAM, 0);
+    R("unconnected sendto a closed port", sendto(e, "q", 1, 0, &cl.sa, cn));
+    usleep(10000);
+    R("no error reported", recv(e, buf, sizeof buf, MSG_DONTWAIT));
+    R("sendto port 0", sendto(e, "q", 1, 0, (mk(&cl, fam, 0), &cl.sa), cn));
+    close(e);
+
+    /* datagram boundaries with a forked sender */
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        for (int i = 1; i <= 5; i++) {
+            memset(big, 'a' + i, i * 100);
+            sendto(a, big, i * 100, 0, &to.sa, tn);
+        }
+        _exit(0);
+    }
+    for (int i = 1; i <= 5; i++) {
+        r = recv(b, buf, sizeof buf, 0);
+        printf("datagram %d: %ld bytes first '%c'\n", i, r, r > 0 ? buf[0] : '-');
+    }
+    waitpid(pid, NULL, 0);
+    R("shutdown unconnected udp", shutdown(b, SHUT_RD));
+    close(a);
+    close(b);
+}
+
+static void readiness(int fam)
+{
+    const char *f = fam == AF_INET ? "v4" : "v6";
+    printf("== readiness %s\n", f);
+    int lp;
+    int l = listener(fam, &lp);
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event ev = {EPOLLIN, {.fd = l}};
+    epoll_ctl(ep, EPOLL_CTL_ADD, l, &ev);
+    struct epoll_event out[4];
+    R("epoll listener idle", epoll_wait(ep, out, 4, 0));
+    int c = connect_to(fam, lp, SOCK_STREAM);
+    int k = epoll_wait(ep, out, 4, 1000);
+    printf("epoll listener with a connection: %d in %d\n", k, k > 0 && (out[0].events & EPOLLIN));
+    int x = accept(l, NULL, NULL);
+    R("epoll listener after accept", epoll_wait(ep, out, 4, 0));
+    ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+    ev.data.fd = x;
+    epoll_ctl(ep, EPOLL_CTL_ADD, x, &ev);
+    k = epoll_wait(ep, out, 4, 1000);
+    printf("epoll accepted: %d events in %d out %d rdhup %d\n", k, !!(out[0].events & EPOLLIN),
+           !!(out[0].events & EPOLLOUT), !!(out[0].events & EPOLLRDHUP));
+    R("edge-triggered: nothing new", epoll_wait(ep, out, 4, 0));
+    send(c, "e", 1, 0);
+    k = epoll_wait(ep, out, 4, 1000);
+    printf("epoll after data: %d in %d\n", k, !!(out[0].events & EPOLLIN));
+    close(c);
+    k = epoll_wait(ep, out, 4, 1000);
+    printf("epoll after the peer closed: %d in %d rdhup %d hup %d\n", k, !!(out[0].events & EPOLLIN),
+           !!(out[0].events & EPOLLRDHUP), !!(out[0].events & EPOLLHUP));
+    pollmask("accepted after the peer closed", x, 0);
+    shutdown(x, SHUT_WR);
+    pollmask("accepted after both directions closed", x, 0);
+    close(x);
+    close(ep);
+    int s = socket(fam, SOCK_STREAM, 0);
+    pollmask("fresh socket", s, 0);
+    listen(s, 1);
+    pollmask("listening socket (autobound)", s, 0);
+    check(local_port(s) > 0, "listen autobinds a port");
+    close(s);
+    close(l);
+}
+
+int main(int argc, char **argv)
+{
+    const char *sec = argc > 1 ? argv[1] : "all";
+    int all = !strcmp(sec, "all");
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (all || !strcmp(sec, "tcp")) {
+        tcp_basic(AF_INET);
+        tcp_basic(AF_INET6);
+    }
+    if (all || !strcmp(sec, "errors")) {
+        tcp_errors(AF_INET);
+        tcp_errors(AF_INET6);
+        v4mapped();
+    }
+    if (all || !strcmp(sec, "opts")) {
+        opts(AF_INET);
+        opts(AF_INET6);
+        readiness(AF_INET);
+        readiness(AF_INET6);
+    }
+    if (all || !strcmp(sec, "udp")) {
+        udp(AF_INET);
+        udp(AF_INET6);
+    }
+    return finish();
+}
