@@ -122,3 +122,52 @@ def test_shutdown_of_a_closed_socket(kernel):
     assert errno_of(lambda: s.recvmsg(TASK, 4, 0)) == errno.ENOTCONN
     assert errno_of(lambda: s.shutdown(SHUT_RD)) == errno.ENOTCONN
     assert s.recvmsg(TASK, 4, 0).data == b""      # shut all the same: EOF
+
+
+def test_refused_connect_puts_the_port_back(kernel):
+    """Linux keeps the name (inet_sport) but frees the port; a bound address stays."""
+    free = sock(kernel)
+    free.bind(TASK, addr(0))
+    port = free.port
+    free.release()
+    c = sock(kernel)
+    assert errno_of(lambda: c.connect(TASK, addr(port))) == errno.ECONNREFUSED
+    assert c.port and c.ip == A.ANY4            # getsockname: 0.0.0.0:<the port it had>
+    assert c.port not in kernel.net.ports[SOCK_STREAM]
+    c.bind(TASK, addr(0))                       # bind is allowed again
+    assert errno_of(lambda: c.connect(TASK, addr(port))) == errno.ECONNREFUSED
+    assert c.ip == A.LOOPBACK4                  # bind(2) chose the address: it stays
+    c.bind(TASK, addr(0))
+
+
+def test_reset_frees_the_port(kernel):
+    lst, c, a = connection(kernel)
+    cport = c.port
+    c.sendmsg(TASK, b"x", None, None, 0)
+    a.release()                                 # unread data: c is reset
+    assert c.port == cport
+    sock(kernel).bind(TASK, addr(cport))
+
+
+def test_listener_shut_down_takes_a_new_port_on_listen(kernel):
+    lst = sock(kernel)
+    lst.bind(TASK, addr(0))
+    lst.listen(TASK, 1)
+    port = lst.port
+    lst.shutdown(SHUT_RD)
+    assert lst.port == port                     # still its name
+    lst.listen(TASK, 1)
+    assert lst.port != port and lst.port in kernel.net.ports[SOCK_STREAM]
+
+
+def test_a_chosen_port_stays_after_refused(kernel):
+    free = sock(kernel)
+    free.bind(TASK, addr(0))
+    port = free.port
+    free.release()
+    c = sock(kernel)
+    c.bind(TASK, addr(port + 1 if port < 60999 else port - 1))
+    mine = c.port
+    assert errno_of(lambda: c.connect(TASK, addr(port))) == errno.ECONNREFUSED
+    assert kernel.net.ports[SOCK_STREAM][mine] == [c]
+    assert errno_of(lambda: c.bind(TASK, addr(0))) == errno.EINVAL

@@ -164,7 +164,7 @@ class InetStack:
         elif not self.can_bind(s, port):
             s.ip = A.ANY6 if s.family == AF_INET6 else A.ANY4
             raise SyscallError(errno.EADDRINUSE)
-        s.port = port
+        s.port, s.port_put = port, False
         table.setdefault(port, []).append(s)
 
     def _ephemeral(self, s: "InetSocket") -> int:
@@ -182,6 +182,12 @@ class InetStack:
             if self.can_bind(s, p) or all(isinstance(o, TimeWait) for o in table.get(p, ())):
                 return p
         raise SyscallError(errno.EADDRINUSE)
+
+    def put_port(self, s: "InetSocket") -> None:
+        """Take `s` out of the table, leaving its port as a name only."""
+        port = s.port
+        self.unbind(s)
+        s.port, s.port_put = port, True
 
     def unbind(self, s: "InetSocket") -> None:
         table = self.ports[s.stype]
@@ -258,6 +264,9 @@ class InetSocket(Socket):
         self.ip = A.ANY6 if family == AF_INET6 else A.ANY4   # local address (bound or not)
         self.port = 0                                        # local port; 0: unbound
         self.user_bound = False                              # bind(2) chose it
+        self.addr_locked = False    # bind(2) chose the address (Linux's SOCK_BINDADDR_LOCK)
+        self.port_locked = False    # ... and the port (SOCK_BINDPORT_LOCK)
+        self.port_put = False       # `port` is only the name: the table let it go
         self.remote: A.Endpoint | None = None
         self.v6only = False                                  # net.ipv6.bindv6only = 0
         self.ttl = -1                                        # -1: the default (64)
@@ -303,10 +312,11 @@ class InetSocket(Socket):
             raise SyscallError(errno.EADDRNOTAVAIL)
         if port and port < UNPRIVILEGED_PORT_START and not _capable(t, CAP_NET_BIND_SERVICE):
             raise SyscallError(errno.EACCES)
-        if self.port or not self.bindable():
+        if self.port and not self.port_put or not self.bindable():
             raise SyscallError(errno.EINVAL)
         self.net.bind(self, ip, port)
         self.user_bound = True
+        self.addr_locked, self.port_locked = not A.is_any(ip), bool(port)
 
     def bindable(self) -> bool:
         """Whether the socket is in a state a bind may happen in (unbound is checked apart)."""
@@ -318,8 +328,16 @@ class InetSocket(Socket):
         if src is not None and A.is_any(self.ip):
             if self.family == AF_INET6 and self.ip == A.ANY6 or self.family == AF_INET:
                 self.ip = src
-        if not self.port:
+        if not self.port or self.port_put:
             self.net.bind(self, self.ip, 0)
+
+    def put_port(self) -> None:
+        """The socket is closed but open (refused, reset, disconnected, no longer listening):
+        a port bind(2) did not choose goes back to the table, while getsockname still
+        names it, and the next connect or listen takes a new one (Linux's inet_put_port
+        from tcp_set_state(TCP_CLOSE), which leaves inet_sport)."""
+        if self.port and not self.port_put and not self.port_locked:
+            self.net.put_port(self)
 
     def getsockname(self) -> bytes:
         return self.sockaddr((self.ip, self.port))

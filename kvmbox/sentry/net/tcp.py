@@ -88,7 +88,7 @@ class TcpSocket(InetSocket):
         return self.state == LISTEN
 
     def bindable(self) -> bool:
-        return self.state == CLOSE and self.sock_state == UNCONNECTED
+        return self.state == CLOSE
 
     def getpeername(self) -> bytes:
         if self.state in (CLOSE, SYN_SENT, LISTEN) or self.remote is None:
@@ -114,6 +114,7 @@ class TcpSocket(InetSocket):
         self.state = CLOSE
         self.shut = SHUTDOWN_MASK
         self.peer = None
+        self.put_port()
         self.changed()
 
     # --- connections ------------------------------------------------------------------
@@ -121,7 +122,7 @@ class TcpSocket(InetSocket):
         if self.sock_state != UNCONNECTED or self.state not in (CLOSE, LISTEN):
             raise SyscallError(errno.EINVAL)
         if self.state != LISTEN:
-            if not self.port:
+            if not self.port or self.port_put:
                 self.autobind()
             elif not self.net.can_bind(self, self.port):
                 raise SyscallError(errno.EADDRINUSE)
@@ -180,9 +181,9 @@ class TcpSocket(InetSocket):
     def _refused(self, nonblock: bool) -> None:
         self.state = CLOSE
         self.remote = None
-        if not self.user_bound:
-            self.net.unbind(self)
+        if not self.addr_locked:
             self.ip = A.ANY6 if self.family == AF_INET6 else A.ANY4
+        self.put_port()
         self.error = errno.ECONNREFUSED
         if nonblock:
             self.shut = SHUTDOWN_MASK
@@ -201,6 +202,7 @@ class TcpSocket(InetSocket):
         new.ip = dst
         new.port = self.port
         new.user_bound = True
+        new.addr_locked, new.port_locked = self.addr_locked, self.port_locked
         new.remote = (c.ip, c.port)
         new.state, new.sock_state, new.was_connected = ESTABLISHED, CONNECTED, True
         new.listener = self
@@ -242,8 +244,9 @@ class TcpSocket(InetSocket):
         self.state, self.sock_state, self.shut, self.fin_in = CLOSE, UNCONNECTED, 0, False
         self.rx.clear()
         self.remote = None
-        if not self.user_bound:
-            self.net.unbind(self)
+        if not self.addr_locked:
+            self.ip = A.ANY6 if self.family == AF_INET6 else A.ANY4
+        self.put_port()
         self.changed()
 
     def shutdown(self, how: int) -> None:
@@ -261,6 +264,7 @@ class TcpSocket(InetSocket):
         if self.state == LISTEN:
             if mode & RCV_SHUTDOWN:
                 self._stop_listening()
+                self.put_port()
                 self.changed()
             return
         if mode & SEND_SHUTDOWN and not self.shut & SEND_SHUTDOWN:

@@ -69,9 +69,10 @@ class UdpSocket(InetSocket):
         """Linux's __udp_disconnect: the peer goes, and an address or port bind(2) did not
         choose."""
         self.remote = None
-        if not self.user_bound and self.port:
-            self.net.unbind(self)
+        if not self.addr_locked:
             self.ip = A.ANY6 if self.family == AF_INET6 else A.ANY4
+        if not self.port_locked and self.port:
+            self.net.unbind(self)
         self.changed()
 
     def shutdown(self, how: int) -> None:
