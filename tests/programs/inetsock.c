@@ -6,7 +6,7 @@
  * SO_REUSEPORT, non-blocking connect, v4-mapped peers and IPV6_V6ONLY, options, UDP
  * (sendto/recvfrom, connected, MSG_TRUNC, ECONNREFUSED, boundaries), poll/epoll.
  * Ports are never printed; only relations between them.
- * argv[1]: a section (tcp, udp, opts, misc) or nothing for all.
+ * argv[1]: a section (tcp, errors, opts, udp, more, blocking) or nothing for all.
  */
 #include "common.h"
 #include <arpa/inet.h>
@@ -16,6 +16,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -339,6 +340,15 @@ static void tcp_basic(int fam)
     sigpipes = 0;
     R("send after reset", send(c, "x", 1, 0));
     printf("sigpipes %d\n", sigpipes);
+    {
+        addr_t rn;
+        socklen_t rl = sizeof rn;
+        getsockname(c, &rn.sa, &rl);
+        printf("reset socket still named %s port %d\n", ntop(&rn), port_of(&rn) > 0);
+        int b = socket(fam, SOCK_STREAM, 0);
+        R("bind the reset socket's port (the reset freed it)", bind(b, &rn.sa, rl));
+        close(b);
+    }
     close(c);
 
     /* peer closes cleanly: EOF, then a send is answered by a reset */
@@ -366,15 +376,31 @@ static void tcp_errors(int fam)
     const char *f = fam == AF_INET ? "v4" : "v6";
     printf("== tcp errors %s\n", f);
     int p = closed_port(fam, SOCK_STREAM);
-    int c = connect_to(fam, p, SOCK_STREAM);
-    R("connect to a closed port", c < 0 ? (errno = -c, -1) : 0);
+    int c = socket(fam, SOCK_STREAM, 0);
+    addr_t a, rn;
+    socklen_t n = mk(&a, fam, p), rl = sizeof rn;
+    R("connect to a closed port", connect(c, &a.sa, n));
+    getsockname(c, &rn.sa, &rl);
+    printf("after refused: name %s port %d\n", ntop(&rn), port_of(&rn) > 0);
+    R("connect again", connect(c, &a.sa, n));
+    n = mk(&rn, fam, 0);
+    R("bind after refused", bind(c, &rn.sa, n));
+    n = mk(&a, fam, p);
+    R("connect once more", connect(c, &a.sa, n));
+    rl = sizeof rn;
+    getsockname(c, &rn.sa, &rl);
+    printf("bound, refused: name %s port %d\n", ntop(&rn), port_of(&rn) > 0);
+    n = mk(&rn, fam, 0);
+    R("bind again after refused (port 0 was never locked)", bind(c, &rn.sa, n));
+    n = mk(&rn, fam, local_port(c));
+    R("bind a port after refused", bind(c, &rn.sa, n));
+    close(c);
 
     /* EADDRINUSE, SO_REUSEADDR */
     int lp;
     int l = listener(fam, &lp);
     int s = socket(fam, SOCK_STREAM, 0);
-    addr_t a;
-    socklen_t n = mk(&a, fam, lp);
+    n = mk(&a, fam, lp);
     R("bind the listener's port", bind(s, &a.sa, n));
     seti(s, SOL_SOCKET, SO_REUSEADDR, 1);
     R("bind the listener's port with SO_REUSEADDR", bind(s, &a.sa, n));
@@ -778,6 +804,229 @@ static void readiness(int fam)
     close(l);
 }
 
+static void more(int fam)
+{
+    const char *f = fam == AF_INET ? "v4" : "v6";
+    printf("== more %s\n", f);
+    char buf[4096];
+    addr_t a;
+    socklen_t al;
+
+    /* names of unbound sockets; bad addresses */
+    int s = socket(fam, SOCK_STREAM, 0);
+    al = sizeof a;
+    R("getsockname unbound", getsockname(s, &a.sa, &al));
+    printf("unbound name %s port %d len %d\n", ntop(&a), port_of(&a), (int)al);
+    mk(&a, fam, 0);
+    R("bind short address", bind(s, &a.sa, fam == AF_INET ? 15 : 23));
+    a.sa.sa_family = fam == AF_INET ? AF_INET6 : AF_INET;
+    R("bind wrong family", bind(s, &a.sa, sizeof a.in6));
+    a.sa.sa_family = AF_UNIX;
+    R("connect wrong family", connect(s, &a.sa, sizeof a.in6));
+    R("accept unbound", accept(s, NULL, NULL));
+    R("read unconnected", read(s, buf, 4));
+    close(s);
+
+    /* a wildcard listener; connect through 127.0.0.2 (v4) */
+    s = socket(fam, SOCK_STREAM, 0);
+    memset(&a, 0, sizeof a);
+    a.sa.sa_family = fam;
+    R("bind wildcard", bind(s, &a.sa, fam == AF_INET ? sizeof a.in4 : sizeof a.in6));
+    R("listen", listen(s, 4));
+    R("listen again (backlog change)", listen(s, 8));
+    R("connect a listener", connect(s, (mk(&a, fam, 1), &a.sa), fam == AF_INET ? sizeof a.in4 : sizeof a.in6));
+    R("write to a listener", send(s, "x", 1, MSG_NOSIGNAL));
+    R("read a listener", read(s, buf, 4));
+    int lp = local_port(s);
+    int c = connect_to(fam, lp, SOCK_STREAM);
+    int x = accept(s, NULL, NULL);
+    al = sizeof a;
+    getsockname(x, &a.sa, &al);
+    printf("accepted from a wildcard listener: name %s\n", ntop(&a));
+    R("listen on a connected socket", listen(c, 4));
+    R("bind a connected socket", bind(c, (mk(&a, fam, 0), &a.sa), fam == AF_INET ? sizeof a.in4 : sizeof a.in6));
+
+    /* recvfrom on TCP gives no address; sendto's address is ignored; MSG_TRUNC discards */
+    send(c, "0123456789", 10, 0);
+    pollrev(x, POLLIN, 1000);
+    int q = -1;
+    R("FIONREAD", ioctl(x, FIONREAD, &q));
+    printf("fionread %d\n", q);
+    al = sizeof a;
+    memset(&a, 0xab, sizeof a);
+    long n = recvfrom(x, buf, 3, 0, &a.sa, &al);
+    printf("recvfrom %ld addrlen %d\n", n, (int)al);
+    n = recv(x, NULL, 3, MSG_TRUNC);
+    printf("recv MSG_TRUNC %ld\n", n);
+    n = recv(x, buf, sizeof buf, 0);
+    printf("then %ld '%.*s'\n", n, (int)(n > 0 ? n : 0), buf);
+    mk(&a, fam, 9);
+    R("sendto with an address on a connected TCP socket", sendto(c, "ab", 2, 0, &a.sa,
+      fam == AF_INET ? sizeof a.in4 : sizeof a.in6));
+    n = recv(x, buf, sizeof buf, 0);
+    printf("got %ld\n", n);
+
+    /* flow control: fill with MSG_DONTWAIT until EAGAIN, then drain */
+    fcntl(x, F_SETFL, O_NONBLOCK);
+    while (recv(x, buf, sizeof buf, 0) > 0)
+        ;
+    long sent = 0, r;
+    int eagain = 0;
+    for (int i = 0; i < 100000; i++) {
+        r = send(c, buf, sizeof buf, MSG_DONTWAIT);
+        if (r < 0) {
+            eagain = errno == EAGAIN;
+            break;
+        }
+        sent += r;
+    }
+    printf("filled: eagain %d sent > 64 KiB %d\n", eagain, sent > 65536);
+    int rev = pollrev(c, POLLOUT, 0);
+    printf("pollout when full %d\n", !!(rev & POLLOUT));
+    long rcvd = 0;
+    for (;;) {
+        if (!(pollrev(x, POLLIN, 1000) & POLLIN))
+            break;
+        r = recv(x, buf, sizeof buf, 0);
+        if (r <= 0)
+            break;
+        rcvd += r;
+        if (rcvd == sent)
+            break;
+    }
+    check(rcvd == sent, "drained everything sent");
+    rev = pollrev(c, POLLOUT, 1000);
+    printf("pollout after draining %d\n", !!(rev & POLLOUT));
+    close(x);
+    close(c);
+    close(s);
+
+    /* UDP: size limits, SO_REUSEADDR, FIONREAD */
+    int u = socket(fam, SOCK_DGRAM, 0), v = socket(fam, SOCK_DGRAM, 0);
+    bind(u, (mk(&a, fam, 0), &a.sa), fam == AF_INET ? sizeof a.in4 : sizeof a.in6);
+    int up = local_port(u);
+    R("udp bind a used port", bind(v, (mk(&a, fam, up), &a.sa), fam == AF_INET ? sizeof a.in4 : sizeof a.in6));
+    close(v);
+    v = socket(fam, SOCK_DGRAM, 0);
+    seti(u, SOL_SOCKET, SO_REUSEADDR, 1);
+    seti(v, SOL_SOCKET, SO_REUSEADDR, 1);
+    R("udp bind a used port, SO_REUSEADDR on both", bind(v, (mk(&a, fam, up), &a.sa), fam == AF_INET ? sizeof a.in4 : sizeof a.in6));
+    close(v);
+    int w = socket(fam, SOCK_DGRAM, 0);
+    char *big = malloc(70000);
+    memset(big, 'u', 70000);
+    mk(&a, fam, up);
+    socklen_t an = fam == AF_INET ? sizeof a.in4 : sizeof a.in6;
+    int lim = fam == AF_INET ? 65507 : 65527;
+    R("udp max payload", sendto(w, big, lim, 0, &a.sa, an));
+    R("udp one past it", sendto(w, big, lim + 1, 0, &a.sa, an));
+    pollrev(u, POLLIN, 1000);
+    q = -1;
+    ioctl(u, FIONREAD, &q);
+    printf("udp fionread is the datagram's size %d\n", q == lim);
+    n = recv(u, big, 70000, 0);
+    printf("udp got the max %d\n", n == lim);
+    free(big);
+    close(w);
+    close(u);
+}
+
+static void on_alarm(int sig) { (void)sig; }
+
+/* Waits: what ends them (data, EOF, a signal, a timeout, shutdown of a listener). */
+static void blocking(int fam)
+{
+    const char *f = fam == AF_INET ? "v4" : "v6";
+    printf("== blocking %s\n", f);
+    char buf[4096];
+    int lp;
+    int l = listener(fam, &lp);
+
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        usleep(50000);
+        int c = connect_to(fam, lp, SOCK_STREAM);
+        usleep(50000);
+        send(c, "late", 4, 0);
+        usleep(50000);
+        send(c, "abc", 3, 0);
+        usleep(50000);
+        close(c);
+        _exit(0);
+    }
+    int x = accept(l, NULL, NULL);
+    R("blocking accept woken by a connect", x < 0 ? -1 : 0);
+    long n = recv(x, buf, sizeof buf, 0);
+    printf("blocking recv woken by data %ld\n", n);
+    n = recv(x, buf, 10, MSG_WAITALL);
+    printf("MSG_WAITALL cut short by EOF %ld\n", n);
+    R("then EOF", recv(x, buf, sizeof buf, 0));
+    waitpid(pid, NULL, 0);
+    close(x);
+
+    /* a signal: EINTR without SA_RESTART; restarted with it */
+    int c = connect_to(fam, lp, SOCK_STREAM);
+    x = accept(l, NULL, NULL);
+    set_handler(SIGALRM, on_alarm, 0);
+    struct itimerval it = {{0, 0}, {0, 100000}};
+    setitimer(ITIMER_REAL, &it, NULL);
+    R("recv interrupted by a signal", recv(x, buf, sizeof buf, 0));
+    set_handler(SIGALRM, on_alarm, SA_RESTART);
+    fflush(stdout);
+    pid = fork();
+    if (pid == 0) {
+        usleep(250000);
+        send(c, "r", 1, 0);
+        _exit(0);
+    }
+    setitimer(ITIMER_REAL, &it, NULL);
+    R("recv restarted after SA_RESTART", recv(x, buf, sizeof buf, 0));
+    waitpid(pid, NULL, 0);
+    struct timeval tv = {0, 150000};
+    setsockopt(x, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setitimer(ITIMER_REAL, &it, NULL);
+    R("recv with SO_RCVTIMEO, SA_RESTART signal", recv(x, buf, sizeof buf, 0));
+    usleep(100000);
+    set_handler(SIGALRM, SIG_DFL, 0);
+
+    /* SO_SNDTIMEO on a full connection */
+    long total = 0;
+    for (;;) {
+        long r = send(c, buf, sizeof buf, MSG_DONTWAIT);
+        if (r < 0)
+            break;
+        total += r;
+    }
+    tv.tv_usec = 200000;
+    setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    double t0 = now();
+    R("blocking send on a full connection with SO_SNDTIMEO", send(c, buf, sizeof buf, 0));
+    double dt = now() - t0;
+    check(dt >= 0.15 && dt < 2.0, "the send timeout took about 200 ms");
+    close(c);
+    close(x);
+
+    /* shutdown(SHUT_RD) of a listener wakes a blocked accept */
+    fflush(stdout);
+    pid = fork();
+    if (pid == 0) {
+        usleep(100000);
+        shutdown(l, SHUT_RD);
+        _exit(0);
+    }
+    R("accept after the listener was shut down", accept(l, NULL, NULL));
+    waitpid(pid, NULL, 0);
+    printf("port kept after shutdown %d\n", local_port(l) == lp);
+    R("listen again after shutdown", listen(l, 4));
+    printf("port kept after listen %d\n", local_port(l) == lp);
+    c = connect_to(fam, lp, SOCK_STREAM);
+    R("connect to it", c < 0 ? (errno = -c, -1) : 0);
+    if (c >= 0)
+        close(c);
+    close(l);
+}
+
 int main(int argc, char **argv)
 {
     const char *sec = argc > 1 ? argv[1] : "all";
@@ -801,6 +1050,14 @@ int main(int argc, char **argv)
     if (all || !strcmp(sec, "udp")) {
         udp(AF_INET);
         udp(AF_INET6);
+    }
+    if (all || !strcmp(sec, "more")) {
+        more(AF_INET);
+        more(AF_INET6);
+    }
+    if (all || !strcmp(sec, "blocking")) {
+        blocking(AF_INET);
+        blocking(AF_INET6);
     }
     return finish();
 }

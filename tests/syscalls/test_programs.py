@@ -94,6 +94,7 @@ CASES = [
     Case("inetsock", ("errors",), name="inetsock-errors"),
     Case("inetsock", ("opts",), name="inetsock-opts"),
     Case("inetsock", ("udp",), name="inetsock-udp"),
+    Case("inetsock", ("more",), name="inetsock-more"),
     Case("reopen", stdin=b"hello there stdin\n"),
     Case("poll"),
     Case("epoll"),
