@@ -6,7 +6,7 @@
  * SO_REUSEPORT, non-blocking connect, v4-mapped peers and IPV6_V6ONLY, options, UDP
  * (sendto/recvfrom, connected, MSG_TRUNC, ECONNREFUSED, boundaries), poll/epoll.
  * Ports are never printed; only relations between them.
- * argv[1]: a section (tcp, errors, opts, udp, more, blocking) or nothing for all.
+ * argv[1]: a section (tcp, errors, opts, udp, more, extra, blocking) or nothing for all.
  */
 #include "common.h"
 #include <arpa/inet.h>
@@ -1027,6 +1027,265 @@ static void blocking(int fam)
     close(l);
 }
 
+static void show_cmsgs(const char *label, struct msghdr *m)
+{
+    printf("%s: ctrunc %d", label, !!(m->msg_flags & MSG_CTRUNC));
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c; c = CMSG_NXTHDR(m, c)) {
+        printf(" [level %d type %d len %d", c->cmsg_level, c->cmsg_type, (int)c->cmsg_len);
+        if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+            struct in_pktinfo pi;
+            memcpy(&pi, CMSG_DATA(c), sizeof pi);
+            char s1[32], s2[32];
+            inet_ntop(AF_INET, &pi.ipi_spec_dst, s1, sizeof s1);
+            inet_ntop(AF_INET, &pi.ipi_addr, s2, sizeof s2);
+            printf(" ifindex %d spec_dst %s addr %s", pi.ipi_ifindex, s1, s2);
+        } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
+            struct in6_pktinfo pi;
+            memcpy(&pi, CMSG_DATA(c), sizeof pi);
+            char s1[64];
+            inet_ntop(AF_INET6, &pi.ipi6_addr, s1, sizeof s1);
+            printf(" ifindex %d addr %s", pi.ipi6_ifindex, s1);
+        } else if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_TOS) {
+            printf(" tos %d", *(unsigned char *)CMSG_DATA(c));
+        } else if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_TTL) {
+            int v;
+            memcpy(&v, CMSG_DATA(c), sizeof v);
+            printf(" ttl %d", v);
+        }
+        printf("]");
+    }
+    printf("\n");
+}
+
+/* Less common paths: dual-stack bind conflicts, 127.0.0.2, SHUT_RD, inheritance, accept
+ * timeouts, scatter/gather, sendmmsg/recvmmsg, IP-level options and control messages. */
+static void extra(void)
+{
+    printf("== extra\n");
+    char buf[256];
+    addr_t a;
+    socklen_t al;
+
+    /* dual-stack bind conflicts (TCP) */
+    for (int only = 0; only < 2; only++) {
+        int s6 = socket(AF_INET6, SOCK_STREAM, 0);
+        seti(s6, IPPROTO_IPV6, IPV6_V6ONLY, only);
+        memset(&a, 0, sizeof a);
+        a.in6.sin6_family = AF_INET6;
+        bind(s6, &a.sa, sizeof a.in6);
+        int p = local_port(s6);
+        int s4 = socket(AF_INET, SOCK_STREAM, 0);
+        mk(&a, AF_INET, p);
+        printf("v6only %d: ", only);
+        R("v4 bind 127.0.0.1 on the port of a v6 wildcard", bind(s4, &a.sa, sizeof a.in4));
+        close(s4);
+        s4 = socket(AF_INET, SOCK_STREAM, 0);
+        a.in4.sin_addr.s_addr = htonl(INADDR_ANY);
+        printf("v6only %d: ", only);
+        R("v4 bind 0.0.0.0 on the port of a v6 wildcard", bind(s4, &a.sa, sizeof a.in4));
+        close(s4);
+        close(s6);
+    }
+    {
+        int s4 = socket(AF_INET, SOCK_STREAM, 0);
+        mk(&a, AF_INET, 0);
+        a.in4.sin_addr.s_addr = htonl(INADDR_ANY);
+        bind(s4, &a.sa, sizeof a.in4);
+        int p = local_port(s4);
+        int s6 = socket(AF_INET6, SOCK_STREAM, 0);
+        mk(&a, AF_INET6, p);
+        R("v6 bind ::1 on the port of a v4 wildcard", bind(s6, &a.sa, sizeof a.in6));
+        close(s6);
+        s6 = socket(AF_INET6, SOCK_STREAM, 0);
+        memset(&a, 0, sizeof a);
+        a.in6.sin6_family = AF_INET6;
+        a.in6.sin6_port = htons(p);
+        R("v6 bind :: on the port of a v4 wildcard", bind(s6, &a.sa, sizeof a.in6));
+        close(s6);
+        close(s4);
+    }
+
+    /* 127.0.0.2 is on lo too */
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    mk(&a, AF_INET, 0);
+    a.in4.sin_addr.s_addr = htonl(0x7f000002);
+    R("bind 127.0.0.2", bind(l, &a.sa, sizeof a.in4));
+    listen(l, 4);
+    a.in4.sin_port = htons(local_port(l));
+    int c = socket(AF_INET, SOCK_STREAM, 0);
+    R("connect 127.0.0.2", connect(c, &a.sa, sizeof a.in4));
+    al = sizeof a;
+    getsockname(c, &a.sa, &al);
+    printf("client name %s\n", ntop(&a));
+    al = sizeof a;
+    getpeername(c, &a.sa, &al);
+    printf("client peer %s\n", ntop(&a));
+    mk(&a, AF_INET, local_port(l));
+    int c2 = socket(AF_INET, SOCK_STREAM, 0);
+    R("connect 127.0.0.1 on that port", connect(c2, &a.sa, sizeof a.in4));
+    close(c2);
+
+    /* accepted sockets: O_NONBLOCK never inherited; SO_RCVTIMEO bounds accept */
+    fcntl(l, F_SETFL, O_NONBLOCK);
+    int x = accept(l, NULL, NULL);
+    printf("accepted from a nonblocking listener: nonblock %d\n", !!(fcntl(x, F_GETFL) & O_NONBLOCK));
+    R("nonblocking accept, nothing pending", accept(l, NULL, NULL));
+    fcntl(l, F_SETFL, 0);
+    struct timeval tv = {0, 150000};
+    setsockopt(l, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    double t0 = now();
+    R("accept with SO_RCVTIMEO", accept(l, NULL, NULL));
+    check(now() - t0 >= 0.1, "accept waited for the timeout");
+
+    /* SHUT_RD on a connected socket: queued data still reads, then EOF */
+    send(c, "ab", 2, 0);
+    pollrev(x, POLLIN, 1000);
+    R("shutdown SHUT_RD", shutdown(x, SHUT_RD));
+    pollmask("after SHUT_RD", x, 0);
+    R("recv queued data", recv(x, buf, sizeof buf, 0));
+    R("recv after SHUT_RD", recv(x, buf, sizeof buf, 0));
+    R("send still works", send(x, "w", 1, 0));
+    R("peer reads it", recv(c, buf, sizeof buf, 0));
+
+    /* scatter/gather */
+    struct iovec iv[3] = {{"one", 3}, {"two", 3}, {"three", 5}};
+    struct msghdr m = {0};
+    m.msg_iov = iv;
+    m.msg_iovlen = 3;
+    R("sendmsg 3 iovecs", sendmsg(c, &m, 0));
+    char p1[4], p2[32];
+    struct iovec ov[2] = {{p1, 4}, {p2, sizeof p2}};
+    memset(&m, 0, sizeof m);
+    m.msg_iov = ov;
+    m.msg_iovlen = 2;
+    pollrev(x, POLLIN, 1000);
+    long n = recvmsg(x, &m, 0);
+    printf("recvmsg %ld '%.4s' '%.*s' flags %d\n", n, p1, (int)(n > 4 ? n - 4 : 0), p2, m.msg_flags);
+    close(x);
+    close(c);
+    close(l);
+
+    /* IP-level options */
+    int u4 = socket(AF_INET, SOCK_DGRAM, 0), u6 = socket(AF_INET6, SOCK_DGRAM, 0);
+    printf("ttl %d tos %d hops %d\n", geti(u4, IPPROTO_IP, IP_TTL), geti(u4, IPPROTO_IP, IP_TOS),
+           geti(u6, IPPROTO_IPV6, IPV6_UNICAST_HOPS));
+    seti(u4, IPPROTO_IP, IP_TTL, 7);
+    seti(u4, IPPROTO_IP, IP_TOS, 0x10);
+    printf("ttl -> %d tos -> %d\n", geti(u4, IPPROTO_IP, IP_TTL), geti(u4, IPPROTO_IP, IP_TOS));
+    R("ttl 0", seti(u4, IPPROTO_IP, IP_TTL, 0));
+    R("ttl 256", seti(u4, IPPROTO_IP, IP_TTL, 256));
+    printf("broadcast %d", geti(u4, SOL_SOCKET, SO_BROADCAST));
+    seti(u4, SOL_SOCKET, SO_BROADCAST, 1);
+    printf(" -> %d\n", geti(u4, SOL_SOCKET, SO_BROADCAST));
+
+    /* control messages: IP_PKTINFO, IP_RECVTTL, IPV6_RECVPKTINFO */
+    mk(&a, AF_INET, 0);
+    bind(u4, &a.sa, sizeof a.in4);
+    seti(u4, IPPROTO_IP, IP_PKTINFO, 1);
+    seti(u4, IPPROTO_IP, IP_RECVTTL, 1);
+    seti(u4, IPPROTO_IP, IP_RECVTOS, 1);
+    int snd = socket(AF_INET, SOCK_DGRAM, 0);
+    seti(snd, IPPROTO_IP, IP_TTL, 9);
+    seti(snd, IPPROTO_IP, IP_TOS, 0x20);
+    mk(&a, AF_INET, local_port(u4));
+    sendto(snd, "pk", 2, 0, &a.sa, sizeof a.in4);
+    pollrev(u4, POLLIN, 1000);
+    char cbuf[256];
+    struct iovec io = {buf, sizeof buf};
+    memset(&m, 0, sizeof m);
+    m.msg_iov = &io;
+    m.msg_iovlen = 1;
+    m.msg_control = cbuf;
+    m.msg_controllen = sizeof cbuf;
+    n = recvmsg(u4, &m, 0);
+    printf("recvmsg %ld ", n);
+    show_cmsgs("v4 cmsgs", &m);
+    close(snd);
+    mk(&a, AF_INET6, 0);
+    bind(u6, &a.sa, sizeof a.in6);
+    seti(u6, IPPROTO_IPV6, IPV6_RECVPKTINFO, 1);
+    snd = socket(AF_INET6, SOCK_DGRAM, 0);
+    mk(&a, AF_INET6, local_port(u6));
+    sendto(snd, "pk6", 3, 0, &a.sa, sizeof a.in6);
+    pollrev(u6, POLLIN, 1000);
+    memset(&m, 0, sizeof m);
+    m.msg_iov = &io;
+    m.msg_iovlen = 1;
+    m.msg_control = cbuf;
+    m.msg_controllen = sizeof cbuf;
+    n = recvmsg(u6, &m, 0);
+    printf("recvmsg %ld ", n);
+    show_cmsgs("v6 cmsgs", &m);
+    close(snd);
+
+    /* a dual-stack UDP socket hears a v4 sender as ::ffff:127.0.0.1 */
+    int v4s = socket(AF_INET, SOCK_DGRAM, 0);
+    memset(&a, 0, sizeof a);
+    a.in6.sin6_family = AF_INET6;
+    int dual = socket(AF_INET6, SOCK_DGRAM, 0);
+    bind(dual, &a.sa, sizeof a.in6);
+    mk(&a, AF_INET, local_port(dual));
+    R("v4 sendto a dual-stack socket", sendto(v4s, "d", 1, 0, &a.sa, sizeof a.in4));
+    pollrev(dual, POLLIN, 1000);
+    al = sizeof a;
+    n = recvfrom(dual, buf, sizeof buf, 0, &a.sa, &al);
+    printf("dual got %ld from %s len %d\n", n, ntop(&a), (int)al);
+    close(v4s);
+
+    /* sendmmsg / recvmmsg */
+    mk(&a, AF_INET6, local_port(dual));
+    struct mmsghdr mm[3];
+    struct iovec mi[3] = {{"m1", 2}, {"mm2", 3}, {"mmm3", 4}};
+    memset(mm, 0, sizeof mm);
+    for (int i = 0; i < 3; i++) {
+        mm[i].msg_hdr.msg_iov = &mi[i];
+        mm[i].msg_hdr.msg_iovlen = 1;
+        mm[i].msg_hdr.msg_name = &a;
+        mm[i].msg_hdr.msg_namelen = sizeof a.in6;
+    }
+    R("sendmmsg", sendmmsg(u6, mm, 3, 0));
+    printf("lens %u %u %u\n", mm[0].msg_len, mm[1].msg_len, mm[2].msg_len);
+    char rb[3][16];
+    addr_t ra[3];
+    struct iovec ri[3];
+    memset(mm, 0, sizeof mm);
+    for (int i = 0; i < 3; i++) {
+        ri[i].iov_base = rb[i];
+        ri[i].iov_len = sizeof rb[i];
+        mm[i].msg_hdr.msg_iov = &ri[i];
+        mm[i].msg_hdr.msg_iovlen = 1;
+        mm[i].msg_hdr.msg_name = &ra[i];
+        mm[i].msg_hdr.msg_namelen = sizeof ra[i];
+    }
+    pollrev(dual, POLLIN, 1000);
+    usleep(20000);
+    R("recvmmsg", recvmmsg(dual, mm, 3, MSG_DONTWAIT, NULL));
+    for (int i = 0; i < 3; i++)
+        printf("  %u '%.*s' from %s port ok %d\n", mm[i].msg_len, (int)mm[i].msg_len, rb[i], ntop(&ra[i]),
+               port_of(&ra[i]) == local_port(u6));
+
+    /* UDP: SO_ERROR carries ECONNREFUSED; shutdown of a connected socket */
+    int p = closed_port(AF_INET, SOCK_DGRAM);
+    int d = socket(AF_INET, SOCK_DGRAM, 0);
+    mk(&a, AF_INET, p);
+    connect(d, &a.sa, sizeof a.in4);
+    send(d, "e", 1, 0);
+    pollrev(d, POLLIN, 1000);
+    printf("udp so_error %s", ename(geti(d, SOL_SOCKET, SO_ERROR)));
+    printf(" then %s\n", ename(geti(d, SOL_SOCKET, SO_ERROR)));
+    R("udp shutdown SHUT_RD", shutdown(d, SHUT_RD));
+    pollmask("udp after SHUT_RD", d, 0);
+    R("udp recv after SHUT_RD", recv(d, buf, sizeof buf, MSG_DONTWAIT));
+    R("udp blocking recv after SHUT_RD", recv(d, buf, sizeof buf, 0));
+    R("udp shutdown SHUT_WR", shutdown(d, SHUT_WR));
+    R("udp send after SHUT_WR", send(d, "e", 1, MSG_NOSIGNAL));
+    pollmask("udp after SHUT_RDWR", d, 0);
+    close(d);
+    close(dual);
+    close(u4);
+    close(u6);
+}
+
 int main(int argc, char **argv)
 {
     const char *sec = argc > 1 ? argv[1] : "all";
@@ -1055,6 +1314,8 @@ int main(int argc, char **argv)
         more(AF_INET);
         more(AF_INET6);
     }
+    if (all || !strcmp(sec, "extra"))
+        extra();
     if (all || !strcmp(sec, "blocking")) {
         blocking(AF_INET);
         blocking(AF_INET6);

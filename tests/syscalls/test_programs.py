@@ -95,6 +95,7 @@ CASES = [
     Case("inetsock", ("opts",), name="inetsock-opts"),
     Case("inetsock", ("udp",), name="inetsock-udp"),
     Case("inetsock", ("more",), name="inetsock-more"),
+    Case("inetsock", ("extra",), name="inetsock-extra"),
     Case("inetsock", ("blocking",), name="inetsock-blocking"),
     Case("reopen", stdin=b"hello there stdin\n"),
     Case("poll"),
