@@ -6,7 +6,7 @@
  * SO_REUSEPORT, non-blocking connect, v4-mapped peers and IPV6_V6ONLY, options, UDP
  * (sendto/recvfrom, connected, MSG_TRUNC, ECONNREFUSED, boundaries), poll/epoll.
  * Ports are never printed; only relations between them.
- * argv[1]: a section (tcp, errors, opts, udp, more, extra, blocking) or nothing for all.
+ * argv[1]: a section (tcp, errors, opts, udp, more, extra, backlog, blocking) or nothing for all.
  */
 #include "common.h"
 #include <arpa/inet.h>
@@ -1286,6 +1286,42 @@ static void extra(void)
     close(u6);
 }
 
+/* A full accept queue: a connect waits (Linux drops the SYN and retransmits) until an
+ * accept makes room. */
+static void backlog(int fam)
+{
+    const char *f = fam == AF_INET ? "v4" : "v6";
+    printf("== backlog %s\n", f);
+    int l = socket(fam, SOCK_STREAM, 0);
+    addr_t a;
+    socklen_t n = mk(&a, fam, 0);
+    bind(l, &a.sa, n);
+    R("listen backlog 0", listen(l, 0));
+    n = mk(&a, fam, local_port(l));
+    int c1 = socket(fam, SOCK_STREAM, 0);
+    R("first connect", connect(c1, &a.sa, n));
+    usleep(20000);
+    int c2 = socket(fam, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    int r = connect(c2, &a.sa, n);
+    R("second connect, non-blocking", r);
+    pollmask("second while the queue is full", c2, 100);
+    R("its peer name", peer_port(c2));
+    R("connect again while waiting", connect(c2, &a.sa, n));
+    int x1 = accept(l, NULL, NULL);
+    check(x1 >= 0 && peer_port(x1) == local_port(c1), "accept gives the first");
+    int rev = pollrev(c2, POLLOUT, 5000);
+    printf("second connected after the accept: out %d err %d\n", !!(rev & POLLOUT), !!(rev & POLLERR));
+    printf("so_error %s\n", ename(geti(c2, SOL_SOCKET, SO_ERROR)));
+    pollrev(l, POLLIN, 5000);
+    int x2 = accept(l, NULL, NULL);
+    check(x2 >= 0 && peer_port(x2) == local_port(c2), "then the second");
+    close(x1);
+    close(x2);
+    close(c1);
+    close(c2);
+    close(l);
+}
+
 int main(int argc, char **argv)
 {
     const char *sec = argc > 1 ? argv[1] : "all";
@@ -1316,6 +1352,10 @@ int main(int argc, char **argv)
     }
     if (all || !strcmp(sec, "extra"))
         extra();
+    if (all || !strcmp(sec, "backlog")) {
+        backlog(AF_INET);
+        backlog(AF_INET6);
+    }
     if (all || !strcmp(sec, "blocking")) {
         blocking(AF_INET);
         blocking(AF_INET6);
