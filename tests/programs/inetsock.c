@@ -6,7 +6,7 @@
  * SO_REUSEPORT, non-blocking connect, v4-mapped peers and IPV6_V6ONLY, options, UDP
  * (sendto/recvfrom, connected, MSG_TRUNC, ECONNREFUSED, boundaries), poll/epoll.
  * Ports are never printed; only relations between them.
- * argv[1]: a section (tcp, errors, opts, udp, more, extra, backlog, blocking) or nothing for all.
+ * argv[1]: a section (tcp, errors, opts, udp, more, extra, queued, backlog, blocking) or nothing for all.
  */
 #include "common.h"
 #include <arpa/inet.h>
@@ -1322,6 +1322,50 @@ static void backlog(int fam)
     close(l);
 }
 
+/* Connections still in the accept queue when one end goes. */
+static void queued(int fam)
+{
+    const char *f = fam == AF_INET ? "v4" : "v6";
+    printf("== queued %s\n", f);
+    char buf[64];
+    int lp;
+    int l = listener(fam, &lp);
+    int c = connect_to(fam, lp, SOCK_STREAM);
+    send(c, "early", 5, 0);
+    usleep(20000);
+    close(l);                                   /* never accepted: reset */
+    pollmask("client after the listener closed", c, 1000);
+    R("client recv", recv(c, buf, sizeof buf, 0));
+    close(c);
+
+    l = listener(fam, &lp);
+    c = connect_to(fam, lp, SOCK_STREAM);
+    send(c, "bye", 3, 0);
+    close(c);                                   /* FIN before accept */
+    usleep(20000);
+    int x = accept(l, NULL, NULL);
+    R("accept a connection its client closed", x < 0 ? -1 : 0);
+    pollmask("accepted after the client's FIN", x, 0);
+    R("recv its data", recv(x, buf, sizeof buf, 0));
+    R("then EOF", recv(x, buf, sizeof buf, 0));
+    close(x);
+
+    c = connect_to(fam, lp, SOCK_STREAM);
+    struct linger lg = {1, 0};
+    setsockopt(c, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    close(c);                                   /* RST before accept */
+    usleep(20000);
+    fcntl(l, F_SETFL, O_NONBLOCK);
+    x = accept(l, NULL, NULL);
+    R("accept a connection its client reset", x < 0 ? -1 : 0);
+    if (x >= 0) {
+        pollmask("accepted after the client's reset", x, 0);
+        R("recv", recv(x, buf, sizeof buf, 0));
+        close(x);
+    }
+    close(l);
+}
+
 int main(int argc, char **argv)
 {
     const char *sec = argc > 1 ? argv[1] : "all";
@@ -1352,6 +1396,10 @@ int main(int argc, char **argv)
     }
     if (all || !strcmp(sec, "extra"))
         extra();
+    if (all || !strcmp(sec, "queued")) {
+        queued(AF_INET);
+        queued(AF_INET6);
+    }
     if (all || !strcmp(sec, "backlog")) {
         backlog(AF_INET);
         backlog(AF_INET6);
