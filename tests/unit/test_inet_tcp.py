@@ -171,3 +171,28 @@ def test_a_chosen_port_stays_after_refused(kernel):
     assert errno_of(lambda: c.connect(TASK, addr(port))) == errno.ECONNREFUSED
     assert kernel.net.ports[SOCK_STREAM][mine] == [c]
     assert errno_of(lambda: c.bind(TASK, addr(0))) == errno.EINVAL
+
+
+def test_accepted_inherits_timeouts_and_linger(kernel):
+    lst = sock(kernel)
+    lst.rcvtimeo, lst.sndtimeo, lst.linger = 300000, 5, (1, 7)
+    lst.bind(TASK, addr(0))
+    lst.listen(TASK, 4)
+    c = sock(kernel)
+    c.connect(TASK, addr(lst.port))
+    a = lst.accept(TASK, 0)
+    assert (a.rcvtimeo, a.sndtimeo, a.linger) == (300000, 5, (1, 7))
+
+
+def test_rcvlowat(kernel):
+    from kvmbox.abi.poll import POLLIN
+    from kvmbox.abi.socket import MSG_DONTWAIT, SO_RCVLOWAT
+    lst, c, a = connection(kernel)
+    a.opts[SO_RCVLOWAT] = 5
+    c.sendmsg(TASK, b"abc", None, None, 0)
+    assert not a.poll(POLLIN) & POLLIN
+    assert errno_of(lambda: a.recvmsg(TASK, 16, 0)) == errno.EAGAIN    # blocking: waits
+    assert a.recvmsg(TASK, 2, 0).data == b"ab"           # asks for fewer than the mark
+    c.sendmsg(TASK, b"defg", None, None, 0)
+    assert a.poll(POLLIN) & POLLIN
+    assert a.recvmsg(TASK, 16, MSG_DONTWAIT).data == b"cdefg"

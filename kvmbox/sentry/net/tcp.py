@@ -22,8 +22,8 @@ from collections import deque
 from kvmbox.abi.fcntl import O_NONBLOCK
 from kvmbox.abi.poll import POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDNORM, POLLWRNORM
 from kvmbox.abi.socket import (
-    AF_INET6, MSG_OOB, MSG_PEEK, MSG_TRUNC, MAX_TCP_KEEPCNT, MAX_TCP_KEEPIDLE,
-    MAX_TCP_KEEPINTVL, RCV_SHUTDOWN, SEND_SHUTDOWN, SHUTDOWN_MASK, IPPROTO_TCP, TCP_CONGESTION,
+    AF_INET6, MSG_DONTWAIT, MSG_OOB, MSG_PEEK, MSG_TRUNC, SO_RCVLOWAT, MAX_TCP_KEEPCNT,
+    MAX_TCP_KEEPIDLE, MAX_TCP_KEEPINTVL, RCV_SHUTDOWN, SEND_SHUTDOWN, SHUTDOWN_MASK, IPPROTO_TCP, TCP_CONGESTION,
     TCP_CORK, TCP_DEFER_ACCEPT, TCP_INFO, TCP_KEEPCNT, TCP_KEEPCNT_DEFAULT, TCP_KEEPIDLE,
     TCP_KEEPIDLE_DEFAULT, TCP_KEEPINTVL, TCP_KEEPINTVL_DEFAULT, TCP_LINGER2, TCP_MAXSEG,
     TCP_MAXSEG_DEFAULT, TCP_NODELAY, TCP_NOTSENT_LOWAT, TCP_QUICKACK, TCP_SYNCNT,
@@ -197,6 +197,7 @@ class TcpSocket(InetSocket):
         new.tcpopts = dict(self.tcpopts)
         new.ipopts = dict(self.ipopts)
         new.rcvbuf, new.sndbuf = self.rcvbuf, self.sndbuf
+        new.rcvtimeo, new.sndtimeo, new.linger = self.rcvtimeo, self.sndtimeo, self.linger
         new.ttl, new.tos, new.v6only = self.ttl, self.tos, self.v6only
         dst = c.remote[0]
         new.ip = dst
@@ -312,6 +313,9 @@ class TcpSocket(InetSocket):
                                     and not self.shut & RCV_SHUTDOWN):
             raise SyscallError(errno.ENOTCONN)
         if self.rx and n:
+            if len(self.rx) < min(self._lowat(), n) and not self.shut & RCV_SHUTDOWN \
+                    and not (flags & MSG_DONTWAIT or self.flags & O_NONBLOCK):
+                raise SyscallError(errno.EAGAIN)   # a blocking receive waits for SO_RCVLOWAT
             data = bytes(self.rx[:n])
             if not flags & MSG_PEEK:
                 del self.rx[:len(data)]
@@ -329,6 +333,10 @@ class TcpSocket(InetSocket):
     def readable_bytes(self) -> int:
         return len(self.rx)
 
+    def _lowat(self) -> int:
+        """SO_RCVLOWAT: the bytes that make the socket readable (Linux's sock_rcvlowat)."""
+        return max(self.opts.get(SO_RCVLOWAT, 1), 1)
+
     # --- readiness and close ----------------------------------------------------------
     def poll(self, events: int) -> int:
         """Linux's tcp_poll."""
@@ -340,7 +348,7 @@ class TcpSocket(InetSocket):
         if self.shut & RCV_SHUTDOWN:
             mask |= POLLIN | POLLRDNORM | POLLRDHUP
         if self.state != SYN_SENT:
-            if self.rx:
+            if self.rx and len(self.rx) >= self._lowat():
                 mask |= POLLIN | POLLRDNORM
             if self.shut & SEND_SHUTDOWN or self.peer is None or \
                     self._room(self.peer) * 3 >= self.peer.rcvbuf + self.sndbuf:
