@@ -6,7 +6,8 @@
  * SO_REUSEPORT, non-blocking connect, v4-mapped peers and IPV6_V6ONLY, options, UDP
  * (sendto/recvfrom, connected, MSG_TRUNC, ECONNREFUSED, boundaries), poll/epoll.
  * Ports are never printed; only relations between them.
- * argv[1]: a section (tcp, errors, opts, udp, more, extra, queued, backlog, blocking) or nothing for all.
+ * argv[1]: a section (tcp, errors, opts, udp, more, extra, inherit, queued, backlog,
+ * blocking) or nothing for all.
  */
 #include "common.h"
 #include <arpa/inet.h>
@@ -1307,6 +1308,9 @@ static void backlog(int fam)
     pollmask("second while the queue is full", c2, 100);
     R("its peer name", peer_port(c2));
     R("connect again while waiting", connect(c2, &a.sa, n));
+    R("send while waiting", send(c2, "w", 1, MSG_NOSIGNAL));
+    char wb[4];
+    R("recv while waiting", recv(c2, wb, sizeof wb, 0));
     int x1 = accept(l, NULL, NULL);
     check(x1 >= 0 && peer_port(x1) == local_port(c1), "accept gives the first");
     int rev = pollrev(c2, POLLOUT, 5000);
@@ -1366,6 +1370,90 @@ static void queued(int fam)
     close(l);
 }
 
+/* Options an accepted socket inherits; SO_RCVLOWAT; a dual-stack UDP socket's names. */
+static void inherit(int fam)
+{
+    const char *f = fam == AF_INET ? "v4" : "v6";
+    printf("== inherit %s\n", f);
+    int l = socket(fam, SOCK_STREAM, 0);
+    seti(l, IPPROTO_TCP, TCP_NODELAY, 1);
+    seti(l, SOL_SOCKET, SO_KEEPALIVE, 1);
+    seti(l, IPPROTO_TCP, TCP_KEEPIDLE, 33);
+    seti(l, SOL_SOCKET, SO_REUSEADDR, 1);
+    struct linger lg = {1, 7};
+    setsockopt(l, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    struct timeval tv = {0, 300000};
+    setsockopt(l, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    addr_t a;
+    socklen_t n = mk(&a, fam, 0);
+    bind(l, &a.sa, n);
+    listen(l, 4);
+    int c = connect_to(fam, local_port(l), SOCK_STREAM);
+    int x = accept(l, NULL, NULL);
+    memset(&lg, 0, sizeof lg);
+    socklen_t ll = sizeof lg;
+    getsockopt(x, SOL_SOCKET, SO_LINGER, &lg, &ll);
+    socklen_t tl = sizeof tv;
+    memset(&tv, 0, sizeof tv);
+    getsockopt(x, SOL_SOCKET, SO_RCVTIMEO, &tv, &tl);
+    printf("accepted: nodelay %d keepalive %d keepidle %d reuseaddr %d linger %d %d rcvtimeo %ld\n",
+           geti(x, IPPROTO_TCP, TCP_NODELAY), geti(x, SOL_SOCKET, SO_KEEPALIVE),
+           geti(x, IPPROTO_TCP, TCP_KEEPIDLE), geti(x, SOL_SOCKET, SO_REUSEADDR), lg.l_onoff,
+           lg.l_linger, (long)tv.tv_usec);
+
+    /* SO_RCVLOWAT: readable only with that many bytes */
+    R("set SO_RCVLOWAT 5", seti(x, SOL_SOCKET, SO_RCVLOWAT, 5));
+    printf("rcvlowat %d\n", geti(x, SOL_SOCKET, SO_RCVLOWAT));
+    send(c, "abc", 3, 0);
+    usleep(20000);
+    pollmask("3 bytes under a low-water mark of 5", x, 0);
+    char buf[16];
+    R("recv MSG_DONTWAIT", recv(x, buf, sizeof buf, MSG_DONTWAIT));
+    send(c, "abcdef", 6, 0);
+    usleep(20000);
+    pollmask("6 bytes", x, 0);
+    R("recv", recv(x, buf, sizeof buf, 0));
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        for (int i = 0; i < 3; i++) {
+            usleep(30000);
+            send(c, "xy", 2, 0);
+        }
+        _exit(0);
+    }
+    R("blocking recv waits for 5 bytes", recv(x, buf, sizeof buf, 0));
+    waitpid(pid, NULL, 0);
+    R("the rest", recv(x, buf, sizeof buf, MSG_DONTWAIT));
+    close(x);
+    close(c);
+    close(l);
+
+    /* UDP on a v6 socket to a v4-mapped address */
+    if (fam == AF_INET6) {
+        int u4 = socket(AF_INET, SOCK_DGRAM, 0);
+        n = mk(&a, AF_INET, 0);
+        bind(u4, &a.sa, n);
+        int u6 = socket(AF_INET6, SOCK_DGRAM, 0);
+        memset(&a, 0, sizeof a);
+        a.in6.sin6_family = AF_INET6;
+        a.in6.sin6_port = htons(local_port(u4));
+        inet_pton(AF_INET6, "::ffff:127.0.0.1", &a.in6.sin6_addr);
+        R("v6 udp connects to ::ffff:127.0.0.1", connect(u6, &a.sa, sizeof a.in6));
+        addr_t nm;
+        socklen_t nl = sizeof nm;
+        getsockname(u6, &nm.sa, &nl);
+        printf("its name %s len %d\n", ntop(&nm), (int)nl);
+        R("send", send(u6, "m", 1, 0));
+        nl = sizeof nm;
+        pollrev(u4, POLLIN, 1000);
+        long r = recvfrom(u4, buf, sizeof buf, 0, &nm.sa, &nl);
+        printf("v4 socket got %ld from %s port ok %d\n", r, ntop(&nm), port_of(&nm) == local_port(u6));
+        close(u4);
+        close(u6);
+    }
+}
+
 int main(int argc, char **argv)
 {
     const char *sec = argc > 1 ? argv[1] : "all";
@@ -1396,6 +1484,10 @@ int main(int argc, char **argv)
     }
     if (all || !strcmp(sec, "extra"))
         extra();
+    if (all || !strcmp(sec, "inherit")) {
+        inherit(AF_INET);
+        inherit(AF_INET6);
+    }
     if (all || !strcmp(sec, "queued")) {
         queued(AF_INET);
         queued(AF_INET6);

@@ -96,6 +96,7 @@ CASES = [
     Case("inetsock", ("udp",), name="inetsock-udp"),
     Case("inetsock", ("more",), name="inetsock-more"),
     Case("inetsock", ("extra",), name="inetsock-extra"),
+    Case("inetsock", ("inherit",), name="inetsock-inherit"),
     Case("inetsock", ("queued",), name="inetsock-queued"),
     Case("inetsock", ("backlog",), name="inetsock-backlog"),   # about 1 s natively per family
     Case("inetsock", ("blocking",), name="inetsock-blocking"),
