@@ -498,7 +498,33 @@ static void tcp_errors(int fam)
     } else {
         printf("pollout 1 err 0 hup 1\nso_error ECONNREFUSED\nso_error again 0\n");
     }
+    R("connect after the error was read", connect(c, &a.sa, n));
+    r = connect(c, &a.sa, n);
+    printf("and again: %s\n", r < 0 && (errno == EINPROGRESS || errno == ECONNREFUSED) ?
+           "EINPROGRESS or ECONNREFUSED" : ename(r < 0 ? errno : 0));
+    pollrev(c, POLLOUT, 1000);
+    R("connect without reading SO_ERROR", connect(c, &a.sa, n));
     close(c);
+
+    /* short address buffers: truncated, the full length returned */
+    l = listener(fam, &lp);
+    c = connect_to(fam, lp, SOCK_STREAM);
+    addr_t big;
+    memset(&big, 0x55, sizeof big);
+    socklen_t bl = 6;
+    acc = accept(l, &big.sa, &bl);
+    printf("accept with a 6-byte buffer: len %d family ok %d untouched after %d\n", (int)bl,
+           big.sa.sa_family == fam, ((unsigned char *)&big)[6] == 0x55);
+    bl = 3;
+    memset(&big, 0x55, sizeof big);
+    getsockname(c, &big.sa, &bl);
+    printf("getsockname with 3 bytes: len %d untouched after %d\n", (int)bl, ((unsigned char *)&big)[3] == 0x55);
+    bl = 0;
+    R("getpeername with 0 bytes", getpeername(c, &big.sa, &bl));
+    printf("len %d\n", (int)bl);
+    close(acc);
+    close(c);
+    close(l);
 
     /* shutdown/recv/send on unconnected sockets */
     s = socket(fam, SOCK_STREAM, 0);
