@@ -23,7 +23,8 @@ from kvmbox.abi.fcntl import O_NONBLOCK
 from kvmbox.abi.poll import POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDNORM, POLLWRNORM
 from kvmbox.abi.socket import (
     AF_INET6, MSG_DONTWAIT, MSG_OOB, MSG_PEEK, MSG_TRUNC, SO_RCVLOWAT, MAX_TCP_KEEPCNT,
-    MAX_TCP_KEEPIDLE, MAX_TCP_KEEPINTVL, RCV_SHUTDOWN, SEND_SHUTDOWN, SHUTDOWN_MASK, IPPROTO_TCP, TCP_CONGESTION,
+    MAX_TCP_KEEPIDLE, MAX_TCP_KEEPINTVL, RCV_SHUTDOWN, SEND_SHUTDOWN, SHUTDOWN_MASK,
+    IPPROTO_TCP, TCP_CONGESTION,
     TCP_CORK, TCP_DEFER_ACCEPT, TCP_INFO, TCP_KEEPCNT, TCP_KEEPCNT_DEFAULT, TCP_KEEPIDLE,
     TCP_KEEPIDLE_DEFAULT, TCP_KEEPINTVL, TCP_KEEPINTVL_DEFAULT, TCP_LINGER2, TCP_MAXSEG,
     TCP_MAXSEG_DEFAULT, TCP_NODELAY, TCP_NOTSENT_LOWAT, TCP_QUICKACK, TCP_SYNCNT,
@@ -381,11 +382,11 @@ class TcpSocket(InetSocket):
         elif self.state == SYN_SENT:
             self._leave_synq()
         p = self.peer
-        linger = self.state == ESTABLISHED and self.was_connected
+        orderly = self.state == ESTABLISHED and self.was_connected   # FINs, not a reset
         if p is not None:
             if self.rx or self.linger == (1, 0) or self.listener is not None:
                 p._reset()
-                linger = False
+                orderly = False
             else:
                 if not self.shut & SEND_SHUTDOWN:
                     self.closed_first = not self.fin_in
@@ -398,7 +399,7 @@ class TcpSocket(InetSocket):
         self.rx = bytearray()
         self.state = CLOSE
         if self.port:
-            if linger and self.closed_first:
+            if orderly and self.closed_first:
                 self.net.time_wait(self)
             self.net.unbind(self)
         self.changed()

@@ -14,8 +14,8 @@ import errno
 import struct
 from collections import deque
 
-from kvmbox.abi.poll import POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDNORM, POLLWRBAND, POLLWRNORM
 from kvmbox.abi.fcntl import O_NONBLOCK
+from kvmbox.abi.poll import POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDNORM, POLLWRBAND, POLLWRNORM
 from kvmbox.abi.socket import (
     AF_INET, AF_INET6, AF_UNSPEC, IP_DEFAULT_TTL, IP_PKTINFO, IP_RECVERR, IP_RECVTOS,
     IP_RECVTTL, IP_TOS, IP_TTL, IPPROTO_IP, IPPROTO_IPV6, IPPROTO_UDP, IPV6_PKTINFO,
