@@ -573,6 +573,43 @@ static void v4mapped(void)
         R("set IPV6_V6ONLY after bind", seti(l, IPPROTO_IPV6, IPV6_V6ONLY, !only));
         close(l);
     }
+    /* a v6 listener bound to ::ffff:127.0.0.1 takes v4 clients only */
+    {
+        int m = socket(AF_INET6, SOCK_STREAM, 0);
+        addr_t ma;
+        memset(&ma, 0, sizeof ma);
+        ma.in6.sin6_family = AF_INET6;
+        inet_pton(AF_INET6, "::ffff:127.0.0.1", &ma.in6.sin6_addr);
+        R("v6 bind ::ffff:127.0.0.1", bind(m, &ma.sa, sizeof ma.in6));
+        listen(m, 2);
+        socklen_t ml = sizeof ma;
+        getsockname(m, &ma.sa, &ml);
+        printf("its name %s\n", ntop(&ma));
+        int mc = connect_to(AF_INET, port_of(&ma), SOCK_STREAM);
+        R("v4 client", mc < 0 ? (errno = -mc, -1) : 0);
+        if (mc >= 0)
+            close(mc);
+        mc = connect_to(AF_INET6, port_of(&ma), SOCK_STREAM);
+        R("v6 client to ::1", mc < 0 ? (errno = -mc, -1) : 0);
+        if (mc >= 0)
+            close(mc);
+        close(m);
+        m = socket(AF_INET6, SOCK_STREAM, 0);
+        seti(m, IPPROTO_IPV6, IPV6_V6ONLY, 1);
+        R("v6only bind ::ffff:127.0.0.1", bind(m, &ma.sa, sizeof ma.in6));
+        close(m);
+        /* flowinfo and scope id in names */
+        m = socket(AF_INET6, SOCK_DGRAM, 0);
+        mk(&ma, AF_INET6, 0);
+        ma.in6.sin6_flowinfo = htonl(0x12345);
+        ma.in6.sin6_scope_id = 3;
+        R("bind ::1 with flowinfo and a scope id", bind(m, &ma.sa, sizeof ma.in6));
+        ml = sizeof ma;
+        getsockname(m, &ma.sa, &ml);
+        printf("name flowinfo %u scope %u\n", ntohl(ma.in6.sin6_flowinfo), ma.in6.sin6_scope_id);
+        close(m);
+    }
+
     /* a v6 socket connecting to a v4-mapped address */
     int lp;
     int l = listener(AF_INET, &lp);
