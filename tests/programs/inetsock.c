@@ -1071,6 +1071,71 @@ static void blocking(int fam)
     close(c);
     close(x);
 
+    /* two processes wait in accept on one listener; two connects wake both */
+    {
+        pid_t kids[2];
+        for (int i = 0; i < 2; i++) {
+            fflush(stdout);
+            kids[i] = fork();
+            if (kids[i] == 0) {
+                alarm(10);
+                int y = accept(l, NULL, NULL);
+                char ch = 0;
+                if (y >= 0)
+                    recv(y, &ch, 1, 0);
+                _exit(y >= 0 && ch == 'k' ? 0 : 1);
+            }
+        }
+        usleep(50000);
+        int cc[2];
+        for (int i = 0; i < 2; i++) {
+            cc[i] = connect_to(fam, lp, SOCK_STREAM);
+            send(cc[i], "k", 1, 0);
+        }
+        int ok = 0;
+        for (int i = 0; i < 2; i++) {
+            int st;
+            waitpid(kids[i], &st, 0);
+            ok += WIFEXITED(st) && WEXITSTATUS(st) == 0;
+        }
+        printf("accepting processes that got a connection: %d of 2\n", ok);
+        close(cc[0]);
+        close(cc[1]);
+    }
+
+    /* two processes wait in recv on one UDP socket; each datagram wakes one */
+    {
+        int u = socket(fam, SOCK_DGRAM, 0);
+        addr_t ua;
+        socklen_t un = mk(&ua, fam, 0);
+        bind(u, &ua.sa, un);
+        un = mk(&ua, fam, local_port(u));
+        pid_t kids[2];
+        for (int i = 0; i < 2; i++) {
+            fflush(stdout);
+            kids[i] = fork();
+            if (kids[i] == 0) {
+                alarm(10);
+                char ch = 0;
+                long r = recv(u, &ch, 1, 0);
+                _exit(r == 1 ? 0 : 1);
+            }
+        }
+        usleep(50000);
+        int w = socket(fam, SOCK_DGRAM, 0);
+        sendto(w, "1", 1, 0, &ua.sa, un);
+        sendto(w, "2", 1, 0, &ua.sa, un);
+        int ok = 0;
+        for (int i = 0; i < 2; i++) {
+            int st;
+            waitpid(kids[i], &st, 0);
+            ok += WIFEXITED(st) && WEXITSTATUS(st) == 0;
+        }
+        printf("receiving processes that got a datagram: %d of 2\n", ok);
+        close(w);
+        close(u);
+    }
+
     /* shutdown(SHUT_RD) of a listener wakes a blocked accept */
     fflush(stdout);
     pid = fork();
