@@ -1,4 +1,5 @@
-"""AF_INET / AF_INET6 destinations off the loopback, in the sandbox only.
+"""AF_INET / AF_INET6 in the sandbox only: destinations off the loopback, and what
+connection cycles leave behind.
 
 The sandbox's network is its own loopback: any other destination has no route, so
 connect and sendto fail at once with ENETUNREACH and nothing leaves the Sentry.  These
@@ -7,9 +8,13 @@ loopback behaviour is compared with Linux by tests/programs/inetsock.c instead).
 """
 from __future__ import annotations
 
+import gc
+import os
+
 import pytest
 
-from helpers import run_sandbox
+import kvmbox
+from helpers import TEST_ENV, run_sandbox
 
 PY = "/usr/bin/python3"
 
@@ -76,3 +81,53 @@ def test_no_route_even_with_a_loopback_bind(ip, sandbox):
              f"except OSError as e:\n    print(errno.errorcode[e.errno])\n")
     r = run_sandbox(PY, ["-c", probe], sandbox=sandbox)
     assert r.stdout == b"ENETUNREACH\n", r.stderr.decode(errors="replace")[-2000:]
+
+
+def _host_socket_fds() -> set[str]:
+    """This (the Sentry's) process's socket descriptors, as their /proc link targets."""
+    out = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:"):
+            out.add(target)
+    return out
+
+
+CYCLES = r"""
+import socket
+for fam, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+    l = socket.socket(fam); l.bind((host, 0)); l.listen(8)
+    for i in range(1000):
+        c = socket.socket(fam); c.connect(l.getsockname()[:2])
+        n, _ = l.accept(); c.sendall(b"x"); n.recv(1)
+        (c if i % 2 else n).close(); (n if i % 2 else c).close()
+    l.close()
+    u = socket.socket(fam, socket.SOCK_DGRAM); u.bind((host, 0))
+    v = socket.socket(fam, socket.SOCK_DGRAM)
+    for i in range(200):
+        v.sendto(b"d", u.getsockname()[:2]); u.recv(1)
+    u.close(); v.close()
+print("ok")
+"""
+
+
+def test_tcp_udp_cycles_leave_only_time_wait_and_no_host_socket(platform_name):
+    """2000 TCP connections (either side closing first) and 400 datagrams: afterwards no
+    socket object is left, the bind table holds only TIME_WAIT entries, and the Sentry
+    never held a host socket."""
+    from kvmbox.sentry.net.inet import InetSocket, TimeWait
+    before = _host_socket_fds()
+    with kvmbox.Sandbox(platform=platform_name, timeout=300) as sb:
+        r = sb.run([PY, "-c", CYCLES], env=dict(TEST_ENV), timeout=300)
+        assert r.exit_code == 0 and r.stdout == b"ok\n", (r.stdout, r.stderr[-2000:])
+        assert _host_socket_fds() <= before
+        left = [o for socks in sb._kernel.net.ports.values() for entries in socks.values()
+                for o in entries]
+        assert all(isinstance(o, TimeWait) for o in left), left[:5]
+        assert 0 < len(left) <= 2000
+        gc.collect()
+        live = [o for o in gc.get_objects() if isinstance(o, InetSocket)]
+        assert not live, f"{len(live)} inet socket objects outlive the run"
