@@ -961,6 +961,47 @@ static void more(int fam)
     check(rcvd == sent, "drained everything sent");
     rev = pollrev(c, POLLOUT, 1000);
     printf("pollout after draining %d\n", !!(rev & POLLOUT));
+
+    /* both directions at once, non-blocking, driven by poll: 2 MiB each way */
+    {
+        fcntl(c, F_SETFL, O_NONBLOCK);
+        long want = 2 << 20, out[2] = {0, 0}, in[2] = {0, 0};
+        unsigned sum_out[2] = {0, 0}, sum_in[2] = {0, 0};
+        int fds[2] = {c, x}, rounds = 0;
+        char chunk[16384];
+        while ((in[0] < want || in[1] < want) && rounds++ < 100000) {
+            struct pollfd pf[2];
+            for (int i = 0; i < 2; i++) {
+                pf[i].fd = fds[i];
+                pf[i].events = POLLIN | (out[i] < want ? POLLOUT : 0);
+            }
+            if (poll(pf, 2, 2000) <= 0)
+                break;
+            for (int i = 0; i < 2; i++) {
+                if (pf[i].revents & POLLOUT) {
+                    long k = want - out[i] < (long)sizeof chunk ? want - out[i] : (long)sizeof chunk;
+                    for (long j = 0; j < k; j++)
+                        chunk[j] = (char)((out[i] + j) * (i + 3));
+                    long r2 = send(fds[i], chunk, k, 0);
+                    if (r2 > 0) {
+                        for (long j = 0; j < r2; j++)
+                            sum_out[i] += (unsigned char)chunk[j];
+                        out[i] += r2;
+                    }
+                }
+                if (pf[i].revents & POLLIN) {
+                    long r2 = recv(fds[i], chunk, sizeof chunk, 0);
+                    if (r2 > 0) {
+                        for (long j = 0; j < r2; j++)
+                            sum_in[i] += (unsigned char)chunk[j];
+                        in[i] += r2;
+                    }
+                }
+            }
+        }
+        check(in[0] == want && in[1] == want, "2 MiB each way through poll");
+        check(sum_in[0] == sum_out[1] && sum_in[1] == sum_out[0], "both checksums match");
+    }
     close(x);
     close(c);
     close(s);
