@@ -196,3 +196,18 @@ def test_rcvlowat(kernel):
     c.sendmsg(TASK, b"defg", None, None, 0)
     assert a.poll(POLLIN) & POLLIN
     assert a.recvmsg(TASK, 16, MSG_DONTWAIT).data == b"cdefg"
+
+
+def test_connect_to_itself(kernel):
+    """Simultaneous open with itself: Linux connects the socket to itself."""
+    s = sock(kernel)
+    s.bind(TASK, addr(0))
+    s.connect(TASK, addr(s.port))
+    assert s.peer is s and s.getpeername() == s.getsockname()
+    assert s.sendmsg(TASK, b"me", None, None, 0) == 2
+    assert s.recvmsg(TASK, 8, 0).data == b"me"
+    s.shutdown(SHUT_WR)
+    assert s.recvmsg(TASK, 8, 0).data == b""
+    s.release()
+    assert all(isinstance(o, inet.TimeWait)
+               for socks in kernel.net.ports[SOCK_STREAM].values() for o in socks)

@@ -162,7 +162,11 @@ class TcpSocket(InetSocket):
         self.sock_state = CONNECTING
         self.state = SYN_SENT
         lst = self.net.lookup(self.stype, dst, dport, lambda s: s.state == LISTEN)
-        if lst is None:
+        if lst is None and (dst, dport) == (self.ip, self.port):
+            # a SYN to itself: Linux's simultaneous open connects the socket to itself
+            self.state, self.was_connected, self.peer = ESTABLISHED, True, self
+            self.changed()
+        elif lst is None:
             self._refused(nonblock)
         elif len(lst.accq) > lst.backlog:
             self.listener = lst
