@@ -1006,6 +1006,19 @@ static void more(int fam)
     close(c);
     close(s);
 
+    /* a TCP socket connecting to its own address (simultaneous open) */
+    s = socket(fam, SOCK_STREAM, 0);
+    n = mk(&a, fam, 0);
+    bind(s, &a.sa, n);
+    n = mk(&a, fam, local_port(s));
+    R("connect to itself", connect(s, &a.sa, n));
+    check(peer_port(s) == local_port(s), "its peer is itself");
+    R("send to itself", send(s, "me", 2, 0));
+    R("recv from itself", recv(s, buf, sizeof buf, 0));
+    R("shutdown SHUT_WR", shutdown(s, SHUT_WR));
+    R("its own FIN: EOF", recv(s, buf, sizeof buf, 0));
+    close(s);
+
     /* UDP: size limits, SO_REUSEADDR, FIONREAD */
     int u = socket(fam, SOCK_DGRAM, 0), v = socket(fam, SOCK_DGRAM, 0);
     bind(u, (mk(&a, fam, 0), &a.sa), fam == AF_INET ? sizeof a.in4 : sizeof a.in6);
