@@ -89,6 +89,17 @@ CASES = [
     Case("pipes"),
     Case("unixsock", ("/tmp",)),                         # socket files in the overlay's upper
     Case("unixsock", ("/dev/shm",), name="unixsock-shm"),   # ... and on a tmpfs
+    # AF_INET/AF_INET6 on 127.0.0.1 and ::1 only (never another address, natively or not)
+    Case("inetsock", ("tcp",), name="inetsock-tcp"),
+    Case("inetsock", ("errors",), name="inetsock-errors"),
+    Case("inetsock", ("opts",), name="inetsock-opts"),
+    Case("inetsock", ("udp",), name="inetsock-udp"),
+    Case("inetsock", ("more",), name="inetsock-more"),
+    Case("inetsock", ("extra",), name="inetsock-extra"),
+    Case("inetsock", ("inherit",), name="inetsock-inherit"),
+    Case("inetsock", ("queued",), name="inetsock-queued"),
+    Case("inetsock", ("backlog",), name="inetsock-backlog"),   # about 1 s natively per family
+    Case("inetsock", ("blocking",), name="inetsock-blocking"),
     Case("reopen", stdin=b"hello there stdin\n"),
     Case("poll"),
     Case("epoll"),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 
 from kvmbox.abi.socket import (
     AF_INET, AF_INET6, AF_UNSPEC, EPHEMERAL_HIGH, EPHEMERAL_LOW, INET_ECN_MASK,
@@ -37,6 +38,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 CAP_NET_BIND_SERVICE = 10
 UNPRIVILEGED_PORT_START = 1024           # net.ipv4.ip_unprivileged_port_start
+TCP_TIMEWAIT_LEN = 60.0                  # seconds a closed connection holds its port
+TCP_TIME_WAIT = 6                        # include/net/tcp_states.h
 
 # Options of the IP and IPv6 levels that are ints stored and reported back, with defaults.
 _IP_INTS = {IP_RECVERR: 0, IP_PKTINFO: 0, IP_RECVTTL: 0, IP_RECVTOS: 0, IP_FREEBIND: 0,
@@ -121,14 +124,36 @@ class InetStack:
             return False                  # no address both would take: no overlap
         if s.reuseaddr() and other.reuseaddr() and not other.listening():
             return False
-        if s.reuseport() and other.reuseport() and s.uid == other.uid:
+        if s.reuseport() and other.reuseport() and (
+                s.uid == other.uid or isinstance(other, TimeWait)):
             return False
         return True
 
     def can_bind(self, s: "InetSocket", port: int) -> bool:
         """Whether `s` (its address set) may hold `port` beside the sockets bound there."""
+        self._expire(s.stype, port)
         return not any(self._conflict(s, o)
                        for o in self.ports[s.stype].get(port, ()))
+
+    def time_wait(self, s: "InetSocket") -> None:
+        """`s` closed first (it sent the first FIN): its address and port stay taken for
+        TCP_TIMEWAIT_LEN, as Linux's TIME_WAIT (and orphaned FIN_WAIT2) sockets, which a
+        bind(2) meets unless both it and the closed socket set SO_REUSEADDR."""
+        if s.port:
+            self.ports[s.stype].setdefault(s.port, []).append(TimeWait(s))
+
+    def _expire(self, stype: int, port: int) -> None:
+        """Drop the TIME_WAIT entries on `port` whose time is up."""
+        socks = self.ports[stype].get(port)
+        if not socks:
+            return
+        now = time.monotonic()
+        keep = [o for o in socks if not isinstance(o, TimeWait) or o.expires > now]
+        if len(keep) != len(socks):
+            if keep:
+                socks[:] = keep
+            else:
+                del self.ports[stype][port]
 
     def bind(self, s: "InetSocket", ip: bytes, port: int) -> None:
         """Bind `s` to (ip, port); port 0 picks a free ephemeral port (EADDRINUSE)."""
@@ -139,7 +164,7 @@ class InetStack:
         elif not self.can_bind(s, port):
             s.ip = A.ANY6 if s.family == AF_INET6 else A.ANY4
             raise SyscallError(errno.EADDRINUSE)
-        s.port = port
+        s.port, s.port_put = port, False
         table.setdefault(port, []).append(s)
 
     def _ephemeral(self, s: "InetSocket") -> int:
@@ -148,14 +173,21 @@ class InetStack:
         for _ in range(span):
             p = self.next_port
             self.next_port = EPHEMERAL_LOW + (p + 1 - EPHEMERAL_LOW) % span
+            self._expire(s.stype, p)
             if p not in table:
                 return p
         for _ in range(span):                 # all used: share one where the rules allow
-            p = self.next_port
-            self.next_port = EPHEMERAL_LOW + (p + 1 - EPHEMERAL_LOW) % span
-            if self.can_bind(s, p):
+            p = self.next_port               # (or held only by TIME_WAIT: Linux reuses those
+            self.next_port = EPHEMERAL_LOW + (p + 1 - EPHEMERAL_LOW) % span  # for new 4-tuples)
+            if self.can_bind(s, p) or all(isinstance(o, TimeWait) for o in table.get(p, ())):
                 return p
         raise SyscallError(errno.EADDRINUSE)
+
+    def put_port(self, s: "InetSocket") -> None:
+        """Take `s` out of the table, leaving its port as a name only."""
+        port = s.port
+        self.unbind(s)
+        s.port, s.port_put = port, True
 
     def unbind(self, s: "InetSocket") -> None:
         table = self.ports[s.stype]
@@ -194,6 +226,33 @@ class InetStack:
         return best[self.spread % len(best)]
 
 
+class TimeWait:
+    """What a TCP socket that closed first leaves in the bind table: its local address,
+    port and SO_REUSEADDR / SO_REUSEPORT, for TCP_TIMEWAIT_LEN seconds.  It takes no
+    connection (lookup wants a listener) and never conflicts through SO_REUSEPORT with a
+    socket of another owner (Linux lets TIME_WAIT sockets share a reuseport group)."""
+
+    state = TCP_TIME_WAIT
+
+    def __init__(self, s: "InetSocket") -> None:
+        self.stype, self.family, self.ip, self.port = s.stype, s.family, s.ip, s.port
+        self.v6only, self.uid = s.v6only, s.uid
+        self.opts = {k: v for k, v in s.opts.items() if k in (SO_REUSEADDR, SO_REUSEPORT)}
+        self.expires = time.monotonic() + TCP_TIMEWAIT_LEN
+
+    def accepts(self, dst: bytes) -> bool:
+        return InetSocket.accepts(self, dst)  # type: ignore[arg-type]
+
+    def reuseaddr(self) -> bool:
+        return bool(self.opts.get(SO_REUSEADDR))
+
+    def reuseport(self) -> bool:
+        return bool(self.opts.get(SO_REUSEPORT))
+
+    def listening(self) -> bool:
+        return False
+
+
 class InetSocket(Socket):
     """What TCP and UDP sockets share: the local endpoint, the family's names, and the
     options of the IP and IPv6 levels."""
@@ -205,6 +264,9 @@ class InetSocket(Socket):
         self.ip = A.ANY6 if family == AF_INET6 else A.ANY4   # local address (bound or not)
         self.port = 0                                        # local port; 0: unbound
         self.user_bound = False                              # bind(2) chose it
+        self.addr_locked = False    # bind(2) chose the address (Linux's SOCK_BINDADDR_LOCK)
+        self.port_locked = False    # ... and the port (SOCK_BINDPORT_LOCK)
+        self.port_put = False       # `port` is only the name: the table let it go
         self.remote: A.Endpoint | None = None
         self.v6only = False                                  # net.ipv6.bindv6only = 0
         self.ttl = -1                                        # -1: the default (64)
@@ -250,10 +312,11 @@ class InetSocket(Socket):
             raise SyscallError(errno.EADDRNOTAVAIL)
         if port and port < UNPRIVILEGED_PORT_START and not _capable(t, CAP_NET_BIND_SERVICE):
             raise SyscallError(errno.EACCES)
-        if self.port or not self.bindable():
+        if self.port and not self.port_put or not self.bindable():
             raise SyscallError(errno.EINVAL)
         self.net.bind(self, ip, port)
         self.user_bound = True
+        self.addr_locked, self.port_locked = not A.is_any(ip), bool(port)
 
     def bindable(self) -> bool:
         """Whether the socket is in a state a bind may happen in (unbound is checked apart)."""
@@ -265,8 +328,16 @@ class InetSocket(Socket):
         if src is not None and A.is_any(self.ip):
             if self.family == AF_INET6 and self.ip == A.ANY6 or self.family == AF_INET:
                 self.ip = src
-        if not self.port:
+        if not self.port or self.port_put:
             self.net.bind(self, self.ip, 0)
+
+    def put_port(self) -> None:
+        """The socket is closed but open (refused, reset, disconnected, no longer listening):
+        a port bind(2) did not choose goes back to the table, while getsockname still
+        names it, and the next connect or listen takes a new one (Linux's inet_put_port
+        from tcp_set_state(TCP_CLOSE), which leaves inet_sport)."""
+        if self.port and not self.port_put and not self.port_locked:
+            self.net.put_port(self)
 
     def getsockname(self) -> bytes:
         return self.sockaddr((self.ip, self.port))

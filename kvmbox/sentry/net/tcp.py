@@ -9,8 +9,9 @@ makes room (Linux instead drops the SYN and retransmits a second later).  The st
 follow Linux (tcp_states.h) as a program sees them through tcp_poll, TCP_INFO and the
 errors: FIN (shutdown SHUT_WR, close) gives the peer EOF; a close with unread data, or
 with SO_LINGER {1, 0}, resets the peer (ECONNRESET; EPIPE in CLOSE_WAIT); a send to a
-peer that closed is answered by a reset.  There is no TIME_WAIT: a closed connection
-leaves nothing behind.  No packet, no host socket.
+peer that closed is answered by a reset.  The side that sent the first FIN leaves its
+address and port in the bind table for 60 s (TIME_WAIT: a bind there needs SO_REUSEADDR
+on both); nothing else of a closed connection stays.  No packet, no host socket.
 """
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ from collections import deque
 from kvmbox.abi.fcntl import O_NONBLOCK
 from kvmbox.abi.poll import POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDNORM, POLLWRNORM
 from kvmbox.abi.socket import (
-    AF_INET6, MSG_OOB, MSG_PEEK, MSG_TRUNC, MAX_TCP_KEEPCNT, MAX_TCP_KEEPIDLE,
-    MAX_TCP_KEEPINTVL, RCV_SHUTDOWN, SEND_SHUTDOWN, SHUTDOWN_MASK, IPPROTO_TCP, TCP_CONGESTION,
+    AF_INET6, MSG_DONTWAIT, MSG_OOB, MSG_PEEK, MSG_TRUNC, SO_RCVLOWAT, MAX_TCP_KEEPCNT,
+    MAX_TCP_KEEPIDLE, MAX_TCP_KEEPINTVL, RCV_SHUTDOWN, SEND_SHUTDOWN, SHUTDOWN_MASK,
+    IPPROTO_TCP, TCP_CONGESTION,
     TCP_CORK, TCP_DEFER_ACCEPT, TCP_INFO, TCP_KEEPCNT, TCP_KEEPCNT_DEFAULT, TCP_KEEPIDLE,
     TCP_KEEPIDLE_DEFAULT, TCP_KEEPINTVL, TCP_KEEPINTVL_DEFAULT, TCP_LINGER2, TCP_MAXSEG,
     TCP_MAXSEG_DEFAULT, TCP_NODELAY, TCP_NOTSENT_LOWAT, TCP_QUICKACK, TCP_SYNCNT,
@@ -77,6 +79,7 @@ class TcpSocket(InetSocket):
         self.listener: TcpSocket | None = None   # the listener a waiting connector waits on
         self.tcpopts: dict[int, int] = {}
         self.dead = False
+        self.closed_first = False           # our FIN went before the peer's: TIME_WAIT at close
 
     # --- state ------------------------------------------------------------------------
     def stream_like(self) -> bool:
@@ -86,7 +89,7 @@ class TcpSocket(InetSocket):
         return self.state == LISTEN
 
     def bindable(self) -> bool:
-        return self.state == CLOSE and self.sock_state == UNCONNECTED
+        return self.state == CLOSE
 
     def getpeername(self) -> bytes:
         if self.state in (CLOSE, SYN_SENT, LISTEN) or self.remote is None:
@@ -112,6 +115,7 @@ class TcpSocket(InetSocket):
         self.state = CLOSE
         self.shut = SHUTDOWN_MASK
         self.peer = None
+        self.put_port()
         self.changed()
 
     # --- connections ------------------------------------------------------------------
@@ -119,7 +123,7 @@ class TcpSocket(InetSocket):
         if self.sock_state != UNCONNECTED or self.state not in (CLOSE, LISTEN):
             raise SyscallError(errno.EINVAL)
         if self.state != LISTEN:
-            if not self.port:
+            if not self.port or self.port_put:
                 self.autobind()
             elif not self.net.can_bind(self, self.port):
                 raise SyscallError(errno.EADDRINUSE)
@@ -158,7 +162,11 @@ class TcpSocket(InetSocket):
         self.sock_state = CONNECTING
         self.state = SYN_SENT
         lst = self.net.lookup(self.stype, dst, dport, lambda s: s.state == LISTEN)
-        if lst is None:
+        if lst is None and (dst, dport) == (self.ip, self.port):
+            # a SYN to itself: Linux's simultaneous open connects the socket to itself
+            self.state, self.was_connected, self.peer = ESTABLISHED, True, self
+            self.changed()
+        elif lst is None:
             self._refused(nonblock)
         elif len(lst.accq) > lst.backlog:
             self.listener = lst
@@ -178,9 +186,9 @@ class TcpSocket(InetSocket):
     def _refused(self, nonblock: bool) -> None:
         self.state = CLOSE
         self.remote = None
-        if not self.user_bound:
-            self.net.unbind(self)
+        if not self.addr_locked:
             self.ip = A.ANY6 if self.family == AF_INET6 else A.ANY4
+        self.put_port()
         self.error = errno.ECONNREFUSED
         if nonblock:
             self.shut = SHUTDOWN_MASK
@@ -194,11 +202,13 @@ class TcpSocket(InetSocket):
         new.tcpopts = dict(self.tcpopts)
         new.ipopts = dict(self.ipopts)
         new.rcvbuf, new.sndbuf = self.rcvbuf, self.sndbuf
+        new.rcvtimeo, new.sndtimeo, new.linger = self.rcvtimeo, self.sndtimeo, self.linger
         new.ttl, new.tos, new.v6only = self.ttl, self.tos, self.v6only
         dst = c.remote[0]
         new.ip = dst
         new.port = self.port
         new.user_bound = True
+        new.addr_locked, new.port_locked = self.addr_locked, self.port_locked
         new.remote = (c.ip, c.port)
         new.state, new.sock_state, new.was_connected = ESTABLISHED, CONNECTED, True
         new.listener = self
@@ -240,19 +250,31 @@ class TcpSocket(InetSocket):
         self.state, self.sock_state, self.shut, self.fin_in = CLOSE, UNCONNECTED, 0, False
         self.rx.clear()
         self.remote = None
-        if not self.user_bound:
-            self.net.unbind(self)
+        if not self.addr_locked:
+            self.ip = A.ANY6 if self.family == AF_INET6 else A.ANY4
+        self.put_port()
         self.changed()
 
     def shutdown(self, how: int) -> None:
+        """Linux's inet_shutdown: on a closed socket the directions are shut all the same
+        (later reads see EOF) and the answer is ENOTCONN; a connect still waiting is
+        abandoned (tcp_disconnect)."""
         mode = how + 1
-        if self.state in (CLOSE, SYN_SENT):
+        if self.state == CLOSE:
+            self.shut |= mode
+            self.changed()
             raise SyscallError(errno.ENOTCONN)
+        if self.state == SYN_SENT:
+            self._disconnect()
+            return
         if self.state == LISTEN:
             if mode & RCV_SHUTDOWN:
                 self._stop_listening()
+                self.put_port()
                 self.changed()
             return
+        if mode & SEND_SHUTDOWN and not self.shut & SEND_SHUTDOWN:
+            self.closed_first = not self.fin_in
         self.shut |= mode
         p = self.peer
         if mode & SEND_SHUTDOWN and p is not None and not p.fin_in:
@@ -292,9 +314,13 @@ class TcpSocket(InetSocket):
     def recvmsg(self, t, n: int, flags: int) -> Received:
         if flags & MSG_OOB:
             raise SyscallError(errno.EINVAL)
-        if self.state == LISTEN or (self.state == CLOSE and not self.was_connected):
+        if self.state == LISTEN or (self.state == CLOSE and not self.was_connected
+                                    and not self.shut & RCV_SHUTDOWN):
             raise SyscallError(errno.ENOTCONN)
         if self.rx and n:
+            if len(self.rx) < min(self._lowat(), n) and not self.shut & RCV_SHUTDOWN \
+                    and not (flags & MSG_DONTWAIT or self.flags & O_NONBLOCK):
+                raise SyscallError(errno.EAGAIN)   # a blocking receive waits for SO_RCVLOWAT
             data = bytes(self.rx[:n])
             if not flags & MSG_PEEK:
                 del self.rx[:len(data)]
@@ -312,6 +338,10 @@ class TcpSocket(InetSocket):
     def readable_bytes(self) -> int:
         return len(self.rx)
 
+    def _lowat(self) -> int:
+        """SO_RCVLOWAT: the bytes that make the socket readable (Linux's sock_rcvlowat)."""
+        return max(self.opts.get(SO_RCVLOWAT, 1), 1)
+
     # --- readiness and close ----------------------------------------------------------
     def poll(self, events: int) -> int:
         """Linux's tcp_poll."""
@@ -323,7 +353,7 @@ class TcpSocket(InetSocket):
         if self.shut & RCV_SHUTDOWN:
             mask |= POLLIN | POLLRDNORM | POLLRDHUP
         if self.state != SYN_SENT:
-            if self.rx:
+            if self.rx and len(self.rx) >= self._lowat():
                 mask |= POLLIN | POLLRDNORM
             if self.shut & SEND_SHUTDOWN or self.peer is None or \
                     self._room(self.peer) * 3 >= self.peer.rcvbuf + self.sndbuf:
@@ -356,10 +386,14 @@ class TcpSocket(InetSocket):
         elif self.state == SYN_SENT:
             self._leave_synq()
         p = self.peer
+        orderly = self.state == ESTABLISHED and self.was_connected   # FINs, not a reset
         if p is not None:
             if self.rx or self.linger == (1, 0) or self.listener is not None:
                 p._reset()
+                orderly = False
             else:
+                if not self.shut & SEND_SHUTDOWN:
+                    self.closed_first = not self.fin_in
                 if not p.fin_in:
                     p.fin_in = True
                     p.shut |= RCV_SHUTDOWN
@@ -369,6 +403,8 @@ class TcpSocket(InetSocket):
         self.rx = bytearray()
         self.state = CLOSE
         if self.port:
+            if orderly and self.closed_first:
+                self.net.time_wait(self)
             self.net.unbind(self)
         self.changed()
 

@@ -11,11 +11,15 @@ MSG_TRUNC, connect filtering (AF_UNSPEC disconnects), 65507 / 65527 bytes at mos
 from __future__ import annotations
 
 import errno
+import struct
 from collections import deque
 
+from kvmbox.abi.fcntl import O_NONBLOCK
 from kvmbox.abi.poll import POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDNORM, POLLWRBAND, POLLWRNORM
 from kvmbox.abi.socket import (
-    AF_INET, AF_INET6, AF_UNSPEC, IP_RECVERR, IPPROTO_UDP, IPV6_RECVERR, MSG_OOB, MSG_PEEK,
+    AF_INET, AF_INET6, AF_UNSPEC, IP_DEFAULT_TTL, IP_PKTINFO, IP_RECVERR, IP_RECVTOS,
+    IP_RECVTTL, IP_TOS, IP_TTL, IPPROTO_IP, IPPROTO_IPV6, IPPROTO_UDP, IPV6_PKTINFO,
+    IPV6_RECVERR, IPV6_RECVPKTINFO, LOOPBACK_IFINDEX, MSG_DONTWAIT, MSG_OOB, MSG_PEEK,
     MSG_TRUNC, RCV_SHUTDOWN, SEND_SHUTDOWN, SHUTDOWN_MASK, UDP_CORK, UDP_GRO, UDP_MAX_PAYLOAD4,
     UDP_MAX_PAYLOAD6, UDP_SEGMENT,
 )
@@ -38,7 +42,8 @@ class UdpSocket(InetSocket):
 
     def __init__(self, kernel, creds, family: int, stype: int, protocol: int, flags: int) -> None:
         super().__init__(kernel, creds, family, stype, protocol, flags)
-        self.rx: deque[tuple[bytes, A.Endpoint]] = deque()
+        # (bytes, source, destination address, the sender's TTL and TOS) per datagram
+        self.rx: deque[tuple[bytes, A.Endpoint, bytes, int, int]] = deque()
         self.rmem = 0
         self.shut = 0
         self.udpopts: dict[int, int] = {}
@@ -69,9 +74,10 @@ class UdpSocket(InetSocket):
         """Linux's __udp_disconnect: the peer goes, and an address or port bind(2) did not
         choose."""
         self.remote = None
-        if not self.user_bound and self.port:
-            self.net.unbind(self)
+        if not self.addr_locked:
             self.ip = A.ANY6 if self.family == AF_INET6 else A.ANY4
+        if not self.port_locked and self.port:
+            self.net.unbind(self)
         self.changed()
 
     def shutdown(self, how: int) -> None:
@@ -109,7 +115,7 @@ class UdpSocket(InetSocket):
                 self.error = errno.ECONNREFUSED
                 self.changed()
         elif to.rmem + len(data) <= to.rcvbuf and not to.shut & RCV_SHUTDOWN:
-            to.rx.append((data, me))
+            to.rx.append((data, me, dst, self.ttl if self.ttl >= 0 else IP_DEFAULT_TTL, self.tos))
             to.rmem += len(data) + OVERHEAD
             to.changed()
         return len(data)
@@ -121,15 +127,37 @@ class UdpSocket(InetSocket):
             err, self.error = self.error, 0
             raise SyscallError(err)
         if not self.rx:
-            if self.shut & RCV_SHUTDOWN:
+            # shut for reading: a blocking receive ends with 0, a non-blocking one still
+            # says EAGAIN (Linux's __skb_recv_udp / __skb_wait_for_more_packets)
+            if self.shut & RCV_SHUTDOWN and not (flags & MSG_DONTWAIT or self.flags & O_NONBLOCK):
                 return Received(b"", None, 0, 0)
             raise SyscallError(errno.EAGAIN)
-        data, src = self.rx[0]
+        data, src, dst, ttl, tos = self.rx[0]
         if not flags & MSG_PEEK:
             self.rx.popleft()
             self.rmem -= len(data) + OVERHEAD
-        return Received(data[:n], self.sockaddr(src), MSG_TRUNC if len(data) > n else 0,
-                        len(data))
+        r = Received(data[:n], self.sockaddr(src), MSG_TRUNC if len(data) > n else 0,
+                     len(data))
+        r.other.extend(self._control(dst, ttl, tos))
+        return r
+
+    def _control(self, dst: bytes, ttl: int, tos: int) -> list[tuple[int, int, bytes]]:
+        """The control messages the options ask for, in Linux's order: a datagram to an
+        IPv4 address gets ip_cmsg_recv's (IP_PKTINFO, IP_RECVTTL, IP_RECVTOS; on an
+        AF_INET6 socket too), one to an IPv6 address ip6_datagram_recv_specific_ctl's
+        (IPV6_RECVPKTINFO).  Everything arrives on lo."""
+        out = []
+        if A.is_v4(dst):
+            if self.ipopts.get(IP_PKTINFO):        # in_pktinfo: ifindex, spec_dst, addr
+                out.append((IPPROTO_IP, IP_PKTINFO,
+                            struct.pack("<i4s4s", LOOPBACK_IFINDEX, dst[12:], dst[12:])))
+            if self.ipopts.get(IP_RECVTTL):
+                out.append((IPPROTO_IP, IP_TTL, struct.pack("<i", ttl)))
+            if self.ipopts.get(IP_RECVTOS):
+                out.append((IPPROTO_IP, IP_TOS, bytes([tos & 0xFF])))
+        elif self.ipopts.get(1000 + IPV6_RECVPKTINFO):   # in6_pktinfo: addr, ifindex
+            out.append((IPPROTO_IPV6, IPV6_PKTINFO, dst + struct.pack("<i", LOOPBACK_IFINDEX)))
+        return out
 
     def readable_bytes(self) -> int:
         return len(self.rx[0][0]) if self.rx else 0
