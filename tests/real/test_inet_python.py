@@ -1,0 +1,345 @@
+"""The host's python3 and node over AF_INET and AF_INET6 loopback, natively and in the
+sandbox: an asyncio echo server with concurrent clients, http.server.ThreadingHTTPServer
+queried by urllib, UDP (sendto/recvfrom, connected, ECONNREFUSED), a
+multiprocessing.connection Listener on 127.0.0.1, socketserver's threading and forking
+TCP servers and a UDP one, the corners (dual-stack listener, non-blocking connect,
+refusal, bulk transfer, sendfile, reset, options, EADDRINUSE) and node's http server
+with fetch.  In the sandbox all of this runs on the Sentry's own loopback; natively on
+the host's 127.0.0.1 / ::1 only.  stdout and exit status must match byte for byte.
+(multiprocessing.Pipe() and Manager() are AF_UNIX: tests/real/test_unix_python.py.)"""
+from __future__ import annotations
+
+import shutil
+import socket
+
+import pytest
+
+from helpers import TEST_ENV, assert_same_outcome, run_native, run_sandbox
+
+ASYNCIO_ECHO = r"""
+import asyncio, sys
+async def handle(reader, writer):
+    while True:
+        line = await reader.readline()
+        if not line:
+            break
+        writer.write(line.upper())
+        await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+async def client(host, port, i):
+    r, w = await asyncio.open_connection(host, port)
+    got = []
+    for j in range(5):
+        w.write(b"client %d line %d\n" % (i, j))
+        await w.drain()
+        got.append(await r.readline())
+    w.write_eof()
+    rest = await r.read()
+    w.close()
+    await w.wait_closed()
+    return i, got[0], got[-1], len(b"".join(got)), rest
+async def main():
+    for host in sys.argv[1:]:
+        srv = await asyncio.start_server(handle, host, 0)
+        port = srv.sockets[0].getsockname()[1]
+        res = await asyncio.gather(*(client(host, port, i) for i in range(8)))
+        for r in res:
+            print(host, *r)
+        srv.close()
+        await srv.wait_closed()
+asyncio.run(main())
+"""
+
+HTTP_SERVER = r"""
+import threading, urllib.request, json
+from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"path": self.path, "n": len(self.path)}).encode()
+        self.send_response(200 if self.path != "/missing" else 404)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def do_POST(self):
+        data = self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(201)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data[::-1])
+    def log_message(self, *a):
+        pass
+srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+t = threading.Thread(target=srv.serve_forever, daemon=True)
+t.start()
+base = "http://127.0.0.1:%d" % srv.server_address[1]
+for path in ("/", "/a/b?c=d", "/x" * 300):
+    with urllib.request.urlopen(base + path, timeout=20) as r:
+        print(r.status, r.read())
+try:
+    urllib.request.urlopen(base + "/missing", timeout=20)
+except urllib.error.HTTPError as e:
+    print("HTTPError", e.code, e.read())
+req = urllib.request.Request(base + "/post", data=b"abc" * 10000, method="POST")
+with urllib.request.urlopen(req, timeout=20) as r:
+    body = r.read()
+    print(r.status, len(body), body[:9])
+results = []
+def get(i):
+    with urllib.request.urlopen(base + "/t%d" % i, timeout=20) as r:
+        results.append((i, r.status, r.read()))
+ts = [threading.Thread(target=get, args=(i,)) for i in range(6)]
+for x in ts: x.start()
+for x in ts: x.join()
+print(sorted(results))
+srv.shutdown()
+srv.server_close()
+"""
+
+UDP = r"""
+import socket, errno, sys
+for host in sys.argv[1:]:
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    a = socket.socket(fam, socket.SOCK_DGRAM); a.bind((host, 0))
+    b = socket.socket(fam, socket.SOCK_DGRAM); b.bind((host, 0))
+    pa, pb = a.getsockname()[1], b.getsockname()[1]
+    for i in range(3):
+        a.sendto(b"dgram %d" % i, b.getsockname())
+    out = []
+    for i in range(3):
+        data, src = b.recvfrom(100)
+        out.append((data, src[0], src[1] == pa))
+    print(host, out)
+    b.sendto(b"x" * 60000, a.getsockname())
+    print(len(a.recv(65536)))
+    b.sendto(b"truncated", a.getsockname())
+    print(a.recv(4))
+    c = socket.socket(fam, socket.SOCK_DGRAM)
+    c.connect(b.getsockname())
+    c.send(b"connected")
+    d, src = b.recvfrom(100)
+    print(d, src == c.getsockname(), c.getpeername() == b.getsockname())
+    b.sendto(b"back", c.getsockname())
+    print(c.recv(100))
+    a.sendto(b"filtered", c.getsockname())   # c is connected to b: dropped
+    b.sendto(b"passes", c.getsockname())
+    print(c.recv(100))
+    a.close()
+    c2 = socket.socket(fam, socket.SOCK_DGRAM); c2.connect((host, pa))
+    c2.send(b"nobody")
+    try:
+        c2.recv(10)
+    except OSError as e:
+        print("closed port", errno.errorcode[e.errno])
+    for s in (b, c, c2): s.close()
+"""
+
+MP_LISTENER = r"""
+import multiprocessing as mp
+from multiprocessing.connection import Listener, Client
+def child(addr, key):
+    with Client(addr, authkey=key) as c:
+        c.send(["hello", 1, 2.5])
+        print("child got", c.recv(), flush=True)
+if __name__ == "__main__":
+    mp.set_start_method("fork")
+    with Listener(("127.0.0.1", 0), authkey=b"secret") as l:
+        p = mp.Process(target=child, args=(l.address, b"secret"))
+        p.start()
+        with l.accept() as conn:
+            msg = conn.recv()
+            print("parent got", msg, flush=True)
+            conn.send(sorted(map(str, msg)))
+        p.join()
+        print(p.exitcode)
+"""
+
+SOCKETSERVER = r"""
+import socketserver, socket, threading
+class H(socketserver.StreamRequestHandler):
+    def handle(self):
+        for line in self.rfile:
+            self.wfile.write(b"%d:%s" % (len(line), line))
+for srvcls, fam, host in ((socketserver.ThreadingTCPServer, socket.AF_INET, "127.0.0.1"),
+                          (socketserver.ForkingTCPServer, socket.AF_INET, "127.0.0.1")):
+    srv = srvcls((host, 0), H)
+    t = threading.Thread(target=srv.serve_forever, daemon=True); t.start()
+    out = []
+    for i in range(4):
+        with socket.create_connection(srv.server_address, timeout=20) as c:
+            f = c.makefile("rwb")
+            f.write(b"hello %d\n" % i); f.write(b"x" * 5000 + b"\n"); f.flush()
+            c.shutdown(socket.SHUT_WR)
+            out.append(f.read())
+    print(srvcls.__name__, [o[:12] for o in out], sum(map(len, out)))
+    srv.shutdown(); srv.server_close()
+class U(socketserver.BaseRequestHandler):
+    def handle(self):
+        data, sock = self.request
+        sock.sendto(data[::-1], self.client_address)
+srv = socketserver.ThreadingUDPServer(("127.0.0.1", 0), U)
+t = threading.Thread(target=srv.serve_forever, daemon=True); t.start()
+c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); c.settimeout(20)
+for w in (b"abc", b"hello"):
+    c.sendto(w, srv.server_address); print(c.recvfrom(100)[0])
+srv.shutdown(); srv.server_close()
+"""
+
+CORNERS = r"""
+import socket, select, errno, os, threading, tempfile
+# dual-stack listener: v4 clients appear as v4-mapped addresses
+srv = socket.create_server(("::", 0), family=socket.AF_INET6, dualstack_ipv6=True)
+port = srv.getsockname()[1]
+for host in ("127.0.0.1", "::1", "localhost"):
+    c = socket.create_connection((host, port), timeout=10)
+    n, peer = srv.accept()
+    print(host, peer[0], n.getsockname()[0], c.getpeername()[1] == port, peer[1] == c.getsockname()[1])
+    n.close(); c.close()
+srv.close()
+# non-blocking connect, select, SO_ERROR
+l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(1)
+c = socket.socket(); c.setblocking(False)
+try:
+    c.connect(l.getsockname()); print("connected at once")
+except BlockingIOError:
+    print("EINPROGRESS")
+_, w, _ = select.select([], [c], [], 5)
+print("writable", bool(w), c.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
+n, _ = l.accept()
+# refused non-blocking connect
+free = socket.socket(); free.bind(("127.0.0.1", 0)); fport = free.getsockname()[1]; free.close()
+d = socket.socket(); d.setblocking(False)
+try:
+    d.connect(("127.0.0.1", fport)); print("connected?")
+except OSError as e:
+    print("connect", errno.errorcode[e.errno])
+    select.select([], [d], [], 5)
+    print("SO_ERROR", errno.errorcode.get(d.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)))
+try:
+    socket.create_connection(("127.0.0.1", fport), timeout=5)
+except OSError as e:
+    print("blocking connect", errno.errorcode[e.errno])
+# a big transfer both ways with flow control, and sendfile
+c.setblocking(True)
+blob = os.urandom(3 << 20)
+t = threading.Thread(target=lambda: (c.sendall(blob), c.shutdown(socket.SHUT_WR)))
+t.start()
+got = bytearray()
+while True:
+    chunk = n.recv(1 << 16)
+    if not chunk: break
+    got += chunk
+t.join()
+print("bulk", len(got), got == blob)
+with tempfile.TemporaryFile() as f:
+    f.write(blob[:200000]); f.flush(); f.seek(0)
+    t = threading.Thread(target=lambda: (n.sendfile(f), n.shutdown(socket.SHUT_WR)))
+    t.start()
+    back = bytearray()
+    while True:
+        chunk = c.recv(1 << 16)
+        if not chunk: break
+        back += chunk
+    t.join()
+    print("sendfile", len(back), back == blob[:200000])
+# reset on close with unread data
+n.close(); c.close()
+c = socket.create_connection(l.getsockname()); n, _ = l.accept()
+c.sendall(b"unread"); n.close()
+try:
+    c.sendall(b"more"); print(c.recv(10))
+except OSError as e:
+    print("after peer close", errno.errorcode[e.errno])
+c.close()
+# options
+c = socket.create_connection(l.getsockname()); n, _ = l.accept()
+c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+print("nodelay", c.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY),
+      "keepalive", c.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+      "type", c.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE))
+c.send(b"peek"); print(n.recv(4, socket.MSG_PEEK), n.recv(4))
+# EADDRINUSE and SO_REUSEADDR
+b = socket.socket()
+try:
+    b.bind(l.getsockname())
+except OSError as e:
+    print("bind", errno.errorcode[e.errno])
+c.close(); n.close(); l.close()
+r = socket.socket(); r.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+r.bind(("127.0.0.1", port)); r.listen(); print("rebound", r.getsockname()[1] == port)
+print(socket.getaddrinfo("localhost", 80, socket.AF_INET, socket.SOCK_STREAM)[0][4])
+"""
+
+NODE_HTTP = r"""
+const http = require('http');
+const srv = http.createServer((req, res) => {
+  let body = '';
+  req.on('data', d => body += d);
+  req.on('end', () => {
+    res.writeHead(req.url === '/missing' ? 404 : 200, {'content-type': 'text/plain'});
+    res.end(`${req.method} ${req.url} ${body.length}`);
+  });
+});
+srv.listen(0, '127.0.0.1', async () => {
+  const base = `http://127.0.0.1:${srv.address().port}`;
+  for (const p of ['/', '/a?b=c', '/missing']) {
+    const r = await fetch(base + p);
+    console.log(r.status, await r.text());
+  }
+  const r = await fetch(base + '/post', {method: 'POST', body: 'z'.repeat(100000)});
+  console.log(r.status, await r.text());
+  const all = await Promise.all([1,2,3,4,5].map(i => fetch(base + '/c' + i).then(r => r.text())));
+  console.log(all.join(','));
+  srv.close(() => console.log('closed'));
+});
+"""
+
+
+def _loopback6() -> bool:
+    """Whether this host has ::1 (the native run needs it for the IPv6 cases)."""
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+HOSTS = ["127.0.0.1", "::1"] if _loopback6() else ["127.0.0.1"]
+
+# name: (script, extra argv); the scripts that take addresses get HOSTS.
+SCRIPTS = {
+    "asyncio-echo": (ASYNCIO_ECHO, HOSTS),
+    "http-server-urllib": (HTTP_SERVER, []),
+    "udp": (UDP, HOSTS),
+    "multiprocessing-listener": (MP_LISTENER, []),
+    "socketserver": (SOCKETSERVER, []),
+    "corners": (CORNERS, []),
+}
+
+
+def _which(prog: str) -> str | None:
+    return shutil.which(prog, path=TEST_ENV["PATH"])
+
+
+@pytest.mark.parametrize("name", list(SCRIPTS))
+def test_python_inet_same_as_native(name: str, sandbox):
+    py = _which("python3")
+    assert py, "python3 is not installed on this host"
+    script, args = SCRIPTS[name]
+    if name == "corners" and len(HOSTS) < 2:
+        pytest.skip("this host has no ::1 for the dual-stack listener")
+    native = run_native(py, ["-c", script, *args], timeout=60, cwd="/")
+    assert native.exit_code == 0, f"native run failed: {native.describe()}\n{native.stderr.decode()}"
+    boxed = run_sandbox(py, ["-c", script, *args], timeout=120, sandbox=sandbox, cwd="/")
+    assert_same_outcome(native, boxed, what=f"python3 -c <{name}>")
+
+
+def test_node_http_server_and_fetch_same_as_native(sandbox):
+    node = _which("node")
+    if node is None:
+        pytest.skip("node is not installed on this host")
+    native = run_native(node, ["-e", NODE_HTTP], timeout=60, cwd="/")
+    assert native.exit_code == 0, f"native run failed: {native.describe()}\n{native.stderr.decode()}"
+    boxed = run_sandbox(node, ["-e", NODE_HTTP], timeout=120, sandbox=sandbox, cwd="/")
+    assert_same_outcome(native, boxed, what="node -e <http server + fetch>")
