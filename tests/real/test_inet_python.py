@@ -3,8 +3,10 @@ sandbox: an asyncio echo server with concurrent clients, http.server.ThreadingHT
 queried by urllib, UDP (sendto/recvfrom, connected, ECONNREFUSED), a
 multiprocessing.connection Listener on 127.0.0.1, socketserver's threading and forking
 TCP servers and a UDP one, the corners (dual-stack listener, non-blocking connect,
-refusal, bulk transfer, sendfile, reset, options, EADDRINUSE) and node's http server
-with fetch.  In the sandbox all of this runs on the Sentry's own loopback; natively on
+refusal, bulk transfer, sendfile, reset, options, EADDRINUSE), asyncio streams under
+load (ten concurrent 300 KB echoes with backpressure), half-close and POLLRDHUP,
+SO_REUSEPORT listeners, curl / wget / perl against http.server, and node's http
+server with fetch.  In the sandbox all of this runs on the Sentry's own loopback; natively on
 the host's 127.0.0.1 / ::1 only.  stdout and exit status must match byte for byte.
 (multiprocessing.Pipe() and Manager() are AF_UNIX: tests/real/test_unix_python.py.)"""
 from __future__ import annotations
@@ -270,6 +272,99 @@ r.bind(("127.0.0.1", port)); r.listen(); print("rebound", r.getsockname()[1] == 
 print(socket.getaddrinfo("localhost", 80, socket.AF_INET, socket.SOCK_STREAM)[0][4])
 """
 
+STREAMS_UNDER_LOAD = r"""
+import asyncio, hashlib, sys, socket, select, errno
+async def handle(r, w):
+    h = hashlib.sha256()
+    n = 0
+    while True:
+        chunk = await r.read(50000)
+        if not chunk: break
+        h.update(chunk); n += len(chunk)
+        w.write(chunk[::-1])
+        await w.drain()
+    w.write(b"|" + h.hexdigest().encode()[:16])
+    await w.drain()
+    w.close()
+async def client(port, i):
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    data = bytes([i]) * (300000 + i * 1000)
+    async def send():
+        for k in range(0, len(data), 70000):
+            w.write(data[k:k+70000]); await w.drain()
+        w.write_eof()
+    t = asyncio.ensure_future(send())
+    got = await r.read()
+    await t
+    w.close()
+    return i, len(got), got[-16:]
+async def main():
+    srv = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = srv.sockets[0].getsockname()[1]
+    for res in await asyncio.gather(*(client(port, i) for i in range(10))):
+        print(*res)
+    srv.close(); await srv.wait_closed()
+asyncio.run(main())
+# half close, SHUT_RD, POLLRDHUP via poll, SO_REUSEPORT listeners
+l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen()
+c = socket.create_connection(l.getsockname()); n, _ = l.accept()
+c.shutdown(socket.SHUT_WR)
+p = select.poll(); p.register(n, select.POLLIN | select.POLLRDHUP)
+print("poll", p.poll(1000))
+print("eof", n.recv(10)); n.sendall(b"still works"); print(c.recv(100))
+n.close()
+p = select.poll(); p.register(c, select.POLLIN | select.POLLOUT | select.POLLRDHUP); print(p.poll(1000))
+c.close(); l.close()
+ls = []
+for i in range(2):
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    s.bind(("127.0.0.1", ls[0].getsockname()[1] if ls else 0)); s.listen(); ls.append(s)
+cs = [socket.create_connection(ls[0].getsockname()) for _ in range(20)]
+counts = []
+for s in ls:
+    s.setblocking(False); k = 0
+    while True:
+        try: s.accept()[0].close(); k += 1
+        except BlockingIOError: break
+    counts.append(k)
+print("reuseport total", sum(counts), all(counts))
+"""
+
+HOST_TOOLS = r"""
+import threading, subprocess, os, tempfile, socket, shutil
+from http.server import ThreadingHTTPServer, SimpleHTTPRequestHandler
+d = tempfile.mkdtemp()
+with open(os.path.join(d, "f.txt"), "w") as f:
+    f.write("hello from a file\n" * 3)
+with open(os.path.join(d, "big.bin"), "wb") as f:
+    f.write(bytes(range(256)) * 8192)
+class H(SimpleHTTPRequestHandler):
+    def __init__(self, *a, **kw):
+        super().__init__(*a, directory=d, **kw)
+    def log_message(self, *a):
+        pass
+for host in ("127.0.0.1", "::1")[:int(os.environ.get("NHOSTS", "2"))]:
+    class S(ThreadingHTTPServer):
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    srv = S((host, 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    url = "http://%s:%d" % ("[%s]" % host if ":" in host else host, srv.server_address[1])
+    for argv in (["curl", "-sS", "-g", url + "/f.txt"],
+                 ["curl", "-sS", "-g", "-o", "/dev/null", "-w", "%{http_code} %{size_download}\n", url + "/big.bin"],
+                 ["curl", "-sS", "-g", "-o", "/dev/null", "-w", "%{http_code}\n", url + "/nope"],
+                 ["curl", "-sS", "-g", "-d", "x=1", "-o", "/dev/null", "-w", "%{http_code}\n", url + "/f.txt"],
+                 ["wget", "-q", "-O", "-", url + "/f.txt"]):
+        p = subprocess.run(argv, capture_output=True)
+        print(host, argv[0], p.returncode, p.stdout[:60])
+    p = subprocess.run(["perl", "-MIO::Socket::IP", "-e",
+        'my $s = IO::Socket::IP->new(PeerHost => $ARGV[0], PeerPort => $ARGV[1]) or die "$@";'
+        'print $s "GET /f.txt HTTP/1.0\r\n\r\n"; my @l = <$s>; print $l[0], $l[-1];', host, str(srv.server_address[1])],
+        capture_output=True)
+    print(host, "perl", p.returncode, p.stdout, p.stderr[:200])
+    srv.shutdown(); srv.server_close()
+shutil.rmtree(d)
+"""
+
 NODE_HTTP = r"""
 const http = require('http');
 const srv = http.createServer((req, res) => {
@@ -315,6 +410,7 @@ SCRIPTS = {
     "multiprocessing-listener": (MP_LISTENER, []),
     "socketserver": (SOCKETSERVER, []),
     "corners": (CORNERS, []),
+    "streams-under-load": (STREAMS_UNDER_LOAD, []),
 }
 
 
@@ -333,6 +429,19 @@ def test_python_inet_same_as_native(name: str, sandbox):
     assert native.exit_code == 0, f"native run failed: {native.describe()}\n{native.stderr.decode()}"
     boxed = run_sandbox(py, ["-c", script, *args], timeout=120, sandbox=sandbox, cwd="/")
     assert_same_outcome(native, boxed, what=f"python3 -c <{name}>")
+
+
+def test_curl_wget_perl_against_python_http_server_same_as_native(sandbox):
+    """curl, wget and perl's IO::Socket::IP fetch from http.server on 127.0.0.1 and ::1."""
+    missing = [p for p in ("python3", "curl", "wget", "perl") if _which(p) is None]
+    if missing:
+        pytest.skip(f"not installed on this host: {' '.join(missing)}")
+    env = dict(TEST_ENV, NHOSTS=str(len(HOSTS)))
+    py = _which("python3")
+    native = run_native(py, ["-c", HOST_TOOLS], env=env, timeout=60, cwd="/")
+    assert native.exit_code == 0, f"native run failed: {native.describe()}\n{native.stderr.decode()}"
+    boxed = run_sandbox(py, ["-c", HOST_TOOLS], env=env, timeout=120, sandbox=sandbox, cwd="/")
+    assert_same_outcome(native, boxed, what="python3 -c <http.server + curl, wget, perl>")
 
 
 def test_node_http_server_and_fetch_same_as_native(sandbox):
