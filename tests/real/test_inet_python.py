@@ -1,14 +1,17 @@
-"""The host's python3 and node over AF_INET and AF_INET6 loopback, natively and in the
-sandbox: an asyncio echo server with concurrent clients, http.server.ThreadingHTTPServer
-queried by urllib, UDP (sendto/recvfrom, connected, ECONNREFUSED), a
-multiprocessing.connection Listener on 127.0.0.1, socketserver's threading and forking
-TCP servers and a UDP one, the corners (dual-stack listener, non-blocking connect,
-refusal, bulk transfer, sendfile, reset, options, EADDRINUSE), asyncio streams under
-load (ten concurrent 300 KB echoes with backpressure), half-close and POLLRDHUP,
-SO_REUSEPORT listeners, curl / wget / perl against http.server, and node's http
-server with fetch.  In the sandbox all of this runs on the Sentry's own loopback; natively on
-the host's 127.0.0.1 / ::1 only.  stdout and exit status must match byte for byte.
-(multiprocessing.Pipe() and Manager() are AF_UNIX: tests/real/test_unix_python.py.)"""
+"""The host's python3, curl, wget, perl, node and java over AF_INET and AF_INET6
+loopback, natively and in the sandbox: an asyncio echo server with concurrent clients,
+http.server.ThreadingHTTPServer queried by urllib, UDP (sendto/recvfrom, connected,
+ECONNREFUSED), a multiprocessing.connection Listener on 127.0.0.1, socketserver's
+threading and forking TCP servers and a UDP one, the corners (dual-stack listener,
+non-blocking connect, refusal, bulk transfer, sendfile, reset, options, EADDRINUSE),
+asyncio streams under load (ten concurrent 300 KB echoes with backpressure),
+half-close and POLLRDHUP, SO_REUSEPORT listeners, more corners (127.0.0.2,
+IPV6_V6ONLY, FIONREAD, MSG_WAITALL, TCP_INFO, SO_LINGER {1,0}, timeouts, UDP
+peek/EMSGSIZE/SO_RCVBUF drops), curl / wget / perl against http.server, node's http
+server with fetch, and java's HttpServer, HttpClient and Socket.  In the sandbox all
+of this runs on the Sentry's own loopback; natively on the host's 127.0.0.1 / ::1
+only.  stdout and exit status must match byte for byte.  (multiprocessing.Pipe() and
+Manager() are AF_UNIX: tests/real/test_unix_python.py.)"""
 from __future__ import annotations
 
 import shutil
@@ -365,6 +368,105 @@ for host in ("127.0.0.1", "::1")[:int(os.environ.get("NHOSTS", "2"))]:
 shutil.rmtree(d)
 """
 
+MORE_CORNERS = r"""
+import socket, errno, struct, fcntl, termios, select, threading, time, os
+def E(f):
+    try:
+        r = f(); return r
+    except OSError as e:
+        return errno.errorcode.get(e.errno, e.errno)
+l = socket.socket(); l.bind(("127.0.0.2", 0)); l.listen(); port = l.getsockname()[1]
+print("127.0.0.2", E(lambda: socket.create_connection(("127.0.0.2", port)).getsockname()[0]),
+      E(lambda: socket.create_connection(("127.0.0.1", port))))
+l.close()
+l6 = socket.socket(socket.AF_INET6); l6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+l6.bind(("::", 0)); l6.listen(); port = l6.getsockname()[1]
+print("v6only", E(lambda: socket.create_connection(("127.0.0.1", port))),
+      E(lambda: socket.create_connection(("::1", port)).getpeername()[0]))
+s = socket.socket(socket.AF_INET6)
+print("mapped", E(lambda: s.connect(("::ffff:127.0.0.1", port))))
+s6 = socket.socket(socket.AF_INET6); s6.bind(("::1", 0))
+print("v6 bound to ::1 -> v4", E(lambda: s6.connect(("::ffff:127.0.0.1", 9))))
+l6.close()
+l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen()
+c = socket.create_connection(l.getsockname()); n, _ = l.accept()
+c.sendall(b"abcdefgh")
+time.sleep(0.05)
+print("FIONREAD", struct.unpack("i", fcntl.ioctl(n, termios.FIONREAD, b"\0" * 4))[0])
+print("waitall", n.recv(8, socket.MSG_WAITALL))
+c.sendmsg([b"one ", b"two ", b"three"])
+buf = bytearray(20); k = n.recv_into(buf); print("recv_into", k, bytes(buf[:k]))
+info = c.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104); print("tcp_info state", info[0], len(info))
+c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)); c.close()
+print("after linger-0 close", E(lambda: n.recv(10)), E(lambda: n.recv(10)))
+n.close()
+# peer closes with data before accept
+c = socket.create_connection(l.getsockname()); c.sendall(b"early"); c.close()
+n, _ = l.accept(); print("before accept", n.recv(10), n.recv(10)); n.close()
+# timeouts
+c = socket.create_connection(l.getsockname()); n, _ = l.accept()
+n.settimeout(0.2); t = time.monotonic(); print("timeout", E(lambda: n.recv(1)), 0.15 < time.monotonic() - t < 2)
+n.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 0, 200000)); n.setblocking(True)
+n.settimeout(None); n.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 0, 200000))
+print("rcvtimeo", E(lambda: n.recv(1)))
+# accept blocked in a thread while another thread shuts the listener down
+def later():
+    time.sleep(0.2); l.shutdown(socket.SHUT_RDWR)
+threading.Thread(target=later).start()
+print("accept after shutdown", E(lambda: l.accept()))
+l.close(); c.close(); n.close()
+# UDP corners
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 0))
+v = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+v.sendto(b"peekme", u.getsockname())
+print("udp peek", u.recvfrom(100, socket.MSG_PEEK)[0], u.recvfrom(3)[0], E(lambda: u.recv(1, socket.MSG_DONTWAIT)))
+print("udp empty", v.sendto(b"", u.getsockname()), u.recvfrom(10)[0])
+print("udp too big", E(lambda: v.sendto(b"x" * 65508, u.getsockname())), E(lambda: v.sendto(b"x" * 65507, u.getsockname())))
+u.recv(70000)
+u.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+sent = 0
+for i in range(100):
+    v.sendto(b"y" * 1000, u.getsockname())
+got = 0
+u.setblocking(False)
+while True:
+    try: u.recv(2000); got += 1
+    except BlockingIOError: break
+print("udp rcvbuf drops", 0 < got < 100)
+print("udp getpeername", E(lambda: u.getpeername()))
+b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+print("udp any", E(lambda: b.sendto(b"x", ("0.0.0.0", u.getsockname()[1]))), E(lambda: u.recv(10)))
+"""
+
+JAVA_NET = r"""
+import com.sun.net.httpserver.*;
+import java.net.*;
+import java.net.http.*;
+import java.io.*;
+public class Net {
+  public static void main(String[] a) throws Exception {
+    HttpServer s = HttpServer.create(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0), 0);
+    s.createContext("/", ex -> { byte[] b = ("hi " + ex.getRequestURI()).getBytes();
+      ex.sendResponseHeaders(200, b.length); ex.getResponseBody().write(b); ex.close(); });
+    s.start();
+    int port = s.getAddress().getPort();
+    HttpClient c = HttpClient.newHttpClient();
+    for (String p : new String[]{"/a", "/b?c"}) {
+      HttpResponse<String> r = c.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + port + p)).build(),
+                                      HttpResponse.BodyHandlers.ofString());
+      System.out.println(r.statusCode() + " " + r.body());
+    }
+    try (Socket sock = new Socket("127.0.0.1", port)) {
+      sock.getOutputStream().write("GET /raw HTTP/1.0\r\n\r\n".getBytes());
+      BufferedReader br = new BufferedReader(new InputStreamReader(sock.getInputStream()));
+      System.out.println(br.readLine());
+    }
+    s.stop(0);
+    System.exit(0);
+  }
+}
+"""
+
 NODE_HTTP = r"""
 const http = require('http');
 const srv = http.createServer((req, res) => {
@@ -411,6 +513,7 @@ SCRIPTS = {
     "socketserver": (SOCKETSERVER, []),
     "corners": (CORNERS, []),
     "streams-under-load": (STREAMS_UNDER_LOAD, []),
+    "more-corners": (MORE_CORNERS, []),
 }
 
 
@@ -423,7 +526,7 @@ def test_python_inet_same_as_native(name: str, sandbox):
     py = _which("python3")
     assert py, "python3 is not installed on this host"
     script, args = SCRIPTS[name]
-    if name == "corners" and len(HOSTS) < 2:
+    if name in ("corners", "more-corners") and len(HOSTS) < 2:
         pytest.skip("this host has no ::1 for the dual-stack listener")
     native = run_native(py, ["-c", script, *args], timeout=60, cwd="/")
     assert native.exit_code == 0, f"native run failed: {native.describe()}\n{native.stderr.decode()}"
@@ -452,3 +555,15 @@ def test_node_http_server_and_fetch_same_as_native(sandbox):
     assert native.exit_code == 0, f"native run failed: {native.describe()}\n{native.stderr.decode()}"
     boxed = run_sandbox(node, ["-e", NODE_HTTP], timeout=120, sandbox=sandbox, cwd="/")
     assert_same_outcome(native, boxed, what="node -e <http server + fetch>")
+
+
+def test_java_http_server_and_client_same_as_native(sandbox):
+    """com.sun.net.httpserver, java.net.http.HttpClient and a plain java.net.Socket."""
+    if _which("java") is None:
+        pytest.skip("java is not installed on this host")
+    argv = ["-c", 'd=$(mktemp -d); cat > "$d/Net.java"; java "$d/Net.java"; s=$?; rm -r "$d"; exit $s']
+    native = run_native("/bin/sh", argv, stdin=JAVA_NET.encode(), timeout=60, cwd="/")
+    assert native.exit_code == 0, f"native run failed: {native.describe()}\n{native.stderr.decode()}"
+    boxed = run_sandbox("/bin/sh", argv, stdin=JAVA_NET.encode(), timeout=120, sandbox=sandbox,
+                        cwd="/")
+    assert_same_outcome(native, boxed, what="java Net.java")
