@@ -7,7 +7,7 @@ non-blocking connect, refusal, bulk transfer, sendfile, reset, options, EADDRINU
 asyncio streams under load (ten concurrent 300 KB echoes with backpressure),
 half-close and POLLRDHUP, SO_REUSEPORT listeners, more corners (127.0.0.2,
 IPV6_V6ONLY, FIONREAD, MSG_WAITALL, TCP_INFO, SO_LINGER {1,0}, timeouts, UDP
-peek/EMSGSIZE/SO_RCVBUF drops), curl / wget / perl against http.server, node's http
+peek/EMSGSIZE/SO_RCVBUF drops), FIONREAD and SIOCOUTQ on TCP, UDP and Unix sockets, curl / wget / perl against http.server, node's http
 server with fetch, and java's HttpServer, HttpClient and Socket.  In the sandbox all
 of this runs on the Sentry's own loopback; natively on the host's 127.0.0.1 / ::1
 only.  stdout and exit status must match byte for byte.  (multiprocessing.Pipe() and
@@ -438,6 +438,34 @@ b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 print("udp any", E(lambda: b.sendto(b"x", ("0.0.0.0", u.getsockname()[1]))), E(lambda: u.recv(10)))
 """
 
+SOCKET_IOCTLS = r"""
+import socket, fcntl, termios, struct, errno, time
+def q(s, req):
+    try:
+        return struct.unpack("i", fcntl.ioctl(s, req, b"\0" * 4))[0]
+    except OSError as e:
+        return errno.errorcode[e.errno]
+l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen()
+print("listener", q(l, termios.FIONREAD), q(l, termios.TIOCOUTQ))
+c = socket.create_connection(l.getsockname()); n, _ = l.accept()
+c.sendall(b"x" * 1000); time.sleep(0.05)
+print("small", q(c, termios.TIOCOUTQ), q(n, termios.FIONREAD))
+c.setblocking(False); k = 0
+try:
+    while True: k += c.send(b"y" * 65536)
+except BlockingIOError:
+    pass
+print("full", q(c, termios.TIOCOUTQ) > 0, q(n, termios.FIONREAD) > 0)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+print("udp", q(u, termios.TIOCOUTQ), q(u, termios.FIONREAD))
+a, b = socket.socketpair()
+print("unix empty", q(a, termios.TIOCOUTQ))
+a.send(b"z" * 100)
+print("unix queued", q(a, termios.TIOCOUTQ) >= 100)
+b.recv(100)
+print("unix read", q(a, termios.TIOCOUTQ))
+"""
+
 JAVA_NET = r"""
 import com.sun.net.httpserver.*;
 import java.net.*;
@@ -514,6 +542,7 @@ SCRIPTS = {
     "corners": (CORNERS, []),
     "streams-under-load": (STREAMS_UNDER_LOAD, []),
     "more-corners": (MORE_CORNERS, []),
+    "socket-ioctls": (SOCKET_IOCTLS, []),
 }
 
 

@@ -168,6 +168,11 @@ class Socket(FileDescription):
     def readable_bytes(self) -> int:
         return 0
 
+    def unsent_bytes(self) -> int:
+        """SIOCOUTQ: bytes sent but not yet taken by the peer (nothing is, unless a
+        family says so)."""
+        return 0
+
     # --- operations (Linux's sock_no_* answers) ---------------------------------------
     def bind(self, t: "Task", addr: bytes) -> None:
         raise SyscallError(errno.EOPNOTSUPP)
