@@ -7,8 +7,10 @@ non-blocking connect, refusal, bulk transfer, sendfile, reset, options, EADDRINU
 asyncio streams under load (ten concurrent 300 KB echoes with backpressure),
 half-close and POLLRDHUP, SO_REUSEPORT listeners, more corners (127.0.0.2,
 IPV6_V6ONLY, FIONREAD, MSG_WAITALL, TCP_INFO, SO_LINGER {1,0}, timeouts, UDP
-peek/EMSGSIZE/SO_RCVBUF drops), FIONREAD and SIOCOUTQ on TCP, UDP and Unix sockets, curl / wget / perl against http.server, node's http
-server with fetch, and java's HttpServer, HttpClient and Socket.  In the sandbox all
+peek/EMSGSIZE/SO_RCVBUF drops), FIONREAD and SIOCOUTQ on TCP, UDP and Unix sockets,
+connects waiting on a full backlog, a TCP socket passed to another process over
+SCM_RIGHTS, curl / wget / perl against http.server, node's http server with fetch and
+its cluster module, and java's HttpServer, HttpClient and Socket.  In the sandbox all
 of this runs on the Sentry's own loopback; natively on the host's 127.0.0.1 / ::1
 only.  stdout and exit status must match byte for byte.  (multiprocessing.Pipe() and
 Manager() are AF_UNIX: tests/real/test_unix_python.py.)"""
@@ -466,6 +468,76 @@ b.recv(100)
 print("unix read", q(a, termios.TIOCOUTQ))
 """
 
+BACKLOG_AND_PASSING = r"""
+import socket, threading, os, errno, time, array
+# a full backlog: blocking connects wait until accept makes room
+l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(0)
+res = []
+def cli(i):
+    c = socket.create_connection(l.getsockname(), timeout=20)
+    c.sendall(b"%d" % i); res.append(c.recv(10)); c.close()
+ts = [threading.Thread(target=cli, args=(i,)) for i in range(6)]
+for t in ts: t.start()
+time.sleep(0.3)
+for _ in range(6):
+    n, _ = l.accept(); n.sendall(b"ok" + n.recv(10)); n.close()
+for t in ts: t.join()
+print(sorted(res))
+# non-blocking connect to a full backlog
+c1 = socket.create_connection(l.getsockname())
+c2 = socket.socket(); c2.setblocking(False)
+try:
+    c2.connect(l.getsockname()); print("c2 connected")
+except OSError as e:
+    print("c2", errno.errorcode[e.errno])
+l.close()
+time.sleep(0.1)
+try:
+    print("c1 recv", c1.recv(10))
+except OSError as e:
+    print("c1", errno.errorcode[e.errno])
+c1.close(); c2.close()
+# pass a TCP connection to another process over AF_UNIX
+l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen()
+a, b = socket.socketpair()
+pid = os.fork()
+if pid == 0:
+    msg, fds, _, _ = socket.recv_fds(b, 10, 1)
+    s = socket.socket(fileno=fds[0])
+    s.sendall(b"from the child over a passed socket"); s.close()
+    os._exit(0)
+c = socket.create_connection(l.getsockname()); n, _ = l.accept()
+socket.send_fds(a, [b"x"], [n.fileno()]); n.close()
+os.waitpid(pid, 0)
+print(c.recv(100), c.recv(100))
+"""
+
+NODE_CLUSTER = r"""
+const cluster = require('cluster');
+const http = require('http');
+if (cluster.isPrimary) {
+  let port = 0, ready = 0;
+  const workers = [cluster.fork(), cluster.fork()];
+  cluster.on('listening', async (w, addr) => {
+    port = addr.port;
+    if (++ready < 2) return;
+    const seen = new Set();
+    for (let i = 0; i < 8; i++) {
+      const r = await fetch(`http://127.0.0.1:${port}/${i}`, {headers: {connection: 'close'}});
+      const t = await r.text();
+      seen.add(t.split(' ')[0]);
+      console.log(r.status, t.split(' ')[1]);
+    }
+    console.log('workers answering', seen.size >= 1);
+    for (const w of workers) w.kill();
+  });
+  // all workers share one port: the primary picks it, passes the handle
+  process.env.PORT = '0';
+} else {
+  http.createServer((req, res) => res.end(`${cluster.worker.id} ${req.url}`)).listen(0, '127.0.0.1');
+}
+"""
+
 JAVA_NET = r"""
 import com.sun.net.httpserver.*;
 import java.net.*;
@@ -543,6 +615,7 @@ SCRIPTS = {
     "streams-under-load": (STREAMS_UNDER_LOAD, []),
     "more-corners": (MORE_CORNERS, []),
     "socket-ioctls": (SOCKET_IOCTLS, []),
+    "backlog-and-passing": (BACKLOG_AND_PASSING, []),
 }
 
 
@@ -576,14 +649,19 @@ def test_curl_wget_perl_against_python_http_server_same_as_native(sandbox):
     assert_same_outcome(native, boxed, what="python3 -c <http.server + curl, wget, perl>")
 
 
-def test_node_http_server_and_fetch_same_as_native(sandbox):
-    node = _which("node")
-    if node is None:
+@pytest.mark.parametrize("script", [NODE_HTTP, NODE_CLUSTER], ids=["http-fetch", "cluster"])
+def test_node_http_same_as_native(script: str, sandbox):
+    """node's http server with fetch; and cluster, whose primary owns the listening socket
+    and hands it to two workers over its IPC channel (SCM_RIGHTS of a TCP socket)."""
+    if _which("node") is None:
         pytest.skip("node is not installed on this host")
-    native = run_native(node, ["-e", NODE_HTTP], timeout=60, cwd="/")
+    # cluster forks workers that run the script again: it must be a file
+    argv = ["-c", 'f=$(mktemp); cat > "$f"; node "$f"; s=$?; rm "$f"; exit $s']
+    native = run_native("/bin/sh", argv, stdin=script.encode(), timeout=60, cwd="/")
     assert native.exit_code == 0, f"native run failed: {native.describe()}\n{native.stderr.decode()}"
-    boxed = run_sandbox(node, ["-e", NODE_HTTP], timeout=120, sandbox=sandbox, cwd="/")
-    assert_same_outcome(native, boxed, what="node -e <http server + fetch>")
+    boxed = run_sandbox("/bin/sh", argv, stdin=script.encode(), timeout=120, sandbox=sandbox,
+                        cwd="/")
+    assert_same_outcome(native, boxed, what="node <script>")
 
 
 def test_java_http_server_and_client_same_as_native(sandbox):
