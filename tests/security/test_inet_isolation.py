@@ -7,7 +7,8 @@ can be bound in the sandbox while the host holds it, the Sentry holds no host so
 while guests use TCP and UDP, any address off the loopback is ENETUNREACH at once and a
 DNS lookup fails quickly, raw and packet sockets do not open, and 10,000 TCP
 connect/close cycles (and UDP socket churn) leave no socket, port binding or
-descriptor behind.
+descriptor behind.  Two sandboxes have two loopbacks: a listener in one is reachable
+from neither the host nor the other.
 
 Native code here only ever listens on the host's 127.0.0.1 / ::1; every non-loopback
 address is tried by the sandboxed program only.
@@ -293,3 +294,85 @@ def test_inet_connect_close_cycles_leak_nothing(platform_name):
         live = [o for o in gc.get_objects() if isinstance(o, (TcpSocket, UdpSocket))]
         assert not live, f"{len(live)} TCP/UDP socket objects outlive the run"
     assert len(os.listdir("/proc/self/fd")) <= fds_before
+
+
+SERVE = r"""
+import socket, select, sys, os
+port = int(sys.argv[2])
+t = socket.socket(); t.bind(("127.0.0.1", port)); t.listen(5)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", port))
+open(sys.argv[1] + "/ready", "w").close()
+while not os.path.exists(sys.argv[1] + "/done"):
+    r, _, _ = select.select([t, u], [], [], 0.05)
+    if r:
+        print("GOT SOMETHING", r)
+        break
+c = socket.create_connection(("127.0.0.1", port)); n, _ = t.accept()
+c.sendall(b"own"); print("serving", n.recv(10).decode())
+"""
+
+KNOCK = r"""
+import socket, errno, sys
+port = int(sys.argv[1])
+out = []
+try:
+    socket.create_connection(("127.0.0.1", port), timeout=5); out.append("CONNECTED")
+except OSError as e:
+    out.append(errno.errorcode[e.errno])
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(5)
+u.connect(("127.0.0.1", port)); u.send(b"knock")
+try:
+    u.recv(10); out.append("ANSWERED")
+except OSError as e:
+    out.append(errno.errorcode[e.errno])
+print(" ".join(out))
+"""
+
+
+def test_a_sandbox_listener_is_reachable_from_neither_the_host_nor_another_sandbox(
+        platform_name, tmp_path):
+    """Sandbox A listens (TCP and UDP) on 127.0.0.1:P.  The host holds P bound but not
+    listening (so no host program can take it and a host connect is refused by the host
+    kernel, not by anything of A); the host's connect and datagram, and sandbox B's
+    connect and datagram, reach nothing of A."""
+    hold_t = socket.socket()
+    hold_t.bind(("127.0.0.1", 0))
+    port = hold_t.getsockname()[1]
+    hold_u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    hold_u.bind(("127.0.0.1", port))
+    result: list = []
+    try:
+        with kvmbox.Sandbox(platform=platform_name, timeout=60,
+                            mounts=[f"{tmp_path}:/mnt/w:rw"]) as a, \
+                kvmbox.Sandbox(platform=platform_name, timeout=60) as b:
+            ta = threading.Thread(target=lambda: result.append(a.run(
+                ["/usr/bin/python3", "-c", SERVE, "/mnt/w", str(port)],
+                env=dict(TEST_ENV), timeout=60)))
+            ta.start()
+            try:
+                deadline = time.monotonic() + 50
+                while not (tmp_path / "ready").exists() and time.monotonic() < deadline \
+                        and ta.is_alive():
+                    time.sleep(0.05)
+                assert (tmp_path / "ready").exists(), "sandbox A did not start listening"
+                with socket.socket() as h:
+                    h.settimeout(5)
+                    try:
+                        h.connect(("127.0.0.1", port))
+                        raise AssertionError("the host reached sandbox A's listener")
+                    except ConnectionRefusedError:
+                        pass
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as h:
+                    h.sendto(b"knock", ("127.0.0.1", port))     # lands in hold_u, if anywhere
+                rb = b.run(["/usr/bin/python3", "-c", KNOCK, str(port)], env=dict(TEST_ENV),
+                           timeout=60)
+            finally:
+                (tmp_path / "done").touch()
+                ta.join()
+        assert rb.exit_code == 0 and rb.stdout == b"ECONNREFUSED ECONNREFUSED\n", \
+            (rb.stdout, rb.stderr)
+        ra = result[0]
+        assert ra.exit_code == 0 and ra.stdout == b"serving own\n", (ra.stdout, ra.stderr)
+    finally:
+        hold_t.close()
+        hold_u.close()
