@@ -376,3 +376,47 @@ def test_a_sandbox_listener_is_reachable_from_neither_the_host_nor_another_sandb
     finally:
         hold_t.close()
         hold_u.close()
+
+
+KILLED = r"""
+import socket, threading, os, time, signal
+l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(1)
+addr = l.getsockname()
+held = [socket.create_connection(addr) for _ in range(2)]        # in the accept queue
+def blocked():
+    try:
+        socket.create_connection(addr)            # waits: backlog full
+    except OSError as e:
+        print("blocked connect", e)
+for _ in range(3):
+    threading.Thread(target=blocked, daemon=True).start()
+l6 = socket.socket(socket.AF_INET6); l6.bind(("::1", 0)); l6.listen()
+c6 = socket.create_connection(l6.getsockname()[:2]); n6, _ = l6.accept()
+c6.sendall(b"y" * 1000)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 0))
+u.sendto(b"q", u.getsockname())
+pid = os.fork()
+if pid == 0:
+    time.sleep(30)
+    os._exit(0)
+time.sleep(0.3)
+print("exiting", flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_guest_killed_holding_inet_sockets_leaves_nothing(platform_name):
+    """SIGKILL with a full accept queue, connects waiting on it, an established v6
+    connection with unread data, a UDP socket with a queued datagram, and a forked child
+    sharing all of them: afterwards no port is bound and no socket object lives."""
+    from kvmbox.sentry.net.tcp import TcpSocket
+    from kvmbox.sentry.net.udp import UdpSocket
+    with kvmbox.Sandbox(platform=platform_name, timeout=60) as sb:
+        r = sb.run(["/usr/bin/python3", "-c", KILLED], env=dict(TEST_ENV), timeout=60)
+        assert (r.signal, r.stdout) == (9, b"exiting\n"), (r.signal, r.stdout, r.stderr)
+        ports = sb._kernel.net.ports
+        assert all(not table for table in ports.values()), \
+            {t: sorted(p) for t, p in ports.items() if p}
+        gc.collect()
+        live = [o for o in gc.get_objects() if isinstance(o, (TcpSocket, UdpSocket))]
+        assert not live, f"{len(live)} TCP/UDP socket objects outlive the killed guest"
