@@ -7,7 +7,8 @@ non-blocking connect, refusal, bulk transfer, sendfile, reset, options, EADDRINU
 asyncio streams under load (ten concurrent 300 KB echoes with backpressure),
 half-close and POLLRDHUP, SO_REUSEPORT listeners, more corners (127.0.0.2,
 IPV6_V6ONLY, FIONREAD, MSG_WAITALL, TCP_INFO, SO_LINGER {1,0}, timeouts, UDP
-peek/EMSGSIZE/SO_RCVBUF drops), FIONREAD and SIOCOUTQ on TCP, UDP and Unix sockets,
+peek/EMSGSIZE/SO_RCVBUF drops), UDP control messages (IP_PKTINFO, IP_RECVTTL,
+IP_RECVTOS, IPV6_RECVPKTINFO, IPV6_RECVHOPLIMIT, IPV6_RECVTCLASS), FIONREAD and SIOCOUTQ on TCP, UDP and Unix sockets,
 connects waiting on a full backlog, a TCP socket passed to another process over
 SCM_RIGHTS, curl / wget / perl against http.server, node's http server with fetch and
 its cluster module, and java's HttpServer, HttpClient and Socket.  In the sandbox all
@@ -538,6 +539,27 @@ if (cluster.isPrimary) {
 }
 """
 
+UDP_PKTINFO = r"""
+import socket
+def show(u, v, dst):
+    v.sendto(b"pkt", dst)
+    data, anc, flags, addr = u.recvmsg(100, 256)
+    print(data, [(l, t, d.hex()) for l, t, d in anc], flags)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("0.0.0.0", 0))
+for o in (8, 12, 13): u.setsockopt(socket.IPPROTO_IP, o, 1)
+v = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); v.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 7); v.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 0x28)
+show(u, v, ("127.0.0.5", u.getsockname()[1]))
+u6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); u6.bind(("::", 0))
+for o in (49, 51, 66): u6.setsockopt(socket.IPPROTO_IPV6, o, 1)
+v6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); v6.setsockopt(socket.IPPROTO_IPV6, 16, 9); v6.setsockopt(socket.IPPROTO_IPV6, 67, 0x30)
+show(u6, v6, ("::1", u6.getsockname()[1]))
+show(u6, v, ("127.0.0.1", u6.getsockname()[1]))
+u6.setsockopt(socket.IPPROTO_IP, 8, 1); u6.setsockopt(socket.IPPROTO_IP, 12, 1)
+show(u6, v, ("127.0.0.1", u6.getsockname()[1]))
+show(u6, v6, ("::1", u6.getsockname()[1]))
+print(u6.getsockopt(socket.IPPROTO_IPV6, 51), u6.getsockopt(socket.IPPROTO_IPV6, 66))
+"""
+
 JAVA_NET = r"""
 import com.sun.net.httpserver.*;
 import java.net.*;
@@ -616,6 +638,7 @@ SCRIPTS = {
     "more-corners": (MORE_CORNERS, []),
     "socket-ioctls": (SOCKET_IOCTLS, []),
     "backlog-and-passing": (BACKLOG_AND_PASSING, []),
+    "udp-pktinfo": (UDP_PKTINFO, []),
 }
 
 
@@ -628,7 +651,7 @@ def test_python_inet_same_as_native(name: str, sandbox):
     py = _which("python3")
     assert py, "python3 is not installed on this host"
     script, args = SCRIPTS[name]
-    if name in ("corners", "more-corners") and len(HOSTS) < 2:
+    if name in ("corners", "more-corners", "udp-pktinfo") and len(HOSTS) < 2:
         pytest.skip("this host has no ::1 for the dual-stack listener")
     native = run_native(py, ["-c", script, *args], timeout=60, cwd="/")
     assert native.exit_code == 0, f"native run failed: {native.describe()}\n{native.stderr.decode()}"

@@ -15,7 +15,9 @@ from collections import deque
 
 from kvmbox.abi.poll import POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDNORM, POLLWRBAND, POLLWRNORM
 from kvmbox.abi.socket import (
-    AF_INET, AF_INET6, AF_UNSPEC, IP_RECVERR, IPPROTO_UDP, IPV6_RECVERR, MSG_OOB, MSG_PEEK,
+    AF_INET, AF_INET6, AF_UNSPEC, IP_DEFAULT_TTL, IP_PKTINFO, IP_RECVTOS, IP_RECVTTL, IP_TOS,
+    IP_TTL, IPPROTO_IP, IPPROTO_IPV6, IPV6_HOPLIMIT, IPV6_PKTINFO, IPV6_RECVHOPLIMIT,
+    IPV6_RECVPKTINFO, IPV6_RECVTCLASS, IPV6_TCLASS, IPV6_UNICAST_HOPS, IP_RECVERR, IPPROTO_UDP, IPV6_RECVERR, MSG_OOB, MSG_PEEK,
     MSG_TRUNC, RCV_SHUTDOWN, SEND_SHUTDOWN, SHUTDOWN_MASK, UDP_CORK, UDP_GRO, UDP_MAX_PAYLOAD4,
     UDP_MAX_PAYLOAD6, UDP_SEGMENT,
 )
@@ -29,6 +31,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from kvmbox.sentry.task import Task
 
+LO_IFINDEX = 1                    # the sandbox's one interface
 OVERHEAD = 768                    # what one queued datagram costs beyond its bytes (truesize)
 _UDP_OPTS = {UDP_CORK: 0, UDP_SEGMENT: 0, UDP_GRO: 0}
 
@@ -38,7 +41,7 @@ class UdpSocket(InetSocket):
 
     def __init__(self, kernel, creds, family: int, stype: int, protocol: int, flags: int) -> None:
         super().__init__(kernel, creds, family, stype, protocol, flags)
-        self.rx: deque[tuple[bytes, A.Endpoint]] = deque()
+        self.rx: deque[tuple[bytes, A.Endpoint, tuple[bytes, int, int]]] = deque()
         self.rmem = 0
         self.shut = 0
         self.udpopts: dict[int, int] = {}
@@ -109,7 +112,7 @@ class UdpSocket(InetSocket):
                 self.error = errno.ECONNREFUSED
                 self.changed()
         elif to.rmem + len(data) <= to.rcvbuf and not to.shut & RCV_SHUTDOWN:
-            to.rx.append((data, me))
+            to.rx.append((data, me, self._header(dst)))
             to.rmem += len(data) + OVERHEAD
             to.changed()
         return len(data)
@@ -124,12 +127,44 @@ class UdpSocket(InetSocket):
             if self.shut & RCV_SHUTDOWN:
                 return Received(b"", None, 0, 0)
             raise SyscallError(errno.EAGAIN)
-        data, src = self.rx[0]
+        data, src, header = self.rx[0]
         if not flags & MSG_PEEK:
             self.rx.popleft()
             self.rmem -= len(data) + OVERHEAD
         return Received(data[:n], self.sockaddr(src), MSG_TRUNC if len(data) > n else 0,
-                        len(data))
+                        len(data), other=self._rx_control(header))
+
+    def _header(self, dst: bytes) -> tuple[bytes, int, int]:
+        """What the IP header of our datagram to `dst` carries that a receiver may ask
+        for: (destination, TTL or hop limit, TOS or traffic class)."""
+        if A.is_v4(dst):
+            return dst, self.ttl if self.ttl >= 0 else IP_DEFAULT_TTL, self.tos
+        hops = self.ipopts.get(1000 + IPV6_UNICAST_HOPS, -1)
+        return dst, hops if hops >= 0 else IP_DEFAULT_TTL, self.ipopts.get(1000 + IPV6_TCLASS, 0)
+
+    def _rx_control(self, header: tuple[bytes, int, int]) -> list:
+        """The cmsgs a receive gives for IP_PKTINFO / IP_RECVTTL / IP_RECVTOS and
+        IPV6_RECVPKTINFO / IPV6_RECVHOPLIMIT / IPV6_RECVTCLASS, in udp(v6)_recvmsg's order
+        (ip6_datagram_recv_common_ctl, then the IPv4 ones for a v4 datagram, else
+        ip6_datagram_recv_specific_ctl).  Everything arrives on lo (ifindex 1)."""
+        dst, ttl, tos = header
+        out = []
+        v6 = self.family == AF_INET6
+        if v6 and self.ipopts.get(1000 + IPV6_RECVPKTINFO):
+            out.append((IPPROTO_IPV6, IPV6_PKTINFO, dst + S32.pack(LO_IFINDEX)))
+        if A.is_v4(dst):
+            if self.ipopts.get(IP_PKTINFO):
+                out.append((IPPROTO_IP, IP_PKTINFO, S32.pack(LO_IFINDEX) + dst[12:] + dst[12:]))
+            if self.ipopts.get(IP_RECVTTL):
+                out.append((IPPROTO_IP, IP_TTL, S32.pack(ttl)))
+            if self.ipopts.get(IP_RECVTOS):
+                out.append((IPPROTO_IP, IP_TOS, bytes([tos & 0xFF])))
+        elif v6:
+            if self.ipopts.get(1000 + IPV6_RECVHOPLIMIT):
+                out.append((IPPROTO_IPV6, IPV6_HOPLIMIT, S32.pack(ttl)))
+            if self.ipopts.get(1000 + IPV6_RECVTCLASS):
+                out.append((IPPROTO_IPV6, IPV6_TCLASS, S32.pack(tos)))
+        return out
 
     def readable_bytes(self) -> int:
         return len(self.rx[0][0]) if self.rx else 0
