@@ -78,7 +78,7 @@ class H(BaseHTTPRequestHandler):
     def log_message(self, *a):
         pass
 srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
-t = threading.Thread(target=srv.serve_forever, daemon=True)
+t = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
 t.start()
 base = "http://127.0.0.1:%d" % srv.server_address[1]
 for path in ("/", "/a/b?c=d", "/x" * 300):
@@ -171,7 +171,7 @@ class H(socketserver.StreamRequestHandler):
 for srvcls, fam, host in ((socketserver.ThreadingTCPServer, socket.AF_INET, "127.0.0.1"),
                           (socketserver.ForkingTCPServer, socket.AF_INET, "127.0.0.1")):
     srv = srvcls((host, 0), H)
-    t = threading.Thread(target=srv.serve_forever, daemon=True); t.start()
+    t = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True); t.start()
     out = []
     for i in range(4):
         with socket.create_connection(srv.server_address, timeout=20) as c:
@@ -186,7 +186,7 @@ class U(socketserver.BaseRequestHandler):
         data, sock = self.request
         sock.sendto(data[::-1], self.client_address)
 srv = socketserver.ThreadingUDPServer(("127.0.0.1", 0), U)
-t = threading.Thread(target=srv.serve_forever, daemon=True); t.start()
+t = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True); t.start()
 c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); c.settimeout(20)
 for w in (b"abc", b"hello"):
     c.sendto(w, srv.server_address); print(c.recvfrom(100)[0])
@@ -353,7 +353,7 @@ for host in ("127.0.0.1", "::1")[:int(os.environ.get("NHOSTS", "2"))]:
     class S(ThreadingHTTPServer):
         address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
     srv = S((host, 0), H)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True).start()
     url = "http://%s:%d" % ("[%s]" % host if ":" in host else host, srv.server_address[1])
     for argv in (["curl", "-sS", "-g", url + "/f.txt"],
                  ["curl", "-sS", "-g", "-o", "/dev/null", "-w", "%{http_code} %{size_download}\n", url + "/big.bin"],

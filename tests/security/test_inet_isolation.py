@@ -140,7 +140,7 @@ for fam, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
     v.send(b"queued")
     held += [l, c, n, u, v]
 open(sys.argv[1] + "/ready", "w").close()
-time.sleep(3)
+time.sleep(1.5)
 print("done", len(held))
 """
 
