@@ -8,7 +8,8 @@ asyncio streams under load (ten concurrent 300 KB echoes with backpressure),
 half-close and POLLRDHUP, SO_REUSEPORT listeners, more corners (127.0.0.2,
 IPV6_V6ONLY, FIONREAD, MSG_WAITALL, TCP_INFO, SO_LINGER {1,0}, timeouts, UDP
 peek/EMSGSIZE/SO_RCVBUF drops), UDP control messages (IP_PKTINFO, IP_RECVTTL,
-IP_RECVTOS, IPV6_RECVPKTINFO, IPV6_RECVHOPLIMIT, IPV6_RECVTCLASS), FIONREAD and SIOCOUTQ on TCP, UDP and Unix sockets,
+IP_RECVTOS, IPV6_RECVPKTINFO, IPV6_RECVHOPLIMIT, IPV6_RECVTCLASS), lo through if_nameindex, SIOCGIF* and
+node's os.networkInterfaces() (NETLINK_ROUTE), FIONREAD and SIOCOUTQ on TCP, UDP and Unix sockets,
 connects waiting on a full backlog, a TCP socket passed to another process over
 SCM_RIGHTS, curl / wget / perl against http.server, node's http server with fetch and
 its cluster module, and java's HttpServer, HttpClient and Socket.  In the sandbox all
@@ -560,6 +561,18 @@ show(u6, v6, ("::1", u6.getsockname()[1]))
 print(u6.getsockopt(socket.IPPROTO_IPV6, 51), u6.getsockopt(socket.IPPROTO_IPV6, 66))
 """
 
+INTERFACES = r"""
+import socket, fcntl, struct
+print(socket.if_nametoindex("lo"), socket.if_indextoname(1), [x for x in socket.if_nameindex() if x[1] == "lo"])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+ifr = fcntl.ioctl(s, 0x8913, b"lo".ljust(40, b"\0"))       # SIOCGIFFLAGS
+print(hex(struct.unpack_from("<H", ifr, 16)[0]), struct.unpack_from("<i", fcntl.ioctl(s, 0x8921, b"lo".ljust(40, b"\0")), 16)[0])
+"""
+
+NODE_INTERFACES = r"""
+console.log(JSON.stringify(require("os").networkInterfaces().lo));
+"""
+
 JAVA_NET = r"""
 import com.sun.net.httpserver.*;
 import java.net.*;
@@ -639,6 +652,7 @@ SCRIPTS = {
     "socket-ioctls": (SOCKET_IOCTLS, []),
     "backlog-and-passing": (BACKLOG_AND_PASSING, []),
     "udp-pktinfo": (UDP_PKTINFO, []),
+    "interfaces": (INTERFACES, []),
 }
 
 
@@ -672,7 +686,8 @@ def test_curl_wget_perl_against_python_http_server_same_as_native(sandbox):
     assert_same_outcome(native, boxed, what="python3 -c <http.server + curl, wget, perl>")
 
 
-@pytest.mark.parametrize("script", [NODE_HTTP, NODE_CLUSTER], ids=["http-fetch", "cluster"])
+@pytest.mark.parametrize("script", [NODE_HTTP, NODE_CLUSTER, NODE_INTERFACES],
+                         ids=["http-fetch", "cluster", "interfaces"])
 def test_node_http_same_as_native(script: str, sandbox):
     """node's http server with fetch; and cluster, whose primary owns the listening socket
     and hands it to two workers over its IPC channel (SCM_RIGHTS of a TCP socket)."""

@@ -247,7 +247,7 @@ def test_raw_and_packet_sockets_are_refused(sandbox):
     lines = r.stdout.decode().splitlines()
     assert len(lines) == 9, r.stdout
     opened = [ln for ln in lines if ln.endswith(" OPEN")]
-    assert not opened, r.stdout
+    assert opened == ["netlink-route OPEN"], r.stdout      # read-only, lo only: see below
     assert lines[:4] == ["raw4-icmp EPERM", "raw4-tcp EPERM", "raw4-raw EPERM",
                          "raw6-icmp EPERM"], r.stdout
 
@@ -420,3 +420,38 @@ def test_a_guest_killed_holding_inet_sockets_leaves_nothing(platform_name):
         gc.collect()
         live = [o for o in gc.get_objects() if isinstance(o, (TcpSocket, UdpSocket))]
         assert not live, f"{len(live)} TCP/UDP socket objects outlive the killed guest"
+
+
+NETLINK = r"""
+import socket, struct, errno, os
+print(socket.if_nameindex(), socket.if_nametoindex("lo"))
+for name in ("eth0", "docker0"):
+    try:
+        socket.if_nametoindex(name); print(name, "FOUND")
+    except OSError as e:
+        print(name, "absent")
+s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+s.bind((0, 0))
+# RTM_NEWADDR 10.0.0.1/8 on lo, with NLM_F_ACK: must be refused
+body = struct.pack("<BBBBi", socket.AF_INET, 8, 0, 0, 1) + struct.pack("<HH4s", 8, 2, bytes([10, 0, 0, 1]))
+s.send(struct.pack("<IHHII", 16 + len(body), 20, 0x1 | 0x4 | 0x400 | 0x200, 1, 0) + body)
+data = s.recv(4096)
+ln, kind, flags, seq, pid = struct.unpack_from("<IHHII", data)
+print("newaddr", kind, errno.errorcode.get(-struct.unpack_from("<i", data, 16)[0]))
+for proto in (4, 9, 15):                      # NETLINK_SOCK_DIAG, NETLINK_AUDIT, NETLINK_KOBJECT_UEVENT
+    try:
+        socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, proto); print(proto, "OPEN")
+    except OSError as e:
+        print(proto, errno.errorcode[e.errno])
+"""
+
+
+def test_netlink_shows_only_lo_and_changes_nothing(sandbox):
+    """NETLINK_ROUTE answers getifaddrs and if_nameindex with lo alone; the host's
+    interfaces are not there; an address change is EPERM; other netlink protocols
+    (sock_diag, audit, uevents) do not open."""
+    r = sandbox.run(["/usr/bin/python3", "-c", NETLINK], env=dict(TEST_ENV), timeout=60)
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.decode().splitlines() == [
+        "[(1, 'lo')] 1", "eth0 absent", "docker0 absent", "newaddr 2 EPERM",
+        "4 EPROTONOSUPPORT", "9 EPROTONOSUPPORT", "15 EPROTONOSUPPORT"], r.stdout

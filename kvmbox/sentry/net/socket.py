@@ -48,6 +48,7 @@ FAMILIES: dict[int, str] = {
     1: "kvmbox.sentry.net.unix",                 # AF_UNIX
     2: "kvmbox.sentry.net.inet",                 # AF_INET: the sandbox's loopback
     10: "kvmbox.sentry.net.inet:create6",        # AF_INET6
+    16: "kvmbox.sentry.net.netlink",             # AF_NETLINK: NETLINK_ROUTE, lo only, read-only
 }
 
 # SOL_SOCKET options that are plain ints stored and reported back (booleans normalised).
