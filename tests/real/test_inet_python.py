@@ -12,7 +12,7 @@ IP_RECVTOS, IPV6_RECVPKTINFO, IPV6_RECVHOPLIMIT, IPV6_RECVTCLASS), lo through if
 node's os.networkInterfaces() (NETLINK_ROUTE), FIONREAD and SIOCOUTQ on TCP, UDP and Unix sockets,
 connects waiting on a full backlog, a TCP socket passed to another process over
 SCM_RIGHTS, curl / wget / perl against http.server, node's http server with fetch and
-its cluster module, and java's HttpServer, HttpClient and Socket.  In the sandbox all
+its cluster module, and java's HttpServer, HttpClient, Socket and NetworkInterface.  In the sandbox all
 of this runs on the Sentry's own loopback; natively on the host's 127.0.0.1 / ::1
 only.  stdout and exit status must match byte for byte.  (multiprocessing.Pipe() and
 Manager() are AF_UNIX: tests/real/test_unix_python.py.)"""
@@ -597,6 +597,13 @@ public class Net {
       System.out.println(br.readLine());
     }
     s.stop(0);
+    NetworkInterface lo = NetworkInterface.getByName("lo");
+    System.out.println(lo.getName() + " " + lo.getIndex() + " " + lo.isLoopback() + " " + lo.isUp() + " " + lo.getMTU());
+    java.util.List<String> addrs = new java.util.ArrayList<>();
+    for (InterfaceAddress ia : lo.getInterfaceAddresses())
+      addrs.add(ia.getAddress().getHostAddress() + "/" + ia.getNetworkPrefixLength());
+    java.util.Collections.sort(addrs);
+    System.out.println(addrs);
     System.exit(0);
   }
 }
@@ -703,7 +710,8 @@ def test_node_http_same_as_native(script: str, sandbox):
 
 
 def test_java_http_server_and_client_same_as_native(sandbox):
-    """com.sun.net.httpserver, java.net.http.HttpClient and a plain java.net.Socket."""
+    """com.sun.net.httpserver, java.net.http.HttpClient, a plain java.net.Socket, and
+    NetworkInterface "lo" (SIOCGIFCONF, SIOCGIFNETMASK ..., /proc/net/if_inet6)."""
     if _which("java") is None:
         pytest.skip("java is not installed on this host")
     argv = ["-c", 'd=$(mktemp -d); cat > "$d/Net.java"; java "$d/Net.java"; s=$?; rm -r "$d"; exit $s']

@@ -214,14 +214,30 @@ class NetlinkSocket(Socket):
         self.changed()
 
 
-# The interface ioctls of every socket (Linux's dev_ioctl), for lo only: what
-# if_nametoindex(3), if_indextoname(3) and a flags or MTU check ask.
-SIOCGIFNAME, SIOCGIFFLAGS, SIOCGIFMTU, SIOCGIFINDEX = 0x8910, 0x8913, 0x8921, 0x8933
-DEV_IOCTLS = frozenset({SIOCGIFNAME, SIOCGIFFLAGS, SIOCGIFMTU, SIOCGIFINDEX})
+# The interface ioctls of every socket (Linux's dev_ioctl, devinet_ioctl), for lo only:
+# what if_nametoindex(3), if_indextoname(3), a flags or MTU check and Java's
+# NetworkInterface (SIOCGIFCONF, SIOCGIFNETMASK) ask.
+SIOCGIFNAME, SIOCGIFCONF, SIOCGIFFLAGS, SIOCGIFADDR = 0x8910, 0x8912, 0x8913, 0x8915
+SIOCGIFNETMASK, SIOCGIFMTU, SIOCGIFINDEX = 0x891B, 0x8921, 0x8933
+DEV_IOCTLS = frozenset({SIOCGIFNAME, SIOCGIFCONF, SIOCGIFFLAGS, SIOCGIFADDR, SIOCGIFNETMASK,
+                        SIOCGIFMTU, SIOCGIFINDEX})
 IFREQ_SIZE, IFNAMSIZ = 40, 16
+IFCONF = struct.Struct("<i4xQ")                    # ifc_len, ifc_buf
+
+
+def _sin(ip: bytes) -> bytes:
+    return struct.pack("<H2s4s8x", _s.AF_INET, b"\0\0", ip)
 
 
 def dev_ioctl(t: "Task", request: int, arg: int) -> int:
+    if request == SIOCGIFCONF:
+        length, buf = IFCONF.unpack(t.mm.copy_in(arg, IFCONF.size))
+        entry = b"lo".ljust(IFNAMSIZ, b"\0") + _sin(bytes([127, 0, 0, 1])).ljust(24, b"\0")
+        n = len(entry) if not buf or length >= len(entry) else 0
+        if buf and n:
+            t.mm.copy_out(buf, entry)
+        t.mm.copy_out(arg, struct.pack("<i", n))
+        return 0
     ifr = bytearray(t.mm.copy_in(arg, IFREQ_SIZE))
     if request == SIOCGIFNAME:
         if struct.unpack_from("<i", ifr, IFNAMSIZ)[0] != LO_INDEX:
@@ -234,6 +250,10 @@ def dev_ioctl(t: "Task", request: int, arg: int) -> int:
         value = struct.pack("<i", LO_INDEX)
     elif request == SIOCGIFFLAGS:
         value = struct.pack("<H", LO_FLAGS & 0xFFFF)
+    elif request == SIOCGIFADDR:
+        value = _sin(bytes([127, 0, 0, 1]))
+    elif request == SIOCGIFNETMASK:
+        value = _sin(bytes([255, 0, 0, 0]))
     else:
         value = struct.pack("<i", 65536)
     t.mm.copy_out(arg + IFNAMSIZ, value)
