@@ -21,8 +21,6 @@ import socket
 import threading
 import time
 
-import pytest
-
 import kvmbox
 from helpers import TEST_ENV
 
