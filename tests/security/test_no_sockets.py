@@ -6,7 +6,8 @@ guest binds on a read-write host mount exists only in the sandbox, and a host li
 on that mount (by path) or in the host's abstract namespace cannot be reached.  Other
 families the sandbox does not implement are refused; packet sockets never open.
 Descriptors in flight die with their socket, and 10,000 connect/close cycles leave no
-socket object, name or descriptor behind in the Sentry.
+socket object, name or descriptor behind in the Sentry.  AF_INET / AF_INET6 (the
+sandbox's own loopback, also without a host socket) are in test_inet_isolation.py.
 """
 from __future__ import annotations
 

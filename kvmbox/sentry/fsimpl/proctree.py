@@ -179,6 +179,10 @@ ROOT = DirSpec({
     "loadavg": FileSpec(P.loadavg),
     "meminfo": FileSpec(P.meminfo),
     "mounts": LinkSpec(_mounts_target),
+    # the sandbox's one interface, lo (net/netlink.py); Java's NetworkInterface reads it
+    "net": DirSpec({
+        "if_inet6": FileSpec(P.text("0" * 31 + "1 01 80 10 80       lo")),
+    }),
     "self": LinkSpec(_self_target),
     "stat": FileSpec(P.stat),
     "sys": SYS_DIR,

@@ -48,6 +48,7 @@ FAMILIES: dict[int, str] = {
     1: "kvmbox.sentry.net.unix",                 # AF_UNIX
     2: "kvmbox.sentry.net.inet",                 # AF_INET: the sandbox's loopback
     10: "kvmbox.sentry.net.inet:create6",        # AF_INET6
+    16: "kvmbox.sentry.net.netlink",             # AF_NETLINK: NETLINK_ROUTE, lo only, read-only
 }
 
 # SOL_SOCKET options that are plain ints stored and reported back (booleans normalised).
@@ -166,6 +167,11 @@ class Socket(FileDescription):
         return self.sendmsg(None, data, None, None, 0)
 
     def readable_bytes(self) -> int:
+        return 0
+
+    def unsent_bytes(self) -> int:
+        """SIOCOUTQ: bytes sent but not yet taken by the peer (nothing is, unless a
+        family says so)."""
         return 0
 
     # --- operations (Linux's sock_no_* answers) ---------------------------------------

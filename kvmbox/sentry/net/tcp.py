@@ -336,11 +336,21 @@ class TcpSocket(InetSocket):
         raise SyscallError(errno.EAGAIN)
 
     def readable_bytes(self) -> int:
+        if self.state == LISTEN:
+            raise SyscallError(errno.EINVAL)     # tcp_ioctl: SIOCINQ on a listener
         return len(self.rx)
 
     def _lowat(self) -> int:
         """SO_RCVLOWAT: the bytes that make the socket readable (Linux's sock_rcvlowat)."""
         return max(self.opts.get(SO_RCVLOWAT, 1), 1)
+
+    def unsent_bytes(self) -> int:
+        """SIOCOUTQ: loopback ACKs what the peer's receive buffer holds; what lies past
+        it waits in our send queue."""
+        if self.state == LISTEN:
+            raise SyscallError(errno.EINVAL)
+        p = self.peer
+        return max(0, len(p.rx) - p.rcvbuf) if p is not None else 0
 
     # --- readiness and close ----------------------------------------------------------
     def poll(self, events: int) -> int:

@@ -11,15 +11,15 @@ MSG_TRUNC, connect filtering (AF_UNSPEC disconnects), 65507 / 65527 bytes at mos
 from __future__ import annotations
 
 import errno
-import struct
 from collections import deque
 
 from kvmbox.abi.fcntl import O_NONBLOCK
 from kvmbox.abi.poll import POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDNORM, POLLWRBAND, POLLWRNORM
 from kvmbox.abi.socket import (
-    AF_INET, AF_INET6, AF_UNSPEC, IP_DEFAULT_TTL, IP_PKTINFO, IP_RECVERR, IP_RECVTOS,
-    IP_RECVTTL, IP_TOS, IP_TTL, IPPROTO_IP, IPPROTO_IPV6, IPPROTO_UDP, IPV6_PKTINFO,
-    IPV6_RECVERR, IPV6_RECVPKTINFO, LOOPBACK_IFINDEX, MSG_DONTWAIT, MSG_OOB, MSG_PEEK,
+    AF_INET, AF_INET6, AF_UNSPEC, IP_DEFAULT_TTL, IP_PKTINFO, IP_RECVTOS, IP_RECVTTL, IP_TOS,
+    IP_TTL, IPPROTO_IP, IPPROTO_IPV6, IPV6_HOPLIMIT, IPV6_PKTINFO, IPV6_RECVHOPLIMIT,
+    IPV6_RECVPKTINFO, IPV6_RECVTCLASS, IPV6_TCLASS, IPV6_UNICAST_HOPS, IP_RECVERR, IPPROTO_UDP,
+    IPV6_RECVERR, LOOPBACK_IFINDEX, MSG_DONTWAIT, MSG_OOB, MSG_PEEK,
     MSG_TRUNC, RCV_SHUTDOWN, SEND_SHUTDOWN, SHUTDOWN_MASK, UDP_CORK, UDP_GRO, UDP_MAX_PAYLOAD4,
     UDP_MAX_PAYLOAD6, UDP_SEGMENT,
 )
@@ -42,8 +42,7 @@ class UdpSocket(InetSocket):
 
     def __init__(self, kernel, creds, family: int, stype: int, protocol: int, flags: int) -> None:
         super().__init__(kernel, creds, family, stype, protocol, flags)
-        # (bytes, source, destination address, the sender's TTL and TOS) per datagram
-        self.rx: deque[tuple[bytes, A.Endpoint, bytes, int, int]] = deque()
+        self.rx: deque[tuple[bytes, A.Endpoint, tuple[bytes, int, int]]] = deque()
         self.rmem = 0
         self.shut = 0
         self.udpopts: dict[int, int] = {}
@@ -115,7 +114,7 @@ class UdpSocket(InetSocket):
                 self.error = errno.ECONNREFUSED
                 self.changed()
         elif to.rmem + len(data) <= to.rcvbuf and not to.shut & RCV_SHUTDOWN:
-            to.rx.append((data, me, dst, self.ttl if self.ttl >= 0 else IP_DEFAULT_TTL, self.tos))
+            to.rx.append((data, me, self._header(dst)))
             to.rmem += len(data) + OVERHEAD
             to.changed()
         return len(data)
@@ -132,31 +131,43 @@ class UdpSocket(InetSocket):
             if self.shut & RCV_SHUTDOWN and not (flags & MSG_DONTWAIT or self.flags & O_NONBLOCK):
                 return Received(b"", None, 0, 0)
             raise SyscallError(errno.EAGAIN)
-        data, src, dst, ttl, tos = self.rx[0]
+        data, src, header = self.rx[0]
         if not flags & MSG_PEEK:
             self.rx.popleft()
             self.rmem -= len(data) + OVERHEAD
-        r = Received(data[:n], self.sockaddr(src), MSG_TRUNC if len(data) > n else 0,
-                     len(data))
-        r.other.extend(self._control(dst, ttl, tos))
-        return r
+        return Received(data[:n], self.sockaddr(src), MSG_TRUNC if len(data) > n else 0,
+                        len(data), other=self._rx_control(header))
 
-    def _control(self, dst: bytes, ttl: int, tos: int) -> list[tuple[int, int, bytes]]:
-        """The control messages the options ask for, in Linux's order: a datagram to an
-        IPv4 address gets ip_cmsg_recv's (IP_PKTINFO, IP_RECVTTL, IP_RECVTOS; on an
-        AF_INET6 socket too), one to an IPv6 address ip6_datagram_recv_specific_ctl's
-        (IPV6_RECVPKTINFO).  Everything arrives on lo."""
-        out = []
+    def _header(self, dst: bytes) -> tuple[bytes, int, int]:
+        """What the IP header of our datagram to `dst` carries that a receiver may ask
+        for: (destination, TTL or hop limit, TOS or traffic class)."""
         if A.is_v4(dst):
-            if self.ipopts.get(IP_PKTINFO):        # in_pktinfo: ifindex, spec_dst, addr
-                out.append((IPPROTO_IP, IP_PKTINFO,
-                            struct.pack("<i4s4s", LOOPBACK_IFINDEX, dst[12:], dst[12:])))
+            return dst, self.ttl if self.ttl >= 0 else IP_DEFAULT_TTL, self.tos
+        hops = self.ipopts.get(1000 + IPV6_UNICAST_HOPS, -1)
+        return dst, hops if hops >= 0 else IP_DEFAULT_TTL, self.ipopts.get(1000 + IPV6_TCLASS, 0)
+
+    def _rx_control(self, header: tuple[bytes, int, int]) -> list:
+        """The cmsgs a receive gives for IP_PKTINFO / IP_RECVTTL / IP_RECVTOS and
+        IPV6_RECVPKTINFO / IPV6_RECVHOPLIMIT / IPV6_RECVTCLASS, in udp(v6)_recvmsg's order
+        (ip6_datagram_recv_common_ctl, then the IPv4 ones for a v4 datagram, else
+        ip6_datagram_recv_specific_ctl).  Everything arrives on lo (ifindex 1)."""
+        dst, ttl, tos = header
+        out = []
+        v6 = self.family == AF_INET6
+        if v6 and self.ipopts.get(1000 + IPV6_RECVPKTINFO):
+            out.append((IPPROTO_IPV6, IPV6_PKTINFO, dst + S32.pack(LOOPBACK_IFINDEX)))
+        if A.is_v4(dst):
+            if self.ipopts.get(IP_PKTINFO):
+                out.append((IPPROTO_IP, IP_PKTINFO, S32.pack(LOOPBACK_IFINDEX) + dst[12:] + dst[12:]))
             if self.ipopts.get(IP_RECVTTL):
-                out.append((IPPROTO_IP, IP_TTL, struct.pack("<i", ttl)))
+                out.append((IPPROTO_IP, IP_TTL, S32.pack(ttl)))
             if self.ipopts.get(IP_RECVTOS):
                 out.append((IPPROTO_IP, IP_TOS, bytes([tos & 0xFF])))
-        elif self.ipopts.get(1000 + IPV6_RECVPKTINFO):   # in6_pktinfo: addr, ifindex
-            out.append((IPPROTO_IPV6, IPV6_PKTINFO, dst + struct.pack("<i", LOOPBACK_IFINDEX)))
+        elif v6:
+            if self.ipopts.get(1000 + IPV6_RECVHOPLIMIT):
+                out.append((IPPROTO_IPV6, IPV6_HOPLIMIT, S32.pack(ttl)))
+            if self.ipopts.get(1000 + IPV6_RECVTCLASS):
+                out.append((IPPROTO_IPV6, IPV6_TCLASS, S32.pack(tos)))
         return out
 
     def readable_bytes(self) -> int:

@@ -401,6 +401,10 @@ class UnixSocket(Socket):
                 break
         return Received(bytes(out), self._sender_addr(first), 0, -1, rights, creds)
 
+    def unsent_bytes(self) -> int:
+        """SIOCOUTQ: what we queued that the receiver has not read (unix_outq_len)."""
+        return self.wmem
+
     def readable_bytes(self) -> int:
         if self.stype == SOCK_STREAM:
             return sum(len(m.data) for m in self.rx)

@@ -17,6 +17,8 @@ from __future__ import annotations
 import errno
 
 from kvmbox.abi.fcntl import O_APPEND, O_NONBLOCK
+from kvmbox.abi.socket import SIOCOUTQ
+from kvmbox.sentry.net.netlink import DEV_IOCTLS, dev_ioctl
 from kvmbox.abi.structs import IOVEC, S32, S64, U32
 from kvmbox.errors import SyscallError
 from kvmbox.sentry.files import MAX_RW
@@ -295,6 +297,11 @@ def ioctl(t, a) -> int:
         n = f.readable_bytes()
         t.mm.copy_out(arg, S32.pack(min(n, 0x7FFFFFFF)))
         return 0
+    if request in DEV_IOCTLS and hasattr(f, "unsent_bytes"):      # a socket
+        return dev_ioctl(t, request, arg)
+    if request == SIOCOUTQ and hasattr(f, "unsent_bytes"):
+        t.mm.copy_out(arg, S32.pack(min(f.unsent_bytes(), 0x7FFFFFFF)))
+        return 0
     if request == TCGETS:
         t.mm.copy_out(arg, f.ioctl_termios())
         return 0
@@ -439,7 +446,8 @@ ENTRIES = (
     Entry("pwritev2", pwritev2, PARTIAL, "RWF_* flags accepted and ignored"),
     Entry("lseek", lseek, SUPPORTED, "ESPIPE on pipes, sockets and ttys; host-file streams "
           "move the offset they share with the invoking shell"),
-    Entry("ioctl", ioctl, PARTIAL, "FIONREAD, FIONBIO, FIOCLEX, FIONCLEX, TCGETS, TIOCGWINSZ; "
+    Entry("ioctl", ioctl, PARTIAL, "FIONREAD, FIONBIO, FIOCLEX, FIONCLEX, TCGETS, TIOCGWINSZ, "
+          "SIOCOUTQ and SIOCGIF{INDEX,NAME,FLAGS,MTU} (lo) on sockets; "
           "others ENOTTY"),
     Entry("sendfile", sendfile, SUPPORTED, "a copy through the Sentry"),
     Entry("copy_file_range", copy_file_range, SUPPORTED, "a copy through the Sentry"),
