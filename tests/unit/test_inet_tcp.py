@@ -211,3 +211,32 @@ def test_connect_to_itself(kernel):
     s.release()
     assert all(isinstance(o, inet.TimeWait)
                for socks in kernel.net.ports[SOCK_STREAM].values() for o in socks)
+
+
+def _time_waits(kernel) -> int:
+    return sum(isinstance(o, inet.TimeWait)
+               for socks in kernel.net.ports[SOCK_STREAM].values() for o in socks)
+
+
+def test_time_wait_table_is_bounded(kernel, monkeypatch):
+    """Past tcp_max_tw_buckets a closing socket leaves no TIME_WAIT entry, and old
+    entries are dropped as they expire even when their port is never bound again."""
+    monkeypatch.setattr(inet, "TCP_MAX_TW_BUCKETS", 3)
+    lst = sock(kernel, reuse=True)
+    lst.bind(TASK, addr(0))
+    lst.listen(TASK, 8)
+    for _ in range(5):
+        c = sock(kernel)
+        c.connect(TASK, addr(lst.port))
+        a = lst.accept(TASK, 0)
+        c.release()                       # the client closes first: its port waits
+        a.release()
+    assert _time_waits(kernel) == 3
+    now = inet.time.monotonic()
+    monkeypatch.setattr(inet.time, "monotonic", lambda: now + inet.TCP_TIMEWAIT_LEN + 1)
+    c = sock(kernel)
+    c.connect(TASK, addr(lst.port))
+    a = lst.accept(TASK, 0)
+    c.release()
+    a.release()
+    assert _time_waits(kernel) == 1       # the three expired ones went, the new one stays

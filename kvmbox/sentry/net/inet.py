@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import os
 import time
+from collections import deque
 
 from kvmbox.abi.socket import (
     AF_INET, AF_INET6, AF_UNSPEC, EPHEMERAL_HIGH, EPHEMERAL_LOW, INET_ECN_MASK,
@@ -40,6 +41,11 @@ if TYPE_CHECKING:  # pragma: no cover
 CAP_NET_BIND_SERVICE = 10
 UNPRIVILEGED_PORT_START = 1024           # net.ipv4.ip_unprivileged_port_start
 TCP_TIMEWAIT_LEN = 60.0                  # seconds a closed connection holds its port
+# net.ipv4.tcp_max_tw_buckets: past this many TIME_WAIT entries a closing socket leaves
+# none ("time wait bucket table overflow").  Linux scales it with memory (up to 262144);
+# a sandbox gets a fixed bound so that a guest cycling connections over 127.x.y.z
+# addresses cannot grow the Sentry's table without limit.
+TCP_MAX_TW_BUCKETS = 16384
 TCP_TIME_WAIT = 6                        # include/net/tcp_states.h
 
 # Options of the IP and IPv6 levels that are ints stored and reported back, with defaults.
@@ -97,6 +103,7 @@ class InetStack:
 
     def __init__(self) -> None:
         self.ports: dict[int, dict[int, list[InetSocket]]] = {SOCK_STREAM: {}, SOCK_DGRAM: {}}
+        self.time_waits: deque[TimeWait] = deque()   # every TIME_WAIT entry, oldest first
         self.next_port = EPHEMERAL_LOW + int.from_bytes(os.urandom(2), "little") % (
             EPHEMERAL_HIGH - EPHEMERAL_LOW + 1)
         self.spread = 0                   # SO_REUSEPORT round-robin counter
@@ -142,8 +149,13 @@ class InetStack:
         """`s` closed first (it sent the first FIN): its address and port stay taken for
         TCP_TIMEWAIT_LEN, as Linux's TIME_WAIT (and orphaned FIN_WAIT2) sockets, which a
         bind(2) meets unless both it and the closed socket set SO_REUSEADDR."""
-        if s.port:
-            self.ports[s.stype].setdefault(s.port, []).append(TimeWait(s))
+        while self.time_waits and self.time_waits[0].expires <= time.monotonic():
+            old = self.time_waits.popleft()
+            self._expire(old.stype, old.port)
+        if s.port and len(self.time_waits) < TCP_MAX_TW_BUCKETS:
+            tw = TimeWait(s)
+            self.time_waits.append(tw)
+            self.ports[s.stype].setdefault(s.port, []).append(tw)
 
     def _expire(self, stype: int, port: int) -> None:
         """Drop the TIME_WAIT entries on `port` whose time is up."""
