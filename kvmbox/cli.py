@@ -54,6 +54,15 @@ def _parser() -> argparse.ArgumentParser:
                         "memlock, ...; 'unlimited' accepted; repeatable). Default: kvmbox's own")
     r.add_argument("--pids-limit", type=int, default=512, metavar="N",
                    help="most tasks alive at once (default 512); past it fork gives EAGAIN")
+    r.add_argument("--network", default=None, metavar="none|host",
+                   help="none (default): the sandbox's own loopback only, nothing outside; "
+                        "host: TCP/UDP through host sockets made by the Sentry")
+    r.add_argument("--allow-net", action="append", default=[], metavar="HOST[:PORT]",
+                   help="with host networking, the only destinations connect/sendto may reach "
+                        "(repeatable; implies --network host)")
+    r.add_argument("--publish", action="append", default=[], metavar="PORT",
+                   help="a host port the program may bind and listen on (repeatable; '*' any; "
+                        "implies --network host)")
     r.add_argument("--no-fast-path", action="store_true",
                    help="send every syscall to the Sentry (no in-guest answers for getpid & co.)")
     r.add_argument("--kvm-device", default="/dev/kvm", help=argparse.SUPPRESS)
@@ -86,7 +95,8 @@ def _cmd_run(ns: argparse.Namespace) -> int:
         with Sandbox(platform=ns.platform, memory=ns.memory, timeout=ns.timeout,
                      hostname=ns.hostname, kvm_device=ns.kvm_device,
                      fast_path=not ns.no_fast_path, rootfs=ns.rootfs, mounts=ns.mount,
-                     cwd=cwd, ulimits=ns.ulimit, pids_limit=ns.pids_limit) as sb:
+                     cwd=cwd, ulimits=ns.ulimit, pids_limit=ns.pids_limit,
+                     network=ns.network, allow_net=ns.allow_net, publish=ns.publish) as sb:
             for line in sb.setup_notices:
                 print(line, file=sys.stderr)
             if ns.debug:

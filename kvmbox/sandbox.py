@@ -117,7 +117,8 @@ class Sandbox:
                  kvm_device: str = "/dev/kvm", fast_path: bool = True, *,
                  rootfs: str | None = None, mounts: Sequence = (), cwd: str = "/",
                  ulimits=None, capture_limit: int | str = CAPTURE_LIMIT,
-                 pids_limit: int | None = DEFAULT_PIDS_LIMIT) -> None:
+                 pids_limit: int | None = DEFAULT_PIDS_LIMIT, network: str | None = None,
+                 allow_net: Sequence[str] = (), publish: Sequence = ()) -> None:
         """rootfs: host directory used as / (default the host's /), read-only under an
         in-memory overlay.  mounts: MountSpec objects or 'HOST:GUEST[:ro|rw[,chown]]'
         strings (host mounts are nosuid,nodev; 'chown' lets the guest give files away).
@@ -127,13 +128,19 @@ class Sandbox:
         capture_limit: bytes of stdout and of stderr run() keeps (e.g. "64M", the default);
         past it the program's writes still succeed, the bytes are dropped and the Result
         says `truncated`.  pids_limit: how many tasks may exist at once (default 512; None:
-        no limit); past it fork and clone give EAGAIN, as the pids cgroup does."""
+        no limit); past it fork and clone give EAGAIN, as the pids cgroup does.
+        network: "none" (the default: the sandbox's own loopback, no host socket ever) or
+        "host" (TCP and UDP through host sockets the Sentry makes, docs/network.md);
+        allow_net: 'HOST[:PORT]' destinations connect/sendto may reach (implies host;
+        empty: any); publish: host ports the program may bind and listen on ('*': any)."""
         from kvmbox.sentry.rlimits import parse_ulimits
         from kvmbox.platform.registry import open_platform
         from kvmbox.sentry.kernel import Kernel
         from kvmbox.sentry.vfs.build import FsOptions
 
+        from kvmbox.sentry.net.policy import make_policy
         self.memory = parse_size(memory)
+        self.net_policy = make_policy(network, allow_net, publish)
         if pids_limit is not None and (not isinstance(pids_limit, int) or pids_limit < 1):
             raise KvmboxError(f"kvmbox: pids limit must be a positive integer, not {pids_limit!r}")
         self._ulimits = parse_ulimits(ulimits)
@@ -147,7 +154,7 @@ class Sandbox:
                                        notice=self.setup_notices.append)
         self._kernel = Kernel(self._platform, memory_limit=self.memory, hostname=hostname,
                               notice=self._notices.append, fast_path=fast_path, fs=fs,
-                              pids_limit=pids_limit)
+                              pids_limit=pids_limit, net_policy=self.net_policy)
         self._lock = threading.Lock()
 
     @property

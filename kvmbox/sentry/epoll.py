@@ -135,7 +135,8 @@ class Item:
         self.events, self.data = events, data
         self.linked = False              # on ep.ready
         self.watched = hasattr(f, "watch")
-        self.polled = not self.watched or isinstance(f, Epoll)
+        # host-backed sockets (hostinet.py) watch but cannot announce host-side changes
+        self.polled = not self.watched or isinstance(f, Epoll) or getattr(f, "host_polled", False)
         self.last = 0                    # readiness at the previous scan (polled edge-triggered items)
         self.sig = None
         self.removed = False
@@ -243,7 +244,7 @@ class Epoll(FileDescription):
         out: list[tuple[HostStream, int]] = []
         for it in list(self.items.values()):
             f = it.file
-            if isinstance(f, HostStream):
+            if isinstance(f, HostStream) or getattr(f, "host_polled", False):
                 out.append((f, it.events & 0xFFFF))
             elif isinstance(f, Epoll) and id(f) not in seen:
                 out += f.host_streams(seen)

@@ -54,7 +54,8 @@ class Kernel:
     def __init__(self, platform: Platform, *, memory_limit: int | None, hostname: str = "kvmbox",
                  trace: Callable[[str], None] | None = None,
                  notice: Callable[[str], None] | None = None, fast_path: bool = True,
-                 fs: "FsOptions | None" = None, pids_limit: int | None = 512) -> None:
+                 fs: "FsOptions | None" = None, pids_limit: int | None = 512,
+                 net_policy: "NetPolicy | None" = None) -> None:
         self.platform = platform
         self.memory_limit = memory_limit
         # --memory, shared by the processes' commit charges and the in-memory file systems.
@@ -88,6 +89,8 @@ class Kernel:
         self.unix_names = UnixNames()          # AF_UNIX abstract names and bound socket inodes
         from kvmbox.sentry.net.inet import InetStack
         self.net = InetStack()                 # AF_INET/AF_INET6 loopback: ports, routes
+        from kvmbox.sentry.net.policy import NetPolicy
+        self.net_policy = net_policy or NetPolicy()   # none (the default) / host (hostinet.py)
         from kvmbox.sentry.timers import TimerService
         self._timers = TimerService()          # the current run's (replaced by each run)
         self.syscall_counts = [0] * len(self.table)   # per syscall number, for the last run

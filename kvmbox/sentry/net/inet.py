@@ -79,6 +79,8 @@ def _create(kernel, creds, family: int, stype: int, protocol: int, flags: int) -
     if stype == SOCK_STREAM:
         if protocol not in (0, IPPROTO_TCP):
             raise SyscallError(errno.EPROTONOSUPPORT)
+        if kernel.net_policy.host:
+            return _host(kernel, creds, family, stype, IPPROTO_TCP, flags)
         from kvmbox.sentry.net.tcp import TcpSocket
         return TcpSocket(kernel, creds, family, stype, IPPROTO_TCP, flags)
     if stype == SOCK_DGRAM:
@@ -86,11 +88,25 @@ def _create(kernel, creds, family: int, stype: int, protocol: int, flags: int) -
             raise SyscallError(errno.EACCES)      # a ping socket: net.ipv4.ping_group_range
         if protocol not in (0, IPPROTO_UDP):
             raise SyscallError(errno.EPROTONOSUPPORT)
+        if kernel.net_policy.host:
+            return _host(kernel, creds, family, stype, IPPROTO_UDP, flags)
         from kvmbox.sentry.net.udp import UdpSocket
         return UdpSocket(kernel, creds, family, stype, IPPROTO_UDP, flags)
     if stype == SOCK_RAW:
         raise SyscallError(errno.EPERM)
     raise SyscallError(errno.ESOCKTNOSUPPORT)
+
+
+def _host(kernel, creds, family: int, stype: int, protocol: int, flags: int) -> Socket:
+    """--network host: every TCP and UDP socket is a host socket the Sentry drives
+    (hostinet.py), as docker's host network: the program reaches the host's own
+    127.0.0.1 services and the network the policy allows, and its listeners are host
+    ports (published ones only).  The sandbox's own loopback is not used then."""
+    from kvmbox.sentry.net.hostinet import HostInetSocket
+    try:
+        return HostInetSocket(kernel, creds, family, stype, protocol, flags)
+    except OSError as e:
+        raise SyscallError(e.errno or errno.ENOBUFS) from None
 
 
 def stack(kernel) -> "InetStack":

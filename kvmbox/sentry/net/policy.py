@@ -22,6 +22,7 @@ from typing import Iterable, Optional, Union
 from kvmbox.errors import KvmboxError
 
 MODES = ("none", "host")
+ANY_PORT = -1                    # --publish '*': every port may be bound and listened on
 _Net = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 
@@ -64,7 +65,12 @@ class NetPolicy:
 
     def may_bind(self, port: int) -> bool:
         """Whether a host socket may bind `port`: 0 (ephemeral) or a published port."""
-        return self.host and (port == 0 or port in self.publish)
+        return self.host and (port == 0 or port in self.publish or ANY_PORT in self.publish)
+
+    def may_listen(self, port: int, named: int) -> bool:
+        """Whether a host socket bound to `port` (bind(2) named `named`, 0 if none) may
+        listen: on a published port, or anywhere with --publish '*'."""
+        return self.host and (ANY_PORT in self.publish or (named != 0 and port in self.publish))
 
 
 def _port(text: str, what: str) -> Optional[int]:
@@ -127,8 +133,8 @@ def make_policy(network: Optional[str] = None, allow_net: Iterable[str] = (),
     published: set[int] = set()
     for p in ports:
         if isinstance(p, str):
-            p = _port(p, f"--publish {p!r}") if p != "*" else -1
-        if isinstance(p, bool) or not isinstance(p, int) or not 0 < p < 65536:
+            p = _port(p, f"--publish {p!r}") if p != "*" else ANY_PORT
+        if p != ANY_PORT and (isinstance(p, bool) or not isinstance(p, int) or not 0 < p < 65536):
             raise KvmboxError(f"kvmbox: --publish {p!r}: wants a port 1-65535")
         published.add(p)
     return NetPolicy(network, tuple(rules), frozenset(published))
