@@ -48,6 +48,10 @@ _PASS = {
 FIONREAD = 0x541B                                # bytes waiting to be read
 _SEND_FLAGS = 0x8000 | 0x80                      # MSG_MORE, MSG_EOR: passed through
 _RECV_FLAGS = MSG_PEEK | MSG_TRUNC
+# Most bytes one receive asks the host for: Python allocates the whole buffer up front, so
+# a guest's recv(fd, buf, 1 << 30) must not become a 1 GiB allocation in the Sentry.  A
+# stream receive returns less (as any may); no datagram is larger (UDP: 65,507 bytes).
+RECV_MAX = 1 << 20
 
 
 def _err(e: OSError) -> SyscallError:
@@ -173,7 +177,7 @@ class HostInetSocket(Socket):
 
     def recvmsg(self, t, n: int, flags: int) -> Received:
         try:
-            data, _anc, mflags, addr = self.host.recvmsg(max(n, 0), 0,
+            data, _anc, mflags, addr = self.host.recvmsg(max(0, min(n, RECV_MAX)), 0,
                                                           (flags & _RECV_FLAGS) | MSG_DONTWAIT)
         except BlockingIOError:
             raise SyscallError(errno.EAGAIN) from None
