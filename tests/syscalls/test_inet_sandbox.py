@@ -131,3 +131,37 @@ def test_tcp_udp_cycles_leave_only_time_wait_and_no_host_socket(platform_name):
         gc.collect()
         live = [o for o in gc.get_objects() if isinstance(o, InetSocket)]
         assert not live, f"{len(live)} inet socket objects outlive the run"
+
+
+PROC_NET = r"""
+import socket
+l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen()
+c = socket.create_connection(l.getsockname()); a, _ = l.accept()
+u = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); u.bind(("::1", 0))
+lp, cp, up = l.getsockname()[1], c.getsockname()[1], u.getsockname()[1]
+def rows(name):
+    lines = open("/proc/net/" + name).read().splitlines()
+    return lines[0], [ln.split() for ln in lines[1:]]
+head, tcp = rows("tcp")
+print(head.split()[:4])
+print(sorted((r[1], r[2], r[3]) for r in tcp) == sorted([
+    ("0100007F:%04X" % lp, "00000000:0000", "0A"),
+    ("0100007F:%04X" % cp, "0100007F:%04X" % lp, "01"),
+    ("0100007F:%04X" % lp, "0100007F:%04X" % cp, "01")]))
+print(sorted(int(r[9]) for r in tcp) == sorted(__import__("os").fstat(s.fileno()).st_ino for s in (l, c, a)))
+_, udp6 = rows("udp6")
+print([(r[1], r[3]) for r in udp6] == [("0" * 24 + "01000000:%04X" % up, "07")])
+print([ln.split(":")[0].strip() for ln in open("/proc/net/dev").read().splitlines()[2:]])
+print(len(open("/proc/net/route").read().splitlines()))
+print(rows("tcp6")[1], rows("udp")[1])
+"""
+
+
+def test_proc_net_shows_lo_and_the_sandbox_sockets_only(sandbox):
+    """/proc/net/dev shows lo only, route the header only (a namespace with just lo), and
+    tcp/udp6 list the sandbox's own listener, both ends of its connection and its UDP
+    socket, in Linux's hex format, with their inodes (nothing of the host's)."""
+    r = run_sandbox(PY, ["-c", PROC_NET], sandbox=sandbox)
+    assert r.exit_code == 0, r.stderr.decode(errors="replace")[-2000:]
+    assert r.stdout.decode() == ("['sl', 'local_address', 'rem_address', 'st']\nTrue\nTrue\n"
+                                 "True\n['lo']\n1\n[] []\n")

@@ -10,6 +10,7 @@ import errno
 
 from kvmbox.errors import SyscallError
 from kvmbox.sentry.fsimpl import procfiles as P
+from kvmbox.sentry.fsimpl import procnet as N
 from kvmbox.sentry.fsimpl import proctask as T
 from kvmbox.sentry.fsimpl.procfs import DirSpec, FileSpec, LinkSpec
 
@@ -179,9 +180,15 @@ ROOT = DirSpec({
     "loadavg": FileSpec(P.loadavg),
     "meminfo": FileSpec(P.meminfo),
     "mounts": LinkSpec(_mounts_target),
-    # the sandbox's one interface, lo (net/netlink.py); Java's NetworkInterface reads it
+    # the sandbox's one interface, lo (net/netlink.py), and its loopback sockets (procnet.py)
     "net": DirSpec({
+        "dev": FileSpec(N.dev),
         "if_inet6": FileSpec(P.text("0" * 31 + "1 01 80 10 80       lo")),
+        "route": FileSpec(N.route),
+        "tcp": FileSpec(N.tcp),
+        "tcp6": FileSpec(N.tcp6),
+        "udp": FileSpec(N.udp),
+        "udp6": FileSpec(N.udp6),
     }),
     "self": LinkSpec(_self_target),
     "stat": FileSpec(P.stat),
