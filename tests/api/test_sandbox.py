@@ -26,7 +26,7 @@ def test_200_runs_no_fd_or_frame_growth(test_programs, sandbox):
     for _ in range(200):
         r = sandbox.run([hello])
         assert r.exit_code == 0 and r.stdout == native.stdout
-    assert _fd_count() == fds
+    assert _fd_count() <= fds          # fewer: an earlier test's fd closing late; more: a leak
     assert sandbox._platform.frames.used_pages == frames
 
 

@@ -216,7 +216,7 @@ def test_thread_create_release_cycles_leak_nothing(guest, platform):
         r = Runner(platform, t.g.aspace, ctx)
         r.start()
         assert r.result() is SYSCALL
-    assert _host_fds() == fds
+    assert _host_fds() <= fds          # fewer is an earlier test's fd closing, not a leak
     assert _stub_tasks(t.g.aspace) == tasks
     assert threading.active_count() <= threads
 

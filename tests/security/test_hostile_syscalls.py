@@ -19,7 +19,7 @@ def test_random_syscalls_with_hostile_arguments(seed, test_programs, sandbox):
     assert not r.timed_out, r
     assert r.exit_code == 0 or r.signal, r
     # (stdout may be gone: close(1) is among the random calls)
-    assert len(os.listdir("/proc/self/fd")) == fds_before
+    assert len(os.listdir("/proc/self/fd")) <= fds_before   # more would be a leak
     # The sandbox is still usable afterwards.
     again = sandbox.run([str(test_programs / "musl" / "hello")])
     assert again.exit_code == 0

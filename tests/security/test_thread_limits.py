@@ -67,7 +67,10 @@ def test_spinning_threads_end_and_leave_nothing(platform_name, test_programs):
             assert _settled(lambda: _threads() <= base[0] and _fds() <= base[1] and _children() <= base[2]), (
                 f"after the {how}: threads {_threads()}, fds {_fds()}, children {sorted(_children())}; "
                 f"before: {base}")
-    assert _settled(lambda: (_threads(), _fds()) == (threads0, fds0) and _children() <= kids0), (
+    # "No more than before", not "equal": a host thread or fd of an earlier test (a ptrace
+    # service thread, a tracer finishing its exit) may still be ending when threads0 is
+    # taken, so fewer afterwards is not a leak (CI saw 3 threads after, 4 before).
+    assert _settled(lambda: _threads() <= threads0 and _fds() <= fds0 and _children() <= kids0), (
         _threads(), threads0, _fds(), fds0)
 
 
