@@ -1,10 +1,21 @@
-"""MemoryFile: guest RAM as one memfd, mapped once by the Sentry (guest-physical == file offset).
+"""Guest RAM, mapped once by the Sentry (guest-physical == offset): a memfd or anonymous memory.
 
+MemoryFile is one memfd: the ptrace platform maps it into its stub processes.
 Freeing memory is fallocate(PUNCH_HOLE) (the range reads back as zeros);
 `invalidate` is madvise(MADV_DONTNEED) on the Sentry's shared mapping, which
 keeps the content but drops the host mapping, so KVM's mmu notifier throws
 away any shadow page-table entries mapping those frames (PVM shadow paging
-does not notice direct edits of guest page tables).  ctypes stays in here.
+does not notice direct edits of guest page tables).
+
+AnonMemory is the KVM platform's guest RAM: private anonymous memory, 2 MiB
+aligned and madvise(MADV_HUGEPAGE), because shmem (memfd) THP is `never` on
+these hosts and anonymous THP is `madvise`.  With a huge page behind a 2 MiB
+guest mapping, PVM's shadow MMU maps all of it at one shadow fault instead of
+512 (docs/pvm.md, "Guest RAM and 2 MiB pages").  MADV_DONTNEED would lose a
+private page's content, so `invalidate` is an mprotect that adds PROT_EXEC and
+takes it away again, which runs the same mmu notifier and keeps both the data
+and write access; freeing is MADV_DONTNEED
+(reads back as zeros).  ctypes stays in here.
 """
 from __future__ import annotations
 
@@ -20,6 +31,13 @@ _libc = ctypes.CDLL(None, use_errno=True)   # the process's own libc (no find_li
 _fallocate = _libc.fallocate
 _fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
 _fallocate.restype = ctypes.c_int
+_mprotect = _libc.mprotect
+_mprotect.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+_mprotect.restype = ctypes.c_int
+
+HUGE_PAGE = 2 << 20              # x86-64 PMD size: a 2 MiB guest leaf and a host THP
+_MAP_NORESERVE = 0x4000          # mmap(2): no commit charge, as a memfd has none
+_THP_ENABLED = "/sys/kernel/mm/transparent_hugepage/enabled"
 
 
 def _size_memfd(fd: int, size: int) -> None:
@@ -100,3 +118,80 @@ class MemoryFile:
             pass                     # someone still holds a slice; the mapping dies with it
         os.close(self.fd)
         self.fd = -1
+
+
+def _thp_usable() -> bool:
+    """Does this host give anonymous memory huge pages on MADV_HUGEPAGE ([always] or [madvise])?"""
+    try:
+        with open(_THP_ENABLED) as f:
+            mode = f.read()
+    except OSError:
+        return False
+    return "[never]" not in mode
+
+
+class AnonMemory(MemoryFile):
+    """Guest RAM for the KVM platform: `size` bytes of private anonymous memory, 2 MiB aligned,
+    transparent huge pages asked for.  A MemoryFile without an fd (nothing else maps it)."""
+
+    fd = -1                                  # nothing to share with another process
+
+    def __init__(self, size: int) -> None:   # noqa: super().__init__ would make a memfd
+        if size <= 0 or size % mmap.PAGESIZE:
+            raise ValueError(f"AnonMemory size must be a positive multiple of the page size: {size}")
+        self.size = size
+        # Python's mmap cannot ask for an alignment: map 2 MiB more and start at the first
+        # 2 MiB boundary inside (the slack is never touched, so it costs no memory).
+        self._map = mmap.mmap(-1, size + HUGE_PAGE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE,
+                              mmap.PROT_READ | mmap.PROT_WRITE)
+        anchor = ctypes.c_char.from_buffer(self._map)
+        base = ctypes.addressof(anchor)
+        del anchor
+        self._pad = -base % HUGE_PAGE
+        self.host_address: int = base + self._pad
+        # A host fork (subprocess in the embedding program) must not copy-on-write guest RAM:
+        # the parent's next write would break COW under the vCPUs.
+        self._map.madvise(mmap.MADV_DONTFORK, self._pad, size)
+        self.huge = _thp_usable()
+        if self.huge:
+            try:
+                self._map.madvise(mmap.MADV_HUGEPAGE, self._pad, size)
+            except OSError:
+                self.huge = False
+        self.view: memoryview = memoryview(self._map)[self._pad:self._pad + size]
+
+    def _check(self, off: int, n: int) -> None:
+        if off < 0 or n < 0 or off + n > self.size:
+            raise ValueError(f"AnonMemory range [{off:#x}, +{n:#x}) outside [0, {self.size:#x})")
+
+    def punch(self, off: int, length: int) -> None:
+        """Give [off, off+length) back to the host; it reads as zeros afterwards."""
+        self._check(off, length)
+        if length:
+            self._map.madvise(mmap.MADV_DONTNEED, self._pad + off, length)
+
+    def invalidate(self, off: int, length: int) -> None:
+        """Make KVM forget its shadow entries for [off, off+length), content kept.
+
+        Linux runs the mmu notifier for any protection change of present pages, so the range
+        goes to read-write-execute and back.  Never through read-only: another vCPU, or another
+        Sentry thread, may write these frames meanwhile (shared memory, the page cache), and a
+        read-only window would fail that vCPU's KVM_RUN with EFAULT or crash the Sentry."""
+        self._check(off, length)
+        if not length:
+            return
+        addr = self.host_address + off
+        rw = mmap.PROT_READ | mmap.PROT_WRITE
+        if _mprotect(addr, length, rw | mmap.PROT_EXEC) or _mprotect(addr, length, rw):
+            err = ctypes.get_errno()
+            raise OSError(err, f"mprotect (invalidate): {os.strerror(err)}")
+
+    def close(self) -> None:
+        if self._map is None:
+            return
+        self.view.release()
+        try:
+            self._map.close()
+        except BufferError:
+            pass                     # someone still holds a slice; the mapping dies with it
+        self._map = None

@@ -20,7 +20,7 @@ from kvmbox.guest_stub import stub
 from kvmbox.guest_stub.image import write_stub_region
 from kvmbox.kvm_ioctls import KVM_CAP_SYNC_REGS, KVM_SYNC_X86_REGS, KVM_SYNC_X86_SREGS, Kvm, KvmError, Vcpu
 from kvmbox.mm.frames import FrameAllocator, memfile_layout
-from kvmbox.mm.memfile import MemoryFile
+from kvmbox.mm.memfile import AnonMemory, MemoryFile
 from kvmbox.mm.pagetables import PageTables
 from kvmbox.platform.base import AddressSpace, Context, Platform
 from kvmbox.platform.kvm import cpu
@@ -76,7 +76,7 @@ class KvmPlatform(Platform):
             self.xsave_size, self.xcr0 = cpu.xsave_layout(self.cpuid)   # the signal frame's FPU area
             self.vm = self.kvm.create_vm()
             size, reserve = memfile_layout(memory, tables=True)
-            self._memfile = MemoryFile(size)
+            self._memfile = AnonMemory(size)      # huge pages behind guest RAM (memfile.py)
             self.vm.set_user_memory_region(0, 0, size, self.memfile.host_address)
             self.stub_pdpt = write_stub_region(self.memfile.view, self.stub, max_vcpus)
             self._frames = FrameAllocator(self.memfile, table_reserve=reserve)
