@@ -55,7 +55,7 @@ sleep 30 & k=$!
 kill $k
 wait $k
 echo "killed status $?"
-sleep 30 | sleep 31 &
+sleep 2 | sleep 31 &          # kill takes the last of the pipeline; wait outlives the first (2 s, not 30)
 kill %1 2>/dev/null || kill $!
 wait
 echo "end"
