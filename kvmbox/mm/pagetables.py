@@ -2,7 +2,8 @@
 
 Departures from DESIGN.md, forced by PVM's shadow paging (KVM does not see
 the Sentry edit guest page tables):
-- leaves are 4 KiB only, never 2 MiB pages;
+- leaves are 4 KiB only, never 2 MiB pages (a split 2 MiB leaf can leave KVM a stale
+  shadow page it reuses: docs/pvm.md, "Guest RAM and huge pages");
 - a present leaf that changes frame, loses rights or disappears gets its old
   frame invalidated (MemoryFile.invalidate -> KVM's mmu notifier drops the
   shadow entries); not-present -> present and rights upgrades need nothing;
