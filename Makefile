@@ -5,7 +5,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 SYSDEPS := $(VENV)/.sysdeps
 
-.PHONY: install sysdeps programs test demo bench clean
+.PHONY: install sysdeps programs test demo bench peers clean
 
 install: $(STAMP)
 
@@ -81,7 +81,20 @@ demo: install programs
 	@echo; echo '$$ kvmbox run tests/programs/bin/glibc/fpmath'
 	@$(PY) -m kvmbox run tests/programs/bin/glibc/fpmath
 
-bench: install programs
+# The peers `make bench` compares with (benchmarks/peers.py), installed here only: the tests
+# never need them.  A failed install leaves their cells "n/a: ... not installed".
+peers:
+	@missing=""; \
+	command -v proot >/dev/null 2>&1 || missing="$$missing proot"; \
+	command -v runsc >/dev/null 2>&1 || missing="$$missing runsc"; \
+	command -v qemu-x86_64 >/dev/null 2>&1 || missing="$$missing qemu-user"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing the peers for make bench:$$missing (apt-get)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	    || echo "could not install$$missing: their benchmark cells will say n/a"; \
+	fi
+
+bench: install programs peers
 	$(PY) -m pytest -q benchmarks
 
 clean:

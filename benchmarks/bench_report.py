@@ -90,6 +90,7 @@ class Results:
     def __init__(self) -> None:
         self.rows: dict[str, Row] = {}
         self.core: list[tuple[str, str, str]] = []    # the KVM core figures (kvm_core.md)
+        self.peers: dict[str, dict[str, Cell]] = {}   # workload -> tool -> cell (benchmarks/peers.py)
 
     def _row(self, key: str) -> Row:
         if key not in _ROW_INDEX:
@@ -101,6 +102,10 @@ class Results:
 
     def unavailable(self, key: str, column: str, reason: str) -> None:
         self._row(key).cells[column] = Cell(na=reason)
+
+    def peer(self, workload: str, tool: str, ns: float | None, why: str = "") -> None:
+        """A cold run of `workload` under `tool` ("native", "kvm", "ptrace", or a peer)."""
+        self.peers.setdefault(workload, {})[tool] = Cell(ns=ns) if ns is not None else Cell(na=why)
 
     def note(self, key: str, text: str) -> None:
         self._row(key).notes.append(text)
@@ -161,6 +166,25 @@ def render_markdown(results: Results) -> str:
         notes = [n for n in [_ROW_NOTE[row.key], *row.notes, *results.derived_notes(row)] if n]
         lines.append(f"| {_ROW_LABEL[row.key]} | {_ROW_UNIT[row.key]} | {nat} | {kvm} | {kvm_r} | {pt} | {pt_r} "
                      f"| {'; '.join(notes)} |")
+    return "\n".join(lines) + "\n"
+
+
+def render_peers(results: Results, tools: list[str]) -> str:
+    """The peers table: native median, then each tool as a ratio to it (same run)."""
+    lines = ["| workload (cold, from the command line) | native | " + " | ".join(tools) + " |",
+             "|---|---|" + "---|" * len(tools)]
+    for workload, cells in results.peers.items():
+        nat = cells.get("native")
+        row = [workload, fmt_time(nat.ns) if nat and nat.ns else "—"]
+        for t in tools:
+            c = cells.get(t)
+            if c is None:
+                row.append("—")
+            elif c.ns is None:
+                row.append(f"n/a: {c.na}")
+            else:
+                row.append(fmt_ratio(c.ns / nat.ns) if nat and nat.ns else fmt_time(c.ns))
+        lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
 

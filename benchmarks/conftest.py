@@ -21,8 +21,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_report import Results, render_core, render_markdown, render_svg  # noqa: E402
+from bench_report import Results, render_core, render_markdown, render_peers, render_svg  # noqa: E402
 from bench_util import BENCH_BIN, ROOT, Targets  # noqa: E402
+from peers import TOOLS, machine_line  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 _RESULTS = Results()
@@ -84,22 +85,32 @@ def figures() -> Figures:
 
 
 def pytest_sessionfinish(session, exitstatus):
-    if not _RESULTS.rows and not _RESULTS.core:
+    if not _RESULTS.rows and not _RESULTS.core and not _RESULTS.peers:
         return
     RESULTS.mkdir(parents=True, exist_ok=True)
     parts = ["# kvmbox benchmarks: native vs KVM vs ptrace\n",
              "Medians from one `make bench` run; each ratio is to the native median of the same run. "
              "Per-iteration figures are the difference of two loop lengths in the same Sandbox "
              "(start-up cancels out).\n",
+             f"Machine: {machine_line()}.\n",
              "![ratios to native](ratios.svg)\n"]
     table = render_markdown(_RESULTS) if _RESULTS.rows else ""
     if table:
         parts.append(table)
         (RESULTS / "ratios.svg").write_text(render_svg(_RESULTS))
+    peers = render_peers(_RESULTS, list(TOOLS)) if _RESULTS.peers else ""
+    if peers:
+        parts += ["## Peers, cold from the command line\n",
+                  "Each tool starts each workload as a user would, a new process per run (kvmbox: "
+                  "`kvmbox run --platform kvm|ptrace`; PRoot: `proot`; gVisor: `runsc --platform=ptrace "
+                  "--network=none do`, its KVM platform hangs on PVM; qemu-user: `qemu-x86_64`). "
+                  "Ratios to the native median of the same run; output checked against native.\n",
+                  peers, f"Machine: {machine_line()}.\n"]
     if _RESULTS.core:
         core = render_core(_RESULTS)
         (RESULTS / "kvm_core.md").write_text(core)
         parts += ["## KVM core figures\n", core]
     (RESULTS / "report.md").write_text("\n".join(parts))
     sys.stdout.write("\n\nkvmbox benchmark report (benchmarks/results/report.md, ratios.svg):\n\n"
-                     + table + ("\n" + render_core(_RESULTS) if _RESULTS.core else ""))
+                     + table + ("\n" + peers if peers else "")
+                     + ("\n" + render_core(_RESULTS) if _RESULTS.core else ""))
