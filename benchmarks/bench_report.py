@@ -32,6 +32,8 @@ ROWS: list[tuple[str, str, str, str]] = [
     ("writes", "16-byte write(2)s to captured stdout", "write", "native: to a pipe"),
     ("cold_start", "cold start: `kvmbox run` static hello (new process)", "run",
      "native: fork+exec of hello from Python"),
+    ("cold_true", "cold start: `kvmbox run /bin/true` (new process) vs a bare `python -c pass`", "run",
+     "native: a bare `python -c pass` of the same interpreter; interleaved; target ≤ 4× on KVM"),
     ("warm_start", "warm start: static hello in one Sandbox (50 runs)", "run",
      "native: fork+exec of hello from Python"),
     ("start_true", "start-up: dynamic `/bin/true` (ld.so + libc) in one Sandbox", "run",
