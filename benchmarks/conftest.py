@@ -84,7 +84,8 @@ def figures() -> Figures:
 
 
 def pytest_sessionfinish(session, exitstatus):
-    if not _RESULTS.rows and not _RESULTS.core:
+    from bench_report import TRANSITIONS, render_transitions
+    if not _RESULTS.rows and not _RESULTS.core and not TRANSITIONS:
         return
     RESULTS.mkdir(parents=True, exist_ok=True)
     parts = ["# kvmbox benchmarks: native vs KVM vs ptrace\n",
@@ -100,6 +101,8 @@ def pytest_sessionfinish(session, exitstatus):
         core = render_core(_RESULTS)
         (RESULTS / "kvm_core.md").write_text(core)
         parts += ["## KVM core figures\n", core]
+    if TRANSITIONS:
+        parts += ["## Per-transition costs (µs)\n", render_transitions()]
     (RESULTS / "report.md").write_text("\n".join(parts))
     sys.stdout.write("\n\nkvmbox benchmark report (benchmarks/results/report.md, ratios.svg):\n\n"
                      + table + ("\n" + render_core(_RESULTS) if _RESULTS.core else ""))

@@ -103,9 +103,10 @@ class Guest:
             h = HANDLERS + v * 32
             self.put(h, asm(f"mov eax, {v}\n out {PORT_ERR}, al\n l: jmp l", h))
             self._gate(v, h, dpl=0)
-        h = HANDLERS + 0x81 * 32            # int 0x81 from ring 3: ring-0 `out; iretq`
-        self.put(h, asm(f"out {PORT_EXC}, al\n iretq", h))
-        self._gate(0x81, h, dpl=3)
+        for vec in (3, 0x81):               # int3 / int 0x81 from ring 3: ring-0 `out; iretq`
+            h = HANDLERS + vec * 32
+            self.put(h, asm(f"out {PORT_EXC}, al\n iretq", h))
+            self._gate(vec, h, dpl=3)
         q(PML4, PDPT | 7)
         q(PDPT, PD | 7)
         q(PD + 0 * 8, 0x000000 | 0x83)      # 0-2 MiB supervisor (tables, handlers, stacks)
@@ -304,8 +305,12 @@ def build_designs(g: Guest, quick: bool = False) -> list[Design]:
     v.enable_sync_regs(ALL)
     D.append(Design("int_ring0_out", "ring-3 `int 0x81` -> ring-0 handler `out 0x11; iretq` (kvmbox's fault exit path)",
                     v, _run_step(v.fd), expect=(K.VcpuExit.IO, PORT_EXC)))
-    # int3 with KVM_SET_GUEST_DEBUG(USE_SW_BP): KVM_EXIT_DEBUG
     b = g.code("l: int3\n jmp l")
+    v = g.vcpu(b)
+    v.enable_sync_regs(ALL)
+    D.append(Design("int3_ring0_out", "ring-3 `int3` -> ring-0 handler `out 0x11; iretq` (an exception-gate exit)",
+                    v, _run_step(v.fd), expect=(K.VcpuExit.IO, PORT_EXC)))
+    # int3 with KVM_SET_GUEST_DEBUG(USE_SW_BP): KVM_EXIT_DEBUG
     v = g.vcpu(b)
     v.enable_sync_regs(ALL)
     dbg = bytearray(72)
@@ -329,6 +334,13 @@ def build_designs(g: Guest, quick: bool = False) -> list[Design]:
         v = g.vcpu(h, regs={K.RAX: 0})
         v.enable_sync_regs(ALL)
         D.append(Design(f"{ins}_ring3", f"ring-3 `{ins}` (rax=0)", v, _run_step(v.fd), expect=None))
+    NV = 1000
+    h = g.code(f"l: mov r12, {NV}\n s: xor eax, eax\n vmmcall\n dec r12\n jnz s\n out {PORT_EXIT}, al\n jmp l")
+    v = g.vcpu(h)
+    v.enable_sync_regs(ALL)
+    D.append(Design("vmmcall_in_guest", f"ring-3 `vmmcall` (KVM answers it in the kernel, rax=-1), {NV} per exit",
+                    v, _run_step(v.fd), expect=(K.VcpuExit.IO, PORT_EXIT), per=NV,
+                    note="includes 1/%d of an exit" % NV))
     # ring 0: hlt and out (PVM emulates ring-0 code)
     h0 = g.code("l: hlt\n jmp l")
     v = g.vcpu(h0, ring=0)
@@ -465,7 +477,7 @@ def _check(d: Design) -> None:
     reason = d.vcpu.raw_exit_reason()
     want, port = d.expect
     if reason != want or (port is not None and d.vcpu.io_port() != port):
-        got = K._EXIT_BY_CODE.get(reason, reason)
+        got = getattr(K._EXIT_BY_CODE.get(reason), "name", reason)
         extra = f" port {d.vcpu.io_port():#x}" if reason == K.VcpuExit.IO else ""
         if reason == K.VcpuExit.IO and d.vcpu.io_port() == PORT_ERR:
             extra += f" (guest exception vector {d.vcpu.regs[K.RAX] & 0xff})"
