@@ -260,3 +260,58 @@ def render_svg(results: Results) -> str:
         out.append(f'<text x="{lx + 16}" y="{ly}">{p}</text>')
     out.append("</svg>")
     return "\n".join(out) + "\n"
+
+
+# --- per-transition table (issue 11; filled by test_transitions.py) ---------------
+# Self-contained: test_transitions.py stores the probe's result here and conftest
+# appends render_transitions() to report.md.
+TRANSITIONS: dict = {}
+
+# (probe row, label) in report order; rows the probe could not run show why.
+_TRANSITION_ROWS = [
+    ("syscall_out", "exit: syscall to the Sentry, bare (`syscall` → user trampoline `out` via TSS bitmap, sync REGS|SREGS, REGS dirty)"),
+    ("in_guest_syscall", "in-guest syscall (answered by the trampoline, no exit)"),
+    ("first_touch_4k", "first touch of a present 4 KiB page (PVM shadow fault, guest tables already shadowed)"),
+    ("ptrace_sysemu", "ptrace round trip (PTRACE_SYSEMU getpid, same CPU)"),
+    ("immediate_exit", "KVM_RUN with immediate_exit (no guest entry)"),
+    ("out_tss", "alternative: ring-3 `out` alone (TSS I/O bitmap)"),
+    ("syscall_out_nodirty", "alternative: as the exit, nothing marked dirty"),
+    ("syscall_out_regs", "alternative: as the exit, sync REGS only"),
+    ("syscall_out_nosync", "alternative: as the exit, no sync regs at all"),
+    ("syscall_out_get_regs", "alternative: no sync regs, KVM_GET_REGS per exit"),
+    ("syscall_out_getset_regs", "alternative: no sync regs, KVM_GET_REGS + KVM_SET_REGS"),
+    ("syscall_mmio", "alternative: `syscall` → trampoline MMIO store (KVM_EXIT_MMIO)"),
+    ("mmio_write", "alternative: ring-3 MMIO store alone"),
+    ("int3_ring0_out", "alternative: `int3` → ring-0 handler `out; iretq`"),
+    ("out_notss", "alternative: ring-3 `out` with no TSS"),
+    ("out_iopl3", "alternative: ring-3 `out` with IOPL 3"),
+    ("int3_debug", "alternative: int3 with KVM_SET_GUEST_DEBUG (KVM_EXIT_DEBUG)"),
+    ("hlt_ring0", "ring-0 `hlt` (KVM_EXIT_HLT), for scale"),
+    ("out_ring0", "ring-0 `out`, for scale"),
+    ("vmmcall_in_guest", "ring-3 `vmmcall` (answered in the host kernel, no exit)"),
+]
+
+
+def render_transitions(res: dict | None = None) -> str:
+    """The per-transition table in µs, with the machine that produced it."""
+    res = res if res is not None else TRANSITIONS
+    if not res:
+        return ""
+    m = res["machine"]
+    rows = {r["name"]: r for r in res["rows"]}
+    base = rows.get("syscall_out", {}).get("median_us")
+    lines = [f"Measured by benchmarks/probes/exit_designs.py (raw ioctls, no Sentry): CPU {m['cpu']}, "
+             f"{m['ncpu']} CPUs, {m['hypervisor']} {m.get('pvm_params', '')}, kernel {m['kernel']}. "
+             f"Median of {res['iters']} per-iteration times per row, designs interleaved in "
+             f"{res['rounds']} rounds.\n",
+             "| transition | median µs | p10–p90 µs | vs the exit |", "|---|---|---|---|"]
+    for key, label in _TRANSITION_ROWS:
+        r = rows.get(key)
+        if r is None:
+            continue
+        if "error" in r:
+            lines.append(f"| {label} | fails | {r['error']} | |")
+            continue
+        rel = f"{r['median_us'] / base:.2f}×" if base else ""
+        lines.append(f"| {label} | {r['median_us']:.2f} | {r['p10_us']:.2f}–{r['p90_us']:.2f} | {rel} |")
+    return "\n".join(lines) + "\n"

@@ -85,7 +85,8 @@ def figures() -> Figures:
 
 
 def pytest_sessionfinish(session, exitstatus):
-    if not _RESULTS.rows and not _RESULTS.core and not _RESULTS.peers:
+    from bench_report import TRANSITIONS, render_transitions
+    if not _RESULTS.rows and not _RESULTS.core and not _RESULTS.peers and not TRANSITIONS:
         return
     RESULTS.mkdir(parents=True, exist_ok=True)
     parts = ["# kvmbox benchmarks: native vs KVM vs ptrace\n",
@@ -110,6 +111,8 @@ def pytest_sessionfinish(session, exitstatus):
         core = render_core(_RESULTS)
         (RESULTS / "kvm_core.md").write_text(core)
         parts += ["## KVM core figures\n", core]
+    if TRANSITIONS:
+        parts += ["## Per-transition costs (µs)\n", render_transitions()]
     (RESULTS / "report.md").write_text("\n".join(parts))
     sys.stdout.write("\n\nkvmbox benchmark report (benchmarks/results/report.md, ratios.svg):\n\n"
                      + table + ("\n" + peers if peers else "")
