@@ -9,9 +9,9 @@ does not notice direct edits of guest page tables).
 
 AnonMemory is the KVM platform's guest RAM: private anonymous memory, 2 MiB
 aligned and madvise(MADV_HUGEPAGE), because shmem (memfd) THP is `never` on
-these hosts and anonymous THP is `madvise`.  With a huge page behind a 2 MiB
-guest mapping, PVM's shadow MMU maps all of it at one shadow fault instead of
-512 (docs/pvm.md, "Guest RAM and 2 MiB pages").  MADV_DONTNEED would lose a
+these hosts and anonymous THP is `madvise`.  With a huge host page behind the
+frames, PVM's shadow faults on first touch cost a fraction of a memfd's (about
+1.5 µs a page against 12: docs/pvm.md, "Guest RAM and huge pages").  MADV_DONTNEED would lose a
 private page's content, so `invalidate` is an mprotect that adds PROT_EXEC and
 takes it away again, which runs the same mmu notifier and keeps both the data
 and write access; freeing is MADV_DONTNEED
@@ -81,7 +81,7 @@ class MemoryFile:
 
     def _check(self, off: int, n: int) -> None:
         if off < 0 or n < 0 or off + n > self.size:
-            raise ValueError(f"MemoryFile range [{off:#x}, +{n:#x}) outside [0, {self.size:#x})")
+            raise ValueError(f"{type(self).__name__} range [{off:#x}, +{n:#x}) outside [0, {self.size:#x})")
 
     def check_range(self, off: int, n: int) -> None:
         """ValueError unless [off, off+n) lies inside the file (for direct use of `view`)."""
@@ -108,14 +108,18 @@ class MemoryFile:
         if length:
             self._map.madvise(mmap.MADV_DONTNEED, off, length)
 
-    def close(self) -> None:
-        if self.fd < 0:
-            return
+    def _unmap(self) -> None:
+        """Release the Sentry's view and mapping of guest RAM."""
         self.view.release()
         try:
             self._map.close()
         except BufferError:
             pass                     # someone still holds a slice; the mapping dies with it
+
+    def close(self) -> None:
+        if self.fd < 0:
+            return
+        self._unmap()
         os.close(self.fd)
         self.fd = -1
 
@@ -160,10 +164,6 @@ class AnonMemory(MemoryFile):
                 self.huge = False
         self.view: memoryview = memoryview(self._map)[self._pad:self._pad + size]
 
-    def _check(self, off: int, n: int) -> None:
-        if off < 0 or n < 0 or off + n > self.size:
-            raise ValueError(f"AnonMemory range [{off:#x}, +{n:#x}) outside [0, {self.size:#x})")
-
     def punch(self, off: int, length: int) -> None:
         """Give [off, off+length) back to the host; it reads as zeros afterwards."""
         self._check(off, length)
@@ -189,9 +189,5 @@ class AnonMemory(MemoryFile):
     def close(self) -> None:
         if self._map is None:
             return
-        self.view.release()
-        try:
-            self._map.close()
-        except BufferError:
-            pass                     # someone still holds a slice; the mapping dies with it
+        self._unmap()
         self._map = None
