@@ -93,6 +93,7 @@ class Results:
         self.rows: dict[str, Row] = {}
         self.core: list[tuple[str, str, str]] = []    # the KVM core figures (kvm_core.md)
         self.peers: dict[str, dict[str, Cell]] = {}   # workload -> tool -> cell (benchmarks/peers.py)
+        self.transitions: dict = {}                   # exit_designs.run_all()'s result (test_transitions.py)
 
     def _row(self, key: str) -> Row:
         if key not in _ROW_INDEX:
@@ -262,10 +263,7 @@ def render_svg(results: Results) -> str:
     return "\n".join(out) + "\n"
 
 
-# --- per-transition table (issue 11; filled by test_transitions.py) ---------------
-# Self-contained: test_transitions.py stores the probe's result here and conftest
-# appends render_transitions() to report.md.
-TRANSITIONS: dict = {}
+# --- per-transition table (issue 11; Results.transitions, filled by test_transitions.py) ---
 
 # (probe row, label) in report order; rows the probe could not run show why.
 _TRANSITION_ROWS = [
@@ -292,16 +290,20 @@ _TRANSITION_ROWS = [
 ]
 
 
-def render_transitions(res: dict | None = None) -> str:
+def _params(params) -> str:
+    """Module parameters as `name=value ...` (the probe records them as a dict)."""
+    return " ".join(f"{k}={v}" for k, v in params.items()) if isinstance(params, dict) else str(params or "")
+
+
+def render_transitions(res: dict) -> str:
     """The per-transition table in µs, with the machine that produced it."""
-    res = res if res is not None else TRANSITIONS
     if not res:
         return ""
     m = res["machine"]
     rows = {r["name"]: r for r in res["rows"]}
     base = rows.get("syscall_out", {}).get("median_us")
     lines = [f"Measured by benchmarks/probes/exit_designs.py (raw ioctls, no Sentry): CPU {m['cpu']}, "
-             f"{m['ncpu']} CPUs, {m['hypervisor']} {m.get('pvm_params', '')}, kernel {m['kernel']}. "
+             f"{m['ncpu']} CPUs, {m['hypervisor']} {_params(m.get('pvm_params'))}, kernel {m['kernel']}. "
              f"Median of {res['iters']} per-iteration times per row, designs interleaved in "
              f"{res['rounds']} rounds.\n",
              "| transition | median µs | p10–p90 µs | vs the exit |", "|---|---|---|---|"]

@@ -17,6 +17,15 @@ BENCH_BIN = ROOT / "benchmarks" / "programs" / "bin"
 MODES = ("native", "kvm", "ptrace")
 
 
+def kvm_usable() -> bool:
+    """Does /dev/kvm open read-write here?"""
+    try:
+        os.close(os.open("/dev/kvm", os.O_RDWR))
+        return True
+    except OSError:
+        return False
+
+
 class Unavailable(Exception):
     """A target (platform) cannot be used here; str() is the reason shown in the report."""
 

@@ -12,7 +12,6 @@ figures), ratios.svg (bar chart of the ratios) and kvm_core.md.
 """
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,20 +20,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_report import Results, render_core, render_markdown, render_peers, render_svg  # noqa: E402
-from bench_util import BENCH_BIN, ROOT, Targets  # noqa: E402
+from bench_report import Results, render_core, render_markdown, render_peers, render_svg, render_transitions  # noqa: E402
+from bench_util import BENCH_BIN, ROOT, Targets, kvm_usable  # noqa: E402
 from peers import TOOLS, machine_line  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 _RESULTS = Results()
-
-
-def _kvm_ok() -> bool:
-    try:
-        os.close(os.open("/dev/kvm", os.O_RDWR))
-        return True
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="session")
@@ -61,7 +52,7 @@ def targets():
 @pytest.fixture(scope="session")
 def sandbox(targets):
     """The shared KVM Sandbox (skips when /dev/kvm is unusable)."""
-    if not _kvm_ok():
+    if not kvm_usable():
         pytest.skip("no usable /dev/kvm on this host")
     return targets.sandbox("kvm")
 
@@ -85,8 +76,7 @@ def figures() -> Figures:
 
 
 def pytest_sessionfinish(session, exitstatus):
-    from bench_report import TRANSITIONS, render_transitions
-    if not _RESULTS.rows and not _RESULTS.core and not _RESULTS.peers and not TRANSITIONS:
+    if not _RESULTS.rows and not _RESULTS.core and not _RESULTS.peers and not _RESULTS.transitions:
         return
     RESULTS.mkdir(parents=True, exist_ok=True)
     parts = ["# kvmbox benchmarks: native vs KVM vs ptrace\n",
@@ -111,8 +101,8 @@ def pytest_sessionfinish(session, exitstatus):
         core = render_core(_RESULTS)
         (RESULTS / "kvm_core.md").write_text(core)
         parts += ["## KVM core figures\n", core]
-    if TRANSITIONS:
-        parts += ["## Per-transition costs (µs)\n", render_transitions()]
+    if _RESULTS.transitions:
+        parts += ["## Per-transition costs (µs)\n", render_transitions(_RESULTS.transitions)]
     (RESULTS / "report.md").write_text("\n".join(parts))
     sys.stdout.write("\n\nkvmbox benchmark report (benchmarks/results/report.md, ratios.svg):\n\n"
                      + table + ("\n" + peers if peers else "")

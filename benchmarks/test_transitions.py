@@ -2,8 +2,8 @@
 syscall, a first page touch, a ptrace round trip, and the alternative exit designs.
 
 Runs benchmarks/probes/exit_designs.py's measure functions (raw ioctls, a minimal
-guest, designs interleaved) and hands the result to bench_report.render_transitions,
-which conftest appends to results/report.md.
+guest, designs interleaved) and keeps the result in Results.transitions, which conftest renders
+(bench_report.render_transitions) and appends to results/report.md.
 """
 from __future__ import annotations
 
@@ -13,25 +13,16 @@ from pathlib import Path
 
 import pytest
 
+from bench_util import kvm_usable
+
 sys.path.insert(0, str(Path(__file__).resolve().parent / "probes"))
 
-import bench_report  # noqa: E402
 
-
-def _kvm_ok() -> bool:
-    try:
-        os.close(os.open("/dev/kvm", os.O_RDWR))
-        return True
-    except OSError:
-        return False
-
-
-@pytest.mark.skipif(not _kvm_ok(), reason="no usable /dev/kvm on this host")
-def test_transitions():
+@pytest.mark.skipif(not kvm_usable(), reason="no usable /dev/kvm on this host")
+def test_transitions(results):
     import exit_designs
     res = exit_designs.run_all(iters=int(os.environ.get("KVMBOX_TRANSITION_ITERS", "10000")), rounds=20)
-    bench_report.TRANSITIONS.clear()
-    bench_report.TRANSITIONS.update(res)
+    results.transitions = res
     rows = {r["name"]: r for r in res["rows"]}
     for must in ("syscall_out", "out_tss", "immediate_exit", "in_guest_syscall", "first_touch_4k"):
         assert "error" not in rows[must], rows[must]
