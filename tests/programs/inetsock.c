@@ -138,6 +138,22 @@ static int seti(int s, int level, int name, int v)
     return setsockopt(s, level, name, &v, sizeof v);
 }
 
+/* A TCP port no socket of either family holds: the kernel picks it for a dual-stack
+ * wildcard bind, which conflicts with every v4 and v6 socket on its port. The socket is
+ * closed before it is used; it never listened, so the port is free again at once. */
+static int free_port(void)
+{
+    addr_t a;
+    int s = socket(AF_INET6, SOCK_STREAM, 0);
+    seti(s, IPPROTO_IPV6, IPV6_V6ONLY, 0);
+    memset(&a, 0, sizeof a);
+    a.in6.sin6_family = AF_INET6;
+    bind(s, &a.sa, sizeof a.in6);
+    int p = local_port(s);
+    close(s);
+    return p;
+}
+
 static int pollrev(int fd, int events, int timeout)
 {
     struct pollfd p = {fd, events, 0};
@@ -1249,14 +1265,19 @@ static void extra(void)
     addr_t a;
     socklen_t al;
 
-    /* dual-stack bind conflicts (TCP) */
+    /* dual-stack bind conflicts (TCP). Every port here comes from free_port(), not from a
+     * bind to port 0 of the socket under test: a v6-only (or v4) socket's port 0 may be a
+     * port that host sockets of the other family hold (TIME_WAIT ones from earlier tests
+     * among them), and natively the second bind would then fail for a reason outside this
+     * program. */
     for (int only = 0; only < 2; only++) {
+        int p = free_port();
         int s6 = socket(AF_INET6, SOCK_STREAM, 0);
         seti(s6, IPPROTO_IPV6, IPV6_V6ONLY, only);
         memset(&a, 0, sizeof a);
         a.in6.sin6_family = AF_INET6;
+        a.in6.sin6_port = htons(p);
         bind(s6, &a.sa, sizeof a.in6);
-        int p = local_port(s6);
         int s4 = socket(AF_INET, SOCK_STREAM, 0);
         mk(&a, AF_INET, p);
         printf("v6only %d: ", only);
@@ -1270,11 +1291,11 @@ static void extra(void)
         close(s6);
     }
     {
+        int p = free_port();
         int s4 = socket(AF_INET, SOCK_STREAM, 0);
-        mk(&a, AF_INET, 0);
+        mk(&a, AF_INET, p);
         a.in4.sin_addr.s_addr = htonl(INADDR_ANY);
         bind(s4, &a.sa, sizeof a.in4);
-        int p = local_port(s4);
         int s6 = socket(AF_INET6, SOCK_STREAM, 0);
         mk(&a, AF_INET6, p);
         R("v6 bind ::1 on the port of a v4 wildcard", bind(s6, &a.sa, sizeof a.in6));
