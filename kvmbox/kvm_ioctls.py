@@ -13,7 +13,8 @@ import fcntl
 import mmap
 import os
 import struct
-from dataclasses import dataclass
+
+from kvmbox.record import record
 
 # --- ioctl number construction (include/uapi/asm-generic/ioctl.h) ----------
 _IOC_NONE, _IOC_WRITE, _IOC_READ = 0, 1, 2
@@ -131,7 +132,7 @@ def _ioctl(fd: int, name: str, req: int, arg=0, mutate: bool = True):
         raise KvmError(name, e.errno or errno.EIO) from None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class IoExit:
     """Decoded KVM_EXIT_IO."""
     port: int

@@ -4,10 +4,10 @@ from __future__ import annotations
 import os
 import re
 import threading
-from dataclasses import dataclass, field
 from collections.abc import Mapping, Sequence
 
 from kvmbox.errors import KvmboxError, ProgramNotFound, SandboxCrash
+from kvmbox.record import field, record
 from kvmbox.sentry.files import CAPTURE_LIMIT, BytesInput, CaptureOutput, FileDescription
 
 DEFAULT_MEMORY = 2 << 30
@@ -27,7 +27,7 @@ def parse_size(text: str | int) -> int:
     return int(m.group(1)) * mult
 
 
-@dataclass
+@record
 class Result:
     """How one program run in a Sandbox ended."""
     exit_code: int              # the program's exit status, or 128+signal if it was killed

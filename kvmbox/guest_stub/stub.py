@@ -25,10 +25,10 @@ sits after the `out`; resuming it returns to the (possibly edited) frame.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 
 from kvmbox.guest_stub import layout as L
 from kvmbox.guest_stub.asmcache import load_or_assemble
+from kvmbox.record import record
 
 FLAVOURS = ("pvm-native", "hw")
 
@@ -98,7 +98,7 @@ iretq
 """
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class StubCode:
     """Assembled stub pieces, each to be placed at STUB_VIRT + its offset."""
     flavour: str

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import functools
 import struct
-from dataclasses import dataclass
 
 from kvmbox.guest_stub import layout as L
 from kvmbox.guest_stub.asmcache import load_or_assemble
+from kvmbox.record import record
 
 SONAME = "linux-vdso.so.1"
 VERSION = "LINUX_2.6"
@@ -136,7 +136,7 @@ def elf_hash(name: bytes) -> int:
     return h
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class VdsoImage:
     """The image bytes (load at layout.VDSO_VIRT) and each exported symbol's offset in it."""
     image: bytes

@@ -30,7 +30,6 @@ is a debt, charged page by page as the child gets frames of its own).
 """
 from __future__ import annotations
 
-from dataclasses import replace
 
 from kvmbox.mm import tuning
 from kvmbox.errors import SyscallError
@@ -38,6 +37,7 @@ from kvmbox.guest_stub import layout as L
 from kvmbox.mm.vma import Backing, Vma, chargeable
 from kvmbox.abi.mman import PROT_EXEC, PROT_READ, PROT_WRITE
 from kvmbox.platform.base import AddressSpace
+from kvmbox.record import replace
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover

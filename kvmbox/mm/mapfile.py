@@ -33,13 +33,13 @@ bytes, an in-memory file's page cache zeroes them).
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass
 from collections.abc import Callable
 
 from kvmbox.abi.mman import PROT_WRITE
 from kvmbox.errors import SyscallError
 from kvmbox.guest_stub import layout as L
 from kvmbox.mm.vma import Backing, Vma
+from kvmbox.record import record
 
 PAGE = L.PAGE_SIZE
 MS_ASYNC, MS_INVALIDATE, MS_SYNC = 1, 2, 4
@@ -59,7 +59,7 @@ if TYPE_CHECKING:  # pragma: no cover
         def fill(self, offset: int, n: int) -> bytes: ...
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class MappedFile:
     """One file as a mapping sees it: its bytes, its identity, what the open allows."""
     source: "MapSource"

@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import threading
 from bisect import bisect_left, bisect_right
-from dataclasses import dataclass, field, replace
 from collections.abc import Callable, Iterator
 
 from kvmbox.guest_stub import layout as L
 from kvmbox.abi import mman
 from kvmbox.abi.mman import PROT_WRITE
+from kvmbox.record import field, record, replace
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
 PAGE = L.PAGE_SIZE
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class Backing:
     """Frames of one anonymous memory object: sorted extents (page index, phys, npages).
 
@@ -148,7 +148,7 @@ def chargeable(prot: int, flags: int) -> bool:
     return bool(prot & PROT_WRITE)
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class Vma:
     """[start, end) mapped with `prot`; page i of it is page pgoff+i of `backing`."""
     start: int

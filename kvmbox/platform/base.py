@@ -8,7 +8,8 @@ interfaces knows about files or processes; nothing above them knows about KVM.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+
+from kvmbox.record import record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
@@ -65,7 +66,7 @@ SYSCALL = SyscallEvent()
 INTERRUPTED = InterruptedEvent()
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Fault(Event):
     """A CPU exception in guest user mode (vector = x86 exception number).
 

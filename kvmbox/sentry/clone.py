@@ -18,10 +18,10 @@ After an exec the child moves to a host thread of its own.
 from __future__ import annotations
 
 import errno
-from dataclasses import replace
 
 from kvmbox.abi.structs import U32
 from kvmbox.errors import SyscallError
+from kvmbox.record import replace
 from kvmbox.sentry import lifecycle
 
 TYPE_CHECKING = False

@@ -27,12 +27,12 @@ from __future__ import annotations
 import errno
 import threading
 import time
-from dataclasses import dataclass, field
 
 from kvmbox.abi import mman
 from kvmbox.abi.structs import U32, U64
 from kvmbox.errors import SyscallError
 from kvmbox.guest_stub.layout import PAGE_SIZE
+from kvmbox.record import field, record
 from kvmbox.sentry.waiter import block
 
 TYPE_CHECKING = False
@@ -45,7 +45,7 @@ ROBUST_LIST_LIMIT = 2048          # Linux's bound on a robust list walk (a loop 
 _U32_MAX = 0xFFFF_FFFF
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class Waiter:
     """One task sleeping on a key."""
     task: "Task"
@@ -55,7 +55,7 @@ class Waiter:
     woken: bool = False           # a wake chose it (or, PI: the lock was handed to it)
 
 
-@dataclass
+@record
 class FutexTable:
     """key -> the waiters queued on it, oldest first."""
     queues: dict[tuple, list[Waiter]] = field(default_factory=dict)

@@ -42,27 +42,30 @@ import errno
 import fcntl
 import os
 import select as _select
-import socket
 import stat as S
 import struct
 import termios
 from collections.abc import Callable
-from typing import TypeVar
 
 from kvmbox.abi.fcntl import (O_ACCMODE, O_APPEND, O_CLOEXEC, O_DSYNC, O_NOCTTY, O_NONBLOCK,
                               O_RDONLY, O_RDWR, O_SYNC, O_TRUNC, O_WRONLY)
 from kvmbox.abi.poll import POLLERR, POLLIN, POLLNVAL, POLLOUT, POLLRDNORM, POLLWRNORM
+from kvmbox.abi.socket import MSG_DONTWAIT
 from kvmbox.abi.structs import TERMIOS, WINSIZE
 from kvmbox.errors import SyscallError
 from kvmbox.sentry.files import HOST_PIPE_BUF, MAX_RW, FileDescription
 from kvmbox.sentry.vfs.node import Attr
 
+# socket and typing are not imported at start-up (about 3 ms of a cold run): socket only
+# when a host stream turns out to be a socket (_socket_of).
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
+    import socket
+    from typing import TypeVar
+
     from kvmbox.sentry.vfs.pagecache import MapSource
     from kvmbox.sentry.vfs.path import MountTable
-
-R = TypeVar("R")
+    R = TypeVar("R")
 MEM_MAJOR = 1                     # /dev/null, zero, full, random, urandom: never block
 SEEK_CUR, SEEK_END = 1, 2
 
@@ -171,7 +174,7 @@ class HostStream(FileDescription):
             raise SyscallError(errno.EAGAIN)
         n = min(n, MAX_RW)
         if self._sock is not None:
-            return host_call(self._sock.recv, n, socket.MSG_DONTWAIT)
+            return host_call(self._sock.recv, n, MSG_DONTWAIT)
         return host_call(os.read, self.fd, n)
 
     def read_to(self, mm, addr: int, n: int, offset: int | None = None) -> int:
@@ -219,7 +222,7 @@ class HostStream(FileDescription):
     def write(self, data: bytes) -> int:
         data = self._writable_now(data)
         if self._sock is not None:
-            return host_call(self._sock.send, data, socket.MSG_DONTWAIT)
+            return host_call(self._sock.send, data, MSG_DONTWAIT)
         if self.flags & O_APPEND and not self.host_append and S.S_ISREG(self.mode):
             host_call(os.lseek, self.fd, 0, SEEK_END)     # O_APPEND the guest set (F_SETFL)
         return host_call(os.write, self.fd, data)
@@ -354,6 +357,7 @@ class HostStream(FileDescription):
 def _socket_of(fd: int) -> socket.socket | None:
     """A socket object over a dup of `fd`, for recv/send with MSG_DONTWAIT (never blocking);
     None if Python cannot make one (the stream then reads and writes after a poll)."""
+    import socket
     dup = os.dup(fd)
     try:
         return socket.socket(fileno=dup)

@@ -11,10 +11,10 @@ from __future__ import annotations
 import ctypes
 import functools
 import mmap
-from dataclasses import dataclass
 from collections.abc import Callable
 
 from kvmbox.abi.auxv import HWCAP2_FSGSBASE
+from kvmbox.record import record
 
 # cpuid_fn(leaf: edi, subleaf: esi, out: rdx -> uint32[4]) under the SysV ABI.
 _CPUID_ASM = """
@@ -55,7 +55,7 @@ _FRAME_PADDING = 15 + 63
 _LEGACY_FXSAVE_SIZE = 512      # without XSAVE the FPU state is a 512-byte fxsave image
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _CpuidFunction:
     """An executable page holding the cpuid routine; keeps the mapping alive."""
     page: mmap.mmap

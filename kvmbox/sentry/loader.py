@@ -18,13 +18,13 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from dataclasses import dataclass, field, replace
 
 from kvmbox.abi import auxv as at
 from kvmbox.abi import elf
 from kvmbox.abi.mman import MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_EXEC, PROT_READ, PROT_WRITE
 from kvmbox.errors import CannotExecute, ProgramNotFound, SyscallError
 from kvmbox.guest_stub import layout
+from kvmbox.record import field, record, replace
 from kvmbox.sentry.hwcap import minsigstksz as hwcap_minsigstksz
 from kvmbox.sentry.stack import plan_stack, write_stack
 
@@ -54,7 +54,7 @@ class LoaderMemory:
     def map_stack(self, top: int, size: int, max_size: int) -> None: ...
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ElfFile:
     """An executable's bytes as the loader reads them.
 
@@ -73,7 +73,7 @@ class ElfFile:
         return cls(len(data), lambda off, n: data[off:off + n])
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Segment:
     """One PT_LOAD program header (addresses not yet biased)."""
     index: int          # position in the program header table
@@ -90,7 +90,7 @@ class Segment:
                 | (PROT_EXEC if self.flags & elf.PF_X else 0))
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ElfImage:
     """A validated executable: everything the mapping step and the auxv need."""
     path: str
@@ -108,7 +108,7 @@ class ElfImage:
     has_tls: bool               # PT_TLS present (libc sets the thread pointer itself)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class LoadedImage:
     """The result of load_elf: where the program starts and what it was given."""
     entry: int                  # biased entry point (initial rip)

@@ -17,10 +17,10 @@ import errno
 import os
 import stat as S
 import struct
-from dataclasses import dataclass
 
 from kvmbox.errors import CannotExecute, ProgramNotFound, SyscallError
 from kvmbox.mm.mapfile import MappedFile
+from kvmbox.record import record
 from kvmbox.sentry import hwcap
 from kvmbox.sentry.loader import ElfFile, load_elf, read_executable
 from kvmbox.sentry.vfs import perm
@@ -35,7 +35,7 @@ _MESSAGES = {errno.EACCES: "permission denied", errno.ELOOP: "too many levels of
              errno.ENAMETOOLONG: "file name too long", errno.ENOEXEC: "exec format error"}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class StartedImage:
     entry: int
     initial_sp: int

@@ -23,11 +23,11 @@ from __future__ import annotations
 import errno
 
 import struct
-from dataclasses import dataclass
 
 from kvmbox.abi.auxv import AT_EXECFN, AT_NULL, AT_PLATFORM, AT_RANDOM
 from kvmbox.errors import CannotExecute
 from kvmbox.guest_stub import layout
+from kvmbox.record import record
 
 INITIAL_STACK_SIZE = 128 << 10   # mapped up front; the mapping grows down on demand up to the rlimit
 MAX_ARG_STRLEN = 32 * 4096       # Linux: longest single argv/envp string (with its NUL)
@@ -42,7 +42,7 @@ class StackMemory:
     def copy_out(self, addr: int, data: bytes, *, force: bool = False) -> None: ...
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class StackPlan:
     """Where everything goes on the initial stack, and the bytes to write there."""
     top: int                          # exclusive end of the stack mapping

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+
+from kvmbox.record import field, record
 TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -60,7 +61,7 @@ class TaskExit(Exception):
         self.core = core
 
 
-@dataclass
+@record
 class Credentials:
     """Ids the guest sees: the host's real ids of the Sentry (as runsc --rootless reports),
     and the capability sets those ids give a program natively (sentry/caps.py; -1: fill in)."""

@@ -21,8 +21,8 @@ notifies the parent's `child_events` WaitQueue.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
 
+from kvmbox.record import field, record
 from kvmbox.sentry.waiter import WaitQueue
 
 TYPE_CHECKING = False
@@ -35,7 +35,7 @@ RUNNING, STOPPED, ZOMBIE, DEAD = "running", "stopped", "zombie", "dead"
 EV_NONE, EV_STOPPED, EV_CONTINUED = 0, 1, 2
 
 
-@dataclass
+@record
 class SignalHandlers:
     """signo -> the raw struct sigaction the guest set (missing: SIG_DFL)."""
     actions: dict[int, bytes] = field(default_factory=dict)
@@ -44,7 +44,7 @@ class SignalHandlers:
         return SignalHandlers(dict(self.actions))
 
 
-@dataclass
+@record
 class ChildTimes:
     """What reaped children (and their reaped children) used: RUSAGE_CHILDREN."""
     user_ns: int = 0

@@ -5,15 +5,15 @@ and the MemoryManager (AddressSpace.map), so every platform gets the vDSO.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 from kvmbox.abi.mman import PROT_EXEC, PROT_READ
 from kvmbox.guest_stub import layout as L
 from kvmbox.guest_stub import vdso as image_builder
+from kvmbox.record import record
 from kvmbox.sentry.timekeeper import Timekeeper
 
 
-@dataclass
+@record
 class VdsoFrames:
     """[vvar] at `phys`, the image right after it; and the Timekeeper writing the [vvar] page."""
     phys: int

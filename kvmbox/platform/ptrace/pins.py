@@ -15,12 +15,12 @@ from __future__ import annotations
 import os
 import threading
 from collections import Counter
-from dataclasses import dataclass, field
 
 from kvmbox.platform.ptrace import host
+from kvmbox.record import field, record
 
 
-@dataclass
+@record
 class _Tracer:
     native_id: int
     before: frozenset[int]
@@ -28,7 +28,7 @@ class _Tracer:
     count: int = 0
 
 
-@dataclass
+@record
 class TracerPins:
     """One platform's pinned tracers (a leaf lock: nothing is called while it is held)."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)

@@ -12,14 +12,13 @@ from __future__ import annotations
 import errno
 import stat as S
 import time
-import uuid
 import weakref
-from dataclasses import dataclass, field
 from collections.abc import Callable
 
 from kvmbox.abi.fcntl import O_ACCMODE, O_TRUNC, O_WRONLY
 from kvmbox.abi.poll import POLLIN, POLLOUT, POLLRDNORM, POLLWRNORM
 from kvmbox.errors import SyscallError
+from kvmbox.record import field, record
 from kvmbox.sentry.files import FileDescription
 from kvmbox.sentry.vfs.node import DT_DIR, DT_LNK, DT_REG, Attr, Filesystem, Node, StatFs
 from kvmbox.sentry.vfs.regular import DirFile, access_of, opens_for_write
@@ -38,7 +37,7 @@ LinkTarget = Callable[["ProcFilesystem", "Task | None"], str]
 LinkJump = Callable[["ProcFilesystem", "Task | None"], "Location | None"]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class FileSpec:
     """A file whose bytes `gen(fs, task)` makes at open (`gen(fs, task, name)` if named);
     with `put`, a write hands it the bytes (`put(fs, task, data)`: comm), else EINVAL."""
@@ -48,7 +47,7 @@ class FileSpec:
     put: Callable[["ProcFilesystem", "Task | None", bytes], None] | None = None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class LinkSpec:
     """A symlink; with `jump`, a magic link a path walk continues at (cwd, root, exe, fd/N).
 
@@ -59,7 +58,7 @@ class LinkSpec:
     named: bool = False
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class DirSpec:
     """A directory: fixed `entries`, plus `dynamic(fs, task)` -> [(name, spec, tid)] (pids, fds),
     plus names found by `hidden(fs, name)` -> (spec, tid) or None but never listed (the tids
@@ -272,10 +271,10 @@ class ProcFilesystem(Filesystem):
 
     def __init__(self, kernel: "Kernel", dev: int) -> None:
         super().__init__(dev)
-        from kvmbox.sentry.fsimpl import proctree
+        from kvmbox.sentry.fsimpl import procfiles, proctree
         self.kernel = kernel
         self.created_ns = time.time_ns()
-        self.boot_id = str(uuid.uuid4())          # fixed per Kernel: /proc/sys/kernel/random/boot_id
+        self.boot_id = procfiles.uuid4_text()          # fixed per Kernel: /proc/sys/kernel/random/boot_id
         self._inos: dict[tuple[int | None, tuple[str, ...]], int] = {}
         self._nodes: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
         self.root = self.node(proctree.ROOT, None, ())

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass
 
 from kvmbox.abi.socket import (
     CMSGHDR, MSGHDR, SCM_CREDENTIALS, SCM_MAX_FD, SCM_RIGHTS, SOCKADDR_STORAGE_SIZE,
@@ -12,6 +11,7 @@ from kvmbox.abi.socket import (
 )
 from kvmbox.abi.structs import IOVEC, S32
 from kvmbox.errors import SyscallError
+from kvmbox.record import record
 from kvmbox.sentry.net.socket import Ancillary, Received, drop, hold
 
 TYPE_CHECKING = False
@@ -23,7 +23,7 @@ INT_MAX = 0x7FFFFFFF
 CAP_SETUID, CAP_SETGID, CAP_SYS_ADMIN = 7, 6, 21
 
 
-@dataclass
+@record
 class MsgHdr:
     """A guest struct msghdr, read."""
     name: int

@@ -11,12 +11,11 @@ No host socket.
 from __future__ import annotations
 
 import errno
-import socket as _s
 import struct
 from collections import deque
 
 from kvmbox.abi.poll import POLLIN, POLLOUT, POLLRDNORM, POLLWRNORM
-from kvmbox.abi.socket import MSG_PEEK, MSG_TRUNC, SOCK_DGRAM, SOCK_RAW
+from kvmbox.abi.socket import AF_INET, AF_INET6, MSG_PEEK, MSG_TRUNC, SOCK_DGRAM, SOCK_RAW
 from kvmbox.errors import SyscallError
 from kvmbox.sentry.net.socket import Received, Socket
 
@@ -74,13 +73,13 @@ def _link() -> bytes:
 def _addrs(family: int) -> list[bytes]:
     out = []
     cache = _attr(IFA_CACHEINFO, struct.pack("<IIII", 0xFFFFFFFF, 0xFFFFFFFF, 0, 0))
-    if family in (0, _s.AF_INET):
+    if family in (0, AF_INET):
         ip = bytes([127, 0, 0, 1])
-        out.append(struct.pack("<BBBBi", _s.AF_INET, 8, IFA_F_PERMANENT, RT_SCOPE_HOST, LO_INDEX)
+        out.append(struct.pack("<BBBBi", AF_INET, 8, IFA_F_PERMANENT, RT_SCOPE_HOST, LO_INDEX)
                    + _attr(IFA_ADDRESS, ip) + _attr(IFA_LOCAL, ip) + _attr(IFA_LABEL, b"lo\0")
                    + _attr(IFA_FLAGS, struct.pack("<I", IFA_F_PERMANENT)) + cache)
-    if family in (0, _s.AF_INET6):
-        out.append(struct.pack("<BBBBi", _s.AF_INET6, 128, IFA_F_PERMANENT, RT_SCOPE_HOST,
+    if family in (0, AF_INET6):
+        out.append(struct.pack("<BBBBi", AF_INET6, 128, IFA_F_PERMANENT, RT_SCOPE_HOST,
                                LO_INDEX)
                    + _attr(IFA_ADDRESS, bytes(15) + b"\1") + cache
                    + _attr(IFA_FLAGS, struct.pack("<I", IFA_F_PERMANENT)))
@@ -226,7 +225,7 @@ IFCONF = struct.Struct("<i4xQ")                    # ifc_len, ifc_buf
 
 
 def _sin(ip: bytes) -> bytes:
-    return struct.pack("<H2s4s8x", _s.AF_INET, b"\0\0", ip)
+    return struct.pack("<H2s4s8x", AF_INET, b"\0\0", ip)
 
 
 def dev_ioctl(t: "Task", request: int, arg: int) -> int:

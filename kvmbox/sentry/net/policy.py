@@ -14,26 +14,30 @@ Decisions (documented in docs/network.md, "Policy"):
 """
 from __future__ import annotations
 
-import ipaddress
-import socket
-from dataclasses import dataclass, field
-from typing import Iterable, Optional, Union
-
 from kvmbox.errors import KvmboxError
+from kvmbox.record import field, record
+
+# ipaddress and socket are imported where an --allow-net rule needs them: every Sandbox
+# makes a NetPolicy, and the two (with typing) cost about 3 ms of a cold start.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import ipaddress
+    from collections.abc import Iterable
+    _Net = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 MODES = ("none", "host")
 ANY_PORT = -1                    # --publish '*': every port may be bound and listened on
-_Net = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class AllowRule:
     """One --allow-net entry: a network (a host is a /32 or /128) and a port, None = any."""
 
     net: _Net
-    port: Optional[int]
+    port: int | None
 
     def matches(self, host: str, port: int) -> bool:
+        import ipaddress
         try:
             addr = ipaddress.ip_address(host.split("%", 1)[0])
         except ValueError:
@@ -45,7 +49,7 @@ class AllowRule:
             and (self.port is None or self.port == port)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class NetPolicy:
     """What networking the sandbox gets. `none` is the default: no host sockets at all."""
 
@@ -73,7 +77,7 @@ class NetPolicy:
         return self.host and (ANY_PORT in self.publish or (named != 0 and port in self.publish))
 
 
-def _port(text: str, what: str) -> Optional[int]:
+def _port(text: str, what: str) -> int | None:
     if text == "*":
         return None
     if not text.isdigit() or not 0 < int(text) < 65536:
@@ -82,6 +86,8 @@ def _port(text: str, what: str) -> Optional[int]:
 
 
 def _resolve(name: str, what: str) -> list[_Net]:
+    import ipaddress
+    import socket
     try:
         infos = socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
     except (socket.gaierror, UnicodeError) as e:
@@ -92,10 +98,11 @@ def _resolve(name: str, what: str) -> list[_Net]:
 
 def parse_allow(entry: str) -> list[AllowRule]:
     """Parse HOST[:PORT]: IPv4, [IPv6]:PORT, bare IPv6, CIDR, or a name resolved now."""
+    import ipaddress
     what = f"--allow-net {entry!r}"
     if not isinstance(entry, str) or not entry or entry != entry.strip():
         raise KvmboxError(f"kvmbox: {what}: wants HOST[:PORT]")
-    port: Optional[int] = None
+    port: int | None = None
     if entry.startswith("["):
         host, sep, rest = entry[1:].partition("]")
         if not sep or (rest and not rest.startswith(":")):
@@ -116,7 +123,7 @@ def parse_allow(entry: str) -> list[AllowRule]:
     return [AllowRule(n, port) for n in nets]
 
 
-def make_policy(network: Optional[str] = None, allow_net: Iterable[str] = (),
+def make_policy(network: str | None = None, allow_net: Iterable[str] = (),
                 publish: Iterable[int] = ()) -> NetPolicy:
     """Validate the user's options into a NetPolicy (KvmboxError on any bad value)."""
     allow_list = [allow_net] if isinstance(allow_net, str) else list(allow_net)

@@ -16,7 +16,6 @@ import importlib
 import os
 import stat as S
 import time
-from dataclasses import dataclass, field
 
 from kvmbox.abi.fcntl import O_NONBLOCK, O_RDWR
 from kvmbox.abi.socket import (
@@ -29,6 +28,7 @@ from kvmbox.abi.socket import (
 )
 from kvmbox.abi.structs import S32, TIMEVAL
 from kvmbox.errors import SyscallError
+from kvmbox.record import field, record
 from kvmbox.sentry.files import FileDescription, anon_ino
 from kvmbox.sentry.vfs.node import Attr
 from kvmbox.sentry.waiter import WaitQueue
@@ -67,7 +67,7 @@ def create(kernel, creds, domain: int, stype: int, protocol: int, flags: int) ->
         kernel, creds, stype, protocol, flags)
 
 
-@dataclass
+@record
 class Ancillary:
     """Control data a send carries: SCM_RIGHTS descriptions (each holding an in-flight
     reference), SCM_CREDENTIALS (pid, uid, gid), and other (level, type, data) items."""
@@ -76,7 +76,7 @@ class Ancillary:
     other: list = field(default_factory=list)
 
 
-@dataclass
+@record
 class Received:
     """What one receive gives: the bytes, the sender's address (None: not known), the
     msg_flags (MSG_TRUNC, MSG_EOR ...), the message's full length (for MSG_TRUNC), and its

@@ -15,7 +15,6 @@ from __future__ import annotations
 import errno
 import time
 from collections.abc import Callable
-from typing import TypeVar
 
 from kvmbox.abi.fcntl import O_NONBLOCK
 from kvmbox.abi.poll import POLLIN, POLLOUT
@@ -23,12 +22,13 @@ from kvmbox.errors import SyscallError
 from kvmbox.sentry.signals.deliver import ERESTARTSYS
 from kvmbox.sentry.waiter import block
 
-TYPE_CHECKING = False
+TYPE_CHECKING = False            # typing is not imported at run time (start-up time)
 if TYPE_CHECKING:  # pragma: no cover
+    from typing import TypeVar
+
     from kvmbox.sentry.files import FileDescription
     from kvmbox.sentry.task import Task
-
-R = TypeVar("R")
+    R = TypeVar("R")
 
 
 def retry(t: "Task", f: "FileDescription", op: Callable[[], R], events: int,

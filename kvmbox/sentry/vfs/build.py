@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import errno
 import os
-from dataclasses import dataclass, field
 
 from kvmbox.errors import KvmboxError, SyscallError
+from kvmbox.record import field, record
 from kvmbox.sentry.fsimpl.host import HostFilesystem
 from kvmbox.sentry.fsimpl.overlay import OverlayFs
 from kvmbox.sentry.fsimpl.tmpfs import Tmpfs
@@ -42,7 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover
 FIRST_DEV = 0x20          # st_dev of the first file system (anonymous block devices 0:NN)
 
 
-@dataclass
+@record
 class MountSpec:
     """A host directory `host` seen at guest path `guest`; `chown`: the guest may give
     files there to other owners (otherwise EPERM: see fsimpl/host.py)."""
@@ -52,7 +52,7 @@ class MountSpec:
     chown: bool = False
 
 
-@dataclass
+@record
 class FsOptions:
     """What the sandbox's file system is made of."""
     rootfs: str | None = None                   # host directory used as / (None: the host's /)

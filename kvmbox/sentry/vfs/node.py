@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import errno
 import stat as S
-from dataclasses import dataclass
 
 from kvmbox.errors import SyscallError
+from kvmbox.record import record
 from kvmbox.sentry.vfs.xattr import check_handler
 
 TYPE_CHECKING = False
@@ -46,7 +46,7 @@ def stat_bytes(a: "Attr") -> bytes:
                      a.mtime_ns % 10**9, a.ctime_ns // 10**9, a.ctime_ns % 10**9)
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class Attr:
     """What stat(2)/statx(2) report for a node; times in nanoseconds since the epoch."""
     dev: int
@@ -65,7 +65,7 @@ class Attr:
     btime_ns: int = 0
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class StatFs:
     """What statfs(2) reports for a file system."""
     f_type: int                # the file system's magic number (TMPFS_MAGIC, PROC_SUPER_MAGIC ...)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from kvmbox.errors import SyscallError
+from kvmbox.record import record
 from kvmbox.sentry.vfs import perm
 from kvmbox.sentry.vfs.node import NAME_MAX, PATH_MAX, Filesystem, Node
 
@@ -21,7 +21,7 @@ MAXSYMLINKS = 40
 DIR_CACHE_SIZE = 4096          # directory prefixes remembered by a MountTable (then cleared)
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class Mount:
     """One file system mounted at the canonical guest path `path`."""
     fs: Filesystem
@@ -32,7 +32,7 @@ class Mount:
     point: Node | None = None   # the directory this mount covers (in `parent`)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Location:
     """A node as reached through the mount table: which mount, which node, at which path."""
     mount: Mount
@@ -40,7 +40,7 @@ class Location:
     path: str                   # canonical absolute guest path: no symlinks, no . or ..
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class WalkRules:
     """Restrictions on one walk: openat2's RESOLVE_* flags (the defaults restrict nothing).
 
@@ -61,7 +61,7 @@ class WalkRules:
 NO_RULES = WalkRules()
 
 
-@dataclass
+@record
 class FsContext:
     """A task's view of the file system: its root (chroot), working directory and umask."""
     root: Location
