@@ -12,13 +12,13 @@ import errno
 import os
 import threading
 import time
-from dataclasses import dataclass
 from collections.abc import Callable, Sequence
 
 from kvmbox.errors import KvmboxError, SandboxCrash, SyscallError
 from kvmbox.mm.account import MemoryAccount
 from kvmbox.mm.manager import MemoryManager
 from kvmbox.platform.base import Platform
+from kvmbox.record import record
 from kvmbox.sentry import lifecycle
 from kvmbox.sentry.files import FdTable, FileDescription
 from kvmbox.sentry.hoststream import HostStream
@@ -32,13 +32,15 @@ __all__ = ["Kernel", "RunOutcome", "Stopped"]
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
+    from kvmbox.sentry.net.inet import InetStack
+    from kvmbox.sentry.net.policy import NetPolicy
     from kvmbox.sentry.vfs.build import FsOptions
 
 KERNEL_RELEASE = "6.1.0-kvmbox"
 KERNEL_VERSION = "#1 SMP PREEMPT_DYNAMIC kvmbox"
 
 
-@dataclass
+@record
 class RunOutcome:
     """How one program run ended."""
     exit_code: int            # the program's status, or 128+signal when killed
@@ -87,8 +89,7 @@ class Kernel:
         self.file_locks = LockTable()          # every POSIX, OFD and flock lock of the sandbox
         from kvmbox.sentry.net.unixnames import UnixNames
         self.unix_names = UnixNames()          # AF_UNIX abstract names and bound socket inodes
-        from kvmbox.sentry.net.inet import InetStack
-        self.net = InetStack()                 # AF_INET/AF_INET6 loopback: ports, routes
+        self._net: InetStack | None = None     # AF_INET/AF_INET6 loopback (the `net` property)
         from kvmbox.sentry.net.policy import NetPolicy
         self.net_policy = net_policy or NetPolicy()   # none (the default) / host (hostinet.py)
         from kvmbox.sentry.timers import TimerService
@@ -321,6 +322,15 @@ class Kernel:
                     th.join(0.5)
             finally:
                 self.bkl.acquire()
+
+    @property
+    def net(self) -> "InetStack":
+        """The sandbox's AF_INET/AF_INET6 loopback stack (ports, routes), made at its first use:
+        the network stack is 6 modules a program without sockets never needs at start-up."""
+        if self._net is None:
+            from kvmbox.sentry.net.inet import InetStack
+            self._net = InetStack()
+        return self._net
 
     def _unsupported(self, nr: int, rec) -> int:
         if rec is not None and rec.errno:

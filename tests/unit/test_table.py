@@ -110,3 +110,82 @@ def test_every_entry_follows_the_house_style():
             assert list(inspect.signature(e.handler).parameters) == ["t", "a"], e.name
         if e.support is PARTIAL or e.support is ERROR:
             assert e.note, (modname, e.name)
+
+
+# --- the cached index: default_table() without importing the handler modules ---------------
+
+def _fields(table):
+    return [(r.nr, r.name, r.support, r.note, r.errno, r.handler is None) for r in table if r]
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    return tmp_path / "kvmbox"
+
+
+def test_lazy_table_from_the_index_is_the_eager_table(cache):
+    eager = T.eager_table()
+    first = default_table()                       # no index yet: built eagerly, index written
+    assert [p.name for p in cache.iterdir()] == [Path(T._index_path(
+        T._fingerprint(T.handler_modules()))).name]
+    second = default_table()                      # from the index
+    assert _fields(first) == _fields(second) == _fields(eager)
+    lazy = [r for r in second if r and r.handler]
+    assert len(lazy) > 150 and all(r.handler.__name__ == f"lazy_{r.name}" for r in lazy)
+    for r in lazy:                                # each resolves to the very handler it stands for
+        assert r.handler.resolve() is eager[r.nr].handler, r.name
+
+
+def test_a_lazy_handler_calls_through(cache):
+    default_table()
+    rec = default_table()[NR_BY_NAME["getpid"]]
+
+    class Task:
+        tgid = 4242
+    assert rec.handler.__name__ == "lazy_getpid"
+    assert rec.handler(Task(), (0,) * 6) == 4242 == rec.handler(Task(), (0,) * 6)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "foreign module", "wrong number", "no handler"])
+def test_a_damaged_index_is_not_trusted(cache, damage):
+    """A corrupt or tampered index is rebuilt from the modules; it never names a module of
+    its own choosing or gives a record another syscall's number."""
+    import json
+    default_table()
+    path = Path(T._index_path(T._fingerprint(T.handler_modules())))
+    rows = json.loads(path.read_text())
+    row = next(r for r in rows if r[1] == "getpid")
+    if damage == "garbage":
+        path.write_text("{not json")
+    else:
+        if damage == "foreign module":
+            row[5], row[6] = "os", 0
+        elif damage == "wrong number":
+            row[0] = NR_BY_NAME["kill"]
+        else:
+            row[5], row[6] = "", -1
+        path.write_text(json.dumps(rows))
+    table = default_table()
+    assert _fields(table) == _fields(T.eager_table())
+    assert table[NR_BY_NAME["getpid"]].handler is T.eager_table()[NR_BY_NAME["getpid"]].handler
+    assert _fields(default_table()) == _fields(table)     # and the index was written again
+
+
+def test_an_index_entry_that_names_another_syscall_fails_loudly():
+    h = T.lazy_handler(T.handler_modules()[0], 0, "no_such_call")
+    with pytest.raises(TableError, match="stale syscall index"):
+        h.resolve()
+
+
+def test_no_writable_cache_still_gives_the_table(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))       # a file: no directory under it
+    assert _fields(default_table()) == _fields(T.eager_table())
+
+
+def test_the_index_depends_on_every_handler_module():
+    names = {n for n, *_ in T._fingerprint(T.handler_modules())[1:]}
+    assert {m.rsplit(".", 1)[1] + ".py" for m in T.handler_modules()} <= names
+    assert {"table.py", "syscall_numbers.py"} <= names

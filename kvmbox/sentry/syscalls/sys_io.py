@@ -18,7 +18,6 @@ import errno
 
 from kvmbox.abi.fcntl import O_APPEND, O_NONBLOCK
 from kvmbox.abi.socket import SIOCOUTQ
-from kvmbox.sentry.net.netlink import DEV_IOCTLS, dev_ioctl
 from kvmbox.abi.structs import IOVEC, S32, S64, U32
 from kvmbox.errors import SyscallError
 from kvmbox.sentry.files import MAX_RW
@@ -297,8 +296,10 @@ def ioctl(t, a) -> int:
         n = f.readable_bytes()
         t.mm.copy_out(arg, S32.pack(min(n, 0x7FFFFFFF)))
         return 0
-    if request in DEV_IOCTLS and hasattr(f, "unsent_bytes"):      # a socket
-        return dev_ioctl(t, request, arg)
+    if hasattr(f, "unsent_bytes"):                                # a socket
+        from kvmbox.sentry.net.netlink import DEV_IOCTLS, dev_ioctl
+        if request in DEV_IOCTLS:
+            return dev_ioctl(t, request, arg)
     if request == SIOCOUTQ and hasattr(f, "unsent_bytes"):
         t.mm.copy_out(arg, S32.pack(min(f.unsent_bytes(), 0x7FFFFFFF)))
         return 0
