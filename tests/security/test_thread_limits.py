@@ -86,3 +86,25 @@ def test_thread_churn_leaves_nothing(platform_name, test_programs):
             assert r.exit_code == 0, r
         assert _settled(lambda: _threads() <= base[0] and _fds() <= base[1] and _children() <= base[2]), (
             _threads(), _fds(), _children(), base)
+
+
+def test_thread_exits_while_the_stub_page_is_hidden(monkeypatch, test_programs):
+    """ptrace, with the code page hidden while guest code runs (as on a CPU without
+    protection keys, forced here so PKU machines test it too): threads that exit while
+    others enter the guest must not livelock. A thread's injected exit once lost that race
+    (the page was emptied before it reached the gadget) and met SIGBUS for ever; the run
+    is made in a helper thread so that a livelock fails this test instead of hanging."""
+    from kvmbox.platform.ptrace.platform import ASSUME_NO_PKU_ENV
+    monkeypatch.setenv(ASSUME_NO_PKU_ENV, "1")
+    prog = str(test_programs / "glibc" / "futexes")
+    results: list = []
+
+    def runs() -> None:
+        with _sandbox("ptrace", timeout=60) as sb:
+            for _ in range(12):
+                results.append(sb.run([prog], env=dict(TEST_ENV)).exit_code)
+    t = threading.Thread(target=runs, daemon=True)
+    t.start()
+    t.join(60)
+    assert not t.is_alive(), f"livelock: {len(results)} of 12 runs ended"
+    assert results == [0] * 12, results

@@ -151,6 +151,10 @@ class StubThread:
         self._final_cpu_ns = max(self._final_cpu_ns, self.cpu_ns())
         proc = self.proc
         try:
+            # code_lock is held until the thread is gone, not just while it is set going:
+            # where the code page is hidden (no PKU), another tracer entering the guest
+            # would empty it before this thread reached the gadget, and each PTRACE_CONT
+            # would meet the same SIGBUS again, for ever (seen on an Intel Xeon).
             with proc.code_lock:
                 if proc.hidden:
                     proc.reveal()
@@ -159,10 +163,10 @@ class StubThread:
                 r[_R["rip"]], r[_R["r15"]], r[_R["orig_rax"]] = proc.gadget, proc.trap, _MASK64
                 host.set_regs(self.tid, r)
                 host.resume(C.PTRACE_CONT, self.tid)
-            while self.alive:
-                status = self.wait()
-                if os.WIFSTOPPED(status):
-                    host.resume(C.PTRACE_CONT, self.tid)
+                while self.alive:
+                    status = self.wait()
+                    if os.WIFSTOPPED(status):
+                        host.resume(C.PTRACE_CONT, self.tid)
         except (OSError, ChildProcessError):
             self.alive = False                  # it died with its process meanwhile
         proc.forget(self)
