@@ -7,7 +7,9 @@ pages by guest frame, so a frame that was ever a page table must never become
 a page table again.  A released table frame is punched and joins the data
 pool; when the reserve runs out the bump pointer may eat into the top of the
 data pool, but only over frames that were never tables.  Freed frames are
-punched, so every frame handed out reads as zeros.
+zeroed, so every frame handed out reads as zeros: the lowest WARM_FRAMES of
+the pool (which first fit hands out first) in place, keeping their host pages,
+and the rest punched, giving the host memory back.
 
 Copy-on-write fork shares data frames between private mappings of several
 address spaces (kvmbox/mm/cow.py).  A frame's references beyond the first are
@@ -156,7 +158,7 @@ class FrameAllocator:
             raise ValueError(f"double free of frame {phys:#x}")
         if i < len(self._starts) and self._starts[i] < end:
             raise ValueError(f"double free of frames {phys:#x}+{npages}")
-        self.memfile.punch(phys, npages * PAGE)
+        self._scrub(phys, end)
         if i and self._starts[i - 1] + self._lens[self._starts[i - 1]] * PAGE == phys:
             prev = self._starts[i - 1]          # extend the previous extent
             self._lens[prev] += npages
@@ -170,6 +172,16 @@ class FrameAllocator:
         self.used_pages -= npages
         self.free_pages += npages
         return npages
+
+    def _scrub(self, phys: int, end: int) -> None:
+        """Zero freed frames [phys, end) and drop KVM's shadow entries for them: recycled in
+        place below the warm limit (tuning.WARM_FRAMES), punched (host memory given back) above."""
+        warm_end = min(end, self.low + tuning.WARM_FRAMES)
+        if phys < warm_end:
+            self.memfile.recycle(phys, warm_end - phys)
+            phys = warm_end
+        if phys < end:
+            self.memfile.punch(phys, end - phys)
 
     # --- references (copy-on-write) ---------------------------------------------
     @_locked

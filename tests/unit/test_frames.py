@@ -128,3 +128,33 @@ def test_memfile_layout_holds_the_whole_limit(memory, tables):
         assert (reserve > 0) == tables
     finally:
         mf.close()
+
+
+class _Recording(MemoryFile):
+    """A MemoryFile that notes how each freed range was scrubbed."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.log: list[tuple[str, int, int]] = []
+
+    def punch(self, off: int, length: int) -> None:
+        self.log.append(("punch", off, length))
+        super().punch(off, length)
+
+    def recycle(self, off: int, length: int) -> None:
+        self.log.append(("recycle", off, length))
+        MemoryFile.punch(self, off, length)      # a memfd's recycle (not logged as a punch)
+
+
+def test_free_recycles_the_warm_frames_and_punches_the_rest(monkeypatch):
+    monkeypatch.setattr(tuning, "WARM_FRAMES", 8 * PAGE)
+    m = _Recording(16 * MIB)
+    try:
+        fa = FrameAllocator(m, table_reserve=MIB)
+        (p, n), = fa.alloc(12)
+        m.write(p, b"dirty" * 10000)
+        fa.free(p, 12)
+        assert m.log == [("recycle", p, 8 * PAGE), ("punch", p + 8 * PAGE, 4 * PAGE)]
+        assert m.read(p, 12 * PAGE) == bytes(12 * PAGE)
+    finally:
+        m.close()

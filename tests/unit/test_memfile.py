@@ -10,6 +10,7 @@ import pytest
 from kvmbox.mm.memfile import HUGE_PAGE, AnonMemory, MemoryFile
 
 MIB = 1 << 20
+PAGE = 4096
 
 
 @pytest.fixture(params=[MemoryFile, AnonMemory])
@@ -148,5 +149,19 @@ def test_anon_punch_gives_the_memory_back():
         after = int(_smaps_of(m.host_address)["Rss"].split()[0])
         assert before >= 4096 and after == 0, (before, after)
         assert m.read(0, 4 * MIB) == bytes(4 * MIB)
+    finally:
+        m.close()
+
+
+def test_anon_recycle_zeroes_and_keeps_the_memory():
+    m = AnonMemory(4 * MIB)
+    try:
+        m.view[:] = b"\xff" * (4 * MIB)
+        before = int(_smaps_of(m.host_address)["Rss"].split()[0])
+        m.recycle(PAGE, 4 * MIB - 2 * PAGE)
+        after = int(_smaps_of(m.host_address)["Rss"].split()[0])
+        assert after == before, (before, after)
+        assert m.read(0, PAGE) == b"\xff" * PAGE and m.read(4 * MIB - PAGE, PAGE) == b"\xff" * PAGE
+        assert m.read(PAGE, 4 * MIB - 2 * PAGE) == bytes(4 * MIB - 2 * PAGE)
     finally:
         m.close()
