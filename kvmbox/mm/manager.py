@@ -495,17 +495,24 @@ class MemoryManager(Commitment):
         with self.lock:
             return writer([view[p:p + k] for p, k in self._segments(addr, n, PROT_WRITE, True)])
 
-    @_locked
     def read_cstring(self, addr: int, maxlen: int = 4096) -> bytes:
-        out = bytearray()
-        while len(out) < maxlen:
-            k = min(maxlen - len(out), PAGE - addr % PAGE)
-            chunk = self.copy_in(addr, k)
-            nul = chunk.find(b"\0")
-            if nul >= 0:
-                return bytes(out + chunk[:nul])
-            out += chunk
-            addr += k
+        """The NUL-terminated string at `addr`, without the NUL, read a page at a time (so a
+        string that ends before an unmapped page reads as on Linux): EFAULT, or ENAMETOOLONG
+        when no NUL comes within `maxlen` bytes.  On every path-taking syscall: one lock, and
+        a page's bytes are searched where they lie (no copy_in per page)."""
+        view = self.memfile.view
+        out = b""
+        with self.lock:
+            while len(out) < maxlen:
+                k = min(maxlen - len(out), PAGE - addr % PAGE)
+                segs = self._segments(addr, k, PROT_READ)
+                chunk = bytes(view[segs[0][0]:segs[0][0] + k]) if len(segs) == 1 \
+                    else b"".join(view[p:p + n] for p, n in segs)
+                nul = chunk.find(b"\0")
+                if nul >= 0:
+                    return out + chunk[:nul]
+                out += chunk
+                addr += k
         raise SyscallError(errno.ENAMETOOLONG)
 
     # --- fork --------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import stat as S
 
+from kvmbox.abi.structs import STAT
 from kvmbox.errors import SyscallError
 from kvmbox.record import record
 from kvmbox.sentry.vfs.xattr import check_handler
@@ -40,7 +41,6 @@ def dtype_of(mode: int) -> int:
 
 def stat_bytes(a: "Attr") -> bytes:
     """The 144-byte x86-64 struct stat for an Attr (fstat, newfstatat)."""
-    from kvmbox.abi.structs import STAT
     return STAT.pack(a.dev, a.ino, a.nlink, a.mode, a.uid, a.gid, 0, a.rdev, a.size, a.blksize,
                      a.blocks, a.atime_ns // 10**9, a.atime_ns % 10**9, a.mtime_ns // 10**9,
                      a.mtime_ns % 10**9, a.ctime_ns // 10**9, a.ctime_ns % 10**9)
