@@ -105,6 +105,11 @@ def test_thread_exits_while_the_stub_page_is_hidden(monkeypatch, test_programs):
                 results.append(sb.run([prog], env=dict(TEST_ENV)).exit_code)
     t = threading.Thread(target=runs, daemon=True)
     t.start()
-    t.join(60)
-    assert not t.is_alive(), f"livelock: {len(results)} of 12 runs ended"
+    t.join(120)
+    if t.is_alive():                 # say where every thread is, then fail
+        import sys
+        import traceback
+        stacks = "".join(f"--- {ident}\n" + "".join(traceback.format_stack(frame, limit=6))
+                         for ident, frame in sys._current_frames().items())
+        pytest.fail(f"livelock: {len(results)} of 12 runs ended\n{stacks}")
     assert results == [0] * 12, results
