@@ -30,7 +30,6 @@ is a debt, charged page by page as the child gets frames of its own).
 """
 from __future__ import annotations
 
-
 from kvmbox.mm import tuning
 from kvmbox.errors import SyscallError
 from kvmbox.guest_stub import layout as L

@@ -300,9 +300,9 @@ def ioctl(t, a) -> int:
         from kvmbox.sentry.net.netlink import DEV_IOCTLS, dev_ioctl
         if request in DEV_IOCTLS:
             return dev_ioctl(t, request, arg)
-    if request == SIOCOUTQ and hasattr(f, "unsent_bytes"):
-        t.mm.copy_out(arg, S32.pack(min(f.unsent_bytes(), 0x7FFFFFFF)))
-        return 0
+        if request == SIOCOUTQ:
+            t.mm.copy_out(arg, S32.pack(min(f.unsent_bytes(), 0x7FFFFFFF)))
+            return 0
     if request == TCGETS:
         t.mm.copy_out(arg, f.ioctl_termios())
         return 0

@@ -16,11 +16,10 @@ from __future__ import annotations
 import enum
 import errno
 import importlib
-import json
 import os
-import zlib
 from collections.abc import Callable, Iterable
 
+from kvmbox import diskcache
 from kvmbox.abi.syscall_numbers import NR_BY_NAME, SYSCALLS, TABLE_SIZE
 from kvmbox.record import record
 
@@ -127,9 +126,7 @@ def _fingerprint(modules: list[str]) -> list:
 
 
 def _index_path(fingerprint: list) -> str:
-    from kvmbox.guest_stub.asmcache import cache_dir
-    text = json.dumps(fingerprint).encode()
-    return os.path.join(cache_dir(), f"syscalls-{zlib.crc32(text):08x}{len(text):x}.json")
+    return diskcache.cache_path("syscalls", fingerprint)
 
 
 def _index_rows(table: tuple[SyscallRecord | None, ...], modules: list[str]) -> list[list]:
@@ -165,47 +162,34 @@ def lazy_handler(module: str, index: int, name: str) -> Handler:
 
 
 def _from_index(rows: list, modules: list[str]) -> tuple[SyscallRecord | None, ...]:
+    """The table from index rows, through build_table and its checks (TableError, a
+    ValueError, on anything inconsistent); a row may only name one of our handler modules."""
     known = set(modules)
-    slots: list[SyscallRecord | None] = [None] * TABLE_SIZE
+    entries = []
     for nr, name, support, note, err, module, index in rows:
-        if NR_BY_NAME.get(name) != nr or slots[nr] is not None:
+        if NR_BY_NAME.get(name) != nr:
             raise ValueError("bad index row")
-        sup = Support(support)
-        if module:
-            if module not in known or not isinstance(index, int) or index < 0:
-                raise ValueError("bad index row")     # only our own handler modules
-            handler: Handler | None = lazy_handler(module, index, name)
-        else:
-            handler = None
-        if (handler is None) != (sup in (ERROR, UNIMPLEMENTED)):
+        if module and (module not in known or not isinstance(index, int) or index < 0):
             raise ValueError("bad index row")
-        slots[nr] = SyscallRecord(nr, name, handler, sup, str(note), int(err))
-    return tuple(slots)
+        handler = lazy_handler(module, index, name) if module else None
+        entries.append(Entry(name, handler, Support(support), str(note), int(err)))
+    return build_table(entries)
 
 
 def default_table() -> tuple[SyscallRecord | None, ...]:
     """The table of every sys_*.py module, from the cached index (handlers imported on first
     call); on a missing, unreadable or stale index, built eagerly and the index written."""
     modules = handler_modules()
-    path = ""
     try:
         path = _index_path(_fingerprint(modules))
-        with open(path) as f:
-            return _from_index(json.load(f), modules)
+    except OSError:                   # a module file we cannot stat: no index
+        return eager_table()
+    try:
+        return _from_index(diskcache.load(path), modules)
     except (OSError, ValueError, TypeError, KeyError):
         pass
     table = eager_table()
-    if not path:
-        return table
-    try:
-        rows = _index_rows(table, modules)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(rows, f)
-        os.replace(tmp, path)
-    except OSError:                   # a read-only home: the next start builds it again
-        pass
+    diskcache.store(path, _index_rows(table, modules))
     return table
 
 
