@@ -60,6 +60,9 @@ USER_PERCPU_STRIDE = 0x2000          # vCPU i's LSTAR is STUB_VIRT + USER_PERCPU
 FAST_ENABLED = 0x0                   # nonzero: answer the syscalls below in the guest
 FAST_PID, FAST_TID, FAST_PPID = 0x4, 0x8, 0xC
 FAST_UID, FAST_EUID, FAST_GID, FAST_EGID = 0x10, 0x14, 0x18, 0x1C
+FAST_SIGACTION = 0x20                # nonzero: answer rt_sigaction queries (act NULL) too
+FAST_SIGTABLE = 0x100                # 64 kernel struct sigactions, signal n at +(n-1)*32
+SIGACTION_SIZE = 32                  # handler, flags, restorer, mask (u64 each)
 STUB_RESERVED = 0x200000             # physical [0, 2 MiB) belongs to the stub; frames start above
 
 # --- GDT selectors (Linux's layout) -----------------------------------------

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 
+from kvmbox.abi.signals import SIGSET_SIZE
 from kvmbox.guest_stub import layout as L
 from kvmbox.guest_stub.asmcache import load_or_assemble
 from kvmbox.record import record
@@ -49,12 +50,10 @@ _FAST = (("getpid", 39, L.FAST_PID), ("gettid", 186, L.FAST_TID), ("getppid", 11
          ("getuid", 102, L.FAST_UID), ("geteuid", 107, L.FAST_EUID), ("getgid", 104, L.FAST_GID),
          ("getegid", 108, L.FAST_EGID))
 FAST_SYSCALLS = frozenset(nr for _, nr, _ in _FAST)
-TRAMPOLINE_PVM = (
-    f"cmp dword ptr [rip + {{D+{L.FAST_ENABLED}}}], 0\nje slow\n"
-    + "".join(f"cmp eax, {nr}\nje f_{name}\n" for name, nr, _ in _FAST)
-    + f"slow:\nout {L.PORT_SYSCALL}, al\njmp rcx\n"
-    + "".join(f"""f_{name}:
-mov eax, r11d
+RT_SIGACTION = 13
+
+# Restore the user's arithmetic flags from R11, clobbering EAX (see above).
+_RESTORE_FLAGS = """mov eax, r11d
 shr eax, 11
 and eax, 1
 add al, 0x7f
@@ -62,9 +61,59 @@ lea eax, [r11*8]
 lea eax, [rax*8]
 lea eax, [rax*4]
 sahf
-mov eax, dword ptr [rip + {{D+{off}}}]
+"""
+
+# rt_sigaction(sig, NULL, oldact, 8), a query, answered from the table the Sentry
+# keeps in the data page while the process has one thread (FAST_SIGACTION).  Every
+# other form exits: a new action, a NULL oldact, a bad sig or sigsetsize, sig with
+# high bits set (Linux reads an int), and DF set (movsq must run forwards).  The
+# copy runs in CPL3 with the user's own rights, so a bad oldact faults like a user
+# store; the Sentry first resolves the fault as any other (demand paging, stack
+# growth) and otherwise turns it into -EFAULT (KvmContext.fast_fault, using the four
+# `movsq` as the marker).  RSI and RDI get their values back before the return.
+_SIGACTION_QUERY = f"""f_rt_sigaction:
+cmp dword ptr [rip + {{D+{L.FAST_SIGACTION}}}], 0
+je slow
+test rsi, rsi
+jnz slow
+test rdx, rdx
+jz slow
+cmp r10, {SIGSET_SIZE}
+jne slow
+test r11, 0x400
+jnz slow
+test rdi, rdi
+jz slow
+cmp rdi, 64
+ja slow
+shl rdi, 5
+lea rsi, [rip + {{D+{L.FAST_SIGTABLE - L.SIGACTION_SIZE}}}]
+add rsi, rdi
+mov rdi, rdx
+movsq
+movsq
+movsq
+movsq
+lea rax, [rip + {{D+{L.FAST_SIGTABLE}}}]
+sub rsi, rax
+shr rsi, 5
+mov rdi, rsi
+xor esi, esi
+{_RESTORE_FLAGS}mov eax, 0
 jmp rcx
-""" for name, _, off in _FAST))
+"""
+SIGACTION_COPY = bytes.fromhex("48a5") * 4      # the four movsq of the query's copy
+
+TRAMPOLINE_PVM = (
+    f"cmp dword ptr [rip + {{D+{L.FAST_ENABLED}}}], 0\nje slow\n"
+    + "".join(f"cmp eax, {nr}\nje f_{name}\n" for name, nr, _ in _FAST)
+    + f"cmp eax, {RT_SIGACTION}\nje f_rt_sigaction\n"
+    + f"slow:\nout {L.PORT_SYSCALL}, al\njmp rcx\n"
+    + "".join(f"""f_{name}:
+{_RESTORE_FLAGS}mov eax, dword ptr [rip + {{D+{off}}}]
+jmp rcx
+""" for name, _, off in _FAST)
+    + _SIGACTION_QUERY)
 
 # Ring-0 syscall entry for hardware virtualization (flavour "hw").  GS_BASE
 # (after swapgs) is the vCPU's per-CPU area: the TSS (RSP0 at +4) and a scratch
@@ -105,6 +154,8 @@ class StubCode:
     handlers: tuple[bytes, ...]          # 32 entries, one per exception vector
     trampoline: bytes                    # the user trampoline (pvm-native) or ring-0 entry (hw)
     syscall_exit_offset: int             # offset of the instruction after the syscall `out`
+    sigaction_copy: tuple[int, int]      # trampoline offsets [lo, hi) of the rt_sigaction
+                                         # query's stores to the user ((0, 0): none, hw)
 
 
 def _sources(flavour: str) -> dict[str, str]:
@@ -166,4 +217,10 @@ def build(flavour: str = "pvm-native") -> StubCode:
     exit_off = tramp.index(bytes([0xE6, L.PORT_SYSCALL])) + 2
     if tramp.count(bytes([0xE6, L.PORT_SYSCALL])) != 1 or len(tramp) > L.PAGE_SIZE:
         raise AssertionError("the syscall entry must have exactly one exit and fit a page")
-    return StubCode(flavour, handlers, tramp, exit_off)
+    copy = (0, 0)
+    if flavour == "pvm-native":
+        if tramp.count(SIGACTION_COPY) != 1:
+            raise AssertionError("the rt_sigaction query must have exactly one copy")
+        lo = tramp.index(SIGACTION_COPY)
+        copy = (lo, lo + len(SIGACTION_COPY))
+    return StubCode(flavour, handlers, tramp, exit_off, copy)

@@ -162,6 +162,20 @@ class Context(ABC):
                      gid: int, egid: int) -> None:
         """Ids a platform may answer without trapping (getpid & co.); default: always trap."""
 
+    # The SignalHandlers stamp last given to set_sigactions (the run loop compares it).
+    sig_stamp: object = None
+
+    def set_sigactions(self, table: bytes | None, stamp: object) -> None:
+        """The process's 64 dispositions (SignalHandlers.table()), which a platform may use
+        to answer rt_sigaction queries without trapping; None: always trap.  Default: trap."""
+        self.sig_stamp = stamp
+
+    def fast_fault(self, fault: "Fault") -> bool:
+        """A fault the Sentry could not resolve: if it hit the platform's own in-guest
+        syscall code (the KVM trampoline's copy to the user), end that syscall with
+        -EFAULT as Linux would and return True; else False (the caller signals it)."""
+        return False
+
     def set_idle(self, idle: bool) -> None:
         """The thread starts (True) or stops sleeping in the Sentry: a platform may lend
         its hardware (a vCPU) to another context meanwhile.  Default: nothing to lend."""

@@ -99,8 +99,8 @@ def clone(t: "Task", flags: int, *, exit_signal: int, stack: int = 0, tls: int =
     if flags & CLONE_CLEAR_SIGHAND:           # caught signals back to SIG_DFL
         from kvmbox.abi.structs import SIGACTION
         from kvmbox.abi.signals import SIG_IGN
-        sighand.actions = {n: raw for n, raw in sighand.actions.items()
-                           if SIGACTION.unpack(raw)[0] == SIG_IGN}
+        sighand.replace({n: raw for n, raw in sighand.actions.items()
+                         if SIGACTION.unpack(raw)[0] == SIG_IGN})
     if flags & CLONE_THREAD:                  # a thread of the caller's process
         g = t.tg
         parent = None

@@ -290,6 +290,14 @@ class Kernel:
         task.ctx.set_identity(enabled=self.in_guest, pid=task.tgid, tid=task.tid, ppid=task.ppid,
                               uid=c.uid, euid=c.euid, gid=c.gid, egid=c.egid)
 
+    def publish_sigactions(self, task: Task) -> None:
+        """Tell the platform the dispositions it may report without a trap (KVM's in-guest
+        rt_sigaction query), or that it may not: while tracing, and while the handlers are
+        shared with another task, whose changes would not reach this one's vCPU at once."""
+        sh = task.sighand
+        table = sh.table() if self.in_guest and sh.users == 1 else None
+        task.ctx.set_sigactions(table, sh.stamp)
+
     def _wait_process(self, g: ThreadGroup, outcome: RunOutcome | None) -> RunOutcome | None:
         """init's first thread has ended: wait for its other threads (exit(2) ends one
         thread); the process's outcome.  Called with the bkl held."""

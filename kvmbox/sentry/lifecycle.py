@@ -111,6 +111,7 @@ def _release_thread(kernel: "Kernel", task: "Task") -> None:
     finally:
         drop(task.fds)
         drop(task.mm)
+        task.sighand.detach()
         vp, task.vfork_parent = task.vfork_parent, None
         if vp is not None:
             vp.waker.set()

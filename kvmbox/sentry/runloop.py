@@ -65,6 +65,8 @@ def run_task(kernel: "Kernel", task: Task, *, vfork_child: bool = False) -> "Run
                 raise Stopped()
             if g.state is STOPPED:             # another thread took a stop signal
                 lifecycle.wait_while_stopped(task)
+            if task.sighand.stamp is not ctx.sig_stamp:
+                kernel.publish_sigactions(task)
             bkl.release()
             try:
                 ev = switch(aspace)
@@ -127,6 +129,8 @@ def run_task(kernel: "Kernel", task: Task, *, vfork_child: bool = False) -> "Run
                     except OutOfFrames:
                         return out_of_memory(kernel)
                     ev = faults.resolve_access(ev, task)    # ptrace: read or write?
+                if ctx.fast_fault(ev):             # in the platform's in-guest rt_sigaction
+                    continue
                 if deliver.deliver_fault(task, ev):
                     continue
                 return fatal_fault(task, ev)

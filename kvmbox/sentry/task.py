@@ -120,6 +120,7 @@ class Task:
         self.tg = tg                # the process (kvmbox/sentry/threadgroup.py)
         tg.tasks.append(self)
         self.sighand = sighand if sighand is not None else SignalHandlers()
+        self.sighand.attach()      # counted: the in-guest rt_sigaction answer needs a sole user
         self.creds = Credentials()
         self.exe_node = None       # the executable's VFS node (writes to it give ETXTBSY)
         self.exe_path = exe_path   # guest path of the executable (for /proc/self/exe)
@@ -191,7 +192,7 @@ class Task:
 
     @sigactions.setter
     def sigactions(self, value: dict[int, bytes]) -> None:
-        self.sighand.actions = value
+        self.sighand.replace(value)
 
     @property
     def timers(self):

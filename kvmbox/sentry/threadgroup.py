@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import threading
 
-from kvmbox.record import field, record
+from kvmbox.record import record
 from kvmbox.sentry.waiter import WaitQueue
 
 TYPE_CHECKING = False
@@ -35,13 +35,46 @@ RUNNING, STOPPED, ZOMBIE, DEAD = "running", "stopped", "zombie", "dead"
 EV_NONE, EV_STOPPED, EV_CONTINUED = 0, 1, 2
 
 
-@record
 class SignalHandlers:
-    """signo -> the raw struct sigaction the guest set (missing: SIG_DFL)."""
-    actions: dict[int, bytes] = field(default_factory=dict)
+    """signo -> the raw struct sigaction the guest set (missing: SIG_DFL).
+
+    Every change goes through set() or replace(), which give the object a new
+    `stamp`; so do attach() and detach(), which count the tasks using it.  The
+    run loop compares a task's stamp with the one its context last published
+    (kvmbox/sentry/kernel.py publish_sigactions), so the KVM trampoline's
+    in-guest answer to rt_sigaction queries never runs on a stale table."""
+    __slots__ = ("actions", "users", "stamp")
+
+    def __init__(self, actions: dict[int, bytes] | None = None) -> None:
+        self.actions: dict[int, bytes] = actions if actions is not None else {}
+        self.users = 0                  # tasks whose `sighand` this is
+        self.stamp = object()           # replaced on every change
 
     def copy(self) -> "SignalHandlers":
         return SignalHandlers(dict(self.actions))
+
+    def set(self, signo: int, raw: bytes) -> None:
+        self.actions[signo] = raw
+        self.stamp = object()
+
+    def replace(self, actions: dict[int, bytes]) -> None:
+        self.actions = actions
+        self.stamp = object()
+
+    def attach(self) -> None:
+        self.users += 1
+        self.stamp = object()
+
+    def detach(self) -> None:
+        self.users -= 1
+        self.stamp = object()
+
+    def table(self) -> bytes:
+        """The 64 dispositions as consecutive 32-byte kernel struct sigactions (signal
+        n at (n-1)*32; SIG_DFL, all zero, where none was set)."""
+        empty = bytes(32)
+        get = self.actions.get
+        return b"".join(get(n, empty) for n in range(1, 65))
 
 
 @record

@@ -51,6 +51,7 @@ CASES = [
     Case("forkmem", ("/dev/shm",)),
     Case("mapmany", ("2000",)),
     Case("sigstack"),
+    Case("sigquery"),
     Case("aslimit"),
     Case("ids"),
     Case("caps"),

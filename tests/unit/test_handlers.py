@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from kvmbox.sentry.threadgroup import SignalHandlers
 from kvmbox.errors import SyscallError
 from kvmbox.sentry.syscalls import (sys_dir as D, sys_identity as I, sys_misc as M,
                                     sys_signal as S, sys_thread as TH, sys_time as TM)
@@ -113,7 +114,8 @@ class FakeTask:
         self.fs = SimpleNamespace(cwd=SimpleNamespace(path="/home/u"), umask=0o022)
         self.rlimits = default_rlimits(None)
         self.sigmask = 0
-        self.sigactions: dict[int, bytes] = {}
+        self.sighand = SignalHandlers()
+        self.sigactions = self.sighand.actions
         self.pending_signals: list[tuple[int, int, int]] = []
         self.altstack = (0, 2, 0)
         self.saved_sigmask = None

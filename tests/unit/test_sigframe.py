@@ -12,6 +12,7 @@ import pytest
 
 import helpers
 
+from kvmbox.sentry.threadgroup import SignalHandlers
 from kvmbox.abi import signals as S
 from kvmbox.abi.structs import SIGACTION
 from kvmbox.sentry.signals import deliver as D
@@ -118,7 +119,8 @@ int main(void) {
 class BareTask:
     def __init__(self) -> None:
         self.sigmask = 0
-        self.sigactions: dict[int, bytes] = {}
+        self.sighand = SignalHandlers()
+        self.sigactions = self.sighand.actions
         self.pending_signals: list[tuple] = []
         self.sig_lock = threading.Lock()
         self.signal_waiters = None

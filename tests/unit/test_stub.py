@@ -29,10 +29,16 @@ def test_pvm_trampoline_has_one_exit_and_reads_only_its_data_page():
     outs = [i for i in insns if i.mnemonic == "out"]
     assert len(outs) == 1 and outs[0].address + outs[0].size - base == code.syscall_exit_offset
     data = base + L.PAGE_SIZE
+    end = data + L.FAST_SIGTABLE + 64 * L.SIGACTION_SIZE
     for i in insns:
         if "rip +" in i.op_str:
             disp = int(i.op_str.split("rip + ")[1].split("]")[0], 16)
-            assert data <= i.address + i.size + disp < data + 0x20
+            assert data <= i.address + i.size + disp < end
+    # The only stores: the rt_sigaction query's four movsq to the user's oldact.
+    lo, hi = code.sigaction_copy
+    stores = [i for i in insns if i.mnemonic.startswith("movs")
+              or (i.op_str.split(",")[0].endswith("]") and i.mnemonic not in ("cmp", "test"))]
+    assert [(i.mnemonic, i.address - base) for i in stores] == [("movsq", off) for off in range(lo, hi, 2)]
     assert not any(i.mnemonic in ("push", "pop", "pushfq", "popfq") for i in insns), \
         "the user trampoline must not touch the user stack (red zone)"
 

@@ -10,6 +10,7 @@ thread's CPU clock.
 """
 from __future__ import annotations
 
+import errno
 import signal
 import struct
 import threading
@@ -60,6 +61,7 @@ class KvmContext(Context):
         self._pending: dict[str, int] = {}      # registers set while no vCPU is loaded
         self._pending_fpu: bytes | None = None  # the FPU image likewise (a forked child's)
         self._identity: dict[int, int] | None = None   # fast-path ids to publish per vCPU
+        self._sigtable: bytes | None = None      # the process's dispositions, likewise
         self._cr3 = -1
         self.in_exception = False               # the vCPU sits in a ring-0 handler after a Fault
         self._parked_rip = -1                   # ...at this RIP (right after the handler's `out`)
@@ -83,11 +85,14 @@ class KvmContext(Context):
         self._tramp_lo = base + L.user_trampoline(vcpu.index)
         self._syscall_exit_rip = self._tramp_lo + self.platform.stub.syscall_exit_offset
         self._fast = L.fast_data(vcpu.index)
+        copy_lo, copy_hi = self.platform.stub.sigaction_copy
+        self._sa_copy = (self._tramp_lo + copy_lo, self._tramp_lo + copy_hi)
         self._frame_phys = L.exc_frame_phys(vcpu.index)
         self._frame_virt = L.STUB_VIRT + self._frame_phys   # the handler's RSP at its `out`
         self._configured = False
         if self._identity is not None:
             self._write_identity()
+        self._write_sigactions()
 
     def _unbind(self) -> Vcpu:
         """Move the user state off the vCPU into the context; returns the freed vCPU."""
@@ -315,6 +320,35 @@ class KvmContext(Context):
     def _write_identity(self) -> None:
         for off, value in self._identity.items():
             struct.pack_into("<I", self._mem, self._fast + off, value & 0xFFFF_FFFF)
+
+    def set_sigactions(self, table: bytes | None, stamp: object) -> None:
+        self.sig_stamp = stamp
+        self._sigtable = table if self._restore_flags else None
+        if self.vcpu is not None:
+            self._write_sigactions()
+
+    def _write_sigactions(self) -> None:
+        """Publish (or withdraw) the dispositions in this vCPU's data page.  The switch off
+        comes first and the switch on last: the trampoline of this vCPU only runs in this
+        context's own KVM_RUN, so the order matters only for clarity, not for a race."""
+        table = self._sigtable
+        struct.pack_into("<I", self._mem, self._fast + L.FAST_SIGACTION, 0)
+        if table is not None:
+            self._mem[self._fast + L.FAST_SIGTABLE:self._fast + L.FAST_SIGTABLE + len(table)] = table
+            struct.pack_into("<I", self._mem, self._fast + L.FAST_SIGACTION, 1)
+
+    def fast_fault(self, fault: Fault) -> bool:
+        lo, hi = self._sa_copy if self.vcpu is not None else (0, 0)
+        if not (self.in_exception and lo <= fault.rip < hi):
+            return False
+        # The query's copy faulted: RSI points into the table (its signal's entry plus the
+        # qwords already copied).  Return as the syscall would have: -EFAULT, RDI and RSI
+        # as the caller passed them, at RCX with the flags of R11.
+        regs = self.regs
+        entry = regs[RSI] - (L.STUB_VIRT + self._fast + L.FAST_SIGTABLE)
+        self.set_regs(rax=-errno.EFAULT, rdi=entry // L.SIGACTION_SIZE + 1, rsi=0,
+                      rip=regs[RCX], rflags=(regs[R11] & _USER_FLAGS) | 0x2)
+        return True
 
     def interrupt(self) -> None:
         self._interrupt.set()

@@ -69,7 +69,7 @@ def action(t: "Task", signo: int) -> tuple[int, int, int, int]:
 
 def _set_handler(t: "Task", signo: int, handler: int) -> None:
     _h, flags, restorer, mask = action(t, signo)
-    t.sigactions[signo] = SIGACTION.pack(handler, flags, restorer, mask)
+    t.sighand.set(signo, SIGACTION.pack(handler, flags, restorer, mask))
 
 
 def ignored(signo: int, handler: int) -> bool:

@@ -75,7 +75,9 @@ def _reset_signals(t: "Task") -> None:
         if handler == S.SIG_IGN:
             kept[signo] = SIGACTION.pack(S.SIG_IGN, 0, 0, 0)
     from kvmbox.sentry.threadgroup import SignalHandlers
+    t.sighand.detach()
     t.sighand = SignalHandlers(kept)       # unshared: a vfork parent keeps its own handlers
+    t.sighand.attach()
     t.altstack = (0, S.SS_DISABLE, 0)
     t.saved_sigmask = None
 

@@ -66,8 +66,8 @@ def rt_sigaction(t: "Task", a: Args) -> int:
     old = t.sigactions.get(sig, DEFAULT_SIGACTION)
     if new is not None:
         handler, flags, restorer, mask = structs.SIGACTION.unpack(new)
-        t.sigactions[sig] = structs.SIGACTION.pack(
-            handler, flags & KNOWN_SA_FLAGS, restorer, mask & ~signals.UNBLOCKABLE_MASK)
+        t.sighand.set(sig, structs.SIGACTION.pack(
+            handler, flags & KNOWN_SA_FLAGS, restorer, mask & ~signals.UNBLOCKABLE_MASK))
         if deliver.ignored(sig, handler):
             deliver.flush(t, sig)          # pending instances are discarded, blocked or not
         elif t.timers is not None and structs.SIGACTION.unpack(old)[0] == signals.SIG_IGN:
@@ -175,7 +175,8 @@ def rt_sigtimedwait(t: "Task", a: Args) -> int:
 
 
 ENTRIES = (
-    Entry("rt_sigaction", rt_sigaction, SUPPORTED),
+    Entry("rt_sigaction", rt_sigaction, SUPPORTED,
+          "KVM: queries answered in the guest while the process has one thread"),
     Entry("rt_sigprocmask", rt_sigprocmask, SUPPORTED),
     Entry("rt_sigreturn", rt_sigreturn, SUPPORTED),
     Entry("sigaltstack", sigaltstack, SUPPORTED),
