@@ -23,7 +23,6 @@ from __future__ import annotations
 import errno
 
 from kvmbox.abi.resource import RLIMIT_AS
-from kvmbox.mm import tuning
 from kvmbox.errors import SyscallError
 from kvmbox.mm.vma import chargeable as _chargeable
 
