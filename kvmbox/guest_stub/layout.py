@@ -126,8 +126,9 @@ def exc_frame_phys(vcpu_index: int) -> int:
 # --- ELF loading -------------------------------------------------------------
 MMAP_MIN_ADDR = 0x10000              # lowest address a fixed-position (ET_EXEC) segment may use (vm.mmap_min_addr)
 
-# --- x86-64 page-table entries (kvmbox/mm/pagetables.py; 4 KiB leaves only) ----
+# --- x86-64 page-table entries (kvmbox/mm/pagetables.py) ----
 PTE_P, PTE_W, PTE_U, PTE_A, PTE_D = 0x1, 0x2, 0x4, 0x20, 0x40
+PTE_PS = 0x80                        # in a PD entry: a 2 MiB leaf (kvmbox/mm/pagetables.py)
 PTE_NX = 1 << 63
 PTE_ADDR_MASK = 0x000F_FFFF_FFFF_F000  # physical frame bits of an entry
 PT_ENTRIES = 512                     # entries per table page

@@ -31,6 +31,7 @@ from kvmbox.mm.framerefs import FrameRefs
 from kvmbox.mm.memfile import MemoryFile
 
 PAGE = layout.PAGE_SIZE
+_HUGE = 2 << 20                     # a 2 MiB leaf's span
 
 
 def _locked(fn):
@@ -100,15 +101,36 @@ class FrameAllocator:
         if have > npages:
             self._insert(start + npages * PAGE, have - npages)
 
+    def _take_at(self, start: int, have: int, at: int, npages: int) -> None:
+        """Take `npages` from `at` inside the free extent at `start` (of length `have`)."""
+        self._remove(start)
+        if at > start:
+            self._insert(start, (at - start) // PAGE)
+        end, stop = at + npages * PAGE, start + have * PAGE
+        if stop > end:
+            self._insert(end, (stop - end) // PAGE)
+
     # --- data frames ----------------------------------------------------------
     @_locked
-    def alloc(self, npages: int) -> list[tuple[int, int]]:
-        """`npages` data frames as extents [(phys, npages)], one extent whenever one fits."""
+    def alloc(self, npages: int, phase: int | None = None) -> list[tuple[int, int]]:
+        """`npages` data frames as extents [(phys, npages)], one extent whenever one fits.
+        `phase` (0..511): prefer one extent whose first frame is that many frames past a
+        2 MiB boundary, so that a virtual range with the same phase maps its aligned 2 MiB
+        chunks onto aligned 2 MiB of frames (2 MiB leaves: kvmbox/mm/pagetables.py)."""
         if npages <= 0:
             return []
         pool_pages = self.free_pages - max(0, self.table_floor - self.table_limit) // PAGE
         if npages > pool_pages:
             raise SyscallError(errno.ENOMEM)
+        if phase is not None:
+            want = phase * PAGE
+            for start in self._starts:        # first fit, at the phase
+                have = self._lens[start]
+                at = start + (want - start) % _HUGE
+                if at + npages * PAGE <= start + have * PAGE:
+                    self._take_at(start, have, at, npages)
+                    self._account(npages)
+                    return [(at, npages)]
         for start in self._starts:            # first fit: one contiguous extent
             have = self._lens[start]
             if have >= npages:

@@ -2,8 +2,6 @@
 
 Departures from DESIGN.md, forced by PVM's shadow paging (KVM does not see
 the Sentry edit guest page tables):
-- leaves are 4 KiB only, never 2 MiB pages (a split 2 MiB leaf can leave KVM a stale
-  shadow page it reuses: docs/pvm.md, "Guest RAM and huge pages");
 - a present leaf that changes frame, loses rights or disappears gets its old
   frame invalidated (MemoryFile.invalidate -> KVM's mmu notifier drops the
   shadow entries); not-present -> present and rights upgrades need nothing;
@@ -11,6 +9,21 @@ the Sentry edit guest page tables):
   space lives; release() frees them all, and the FrameAllocator never reuses
   a former table frame as a table.
 The stub's PML4 slot (layout.STUB_PML4_INDEX) points at the platform's PDPT.
+
+2 MiB leaves (huge=True, the KVM platform): a map() that covers an aligned
+2 MiB chunk with 2 MiB-aligned frames writes one PD entry instead of a PT.
+KVM then shadows the chunk with one fault instead of one per 4 KiB (or 8).
+The danger is a PD slot that changes kind or frame: KVM would reuse the
+shadow page it made for the old content (docs/pvm.md, "2 MiB leaves").  So a
+PD slot, within one PD frame, goes only from empty to a PT (for good) or from
+empty to a leaf, then possibly back to empty ("burnt").  Anything else (a
+burnt slot used again, a leaf split into a PT) first moves the process to a
+fresh path: copies of the PD, its PDPT and the PML4 in frames that were never
+tables, so KVM has no shadow state for them, and a new `root`.  Each vCPU
+loads the new root at its next entry; until then the superseded copies stay
+valid as a subset of the mappings: a leaf that goes away or loses a right is
+removed or reduced in them too, and the PTs are the same pages.  After
+tuning.HUGE_REBUILDS fresh paths a process makes no new leaves.
 """
 from __future__ import annotations
 
@@ -18,6 +31,7 @@ from array import array
 
 from kvmbox.abi.mman import PROT_EXEC, PROT_READ, PROT_WRITE
 from kvmbox.guest_stub import layout as L
+from kvmbox.mm import tuning
 from kvmbox.mm.frames import FrameAllocator
 from kvmbox.mm.memfile import MemoryFile
 from kvmbox.platform.base import AddressSpace
@@ -31,6 +45,8 @@ _ZERO_QS = memoryview(array("Q", _ZERO_BYTES))
 _PT_SPAN = PAGE * L.PT_ENTRIES                      # 2 MiB: one PT page
 _PD_SPAN = _PT_SPAN * L.PT_ENTRIES                  # 1 GiB: one PD page
 _PDPT_SPAN = _PD_SPAN * L.PT_ENTRIES                # 512 GiB: one PDPT page
+_PS = L.PTE_PS                                      # a PD entry that is a 2 MiB leaf
+_HUGE_MASK = L.PTE_ADDR_MASK & ~(_PT_SPAN - 1)      # frame bits of a 2 MiB leaf
 
 
 def leaf_flags(prot: int) -> int:
@@ -55,13 +71,19 @@ def _loses(old: int, new: int) -> bool:
 class PageTables(AddressSpace):
     """x86-64 page tables for the user range [0, USER_TOP); root is the CR3 value."""
 
-    def __init__(self, memfile: MemoryFile, frames: FrameAllocator, stub_pdpt_phys: int) -> None:
+    def __init__(self, memfile: MemoryFile, frames: FrameAllocator, stub_pdpt_phys: int, *,
+                 huge: bool = False) -> None:
         self.memfile = memfile
         self.frames = frames
+        self.huge = huge                     # may map aligned 2 MiB chunks with one PD entry
         self._q = memfile.view.cast("Q")
         self._pdpts: dict[int, int] = {}     # vaddr >> 39 -> PDPT phys
         self._pds: dict[int, int] = {}       # vaddr >> 30 -> PD phys
         self._pts: dict[int, int] = {}       # vaddr >> 21 -> PT phys
+        self._leaves: dict[int, int] = {}    # vaddr >> 21 -> the 2 MiB leaf entry mapping it
+        self._burnt: set[int] = set()        # vaddr >> 21: slots of the current PD that held a leaf
+        self._old_pds: dict[int, list[int]] = {}   # vaddr >> 30 -> superseded copies of its PD
+        self.rebuilds = 0                    # fresh paths made (see the module docstring)
         self.root = frames.alloc_table()
         self._tables: list[int] = [self.root]
         self._q[self.root // 8 + L.STUB_PML4_INDEX] = stub_pdpt_phys | _TABLE_FLAGS
@@ -82,14 +104,119 @@ class PageTables(AddressSpace):
             cache[key] = found
         return found
 
+    def _pd_for(self, vaddr: int) -> int:
+        """The PD page covering `vaddr`, creating the missing levels."""
+        pd = self._pds.get(vaddr >> 30)
+        if pd is not None:
+            return pd
+        pdpt = self._child(self.root, (vaddr >> 39) & _IDX, self._pdpts, vaddr >> 39)
+        return self._child(pdpt, (vaddr >> 30) & _IDX, self._pds, vaddr >> 30)
+
     def _pt_for(self, vaddr: int) -> int:
-        """The PT page covering `vaddr`, creating the missing levels."""
-        pt = self._pts.get(vaddr >> 21)
+        """The PT page covering `vaddr`, creating the missing levels (a burnt PD slot first
+        moves to a fresh path: it may not become a table in its PD)."""
+        key = vaddr >> 21
+        pt = self._pts.get(key)
         if pt is not None:
             return pt
-        pdpt = self._child(self.root, (vaddr >> 39) & _IDX, self._pdpts, vaddr >> 39)
-        pd = self._child(pdpt, (vaddr >> 30) & _IDX, self._pds, vaddr >> 30)
-        return self._child(pd, (vaddr >> 21) & _IDX, self._pts, vaddr >> 21)
+        if key in self._burnt:
+            self._rebuild(key >> 9)
+        return self._child(self._pd_for(vaddr), key & _IDX, self._pts, key)
+
+    # --- 2 MiB leaves -------------------------------------------------------------
+    def _copy_table(self, src: int) -> int:
+        t = self.frames.alloc_table()
+        self._tables.append(t)
+        self._q[t // 8:t // 8 + L.PT_ENTRIES] = self._q[src // 8:src // 8 + L.PT_ENTRIES]
+        return t
+
+    def _rebuild(self, key30: int) -> None:
+        """Move the PD of `key30` (vaddr >> 30), its PDPT and the root to copies in fresh
+        frames; the old PD is kept as a superseded copy (see the module docstring)."""
+        key39 = key30 >> 9
+        pd, pdpt = self._pds[key30], self._pdpts[key39]
+        new_pd, new_pdpt, new_root = (self._copy_table(pd), self._copy_table(pdpt),
+                                      self._copy_table(self.root))
+        self._q[new_pdpt // 8 + (key30 & _IDX)] = new_pd | _TABLE_FLAGS
+        self._q[new_root // 8 + (key39 & _IDX)] = new_pdpt | _TABLE_FLAGS
+        self._old_pds.setdefault(key30, []).append(pd)
+        self._pds[key30], self._pdpts[key39] = new_pd, new_pdpt
+        self._burnt = {k for k in self._burnt if k >> 9 != key30}
+        self.rebuilds += 1
+        self.root = new_root                 # last: each vCPU loads it at its next entry
+
+    def _in_old_copies(self, key: int, value: int) -> None:
+        """Write `value` to slot `key` of the superseded PD copies that still map it."""
+        slot = key & _IDX
+        for old in self._old_pds.get(key >> 9, ()):
+            if self._q[old // 8 + slot] & L.PTE_P:
+                self._q[old // 8 + slot] = value
+
+    def _install_leaf(self, key: int, entry: int) -> None:
+        if key in self._burnt:
+            self._rebuild(key >> 9)
+        self._q[self._pd_for(key << 21) // 8 + (key & _IDX)] = entry
+        self._leaves[key] = entry
+
+    def _clear_leaf(self, key: int) -> None:
+        entry = self._leaves.pop(key)
+        self._q[self._pds[key >> 9] // 8 + (key & _IDX)] = 0
+        self._in_old_copies(key, 0)
+        self._burnt.add(key)
+        self.memfile.invalidate(entry & _HUGE_MASK, _PT_SPAN)
+
+    def _reflag_leaf(self, key: int, flags: int) -> None:
+        old = self._leaves[key]
+        new = (old & _HUGE_MASK) | flags | _PS
+        if new == old:
+            return
+        self._q[self._pds[key >> 9] // 8 + (key & _IDX)] = new
+        self._leaves[key] = new
+        if _loses(old & ~_PS, new & ~_PS):
+            self._in_old_copies(key, new)
+            self.memfile.invalidate(old & _HUGE_MASK, _PT_SPAN)
+
+    def _split(self, key: int) -> None:
+        """Replace the leaf at `key` by a PT of 512 entries mapping the same frames (in a
+        fresh PD); the superseded copies lose the leaf."""
+        entry = self._leaves.pop(key)
+        first = (entry & _HUGE_MASK) | (entry & ~L.PTE_ADDR_MASK & ~_PS)
+        pt = self.frames.alloc_table()
+        self._tables.append(pt)
+        self._q[pt // 8:pt // 8 + L.PT_ENTRIES] = array("Q", range(first, first + _PT_SPAN, PAGE))
+        self._rebuild(key >> 9)
+        self._q[self._pds[key >> 9] // 8 + (key & _IDX)] = pt | _TABLE_FLAGS
+        self._pts[key] = pt
+        self._in_old_copies(key, 0)
+        self.memfile.invalidate(entry & _HUGE_MASK, _PT_SPAN)
+
+    def _leaf_keys(self, vaddr: int, end: int) -> list[int]:
+        lo, hi = vaddr >> 21, (end - 1) >> 21
+        if hi - lo < len(self._leaves):
+            return [k for k in range(lo, hi + 1) if k in self._leaves]
+        return sorted(k for k in self._leaves if lo <= k <= hi)
+
+    def _leaves_before(self, vaddr: int, end: int, phys: int | None, flags: int) -> None:
+        """The leaves [vaddr, end) overlaps, before map (phys given), protect (phys None,
+        flags nonzero) or unmap (flags 0): a leaf wholly covered is changed as a whole; one
+        partly covered is split, unless a map leaves its content as it is."""
+        for key in self._leaf_keys(vaddr, end):
+            cs = key << 21
+            lo, hi = max(cs, vaddr), min(cs + _PT_SPAN, end)
+            entry = self._leaves[key]
+            whole = lo == cs and hi == cs + _PT_SPAN
+            same_frames = phys is None or (entry & _HUGE_MASK) + lo - cs == phys + lo - vaddr
+            if not flags:
+                if whole:
+                    self._clear_leaf(key)
+                else:
+                    self._split(key)
+            elif whole and same_frames:
+                self._reflag_leaf(key, flags)
+            elif whole:
+                self._clear_leaf(key)           # map() puts a new leaf or a PT there
+            elif not (same_frames and entry & ~L.PTE_ADDR_MASK & ~_PS == flags):
+                self._split(key)                # (a part left as it is needs no split)
 
     def _existing_chunks(self, vaddr: int, end: int):
         """Yield (pt phys, first qword index, count) for each PT page that exists in the range."""
@@ -135,8 +262,22 @@ class PageTables(AddressSpace):
         q = self._q
         stale: list[int] = []
         v, end, entry = vaddr, vaddr + length, phys | flags
+        if self._leaves:
+            self._leaves_before(vaddr, end, phys, flags)
+        huge = self.huge and self.rebuilds < tuning.HUGE_REBUILDS
         while v < end:
             stop = min((v // _PT_SPAN + 1) * _PT_SPAN, end)
+            key = v >> 21
+            if key in self._leaves:             # already what was asked (_leaves_before)
+                entry += stop - v
+                v = stop
+                continue
+            if huge and stop - v == _PT_SPAN and not entry & L.PTE_ADDR_MASK & (_PT_SPAN - 1) \
+                    and key not in self._pts:
+                self._install_leaf(key, entry | _PS)
+                entry += _PT_SPAN
+                v = stop
+                continue
             a = self._pt_for(v) // 8 + ((v >> 12) & _IDX)
             n = (stop - v) >> 12
             new = array("Q", range(entry, entry + n * PAGE, PAGE))
@@ -151,6 +292,8 @@ class PageTables(AddressSpace):
 
     def unmap(self, vaddr: int, length: int) -> None:
         self._check(vaddr, length)
+        if self._leaves and length:
+            self._leaves_before(vaddr, vaddr + length, None, 0)
         q = self._q
         stale: list[int] = []
         for a, n in self._existing_chunks(vaddr, vaddr + length):
@@ -166,6 +309,8 @@ class PageTables(AddressSpace):
         if not flags:
             self.unmap(vaddr, length)
             return
+        if self._leaves and length:
+            self._leaves_before(vaddr, vaddr + length, None, flags)
         q = self._q
         keep = ~(L.PTE_W | L.PTE_NX) & (1 << 64) - 1
         # The frame stays, so a present entry loses a right (_loses) exactly when it has a bit
@@ -191,6 +336,8 @@ class PageTables(AddressSpace):
             e = self._q[table // 8 + ((vaddr >> shift) & _IDX)]
             if not e & L.PTE_P:
                 return None
+            if shift == 21 and e & _PS:
+                return (e & _HUGE_MASK) + (vaddr & (_PT_SPAN - PAGE)), e & ~L.PTE_ADDR_MASK & ~_PS
             table = e & L.PTE_ADDR_MASK
         return table, e & ~L.PTE_ADDR_MASK
 
@@ -201,6 +348,8 @@ class PageTables(AddressSpace):
         self._pdpts.clear()
         self._pds.clear()
         self._pts.clear()
+        self._leaves.clear()
+        self._old_pds.clear()
         self._q.release()
 
     @property

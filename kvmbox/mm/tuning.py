@@ -11,3 +11,6 @@ WARM_FRAMES = 32 << 20               # freed data frames this far above the pool
                                      # pages (zeroed, shadow entries dropped) instead of being punched:
                                      # first-fit hands them out again first, so the next program's first
                                      # touches skip a host fault (python3 -c pass: 71 -> 63 ms warm)
+HUGE_LEAVES = True                   # KVM: map aligned, fully populated 2 MiB chunks with 2 MiB leaves
+HUGE_REBUILDS = 64                   # fresh page-table paths (2 MiB leaves split or reused) a process may
+                                     # make before it maps no new 2 MiB leaves (kvmbox/mm/pagetables.py)

@@ -10,7 +10,7 @@ import struct
 
 import pytest
 import helpers
-from guest import DATA, FLAGS_PROLOGUE, guest_factory, platform_fixture
+from guest import DATA, FLAGS_PROLOGUE
 
 from kvmbox.platform.base import SYSCALL, Fault
 
@@ -24,24 +24,14 @@ def _table() -> bytes:
     return b"".join(SA.pack(0x1000 + n, 0x100 * n, 0x2000 + n, 1 << (n - 1)) for n in range(1, 65))
 
 
-@pytest.fixture(scope="module")
-def platform():
-    yield from platform_fixture("kvm", 256 << 20)
-
-
-@pytest.fixture
-def guest(platform):
-    yield from guest_factory(platform)
-
-
 _IDS = dict(pid=1, tid=1, ppid=0, uid=0, euid=0, gid=0, egid=0)
 
 
-def _query(guest, sig: int, *, act: int = 0, oact: int = DATA + 0x40, size: int = 8,
+def _query(kvm_guest, sig: int, *, act: int = 0, oact: int = DATA + 0x40, size: int = 8,
            prologue: str = FLAGS_PROLOGUE, table: bytes | None = None, fast: bool = True):
     """A guest making rt_sigaction(sig, act, oact, size), then exit(60) with
     rdi=result, rsi=rflags, rdx..r9 = what rdi, rsi, rdx, r10 held after the call."""
-    g = guest(f"""
+    g = kvm_guest(f"""
         mov rdi, {sig}
         mov rsi, {act}
         mov rdx, {oact}
@@ -69,8 +59,8 @@ def _query(guest, sig: int, *, act: int = 0, oact: int = DATA + 0x40, size: int 
     return g
 
 
-def test_a_query_is_answered_without_an_exit(guest):
-    g = _query(guest, 10)
+def test_a_query_is_answered_without_an_exit(kvm_guest):
+    g = _query(kvm_guest, 10)
     assert g.run() is SYSCALL
     nr, ret, flags, rdi, r10, r8, r9 = g.ctx.syscall_args()
     assert nr == 60, "the query must not have exited"
@@ -83,8 +73,8 @@ def test_a_query_is_answered_without_an_exit(guest):
 
 
 @pytest.mark.parametrize("sig", [1, 9, 19, 32, 63, 64])
-def test_each_signal_reads_its_own_entry(guest, sig):
-    g = _query(guest, sig)
+def test_each_signal_reads_its_own_entry(kvm_guest, sig):
+    g = _query(kvm_guest, sig)
     assert g.run() is SYSCALL and g.ctx.syscall_args()[:2] == (60, 0)
     got = bytes(g.p.memfile.view[g.data_phys + 0x40:g.data_phys + 0x60])
     assert SA.unpack(got) == (0x1000 + sig, 0x100 * sig, 0x2000 + sig, 1 << (sig - 1))
@@ -103,9 +93,9 @@ def test_each_signal_reads_its_own_entry(guest, sig):
     ("no table published", dict(sig=10, table=b"")),
     ("fast path off (tracing)", dict(sig=10, fast=False)),
 ])
-def test_every_other_form_exits_with_its_arguments_intact(guest, why, kw):
+def test_every_other_form_exits_with_its_arguments_intact(kvm_guest, why, kw):
     table = kw.pop("table", None)
-    g = _query(guest, **kw)
+    g = _query(kvm_guest, **kw)
     if table == b"":
         g.ctx.set_sigactions(None, object())
     assert g.run() is SYSCALL, why
@@ -118,7 +108,7 @@ def test_every_other_form_exits_with_its_arguments_intact(guest, why, kw):
 
 @pytest.mark.parametrize("oact", [0x10000000, 0x400000, 0x7F8000131000, 0x8000000000000000,
                                   0xFFFFFFFF81000000, DATA + 0x2000 - 16])
-def test_a_bad_oldact_faults_in_the_copy_and_becomes_efault(guest, oact):
+def test_a_bad_oldact_faults_in_the_copy_and_becomes_efault(kvm_guest, oact):
     """Unmapped, read-only code, the stub's own data page (user-readable, not writable),
     non-canonical, kernel half, and a struct running off the end of the data mapping:
     the store faults in the trampoline's copy with user rights; fast_fault then ends
@@ -126,7 +116,7 @@ def test_a_bad_oldact_faults_in_the_copy_and_becomes_efault(guest, oact):
     from kvmbox.guest_stub import layout as L
     if oact == 0x7F8000131000:
         oact = L.STUB_VIRT + L.fast_data(0)
-    g = _query(guest, 10, oact=oact)
+    g = _query(kvm_guest, 10, oact=oact)
     ev = g.run()
     assert isinstance(ev, Fault) and ev.vector in (13, 14), ev
     assert g.ctx.fast_fault(ev), "the fault is in the query's copy"
@@ -137,16 +127,16 @@ def test_a_bad_oldact_faults_in_the_copy_and_becomes_efault(guest, oact):
     assert flags & 0x8D5 == 0x8C5, f"arithmetic flags not preserved: {flags:#x}"
 
 
-def test_a_fault_elsewhere_is_not_taken_for_the_query(guest):
-    g = guest("mov rax, 0x10000000\n mov rbx, [rax]\n")
+def test_a_fault_elsewhere_is_not_taken_for_the_query(kvm_guest):
+    g = kvm_guest("mov rax, 0x10000000\n mov rbx, [rax]\n")
     g.ctx.set_sigactions(_table(), object())
     ev = g.run()
     assert isinstance(ev, Fault) and ev.vector == 14
     assert not g.ctx.fast_fault(ev)
 
 
-def test_a_republished_table_is_what_the_next_query_reads(guest):
-    g = _query(guest, 10)
+def test_a_republished_table_is_what_the_next_query_reads(kvm_guest):
+    g = _query(kvm_guest, 10)
     table = bytearray(_table())
     SA.pack_into(table, 9 * 32, 7, 8, 9, 10)
     g.ctx.set_sigactions(bytes(table), object())

@@ -17,6 +17,7 @@ import threading
 from kvmbox.errors import PlatformUnavailable
 from kvmbox.guest_stub import layout as L
 from kvmbox.guest_stub import stub
+from kvmbox.mm import tuning
 from kvmbox.guest_stub.image import write_stub_region
 from kvmbox.kvm_ioctls import KVM_CAP_SYNC_REGS, KVM_SYNC_X86_REGS, KVM_SYNC_X86_SREGS, Kvm, KvmError, Vcpu
 from kvmbox.mm.frames import FrameAllocator, memfile_layout
@@ -49,7 +50,9 @@ class KvmPlatform(Platform):
     name = "kvm"
 
     def __init__(self, memory: int, *, device: str = DEFAULT_DEVICE, flavour: str | None = None,
-                 max_vcpus: int | None = None) -> None:
+                 max_vcpus: int | None = None, huge_leaves: bool | None = None) -> None:
+        # Address spaces map aligned 2 MiB chunks with one entry (kvmbox/mm/pagetables.py).
+        self.huge_leaves = tuning.HUGE_LEAVES if huge_leaves is None else huge_leaves
         if max_vcpus is None:
             # Every guest thread running guest code at once holds a vCPU (a spinning thread
             # keeps its vCPU: with fewer vCPUs than spinners, a thread they wait for could
@@ -98,7 +101,7 @@ class KvmPlatform(Platform):
         return (0x10000, L.USER_TOP)
 
     def new_address_space(self) -> AddressSpace:
-        return PageTables(self.memfile, self.frames, self.stub_pdpt)
+        return PageTables(self.memfile, self.frames, self.stub_pdpt, huge=self.huge_leaves)
 
     def new_context(self) -> Context:
         """A guest thread; it takes a vCPU from the pool at its first switch."""
