@@ -6,7 +6,7 @@ import struct
 
 import pytest
 import helpers
-from guest import FLAGS_PROLOGUE, Guest, guest_factory, platform_fixture
+from guest import FLAGS_PROLOGUE, Guest
 
 from kvmbox.guest_stub import layout as L
 from kvmbox.platform.base import SYSCALL, Fault
@@ -15,19 +15,9 @@ from kvmbox.platform.base import SYSCALL, Fault
 pytestmark = pytest.mark.skipif(not helpers.kvm_usable(), reason="no usable /dev/kvm on this host")
 
 
-@pytest.fixture(scope="module")
-def platform():
-    yield from platform_fixture("kvm", 256 << 20)
-
-
-@pytest.fixture
-def guest(platform):
-    yield from guest_factory(platform)
-
-
 @pytest.mark.parametrize("what", ["read_gdt", "write_trampoline", "write_fast_data", "exec_handler",
                                   "read_tables"])
-def test_stub_region_is_unreachable_from_ring3(guest, what):
+def test_stub_region_is_unreachable_from_ring3(kvm_guest, what):
     target = {
         "read_gdt": f"mov rax, {L.STUB_VIRT + L.GDT_OFF}\n mov rbx, [rax]",
         "write_trampoline": f"mov rax, {L.STUB_VIRT + L.user_trampoline(0)}\n mov byte ptr [rax], 0xcc",
@@ -35,7 +25,7 @@ def test_stub_region_is_unreachable_from_ring3(guest, what):
         "exec_handler": f"mov rax, {L.STUB_VIRT + L.HANDLERS_OFF}\n jmp rax",
         "read_tables": f"mov rax, {L.STUB_VIRT + L.STUB_TABLES_OFF}\n mov rbx, [rax]",
     }[what]
-    g = guest(target)
+    g = kvm_guest(target)
     ev = g.run()
     assert isinstance(ev, Fault) and ev.vector == 14, ev
 
@@ -43,8 +33,8 @@ def test_stub_region_is_unreachable_from_ring3(guest, what):
 _IDS = dict(pid=4242, tid=4243, ppid=4241, uid=1001, euid=1002, gid=1003, egid=1004)
 @pytest.mark.parametrize("nr,key", [(39, "pid"), (186, "tid"), (110, "ppid"), (102, "uid"),
                                     (107, "euid"), (104, "gid"), (108, "egid")])
-def test_identity_syscalls_answered_without_exit(guest, nr, key):
-    g = guest(f"""{FLAGS_PROLOGUE}
+def test_identity_syscalls_answered_without_exit(kvm_guest, nr, key):
+    g = kvm_guest(f"""{FLAGS_PROLOGUE}
         mov eax, {nr}
         syscall
         mov rdi, rax
@@ -61,8 +51,8 @@ def test_identity_syscalls_answered_without_exit(guest, nr, key):
     assert flags & 0x8D5 == 0x8C5, f"arithmetic flags not preserved: {flags:#x}"
 
 
-def test_identity_fast_path_can_be_disabled(guest):
-    g = guest("mov eax, 39\n syscall\n mov rdi, rax\n mov eax, 60\n syscall\n")
+def test_identity_fast_path_can_be_disabled(kvm_guest):
+    g = kvm_guest("mov eax, 39\n syscall\n mov rdi, rax\n mov eax, 60\n syscall\n")
     g.ctx.set_identity(enabled=False, **_IDS)
     assert g.run() is SYSCALL and g.ctx.syscall_args()[0] == 39
     g.ctx.set_return(7)
