@@ -132,3 +132,4 @@ PTE_PS = 0x80                        # in a PD entry: a 2 MiB leaf (kvmbox/mm/pa
 PTE_NX = 1 << 63
 PTE_ADDR_MASK = 0x000F_FFFF_FFFF_F000  # physical frame bits of an entry
 PT_ENTRIES = 512                     # entries per table page
+HUGE_PAGE_SIZE = PAGE_SIZE * PT_ENTRIES   # what a PD entry maps as a leaf: 2 MiB

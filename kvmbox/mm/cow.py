@@ -49,7 +49,6 @@ CHUNK = tuning.FAULT_AROUND
 # its aligned cluster.  Measured on PVM (docs/processes.md): a fault costs ~75 us, copying a
 # page ~1 us, so a program writing on sequentially saves 15 exits of 16 at this size.
 COW_CLUSTER = 16
-HUGE_CHUNK = 2 << 20                # what one 2 MiB leaf maps
 
 
 def fork(mm: "MemoryManager", aspace: AddressSpace) -> "MemoryManager":
@@ -244,12 +243,12 @@ def break_on_write(mm: "MemoryManager", v: Vma, page: int) -> bool:
     cluster (or of the page alone when the cluster does not fit) and map the cluster, which
     also gives a frame with one reference left its write bit back; False when no frame or
     charge is left (the OOM killer's case)."""
-    if mm._huge:
+    if mm.aspace.huge:
         # Nothing to copy in the page's 2 MiB chunk (the other holder has gone): give the
         # write right back to all of it at once, which keeps a 2 MiB leaf whole instead of
         # splitting it for the cluster (kvmbox/mm/pagetables.py).
-        chunk = page & ~(HUGE_CHUNK - 1)
-        lo, hi = max(v.start, chunk), min(v.end, chunk + HUGE_CHUNK)
+        chunk = page & ~(L.HUGE_PAGE_SIZE - 1)
+        lo, hi = max(v.start, chunk), min(v.end, chunk + L.HUGE_PAGE_SIZE)
         if not any(mm.frames.any_shared(phys, n) for _va, phys, n in v.runs(lo, hi)
                    if phys is not None):
             map_range(mm, v, lo, hi)

@@ -31,7 +31,6 @@ from kvmbox.mm.framerefs import FrameRefs
 from kvmbox.mm.memfile import MemoryFile
 
 PAGE = layout.PAGE_SIZE
-_HUGE = 2 << 20                     # a 2 MiB leaf's span
 
 
 def _locked(fn):
@@ -126,7 +125,7 @@ class FrameAllocator:
             want = phase * PAGE
             for start in self._starts:        # first fit, at the phase
                 have = self._lens[start]
-                at = start + (want - start) % _HUGE
+                at = start + (want - start) % layout.HUGE_PAGE_SIZE
                 if at + npages * PAGE <= start + have * PAGE:
                     self._take_at(start, have, at, npages)
                     self._account(npages)

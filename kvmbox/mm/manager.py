@@ -41,7 +41,6 @@ from kvmbox.abi.mman import PROT_EXEC, PROT_READ, PROT_WRITE
 from kvmbox.platform.base import AddressSpace
 
 PAGE = L.PAGE_SIZE
-_HUGE = 2 << 20                     # a 2 MiB leaf's span
 PROT_ALL = PROT_READ | PROT_WRITE | PROT_EXEC
 _MAP_KNOWN = (mman.MAP_TYPE | mman.MAP_FIXED | mman.MAP_ANONYMOUS | mman.MAP_GROWSDOWN | mman.MAP_DENYWRITE
               | mman.MAP_EXECUTABLE | mman.MAP_LOCKED | mman.MAP_NORESERVE | mman.MAP_POPULATE | mman.MAP_NONBLOCK
@@ -86,7 +85,6 @@ class MemoryManager(Commitment, UserCopy):
         self.memfile = memfile
         self.frames = frames
         self.aspace = aspace
-        self._huge = getattr(aspace, "huge", False)   # its tables take 2 MiB leaves
         self.limit = limit
         self.account = account      # the sandbox's --memory, shared with its file systems
         self._committed = 0
@@ -127,8 +125,9 @@ class MemoryManager(Commitment, UserCopy):
             # Frames at the same 2 MiB phase as va when the run holds a whole aligned 2 MiB:
             # the page tables can then map those chunks with 2 MiB leaves.
             phase = None
-            if self._huge and ((va + _HUGE - 1) & ~(_HUGE - 1)) + _HUGE <= va + n * PAGE:
-                phase = (va // PAGE) % (_HUGE // PAGE)
+            huge = L.HUGE_PAGE_SIZE
+            if self.aspace.huge and ((va + huge - 1) & ~(huge - 1)) + huge <= va + n * PAGE:
+                phase = (va // PAGE) % L.PT_ENTRIES
             try:
                 extents = self.frames.alloc(n, phase)
             except SyscallError:

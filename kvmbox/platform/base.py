@@ -21,6 +21,10 @@ class AddressSpace(ABC):
     """The page mappings of one guest process.  All arguments are page-aligned; prot is
     Linux's PROT_READ / PROT_WRITE / PROT_EXEC bits (kvmbox.abi.mman)."""
 
+    # May map an aligned 2 MiB chunk of 2 MiB-aligned frames as one leaf (KVM's PageTables);
+    # the memory manager then hands out frames at the virtual range's 2 MiB phase.
+    huge = False
+
     @abstractmethod
     def map(self, vaddr: int, length: int, phys: int, prot: int) -> None:
         """Map [vaddr, vaddr+length) to MemoryFile offsets [phys, phys+length).

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import threading
 
+from kvmbox.abi.signals import NSIG
+from kvmbox.abi.structs import SIGACTION
 from kvmbox.record import record
 from kvmbox.sentry.waiter import WaitQueue
 
@@ -72,9 +74,9 @@ class SignalHandlers:
     def table(self) -> bytes:
         """The 64 dispositions as consecutive 32-byte kernel struct sigactions (signal
         n at (n-1)*32; SIG_DFL, all zero, where none was set)."""
-        empty = bytes(32)
+        empty = bytes(SIGACTION.size)
         get = self.actions.get
-        return b"".join(get(n, empty) for n in range(1, 65))
+        return b"".join(get(n, empty) for n in range(1, NSIG + 1))
 
 
 @record
